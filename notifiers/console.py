@@ -1,0 +1,28 @@
+"""Notifications as log lines on stderr: for local use, and the default when nothing else is set up."""
+
+from __future__ import annotations
+
+import logging
+
+from storage import ApprovalRequest, Status
+
+logger = logging.getLogger("signoff.notify")
+
+
+class ConsoleNotifier:
+    name = "console"
+
+    async def deliver(self, request: ApprovalRequest) -> None:
+        if request.status is Status.PENDING:
+            why = "; ".join(t.detail for t in request.triggers)
+            logger.warning(
+                "approval needed: %s %s (%s) - %s. Review with: signoff review show %s",
+                request.id,
+                request.action,
+                request.summary,
+                why,
+                request.id,
+                extra={"request_id": request.id},
+            )
+        else:
+            logger.warning("request %s is %s", request.id, request.status, extra={"request_id": request.id})

@@ -1,0 +1,224 @@
+"""The `signoff` command: run the server, review requests, read the history, verify the audit log."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from server import render
+from server.app import build_server, package_version
+from server.config import Settings
+from storage import RequestQuery, SignoffError, SqliteStore, Status, Verdict
+from tools.service import ApprovalService
+
+logger = logging.getLogger("signoff")
+
+EXAMPLES = {
+    "serve": "examples:\n  signoff serve                      # stdio, what mcp.json runs\n"
+    "  signoff serve --transport http --port 8765",
+    "review list": "example:\n  signoff review list",
+    "review show": "example:\n  signoff review show req_abc123",
+    "review approve": "example:\n  signoff review approve req_abc123 --as alice --comment 'checked the invoice'",
+    "review reject": "example:\n  signoff review reject req_abc123 --as alice --comment 'wrong account'",
+    "history": "examples:\n  signoff history --status approved --since 2026-01-01\n"
+    "  signoff history --action payments.transfer --json",
+    "audit verify": "example:\n  signoff audit verify",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", type=Path, help="SQLite database file (default: SIGNOFF_DB or the user data dir)")
+    common.add_argument("--config", type=Path, help="policy TOML file (default: SIGNOFF_CONFIG; none = defaults)")
+
+    def sub(
+        group: argparse._SubParsersAction[argparse.ArgumentParser], name: str, key: str, text: str
+    ) -> argparse.ArgumentParser:
+        return group.add_parser(
+            name,
+            parents=[common],
+            help=text,
+            description=text,
+            epilog=EXAMPLES[key],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    parser = argparse.ArgumentParser(
+        prog="signoff",
+        description="Human approval for AI agents, as an MCP server.",
+        epilog="example:\n  signoff serve",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"signoff {package_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub(commands, "serve", "serve", "run the MCP server (stdio by default)")
+    serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
+
+    review = commands.add_parser(
+        "review",
+        help="list and decide pending requests",
+        description="Decide requests.",
+        epilog="example:\n  signoff review list",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = review.add_subparsers(dest="review_command", required=True, metavar="ACTION")
+    listing = sub(actions, "list", "review list", "list pending requests, oldest deadline first")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    show = sub(actions, "show", "review show", "show one request: payload, why it was asked, votes, events")
+    show.add_argument("request_id")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    for verdict in Verdict:
+        decide = sub(actions, verdict.value, f"review {verdict.value}", f"{verdict.value} a pending request")
+        decide.add_argument("request_id")
+        decide.add_argument("--as", dest="reviewer", required=True, help="your name, as recorded in the audit log")
+        decide.add_argument(
+            "--comment",
+            required=verdict is Verdict.REJECT,
+            help="the reason (required to reject; the agent sees it)",
+        )
+
+    history = sub(commands, "history", "history", "print the approval history, newest first")
+    history.add_argument("--status", choices=[s.value for s in Status])
+    history.add_argument("--action", help="exact action name")
+    history.add_argument("--since", type=_parse_time, help="ISO date or time (UTC if no zone given)")
+    history.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    history.add_argument("--json", action="store_true", help="print JSON")
+
+    audit = commands.add_parser(
+        "audit",
+        help="check the tamper-evident audit log",
+        description="Audit log tools.",
+        epilog="example:\n  signoff audit verify",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    audit_actions = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    sub(
+        audit_actions,
+        "verify",
+        "audit verify",
+        "verify the hash chain of every event; exit 1 naming the first bad one",
+    )
+    return parser
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or time, e.g. 2026-01-31T09:00") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env(db_path=args.db, config_path=args.config)
+    logging.basicConfig(
+        level=settings.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "serve":
+            return serve(settings, args.transport, args.host, args.port)
+        return asyncio.run(_offline(settings, args))
+    except SignoffError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+
+
+def serve(settings: Settings, transport: str, host: str, port: int) -> int:
+    server = build_server(settings)
+    logger.info("signoff %s serving on %s, database %s", package_version(), transport, settings.db_path)
+    if transport == "http":
+        server.run("streamable-http", host=host, port=port)
+    else:
+        server.run()
+    return 0
+
+
+async def _offline(settings: Settings, args: argparse.Namespace) -> int:
+    """Commands that work on the database directly, alongside any running server."""
+    store = await SqliteStore.open(settings.db_path)
+    try:
+        service = ApprovalService(store)
+        handler = _HANDLERS[
+            (args.command, getattr(args, "review_command", None) or getattr(args, "audit_command", None))
+        ]
+        return await handler(service, args)
+    finally:
+        await store.close()
+
+
+async def _review_list(service: ApprovalService, args: argparse.Namespace) -> int:
+    page = await service.list_requests(RequestQuery(status=Status.PENDING, limit=200))
+    pending = sorted(page.items, key=lambda r: r.expires_at)
+    print(render.as_json(pending) if args.json else render.table(pending))
+    return 0
+
+
+async def _review_show(service: ApprovalService, args: argparse.Namespace) -> int:
+    request = await service.get(args.request_id)
+    if args.json:
+        print(render.as_json([request]))
+    else:
+        print(render.detail(request, await service.store.request_events(request.id)))
+    return 0
+
+
+def _decide(verdict: Verdict) -> Callable[[ApprovalService, argparse.Namespace], Awaitable[int]]:
+    async def run(service: ApprovalService, args: argparse.Namespace) -> int:
+        request = await service.vote(args.request_id, args.reviewer, verdict, args.comment)
+        if request.status is Status.PENDING:
+            print(
+                f"{args.reviewer} voted {verdict.value} on {request.id}: "
+                f"{len(request.approvals)} of {request.approvals_required} approvals, still pending"
+            )
+        else:
+            print(f"{request.id} is now {request.status.value} ({args.reviewer} voted {verdict.value})")
+        return 0
+
+    return run
+
+
+async def _history(service: ApprovalService, args: argparse.Namespace) -> int:
+    query = RequestQuery(
+        status=Status(args.status) if args.status else None,
+        action=args.action,
+        since=args.since,
+        limit=args.limit,
+    )
+    page = await service.list_requests(query)
+    print(render.as_json(page.items) if args.json else render.table(page.items))
+    return 0
+
+
+async def _audit_verify(service: ApprovalService, args: argparse.Namespace) -> int:
+    report = await service.verify_audit()
+    if report.ok:
+        print(f"ok: {report.events_checked} events verified; head hash {report.head_hash}")
+        return 0
+    print(
+        f"FAILED at event #{report.first_bad_seq}: {report.reason} ({report.events_checked} events before it verified)",
+        file=sys.stderr,
+    )
+    return 1
+
+
+_HANDLERS: dict[tuple[str, str | None], Callable[[ApprovalService, argparse.Namespace], Awaitable[int]]] = {
+    ("review", "list"): _review_list,
+    ("review", "show"): _review_show,
+    ("review", "approve"): _decide(Verdict.APPROVE),
+    ("review", "reject"): _decide(Verdict.REJECT),
+    ("history", None): _history,
+    ("audit", "verify"): _audit_verify,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Canonical JSON: one byte string per value, so hashes bind approvals and chain events."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no whitespace, UTF-8 kept, NaN and infinity refused."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def payload_sha256(action: str, payload: Mapping[str, Any]) -> str:
+    """The digest an approval is bound to: changed arguments need a new request."""
+    document = canonical_json({"action": action, "payload": payload})
+    return hashlib.sha256(document.encode()).hexdigest()
+
+
+def numeric_leaves(payload: Mapping[str, Any], *, max_depth: int = 4, limit: int = 32) -> dict[str, float]:
+    """The numeric fields of a payload by dotted path (``{"a": {"b": 2}}`` -> ``{"a.b": 2.0}``).
+
+    Lists are not entered and booleans are not numbers. At most ``limit`` fields are returned,
+    in sorted order, so a huge payload cannot flood the history table.
+    """
+    leaves: dict[str, float] = {}
+    for path, value in sorted(_walk(payload, "", max_depth)):
+        if len(leaves) >= limit:
+            break
+        leaves[path] = value
+    return leaves
+
+
+def _walk(node: Mapping[str, Any], prefix: str, depth: int) -> Iterator[tuple[str, float]]:
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float) and math.isfinite(value):
+            yield path, float(value)
+        elif isinstance(value, Mapping) and depth > 1:
+            yield from _walk(value, f"{path}.", depth - 1)

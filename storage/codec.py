@@ -1,0 +1,96 @@
+"""Rows to records and back, for stores that keep requests as SQL rows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from storage.canonical import canonical_json
+from storage.records import (
+    ApprovalRequest,
+    DecidedBy,
+    Event,
+    EventKind,
+    Priority,
+    Status,
+    Trigger,
+    TriggerKind,
+    Verdict,
+    Vote,
+)
+from storage.timefmt import from_text, to_text
+
+
+def request_row(r: ApprovalRequest) -> tuple[Any, ...]:
+    """Column values in the order of ``queries.INSERT_REQUEST``."""
+    return (
+        r.id,
+        r.action,
+        r.summary,
+        canonical_json(r.payload),
+        r.payload_sha256,
+        r.confidence,
+        json.dumps(list(r.flags)),
+        r.agent_id,
+        r.idempotency_key,
+        r.status.value,
+        r.decided_by.value if r.decided_by else None,
+        json.dumps([{"kind": t.kind.value, "detail": t.detail} for t in r.triggers]),
+        r.approvals_required,
+        r.priority.value,
+        to_text(r.created_at),
+        to_text(r.expires_at),
+        to_text(r.decided_at) if r.decided_at else None,
+        r.note,
+    )
+
+
+def request_from_row(row: Sequence[Any]) -> ApprovalRequest:
+    """The inverse of ``request_row``, plus the votes column of ``queries.REQUEST_COLUMNS``."""
+    votes = json.loads(row[18]) if row[18] else []
+    return ApprovalRequest(
+        id=row[0],
+        action=row[1],
+        summary=row[2],
+        payload=json.loads(row[3]),
+        payload_sha256=row[4],
+        confidence=row[5],
+        flags=tuple(json.loads(row[6])),
+        agent_id=row[7],
+        idempotency_key=row[8],
+        status=Status(row[9]),
+        decided_by=DecidedBy(row[10]) if row[10] else None,
+        triggers=tuple(Trigger(kind=TriggerKind(t["kind"]), detail=t["detail"]) for t in json.loads(row[11])),
+        approvals_required=row[12],
+        priority=Priority(row[13]),
+        created_at=from_text(row[14]),
+        expires_at=from_text(row[15]),
+        decided_at=from_text(row[16]) if row[16] else None,
+        note=row[17],
+        votes=tuple(
+            Vote(
+                reviewer=v["reviewer"],
+                verdict=Verdict(v["verdict"]),
+                comment=v["comment"],
+                at=from_text(v["at"]),
+            )
+            for v in votes
+        ),
+    )
+
+
+def event_row(e: Event) -> tuple[Any, ...]:
+    return (e.seq, e.kind.value, e.request_id, to_text(e.at), canonical_json(e.data), e.prev_hash, e.hash)
+
+
+def event_from_row(row: Sequence[Any]) -> Event:
+    return Event(
+        seq=row[0],
+        kind=EventKind(row[1]),
+        request_id=row[2],
+        at=from_text(row[3]),
+        data=json.loads(row[4]),
+        prev_hash=row[5],
+        hash=row[6],
+    )

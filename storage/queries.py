@@ -1,0 +1,83 @@
+"""Named SQL for the SQLite store (one dialect; a PostgreSQL store would have its own module)."""
+
+from __future__ import annotations
+
+REQUEST_COLUMNS = """
+    r.id, r.action, r.summary, r.payload, r.payload_sha256, r.confidence, r.flags, r.agent_id,
+    r.idempotency_key, r.status, r.decided_by, r.triggers, r.approvals_required, r.priority,
+    r.created_at, r.expires_at, r.decided_at, r.note,
+    (SELECT json_group_array(json_object('reviewer', v.reviewer, 'verdict', v.verdict,
+                                         'comment', v.comment, 'at', v.at))
+       FROM (SELECT * FROM votes WHERE request_id = r.id ORDER BY at, reviewer) AS v) AS votes
+"""
+
+SELECT_REQUEST = f"SELECT {REQUEST_COLUMNS} FROM requests AS r WHERE r.id = ?"
+
+SELECT_BY_IDEMPOTENCY_KEY = f"""
+SELECT {REQUEST_COLUMNS} FROM requests AS r
+ WHERE coalesce(r.agent_id, '') = ? AND r.idempotency_key = ?
+"""
+
+SELECT_REQUESTS = f"SELECT {REQUEST_COLUMNS} FROM requests AS r"
+
+INSERT_REQUEST = """
+INSERT INTO requests (id, action, summary, payload, payload_sha256, confidence, flags, agent_id,
+                      idempotency_key, status, decided_by, triggers, approvals_required, priority,
+                      created_at, expires_at, decided_at, note)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+UPDATE_REQUEST_STATE = """
+UPDATE requests SET status = ?, decided_by = ?, decided_at = ?, note = ?
+ WHERE id = ? AND status = 'pending'
+"""
+
+INSERT_VOTE = "INSERT INTO votes (request_id, reviewer, verdict, comment, at) VALUES (?, ?, ?, ?, ?)"
+
+LAST_EVENT = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+
+INSERT_EVENT = """
+INSERT INTO events (seq, kind, request_id, at, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+
+SELECT_EVENTS_AFTER = """
+SELECT seq, kind, request_id, at, data, prev_hash, hash FROM events WHERE seq > ? ORDER BY seq LIMIT ?
+"""
+
+SELECT_REQUEST_EVENTS = """
+SELECT seq, kind, request_id, at, data, prev_hash, hash FROM events WHERE request_id = ? ORDER BY seq
+"""
+
+PENDING_DUE = """
+SELECT id FROM requests WHERE status = 'pending' AND expires_at <= ? ORDER BY expires_at LIMIT ?
+"""
+
+INSERT_AGENT_ACTION = "INSERT OR IGNORE INTO agent_actions (agent_id, action) VALUES (?, ?)"
+
+SEEN_AGENT_ACTION = "SELECT 1 FROM agent_actions WHERE agent_id = ? AND action = ?"
+
+INSERT_ACTION_VALUE = "INSERT INTO action_values (action, field, value) VALUES (?, ?, ?)"
+
+RECENT_ACTION_VALUES = """
+SELECT value FROM action_values WHERE action = ? AND field = ? ORDER BY seq DESC LIMIT ?
+"""
+
+INSERT_OUTBOX = "INSERT INTO outbox (request_id, created_at, next_attempt_at) VALUES (?, ?, ?)"
+
+DUE_OUTBOX = """
+SELECT id, request_id, attempts, created_at FROM outbox
+ WHERE delivered_at IS NULL AND next_attempt_at <= ? ORDER BY id LIMIT ?
+"""
+
+LEASE_OUTBOX = "UPDATE outbox SET next_attempt_at = ? WHERE id = ?"
+
+OUTBOX_REQUEST = "SELECT request_id FROM outbox WHERE id = ? AND delivered_at IS NULL"
+
+COMPLETE_OUTBOX = "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?"
+
+RETRY_OUTBOX = """
+UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?
+ WHERE id = ? AND delivered_at IS NULL
+"""
+
+DATA_VERSION = "PRAGMA data_version"

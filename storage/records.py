@@ -1,0 +1,185 @@
+"""The records every layer passes around: frozen, keyword-only, free of I/O."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+JsonObject = Mapping[str, Any]
+
+
+class Status(enum.StrEnum):
+    PENDING = "pending"  #: Waiting for people; nothing may run yet.
+    APPROVED = "approved"  #: Approved by policy or by enough people; the action may run.
+    REJECTED = "rejected"  #: Refused by policy (a guardrail) or vetoed by a person.
+    EXPIRED = "expired"  #: Nobody decided in time; fails closed, never run.
+    CANCELLED = "cancelled"  #: Withdrawn before anyone decided.
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not Status.PENDING
+
+
+class DecidedBy(enum.StrEnum):
+    POLICY = "policy"  #: The policy decided at once; no person was asked.
+    HUMAN = "human"  #: Reviewers decided (a veto or a full quorum).
+
+
+class Verdict(enum.StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class TriggerKind(enum.StrEnum):
+    CONFIDENCE = "confidence"  #: The agent's confidence was below the threshold.
+    RULE = "rule"  #: A configured rule matched.
+    ANOMALY = "anomaly"  #: Novel for this agent, or a value far outside this action's history.
+    FAIRNESS = "fairness"  #: A configured fairness flag was raised.
+    DEFAULT = "default"  #: Nothing else applied; the default outcome was used.
+    GUARDRAIL = "guardrail"  #: A rule with outcome ``reject`` matched.
+
+
+class EventKind(enum.StrEnum):
+    CREATED = "created"
+    TRIGGERED = "triggered"
+    VOTED = "voted"
+    DECIDED = "decided"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    NOTIFIED = "notified"
+
+
+class Priority(enum.StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+    @property
+    def rank(self) -> int:
+        return list(Priority).index(self)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Trigger:
+    """Why the policy decided as it did; shown to reviewers ("why am I asked?")."""
+
+    kind: TriggerKind
+    detail: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Vote:
+    reviewer: str
+    verdict: Verdict
+    comment: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ApprovalRequest:
+    """One request for approval and everything decided about it so far."""
+
+    id: str
+    action: str
+    summary: str
+    payload: JsonObject
+    payload_sha256: str
+    confidence: float | None
+    flags: tuple[str, ...]
+    agent_id: str | None
+    idempotency_key: str | None
+    status: Status
+    decided_by: DecidedBy | None
+    triggers: tuple[Trigger, ...]
+    approvals_required: int
+    priority: Priority
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None = None
+    note: str | None = None  #: the cancel reason, or what ended the request
+    votes: tuple[Vote, ...] = ()
+
+    @property
+    def approvals(self) -> tuple[Vote, ...]:
+        return tuple(v for v in self.votes if v.verdict is Verdict.APPROVE)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NewEvent:
+    """An event to append to the audit log in the same transaction as the change it records."""
+
+    kind: EventKind
+    request_id: str
+    at: datetime
+    data: JsonObject = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Event:
+    """A row of the append-only, hash-chained audit log."""
+
+    seq: int
+    kind: EventKind
+    request_id: str
+    at: datetime
+    data: JsonObject
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Transition:
+    """What a lifecycle step changes, applied atomically by a Store.
+
+    ``status`` None leaves the status as it is (a vote that does not complete a quorum).
+    ``notify`` queues a notification in the outbox in the same transaction.
+    """
+
+    status: Status | None = None
+    decided_by: DecidedBy | None = None
+    decided_at: datetime | None = None
+    note: str | None = None
+    vote: Vote | None = None
+    events: tuple[NewEvent, ...] = ()
+    notify: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RequestQuery:
+    """Filters for the history; results come newest first."""
+
+    status: Status | None = None
+    action: str | None = None
+    agent_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 50
+    before: tuple[datetime, str] | None = None  #: keyset cursor: (created_at, id) of the last row seen
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Page:
+    items: tuple[ApprovalRequest, ...]
+    next_cursor: tuple[datetime, str] | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ActionHistory:
+    """What the anomaly trigger knows about an action before a new request."""
+
+    seen_from_agent: bool  #: this agent has asked for this action before
+    values: Mapping[str, tuple[float, ...]]  #: recent numeric payload values, per dotted field
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OutboxItem:
+    """A notification waiting to be delivered (written with the change that causes it)."""
+
+    id: int
+    request_id: str
+    attempts: int
+    created_at: datetime

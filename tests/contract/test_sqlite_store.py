@@ -1,0 +1,80 @@
+"""What only the SQLite store promises: durability, migrations, an append-only log, cross-connection wake-ups."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import anyio
+import pytest
+
+from storage import SqliteStore, Status, Verdict
+from storage.migrations import available, statements
+from tests.factories import T0, add
+from tools import lifecycle
+
+
+async def test_data_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    store = await SqliteStore.open(path)
+    request = await add(store)
+    await store.close()
+    reopened = await SqliteStore.open(path)
+    try:
+        assert await reopened.get(request.id) == request
+    finally:
+        await reopened.close()
+
+
+async def test_migrations_run_from_empty_to_latest_once(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    async with anyio.create_task_group() as tg:  # several processes may start at once
+        for _ in range(3):
+            tg.start_soon(_open_and_close, path)
+    with sqlite3.connect(path) as db:
+        versions = [row[0] for row in db.execute("SELECT version FROM schema_migrations ORDER BY version")]
+        pragmas = db.execute("PRAGMA journal_mode").fetchone()[0]
+    assert versions == [m.version for m in available()]
+    assert pragmas == "wal"
+
+
+async def _open_and_close(path: Path) -> None:
+    store = await SqliteStore.open(path)
+    await store.close()
+
+
+def test_migration_splitter_keeps_trigger_bodies_whole() -> None:
+    script = "-- c\nCREATE TABLE t (a);\nCREATE TRIGGER x BEFORE DELETE ON t\nBEGIN\n  SELECT 1;\n  SELECT 2;\nEND;\n"
+    assert len(statements(script)) == 2
+    with pytest.raises(ValueError, match="unterminated"):
+        statements("CREATE TABLE t (a)")
+
+
+async def test_the_event_log_refuses_updates_and_deletes(tmp_path: Path) -> None:
+    path = tmp_path / "e.db"
+    store = await SqliteStore.open(path)
+    await add(store)
+    await store.close()
+    with sqlite3.connect(path) as db:
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            db.execute("UPDATE events SET data = '{}' WHERE seq = 1")
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            db.execute("DELETE FROM events WHERE seq = 1")
+
+
+async def test_a_waiter_sees_a_decision_made_through_another_connection(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    waiter_store = await SqliteStore.open(path)
+    decider_store = await SqliteStore.open(path)
+    try:
+        request = await add(waiter_store)
+        token = await waiter_store.change_token()
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(decider_store.update, request.id, lifecycle.vote("alice", Verdict.APPROVE, None, T0))
+                await waiter_store.wait_for_change(token, timeout=30)
+        seen = await waiter_store.get(request.id)
+        assert seen is not None and seen.status is Status.APPROVED
+    finally:
+        await waiter_store.close()
+        await decider_store.close()

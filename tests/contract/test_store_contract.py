@@ -1,0 +1,238 @@
+"""The Store contract: every backend (memory, SQLite; later PostgreSQL) must pass all of it."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+import anyio
+import pytest
+
+from storage import (
+    ApprovalRequest,
+    Conflict,
+    DecidedBy,
+    EventKind,
+    NewEvent,
+    NotFound,
+    RequestQuery,
+    Status,
+    Store,
+    Transition,
+    Verdict,
+    verify_chain,
+)
+from tests.factories import T0, add, make_request
+from tools import lifecycle
+
+
+async def event_count(store: Store) -> int:
+    return len([e async for e in store.events()])
+
+
+async def test_create_then_get_returns_every_field(store: Store) -> None:
+    created = await add(store, payload={"amount": 12.5, "nested": {"list": [1, "ü"], "none": None}}, flags=("a", "b"))
+    assert await store.get(created.id) == created
+
+
+async def test_get_unknown_is_none(store: Store) -> None:
+    assert await store.get("req_missing") is None
+
+
+async def test_idempotency_key_returns_first_request_and_writes_nothing(store: Store) -> None:
+    first = await add(store, idempotency_key="k1")
+    before = await event_count(store)
+    again = make_request(idempotency_key="k1", summary="a retry")
+    stored, created = await store.create_request(again, lifecycle.creation_events(again), notify=True)
+    assert (stored, created) == (first, False)
+    assert await store.get(again.id) is None
+    assert await event_count(store) == before
+
+
+async def test_idempotency_key_is_scoped_per_agent(store: Store) -> None:
+    await add(store, idempotency_key="k1", agent_id="a")
+    await add(store, idempotency_key="k1", agent_id="b")
+    await add(store, idempotency_key="k1", agent_id=None)
+    second = make_request(idempotency_key="k1", agent_id=None)
+    _, created = await store.create_request(second, (), notify=False)
+    assert created is False
+
+
+async def test_update_applies_vote_and_decision_atomically(store: Store) -> None:
+    request = await add(store)
+    change = lifecycle.vote("alice", Verdict.APPROVE, "ok", T0 + timedelta(minutes=1))
+    updated = await store.update(request.id, change)
+    assert updated.status is Status.APPROVED and updated.decided_by is DecidedBy.HUMAN
+    assert [(v.reviewer, v.verdict, v.comment) for v in updated.votes] == [("alice", Verdict.APPROVE, "ok")]
+    assert await store.get(request.id) == updated
+    kinds = [e.kind for e in await store.request_events(request.id)]
+    assert kinds == [EventKind.CREATED, EventKind.TRIGGERED, EventKind.VOTED, EventKind.DECIDED]
+
+
+async def test_a_change_that_raises_writes_nothing(store: Store) -> None:
+    request = await add(store)
+    before = await event_count(store)
+
+    def refuse(current: ApprovalRequest) -> Transition:
+        raise Conflict("no")
+
+    with pytest.raises(Conflict):
+        await store.update(request.id, refuse)
+    assert await store.get(request.id) == request
+    assert await event_count(store) == before
+
+
+async def test_update_unknown_request_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound, match="req_nope"):
+        await store.update("req_nope", lifecycle.cancel("x", T0))
+
+
+async def test_concurrent_decisions_only_the_first_wins(store: Store) -> None:
+    request = await add(store)
+    outcomes: list[str] = []
+
+    async def decide(name: str) -> None:
+        try:
+            await store.update(request.id, lifecycle.vote(name, Verdict.APPROVE, None, T0))
+            outcomes.append(f"won:{name}")
+        except Conflict as exc:
+            outcomes.append(f"lost:{exc}")
+
+    async with anyio.create_task_group() as tg:
+        for name in ("alice", "bob", "carol", "dave"):
+            tg.start_soon(decide, name)
+    winners = [o for o in outcomes if o.startswith("won:")]
+    assert len(winners) == 1
+    winner = winners[0].removeprefix("won:")
+    assert all(f"already approved by {winner}" in o for o in outcomes if o.startswith("lost:"))
+    final = await store.get(request.id)
+    assert final is not None and [v.reviewer for v in final.votes] == [winner]
+
+
+async def test_list_is_newest_first_and_pages_cover_everything_once(store: Store) -> None:
+    same_moment = T0 + timedelta(days=1)
+    made = [await add(store, created_at=same_moment if i % 3 == 0 else T0 + timedelta(minutes=i)) for i in range(23)]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await store.list_requests(RequestQuery(limit=5, before=cursor))
+        seen += [r.id for r in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    expected = [r.id for r in sorted(made, key=lambda r: (r.created_at, r.id), reverse=True)]
+    assert seen == expected
+
+
+async def test_list_filters(store: Store) -> None:
+    a = await add(store, action="db.drop", agent_id="ops", created_at=T0 + timedelta(hours=2))
+    b = await add(store, action="db.drop", agent_id="etl", status=Status.APPROVED, decided_by=DecidedBy.POLICY)
+    c = await add(store, action="email.send", agent_id="ops", created_at=T0 + timedelta(hours=5))
+
+    async def ids(**kw: object) -> set[str]:
+        page = await store.list_requests(RequestQuery(**kw))  # type: ignore[arg-type]
+        return {r.id for r in page.items}
+
+    assert await ids(action="db.drop") == {a.id, b.id}
+    assert await ids(agent_id="ops") == {a.id, c.id}
+    assert await ids(status=Status.APPROVED) == {b.id}
+    assert await ids(since=T0 + timedelta(hours=2)) == {a.id, c.id}
+    assert await ids(until=T0 + timedelta(hours=2)) == {b.id}
+    assert await ids(status=Status.PENDING, action="email.send", agent_id="ops") == {c.id}
+
+
+async def test_pending_due_lists_only_overdue_pending(store: Store) -> None:
+    overdue = await add(store, expires_at=T0)
+    await add(store, expires_at=T0 + timedelta(hours=3))
+    await add(store, expires_at=T0, status=Status.APPROVED, decided_by=DecidedBy.POLICY)
+    assert await store.pending_due(T0 + timedelta(seconds=1)) == [overdue.id]
+
+
+async def test_action_history_tracks_agents_and_recent_values_newest_first(store: Store) -> None:
+    for amount in (10, 20, 30):
+        await add(store, action="pay", agent_id="bot", payload={"amount": amount, "meta": {"fee": 1}})
+    await add(
+        store,
+        action="pay",
+        agent_id="bot",
+        payload={"amount": 999999},
+        status=Status.REJECTED,
+        decided_by=DecidedBy.POLICY,
+    )
+    history = await store.action_history("pay", "bot", ["amount", "meta.fee", "absent"], limit=2)
+    assert history.seen_from_agent is True
+    assert history.values == {"amount": (30.0, 20.0), "meta.fee": (1.0, 1.0), "absent": ()}
+    assert (await store.action_history("pay", "other-bot", [])).seen_from_agent is False
+
+
+async def test_event_log_is_a_verified_chain(store: Store) -> None:
+    request = await add(store)
+    await store.update(request.id, lifecycle.vote("alice", Verdict.REJECT, "no", T0))
+    report = await verify_chain(store.events())
+    assert report.ok and report.events_checked == 4
+    seqs = [e.seq async for e in store.events()]
+    assert seqs == [1, 2, 3, 4]
+    assert [e.seq async for e in store.events(after_seq=2)] == [3, 4]
+
+
+async def test_wait_for_change_wakes_on_a_change(store: Store) -> None:
+    request = await add(store)
+    token = await store.change_token()
+    woke = anyio.Event()
+
+    async def waiter() -> None:
+        await store.wait_for_change(token, timeout=30)
+        woke.set()
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await store.update(request.id, lifecycle.cancel("plan changed", T0))
+            await woke.wait()
+
+
+async def test_wait_for_change_returns_at_timeout_without_change(store: Store) -> None:
+    token = await store.change_token()
+    with anyio.fail_after(10):
+        await store.wait_for_change(token, timeout=0.05)
+
+
+async def test_outbox_is_written_with_the_request_and_leased(store: Store) -> None:
+    request = await add(store)  # pending -> notify
+    await add(store, status=Status.APPROVED, decided_by=DecidedBy.POLICY)  # no notification
+    items = await store.claim_outbox(T0 + timedelta(hours=1), lease_seconds=60)
+    assert [i.request_id for i in items] == [request.id]
+    assert await store.claim_outbox(T0 + timedelta(hours=1)) == []  # leased to the first worker
+    assert [i.id for i in await store.claim_outbox(T0 + timedelta(hours=1, minutes=2))] == [items[0].id]
+
+
+async def test_outbox_retry_and_complete(store: Store) -> None:
+    request = await add(store)
+    now = T0 + timedelta(hours=1)
+    [item] = await store.claim_outbox(now)
+    await store.retry_outbox(item.id, now + timedelta(seconds=30), "slack down")
+    assert await store.claim_outbox(now + timedelta(seconds=29)) == []
+    [again] = await store.claim_outbox(now + timedelta(seconds=31))
+    assert again.attempts == 1
+    event = NewEvent(kind=EventKind.NOTIFIED, request_id=request.id, at=now, data={"notifier": "test"})
+    await store.complete_outbox(again.id, event)
+    await store.complete_outbox(again.id, event)  # a second worker finishing late changes nothing
+    assert await store.claim_outbox(now + timedelta(days=1)) == []
+    kinds = [e.kind for e in await store.request_events(request.id)]
+    assert kinds.count(EventKind.NOTIFIED) == 1
+
+
+async def test_decisions_queue_a_notification(store: Store) -> None:
+    request = await add(store, status=Status.APPROVED, decided_by=DecidedBy.POLICY)
+    pending = await add(store)
+    [first] = await store.claim_outbox(T0 + timedelta(days=1))
+    await store.complete_outbox(first.id, NewEvent(kind=EventKind.NOTIFIED, request_id=pending.id, at=T0))
+    await store.update(pending.id, lifecycle.cancel("not needed", T0))
+    [item] = await store.claim_outbox(T0 + timedelta(days=1))
+    assert item.request_id == pending.id and request.id != pending.id
+
+
+async def test_stored_records_are_frozen(store: Store) -> None:
+    request = await add(store)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.status = Status.APPROVED  # type: ignore[misc]

@@ -1,0 +1,47 @@
+"""Builders for records in tests."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from storage import ApprovalRequest, Priority, Status, Trigger, TriggerKind, payload_sha256
+from tools.lifecycle import creation_events
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+_ids = itertools.count(1)
+
+
+def make_request(**overrides: Any) -> ApprovalRequest:
+    n = next(_ids)
+    fields: dict[str, Any] = {
+        "id": f"req_test{n:06d}",
+        "action": "payments.transfer",
+        "summary": f"pay invoice {n}",
+        "payload": {"amount": 100 + n, "to": {"iban": "DE00 1234"}},
+        "confidence": 0.5,
+        "flags": ("pii",),
+        "agent_id": "billing-bot",
+        "idempotency_key": None,
+        "status": Status.PENDING,
+        "decided_by": None,
+        "triggers": (Trigger(kind=TriggerKind.CONFIDENCE, detail="confidence 0.5 is below the threshold 0.85"),),
+        "approvals_required": 1,
+        "priority": Priority.NORMAL,
+        "created_at": T0 + timedelta(seconds=n),
+        "expires_at": T0 + timedelta(seconds=n, hours=1),
+    }
+    fields.update(overrides)
+    if "payload_sha256" not in overrides:
+        fields["payload_sha256"] = payload_sha256(fields["action"], fields["payload"])
+    return ApprovalRequest(**fields)
+
+
+async def add(store: Any, **overrides: Any) -> ApprovalRequest:
+    request = make_request(**overrides)
+    stored, created = await store.create_request(
+        request, creation_events(request), notify=request.status is Status.PENDING
+    )
+    assert created
+    return stored

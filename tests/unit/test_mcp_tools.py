@@ -1,0 +1,199 @@
+"""Every agent-facing tool through a real MCP client connected in memory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+from mcp import Client
+from mcp.server import MCPServer
+
+from server.app import build_server
+from server.config import Settings
+from storage import EventKind, MemoryStore, RequestQuery, Verdict
+from tools.handlers import AppState
+from tools.service import ApprovalService
+
+STATUS_FIELDS = {
+    "request_id", "status", "decided_by", "action", "summary", "agent_id", "triggers", "votes",
+    "approvals_required", "payload_sha256", "created_at", "expires_at", "decided_at", "message",
+}  # fmt: skip
+
+PERMISSION_CONFIG = """
+[[rules]]
+name = "reads are fine"
+action = "Read"
+outcome = "approve"
+
+[[rules]]
+name = "never force-push"
+action = "Bash"
+when = [ { path = "payload.command", op = "regex", value = "push\\\\s+--force" } ]
+outcome = "reject"
+"""
+
+
+def make_server(tmp_path: Path, config: str = "") -> tuple[MCPServer[AppState], MemoryStore, ApprovalService]:
+    config_path = None
+    if config:
+        config_path = tmp_path / "signoff.toml"
+        config_path.write_text(config)
+    settings = Settings(
+        db_path=tmp_path / "unused.db", config_path=config_path, progress_interval=0.05, permission_wait_seconds=0.2
+    )
+    store = MemoryStore()
+    return build_server(settings, store=store), store, ApprovalService(store)
+
+
+async def history(store: MemoryStore) -> tuple[object, ...]:
+    """Requests and audit events, leaving out deliveries the outbox worker records in the background."""
+    page = await store.list_requests(RequestQuery(limit=1000))
+    return page.items, [e async for e in store.events() if e.kind is not EventKind.NOTIFIED]
+
+
+async def test_tools_are_listed_with_schemas_and_no_tool_decides(tmp_path: Path) -> None:
+    server, _, _ = make_server(tmp_path)
+    async with Client(server) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert set(tools) == {"request_approval", "get_status", "cancel_request", "list_requests", "permission_prompt"}
+    assert set(tools["request_approval"].output_schema["properties"]) == STATUS_FIELDS  # type: ignore[index]
+    assert tools["get_status"].annotations.read_only_hint is True  # type: ignore[union-attr]
+    assert tools["cancel_request"].annotations.destructive_hint is True  # type: ignore[union-attr]
+    for tool in tools.values():  # no tool takes a reviewer or a verdict, so no agent can decide anything
+        assert not {"reviewer", "verdict", "decision"} & set(tool.input_schema["properties"])
+
+
+async def test_request_approval_and_get_status(tmp_path: Path) -> None:
+    server, _, _ = make_server(tmp_path)
+    async with Client(server) as client:
+        auto = await client.call_tool(
+            "request_approval",
+            {"action": "payments.transfer", "summary": "pay", "payload": {"n": 1}, "confidence": 0.9},
+        )
+        waits = await client.call_tool("request_approval", {"action": "payments.transfer", "summary": "pay"})
+        read = await client.call_tool("get_status", {"request_id": waits.structured_content["request_id"]})  # type: ignore[index]
+    assert auto.is_error is False and set(auto.structured_content) == STATUS_FIELDS  # type: ignore[arg-type]
+    assert auto.structured_content["status"] == "approved"  # type: ignore[index]
+    assert auto.structured_content["decided_by"] == "policy"  # type: ignore[index]
+    assert read.structured_content["status"] == "pending"  # type: ignore[index]
+    assert "call get_status" in read.structured_content["message"]  # type: ignore[index]
+    assert read.structured_content["triggers"][0]["kind"] == "default"  # type: ignore[index]
+
+
+async def test_bad_input_is_a_clear_tool_error_and_changes_nothing(tmp_path: Path) -> None:
+    server, store, _ = make_server(tmp_path)
+    bad_calls: list[tuple[str, dict[str, Any], str]] = [
+        ("request_approval", {"summary": "no action"}, "action"),
+        ("request_approval", {"action": "x", "summary": "s", "payload": "not an object"}, "payload"),
+        ("request_approval", {"action": "x", "summary": "s", "confidence": "high"}, "confidence"),
+        ("request_approval", {"action": "x", "summary": "s", "confidence": 7}, "confidence"),
+        ("request_approval", {"action": "x", "summary": "s", "payload": {"b": "x" * 2_000_000}}, "max_payload_bytes"),
+        ("request_approval", {"action": "x", "summary": "s", "wait_seconds": 100000}, "wait_seconds"),
+        ("request_approval", {"action": "bad action!", "summary": "s"}, "action"),
+        ("get_status", {"request_id": "req_unknown"}, "no request with id 'req_unknown'"),
+        ("cancel_request", {"request_id": "req_unknown", "reason": "r"}, "no request with id"),
+        ("list_requests", {"cursor": "garbage"}, "cursor"),
+        ("list_requests", {"since": "2026-01-01T00:00:00"}, "timezone"),
+        ("list_requests", {"status": "maybe"}, "status"),
+    ]
+    async with Client(server) as client:
+        for tool, arguments, hint in bad_calls:
+            result = await client.call_tool(tool, arguments)
+            assert result.is_error, (tool, arguments)
+            assert hint in result.content[0].text, (tool, result.content[0].text)  # type: ignore[union-attr]
+    assert await history(store) == ((), [])
+
+
+async def test_a_decided_request_cannot_be_cancelled(tmp_path: Path) -> None:
+    server, store, reviewer = make_server(tmp_path)
+    async with Client(server) as client:
+        created = await client.call_tool("request_approval", {"action": "db.drop", "summary": "drop staging"})
+        request_id = created.structured_content["request_id"]  # type: ignore[index]
+        await reviewer.vote(request_id, "alice", Verdict.REJECT, "not today")
+        before = await history(store)
+        result = await client.call_tool("cancel_request", {"request_id": request_id, "reason": "x"})
+    assert result.is_error and "already rejected by alice (not today)" in result.content[0].text  # type: ignore[union-attr]
+    assert await history(store) == before
+
+
+async def test_get_status_waits_with_progress_until_a_human_decides(tmp_path: Path) -> None:
+    server, _, reviewer = make_server(tmp_path)
+    progressed = anyio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        progressed.set()
+
+    async with Client(server) as client:
+        created = await client.call_tool("request_approval", {"action": "deploy.prod", "summary": "ship v2"})
+        request_id = created.structured_content["request_id"]  # type: ignore[index]
+        outcome: dict[str, Any] = {}
+
+        async def wait() -> None:
+            result = await client.call_tool(
+                "get_status", {"request_id": request_id, "wait_seconds": 60}, progress_callback=on_progress
+            )
+            outcome.update(result.structured_content or {})
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait)
+                await progressed.wait()
+                await reviewer.vote(request_id, "alice", Verdict.APPROVE, "ship it")
+    assert outcome["status"] == "approved" and outcome["decided_by"] == "human"
+    assert outcome["votes"][0]["reviewer"] == "alice"
+    assert "Approved by alice" in outcome["message"]
+
+
+async def test_a_wait_that_runs_out_is_pending_not_a_denial(tmp_path: Path) -> None:
+    server, _, _ = make_server(tmp_path)
+    async with Client(server) as client:
+        result = await client.call_tool(
+            "request_approval", {"action": "deploy.prod", "summary": "ship", "wait_seconds": 0.1}
+        )
+    assert result.structured_content["status"] == "pending"  # type: ignore[index]
+
+
+async def test_list_requests_pages_newest_first(tmp_path: Path) -> None:
+    server, _, _ = make_server(tmp_path)
+    async with Client(server) as client:
+        made = []
+        for i in range(5):
+            r = await client.call_tool("request_approval", {"action": "email.send", "summary": f"mail {i}"})
+            made.append(r.structured_content["request_id"])  # type: ignore[index]
+        await client.call_tool("request_approval", {"action": "other", "summary": "x", "confidence": 1})
+        seen: list[str] = []
+        cursor = None
+        while True:
+            arguments: dict[str, Any] = {"action": "email.send", "status": "pending", "limit": 2}
+            if cursor:
+                arguments["cursor"] = cursor
+            page = (await client.call_tool("list_requests", arguments)).structured_content
+            assert page is not None
+            seen += [item["request_id"] for item in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+    assert seen == list(reversed(made))
+
+
+async def test_permission_prompt_allows_denies_and_waits(tmp_path: Path) -> None:
+    server, _, reviewer = make_server(tmp_path, PERMISSION_CONFIG)
+
+    async def prompt(client: Client, tool: str, tool_input: dict[str, Any]) -> dict[str, Any]:
+        result = await client.call_tool("permission_prompt", {"tool_name": tool, "input": tool_input})
+        assert len(result.content) == 1
+        return json.loads(result.content[0].text)  # type: ignore[union-attr, no-any-return]
+
+    async with Client(server) as client:
+        allowed = await prompt(client, "Read", {"file_path": "/etc/hosts"})
+        denied = await prompt(client, "Bash", {"command": "git push --force origin main"})
+        waited = await prompt(client, "Bash", {"command": "rm -rf build"})
+        request_id = waited["message"].split()[2]
+        await reviewer.vote(request_id, "alice", Verdict.APPROVE, None)
+        retried = await prompt(client, "Bash", {"command": "rm -rf build"})
+    assert allowed == {"behavior": "allow", "updatedInput": {"file_path": "/etc/hosts"}}
+    assert denied["behavior"] == "deny" and "never force-push" in denied["message"]
+    assert waited["behavior"] == "deny" and request_id.startswith("req_") and "still waiting" in waited["message"]
+    assert retried == {"behavior": "allow", "updatedInput": {"command": "rm -rf build"}}

@@ -1,0 +1,540 @@
+"""The policy engine: validation, rules, operators, anomaly and fairness triggers, combination."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from textwrap import dedent
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from storage.errors import InvalidInput
+from storage.records import ActionHistory, Priority, Trigger, TriggerKind
+from tools.policy import Outcome, Policy, PolicyDecision, PolicyInput, modified_z_score
+from tools.policy_config import Condition, Op, PolicyConfig, Rule, load_policy_config, parse_policy_config
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "signoff.example.toml"
+
+PAYLOAD: dict[str, Any] = {
+    "amount": 25000,
+    "currency": "USD",
+    "recipient": {"country": "DE", "iban": "DE89370400440532013000"},
+    "tags": ["urgent", "vip"],
+    "approved": True,
+    "ratio": 0.5,
+    "note": None,
+    "levels": [1, 2, 3],
+}
+
+
+def request(**changes: Any) -> PolicyInput:
+    base = PolicyInput(
+        action="payments.transfer",
+        summary="Pay invoice 42 to ACME GmbH",
+        payload=PAYLOAD,
+        confidence=None,
+        flags=(),
+        agent_id="billing-bot",
+        expires_in_seconds=None,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def policy(toml: str) -> Policy:
+    return Policy(parse_policy_config(dedent(toml)))
+
+
+def decide(toml: str, **changes: Any) -> PolicyDecision:
+    return policy(toml).evaluate(request(**changes))
+
+
+def rule(name: str, outcome: str, *conditions: Condition, **options: Any) -> Rule:
+    return Rule(name=name, outcome=Outcome(outcome), when=conditions, **options)
+
+
+# --- defaults ----------------------------------------------------------------------------------
+
+
+def test_no_config_high_confidence_is_approved_by_policy() -> None:
+    decision = Policy().evaluate(request(confidence=0.97))
+    assert decision == PolicyDecision(
+        outcome=Outcome.APPROVE,
+        triggers=(
+            Trigger(
+                kind=TriggerKind.DEFAULT,
+                detail="confidence 0.97 meets the threshold 0.85 and no rule matched; approved by policy",
+            ),
+        ),
+        approvals_required=1,
+        expires_in_seconds=3600,
+        priority=Priority.NORMAL,
+    )
+
+
+def test_no_config_low_confidence_waits_for_a_person() -> None:
+    decision = Policy().evaluate(request(confidence=0.62))
+    assert decision.outcome is Outcome.REVIEW
+    assert decision.triggers == (
+        Trigger(kind=TriggerKind.CONFIDENCE, detail="confidence 0.62 is below the threshold 0.85"),
+    )
+
+
+def test_confidence_equal_to_the_threshold_meets_it() -> None:
+    assert Policy().evaluate(request(confidence=0.85)).outcome is Outcome.APPROVE
+
+
+def test_no_confidence_uses_the_default_outcome() -> None:
+    decision = Policy().evaluate(request())
+    assert decision.outcome is Outcome.REVIEW
+    assert decision.triggers == (
+        Trigger(
+            kind=TriggerKind.DEFAULT,
+            detail="no rule matched and no confidence was given; the default outcome is review",
+        ),
+    )
+    assert decide('default_outcome = "approve"').outcome is Outcome.APPROVE
+
+
+def test_wants_history_follows_anomaly_enabled() -> None:
+    assert Policy().wants_history is False
+    assert policy("[anomaly]\nenabled = true").wants_history is True
+
+
+# --- operators ---------------------------------------------------------------------------------
+
+
+def matches(path: str, op: str, value: Any, **changes: Any) -> bool:
+    config = PolicyConfig(rules=(rule("r", "review", Condition(path=path, op=Op(op), value=value)),))
+    outcome = Policy(config).evaluate(request(confidence=0.95, **changes)).outcome
+    return outcome is Outcome.REVIEW
+
+
+@pytest.mark.parametrize(
+    ("path", "op", "value", "expected"),
+    [
+        ("payload.currency", "eq", "USD", True),
+        ("payload.currency", "eq", "EUR", False),
+        ("payload.amount", "eq", 25000.0, True),
+        ("payload.amount", "eq", "25000", False),
+        ("payload.approved", "eq", True, True),
+        ("payload.approved", "eq", 1, False),  # booleans are not numbers
+        ("payload.recipient.country", "eq", "DE", True),
+        ("payload.tags", "eq", "vip", True),  # a list matches if any element does
+        ("action", "eq", "payments.transfer", True),
+        ("agent_id", "eq", "billing-bot", True),
+        ("payload.currency", "ne", "EUR", True),
+        ("payload.currency", "ne", "USD", False),
+        ("payload.tags", "ne", "vip", False),  # ne on a list: no element equals
+        ("payload.tags", "ne", "other", True),
+        ("payload.amount", "gt", 10000, True),
+        ("payload.amount", "gt", 25000, False),
+        ("payload.amount", "gte", 25000, True),
+        ("payload.amount", "lt", 25000, False),
+        ("payload.amount", "lte", 25000, True),
+        ("payload.ratio", "lt", 1, True),
+        ("confidence", "gte", 0.9, True),
+        ("payload.currency", "gt", 1, False),  # not a number: false, not an error
+        ("payload.approved", "gt", 0, False),
+        ("payload.levels", "gt", 0, False),
+        ("payload.note", "lt", 1, False),
+        ("payload.currency", "in", ("USD", "EUR"), True),
+        ("payload.currency", "in", ("GBP",), False),
+        ("payload.tags", "in", ("vip", "x"), True),
+        ("payload.amount", "in", (1, 25000), True),
+        ("payload.approved", "in", (1,), False),
+        ("summary", "regex", "^Pay invoice", True),
+        ("summary", "regex", "^invoice", False),  # re.search, anchored by ^
+        ("summary", "regex", "ACME", True),
+        ("payload.tags", "regex", "^vi", True),
+        ("payload.recipient.iban", "regex", r"^DE\d+$", True),
+        ("payload.amount", "regex", "25", False),  # regex applies to strings only
+        ("payload.note", "exists", True, True),  # null is present
+        ("payload.nothing", "exists", True, False),
+        ("payload.nothing", "exists", False, True),
+        ("payload.recipient.zip", "exists", False, True),
+        ("payload.amount.cents", "exists", False, True),  # through a non-object
+        ("confidence", "exists", True, True),
+        ("payload", "exists", True, True),
+    ],
+)
+def test_operator(path: str, op: str, value: Any, expected: bool) -> None:
+    assert matches(path, op, value) is expected
+
+
+@pytest.mark.parametrize(
+    ("op", "value"), [("eq", "x"), ("ne", "x"), ("gt", 0), ("lte", 10**9), ("in", ("x",)), ("regex", ".*")]
+)
+def test_every_operator_is_false_on_a_missing_path(op: str, value: Any) -> None:
+    assert matches("payload.nothing", op, value) is False
+    assert matches("agent_id", op, value, agent_id=None) is False
+
+
+def test_list_paths_use_any_element_for_flags() -> None:
+    assert matches("flags", "eq", "pii", flags=("x", "pii")) is True
+    assert matches("flags", "in", ("pii", "phi"), flags=("x", "phi")) is True
+    assert matches("flags", "regex", "^fair", flags=("x", "fairness:age")) is True
+    assert matches("flags", "ne", "pii", flags=("x", "pii")) is False
+    assert matches("flags", "ne", "pii", flags=()) is True
+    assert matches("flags", "eq", "pii", flags=()) is False
+
+
+def test_conditions_are_anded() -> None:
+    both = (
+        Condition(path="payload.amount", op=Op.GT, value=10000),
+        Condition(path="payload.currency", op=Op.EQ, value="EUR"),
+    )
+    config = PolicyConfig(rules=(rule("r", "review", *both),))
+    assert Policy(config).evaluate(request(confidence=0.95)).outcome is Outcome.APPROVE
+    eur = {**PAYLOAD, "currency": "EUR"}
+    assert Policy(config).evaluate(request(confidence=0.95, payload=eur)).outcome is Outcome.REVIEW
+
+
+@pytest.mark.parametrize(
+    ("globs", "action", "expected"),
+    [
+        (("payments.*",), "payments.transfer", True),
+        (("payments.*",), "payments", False),
+        (("payments.*",), "refunds.issue", False),
+        (("Payments.*",), "payments.transfer", False),  # case-sensitive
+        (("refunds.*", "payments.*"), "payments.transfer", True),
+        (("mcp__github__*",), "mcp__github__create_issue", True),
+        (("Bash",), "Bash", True),
+        (("db.drop_?able",), "db.drop_table", True),
+        ((), "anything.at.all", True),
+    ],
+)
+def test_action_globs(globs: tuple[str, ...], action: str, expected: bool) -> None:
+    config = PolicyConfig(rules=(Rule(name="r", outcome=Outcome.REVIEW, action=globs),))
+    outcome = Policy(config).evaluate(request(action=action, confidence=0.95)).outcome
+    assert (outcome is Outcome.REVIEW) is expected
+
+
+def test_rule_detail_says_why() -> None:
+    decision = decide(
+        """
+        [[rules]]
+        name = "large transfers"
+        action = "payments.*"
+        when = [
+          { path = "payload.amount", op = "gt", value = 10000 },
+          { path = "payload.memo", op = "exists", value = false },
+        ]
+        outcome = "review"
+        """,
+        confidence=0.99,
+    )
+    assert decision.triggers == (
+        Trigger(
+            kind=TriggerKind.RULE,
+            detail="rule 'large transfers' (review): action payments.transfer matches 'payments.*'; "
+            "payload.amount gt 10000 (was 25000); payload.memo exists false (missing)",
+        ),
+    )
+
+
+def test_rule_without_conditions_applies_to_every_request() -> None:
+    decision = decide('[[rules]]\nname = "everything"\noutcome = "review"', confidence=1.0)
+    assert decision.outcome is Outcome.REVIEW
+    assert decision.triggers[0].detail == "rule 'everything' (review): applies to every request"
+
+
+# --- combination -------------------------------------------------------------------------------
+
+COMBINED = """
+[[rules]]
+name = "keep"
+when = [{ path = "payload.amount", op = "gt", value = 100 }]
+outcome = "approve"
+expires_in_seconds = 1200
+
+[[rules]]
+name = "big"
+when = [{ path = "payload.amount", op = "gt", value = 1000 }]
+outcome = "review"
+approvals_required = 2
+priority = "high"
+expires_in_seconds = 900
+
+[[rules]]
+name = "huge"
+when = [{ path = "payload.amount", op = "gt", value = 20000 }]
+outcome = "review"
+approvals_required = 3
+priority = "low"
+expires_in_seconds = 600
+
+[[rules]]
+name = "never"
+when = [{ path = "payload.amount", op = "lt", value = 0 }]
+outcome = "review"
+approvals_required = 9
+priority = "urgent"
+expires_in_seconds = 5
+
+[[rules]]
+name = "forbidden currency"
+when = [{ path = "payload.currency", op = "eq", value = "XXX" }]
+outcome = "reject"
+priority = "urgent"
+"""
+
+
+def test_review_rules_combine_strictly() -> None:
+    decision = decide(COMBINED, confidence=0.99)
+    assert decision.outcome is Outcome.REVIEW
+    assert [t.detail.split(" (")[0] for t in decision.triggers] == ["rule 'big'", "rule 'huge'", "rule 'keep'"]
+    assert decision.approvals_required == 3
+    assert decision.priority is Priority.HIGH
+    assert decision.expires_in_seconds == 600
+    assert decide(COMBINED, confidence=0.99, expires_in_seconds=300).expires_in_seconds == 300
+    assert decide(COMBINED, confidence=0.99, expires_in_seconds=3000).expires_in_seconds == 600
+
+
+def test_guardrail_wins_and_lists_every_trigger_strongest_first() -> None:
+    decision = decide(COMBINED, confidence=0.5, payload={"amount": 5000, "currency": "XXX"})
+    assert decision.outcome is Outcome.REJECT
+    assert [t.kind for t in decision.triggers] == [
+        TriggerKind.GUARDRAIL,
+        TriggerKind.RULE,
+        TriggerKind.CONFIDENCE,
+        TriggerKind.RULE,
+    ]
+    assert decision.triggers[0].detail.startswith("rule 'forbidden currency' (reject): payload.currency eq")
+    assert decision.triggers[-1].detail.startswith("rule 'keep' (approve)")
+    assert decision.priority is Priority.URGENT
+
+
+def test_approve_rule_approves_without_confidence() -> None:
+    decision = decide(COMBINED, payload={"amount": 500})
+    assert decision.outcome is Outcome.APPROVE
+    assert decision.triggers == (
+        Trigger(kind=TriggerKind.RULE, detail="rule 'keep' (approve): payload.amount gt 100 (was 500)"),
+    )
+    assert (decision.approvals_required, decision.expires_in_seconds) == (1, 1200)
+    assert decision.priority is Priority.NORMAL
+
+
+def test_approve_rule_loses_to_low_confidence() -> None:
+    decision = decide(COMBINED, payload={"amount": 500}, confidence=0.2)
+    assert decision.outcome is Outcome.REVIEW
+    assert [t.kind for t in decision.triggers] == [TriggerKind.CONFIDENCE, TriggerKind.RULE]
+
+
+def test_nothing_matched_keeps_the_defaults() -> None:
+    decision = decide(COMBINED, payload={"amount": 5}, confidence=0.99)
+    assert decision.outcome is Outcome.APPROVE
+    assert (decision.approvals_required, decision.expires_in_seconds) == (1, 3600)
+    assert decision.priority is Priority.NORMAL
+    assert decide(COMBINED, payload={"amount": 5}, expires_in_seconds=42).expires_in_seconds == 42
+
+
+# --- fairness ----------------------------------------------------------------------------------
+
+
+def test_fairness_flag_sends_to_review() -> None:
+    config = '[fairness]\nflags = ["fairness:*", "protected"]'
+    decision = decide(config, confidence=0.99, flags=("other", "fairness:age"))
+    assert decision.outcome is Outcome.REVIEW
+    assert decision.triggers == (
+        Trigger(kind=TriggerKind.FAIRNESS, detail="flag 'fairness:age' matches the fairness pattern 'fairness:*'"),
+    )
+    assert decide(config, confidence=0.99, flags=("other", "fairness")).outcome is Outcome.APPROVE
+
+
+# --- anomaly -----------------------------------------------------------------------------------
+
+ANOMALY = "[anomaly]\nenabled = true\nmin_samples = 20"
+RECENT = (1000.0, 1100.0, 1200.0, 1300.0, 1400.0) * 4  # median 1200, MAD 100
+
+
+def judge(amount: float, values: tuple[float, ...] = RECENT, seen: bool = True) -> PolicyDecision:
+    history = ActionHistory(seen_from_agent=seen, values={"amount": values})
+    return policy(ANOMALY).evaluate(request(payload={"amount": amount}, confidence=0.99), history)
+
+
+def test_novel_action_for_this_agent() -> None:
+    decision = judge(1200, seen=False)
+    assert decision.outcome is Outcome.REVIEW
+    assert decision.triggers == (
+        Trigger(
+            kind=TriggerKind.ANOMALY,
+            detail="first request for action payments.transfer from agent 'billing-bot'",
+        ),
+    )
+    quiet = policy(ANOMALY + "\nnovel_action = false")
+    history = ActionHistory(seen_from_agent=False, values={})
+    assert quiet.evaluate(request(confidence=0.99), history).outcome is Outcome.APPROVE
+
+
+def test_numeric_outlier() -> None:
+    decision = judge(950000)
+    assert decision.outcome is Outcome.REVIEW
+    assert decision.triggers == (
+        Trigger(
+            kind=TriggerKind.ANOMALY,
+            detail="payload.amount = 950000 is far outside the recent history of payments.transfer "
+            "(median 1200, modified z 6399.7 > 3.5 over 20 values)",
+        ),
+    )
+
+
+def test_inliers_and_the_threshold_edge() -> None:
+    assert judge(1250).outcome is Outcome.APPROVE
+    assert judge(1718).outcome is Outcome.APPROVE  # z = 3.494
+    assert judge(1719).outcome is Outcome.REVIEW  # z = 3.5007
+    assert judge(681).outcome is Outcome.REVIEW  # low outliers count too
+
+
+def test_too_few_samples_are_not_judged() -> None:
+    assert judge(950000, values=RECENT[:19]).outcome is Outcome.APPROVE
+
+
+def test_anomaly_skipped_without_history_or_when_disabled() -> None:
+    assert policy(ANOMALY).evaluate(request(confidence=0.99)).outcome is Outcome.APPROVE
+    history = ActionHistory(seen_from_agent=False, values={"amount": RECENT})
+    outlier = request(payload={"amount": 950000}, confidence=0.99)
+    assert Policy().evaluate(outlier, history).outcome is Outcome.APPROVE
+
+
+def test_nested_fields_are_shown_with_the_payload_prefix() -> None:
+    history = ActionHistory(seen_from_agent=True, values={"order.total": RECENT})
+    decision = policy(ANOMALY).evaluate(request(payload={"order": {"total": 9000}}, confidence=0.99), history)
+    assert decision.triggers[0].detail.startswith("payload.order.total = 9000 is far outside")
+
+
+def test_zero_mad_falls_back_to_mean_absolute_deviation() -> None:
+    values = (100.0,) * 17 + (100.0, 200.0, 300.0)  # MAD 0, mean AD 15
+    assert modified_z_score(200, list(values)) == pytest.approx((100 / (1.253314 * 15), 100))
+    assert judge(130, values).outcome is Outcome.APPROVE  # z 1.6
+    assert judge(200, values).outcome is Outcome.REVIEW  # z 5.3
+
+
+def test_identical_history_flags_any_other_value() -> None:
+    values = (100.0,) * 20
+    assert judge(100, values).outcome is Outcome.APPROVE
+    decision = judge(101, values)
+    assert decision.triggers[0].detail == (
+        "payload.amount = 101 differs from the recent history of payments.transfer, where all 20 values were 100"
+    )
+    assert modified_z_score(99, list(values)) == (-math.inf, 100)
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("action", ["Bash", "mcp__github__create_issue", "payments.transfer", "a/b:c-d", "_x"])
+def test_valid_action_names(action: str) -> None:
+    Policy().validate(request(action=action))
+
+
+def invalid(**changes: Any) -> str:
+    with pytest.raises(InvalidInput) as caught:
+        Policy().evaluate(request(**changes))
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"action": ""}, "action is empty; name the action to approve"),
+        ({"action": "pay ments"}, 'action "pay ments" has characters that are not allowed'),
+        ({"action": ".hidden"}, "start with a letter, digit or _"),
+        ({"action": "a" * 201}, "action is 201 characters; the limit is 200 (limits.max_action_chars)"),
+        ({"summary": "  \n"}, "summary is empty"),
+        ({"summary": "s" * 2001}, "summary is 2,001 characters; the limit is 2,000 (limits.max_summary_chars)"),
+        ({"payload": [1, 2]}, "payload must be a JSON object, not list"),
+        ({"payload": {"x": math.nan}}, "payload cannot be stored as JSON"),
+        ({"payload": {"x": math.inf}}, "NaN and infinity are not allowed"),
+        ({"payload": {"x": {1, 2}}}, "payload cannot be stored as JSON"),
+        ({"confidence": 1.5}, "confidence 1.5 is outside 0 to 1"),
+        ({"confidence": -0.01}, "confidence -0.01 is outside 0 to 1"),
+        ({"confidence": math.nan}, "confidence nan is outside 0 to 1"),
+        ({"confidence": True}, "confidence must be a number from 0 to 1, not true"),
+        ({"confidence": "0.9"}, 'confidence must be a number from 0 to 1, not "0.9"'),
+        ({"flags": ("f",) * 33}, "flags has 33 entries; the limit is 32 (limits.max_flags)"),
+        ({"flags": ("ok", "")}, 'flags[1] is ""; each flag must be a non-empty string'),
+        ({"flags": ("ok", 7)}, "flags[1] is 7; each flag must be a non-empty string"),
+        ({"flags": ("f" * 101,)}, "flags[0] is 101 characters; the limit is 100 (limits.max_flag_chars)"),
+        ({"flags": "pii"}, "flags must be a list of strings, not str"),
+        ({"agent_id": ""}, "agent_id is empty"),
+        ({"agent_id": "a" * 201}, "agent_id is 201 characters; the limit is 200 (limits.max_agent_id_chars)"),
+        ({"expires_in_seconds": 0}, "expires_in_seconds 0 is out of range; use a whole number from 1 to 604,800"),
+        ({"expires_in_seconds": 604801}, "expires_in_seconds 604801 is out of range"),
+        ({"expires_in_seconds": True}, "expires_in_seconds true is out of range"),
+    ],
+)
+def test_validation_errors(changes: dict[str, Any], expected: str) -> None:
+    assert expected in invalid(**changes)
+
+
+def test_two_megabyte_payload_is_refused_with_advice() -> None:
+    payload = {"blob": "x" * (2 * 1024 * 1024 - len('{"blob":""}'))}
+    assert invalid(payload=payload) == (
+        "payload is 2,097,152 bytes as canonical JSON; the limit is 65,536 bytes (limits.max_payload_bytes). "
+        "Send a reference to the data (an id or URL) instead of the data itself."
+    )
+
+
+def test_limits_are_inclusive_and_configurable() -> None:
+    exact = {"blob": "é" * 32762 + "x"}  # 11 + 2 * 32762 + 1 = 65,536 bytes: é is two bytes in UTF-8
+    Policy().validate(request(payload=exact, expires_in_seconds=604800, confidence=0.0))
+    with pytest.raises(InvalidInput, match="payload is 65,537 bytes"):
+        Policy().validate(request(payload={"blob": "é" * 32763}))
+    small = policy("[limits]\nmax_summary_chars = 10")
+    small.validate(request(summary="s" * 10))
+    with pytest.raises(InvalidInput, match=r"summary is 11 characters; the limit is 10 \("):
+        small.validate(request(summary="s" * 11))
+
+
+# --- determinism -------------------------------------------------------------------------------
+
+EXAMPLE_POLICY = Policy(load_policy_config(EXAMPLE))
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text('ab "é', max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text("ab", max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+INPUTS = st.builds(
+    PolicyInput,
+    action=st.sampled_from(["payments.transfer", "payments.refund", "db.drop_users", "Bash", "email.send"]),
+    summary=st.text("ab \n", min_size=1, max_size=20).filter(str.strip),
+    payload=st.fixed_dictionaries(
+        {},
+        optional={
+            "amount": st.integers(-100, 10**6) | st.floats(-1e6, 1e6),
+            "currency": st.sampled_from(["USD", "EUR", "XXX"]),
+            "environment": st.sampled_from(["production", "staging"]),
+            "command": st.sampled_from(["rm -rf /tmp/x", "ls"]),
+            "order_id": JSON,
+        },
+    ),
+    confidence=st.none() | st.floats(0, 1),
+    flags=st.lists(st.sampled_from(["pii", "fairness:age", "other"]), max_size=3).map(tuple),
+    agent_id=st.none() | st.sampled_from(["a", "b"]),
+    expires_in_seconds=st.none() | st.integers(1, 604800),
+)
+HISTORIES = st.none() | st.builds(
+    ActionHistory,
+    seen_from_agent=st.booleans(),
+    values=st.fixed_dictionaries({"amount": st.lists(st.floats(-1e6, 1e6), max_size=30).map(tuple)}),
+)
+
+
+@settings(max_examples=40, database=None, deadline=None)
+@given(INPUTS, HISTORIES)
+def test_evaluate_is_total_and_deterministic(request: PolicyInput, history: ActionHistory | None) -> None:
+    decision = EXAMPLE_POLICY.evaluate(request, history)
+    assert decision == EXAMPLE_POLICY.evaluate(request, history)
+    assert decision.triggers
+    assert decision.approvals_required >= 1
+    assert 1 <= decision.expires_in_seconds <= 604800
+    kinds = {t.kind for t in decision.triggers}
+    assert (decision.outcome is Outcome.REJECT) is (TriggerKind.GUARDRAIL in kinds)

@@ -1,0 +1,269 @@
+"""The MCP tools agents call: validate, call the service, turn domain errors into ToolError.
+
+No tool here can approve or reject anything: deciding is for people (the CLI, later Slack).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import TextContent, ToolAnnotations
+from pydantic import Field
+
+from storage import ApprovalRequest, InvalidInput, RequestQuery, SignoffError, Status, payload_sha256
+from tools.service import ApprovalService, Draft, ProgressCallback
+from tools.views import ApprovalStatus, RequestList, decode_cursor, encode_cursor, next_step
+
+MAX_WAIT_SECONDS = 300
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AppState:
+    """What the server's lifespan hands to every tool call."""
+
+    service: ApprovalService
+    permission_wait_seconds: float = 120.0
+    permission_agent_id: str = "claude-code"
+
+
+@asynccontextmanager
+async def domain_errors() -> AsyncIterator[None]:
+    """Domain errors reach the agent as tool errors with their message (what to change)."""
+    try:
+        yield
+    except SignoffError as exc:
+        raise ToolError(exc.message) from exc
+
+
+def _state(ctx: Context[AppState]) -> AppState:
+    return ctx.request_context.lifespan_context
+
+
+def _progress(ctx: Context[AppState]) -> ProgressCallback:
+    async def report(done: float, total: float, message: str) -> None:
+        await ctx.report_progress(done, total=total, message=message)
+
+    return report
+
+
+async def _call(ctx: Context[AppState], work: Callable[[ApprovalService], Awaitable[T]]) -> T:
+    async with domain_errors():
+        return await work(_state(ctx).service)
+
+
+WaitSeconds = Annotated[
+    float,
+    Field(
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        description=(
+            "Seconds to wait for a human decision before answering (0 = answer at once). While waiting the server"
+            " sends progress notifications; if time runs out the answer is status 'pending' (call get_status again)."
+        ),
+    ),
+]
+RequestId = Annotated[
+    str, Field(min_length=1, max_length=64, description="The request_id returned by request_approval")
+]
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+
+
+def register_tools(mcp: MCPServer[AppState]) -> None:
+    @mcp.tool(
+        title="Request human approval",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        ),
+    )
+    async def request_approval(
+        ctx: Context[AppState],
+        action: Annotated[
+            str,
+            Field(description="Dotted name of what you are about to do, e.g. 'payments.transfer', 'db.drop_table'"),
+        ],
+        summary: Annotated[str, Field(description="One or two sentences a reviewer reads: what, to whom, why")],
+        payload: Annotated[
+            dict[str, Any],
+            Field(description="The exact arguments you will execute with (a JSON object); the approval binds to them"),
+        ] = {},  # noqa: B006 - pydantic copies defaults; this is the schema's default
+        confidence: Annotated[
+            float | None, Field(ge=0, le=1, description="How sure you are this is right and intended, 0 to 1")
+        ] = None,
+        flags: Annotated[list[str], Field(description="Labels that may force review, e.g. 'fairness:age', 'pii'")] = [],  # noqa: B006
+        agent_id: Annotated[str | None, Field(description="Your agent's stable name, e.g. 'billing-bot'")] = None,
+        idempotency_key: Annotated[
+            str | None,
+            Field(max_length=200, description="Retry-safe key: the same key returns the first request"),
+        ] = None,
+        wait_seconds: WaitSeconds = 0,
+        expires_in_seconds: Annotated[
+            int | None,
+            Field(ge=1, description="Give up (status 'expired') if nobody decides within this time"),
+        ] = None,
+    ) -> ApprovalStatus:
+        """Ask for approval BEFORE a risky action (moving money, deleting data, deploying, emailing customers).
+
+        The policy answers at once ('approved' or 'rejected') or routes the request to people ('pending').
+        Only perform the action when status is 'approved', and only with exactly this action and payload.
+        If 'pending', call get_status with the request_id (use wait_seconds to wait). Never retry with a new
+        request to get a different answer; reuse idempotency_key when retrying after an error.
+        """
+        draft = Draft(
+            action=action,
+            summary=summary,
+            payload=payload,
+            confidence=confidence,
+            flags=tuple(flags),
+            agent_id=agent_id,
+            idempotency_key=idempotency_key,
+            expires_in_seconds=expires_in_seconds,
+        )
+
+        async def work(service: ApprovalService) -> ApprovalRequest:
+            request = await service.request_approval(draft)
+            if wait_seconds and request.status is Status.PENDING:
+                return await service.wait(request.id, wait_seconds, _progress(ctx))
+            return request
+
+        return ApprovalStatus.of(await _call(ctx, work))
+
+    @mcp.tool(title="Get approval status", annotations=READ_ONLY)
+    async def get_status(
+        ctx: Context[AppState], request_id: RequestId, wait_seconds: WaitSeconds = 0
+    ) -> ApprovalStatus:
+        """Read the verdict on a request you made with request_approval.
+
+        With wait_seconds, returns as soon as a human decides (or 'pending' when the time is up: call again).
+        Proceed only on 'approved'; on 'rejected', 'expired' or 'cancelled' do not perform the action.
+        """
+
+        async def work(service: ApprovalService) -> ApprovalRequest:
+            if wait_seconds:
+                return await service.wait(request_id, wait_seconds, _progress(ctx))
+            return await service.get(request_id)
+
+        return ApprovalStatus.of(await _call(ctx, work))
+
+    @mcp.tool(
+        title="Cancel an approval request",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
+        ),
+    )
+    async def cancel_request(
+        ctx: Context[AppState],
+        request_id: RequestId,
+        reason: Annotated[str, Field(description="Why the request is withdrawn; shown to reviewers")],
+    ) -> ApprovalStatus:
+        """Withdraw a pending request you no longer need (the plan changed). Reviewers can no longer approve it.
+
+        A request that is already decided cannot be cancelled; the error says how it was decided.
+        """
+        return ApprovalStatus.of(await _call(ctx, lambda s: s.cancel(request_id, reason)))
+
+    @mcp.tool(title="List approval requests", annotations=READ_ONLY)
+    async def list_requests(
+        ctx: Context[AppState],
+        status: Literal["pending", "approved", "rejected", "expired", "cancelled"] | None = None,
+        action: Annotated[str | None, Field(description="Exact action name, e.g. 'payments.transfer'")] = None,
+        agent_id: str | None = None,
+        since: Annotated[datetime | None, Field(description="Only requests created at or after (ISO 8601)")] = None,
+        until: Annotated[datetime | None, Field(description="Only requests created before (ISO 8601)")] = None,
+        limit: Annotated[int, Field(ge=1, le=200)] = 50,
+        cursor: Annotated[str | None, Field(description="next_cursor from the previous page")] = None,
+    ) -> RequestList:
+        """The approval history, newest first, with filters and pagination (pass next_cursor to continue)."""
+        async with domain_errors():
+            query = RequestQuery(
+                status=Status(status) if status else None,
+                action=action,
+                agent_id=agent_id,
+                since=_aware(since, "since"),
+                until=_aware(until, "until"),
+                limit=limit,
+                before=decode_cursor(cursor) if cursor else None,
+            )
+        page = await _call(ctx, lambda s: s.list_requests(query))
+        return RequestList(
+            items=[ApprovalStatus.of(r) for r in page.items], next_cursor=encode_cursor(page.next_cursor)
+        )
+
+    @mcp.tool(
+        title="Permission prompt (Claude Code)",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        ),
+        structured_output=False,
+    )
+    async def permission_prompt(
+        ctx: Context[AppState],
+        tool_name: Annotated[str, Field(description="The tool Claude Code wants to run")],
+        input: Annotated[dict[str, Any], Field(description="The tool's input")],
+        tool_use_id: str | None = None,
+    ) -> list[TextContent]:
+        """Claude Code's --permission-prompt-tool: allow or deny a tool call by signoff's policy and reviewers.
+
+        Returns one text block of JSON: {"behavior":"allow","updatedInput":...} or {"behavior":"deny","message":...}.
+        """
+        state = _state(ctx)
+        async with domain_errors():
+            request = await _permission_request(state, tool_name, input, tool_use_id)
+            if request.status is Status.PENDING:
+                request = await state.service.wait(request.id, state.permission_wait_seconds, _progress(ctx))
+        return [TextContent(type="text", text=json.dumps(_permission_answer(request, input)))]
+
+
+async def _permission_request(
+    state: AppState, tool_name: str, tool_input: dict[str, Any], tool_use_id: str | None
+) -> ApprovalRequest:
+    """Reuse the newest request for this exact call when it is approved (and not past its deadline), pending,
+    or rejected; otherwise ask again. So a user who approves after a timed-out prompt only has to retry."""
+    service = state.service
+    draft = Draft(
+        action=tool_name,
+        summary=f"Claude Code wants to run {tool_name}" + (f" (tool use {tool_use_id})" if tool_use_id else ""),
+        payload=tool_input,
+        agent_id=state.permission_agent_id,
+    )
+    digest = payload_sha256(tool_name, tool_input)
+    recent = await service.list_requests(RequestQuery(action=tool_name, agent_id=draft.agent_id, limit=20))
+    now = service.clock.now()
+    for earlier in recent.items:
+        if earlier.payload_sha256 != digest:
+            continue
+        reusable = earlier.status in (Status.PENDING, Status.REJECTED) or (
+            earlier.status is Status.APPROVED and now < earlier.expires_at
+        )
+        if reusable:
+            return await service.get(earlier.id)
+        break
+    return await service.request_approval(draft)
+
+
+def _permission_answer(request: ApprovalRequest, tool_input: dict[str, Any]) -> dict[str, Any]:
+    if request.status is Status.APPROVED:
+        return {"behavior": "allow", "updatedInput": tool_input}
+    if request.status is Status.PENDING:
+        message = (
+            f"signoff request {request.id} is still waiting for a human. Ask the user to approve it "
+            f"(signoff review approve {request.id} --as NAME) and then retry the same call."
+        )
+    else:
+        message = f"signoff request {request.id}: {next_step(request)}"
+    return {"behavior": "deny", "message": message}
+
+
+def _aware(moment: datetime | None, name: str) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        raise InvalidInput(f"{name} needs a timezone, e.g. 2026-01-31T09:00:00Z")
+    return moment

@@ -1,0 +1,198 @@
+"""ApprovalService: the use cases, composed from the policy, the lifecycle and a Store. No MCP here."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import anyio
+
+from storage import (
+    ApprovalRequest,
+    ChainReport,
+    Conflict,
+    DecidedBy,
+    InvalidInput,
+    NotFound,
+    Page,
+    RequestQuery,
+    Status,
+    Store,
+    Verdict,
+    payload_sha256,
+    verify_chain,
+)
+from storage.canonical import numeric_leaves
+from tools import lifecycle
+from tools.clock import Clock, SystemClock
+from tools.policy import Outcome, Policy, PolicyInput
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float, float, str], Awaitable[None]]
+
+_STATUS_OF = {
+    Outcome.APPROVE: Status.APPROVED,
+    Outcome.REJECT: Status.REJECTED,
+    Outcome.REVIEW: Status.PENDING,
+}
+
+
+def new_request_id() -> str:
+    return "req_" + base64.b32encode(secrets.token_bytes(10)).decode().lower()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Draft:
+    """What an agent asks for; validated by the policy before anything is stored."""
+
+    action: str
+    summary: str
+    payload: dict[str, object]
+    confidence: float | None = None
+    flags: tuple[str, ...] = ()
+    agent_id: str | None = None
+    idempotency_key: str | None = None
+    expires_in_seconds: int | None = None
+
+
+class ApprovalService:
+    def __init__(
+        self,
+        store: Store,
+        policy: Policy | None = None,
+        clock: Clock | None = None,
+        *,
+        progress_interval: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.policy = policy or Policy()
+        self.clock = clock or SystemClock()
+        self.progress_interval = progress_interval
+
+    async def request_approval(self, draft: Draft) -> ApprovalRequest:
+        """Run the policy and record the request with its verdict (or as pending, for people to decide)."""
+        if draft.idempotency_key is not None and not draft.idempotency_key.strip():
+            raise InvalidInput("idempotency_key is empty: omit it, or pass a non-empty key that is unique per action")
+        policy_input = PolicyInput(
+            action=draft.action,
+            summary=draft.summary,
+            payload=draft.payload,
+            confidence=draft.confidence,
+            flags=draft.flags,
+            agent_id=draft.agent_id,
+            expires_in_seconds=draft.expires_in_seconds,
+        )
+        self.policy.validate(policy_input)
+        history = None
+        if self.policy.wants_history:
+            fields = list(numeric_leaves(draft.payload))
+            history = await self.store.action_history(draft.action, draft.agent_id, fields)
+        decision = self.policy.evaluate(policy_input, history)
+        now = self.clock.now()
+        status = _STATUS_OF[decision.outcome]
+        request = ApprovalRequest(
+            id=new_request_id(),
+            action=draft.action,
+            summary=draft.summary,
+            payload=draft.payload,
+            payload_sha256=payload_sha256(draft.action, draft.payload),
+            confidence=draft.confidence,
+            flags=draft.flags,
+            agent_id=draft.agent_id,
+            idempotency_key=draft.idempotency_key,
+            status=status,
+            decided_by=None if status is Status.PENDING else DecidedBy.POLICY,
+            triggers=decision.triggers,
+            approvals_required=decision.approvals_required,
+            priority=decision.priority,
+            created_at=now,
+            expires_at=now + timedelta(seconds=decision.expires_in_seconds),
+            decided_at=None if status is Status.PENDING else now,
+        )
+        stored, created = await self.store.create_request(
+            request, lifecycle.creation_events(request), notify=status is Status.PENDING
+        )
+        if not created and stored.payload_sha256 != request.payload_sha256:
+            raise Conflict(
+                f"idempotency_key {draft.idempotency_key!r} was already used for request {stored.id} with"
+                " different action or payload; use a new idempotency_key for a different request"
+            )
+        if created:
+            logger.info(
+                "request created",
+                extra={"request_id": stored.id, "action": stored.action, "status": stored.status},
+            )
+        return stored
+
+    async def get(self, request_id: str) -> ApprovalRequest:
+        """The request as it stands; a pending request past its expiry is expired first (fail closed)."""
+        request = await self.store.get(request_id)
+        if request is None:
+            raise NotFound(f"no request with id {request_id!r}; check the id (list_requests shows recent requests)")
+        if lifecycle.is_overdue(request, self.clock.now()):
+            return await self._expire(request_id)
+        return request
+
+    async def wait(
+        self, request_id: str, wait_seconds: float, on_progress: ProgressCallback | None = None
+    ) -> ApprovalRequest:
+        """Return as soon as the request is decided, or when ``wait_seconds`` have passed (still pending)."""
+        start = anyio.current_time()
+        deadline = start + wait_seconds
+        next_progress = start
+        while True:
+            token = await self.store.change_token()
+            request = await self.get(request_id)
+            now = anyio.current_time()
+            if request.status.is_terminal or now >= deadline:
+                return request
+            if on_progress is not None and now >= next_progress:
+                message = f"waiting for reviewers: {len(request.approvals)} of {request.approvals_required} approvals"
+                await on_progress(now - start, wait_seconds, message)
+                next_progress = now + self.progress_interval
+            wake_at = min(deadline, next_progress) if on_progress is not None else deadline
+            until_expiry = (request.expires_at - self.clock.now()).total_seconds()
+            await self.store.wait_for_change(token, max(0.0, min(wake_at - now, until_expiry + 0.001)))
+
+    async def vote(self, request_id: str, reviewer: str, verdict: Verdict, comment: str | None) -> ApprovalRequest:
+        """Record a reviewer's vote; raises Conflict naming who decided if the request is already closed."""
+        updated = await self.store.update(request_id, lifecycle.vote(reviewer, verdict, comment, self.clock.now()))
+        if updated.status is Status.EXPIRED:  # it ran out before this vote arrived; lifecycle closed it now
+            raise Conflict(f"request {request_id} {lifecycle.outcome_phrase(updated)}; your vote was not recorded")
+        return updated
+
+    async def cancel(self, request_id: str, reason: str) -> ApprovalRequest:
+        updated = await self.store.update(request_id, lifecycle.cancel(reason, self.clock.now()))
+        if updated.status is Status.EXPIRED:  # it ran out before the cancel arrived
+            raise Conflict(f"request {request_id} {lifecycle.outcome_phrase(updated)}; it cannot be cancelled")
+        return updated
+
+    async def list_requests(self, query: RequestQuery) -> Page:
+        return await self.store.list_requests(query)
+
+    async def expire_due(self) -> int:
+        """Expire every pending request whose time has run out; returns how many this call expired."""
+        expired = 0
+        for request_id in await self.store.pending_due(self.clock.now()):
+            try:
+                await self.store.update(request_id, lifecycle.expire(self.clock.now()))
+                expired += 1
+            except Conflict:
+                pass  # decided or expired by someone else in the meantime
+        return expired
+
+    async def verify_audit(self) -> ChainReport:
+        return await verify_chain(self.store.events())
+
+    async def _expire(self, request_id: str) -> ApprovalRequest:
+        try:
+            return await self.store.update(request_id, lifecycle.expire(self.clock.now()))
+        except Conflict:
+            request = await self.store.get(request_id)
+            assert request is not None
+            return request
