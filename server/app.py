@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib.metadata import PackageNotFoundError, version
 
 import anyio
 from mcp.server import MCPServer
 
 from notifiers import ConsoleNotifier, Notifier
-from server.config import Settings
+from server.config import Settings, package_version
 from server.workers import deliver_outbox, sweep_expired
 from storage import SqliteStore, Store
 from tools.clock import Clock
@@ -28,13 +27,6 @@ emailing customers, changing permissions) call request_approval with the exact a
 Act only when the status is 'approved', and only with exactly that action and payload. If the status is
 'pending', call get_status with wait_seconds to wait for a person. 'rejected', 'expired' and 'cancelled'
 mean: do not perform the action. You cannot approve requests yourself."""
-
-
-def package_version() -> str:
-    try:
-        return version("signoff")
-    except PackageNotFoundError:
-        return "0.0.0"
 
 
 def load_policy(settings: Settings) -> Policy:

@@ -11,8 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from server import render
-from server.app import build_server, package_version
-from server.config import Settings
+from server.config import Settings, package_version
 from storage import RequestQuery, SignoffError, SqliteStore, Status, Verdict
 from tools.service import ApprovalService
 
@@ -119,11 +118,11 @@ def _parse_time(text: str) -> datetime:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings.from_env(db_path=args.db, config_path=args.config)
-    logging.basicConfig(
-        level=settings.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
+        settings = Settings.from_env(db_path=args.db, config_path=args.config)
+        logging.basicConfig(
+            level=settings.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
         if args.command == "serve":
             return serve(settings, args.transport, args.host, args.port)
         return asyncio.run(_offline(settings, args))
@@ -133,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(settings: Settings, transport: str, host: str, port: int) -> int:
+    from server.app import build_server  # imported here: the other commands start faster without mcp
+
     server = build_server(settings)
     logger.info("signoff %s serving on %s, database %s", package_version(), transport, settings.db_path)
     if transport == "http":

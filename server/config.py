@@ -5,12 +5,20 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 
 from storage import ConfigError
+
+
+def package_version() -> str:
+    try:
+        return version("signoff")
+    except PackageNotFoundError:
+        return "0.0.0"
 
 
 def default_db_path() -> Path:
@@ -32,12 +40,21 @@ class Settings:
         settings = cls(
             db_path=Path(env["SIGNOFF_DB"]).expanduser() if env.get("SIGNOFF_DB") else default_db_path(),
             config_path=Path(env["SIGNOFF_CONFIG"]).expanduser() if env.get("SIGNOFF_CONFIG") else None,
-            log_level=env.get("SIGNOFF_LOG_LEVEL", "INFO").upper(),
+            log_level=_log_level(env.get("SIGNOFF_LOG_LEVEL", "INFO")),
             progress_interval=_number(env, "SIGNOFF_PROGRESS_INTERVAL", 5.0),
             permission_wait_seconds=_number(env, "SIGNOFF_PERMISSION_WAIT_SECONDS", 120.0),
             sweep_interval=_number(env, "SIGNOFF_SWEEP_INTERVAL", 1.0),
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(raw: str) -> str:
+    if raw.upper() not in LOG_LEVELS:
+        raise ConfigError(f"SIGNOFF_LOG_LEVEL={raw!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+    return raw.upper()
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:

@@ -8,6 +8,7 @@ compare-and-set under SQLite's single write lock; a second connection serves rea
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -44,11 +45,31 @@ BUSY_TIMEOUT_MS = 30_000
 async def connect(path: str | Path) -> aiosqlite.Connection:
     """A connection with signoff's pragmas; transactions are managed explicitly."""
     db = await aiosqlite.connect(str(path), isolation_level=None)
-    await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    await db.execute("PRAGMA journal_mode = WAL")
-    await db.execute("PRAGMA synchronous = FULL")
-    await db.execute("PRAGMA foreign_keys = ON")
+    try:
+        await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await _enable_wal(db)
+        await db.execute("PRAGMA synchronous = FULL")
+        await db.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        await db.close()
+        raise
     return db
+
+
+async def _enable_wal(db: aiosqlite.Connection) -> None:
+    # Switching a new database to WAL can fail with "database is locked" at once, without the busy
+    # handler, when several processes create it together; retry until one of them has switched it.
+    deadline = anyio.current_time() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            await db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or anyio.current_time() > deadline:
+                raise
+        await anyio.sleep(delay)
+        delay = min(delay * 2, 0.2)
 
 
 class SqliteStore:

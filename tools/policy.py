@@ -1,7 +1,7 @@
 """The policy engine: validates a request and decides approve, review or reject, and why.
 
 Pure and deterministic: no I/O, no clock. The same request, config and history always give
-the same decision. See docs/policy.md for the semantics this module implements.
+the same decision. See "Policy reference" in README.md for the semantics this module implements.
 """
 
 from __future__ import annotations
@@ -227,10 +227,11 @@ class Policy:
                     f"where all {len(samples):,} values were {_num(median)}"
                 )
             else:
+                limit = f"> {_num(anomaly.threshold)}" if z > 0 else f"< -{_num(anomaly.threshold)}"
+                shown = f"{z:.1f}" if round(abs(z), 1) > anomaly.threshold else f"{z:.3f}"  # never "3.5 > 3.5"
                 detail = (
                     f"payload.{field} = {_num(x)} is far outside the recent history of {action} "
-                    f"(median {_num(median)}, modified z {z:.1f} > {_num(anomaly.threshold)} "
-                    f"over {len(samples):,} values)"
+                    f"(median {_num(median)}, modified z {shown} {limit} over {len(samples):,} values)"
                 )
             yield Trigger(kind=TriggerKind.ANOMALY, detail=detail)
 
@@ -265,8 +266,13 @@ def _match(rule: Rule, request: PolicyInput) -> str | None:
         actual = _resolve(condition.path, request)
         if not _holds(condition, actual):
             return None
-        was = "missing" if actual is _MISSING else f"was {_show(actual)}"
-        parts.append(f"{condition.path} {condition.op} {_show(condition.value)} ({was})")
+        if actual is _MISSING:
+            was = " (missing)"
+        elif condition.op is Op.EQ and not isinstance(actual, list | tuple):
+            was = ""  # it equals the value shown
+        else:
+            was = f" (was {_show(actual)})"
+        parts.append(f"{condition.path} {condition.op} {_show(condition.value)}{was}")
     return f"rule {rule.name!r} ({rule.outcome}): {'; '.join(parts) or 'applies to every request'}"
 
 
