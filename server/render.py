@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from storage import ApprovalRequest, Event
+from storage import ApprovalRequest, DecidedBy, Event
 from storage.timefmt import to_text
 from tools.views import ApprovalStatus
 
@@ -26,7 +26,7 @@ def table(requests: Sequence[ApprovalRequest]) -> str:
                 r.status.value,
                 r.action,
                 r.agent_id or "-",
-                f"{len(r.approvals)}/{r.approvals_required}",
+                "policy" if r.decided_by is DecidedBy.POLICY else f"{len(r.approvals)}/{r.approvals_required}",
                 short_time(r.created_at),
                 r.summary if len(r.summary) <= 50 else r.summary[:47] + "...",
             )

@@ -8,7 +8,7 @@ from datetime import timedelta
 import anyio
 
 from notifiers import DeliveryFailed, Notifier
-from storage import EventKind, NewEvent, SignoffError
+from storage import EventKind, NewEvent
 from tools.service import ApprovalService
 
 logger = logging.getLogger(__name__)
@@ -22,8 +22,8 @@ async def sweep_expired(service: ApprovalService, interval: float) -> None:
         try:
             if count := await service.expire_due():
                 logger.info("expired %d overdue request(s)", count)
-        except SignoffError:
-            logger.exception("expiry sweep failed; retrying")
+        except Exception:  # a worker that dies takes the server with it; log, and sweep again next time
+            logger.exception("expiry sweep failed; retrying in %.0fs", interval)
         await anyio.sleep(interval)
 
 
@@ -34,25 +34,40 @@ def backoff(attempts: int) -> float:
 
 async def deliver_outbox(service: ApprovalService, notifier: Notifier, idle_wait: float = 1.0) -> None:
     """Deliver queued notifications; a failure is retried with backoff and never changes a decision."""
-    store, clock = service.store, service.clock
     while True:
-        token = await store.change_token()
-        for item in await store.claim_outbox(clock.now()):
-            request = await store.get(item.request_id)
-            if request is None:
-                continue
-            try:
-                await notifier.deliver(request)
-            except DeliveryFailed as exc:
-                delay = backoff(item.attempts)
-                logger.warning("notification for %s failed (%s); retry in %.0fs", request.id, exc, delay)
-                await store.retry_outbox(item.id, clock.now() + timedelta(seconds=delay), str(exc))
-                continue
-            event = NewEvent(
-                kind=EventKind.NOTIFIED,
-                request_id=request.id,
-                at=clock.now(),
-                data={"notifier": notifier.name, "status": request.status.value},
-            )
-            await store.complete_outbox(item.id, event)
-        await store.wait_for_change(token, idle_wait)
+        token = await service.store.change_token()
+        try:
+            await deliver_due(service, notifier)
+        except Exception:  # e.g. the database briefly unavailable: log, and try again on the next round
+            logger.exception("outbox delivery round failed; retrying")
+        await service.store.wait_for_change(token, idle_wait)
+
+
+async def deliver_due(service: ApprovalService, notifier: Notifier) -> None:
+    store, clock = service.store, service.clock
+    for item in await store.claim_outbox(clock.now()):
+        request = await store.get(item.request_id)
+        if request is None:
+            continue
+        try:
+            await notifier.deliver(request)
+        except DeliveryFailed as exc:
+            await _retry_later(service, item.id, item.attempts, str(exc))
+            continue
+        except Exception as exc:  # a notifier's bug must not stop other notifications or the server
+            logger.exception("notifier %s failed on %s", notifier.name, request.id)
+            await _retry_later(service, item.id, item.attempts, f"{type(exc).__name__}: {exc}")
+            continue
+        event = NewEvent(
+            kind=EventKind.NOTIFIED,
+            request_id=request.id,
+            at=clock.now(),
+            data={"notifier": notifier.name, "status": request.status.value},
+        )
+        await store.complete_outbox(item.id, event)
+
+
+async def _retry_later(service: ApprovalService, item_id: int, attempts: int, error: str) -> None:
+    delay = backoff(attempts)
+    logger.warning("notification %d failed (%s); retry in %.0fs", item_id, error, delay)
+    await service.store.retry_outbox(item_id, service.clock.now() + timedelta(seconds=delay), error)

@@ -1,0 +1,42 @@
+"""Every CLI command explains itself and shows an example."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.cli import build_parser, main
+
+COMMANDS = [
+    ["serve"],
+    ["review", "list"],
+    ["review", "show"],
+    ["review", "approve"],
+    ["review", "reject"],
+    ["history"],
+    ["audit", "verify"],
+    ["review"],
+    ["audit"],
+    [],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "signoff")
+def test_every_command_has_help_with_an_example(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert "example" in text and "signoff " in text.split("example", 1)[1]
+
+
+def test_the_list_above_covers_every_command() -> None:
+    parser = build_parser()
+    top = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    leaves = set()
+    for name, sub in top.items():
+        nested = sub._subparsers
+        if nested is None:
+            leaves.add((name,))
+        else:
+            leaves |= {(name, leaf) for leaf in nested._group_actions[0].choices}
+    assert leaves == {tuple(c) for c in COMMANDS if len(c) == 2 or c in (["serve"], ["history"])}

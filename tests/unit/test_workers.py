@@ -1,0 +1,94 @@
+"""The server's background work: the expiry sweeper and outbox delivery, retries included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client
+
+from notifiers import DeliveryFailed
+from server.app import build_server
+from server.config import Settings
+from server.workers import backoff, deliver_due
+from storage import ApprovalRequest, EventKind, MemoryStore, Status
+from tools.clock import FakeClock
+from tools.service import ApprovalService, Draft
+
+
+async def wait_until_stored(store: MemoryStore, request_id: str, check: object) -> ApprovalRequest:
+    """Wait on the store's change signal (no sleeping) until ``check(request)`` holds."""
+    with anyio.fail_after(30):
+        while True:
+            token = await store.change_token()
+            request = await store.get(request_id)
+            assert request is not None
+            if check(request):  # type: ignore[operator]
+                return request
+            await store.wait_for_change(token, 5)
+
+
+async def test_the_running_server_expires_overdue_requests_and_notifies(tmp_path: Path) -> None:
+    store, clock = MemoryStore(), FakeClock()
+    settings = Settings(db_path=tmp_path / "unused.db", sweep_interval=0.01)
+    async with Client(build_server(settings, store=store, clock=clock)) as client:
+        created = await client.call_tool(
+            "request_approval", {"action": "deploy.prod", "summary": "ship", "expires_in_seconds": 60}
+        )
+        request_id = created.structured_content["request_id"]  # type: ignore[index]
+        await wait_until_stored(store, request_id, lambda r: r.status is Status.PENDING)
+        clock.advance(61)
+        expired = await wait_until_stored(store, request_id, lambda r: r.status is Status.EXPIRED)
+        assert expired.decided_by is None and not expired.votes
+
+        async def notified_twice() -> bool:
+            kinds = [e.kind for e in await store.request_events(request_id)]
+            return kinds.count(EventKind.NOTIFIED) == 2  # once when pending, once when expired
+
+        with anyio.fail_after(30):
+            while not await notified_twice():
+                await store.wait_for_change(await store.change_token(), 5)
+
+
+class FlakyNotifier:
+    """Fails as scripted: a DeliveryFailed (Slack down), then a bug, then works."""
+
+    name = "flaky"
+
+    def __init__(self, script: list[str]) -> None:
+        self.script = script
+        self.seen: list[Status] = []
+
+    async def deliver(self, request: ApprovalRequest) -> None:
+        self.seen.append(request.status)
+        step = self.script.pop(0)
+        if step == "down":
+            raise DeliveryFailed("slack is down")
+        if step == "bug":
+            raise RuntimeError("notifier bug")
+
+
+async def test_failed_deliveries_are_retried_with_backoff_and_never_decide() -> None:
+    store, clock = MemoryStore(), FakeClock()
+    service = ApprovalService(store, clock=clock)
+    request = await service.request_approval(Draft(action="db.drop", summary="drop", payload={}))
+    notifier = FlakyNotifier(["down", "bug", "ok"])
+
+    await deliver_due(service, notifier)  # down: retry in 1 s
+    await deliver_due(service, notifier)  # not due yet
+    assert len(notifier.seen) == 1
+    clock.advance(backoff(0))
+    await deliver_due(service, notifier)  # a bug: retry in 2 s
+    clock.advance(backoff(1))
+    await deliver_due(service, notifier)  # delivered
+    await deliver_due(service, notifier)  # nothing left
+    assert notifier.seen == [Status.PENDING] * 3
+    assert (await service.get(request.id)).status is Status.PENDING
+    kinds = [e.kind for e in await store.request_events(request.id)]
+    assert kinds.count(EventKind.NOTIFIED) == 1
+
+
+@pytest.mark.parametrize(("attempts", "seconds"), [(0, 1), (1, 2), (5, 32), (30, 300)])
+def test_backoff_doubles_up_to_five_minutes(attempts: int, seconds: float) -> None:
+    assert backoff(attempts) == seconds
