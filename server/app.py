@@ -8,13 +8,20 @@ from contextlib import asynccontextmanager
 
 import anyio
 from mcp.server import MCPServer
+from starlette.requests import Request
+from starlette.responses import Response
 
-from notifiers import ConsoleNotifier, Notifier
+from notifiers import ConsoleNotifier, FanOut, Notifier, WebhookNotifier
 from server.config import Settings, package_version
+from server.model_plane import model_plane, model_settings_from_env
+from server.slack import SlackParts, interactions_route, slack_session
 from server.workers import deliver_outbox, sweep_expired
 from storage import SqliteStore, Store
+from storage.model_store import ModelStore
 from tools.clock import Clock
 from tools.handlers import AppState, register_tools
+from tools.model_handlers import register_model_tools
+from tools.models import ModelSettings
 from tools.policy import Policy
 from tools.policy_config import load_policy_config
 from tools.service import ApprovalService
@@ -40,10 +47,15 @@ def build_server(
     store: Store | None = None,
     clock: Clock | None = None,
     notifier: Notifier | None = None,
+    model_store: ModelStore | None = None,
+    model_settings: ModelSettings | None = None,
 ) -> MCPServer[AppState]:
     """The signoff MCP server. A given ``store`` is shared and left open; otherwise the lifespan opens
     (and closes) the SQLite database at ``settings.db_path``."""
     policy = load_policy(settings)  # at build time, so a bad config stops the start-up
+    models_config = model_settings or model_settings_from_env()  # likewise
+
+    slack: list[SlackParts | None] = [None]  # filled by the lifespan, read by the HTTP route
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -51,10 +63,23 @@ def build_server(
         active: Store = await SqliteStore.open(settings.db_path) if store is None else store
         try:
             service = ApprovalService(active, policy, clock, progress_interval=settings.progress_interval)
-            async with anyio.create_task_group() as workers:
+            async with (
+                anyio.create_task_group() as workers,
+                slack_session(settings, service, workers) as parts,
+                model_plane(
+                    settings.db_path,
+                    service,
+                    workers,
+                    store=model_store,
+                    in_memory=store is not None,
+                    settings=models_config,
+                ) as models,
+            ):
+                slack[0] = parts
                 workers.start_soon(sweep_expired, service, settings.sweep_interval)
-                workers.start_soon(deliver_outbox, service, notifier or ConsoleNotifier())
-                yield AppState(service=service, permission_wait_seconds=settings.permission_wait_seconds)
+                workers.start_soon(deliver_outbox, service, notifier or default_notifier(settings, parts))
+                yield AppState(service=service, permission_wait_seconds=settings.permission_wait_seconds, models=models)
+                slack[0] = None
                 workers.cancel_scope.cancel()
         finally:
             if own_store:
@@ -64,4 +89,20 @@ def build_server(
         "signoff", version=package_version(), instructions=INSTRUCTIONS, lifespan=lifespan
     )
     register_tools(mcp)
+    register_model_tools(mcp)
+
+    @mcp.custom_route("/slack/interactions", methods=["POST"], include_in_schema=False)  # type: ignore[untyped-decorator]
+    async def slack_interactions(request: Request) -> Response:
+        return await interactions_route(request, slack[0])
+
     return mcp
+
+
+def default_notifier(settings: Settings, slack: SlackParts | None) -> Notifier:
+    """The console always (a line on stderr per request that needs people), plus Slack and the webhook if set."""
+    chosen: list[Notifier] = [ConsoleNotifier()]
+    if slack is not None:
+        chosen.append(slack.notifier)
+    if settings.webhook_url and settings.webhook_secret:
+        chosen.append(WebhookNotifier(settings.webhook_url, settings.webhook_secret))
+    return chosen[0] if len(chosen) == 1 else FanOut(*chosen)

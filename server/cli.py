@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -13,6 +14,7 @@ from pathlib import Path
 from server import render
 from server.config import Settings, package_version
 from storage import RequestQuery, SignoffError, SqliteStore, Status, Verdict
+from tools.policy_config import PolicyConfig, load_policy_config
 from tools.service import ApprovalService
 
 logger = logging.getLogger("signoff")
@@ -27,6 +29,9 @@ EXAMPLES = {
     "history": "examples:\n  signoff history --status approved --since 2026-01-01\n"
     "  signoff history --action payments.transfer --json",
     "audit verify": "example:\n  signoff audit verify",
+    "slack check": "example:\n  SIGNOFF_SLACK_BOT_TOKEN=xoxb-… SIGNOFF_SLACK_APP_TOKEN=xapp-… signoff slack check",
+    "slack manifest": "examples:\n  signoff slack manifest                 # Socket Mode: no public URL needed\n"
+    "  signoff slack manifest --request-url https://signoff.example.com/slack/interactions",
 }
 
 
@@ -88,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--status", choices=[s.value for s in Status])
     history.add_argument("--action", help="exact action name")
     history.add_argument("--since", type=_parse_time, help="ISO date or time (UTC if no zone given)")
-    history.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    history.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
     history.add_argument("--json", action="store_true", help="print JSON")
 
     audit = commands.add_parser(
@@ -99,13 +104,47 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     audit_actions = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    sub(
+    verify = sub(
         audit_actions,
         "verify",
         "audit verify",
-        "verify the hash chain of every event; exit 1 naming the first bad one",
+        "verify the audit log and the rows it explains; exit 1 at the first bad one",
     )
+    verify.add_argument(
+        "--anchor",
+        action="append",
+        default=[],
+        type=_anchor,
+        metavar="SEQ:HASH",
+        help="a head printed by an earlier verify and kept elsewhere: catches a log rewritten since",
+    )
+    slack = commands.add_parser(
+        "slack",
+        help="set up Slack reviewers",
+        description="Set up Slack reviewers.",
+        epilog="example:\n  signoff slack manifest",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    slack_actions = slack.add_subparsers(dest="slack_command", required=True, metavar="ACTION")
+    sub(slack_actions, "check", "slack check", "check the Slack tokens, channels and approvers; say what is missing")
+    manifest = sub(
+        slack_actions, "manifest", "slack manifest", "print the Slack app manifest to paste at api.slack.com"
+    )
+    manifest.add_argument("--request-url", help="use HTTP interactivity at this URL instead of Socket Mode")
     return parser
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def _anchor(text: str) -> tuple[int, str]:
+    seq, _, digest = text.partition(":")
+    if not (seq.isdigit() and len(digest) == 64):
+        raise argparse.ArgumentTypeError(f"{text!r} is not SEQ:HASH as `signoff audit verify` prints it")
+    return int(seq), digest
 
 
 def _parse_time(text: str) -> datetime:
@@ -125,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.command == "serve":
             return serve(settings, args.transport, args.host, args.port)
+        if args.command == "slack":
+            return asyncio.run(_slack(settings, args))
         return asyncio.run(_offline(settings, args))
     except SignoffError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
@@ -135,12 +176,18 @@ def serve(settings: Settings, transport: str, host: str, port: int) -> int:
     from server.app import build_server  # imported here: the other commands start faster without mcp
 
     server = build_server(settings)
+    asyncio.run(_open_database(settings))  # a bad path stops here with one line, not inside the transport
     logger.info("signoff %s serving on %s, database %s", package_version(), transport, settings.db_path)
     if transport == "http":
         server.run("streamable-http", host=host, port=port)
     else:
         server.run()
     return 0
+
+
+async def _open_database(settings: Settings) -> None:
+    store = await SqliteStore.open(settings.db_path)
+    await store.close()
 
 
 async def _offline(settings: Settings, args: argparse.Namespace) -> int:
@@ -200,15 +247,35 @@ async def _history(service: ApprovalService, args: argparse.Namespace) -> int:
 
 
 async def _audit_verify(service: ApprovalService, args: argparse.Namespace) -> int:
-    report = await service.verify_audit()
+    report = await service.verify_audit(dict(args.anchor))
     if report.ok:
-        print(f"ok: {report.events_checked} events verified; head hash {report.head_hash}")
+        print(f"ok: {report.events_checked} events verified, and every request matches its events")
+        print(f"head {report.head_seq}:{report.head_hash} (keep it elsewhere; pass it back with --anchor)")
         return 0
-    print(
-        f"FAILED at event #{report.first_bad_seq}: {report.reason} ({report.events_checked} events before it verified)",
-        file=sys.stderr,
-    )
+    where = f"event #{report.first_bad_seq}" if report.first_bad_seq is not None else f"request {report.request_id}"
+    print(f"FAILED at {where}: {report.reason} ({report.events_checked} events verified)", file=sys.stderr)
     return 1
+
+
+async def _slack(settings: Settings, args: argparse.Namespace) -> int:
+    from notifiers import slack_setup, web_client  # imported here: slack-sdk and aiohttp slow every other command
+
+    if args.slack_command == "manifest":
+        print(json.dumps(slack_setup.manifest(request_url=args.request_url), indent=2))
+        return 0
+    config = load_policy_config(settings.config_path) if settings.config_path else PolicyConfig()
+    channels = [settings.slack_channel, config.slack.channel, *(rule.channel for rule in config.rules)]
+    bot = web_client(settings.slack_bot_token, settings.slack_api_url) if settings.slack_bot_token else None
+    findings = await slack_setup.check(
+        bot,
+        app_token=settings.slack_app_token,
+        has_signing_secret=settings.slack_signing_secret is not None,
+        channels=list(dict.fromkeys(c for c in channels if c)),
+        approvers=config.slack.approvers,
+    )
+    for finding in findings:
+        print(f"{'ok' if finding.ok else 'missing'}: {finding.message}")
+    return 0 if all(f.ok for f in findings) else 1
 
 
 _HANDLERS: dict[tuple[str, str | None], Callable[[ApprovalService, argparse.Namespace], Awaitable[int]]] = {

@@ -33,6 +33,13 @@ class Settings:
     progress_interval: float = 5.0  #: SIGNOFF_PROGRESS_INTERVAL: seconds between progress notifications
     permission_wait_seconds: float = 120.0  #: SIGNOFF_PERMISSION_WAIT_SECONDS: permission_prompt's bounded wait
     sweep_interval: float = 1.0  #: SIGNOFF_SWEEP_INTERVAL: how often expired requests are closed
+    slack_bot_token: str | None = None  #: SIGNOFF_SLACK_BOT_TOKEN (xoxb-…): turns Slack on
+    slack_app_token: str | None = None  #: SIGNOFF_SLACK_APP_TOKEN (xapp-…): replies by Socket Mode
+    slack_signing_secret: str | None = None  #: SIGNOFF_SLACK_SIGNING_SECRET: replies by POST /slack/interactions
+    slack_channel: str | None = None  #: SIGNOFF_SLACK_CHANNEL: where requests go unless the policy says otherwise
+    slack_api_url: str | None = None  #: SIGNOFF_SLACK_API_URL: the Web API base URL (tests, proxies)
+    webhook_url: str | None = None  #: SIGNOFF_WEBHOOK_URL: also POST every state change here, signed
+    webhook_secret: str | None = None  #: SIGNOFF_WEBHOOK_SECRET: the HMAC key for the webhook
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -44,8 +51,27 @@ class Settings:
             progress_interval=_number(env, "SIGNOFF_PROGRESS_INTERVAL", 5.0),
             permission_wait_seconds=_number(env, "SIGNOFF_PERMISSION_WAIT_SECONDS", 120.0),
             sweep_interval=_number(env, "SIGNOFF_SWEEP_INTERVAL", 1.0),
+            slack_bot_token=env.get("SIGNOFF_SLACK_BOT_TOKEN") or None,
+            slack_app_token=env.get("SIGNOFF_SLACK_APP_TOKEN") or None,
+            slack_signing_secret=env.get("SIGNOFF_SLACK_SIGNING_SECRET") or None,
+            slack_channel=env.get("SIGNOFF_SLACK_CHANNEL") or None,
+            slack_api_url=env.get("SIGNOFF_SLACK_API_URL") or None,
+            webhook_url=env.get("SIGNOFF_WEBHOOK_URL") or None,
+            webhook_secret=env.get("SIGNOFF_WEBHOOK_SECRET") or None,
         )
+        settings.check()
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+    def check(self) -> None:
+        """Settings that only make sense together, or in a known shape."""
+        if self.slack_bot_token and not self.slack_bot_token.startswith("xoxb-"):
+            raise ConfigError("SIGNOFF_SLACK_BOT_TOKEN must be a bot token (xoxb-…), from OAuth & Permissions")
+        if self.slack_app_token and not self.slack_app_token.startswith("xapp-"):
+            raise ConfigError("SIGNOFF_SLACK_APP_TOKEN must be an app-level token (xapp-…) with connections:write")
+        if (self.slack_app_token or self.slack_signing_secret) and not self.slack_bot_token:
+            raise ConfigError("Slack replies need SIGNOFF_SLACK_BOT_TOKEN too: signoff posts with the bot token")
+        if bool(self.webhook_url) != bool(self.webhook_secret):
+            raise ConfigError("set SIGNOFF_WEBHOOK_URL and SIGNOFF_WEBHOOK_SECRET together: webhooks are always signed")
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

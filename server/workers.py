@@ -14,6 +14,7 @@ from tools.service import ApprovalService
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 300.0
+WORKER_POLL_SECONDS = 0.25  #: how soon the outbox notices another process's change; waiting agents poll faster
 
 
 async def sweep_expired(service: ApprovalService, interval: float) -> None:
@@ -40,7 +41,7 @@ async def deliver_outbox(service: ApprovalService, notifier: Notifier, idle_wait
             await deliver_due(service, notifier)
         except Exception:  # e.g. the database briefly unavailable: log, and try again on the next round
             logger.exception("outbox delivery round failed; retrying")
-        await service.store.wait_for_change(token, idle_wait)
+        await service.store.wait_for_change(token, idle_wait, poll_interval=WORKER_POLL_SECONDS)
 
 
 async def deliver_due(service: ApprovalService, notifier: Notifier) -> None:

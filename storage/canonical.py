@@ -39,6 +39,8 @@ def _walk(node: Mapping[str, Any], prefix: str, depth: int) -> Iterator[tuple[st
         path = f"{prefix}{key}"
         if isinstance(value, bool):
             continue
+        if isinstance(value, int) and abs(value) > 2**1023:
+            continue  # too big for a float, so it has no place in numeric statistics
         if isinstance(value, int | float) and math.isfinite(value):
             yield path, float(value)
         elif isinstance(value, Mapping) and depth > 1:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from storage.canonical import canonical_json
+from storage.errors import CorruptRecord
 from storage.records import (
     ApprovalRequest,
     DecidedBy,
@@ -43,6 +44,8 @@ def request_row(r: ApprovalRequest) -> tuple[Any, ...]:
         to_text(r.expires_at),
         to_text(r.decided_at) if r.decided_at else None,
         r.note,
+        r.channel,
+        json.dumps(list(r.approvers)),
     )
 
 
@@ -77,6 +80,9 @@ def request_from_row(row: Sequence[Any]) -> ApprovalRequest:
             )
             for v in votes
         ),
+        channel=row[19],
+        approvers=tuple(json.loads(row[20])),
+        consumed_at=from_text(row[21]) if row[21] else None,
     )
 
 
@@ -85,6 +91,13 @@ def event_row(e: Event) -> tuple[Any, ...]:
 
 
 def event_from_row(row: Sequence[Any]) -> Event:
+    try:
+        return _event(row)
+    except (ValueError, TypeError, KeyError) as exc:  # JSONDecodeError is a ValueError
+        raise CorruptRecord(row[0], f"event #{row[0]} cannot be read ({exc})") from exc
+
+
+def _event(row: Sequence[Any]) -> Event:
     return Event(
         seq=row[0],
         kind=EventKind(row[1]),

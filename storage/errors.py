@@ -36,3 +36,11 @@ class Forbidden(SignoffError):
 
 class ConfigError(SignoffError):
     """The configuration is invalid."""
+
+
+class CorruptRecord(SignoffError):
+    """A stored row cannot be read: it was changed outside signoff."""
+
+    def __init__(self, seq: int, message: str) -> None:
+        super().__init__(message)
+        self.seq = seq

@@ -16,6 +16,7 @@ from storage.records import (
     ActionHistory,
     ApprovalRequest,
     Event,
+    MessageRef,
     NewEvent,
     OutboxItem,
     Page,
@@ -40,6 +41,7 @@ class MemoryStore:
         self._seen: set[tuple[str, str]] = set()
         self._values: dict[tuple[str, str], list[float]] = defaultdict(list)
         self._outbox: dict[int, _Outbox] = {}
+        self._refs: dict[tuple[str, str], MessageRef] = {}
         self._generation = 0
         self._changed: anyio.Event | None = None
 
@@ -87,6 +89,8 @@ class MemoryStore:
                 decided_at=transition.decided_at,
                 note=transition.note,
             )
+        if transition.consumed_at is not None:
+            updated = dataclasses.replace(updated, consumed_at=transition.consumed_at)
         self._requests[request_id] = updated
         self._append(transition.events)
         if transition.notify:
@@ -126,7 +130,7 @@ class MemoryStore:
             self._events.append(link(new, prev_seq, prev_hash))
 
     async def events(self, after_seq: int = 0) -> AsyncIterator[Event]:
-        for event in list(self._events[after_seq:]):
+        for event in [e for e in self._events if e.seq > after_seq]:
             yield event
 
     async def request_events(self, request_id: str) -> list[Event]:
@@ -141,7 +145,7 @@ class MemoryStore:
     async def change_token(self) -> int:
         return self._generation
 
-    async def wait_for_change(self, token: object, timeout: float) -> None:
+    async def wait_for_change(self, token: object, timeout: float, poll_interval: float | None = None) -> None:
         with anyio.move_on_after(timeout):
             while self._generation == token:
                 if self._changed is None:
@@ -173,3 +177,9 @@ class MemoryStore:
         if not entry.delivered:
             entry.item = dataclasses.replace(entry.item, attempts=entry.item.attempts + 1)
             entry.next_attempt_at = next_attempt_at
+
+    async def message_ref(self, request_id: str, notifier: str) -> MessageRef | None:
+        return self._refs.get((request_id, notifier))
+
+    async def save_message_ref(self, ref: MessageRef) -> None:
+        self._refs[(ref.request_id, ref.notifier)] = ref

@@ -8,7 +8,8 @@ REQUEST_COLUMNS = """
     r.created_at, r.expires_at, r.decided_at, r.note,
     (SELECT json_group_array(json_object('reviewer', v.reviewer, 'verdict', v.verdict,
                                          'comment', v.comment, 'at', v.at))
-       FROM (SELECT * FROM votes WHERE request_id = r.id ORDER BY at, reviewer) AS v) AS votes
+       FROM (SELECT * FROM votes WHERE request_id = r.id ORDER BY at, reviewer) AS v) AS votes,
+    r.channel, r.approvers, r.consumed_at
 """
 
 SELECT_REQUEST = f"SELECT {REQUEST_COLUMNS} FROM requests AS r WHERE r.id = ?"
@@ -23,13 +24,17 @@ SELECT_REQUESTS = f"SELECT {REQUEST_COLUMNS} FROM requests AS r"
 INSERT_REQUEST = """
 INSERT INTO requests (id, action, summary, payload, payload_sha256, confidence, flags, agent_id,
                       idempotency_key, status, decided_by, triggers, approvals_required, priority,
-                      created_at, expires_at, decided_at, note)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      created_at, expires_at, decided_at, note, channel, approvers)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 UPDATE_REQUEST_STATE = """
 UPDATE requests SET status = ?, decided_by = ?, decided_at = ?, note = ?
  WHERE id = ? AND status = 'pending'
+"""
+
+CONSUME_REQUEST = """
+UPDATE requests SET consumed_at = ? WHERE id = ? AND status = 'approved' AND consumed_at IS NULL
 """
 
 INSERT_VOTE = "INSERT INTO votes (request_id, reviewer, verdict, comment, at) VALUES (?, ?, ?, ?, ?)"
@@ -78,6 +83,16 @@ COMPLETE_OUTBOX = "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1 W
 RETRY_OUTBOX = """
 UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?
  WHERE id = ? AND delivered_at IS NULL
+"""
+
+SELECT_MESSAGE_REF = """
+SELECT request_id, notifier, channel, ts, votes_posted FROM message_refs WHERE request_id = ? AND notifier = ?
+"""
+
+UPSERT_MESSAGE_REF = """
+INSERT INTO message_refs (request_id, notifier, channel, ts, votes_posted) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (request_id, notifier) DO UPDATE SET channel = excluded.channel, ts = excluded.ts,
+                                                 votes_posted = excluded.votes_posted
 """
 
 DATA_VERSION = "PRAGMA data_version"

@@ -29,8 +29,8 @@ class DecidedBy(enum.StrEnum):
 
 
 class Verdict(enum.StrEnum):
-    APPROVE = "approve"
-    REJECT = "reject"
+    APPROVE = "approve"  #: Counts towards approvals_required.
+    REJECT = "reject"  #: Vetoes the request at once; needs a reason.
 
 
 class TriggerKind(enum.StrEnum):
@@ -43,20 +43,21 @@ class TriggerKind(enum.StrEnum):
 
 
 class EventKind(enum.StrEnum):
-    CREATED = "created"
-    TRIGGERED = "triggered"
-    VOTED = "voted"
-    DECIDED = "decided"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
-    NOTIFIED = "notified"
+    CREATED = "created"  #: The request as asked (action, payload, agent, settings).
+    TRIGGERED = "triggered"  #: What the policy decided, and why.
+    VOTED = "voted"  #: A reviewer's vote.
+    DECIDED = "decided"  #: Approved or rejected, by policy or by people.
+    EXPIRED = "expired"  #: Nobody decided in time.
+    CANCELLED = "cancelled"  #: The agent withdrew it.
+    NOTIFIED = "notified"  #: A notifier showed its current state to people.
+    CONSUMED = "consumed"  #: An approval was used to run its action (single-use approvals).
 
 
 class Priority(enum.StrEnum):
-    LOW = "low"
-    NORMAL = "normal"
-    HIGH = "high"
-    URGENT = "urgent"
+    LOW = "low"  #: Whenever someone has time.
+    NORMAL = "normal"  #: The default.
+    HIGH = "high"  #: Soon.
+    URGENT = "urgent"  #: Now; something is waiting on it.
 
     @property
     def rank(self) -> int:
@@ -102,6 +103,9 @@ class ApprovalRequest:
     decided_at: datetime | None = None
     note: str | None = None  #: the cancel reason, or what ended the request
     votes: tuple[Vote, ...] = ()
+    channel: str | None = None  #: the Slack channel to ask in (None: the server's default)
+    approvers: tuple[str, ...] = ()  #: Slack user and user group ids who may vote in Slack
+    consumed_at: datetime | None = None  #: when a single-use approval was used (permission prompts)
 
     @property
     def approvals(self) -> tuple[Vote, ...]:
@@ -146,6 +150,7 @@ class Transition:
     vote: Vote | None = None
     events: tuple[NewEvent, ...] = ()
     notify: bool = False
+    consumed_at: datetime | None = None  #: mark an approved request as used
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -183,3 +188,14 @@ class OutboxItem:
     request_id: str
     attempts: int
     created_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MessageRef:
+    """The message a notifier posted for a request, so later states update it instead of posting again."""
+
+    request_id: str
+    notifier: str
+    channel: str
+    ts: str
+    votes_posted: int = 0  #: votes already replied in the message's thread

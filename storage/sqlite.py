@@ -22,12 +22,13 @@ from storage import queries as q
 from storage.audit import GENESIS_HASH, link
 from storage.canonical import numeric_leaves
 from storage.codec import event_from_row, event_row, request_from_row, request_row
-from storage.errors import Conflict, NotFound
+from storage.errors import ConfigError, Conflict, NotFound
 from storage.migrations import migrate
 from storage.records import (
     ActionHistory,
     ApprovalRequest,
     Event,
+    MessageRef,
     NewEvent,
     OutboxItem,
     Page,
@@ -84,8 +85,13 @@ class SqliteStore:
     @classmethod
     async def open(cls, path: str | Path, *, poll_interval: float = 0.02) -> SqliteStore:
         """Open (creating and migrating as needed) the database at ``path``."""
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        writer = await connect(path)
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            writer = await connect(path)
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError(
+                f"cannot open the database {path}: {exc}; choose another file with --db or SIGNOFF_DB"
+            ) from exc
         try:
             await migrate(writer)
             reader = await connect(path)
@@ -162,6 +168,10 @@ class SqliteStore:
                 )
                 if cur.rowcount != 1:  # the lifecycle saw 'pending' under this same lock; defence in depth
                     raise Conflict(f"request {request_id} is no longer pending")
+            if transition.consumed_at is not None:
+                cur = await db.execute(q.CONSUME_REQUEST, (to_text(transition.consumed_at), request_id))
+                if cur.rowcount != 1:
+                    raise Conflict(f"request {request_id} is not an unused approval")
             await self._append_events(db, transition.events)
             if transition.notify:
                 now = to_text(transition.decided_at or transition.events[0].at)
@@ -251,14 +261,15 @@ class SqliteStore:
     async def change_token(self) -> tuple[int, int]:
         return self._generation, await self._data_version()
 
-    async def wait_for_change(self, token: object, timeout: float) -> None:
+    async def wait_for_change(self, token: object, timeout: float, poll_interval: float | None = None) -> None:
         assert isinstance(token, tuple)
         generation, version = token
+        poll_interval = poll_interval or self._poll_interval
         with anyio.move_on_after(timeout):
             while self._generation == generation:
                 if self._changed is None:
                     self._changed = anyio.Event()
-                with anyio.move_on_after(self._poll_interval):
+                with anyio.move_on_after(poll_interval):
                     await self._changed.wait()
                     return
                 if await self._data_version() != version:
@@ -294,6 +305,23 @@ class SqliteStore:
     async def retry_outbox(self, item_id: int, next_attempt_at: datetime, error: str) -> None:
         async with self._transaction() as db:
             await db.execute(q.RETRY_OUTBOX, (to_text(next_attempt_at), error[:500], item_id))
+
+    # -- message references ----------------------------------------------------------------------
+
+    async def message_ref(self, request_id: str, notifier: str) -> MessageRef | None:
+        async with self._reader.execute(q.SELECT_MESSAGE_REF, (request_id, notifier)) as cur:
+            row = await cur.fetchone()
+        return (
+            MessageRef(request_id=row[0], notifier=row[1], channel=row[2], ts=row[3], votes_posted=row[4])
+            if row
+            else None
+        )
+
+    async def save_message_ref(self, ref: MessageRef) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                q.UPSERT_MESSAGE_REF, (ref.request_id, ref.notifier, ref.channel, ref.ts, ref.votes_posted)
+            )
 
 
 async def _fetch_request(db: aiosqlite.Connection, request_id: str) -> ApprovalRequest:

@@ -10,6 +10,7 @@ from storage.records import (
     ActionHistory,
     ApprovalRequest,
     Event,
+    MessageRef,
     NewEvent,
     OutboxItem,
     Page,
@@ -65,8 +66,12 @@ class Store(Protocol):
         """A marker of the store's state now; take it *before* reading what you will wait on."""
         ...
 
-    async def wait_for_change(self, token: object, timeout: float) -> None:
-        """Return soon after anything changed since ``token`` (any process), or at ``timeout``."""
+    async def wait_for_change(self, token: object, timeout: float, poll_interval: float | None = None) -> None:
+        """Return soon after anything changed since ``token`` (any process), or at ``timeout``.
+
+        ``poll_interval`` trades how soon another process's change is noticed for CPU; the default suits
+        agents waiting for a decision, background workers pass a slower one.
+        """
         ...
 
     async def claim_outbox(self, now: datetime, lease_seconds: float = 30.0, limit: int = 10) -> list[OutboxItem]:
@@ -78,5 +83,11 @@ class Store(Protocol):
         ...
 
     async def retry_outbox(self, item_id: int, next_attempt_at: datetime, error: str) -> None: ...
+
+    async def message_ref(self, request_id: str, notifier: str) -> MessageRef | None: ...
+
+    async def save_message_ref(self, ref: MessageRef) -> None:
+        """Insert or replace the notifier's message reference for the request."""
+        ...
 
     async def close(self) -> None: ...

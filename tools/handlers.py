@@ -18,9 +18,11 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import TextContent, ToolAnnotations
 from pydantic import Field
 
-from storage import ApprovalRequest, InvalidInput, RequestQuery, SignoffError, Status, payload_sha256
+from storage import ApprovalRequest, InvalidInput, RequestQuery, SignoffError, Status
+from tools.models import ModelService
+from tools.permissions import permission
 from tools.service import ApprovalService, Draft, ProgressCallback
-from tools.views import ApprovalStatus, RequestList, decode_cursor, encode_cursor, next_step
+from tools.views import ApprovalStatus, RequestList, decode_cursor, encode_cursor
 
 MAX_WAIT_SECONDS = 300
 T = TypeVar("T")
@@ -33,6 +35,7 @@ class AppState:
     service: ApprovalService
     permission_wait_seconds: float = 120.0
     permission_agent_id: str = "claude-code"
+    models: ModelService | None = None  #: the model control plane (tools/model_handlers.py)
 
 
 @asynccontextmanager
@@ -82,7 +85,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
     @mcp.tool(
         title="Request human approval",
         annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
         ),
     )
     async def request_approval(
@@ -217,50 +220,16 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         """
         state = _state(ctx)
         async with domain_errors():
-            request = await _permission_request(state, tool_name, input, tool_use_id)
-            if request.status is Status.PENDING:
-                request = await state.service.wait(request.id, state.permission_wait_seconds, _progress(ctx))
-        return [TextContent(type="text", text=json.dumps(_permission_answer(request, input)))]
-
-
-async def _permission_request(
-    state: AppState, tool_name: str, tool_input: dict[str, Any], tool_use_id: str | None
-) -> ApprovalRequest:
-    """Reuse the newest request for this exact call when it is approved (and not past its deadline), pending,
-    or rejected; otherwise ask again. So a user who approves after a timed-out prompt only has to retry."""
-    service = state.service
-    draft = Draft(
-        action=tool_name,
-        summary=f"Claude Code wants to run {tool_name}" + (f" (tool use {tool_use_id})" if tool_use_id else ""),
-        payload=tool_input,
-        agent_id=state.permission_agent_id,
-    )
-    digest = payload_sha256(tool_name, tool_input)
-    recent = await service.list_requests(RequestQuery(action=tool_name, agent_id=draft.agent_id, limit=20))
-    now = service.clock.now()
-    for earlier in recent.items:
-        if earlier.payload_sha256 != digest:
-            continue
-        reusable = earlier.status in (Status.PENDING, Status.REJECTED) or (
-            earlier.status is Status.APPROVED and now < earlier.expires_at
-        )
-        if reusable:
-            return await service.get(earlier.id)
-        break
-    return await service.request_approval(draft)
-
-
-def _permission_answer(request: ApprovalRequest, tool_input: dict[str, Any]) -> dict[str, Any]:
-    if request.status is Status.APPROVED:
-        return {"behavior": "allow", "updatedInput": tool_input}
-    if request.status is Status.PENDING:
-        message = (
-            f"signoff request {request.id} is still waiting for a human. Ask the user to approve it "
-            f"(signoff review approve {request.id} --as NAME) and then retry the same call."
-        )
-    else:
-        message = f"signoff request {request.id}: {next_step(request)}"
-    return {"behavior": "deny", "message": message}
+            answer = await permission(
+                state.service,
+                tool_name,
+                input,
+                agent_id=state.permission_agent_id,
+                wait_seconds=state.permission_wait_seconds,
+                on_progress=_progress(ctx),
+                tool_use_id=tool_use_id,
+            )
+        return [TextContent(type="text", text=json.dumps(answer))]
 
 
 def _aware(moment: datetime | None, name: str) -> datetime | None:

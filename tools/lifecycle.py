@@ -6,6 +6,8 @@ and the write that follows are one compare-and-set. Raising stops the write: not
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Callable
 from datetime import datetime
 
 from storage import (
@@ -47,6 +49,8 @@ def creation_events(request: ApprovalRequest) -> tuple[NewEvent, ...]:
             "approvals_required": request.approvals_required,
             "priority": request.priority.value,
             "expires_at": request.expires_at.isoformat(),
+            "channel": request.channel,
+            "approvers": list(request.approvers),
         },
     )
     triggered = NewEvent(
@@ -69,8 +73,27 @@ def creation_events(request: ApprovalRequest) -> tuple[NewEvent, ...]:
     return created, triggered, decided
 
 
-def vote(reviewer: str, verdict: Verdict, comment: str | None, now: datetime) -> Change:
-    """A reviewer's vote: one rejection vetoes; ``approvals_required`` distinct approvals approve."""
+def same_name(requester: str, reviewer: str) -> bool:
+    return normal_name(requester) == normal_name(reviewer)
+
+
+def normal_name(name: str) -> str:
+    """Names compare after NFKC and case folding, so a full-width or padded copy of a name is that name."""
+    return unicodedata.normalize("NFKC", name).strip().casefold()
+
+
+def vote(
+    reviewer: str,
+    verdict: Verdict,
+    comment: str | None,
+    now: datetime,
+    *,
+    same_person: Callable[[str, str], bool] = same_name,
+) -> Change:
+    """A reviewer's vote: one rejection vetoes; ``approvals_required`` distinct approvals approve.
+
+    ``same_person(requester, reviewer)`` says whether the reviewer is the requester under another name.
+    """
     reviewer = reviewer.strip()
     comment = comment.strip() if comment else None
     if not reviewer:
@@ -86,13 +109,13 @@ def vote(reviewer: str, verdict: Verdict, comment: str | None, now: datetime) ->
         if (expired := _expire_if_due(request, now)) is not None:
             return expired
         _ensure_pending(request)
-        if request.agent_id is not None and request.agent_id.casefold() == reviewer.casefold():
+        if request.agent_id is not None and same_person(request.agent_id, reviewer):
             raise Forbidden(
                 f"{reviewer} asked for request {request.id} and cannot vote on it; another person must review it"
                 " (the requester may cancel it instead)"
             )
         for earlier in request.votes:
-            if earlier.reviewer.casefold() == reviewer.casefold():
+            if same_name(earlier.reviewer, reviewer):
                 raise Conflict(
                     f"{earlier.reviewer} already voted {earlier.verdict} on request {request.id}; each reviewer's"
                     " vote counts once"
@@ -156,6 +179,20 @@ def expire(now: datetime) -> Change:
             _ensure_pending(request)
             raise Conflict(f"request {request.id} does not expire until {request.expires_at.isoformat()}")
         return expired
+
+    return change
+
+
+def consume(now: datetime) -> Change:
+    """Use an approval once (permission prompts): an unused approval becomes used; anything else is refused."""
+
+    def change(request: ApprovalRequest) -> Transition:
+        if request.status is not Status.APPROVED:
+            raise Conflict(f"request {request.id} is {request.status}, not approved; it cannot be used")
+        if request.consumed_at is not None:
+            raise Conflict(f"request {request.id} was already used at {request.consumed_at.isoformat()}")
+        event = NewEvent(kind=EventKind.CONSUMED, request_id=request.id, at=now)
+        return Transition(consumed_at=now, events=(event,))
 
     return change
 

@@ -17,7 +17,7 @@ from typing import Any
 from storage.canonical import canonical_json, numeric_leaves
 from storage.errors import InvalidInput
 from storage.records import ActionHistory, Priority, Trigger, TriggerKind
-from tools.policy_config import Condition, Op, Outcome, PolicyConfig, Rule
+from tools.policy_config import Condition, Op, Outcome, PolicyConfig, Rule, person_of
 
 __all__ = ["Outcome", "Policy", "PolicyDecision", "PolicyInput"]
 
@@ -45,6 +45,8 @@ class PolicyDecision:
     approvals_required: int
     expires_in_seconds: int
     priority: Priority
+    channel: str | None = None  #: the Slack channel to ask in (None: the server's default)
+    approvers: tuple[str, ...] = ()  #: Slack user/group ids who may vote in Slack (empty: nobody there)
 
 
 class Policy:
@@ -52,6 +54,11 @@ class Policy:
 
     def __init__(self, config: PolicyConfig | None = None) -> None:
         self.config = config if config is not None else PolicyConfig()
+
+    def same_person(self, requester: str, *names: str) -> bool:
+        """Whether any of ``names`` is the requester, directly or through a ``[[people]]`` alias."""
+        person = person_of(self.config, requester)
+        return any(person_of(self.config, name) == person for name in names)
 
     @property
     def wants_history(self) -> bool:
@@ -193,7 +200,10 @@ class Policy:
         if request.expires_in_seconds is not None:
             expiries.append(request.expires_in_seconds)
         priorities = [r.priority for r in rules if r.priority is not None]
+        routing = config.slack
         return PolicyDecision(
+            channel=next((r.channel for r in rules if r.channel), routing.channel),
+            approvers=next((r.approvers for r in rules if r.approvers), routing.approvers),
             outcome=outcome,
             triggers=tuple(triggers),
             approvals_required=max((r.approvals_required or 1 for r in rules), default=1),  # review rules only

@@ -14,6 +14,7 @@ import os
 import re
 import tomllib
 import types
+import unicodedata
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -21,8 +22,8 @@ from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 from storage.errors import ConfigError
 from storage.records import Priority
+from tools.toml_positions import KeyPath, Locator
 
-KeyPath = tuple[str | int, ...]
 _T = TypeVar("_T")
 
 REQUEST_PATHS = ("action", "summary", "confidence", "flags", "agent_id", "payload")
@@ -140,6 +141,43 @@ class Condition:
                 raise _Fault(("value",), f"invalid regular expression {self.value!r}: {exc}") from None
 
 
+SLACK_ID = re.compile(r"[UWS][A-Z0-9]{2,}")
+
+
+def _slack_ids(values: tuple[str, ...], key: str) -> None:
+    for index, value in enumerate(values):
+        if not SLACK_ID.fullmatch(value):
+            raise _Fault(
+                (key, index),
+                f"{value!r} is not a Slack user id (U… or W…) or user group id (S…); in Slack, open the "
+                "person's profile, then ⋯ > Copy member ID",
+            )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SlackRouting:
+    channel: str | None = None  #: where review requests are posted; SIGNOFF_SLACK_CHANNEL when unset
+    approvers: tuple[str, ...] = ()  #: Slack user ids and user group ids allowed to vote in Slack
+
+    def __post_init__(self) -> None:
+        _slack_ids(self.approvers, "approvers")
+        if self.channel is not None and not self.channel.strip():
+            raise _Fault(("channel",), "must not be empty; use a channel id (C…) or name (#approvals)")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Person:
+    """One human and every name they go by, so nobody approves their own request under another name."""
+
+    name: str
+    aliases: tuple[str, ...]  #: agent ids they own, their Slack user id, their CLI name
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise _Fault(("name",), "must not be empty")
+        _non_empty_strings(self.aliases, "aliases")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Rule:
     name: str
@@ -149,8 +187,11 @@ class Rule:
     approvals_required: int | None = None
     expires_in_seconds: int | None = None
     priority: Priority | None = None
+    channel: str | None = None  #: Slack channel for this rule's reviews (first matching rule that sets one)
+    approvers: tuple[str, ...] = ()  #: Slack ids who may vote on this rule's reviews (first rule that sets them)
 
     def __post_init__(self) -> None:
+        _slack_ids(self.approvers, "approvers")
         if not self.name.strip():
             raise _Fault(("name",), "must not be empty; name the rule so reviewers see why they are asked")
         _non_empty_strings(self.action, "action")
@@ -174,6 +215,8 @@ class PolicyConfig:
     limits: Limits = field(default_factory=Limits)
     anomaly: Anomaly = field(default_factory=Anomaly)
     fairness: Fairness = field(default_factory=Fairness)
+    slack: SlackRouting = field(default_factory=SlackRouting)
+    people: tuple[Person, ...] = ()
     rules: tuple[Rule, ...] = ()
 
     def __post_init__(self) -> None:
@@ -188,6 +231,13 @@ class PolicyConfig:
             )
         _at_least(self.max_expires_in_seconds, 1, "max_expires_in_seconds")
         _at_most(self.default_expires_in_seconds, self.max_expires_in_seconds, ("default_expires_in_seconds",))
+        owners: dict[str, str] = {}
+        for index, person in enumerate(self.people):
+            for alias_index, alias in enumerate((person.name, *person.aliases)):
+                owner = owners.setdefault(_normal(alias), person.name)
+                if owner != person.name:
+                    key = ("people", index, "aliases", alias_index - 1) if alias_index else ("people", index, "name")
+                    raise _Fault(key, f"{alias!r} already names {owner!r}; each name belongs to one person")
         names = [rule.name for rule in self.rules]
         for index, rule in enumerate(self.rules):
             if rule.name in names[:index]:
@@ -206,7 +256,7 @@ def parse_policy_config(text: str, source: str = "<config>") -> PolicyConfig:
     try:
         return _build(PolicyConfig, document, ())
     except _Fault as fault:
-        line = _Locator(text).line(fault.key)
+        line = Locator(text).line(fault.key)
         raise ConfigError(f"{source} line {line}: {fault}") from None
 
 
@@ -325,109 +375,14 @@ def _non_empty_strings(values: tuple[str, ...], key: str) -> None:
             raise _Fault((key, index), "must not be an empty string")
 
 
-# --- Where is a key? ---------------------------------------------------------------------------
-
-_STRING = (
-    r'"""(?:\\.|[^\\])*?""""{0,2}'  # a closing """ may be followed by up to two quotes of content
-    r"|'''.*?''''{0,2}"
-    r'|"(?:\\.|[^"\\\n])*"'
-    r"|'[^'\n]*'"
-)
-_KEY_PART = re.compile(rf"[A-Za-z0-9_-]+|{_STRING}")
-_SCALAR = re.compile(rf"{_STRING}|[^,\]}}\n#]+", re.DOTALL)
-_SPACES = re.compile(r"[ \t]*")
-_GAPS = re.compile(r"(?:\s|#[^\n]*)*")  # whitespace, newlines and comments
+def person_of(config: PolicyConfig, name: str) -> str:
+    """The person a name belongs to (by ``[[people]]``), or the name itself; case-insensitive."""
+    folded = _normal(name)
+    for person in config.people:
+        if folded in (_normal(alias) for alias in (person.name, *person.aliases)):
+            return _normal(person.name)
+    return folded
 
 
-class _Locator:
-    """The offset of every table, key and array element of a (valid) TOML document.
-
-    tomllib reports no positions for values, so this walks the text once, tracking the same
-    key paths the models use (``rules``, 1, ``when``, 0, ``op``), including ``[[rules]]`` counts.
-    """
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.found: dict[KeyPath, int] = {}
-        self._arrays: dict[KeyPath, int] = {}  # array-of-tables path -> tables seen so far
-        try:
-            self._document()
-        except (IndexError, ValueError):
-            pass  # best effort: what was found before the surprise still locates most faults
-
-    def line(self, key: KeyPath) -> int:
-        for end in range(len(key), 0, -1):
-            if (offset := self.found.get(key[:end])) is not None:
-                return self.text.count("\n", 0, offset) + 1
-        return 1
-
-    def _document(self) -> None:
-        text, i = self.text, 0
-        table: KeyPath = ()
-        while (i := self._skip(i, newlines=True)) < len(text):
-            start = i
-            if text.startswith("[[", i):
-                keys, i = self._key(i + 2)
-                table, i = self._header(keys, start, array=True), text.index("]]", i) + 2
-            elif text[i] == "[":
-                keys, i = self._key(i + 1)
-                table, i = self._header(keys, start, array=False), text.index("]", i) + 1
-            else:
-                i = self._pair(i, table)
-
-    def _header(self, keys: tuple[str, ...], at: int, *, array: bool) -> KeyPath:
-        path: KeyPath = ()
-        for key in keys[:-1]:
-            path = (*path, key)
-            if path in self._arrays:
-                path = (*path, self._arrays[path] - 1)
-        path = (*path, keys[-1])
-        self.found.setdefault(path, at)
-        if array:
-            index = self._arrays.get(path, 0)
-            self._arrays[path] = index + 1
-            path = (*path, index)
-            self.found[path] = at
-        return path
-
-    def _pair(self, i: int, table: KeyPath) -> int:
-        start = i
-        keys, i = self._key(i)
-        if self.text[i] != "=":
-            raise ValueError("expected '='")
-        for end in range(1, len(keys)):
-            self.found.setdefault((*table, *keys[:end]), start)
-        return self._value(self._skip(i + 1), (*table, *keys), start)
-
-    def _key(self, i: int) -> tuple[tuple[str, ...], int]:
-        parts: list[str] = []
-        while match := _KEY_PART.match(self.text, i := self._skip(i)):
-            part = match.group()
-            parts.append(part[1:-1] if part[0] in "\"'" else part)
-            i = self._skip(match.end())
-            if self.text[i] != ".":
-                return tuple(parts), i
-            i += 1
-        raise ValueError("expected a key")
-
-    def _value(self, i: int, path: KeyPath, at: int) -> int:
-        text = self.text
-        self.found.setdefault(path, at)
-        if text[i] in "[{":
-            close, index = "]" if text[i] == "[" else "}", 0
-            while text[i := self._skip(i + 1 if index == 0 else i, newlines=True)] != close:
-                if close == "]":
-                    i = self._value(i, (*path, index), i)
-                else:
-                    i = self._pair(i, path)
-                index += 1
-                if text[i := self._skip(i, newlines=True)] == ",":
-                    i += 1
-            return i + 1
-        if match := _SCALAR.match(text, i):
-            return match.end()
-        raise ValueError("expected a value")
-
-    def _skip(self, i: int, *, newlines: bool = False) -> int:
-        match = (_GAPS if newlines else _SPACES).match(self.text, i)
-        return match.end() if match else i
+def _normal(name: str) -> str:
+    return unicodedata.normalize("NFKC", name).strip().casefold()

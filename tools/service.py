@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -24,7 +24,7 @@ from storage import (
     Store,
     Verdict,
     payload_sha256,
-    verify_chain,
+    verify_store,
 )
 from storage.canonical import numeric_leaves
 from tools import lifecycle
@@ -113,6 +113,8 @@ class ApprovalService:
             created_at=now,
             expires_at=now + timedelta(seconds=decision.expires_in_seconds),
             decided_at=None if status is Status.PENDING else now,
+            channel=decision.channel,
+            approvers=decision.approvers,
         )
         stored, created = await self.store.create_request(
             request, lifecycle.creation_events(request), notify=status is Status.PENDING
@@ -159,9 +161,26 @@ class ApprovalService:
             until_expiry = (request.expires_at - self.clock.now()).total_seconds()
             await self.store.wait_for_change(token, max(0.0, min(wake_at - now, until_expiry + 0.001)))
 
-    async def vote(self, request_id: str, reviewer: str, verdict: Verdict, comment: str | None) -> ApprovalRequest:
-        """Record a reviewer's vote; raises Conflict naming who decided if the request is already closed."""
-        updated = await self.store.update(request_id, lifecycle.vote(reviewer, verdict, comment, self.clock.now()))
+    async def vote(
+        self,
+        request_id: str,
+        reviewer: str,
+        verdict: Verdict,
+        comment: str | None,
+        *,
+        reviewer_ids: tuple[str, ...] = (),
+    ) -> ApprovalRequest:
+        """Record a reviewer's vote; raises Conflict naming who decided if the request is already closed.
+
+        ``reviewer_ids`` are other names of the same reviewer (a Slack user id): if any of them is the requester,
+        directly or through the policy's ``[[people]]`` aliases, the vote is refused.
+        """
+
+        def same_person(requester: str, name: str) -> bool:
+            return self.policy.same_person(requester, name, *reviewer_ids)
+
+        change = lifecycle.vote(reviewer, verdict, comment, self.clock.now(), same_person=same_person)
+        updated = await self.store.update(request_id, change)
         if updated.status is Status.EXPIRED:  # it ran out before this vote arrived; lifecycle closed it now
             raise Conflict(f"request {request_id} {lifecycle.outcome_phrase(updated)}; your vote was not recorded")
         return updated
@@ -186,8 +205,12 @@ class ApprovalService:
                 pass  # decided or expired by someone else in the meantime
         return expired
 
-    async def verify_audit(self) -> ChainReport:
-        return await verify_chain(self.store.events())
+    async def verify_audit(self, anchors: Mapping[int, str] | None = None) -> ChainReport:
+        return await verify_store(self.store, anchors)
+
+    async def consume(self, request_id: str) -> ApprovalRequest:
+        """Use a single-use approval once; a second use is refused (Conflict)."""
+        return await self.store.update(request_id, lifecycle.consume(self.clock.now()))
 
     async def _expire(self, request_id: str) -> ApprovalRequest:
         try:

@@ -13,6 +13,7 @@ from storage import (
     Conflict,
     DecidedBy,
     EventKind,
+    MessageRef,
     NewEvent,
     NotFound,
     RequestQuery,
@@ -31,7 +32,13 @@ async def event_count(store: Store) -> int:
 
 
 async def test_create_then_get_returns_every_field(store: Store) -> None:
-    created = await add(store, payload={"amount": 12.5, "nested": {"list": [1, "ü"], "none": None}}, flags=("a", "b"))
+    created = await add(
+        store,
+        payload={"amount": 12.5, "nested": {"list": [1, "ü"], "none": None}},
+        flags=("a", "b"),
+        channel="#payments",
+        approvers=("U0ALICE", "S0FINANCE"),
+    )
     assert await store.get(created.id) == created
 
 
@@ -236,3 +243,16 @@ async def test_stored_records_are_frozen(store: Store) -> None:
     request = await add(store)
     with pytest.raises(dataclasses.FrozenInstanceError):
         request.status = Status.APPROVED  # type: ignore[misc]
+
+
+async def test_message_refs_are_saved_and_replaced(store: Store) -> None:
+    request = await add(store)
+    assert await store.message_ref(request.id, "slack") is None
+    await store.save_message_ref(MessageRef(request_id=request.id, notifier="slack", channel="C1", ts="1.1"))
+    await store.save_message_ref(
+        MessageRef(request_id=request.id, notifier="slack", channel="C1", ts="1.1", votes_posted=2)
+    )
+    assert await store.message_ref(request.id, "slack") == MessageRef(
+        request_id=request.id, notifier="slack", channel="C1", ts="1.1", votes_posted=2
+    )
+    assert await store.message_ref(request.id, "webhook") is None

@@ -17,7 +17,7 @@ async def test_http_wait_with_progress_ends_when_approved(env: dict[str, str], t
     with anyio.fail_after(90):
         async with http_server(env, tmp_path / "server.log") as url:
             async with Client(url) as client:
-                assert {tool.name for tool in (await client.list_tools()).tools} == TOOL_NAMES
+                assert TOOL_NAMES <= {tool.name for tool in (await client.list_tools()).tools}
                 assert (await ask(client, confidence=0.99))["status"] == "approved"
                 request = await ask(client, confidence=0.2, agent_id="billing-bot")
                 assert request["status"] == "pending"

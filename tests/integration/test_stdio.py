@@ -31,7 +31,7 @@ async def test_mcp_json_launch_lists_tools_and_applies_policy(env: dict[str, str
     with anyio.fail_after(60):
         async with Client(stdio_params(env)) as client:
             tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-            assert set(tools) == TOOL_NAMES
+            assert TOOL_NAMES <= set(tools)
             schema = tools["request_approval"].output_schema
             assert schema is not None and "status" in schema["properties"]
 

@@ -14,8 +14,11 @@ COMMANDS = [
     ["review", "reject"],
     ["history"],
     ["audit", "verify"],
+    ["slack", "check"],
+    ["slack", "manifest"],
     ["review"],
     ["audit"],
+    ["slack"],
     [],
 ]
 

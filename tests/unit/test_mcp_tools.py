@@ -57,7 +57,7 @@ async def test_tools_are_listed_with_schemas_and_no_tool_decides(tmp_path: Path)
     server, _, _ = make_server(tmp_path)
     async with Client(server) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert set(tools) == {"request_approval", "get_status", "cancel_request", "list_requests", "permission_prompt"}
+    assert {"request_approval", "get_status", "cancel_request", "list_requests", "permission_prompt"} <= set(tools)
     assert set(tools["request_approval"].output_schema["properties"]) == STATUS_FIELDS  # type: ignore[index]
     assert tools["get_status"].annotations.read_only_hint is True  # type: ignore[union-attr]
     assert tools["cancel_request"].annotations.destructive_hint is True  # type: ignore[union-attr]
@@ -193,7 +193,16 @@ async def test_permission_prompt_allows_denies_and_waits(tmp_path: Path) -> None
         request_id = waited["message"].split()[2]
         await reviewer.vote(request_id, "alice", Verdict.APPROVE, None)
         retried = await prompt(client, "Bash", {"command": "rm -rf build"})
+        again = await prompt(client, "Bash", {"command": "rm -rf build"})  # the approval was used up
+        huge = await prompt(client, "Write", {"file_path": "big.txt", "content": "x" * 100_000})
     assert allowed == {"behavior": "allow", "updatedInput": {"file_path": "/etc/hosts"}}
     assert denied["behavior"] == "deny" and "never force-push" in denied["message"]
-    assert waited["behavior"] == "deny" and request_id.startswith("req_") and "still waiting" in waited["message"]
+    assert (
+        waited["behavior"] == "deny" and request_id.startswith("req_") and "waiting for a person" in waited["message"]
+    )
+    assert "signoff review" not in waited["message"]  # the agent is not handed a command to approve itself
     assert retried == {"behavior": "allow", "updatedInput": {"command": "rm -rf build"}}
+    assert again["behavior"] == "deny" and request_id not in again["message"]
+    assert huge["behavior"] == "deny" and "max_payload_bytes" in huge["message"]
+    used = await reviewer.get(request_id)
+    assert used.consumed_at is not None

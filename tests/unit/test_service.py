@@ -99,6 +99,28 @@ async def test_the_requester_cannot_vote_on_its_own_request() -> None:
     assert await snapshot(store) == before
 
 
+FULL_WIDTH = "".join(chr(ord(c) + 0xFEE0) for c in "BILLING") + "-BOT"  # what NFKC folds to BILLING-BOT
+
+
+@pytest.mark.parametrize("alias", ["billing-bot ", FULL_WIDTH, "Billing-Bot"])
+async def test_the_requester_is_recognised_under_normalised_names(alias: str) -> None:
+    service, _, _ = make_service()
+    request = await service.request_approval(draft(agent_id="billing-bot"))
+    with pytest.raises(Forbidden):
+        await service.vote(request.id, alias, Verdict.APPROVE, None)
+
+
+async def test_the_requester_is_recognised_through_people_aliases() -> None:
+    service, _, _ = make_service('[[people]]\nname = "carol"\naliases = ["U0CAROL", "billing-bot"]\n')
+    request = await service.request_approval(draft(agent_id="billing-bot"))
+    with pytest.raises(Forbidden):
+        await service.vote(request.id, "carol", Verdict.APPROVE, None)
+    with pytest.raises(Forbidden):
+        await service.vote(request.id, "carol.s", Verdict.APPROVE, None, reviewer_ids=("U0CAROL",))
+    approved = await service.vote(request.id, "dave", Verdict.APPROVE, None, reviewer_ids=("U0DAVE",))
+    assert approved.status is Status.APPROVED
+
+
 async def test_a_second_decision_is_refused_naming_the_first() -> None:
     service, store, _ = make_service()
     request = await service.request_approval(draft())
@@ -191,6 +213,20 @@ async def test_wait_returns_when_decided_and_reports_progress() -> None:
             await service.vote(request.id, "alice", Verdict.APPROVE, None)
     assert result is not None and result.status is Status.APPROVED
     assert progress[0] == "waiting for reviewers: 0 of 1 approvals"
+
+
+async def test_a_wait_ends_when_the_request_expires() -> None:
+    service = ApprovalService(MemoryStore(), progress_interval=60)  # the system clock: expiry comes in real time
+    request = await service.request_approval(draft(expires_in_seconds=1))
+    with anyio.fail_after(30):  # far less than the wait: only the expiry can end it in time
+        result = await service.wait(request.id, 300)
+    assert result.status is Status.EXPIRED
+
+
+async def test_huge_integers_are_stored_and_ignored_by_statistics() -> None:
+    service, _, _ = make_service("[anomaly]\nenabled = true\n")
+    request = await service.request_approval(draft(payload={"amount": 10**400}))
+    assert request.status is Status.PENDING and request.payload["amount"] == 10**400
 
 
 async def test_wait_that_runs_out_returns_pending() -> None:

@@ -1,0 +1,135 @@
+"""Inbound Slack: Approve/Reject clicks and the reject reason become votes through a callback.
+
+This adapter only translates. Who may vote is data on the request (its Slack approvers, from the policy);
+whether a vote counts is the lifecycle's call, reached through ``on_vote``. Any server process may receive
+any click, because the vote goes through the shared database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import anyio
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from notifiers.slack_blocks import (
+    APPROVE_ACTION,
+    REASON_BLOCK,
+    REASON_INPUT,
+    REJECT_ACTION,
+    REJECT_CALLBACK,
+    reject_modal,
+)
+from storage import ApprovalRequest, SignoffError, Store, Verdict
+
+logger = logging.getLogger(__name__)
+
+GROUP_CACHE_SECONDS = 60.0
+
+
+class OnVote(Protocol):
+    async def __call__(
+        self, request_id: str, reviewer: str, verdict: Verdict, comment: str | None, reviewer_ids: tuple[str, ...]
+    ) -> ApprovalRequest: ...
+
+
+Ack = dict[str, Any] | None  #: what to answer a view submission with (None closes the modal)
+
+
+class SlackInteractions:
+    def __init__(self, client: AsyncWebClient, store: Store, on_vote: OnVote) -> None:
+        self.client = client
+        self.store = store
+        self.on_vote = on_vote
+        self._groups: dict[str, tuple[float, frozenset[str]]] = {}
+
+    async def handle(self, payload: Mapping[str, Any]) -> Ack:
+        """Handle one interaction payload; returns the ack for a view submission."""
+        kind = payload.get("type")
+        if kind == "block_actions":
+            await self._clicked(payload)
+        elif kind == "view_submission" and payload.get("view", {}).get("callback_id") == REJECT_CALLBACK:
+            return await self._reason_submitted(payload)
+        return None
+
+    async def _clicked(self, payload: Mapping[str, Any]) -> None:
+        action = payload["actions"][0]
+        if action.get("action_id") not in (APPROVE_ACTION, REJECT_ACTION):
+            return
+        request_id, user = action["value"], payload["user"]
+        channel = payload.get("channel", {}).get("id") or payload.get("container", {}).get("channel_id")
+        refusal = await self._refusal(request_id, user["id"])
+        if refusal:
+            logger.warning("refused a Slack vote on %s by %s: %s", request_id, user["id"], refusal)
+            await self._tell(channel, user["id"], refusal)
+        elif action["action_id"] == REJECT_ACTION:
+            await self.client.views_open(trigger_id=payload["trigger_id"], view=reject_modal(request_id, channel))
+        else:
+            message = await self._vote(request_id, user, Verdict.APPROVE, None)
+            if message:
+                await self._tell(channel, user["id"], message)
+
+    async def _reason_submitted(self, payload: Mapping[str, Any]) -> Ack:
+        view, user = payload["view"], payload["user"]
+        request_id = json.loads(view["private_metadata"])["request_id"]
+        reason = (view["state"]["values"][REASON_BLOCK][REASON_INPUT].get("value") or "").strip()
+        if not reason:
+            return _modal_error("Give a reason: the agent reads it and so does the audit log.")
+        refusal = await self._refusal(request_id, user["id"])
+        if refusal:
+            return _modal_error(refusal)
+        message = await self._vote(request_id, user, Verdict.REJECT, reason)
+        return _modal_error(message) if message else None
+
+    async def _vote(
+        self, request_id: str, user: Mapping[str, Any], verdict: Verdict, comment: str | None
+    ) -> str | None:
+        """Record the vote; returns what to tell the reviewer when it was not recorded."""
+        reviewer = user.get("username") or user.get("name") or user["id"]
+        try:
+            await self.on_vote(request_id, reviewer, verdict, comment, (user["id"],))
+        except SignoffError as exc:
+            return f"Your vote was not recorded: {exc.message}"
+        return None
+
+    async def _refusal(self, request_id: str, user_id: str) -> str | None:
+        """Why this Slack user may not vote on this request, or None if they may."""
+        request = await self.store.get(request_id)
+        if request is None:
+            return f"signoff has no request {request_id}; nothing was recorded."
+        if not request.approvers:
+            return "Nobody may approve this request in Slack: the policy names no approvers (slack.approvers)."
+        if user_id in request.approvers:
+            return None
+        for group in (a for a in request.approvers if a.startswith("S")):
+            if user_id in await self._members(group):
+                return None
+        return "You are not an approver for this request, so your click was not recorded."
+
+    async def _members(self, group: str) -> frozenset[str]:
+        cached = self._groups.get(group)
+        if cached and anyio.current_time() - cached[0] < GROUP_CACHE_SECONDS:
+            return cached[1]
+        try:
+            response = await self.client.usergroups_users_list(usergroup=group)
+        except SlackApiError as exc:
+            logger.warning("cannot list members of user group %s: %s", group, exc.response.get("error"))
+            return frozenset()  # fail closed: an unknown membership is no membership
+        members = frozenset(response.get("users") or ())
+        self._groups[group] = (anyio.current_time(), members)
+        return members
+
+    async def _tell(self, channel: str, user_id: str, text: str) -> None:
+        """An ephemeral note only the clicker sees."""
+        try:
+            await self.client.chat_postEphemeral(channel=channel, user=user_id, text=text)
+        except SlackApiError as exc:
+            logger.warning("could not tell %s: %s", user_id, exc.response.get("error"))
+
+
+def _modal_error(text: str) -> dict[str, Any]:
+    return {"response_action": "errors", "errors": {REASON_BLOCK: text[:150]}}

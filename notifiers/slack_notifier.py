@@ -1,0 +1,82 @@
+"""Outbound Slack: post a request's message once, then keep it in step with the request.
+
+Every delivery shows the request's *current* state, so deliveries that arrive late or twice still
+converge on the truth in the database. The message's channel and ``ts`` are stored right after
+Slack answers; later deliveries update that message instead of posting a new one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from notifiers.base import DeliveryFailed
+from notifiers.slack_blocks import headline, request_blocks, vote_reply
+from storage import ApprovalRequest, MessageRef, Store
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://slack.com/api/"
+
+
+def web_client(token: str, api_url: str | None = None) -> AsyncWebClient:
+    """A client that waits out Slack's 429s (Retry-After) itself. Connection errors are not retried here:
+    a retried chat.postMessage can post twice, so the outbox retries the whole delivery instead."""
+    return AsyncWebClient(
+        token=token,
+        base_url=api_url or DEFAULT_API_URL,
+        timeout=10,
+        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
+    )
+
+
+class SlackNotifier:
+    name = "slack"
+
+    def __init__(self, client: AsyncWebClient, store: Store, default_channel: str | None) -> None:
+        self.client = client
+        self.store = store
+        self.default_channel = default_channel
+
+    async def deliver(self, request: ApprovalRequest) -> None:
+        try:
+            ref = await self.store.message_ref(request.id, self.name)
+            if ref is None:
+                ref = await self._post(request)
+            else:
+                await self.client.chat_update(
+                    channel=ref.channel, ts=ref.ts, text=headline(request), blocks=request_blocks(request)
+                )
+            for vote in request.votes[ref.votes_posted :]:
+                await self.client.chat_postMessage(
+                    channel=ref.channel, thread_ts=ref.ts, text=vote_reply(request, vote)
+                )
+                ref = dataclasses.replace(ref, votes_posted=ref.votes_posted + 1)
+                await self.store.save_message_ref(ref)
+        except SlackApiError as exc:
+            raise DeliveryFailed(f"Slack refused it: {exc.response.get('error', exc)}") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise DeliveryFailed(f"Slack could not be reached: {exc!r}") from exc
+
+    async def _post(self, request: ApprovalRequest) -> MessageRef:
+        channel = request.channel or self.default_channel
+        if not channel:
+            raise DeliveryFailed(
+                "no Slack channel for this request: set SIGNOFF_SLACK_CHANNEL or slack.channel in the policy file"
+            )
+        response = await self.client.chat_postMessage(
+            channel=channel,
+            text=headline(request),
+            blocks=request_blocks(request),
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        ref = MessageRef(request_id=request.id, notifier=self.name, channel=response["channel"], ts=response["ts"])
+        await self.store.save_message_ref(ref)
+        logger.info("posted %s to Slack %s at %s", request.id, ref.channel, ref.ts)
+        return ref

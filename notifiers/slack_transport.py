@@ -1,0 +1,92 @@
+"""How Slack's replies reach signoff: Socket Mode (no public URL) or the signed HTTP interactivity endpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+from slack_sdk.web.async_client import AsyncWebClient
+
+from notifiers.slack_inbound import SlackInteractions
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_WINDOW_SECONDS = 300  # Slack's own rule: refuse requests signed more than five minutes ago
+
+Spawn = Callable[[Mapping[str, Any]], None]  #: run ``interactions.handle(payload)`` in the background
+
+
+def socket_mode_client(app_token: str, client: AsyncWebClient, interactions: SlackInteractions) -> SocketModeClient:
+    """A Socket Mode client that acks each envelope first (Slack wants an ack within 3 s), then works.
+    A modal submission is the exception: its ack carries the validation errors, so it is handled first."""
+
+    async def listener(socket: AsyncBaseSocketModeClient, request: SocketModeRequest) -> None:
+        if request.type != "interactive":
+            await socket.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
+            return
+        if request.payload.get("type") == "view_submission":
+            ack = await _safely(interactions, request.payload)
+            await socket.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id, payload=ack))
+            return
+        await socket.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
+        await _safely(interactions, request.payload)
+
+    socket = SocketModeClient(app_token=app_token, web_client=client)
+    socket.socket_mode_request_listeners.append(listener)
+    return socket
+
+
+async def _safely(interactions: SlackInteractions, payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    try:
+        return await interactions.handle(payload)
+    except Exception:  # one bad payload must not stop the listener that serves every other click
+        logger.exception("could not handle a Slack interaction")
+        return None
+
+
+class SlackHttpEndpoint:
+    """``POST /slack/interactions``: verify the signature on the raw body before reading it, refuse stale
+    and replayed requests, then ack at once and do the work in the background."""
+
+    def __init__(self, signing_secret: str, interactions: SlackInteractions, spawn: Spawn) -> None:
+        self.verifier = SignatureVerifier(signing_secret)
+        self.interactions = interactions
+        self.spawn = spawn
+        self._seen: dict[str, float] = {}  # signature -> when it may be forgotten
+
+    async def handle(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, dict[str, Any] | None]:
+        """Returns the HTTP status and an optional JSON body."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+        try:
+            valid = self.verifier.is_valid_request(body, lowered)
+        except ValueError:  # a timestamp header that is not a number
+            valid = False
+        if not valid:
+            return 401, {"error": "invalid or expired Slack signature"}
+        if self._replayed(lowered["x-slack-signature"]):
+            return 401, {"error": "this request was already received"}
+        try:
+            payload = json.loads(parse_qs(body.decode())["payload"][0])
+        except (KeyError, IndexError, ValueError):
+            return 400, {"error": "expected a form field 'payload' holding JSON"}
+        if payload.get("type") == "view_submission":
+            return 200, await _safely(self.interactions, payload)
+        self.spawn(payload)
+        return 200, None
+
+    def _replayed(self, signature: str) -> bool:
+        now = time.time()
+        self._seen = {sig: until for sig, until in self._seen.items() if until > now}
+        if signature in self._seen:
+            return True
+        self._seen[signature] = now + 2 * SIGNATURE_WINDOW_SECONDS
+        return False

@@ -1,0 +1,86 @@
+"""A signed JSON POST for every state of a request, for systems that are not Slack.
+
+The receiver checks ``X-Signoff-Signature: v1=<hex>``, the HMAC-SHA256 with the shared secret of
+``v1:<X-Signoff-Timestamp>:<raw body>``, and drops deliveries it has seen (``X-Signoff-Delivery``):
+a delivery is retried until it gets a 2xx, so it may arrive more than once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+import aiohttp
+
+from notifiers.base import DeliveryFailed
+from storage import ApprovalRequest
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), b"v1:" + timestamp.encode() + b":" + body, hashlib.sha256).hexdigest()
+    return f"v1={digest}"
+
+
+def verify(secret: str, timestamp: str, body: bytes, signature: str, *, now: float | None = None) -> bool:
+    """The receiver's check (also what signoff's tests use): a valid signature made in the last five minutes."""
+    try:
+        fresh = abs((now or time.time()) - int(timestamp)) <= 300
+    except ValueError:
+        return False
+    return fresh and hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+def document(request: ApprovalRequest) -> dict[str, Any]:
+    return {
+        "event": f"request.{request.status}",
+        "request": {
+            "request_id": request.id,
+            "status": request.status.value,
+            "decided_by": request.decided_by.value if request.decided_by else None,
+            "action": request.action,
+            "summary": request.summary,
+            "agent_id": request.agent_id,
+            "payload": dict(request.payload),
+            "payload_sha256": request.payload_sha256,
+            "triggers": [{"kind": t.kind.value, "detail": t.detail} for t in request.triggers],
+            "votes": [
+                {"reviewer": v.reviewer, "verdict": v.verdict.value, "comment": v.comment, "at": v.at.isoformat()}
+                for v in request.votes
+            ],
+            "approvals_required": request.approvals_required,
+            "created_at": request.created_at.isoformat(),
+            "expires_at": request.expires_at.isoformat(),
+            "decided_at": request.decided_at.isoformat() if request.decided_at else None,
+        },
+    }
+
+
+class WebhookNotifier:
+    name = "webhook"
+
+    def __init__(self, url: str, secret: str, *, timeout: float = 10.0) -> None:
+        self.url = url
+        self.secret = secret
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def deliver(self, request: ApprovalRequest) -> None:
+        body = json.dumps(document(request), sort_keys=True).encode()
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Signoff-Timestamp": timestamp,
+            "X-Signoff-Signature": sign(self.secret, timestamp, body),
+            "X-Signoff-Delivery": f"{request.id}:{request.status}:{len(request.votes)}",
+        }
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=self.timeout) as session,
+                session.post(self.url, data=body, headers=headers) as response,
+            ):
+                if response.status >= 300:
+                    raise DeliveryFailed(f"webhook answered HTTP {response.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryFailed(f"webhook could not be reached: {exc!r}") from exc

@@ -1,0 +1,88 @@
+"""Slack inside the server: the notifier, the Socket Mode listener, and the HTTP interactivity route."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from notifiers import SlackHttpEndpoint, SlackInteractions, SlackNotifier, socket_mode_client, web_client
+from server.config import Settings
+from storage import ApprovalRequest, Verdict
+from tools.service import ApprovalService
+
+logger = logging.getLogger(__name__)
+
+MAX_INTERACTION_BYTES = 1 << 20  # Slack's payloads are a few kilobytes; refuse anything absurd before verifying
+
+
+@dataclass(slots=True)
+class SlackParts:
+    notifier: SlackNotifier
+    interactions: SlackInteractions
+    endpoint: SlackHttpEndpoint | None  #: set when SIGNOFF_SLACK_SIGNING_SECRET is
+
+
+@asynccontextmanager
+async def slack_session(
+    settings: Settings, service: ApprovalService, background: TaskGroup
+) -> AsyncIterator[SlackParts | None]:
+    """Slack's parts for the server's lifetime; None when no bot token is configured."""
+    if not settings.slack_bot_token:
+        yield None
+        return
+    client = web_client(settings.slack_bot_token, settings.slack_api_url)
+
+    async def on_vote(
+        request_id: str, reviewer: str, verdict: Verdict, comment: str | None, reviewer_ids: tuple[str, ...]
+    ) -> ApprovalRequest:
+        return await service.vote(request_id, reviewer, verdict, comment, reviewer_ids=reviewer_ids)
+
+    interactions = SlackInteractions(client, service.store, on_vote)
+
+    def spawn(payload: Mapping[str, Any]) -> None:
+        background.start_soon(interactions.handle, payload)
+
+    endpoint = (
+        SlackHttpEndpoint(settings.slack_signing_secret, interactions, spawn) if settings.slack_signing_secret else None
+    )
+    parts = SlackParts(
+        notifier=SlackNotifier(client, service.store, settings.slack_channel),
+        interactions=interactions,
+        endpoint=endpoint,
+    )
+    if not settings.slack_app_token:
+        yield parts
+        return
+    socket = socket_mode_client(settings.slack_app_token, client, interactions)
+    await socket.connect()  # type: ignore[no-untyped-call]  # slack-sdk leaves it unannotated
+    logger.info("listening to Slack by Socket Mode")
+    try:
+        yield parts
+    finally:
+        with anyio.CancelScope(shield=True):  # the server's task group is being cancelled around us
+            await socket.close()  # type: ignore[no-untyped-call]
+
+
+async def interactions_route(request: Request, parts: SlackParts | None) -> Response:
+    """``POST /slack/interactions`` (the HTTP transport only)."""
+    if parts is None or parts.endpoint is None:
+        return JSONResponse(
+            {"error": "Slack interactivity is not set up here: set SIGNOFF_SLACK_SIGNING_SECRET"}, status_code=404
+        )
+    if int(request.headers.get("content-length") or 0) > MAX_INTERACTION_BYTES:
+        return JSONResponse({"error": "request body too large"}, status_code=413)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_INTERACTION_BYTES:
+            return JSONResponse({"error": "request body too large"}, status_code=413)
+    status, content = await parts.endpoint.handle(body, request.headers)
+    return JSONResponse(content, status_code=status) if content is not None else Response(status_code=status)

@@ -1,0 +1,143 @@
+"""POST /slack/interactions on the HTTP transport: only requests Slack signed, recently, and once, count."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import anyio
+import httpx2
+import uvicorn
+from slack_sdk.signature import SignatureVerifier
+
+from notifiers.slack_blocks import APPROVE_ACTION
+from server.app import build_server
+from server.config import Settings
+from storage import ApprovalRequest, SqliteStore, Status
+from tests.fakes.slack import FakeSlack, click
+from tools.policy import Policy
+from tools.policy_config import parse_policy_config
+from tools.service import ApprovalService, Draft
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+POLICY = '[slack]\napprovers = ["U0ALICE"]\n'
+
+
+@asynccontextmanager
+async def http_server(tmp_path: Path) -> AsyncIterator[tuple[str, SqliteStore]]:
+    """signoff's HTTP app on a loopback socket bound before it starts, and a store on the same database."""
+    fake = await FakeSlack().start()
+    (tmp_path / "policy.toml").write_text(POLICY)
+    settings = Settings(
+        db_path=tmp_path / "signoff.db",
+        config_path=tmp_path / "policy.toml",
+        slack_bot_token="xoxb-test",
+        slack_signing_secret=SECRET,
+        slack_channel="#approvals",
+        slack_api_url=fake.api_url,
+    )
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    server = uvicorn.Server(uvicorn.Config(build_server(settings).streamable_http_app(), log_level="warning"))
+    store = await SqliteStore.open(settings.db_path)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [listener])
+            yield f"http://127.0.0.1:{listener.getsockname()[1]}/slack/interactions", store
+            server.should_exit = True
+    finally:
+        await store.close()
+        await fake.stop()
+        listener.close()
+
+
+def signed(body: str, *, secret: str = SECRET, age: float = 0) -> dict[str, str]:
+    timestamp = str(int(time.time() - age))
+    signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body)
+    assert signature is not None
+    return {
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": signature,
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+
+
+def approve_body(request_id: str) -> str:
+    payload = click(
+        user_id="U0ALICE",
+        username="alice",
+        action_id=APPROVE_ACTION,
+        request_id=request_id,
+        channel="C0APPROVALS",
+        ts="1.0",
+    )
+    return urlencode({"payload": json.dumps(payload)})
+
+
+async def pending_request(store: SqliteStore) -> ApprovalRequest:
+    return await ApprovalService(store, Policy(parse_policy_config(POLICY))).request_approval(
+        Draft(action="deploy.prod", summary="Ship v2", payload={"version": "2.0.0"})
+    )
+
+
+async def decided(store: SqliteStore, request_id: str) -> ApprovalRequest:
+    with anyio.fail_after(15):
+        while True:
+            token = await store.change_token()
+            request = await store.get(request_id)
+            assert request is not None
+            if request.status is not Status.PENDING:
+                return request
+            await store.wait_for_change(token, 5)
+
+
+async def test_a_signed_click_is_acknowledged_and_recorded(tmp_path: Path) -> None:
+    async with http_server(tmp_path) as (url, store), httpx2.AsyncClient() as http:
+        request = await pending_request(store)
+        body = approve_body(request.id)
+        response = await http.post(url, content=body, headers=signed(body))
+        assert response.status_code == 200
+        final = await decided(store, request.id)
+    assert final.status is Status.APPROVED and [v.reviewer for v in final.votes] == ["alice"]
+
+
+async def test_forged_stale_replayed_and_malformed_requests_change_nothing(tmp_path: Path) -> None:
+    async with http_server(tmp_path) as (url, store), httpx2.AsyncClient() as http:
+        request = await pending_request(store)
+        body = approve_body(request.id)
+        forged = await http.post(url, content=body, headers=signed(body, secret="not-the-secret"))
+        stale = await http.post(url, content=body, headers=signed(body, age=301))
+        unsigned = await http.post(url, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+        tampered = await http.post(url, content=body.replace("U0ALICE", "U0MALLORY"), headers=signed(body))
+        garbage = "payload=not-json"
+        malformed = await http.post(url, content=garbage, headers=signed(garbage))
+        statuses = [r.status_code for r in (forged, stale, unsigned, tampered, malformed)]
+        assert statuses == [401, 401, 401, 401, 400]
+        assert (await store.get(request.id)).status is Status.PENDING  # type: ignore[union-attr]
+        headers = signed(body)
+        first = await http.post(url, content=body, headers=headers)
+        replayed = await http.post(url, content=body, headers=headers)
+        assert (first.status_code, replayed.status_code) == (200, 401)
+        final = await decided(store, request.id)
+    assert len(final.votes) == 1
+
+
+async def test_an_empty_reject_reason_is_answered_in_the_modal(tmp_path: Path) -> None:
+    view: dict[str, Any] = {
+        "callback_id": "signoff_reject_reason",
+        "private_metadata": json.dumps({"request_id": "req_x", "channel": "C0APPROVALS"}),
+        "state": {"values": {"reason": {"text": {"type": "plain_text_input", "value": ""}}}},
+    }
+    payload = {"type": "view_submission", "user": {"id": "U0ALICE", "username": "alice"}, "view": view}
+    body = urlencode({"payload": json.dumps(payload)})
+    async with http_server(tmp_path) as (url, _), httpx2.AsyncClient() as http:
+        response = await http.post(url, content=body, headers=signed(body))
+    assert response.status_code == 200
+    assert response.json()["response_action"] == "errors"

@@ -1,0 +1,64 @@
+"""The signed webhook, against a real HTTP receiver on loopback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from aiohttp import web
+
+from notifiers import DeliveryFailed, WebhookNotifier
+from notifiers.webhook import verify
+from tests.factories import make_request
+
+SECRET = "whsec-test"
+
+
+@asynccontextmanager
+async def receiver(status: int) -> AsyncIterator[tuple[str, list[tuple[bytes, dict[str, str]]]]]:
+    received: list[tuple[bytes, dict[str, str]]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append((await request.read(), dict(request.headers)))
+        return web.Response(status=status)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hook", received
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_webhook_is_signed_and_describes_the_request() -> None:
+    request = make_request()
+    async with receiver(204) as (url, received):
+        await WebhookNotifier(url, SECRET).deliver(request)
+    [(body, headers)] = received
+    assert verify(SECRET, headers["X-Signoff-Timestamp"], body, headers["X-Signoff-Signature"])
+    assert not verify("another-secret", headers["X-Signoff-Timestamp"], body, headers["X-Signoff-Signature"])
+    assert not verify(SECRET, headers["X-Signoff-Timestamp"], body + b" ", headers["X-Signoff-Signature"])
+    document = json.loads(body)
+    assert document["event"] == "request.pending"
+    assert document["request"]["request_id"] == request.id
+    assert document["request"]["payload_sha256"] == request.payload_sha256
+    assert headers["X-Signoff-Delivery"] == f"{request.id}:pending:0"
+
+
+@pytest.mark.parametrize("status", [404, 500, 503])
+async def test_a_refusing_receiver_means_retry(status: int) -> None:
+    async with receiver(status) as (url, _):
+        with pytest.raises(DeliveryFailed, match=str(status)):
+            await WebhookNotifier(url, SECRET).deliver(make_request())
+
+
+async def test_an_unreachable_receiver_means_retry() -> None:
+    async with receiver(200) as (url, _):
+        pass  # closed again: nothing listens on that port now
+    with pytest.raises(DeliveryFailed, match="could not be reached"):
+        await WebhookNotifier(url, SECRET, timeout=5).deliver(make_request())
