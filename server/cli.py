@@ -13,7 +13,7 @@ from pathlib import Path
 
 from server import render
 from server.config import Settings, package_version
-from storage import RequestQuery, SignoffError, SqliteStore, Status, Verdict
+from storage import ApprovalRequest, RequestQuery, SignoffError, SqliteStore, Status, Verdict
 from tools.policy_config import PolicyConfig, load_policy_config
 from tools.service import ApprovalService
 
@@ -204,8 +204,14 @@ async def _offline(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _review_list(service: ApprovalService, args: argparse.Namespace) -> int:
-    page = await service.list_requests(RequestQuery(status=Status.PENDING, limit=200))
-    pending = sorted(page.items, key=lambda r: r.expires_at)
+    pending: list[ApprovalRequest] = []
+    cursor = None
+    while True:  # every pending request: the oldest are the ones about to expire
+        page = await service.list_requests(RequestQuery(status=Status.PENDING, limit=500, before=cursor))
+        pending += page.items
+        if (cursor := page.next_cursor) is None:
+            break
+    pending.sort(key=lambda r: r.expires_at)
     print(render.as_json(pending) if args.json else render.table(pending))
     return 0
 

@@ -26,6 +26,10 @@ class NotFound(SignoffError):
     """No such request: check the request_id."""
 
 
+def unknown_request(request_id: str) -> NotFound:
+    return NotFound(f"no request with id {request_id!r}; check the id (list_requests shows recent requests)")
+
+
 class Conflict(SignoffError):
     """The request is no longer in a state that allows this."""
 

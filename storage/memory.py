@@ -11,7 +11,7 @@ import anyio
 
 from storage.audit import GENESIS_HASH, link
 from storage.canonical import numeric_leaves
-from storage.errors import NotFound
+from storage.errors import unknown_request
 from storage.records import (
     ActionHistory,
     ApprovalRequest,
@@ -76,7 +76,7 @@ class MemoryStore:
     async def update(self, request_id: str, change: Change) -> ApprovalRequest:
         current = self._requests.get(request_id)
         if current is None:
-            raise NotFound(f"no request with id {request_id!r}; check the id (list_requests shows recent requests)")
+            raise unknown_request(request_id)
         transition = change(current)
         updated = current
         if transition.vote is not None:

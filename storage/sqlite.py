@@ -22,7 +22,7 @@ from storage import queries as q
 from storage.audit import GENESIS_HASH, link
 from storage.canonical import numeric_leaves
 from storage.codec import event_from_row, event_row, request_from_row, request_row
-from storage.errors import ConfigError, Conflict, NotFound
+from storage.errors import ConfigError, Conflict, unknown_request
 from storage.migrations import migrate
 from storage.records import (
     ActionHistory,
@@ -328,5 +328,5 @@ async def _fetch_request(db: aiosqlite.Connection, request_id: str) -> ApprovalR
     async with db.execute(q.SELECT_REQUEST, (request_id,)) as cur:
         row = await cur.fetchone()
     if row is None:
-        raise NotFound(f"no request with id {request_id!r}; check the id (list_requests shows recent requests)")
+        raise unknown_request(request_id)
     return request_from_row(row)

@@ -17,7 +17,6 @@ from storage import (
     Conflict,
     DecidedBy,
     InvalidInput,
-    NotFound,
     Page,
     RequestQuery,
     Status,
@@ -27,6 +26,7 @@ from storage import (
     verify_store,
 )
 from storage.canonical import numeric_leaves
+from storage.errors import unknown_request
 from tools import lifecycle
 from tools.clock import Clock, SystemClock
 from tools.policy import Outcome, Policy, PolicyInput
@@ -135,7 +135,7 @@ class ApprovalService:
         """The request as it stands; a pending request past its expiry is expired first (fail closed)."""
         request = await self.store.get(request_id)
         if request is None:
-            raise NotFound(f"no request with id {request_id!r}; check the id (list_requests shows recent requests)")
+            raise unknown_request(request_id)
         if lifecycle.is_overdue(request, self.clock.now()):
             return await self._expire(request_id)
         return request
