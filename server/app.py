@@ -5,14 +5,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import anyio
 from mcp.server import MCPServer
+from mcp.server.auth.settings import AuthSettings
+from pydantic import AnyHttpUrl
 from starlette.requests import Request
 from starlette.responses import Response
 
 from notifiers import ConsoleNotifier, FanOut, Notifier, WebhookNotifier
-from server.config import Settings, package_version
+from server import review_api
+from server.auth import ConfigTokenVerifier
+from server.config import Settings, package_version, receipt_key
 from server.model_plane import model_plane, model_settings_from_env
 from server.slack import SlackParts, interactions_route, slack_session
 from server.workers import deliver_outbox, sweep_expired
@@ -23,7 +28,7 @@ from tools.handlers import AppState, register_tools
 from tools.model_handlers import register_model_tools
 from tools.models import ModelSettings
 from tools.policy import Policy
-from tools.policy_config import load_policy_config
+from tools.policy_config import Role, load_policy_config
 from tools.service import ApprovalService
 
 logger = logging.getLogger(__name__)
@@ -49,13 +54,18 @@ def build_server(
     notifier: Notifier | None = None,
     model_store: ModelStore | None = None,
     model_settings: ModelSettings | None = None,
+    http_url: str | None = None,
 ) -> MCPServer[AppState]:
     """The signoff MCP server. A given ``store`` is shared and left open; otherwise the lifespan opens
-    (and closes) the SQLite database at ``settings.db_path``."""
+    (and closes) the SQLite database at ``settings.db_path``. ``http_url`` (the server's own base URL) turns
+    on bearer-token auth for the HTTP transport when the config file lists ``[[auth.tokens]]``."""
     policy = load_policy(settings)  # at build time, so a bad config stops the start-up
+    signing_key = receipt_key(settings)  # likewise an unwritable key file
     models_config = model_settings or model_settings_from_env()  # likewise
 
-    slack: list[SlackParts | None] = [None]  # filled by the lifespan, read by the HTTP route
+    tokens = policy.config.auth.tokens
+    verifier = ConfigTokenVerifier(tokens) if tokens else None
+    running = _Running()  # filled by the lifespan, read by the HTTP routes
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -75,27 +85,65 @@ def build_server(
                     settings=models_config,
                 ) as models,
             ):
-                slack[0] = parts
+                running.slack, running.service = parts, service
                 workers.start_soon(sweep_expired, service, settings.sweep_interval)
                 workers.start_soon(deliver_outbox, service, notifier or default_notifier(settings, parts))
-                yield AppState(service=service, permission_wait_seconds=settings.permission_wait_seconds, models=models)
-                slack[0] = None
+                yield AppState(
+                    receipt_key=signing_key,
+                    service=service,
+                    permission_wait_seconds=settings.permission_wait_seconds,
+                    models=models,
+                    agents_see_all=policy.config.auth.agents_see_all,
+                )
+                running.slack = running.service = None
                 workers.cancel_scope.cancel()
         finally:
             if own_store:
                 await active.close()
 
+    auth = None
+    if verifier is not None and http_url is not None:
+        base = http_url.rstrip("/")
+        auth = AuthSettings(
+            issuer_url=AnyHttpUrl(base),
+            resource_server_url=AnyHttpUrl(f"{base}/mcp"),
+            required_scopes=[Role.AGENT.value],  # reviewers' tokens do not make requests: 403
+            validate_token_resource=False,  # static tokens name no audience; they are valid for this server only
+        )
     mcp: MCPServer[AppState] = MCPServer(
-        "signoff", version=package_version(), instructions=INSTRUCTIONS, lifespan=lifespan
+        "signoff",
+        version=package_version(),
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        token_verifier=verifier if auth else None,
+        auth=auth,
     )
     register_tools(mcp)
     register_model_tools(mcp)
 
     @mcp.custom_route("/slack/interactions", methods=["POST"], include_in_schema=False)  # type: ignore[untyped-decorator]
     async def slack_interactions(request: Request) -> Response:
-        return await interactions_route(request, slack[0])
+        return await interactions_route(request, running.slack)
+
+    @mcp.custom_route("/api/requests", methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]
+    async def reviewer_list(request: Request) -> Response:
+        assert running.service is not None
+        return await review_api.list_requests(request, running.service, verifier)
+
+    @mcp.custom_route("/api/requests/{request_id}/votes", methods=["POST"], include_in_schema=False)  # type: ignore[untyped-decorator]
+    async def reviewer_vote(request: Request) -> Response:
+        assert running.service is not None
+        return await review_api.vote(request, running.service, verifier)
 
     return mcp
+
+
+@dataclass(slots=True)
+class _Running:
+    """What the HTTP routes need from the running server."""
+
+    slack: SlackParts | None = None
+    service: ApprovalService | None = None
 
 
 def default_notifier(settings: Settings, slack: SlackParts | None) -> Notifier:

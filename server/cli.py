@@ -13,8 +13,8 @@ from pathlib import Path
 
 from server import render
 from server.config import Settings, package_version
-from storage import ApprovalRequest, RequestQuery, SignoffError, SqliteStore, Status, Verdict
-from tools.policy_config import PolicyConfig, load_policy_config
+from storage import ApprovalRequest, ConfigError, RequestQuery, SignoffError, SqliteStore, Status, Verdict
+from tools.policy_config import PolicyConfig, Role, load_policy_config
 from tools.service import ApprovalService
 
 logger = logging.getLogger("signoff")
@@ -29,6 +29,7 @@ EXAMPLES = {
     "history": "examples:\n  signoff history --status approved --since 2026-01-01\n"
     "  signoff history --action payments.transfer --json",
     "audit verify": "example:\n  signoff audit verify",
+    "token new": "example:\n  signoff token new --identity billing-bot --role agent",
     "slack check": "example:\n  SIGNOFF_SLACK_BOT_TOKEN=xoxb-… SIGNOFF_SLACK_APP_TOKEN=xapp-… signoff slack check",
     "slack manifest": "examples:\n  signoff slack manifest                 # Socket Mode: no public URL needed\n"
     "  signoff slack manifest --request-url https://signoff.example.com/slack/interactions",
@@ -65,6 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="a Host header to accept when binding beyond loopback (repeat; default: the bind address)",
+    )
+    serve.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve HTTP beyond loopback without [[auth.tokens]]: anyone who reaches the port can call the tools",
+    )
 
     review = commands.add_parser(
         "review",
@@ -118,6 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SEQ:HASH",
         help="a head printed by an earlier verify and kept elsewhere: catches a log rewritten since",
     )
+    token = commands.add_parser(
+        "token",
+        help="make bearer tokens for the HTTP transport",
+        description="Bearer tokens for the HTTP transport.",
+        epilog="example:\n  signoff token new --identity billing-bot --role agent",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    token_actions = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    new = sub(token_actions, "new", "token new", "print a new token and the lines to add to the config file")
+    new.add_argument("--identity", required=True, help="who the token acts as: an agent_id, or a reviewer's name")
+    new.add_argument("--role", required=True, choices=[r.value for r in Role], help="agent or reviewer")
     slack = commands.add_parser(
         "slack",
         help="set up Slack reviewers",
@@ -163,7 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             level=settings.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
         if args.command == "serve":
-            return serve(settings, args.transport, args.host, args.port)
+            return serve(settings, args)
+        if args.command == "token":
+            return _new_token(args.identity, args.role)
         if args.command == "slack":
             return asyncio.run(_slack(settings, args))
         return asyncio.run(_offline(settings, args))
@@ -172,16 +198,52 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def serve(settings: Settings, transport: str, host: str, port: int) -> int:
-    from server.app import build_server  # imported here: the other commands start faster without mcp
+def serve(settings: Settings, args: argparse.Namespace) -> int:
+    from mcp.server.transport_security import TransportSecuritySettings
 
-    server = build_server(settings)
-    asyncio.run(_open_database(settings))  # a bad path stops here with one line, not inside the transport
-    logger.info("signoff %s serving on %s, database %s", package_version(), transport, settings.db_path)
-    if transport == "http":
-        server.run("streamable-http", host=host, port=port)
-    else:
+    from server.app import build_server, load_policy  # imported here: the other commands start faster without mcp
+    from server.auth import LOOPBACK_HOSTS
+
+    if args.transport == "stdio":
+        server = build_server(settings)
+        asyncio.run(_open_database(settings))  # a bad path stops here with one line, not inside the transport
+        logger.info("signoff %s serving on stdio, database %s", package_version(), settings.db_path)
         server.run()
+        return 0
+    host, port = args.host, args.port
+    authenticated = bool(load_policy(settings).config.auth.tokens)
+    loopback = host in LOOPBACK_HOSTS
+    if not (loopback or authenticated or args.allow_unauthenticated):
+        raise ConfigError(
+            f"refusing to serve on {host} without authentication: add [[auth.tokens]] to the config file "
+            "(signoff token new), bind to 127.0.0.1, or pass --allow-unauthenticated"
+        )
+    if not (loopback or authenticated):
+        logger.warning(
+            "SERVING ON %s WITHOUT AUTHENTICATION: anyone who reaches port %d can call the tools", host, port
+        )
+    url_host = f"[{host}]" if ":" in host else host
+    server = build_server(settings, http_url=f"http://{url_host}:{port}")
+    asyncio.run(_open_database(settings))
+    security = None  # on loopback the SDK checks Host and Origin itself
+    if not loopback:
+        hosts = args.allowed_host or [f"{url_host}:{port}"]
+        origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
+        security = TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=origins)
+    logger.info(
+        "signoff %s serving on http://%s:%d/mcp, database %s", package_version(), url_host, port, settings.db_path
+    )
+    server.run("streamable-http", host=host, port=port, transport_security=security)
+    return 0
+
+
+def _new_token(identity: str, role: str) -> int:
+    from server.auth import new_token
+
+    token, digest = new_token()
+    print(f"token (give it to {identity}; it is shown once): {token}")
+    print("add to the config file:")
+    print(f'[[auth.tokens]]\nidentity = "{identity}"\nrole = "{role}"\nsha256 = "{digest}"')
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
@@ -19,6 +20,26 @@ def package_version() -> str:
         return version("signoff")
     except PackageNotFoundError:
         return "0.0.0"
+
+
+def receipt_key(settings: Settings) -> bytes:
+    """SIGNOFF_RECEIPT_KEY, or the key in ``<database>.receipt-key``, created (mode 0600) on first use, so every
+    process that shares the database signs alike."""
+    if settings.receipt_key:
+        return settings.receipt_key.encode()
+    path = settings.db_path.with_name(settings.db_path.name + ".receipt-key")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(secrets.token_hex(32))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ConfigError(f"cannot create the receipt key {path}: {exc}; set SIGNOFF_RECEIPT_KEY instead") from exc
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise ConfigError(f"the receipt key in {path} is too short; delete the file to make a new one")
+    return key.encode()
 
 
 def default_db_path() -> Path:
@@ -40,6 +61,7 @@ class Settings:
     slack_api_url: str | None = None  #: SIGNOFF_SLACK_API_URL: the Web API base URL (tests, proxies)
     webhook_url: str | None = None  #: SIGNOFF_WEBHOOK_URL: also POST every state change here, signed
     webhook_secret: str | None = None  #: SIGNOFF_WEBHOOK_SECRET: the HMAC key for the webhook
+    receipt_key: str | None = None  #: SIGNOFF_RECEIPT_KEY: signs approval receipts; else a key file by the database
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -58,6 +80,7 @@ class Settings:
             slack_api_url=env.get("SIGNOFF_SLACK_API_URL") or None,
             webhook_url=env.get("SIGNOFF_WEBHOOK_URL") or None,
             webhook_secret=env.get("SIGNOFF_WEBHOOK_SECRET") or None,
+            receipt_key=env.get("SIGNOFF_RECEIPT_KEY") or None,
         )
         settings.check()
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

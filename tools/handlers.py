@@ -13,16 +13,19 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server import MCPServer
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import TextContent, ToolAnnotations
 from pydantic import Field
 
 from storage import ApprovalRequest, InvalidInput, RequestQuery, SignoffError, Status
+from storage.errors import unknown_request
+from tools import receipts
 from tools.models import ModelService
 from tools.permissions import permission
 from tools.service import ApprovalService, Draft, ProgressCallback
-from tools.views import ApprovalStatus, RequestList, decode_cursor, encode_cursor
+from tools.views import ApprovalStatus, ReceiptCheck, RequestList, decode_cursor, encode_cursor
 
 MAX_WAIT_SECONDS = 300
 T = TypeVar("T")
@@ -36,6 +39,18 @@ class AppState:
     permission_wait_seconds: float = 120.0
     permission_agent_id: str = "claude-code"
     models: ModelService | None = None  #: the model control plane (tools/model_handlers.py)
+    receipt_key: bytes = b""  #: signs approval receipts (tools/receipts.py)
+    agents_see_all: bool = False  #: with HTTP auth, let agents read requests other agents made
+
+    def visible(self, request: ApprovalRequest) -> ApprovalRequest:
+        """The request, if the caller may see it: an authenticated agent sees only its own."""
+        caller = caller_identity()
+        if caller is not None and not self.agents_see_all and request.agent_id != caller:
+            raise unknown_request(request.id)  # as if it did not exist: ids of others' requests leak nothing
+        return request
+
+    def status(self, request: ApprovalRequest) -> ApprovalStatus:
+        return ApprovalStatus.of(request, receipts.issue(self.receipt_key, request) if self.receipt_key else None)
 
 
 @asynccontextmanager
@@ -45,6 +60,12 @@ async def domain_errors() -> AsyncIterator[None]:
         yield
     except SignoffError as exc:
         raise ToolError(exc.message) from exc
+
+
+def caller_identity() -> str | None:
+    """Who is calling, when the HTTP transport authenticated them (None over stdio, or without auth)."""
+    token = get_access_token()
+    return token.client_id if token is not None else None
 
 
 def _state(ctx: Context[AppState]) -> AppState:
@@ -127,7 +148,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
             payload=payload,
             confidence=confidence,
             flags=tuple(flags),
-            agent_id=agent_id,
+            agent_id=caller_identity() or agent_id,  # an authenticated caller cannot speak for another agent
             idempotency_key=idempotency_key,
             expires_in_seconds=expires_in_seconds,
         )
@@ -138,7 +159,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
                 return await service.wait(request.id, wait_seconds, _progress(ctx))
             return request
 
-        return ApprovalStatus.of(await _call(ctx, work))
+        return _state(ctx).status(await _call(ctx, work))
 
     @mcp.tool(title="Get approval status", annotations=READ_ONLY)
     async def get_status(
@@ -151,11 +172,12 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         """
 
         async def work(service: ApprovalService) -> ApprovalRequest:
+            request = _state(ctx).visible(await service.get(request_id))
             if wait_seconds:
-                return await service.wait(request_id, wait_seconds, _progress(ctx))
-            return await service.get(request_id)
+                return await service.wait(request.id, wait_seconds, _progress(ctx))
+            return request
 
-        return ApprovalStatus.of(await _call(ctx, work))
+        return _state(ctx).status(await _call(ctx, work))
 
     @mcp.tool(
         title="Cancel an approval request",
@@ -172,7 +194,12 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
 
         A request that is already decided cannot be cancelled; the error says how it was decided.
         """
-        return ApprovalStatus.of(await _call(ctx, lambda s: s.cancel(request_id, reason)))
+
+        async def work(service: ApprovalService) -> ApprovalRequest:
+            _state(ctx).visible(await service.get(request_id))
+            return await service.cancel(request_id, reason)
+
+        return _state(ctx).status(await _call(ctx, work))
 
     @mcp.tool(title="List approval requests", annotations=READ_ONLY)
     async def list_requests(
@@ -190,7 +217,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
             query = RequestQuery(
                 status=Status(status) if status else None,
                 action=action,
-                agent_id=agent_id,
+                agent_id=agent_id if _state(ctx).agents_see_all else (caller_identity() or agent_id),
                 since=_aware(since, "since"),
                 until=_aware(until, "until"),
                 limit=limit,
@@ -198,8 +225,22 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
             )
         page = await _call(ctx, lambda s: s.list_requests(query))
         return RequestList(
-            items=[ApprovalStatus.of(r) for r in page.items], next_cursor=encode_cursor(page.next_cursor)
+            items=[_state(ctx).status(r) for r in page.items], next_cursor=encode_cursor(page.next_cursor)
         )
+
+    @mcp.tool(title="Verify an approval receipt", annotations=READ_ONLY)
+    async def verify_receipt(
+        ctx: Context[AppState],
+        receipt: Annotated[dict[str, Any], Field(description="The receipt from an approved request's status")],
+        action: Annotated[str, Field(description="The action you are about to perform")],
+        payload: Annotated[dict[str, Any], Field(description="The exact arguments you are about to use")] = {},  # noqa: B006
+    ) -> ReceiptCheck:
+        """Check, right before acting, that a receipt approves exactly this action and payload.
+
+        valid=false means: do not perform the action; the reason says what differs (ask for a new approval).
+        """
+        problem = receipts.check(_state(ctx).receipt_key, receipt, action, payload)
+        return ReceiptCheck(valid=problem is None, reason=problem)
 
     @mcp.tool(
         title="Permission prompt (Claude Code)",
@@ -224,7 +265,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
                 state.service,
                 tool_name,
                 input,
-                agent_id=state.permission_agent_id,
+                agent_id=caller_identity() or state.permission_agent_id,
                 wait_seconds=state.permission_wait_seconds,
                 on_progress=_progress(ctx),
                 tool_use_id=tool_use_id,

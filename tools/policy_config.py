@@ -47,6 +47,11 @@ class Op(enum.StrEnum):
     EXISTS = "exists"
 
 
+class Role(enum.StrEnum):
+    AGENT = "agent"  #: calls the agent tools over HTTP, always as its own identity
+    REVIEWER = "reviewer"  #: decides requests through the reviewer HTTP API, as its own identity
+
+
 NUMBER_OPS = frozenset({Op.GT, Op.GTE, Op.LT, Op.LTE})
 _SCALAR_WANTED = "a string, number or boolean"
 _VALUE_CHECKS: dict[Op, tuple[Callable[[Any], bool], str]] = {
@@ -179,6 +184,33 @@ class Person:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Token:
+    """A bearer token for the HTTP transport, stored as its SHA-256 (`signoff token new` makes one)."""
+
+    identity: str
+    role: Role
+    sha256: str
+
+    def __post_init__(self) -> None:
+        if not self.identity.strip():
+            raise _Fault(("identity",), "must not be empty; it is the name the caller acts as")
+        if not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+            raise _Fault(("sha256",), "must be 64 lowercase hex digits: the SHA-256 that `signoff token new` prints")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Auth:
+    tokens: tuple[Token, ...] = ()
+    agents_see_all: bool = False  #: let agents read every request, not only their own
+
+    def __post_init__(self) -> None:
+        digests = [token.sha256 for token in self.tokens]
+        for index, digest in enumerate(digests):
+            if digest in digests[:index]:
+                raise _Fault(("tokens", index, "sha256"), "the same token is listed twice")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Rule:
     name: str
     outcome: Outcome
@@ -217,6 +249,7 @@ class PolicyConfig:
     fairness: Fairness = field(default_factory=Fairness)
     slack: SlackRouting = field(default_factory=SlackRouting)
     people: tuple[Person, ...] = ()
+    auth: Auth = field(default_factory=Auth)
     rules: tuple[Rule, ...] = ()
 
     def __post_init__(self) -> None:
@@ -275,7 +308,7 @@ def load_policy_config(path: str | os.PathLike[str]) -> PolicyConfig:
 
 # --- TOML document -> models -------------------------------------------------------------------
 
-_ENUM_NOUNS: dict[type[enum.Enum], str] = {Outcome: "outcome", Op: "operator", Priority: "priority"}
+_ENUM_NOUNS: dict[type[enum.Enum], str] = {Outcome: "outcome", Op: "operator", Priority: "priority", Role: "role"}
 
 
 def _build(cls: type[_T], raw: Any, key: KeyPath) -> _T:

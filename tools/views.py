@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from storage import ApprovalRequest, DecidedBy, InvalidInput, Status, Verdict
 from storage.timefmt import from_text, to_text
+from tools.receipts import Receipt
 
 
 class TriggerView(BaseModel):
@@ -43,10 +44,14 @@ class ApprovalStatus(BaseModel):
     expires_at: datetime
     decided_at: datetime | None
     message: str = Field(description="What to do next")
+    receipt: Receipt | None = Field(
+        default=None, description="When approved: signed proof to check with verify_receipt right before acting"
+    )
 
     @classmethod
-    def of(cls, request: ApprovalRequest) -> ApprovalStatus:
+    def of(cls, request: ApprovalRequest, receipt: Receipt | None = None) -> ApprovalStatus:
         return cls(
+            receipt=receipt,
             request_id=request.id,
             status=request.status.value,
             decided_by=request.decided_by.value if request.decided_by else None,
@@ -65,6 +70,13 @@ class ApprovalStatus(BaseModel):
             decided_at=request.decided_at,
             message=next_step(request),
         )
+
+
+class ReceiptCheck(BaseModel):
+    """Whether a receipt approves exactly this action and payload."""
+
+    valid: bool
+    reason: str | None = Field(description="Why not, when not valid")
 
 
 class RequestList(BaseModel):

@@ -14,11 +14,13 @@ COMMANDS = [
     ["review", "reject"],
     ["history"],
     ["audit", "verify"],
+    ["token", "new"],
     ["slack", "check"],
     ["slack", "manifest"],
     ["review"],
     ["audit"],
     ["slack"],
+    ["token"],
     [],
 ]
 

@@ -12,13 +12,15 @@ from mcp.server import MCPServer
 
 from server.app import build_server
 from server.config import Settings
-from storage import EventKind, MemoryStore, RequestQuery, Verdict
+from storage import DecidedBy, EventKind, MemoryStore, RequestQuery, Status, Verdict
+from tests.factories import T0, make_request
+from tools import receipts
 from tools.handlers import AppState
 from tools.service import ApprovalService
 
 STATUS_FIELDS = {
     "request_id", "status", "decided_by", "action", "summary", "agent_id", "triggers", "votes",
-    "approvals_required", "payload_sha256", "created_at", "expires_at", "decided_at", "message",
+    "approvals_required", "payload_sha256", "created_at", "expires_at", "decided_at", "message", "receipt",
 }  # fmt: skip
 
 PERMISSION_CONFIG = """
@@ -206,3 +208,48 @@ async def test_permission_prompt_allows_denies_and_waits(tmp_path: Path) -> None
     assert huge["behavior"] == "deny" and "max_payload_bytes" in huge["message"]
     used = await reviewer.get(request_id)
     assert used.consumed_at is not None
+
+
+async def test_an_approval_comes_with_a_receipt_that_binds_the_payload(tmp_path: Path) -> None:
+    server, _, reviewer = make_server(tmp_path)
+    payload = {"amount": 120, "to": "ACME"}
+    async with Client(server) as client:
+        auto = await client.call_tool(
+            "request_approval", {"action": "payments.transfer", "summary": "pay", "payload": payload, "confidence": 1}
+        )
+        pending = await client.call_tool("request_approval", {"action": "db.drop", "summary": "drop"})
+        pending_id = pending.structured_content["request_id"]  # type: ignore[index]
+        await reviewer.vote(pending_id, "alice", Verdict.APPROVE, None)
+        human = await client.call_tool("get_status", {"request_id": pending_id})
+        receipt = auto.structured_content["receipt"]  # type: ignore[index]
+
+        async def check(receipt: dict[str, Any], action: str, payload: dict[str, Any]) -> dict[str, Any]:
+            result = await client.call_tool(
+                "verify_receipt", {"receipt": receipt, "action": action, "payload": payload}
+            )
+            assert result.structured_content is not None
+            return result.structured_content
+
+        good = await check(receipt, "payments.transfer", payload)
+        changed = await check(receipt, "payments.transfer", {**payload, "amount": 12000})
+        other_action = await check(receipt, "payments.refund", payload)
+        forged = await check({**receipt, "payload_sha256": "0" * 64}, "payments.transfer", payload)
+        resigned = await check({**receipt, "signature": "v1=" + "ab" * 32}, "payments.transfer", payload)
+        junk = await check({"hello": "world"}, "payments.transfer", payload)
+    assert pending.structured_content["receipt"] is None  # type: ignore[index]
+    assert human.structured_content["receipt"]["approvers"] == ["alice"]  # type: ignore[index]
+    assert receipt["decided_by"] == "policy" and receipt["signature"].startswith("v1=")
+    assert good == {"valid": True, "reason": None}
+    assert changed["valid"] is False and "payload differs" in changed["reason"]
+    assert other_action["valid"] is False and "payments.refund" in other_action["reason"]
+    assert forged["valid"] is False and "signature" in forged["reason"]
+    assert resigned["valid"] is False and "signature" in resigned["reason"]
+    assert junk["valid"] is False and "not a receipt" in junk["reason"]
+
+
+def test_a_receipt_from_another_key_is_refused() -> None:
+    request = make_request(status=Status.APPROVED, decided_by=DecidedBy.POLICY, decided_at=T0)
+    receipt = receipts.issue(b"k" * 32, request)
+    assert receipt is not None
+    assert receipts.check(b"k" * 32, receipt, request.action, request.payload) is None
+    assert "signature" in (receipts.check(b"x" * 32, receipt, request.action, request.payload) or "")
