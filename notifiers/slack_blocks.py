@@ -89,7 +89,8 @@ def verdict_text(request: ApprovalRequest, *, mrkdwn: bool = True) -> str:
         case Status.CANCELLED:
             return f"cancelled by the agent at {at}: {escape(request.note or '')}"
         case Status.PENDING:
-            return f"waiting: {len(request.approvals)} of {request.approvals_required} approvals"
+            escalated = " (escalated)" if request.escalated_at else ""
+            return f"waiting{escalated}: {len(request.approvals)} of {request.approvals_required} approvals"
 
 
 _ICONS = {
@@ -161,6 +162,16 @@ def _why(request: ApprovalRequest) -> str:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def escalation_note(request: ApprovalRequest, mention: str | None) -> str:
+    """The note that tells the escalation target a request is still waiting."""
+    who = f"{mention} " if mention else ""
+    return (
+        f"{who}:rotating_light: Escalated: {escape(request.agent_id or 'an agent')} has waited since "
+        f"{slack_date(request.created_at)} for {escape(request.action)} ({request.id}); "
+        f"it expires {slack_date(request.expires_at)}."
+    )
 
 
 def vote_reply(request: ApprovalRequest, vote: Vote) -> str:

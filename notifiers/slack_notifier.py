@@ -16,12 +16,14 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 
 from notifiers.base import DeliveryFailed
-from notifiers.slack_blocks import headline, request_blocks, vote_reply
+from notifiers.slack_blocks import escalation_note, headline, request_blocks, vote_reply
 from storage import ApprovalRequest, MessageRef, Store
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://slack.com/api/"
+ESCALATION_MENTION = "slack:escalation-mention"  #: message refs of the escalation posts
+ESCALATION_COPY = "slack:escalation-copy"
 
 
 def web_client(token: str, api_url: str | None = None) -> AsyncWebClient:
@@ -58,10 +60,38 @@ class SlackNotifier:
                 )
                 ref = dataclasses.replace(ref, votes_posted=ref.votes_posted + 1)
                 await self.store.save_message_ref(ref)
+            await self._escalation(request, ref)
         except SlackApiError as exc:
             raise DeliveryFailed(f"Slack refused it: {exc.response.get('error', exc)}") from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise DeliveryFailed(f"Slack could not be reached: {exc!r}") from exc
+
+    async def _escalation(self, request: ApprovalRequest, main: MessageRef) -> None:
+        """An escalated request is shown to its target once: a user group is mentioned in the thread; a channel
+        gets its own copy of the message, with the buttons, kept in step like the first."""
+        target = request.escalate_to
+        if request.escalated_at is None or not target:
+            return
+        kind = ESCALATION_MENTION if target.startswith("S") else ESCALATION_COPY
+        ref = await self.store.message_ref(request.id, kind)
+        if kind == ESCALATION_MENTION:
+            if ref is None:
+                text = escalation_note(request, mention=f"<!subteam^{target}>")
+                posted = await self.client.chat_postMessage(channel=main.channel, thread_ts=main.ts, text=text)
+                await self.store.save_message_ref(
+                    MessageRef(request_id=request.id, notifier=kind, channel=main.channel, ts=posted["ts"])
+                )
+        elif ref is None:
+            posted = await self.client.chat_postMessage(
+                channel=target, text=escalation_note(request, mention=None), blocks=request_blocks(request)
+            )
+            await self.store.save_message_ref(
+                MessageRef(request_id=request.id, notifier=kind, channel=posted["channel"], ts=posted["ts"])
+            )
+        else:
+            await self.client.chat_update(
+                channel=ref.channel, ts=ref.ts, text=headline(request), blocks=request_blocks(request)
+            )
 
     async def _post(self, request: ApprovalRequest) -> MessageRef:
         channel = request.channel or self.default_channel

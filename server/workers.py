@@ -18,11 +18,14 @@ WORKER_POLL_SECONDS = 0.25  #: how soon the outbox notices another process's cha
 
 
 async def sweep_expired(service: ApprovalService, interval: float) -> None:
-    """Expire overdue requests every ``interval`` seconds, so nothing stays pending past its deadline."""
+    """Every ``interval`` seconds: expire overdue requests (nothing stays pending past its deadline), and
+    escalate those whose escalation time has come."""
     while True:
         try:
             if count := await service.expire_due():
                 logger.info("expired %d overdue request(s)", count)
+            if count := await service.escalate_due():
+                logger.info("escalated %d request(s) nobody decided in time", count)
         except Exception:  # a worker that dies takes the server with it; log, and sweep again next time
             logger.exception("expiry sweep failed; retrying in %.0fs", interval)
         await anyio.sleep(interval)

@@ -55,6 +55,7 @@ class _Replayed:
     status: str = "pending"
     votes: set[tuple[str, str, str | None]] = field(default_factory=set)
     consumed: bool = False
+    escalated: bool = False
 
 
 async def verify_chain(events: AsyncIterable[Event], anchors: Mapping[int, str] | None = None) -> ChainReport:
@@ -141,6 +142,8 @@ def _replay(replayed: dict[str, _Replayed], event: Event) -> None:
         state.votes.add((str(data.get("reviewer")), str(data.get("verdict")), data.get("comment")))
     elif event.kind is EventKind.CONSUMED:
         state.consumed = True
+    elif event.kind is EventKind.ESCALATED:
+        state.escalated = True
 
 
 def _disagreement(request: ApprovalRequest, replayed: _Replayed | None) -> str | None:
@@ -153,4 +156,6 @@ def _disagreement(request: ApprovalRequest, replayed: _Replayed | None) -> str |
         return "its votes differ from the votes in its events"
     if (request.consumed_at is not None) != replayed.consumed:
         return "whether it was used differs from its events"
+    if (request.escalated_at is not None) != replayed.escalated:
+        return "whether it was escalated differs from its events"
     return None

@@ -46,6 +46,8 @@ def request_row(r: ApprovalRequest) -> tuple[Any, ...]:
         r.note,
         r.channel,
         json.dumps(list(r.approvers)),
+        to_text(r.escalate_at) if r.escalate_at else None,
+        r.escalate_to,
     )
 
 
@@ -83,6 +85,9 @@ def request_from_row(row: Sequence[Any]) -> ApprovalRequest:
         channel=row[19],
         approvers=tuple(json.loads(row[20])),
         consumed_at=from_text(row[21]) if row[21] else None,
+        escalate_at=from_text(row[22]) if row[22] else None,
+        escalate_to=row[23],
+        escalated_at=from_text(row[24]) if row[24] else None,
     )
 
 

@@ -89,6 +89,8 @@ class MemoryStore:
                 decided_at=transition.decided_at,
                 note=transition.note,
             )
+        if transition.escalated_at is not None:
+            updated = dataclasses.replace(updated, escalated_at=transition.escalated_at)
         if transition.consumed_at is not None:
             updated = dataclasses.replace(updated, consumed_at=transition.consumed_at)
         self._requests[request_id] = updated
@@ -117,6 +119,17 @@ class MemoryStore:
     async def pending_due(self, now: datetime, limit: int = 100) -> list[str]:
         due = [r for r in self._requests.values() if r.status is Status.PENDING and r.expires_at <= now]
         return [r.id for r in sorted(due, key=lambda r: r.expires_at)[:limit]]
+
+    async def escalations_due(self, now: datetime, limit: int = 100) -> list[str]:
+        due = [
+            r
+            for r in self._requests.values()
+            if r.status is Status.PENDING
+            and r.escalated_at is None
+            and r.escalate_at is not None
+            and r.escalate_at <= now
+        ]
+        return [r.id for r in sorted(due, key=lambda r: r.escalate_at or now)[:limit]]
 
     async def action_history(
         self, action: str, agent_id: str | None, fields: Sequence[str], limit: int = 200

@@ -9,7 +9,7 @@ REQUEST_COLUMNS = """
     (SELECT json_group_array(json_object('reviewer', v.reviewer, 'verdict', v.verdict,
                                          'comment', v.comment, 'at', v.at))
        FROM (SELECT * FROM votes WHERE request_id = r.id ORDER BY at, reviewer) AS v) AS votes,
-    r.channel, r.approvers, r.consumed_at
+    r.channel, r.approvers, r.consumed_at, r.escalate_at, r.escalate_to, r.escalated_at
 """
 
 SELECT_REQUEST = f"SELECT {REQUEST_COLUMNS} FROM requests AS r WHERE r.id = ?"
@@ -24,8 +24,8 @@ SELECT_REQUESTS = f"SELECT {REQUEST_COLUMNS} FROM requests AS r"
 INSERT_REQUEST = """
 INSERT INTO requests (id, action, summary, payload, payload_sha256, confidence, flags, agent_id,
                       idempotency_key, status, decided_by, triggers, approvals_required, priority,
-                      created_at, expires_at, decided_at, note, channel, approvers)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      created_at, expires_at, decided_at, note, channel, approvers, escalate_at, escalate_to)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 UPDATE_REQUEST_STATE = """
@@ -35,6 +35,15 @@ UPDATE requests SET status = ?, decided_by = ?, decided_at = ?, note = ?
 
 CONSUME_REQUEST = """
 UPDATE requests SET consumed_at = ? WHERE id = ? AND status = 'approved' AND consumed_at IS NULL
+"""
+
+ESCALATE_REQUEST = """
+UPDATE requests SET escalated_at = ? WHERE id = ? AND status = 'pending' AND escalated_at IS NULL
+"""
+
+ESCALATIONS_DUE = """
+SELECT id FROM requests WHERE status = 'pending' AND escalated_at IS NULL AND escalate_at <= ?
+ ORDER BY escalate_at LIMIT ?
 """
 
 INSERT_VOTE = "INSERT INTO votes (request_id, reviewer, verdict, comment, at) VALUES (?, ?, ?, ?, ?)"

@@ -51,6 +51,7 @@ class EventKind(enum.StrEnum):
     CANCELLED = "cancelled"  #: The agent withdrew it.
     NOTIFIED = "notified"  #: A notifier showed its current state to people.
     CONSUMED = "consumed"  #: An approval was used to run its action (single-use approvals).
+    ESCALATED = "escalated"  #: Still pending after escalate_after_seconds; shown to escalate_to.
 
 
 class Priority(enum.StrEnum):
@@ -106,6 +107,9 @@ class ApprovalRequest:
     channel: str | None = None  #: the Slack channel to ask in (None: the server's default)
     approvers: tuple[str, ...] = ()  #: Slack user and user group ids who may vote in Slack
     consumed_at: datetime | None = None  #: when a single-use approval was used (permission prompts)
+    escalate_at: datetime | None = None  #: when a still-pending request is escalated
+    escalate_to: str | None = None  #: a Slack user group or channel
+    escalated_at: datetime | None = None
 
     @property
     def approvals(self) -> tuple[Vote, ...]:
@@ -151,6 +155,7 @@ class Transition:
     events: tuple[NewEvent, ...] = ()
     notify: bool = False
     consumed_at: datetime | None = None  #: mark an approved request as used
+    escalated_at: datetime | None = None  #: mark a pending request as escalated
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

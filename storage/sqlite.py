@@ -168,6 +168,10 @@ class SqliteStore:
                 )
                 if cur.rowcount != 1:  # the lifecycle saw 'pending' under this same lock; defence in depth
                     raise Conflict(f"request {request_id} is no longer pending")
+            if transition.escalated_at is not None:
+                cur = await db.execute(q.ESCALATE_REQUEST, (to_text(transition.escalated_at), request_id))
+                if cur.rowcount != 1:
+                    raise Conflict(f"request {request_id} is not a pending request waiting to be escalated")
             if transition.consumed_at is not None:
                 cur = await db.execute(q.CONSUME_REQUEST, (to_text(transition.consumed_at), request_id))
                 if cur.rowcount != 1:
@@ -208,6 +212,10 @@ class SqliteStore:
 
     async def pending_due(self, now: datetime, limit: int = 100) -> list[str]:
         async with self._reader.execute(q.PENDING_DUE, (to_text(now), limit)) as cur:
+            return [row[0] for row in await cur.fetchall()]
+
+    async def escalations_due(self, now: datetime, limit: int = 100) -> list[str]:
+        async with self._reader.execute(q.ESCALATIONS_DUE, (to_text(now), limit)) as cur:
             return [row[0] for row in await cur.fetchall()]
 
     async def action_history(

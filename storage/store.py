@@ -52,6 +52,10 @@ class Store(Protocol):
         """Ids of pending requests whose expiry has passed."""
         ...
 
+    async def escalations_due(self, now: datetime, limit: int = 100) -> list[str]:
+        """Ids of pending requests whose escalation time has come and that were not escalated yet."""
+        ...
+
     async def action_history(
         self, action: str, agent_id: str | None, fields: Sequence[str], limit: int = 200
     ) -> ActionHistory: ...

@@ -51,6 +51,8 @@ def creation_events(request: ApprovalRequest) -> tuple[NewEvent, ...]:
             "expires_at": request.expires_at.isoformat(),
             "channel": request.channel,
             "approvers": list(request.approvers),
+            "escalate_at": request.escalate_at.isoformat() if request.escalate_at else None,
+            "escalate_to": request.escalate_to,
         },
     )
     triggered = NewEvent(
@@ -193,6 +195,21 @@ def consume(now: datetime) -> Change:
             raise Conflict(f"request {request.id} was already used at {request.consumed_at.isoformat()}")
         event = NewEvent(kind=EventKind.CONSUMED, request_id=request.id, at=now)
         return Transition(consumed_at=now, events=(event,))
+
+    return change
+
+
+def escalate(now: datetime) -> Change:
+    """Show a request nobody decided in time to its escalation target, once. Expiry still applies as before."""
+
+    def change(request: ApprovalRequest) -> Transition:
+        if (expired := _expire_if_due(request, now)) is not None:
+            return expired
+        _ensure_pending(request)
+        if request.escalate_at is None or request.escalated_at is not None or now < request.escalate_at:
+            raise Conflict(f"request {request.id} is not due for escalation")
+        event = NewEvent(kind=EventKind.ESCALATED, request_id=request.id, at=now, data={"to": request.escalate_to})
+        return Transition(escalated_at=now, events=(event,), notify=True)
 
     return change
 

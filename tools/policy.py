@@ -47,6 +47,8 @@ class PolicyDecision:
     priority: Priority
     channel: str | None = None  #: the Slack channel to ask in (None: the server's default)
     approvers: tuple[str, ...] = ()  #: Slack user/group ids who may vote in Slack (empty: nobody there)
+    escalate_after_seconds: int | None = None  #: from the first matching rule that sets it
+    escalate_to: str | None = None
 
 
 class Policy:
@@ -201,9 +203,12 @@ class Policy:
             expiries.append(request.expires_in_seconds)
         priorities = [r.priority for r in rules if r.priority is not None]
         routing = config.slack
+        escalation = next((r for r in rules if r.escalate_after_seconds is not None), None)
         return PolicyDecision(
             channel=next((r.channel for r in rules if r.channel), routing.channel),
             approvers=next((r.approvers for r in rules if r.approvers), routing.approvers),
+            escalate_after_seconds=escalation.escalate_after_seconds if escalation else None,
+            escalate_to=escalation.escalate_to if escalation else None,
             outcome=outcome,
             triggers=tuple(triggers),
             approvals_required=max((r.approvals_required or 1 for r in rules), default=1),  # review rules only

@@ -221,9 +221,18 @@ class Rule:
     priority: Priority | None = None
     channel: str | None = None  #: Slack channel for this rule's reviews (first matching rule that sets one)
     approvers: tuple[str, ...] = ()  #: Slack ids who may vote on this rule's reviews (first rule that sets them)
+    escalate_after_seconds: int | None = None  #: still pending after this long: tell escalate_to
+    escalate_to: str | None = None  #: a Slack user group (S…), mentioned in the thread, or a channel, posted to
 
     def __post_init__(self) -> None:
         _slack_ids(self.approvers, "approvers")
+        if (self.escalate_after_seconds is None) != (self.escalate_to is None):
+            missing = "escalate_to" if self.escalate_to is None else "escalate_after_seconds"
+            raise _Fault((missing,), "escalation needs both escalate_after_seconds and escalate_to")
+        if self.escalate_after_seconds is not None:
+            _at_least(self.escalate_after_seconds, 1, "escalate_after_seconds")
+            if self.outcome is not Outcome.REVIEW:
+                raise _Fault(("escalate_after_seconds",), 'applies only to rules with outcome = "review"')
         if not self.name.strip():
             raise _Fault(("name",), "must not be empty; name the rule so reviewers see why they are asked")
         _non_empty_strings(self.action, "action")

@@ -115,6 +115,10 @@ class ApprovalService:
             decided_at=None if status is Status.PENDING else now,
             channel=decision.channel,
             approvers=decision.approvers,
+            escalate_at=now + timedelta(seconds=decision.escalate_after_seconds)
+            if status is Status.PENDING and decision.escalate_after_seconds
+            else None,
+            escalate_to=decision.escalate_to if status is Status.PENDING else None,
         )
         stored, created = await self.store.create_request(
             request, lifecycle.creation_events(request), notify=status is Status.PENDING
@@ -204,6 +208,17 @@ class ApprovalService:
             except Conflict:
                 pass  # decided or expired by someone else in the meantime
         return expired
+
+    async def escalate_due(self) -> int:
+        """Escalate every pending request whose escalation time has come; returns how many."""
+        escalated = 0
+        for request_id in await self.store.escalations_due(self.clock.now()):
+            try:
+                updated = await self.store.update(request_id, lifecycle.escalate(self.clock.now()))
+                escalated += updated.status is Status.PENDING
+            except Conflict:
+                pass  # decided, expired or escalated by someone else in the meantime
+        return escalated
 
     async def verify_audit(self, anchors: Mapping[int, str] | None = None) -> ChainReport:
         return await verify_store(self.store, anchors)

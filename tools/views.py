@@ -43,6 +43,7 @@ class ApprovalStatus(BaseModel):
     created_at: datetime
     expires_at: datetime
     decided_at: datetime | None
+    escalated_at: datetime | None = Field(default=None, description="When it was escalated, if it was")
     message: str = Field(description="What to do next")
     receipt: Receipt | None = Field(
         default=None, description="When approved: signed proof to check with verify_receipt right before acting"
@@ -68,6 +69,7 @@ class ApprovalStatus(BaseModel):
             created_at=request.created_at,
             expires_at=request.expires_at,
             decided_at=request.decided_at,
+            escalated_at=request.escalated_at,
             message=next_step(request),
         )
 

@@ -14,7 +14,7 @@ from notifiers import SlackNotifier, web_client
 from server.app import build_server
 from server.config import Settings
 from server.workers import backoff, deliver_due
-from storage import EventKind, SqliteStore, Status
+from storage import EventKind, SqliteStore, Status, Verdict
 from tests.fakes.slack import FakeSlack
 from tools.clock import FakeClock
 from tools.policy import Policy
@@ -111,3 +111,31 @@ async def test_a_notification_committed_before_a_crash_is_delivered_by_the_next_
     finally:
         await fake.stop()
     assert len(fake.of("chat.postMessage")) == 1
+
+
+ESCALATING = Policy(
+    parse_policy_config(
+        '[slack]\napprovers = ["U0ALICE"]\n\n[[rules]]\nname = "group"\naction = "db.*"\noutcome = "review"\n'
+        'escalate_after_seconds = 60\nescalate_to = "S0ONCALL"\n\n[[rules]]\nname = "channel"\naction = "deploy.*"\n'
+        'outcome = "review"\nescalate_after_seconds = 60\nescalate_to = "C0ONCALL"\n'
+    )
+)
+
+
+async def test_an_escalation_mentions_the_group_or_posts_to_the_channel_once(tmp_path: Path) -> None:
+    async with rig(tmp_path) as (_, slack, fake, clock):
+        service = ApprovalService(slack.store, ESCALATING, clock)
+        mention = await service.request_approval(draft())
+        copy = await service.request_approval(Draft(action="deploy.prod", summary="Ship v2", payload={"version": "2"}))
+        await deliver_due(service, slack)
+        clock.advance(61)
+        assert await service.escalate_due() == 2
+        await deliver_due(service, slack)
+        await service.vote(copy.id, "alice", Verdict.APPROVE, None)
+        await deliver_due(service, slack)
+    thread = [c.args for c in fake.of("chat.postMessage") if c.args.get("thread_ts")]
+    assert [t["text"].startswith("<!subteam^S0ONCALL>") for t in thread if mention.id in t["text"]] == [True]
+    copies = [c.args for c in fake.of("chat.postMessage") if c.args["channel"] == "C0ONCALL"]
+    assert len(copies) == 1 and "Escalated" in copies[0]["text"] and "actions" in str(copies[0]["blocks"])
+    updated = [c.args for c in fake.of("chat.update") if c.args["channel"] == "C0ONCALL"]
+    assert updated and "approved by alice" in str(updated[-1]["blocks"])  # the copy follows the verdict too

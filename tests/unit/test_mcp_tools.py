@@ -20,7 +20,8 @@ from tools.service import ApprovalService
 
 STATUS_FIELDS = {
     "request_id", "status", "decided_by", "action", "summary", "agent_id", "triggers", "votes",
-    "approvals_required", "payload_sha256", "created_at", "expires_at", "decided_at", "message", "receipt",
+    "approvals_required", "payload_sha256", "created_at", "expires_at", "decided_at", "escalated_at", "message",
+    "receipt",
 }  # fmt: skip
 
 PERMISSION_CONFIG = """

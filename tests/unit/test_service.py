@@ -6,8 +6,10 @@ import anyio
 import pytest
 
 from storage import (
+    ConfigError,
     Conflict,
     DecidedBy,
+    EventKind,
     Forbidden,
     InvalidInput,
     MemoryStore,
@@ -16,6 +18,7 @@ from storage import (
     Status,
     Verdict,
     verify_chain,
+    verify_store,
 )
 from tools.clock import FakeClock
 from tools.policy import Policy
@@ -244,3 +247,48 @@ async def test_every_step_is_in_the_verified_audit_log() -> None:
     kinds = [e.kind.value for e in await store.request_events(request.id)]
     assert kinds == ["created", "triggered", "voted", "decided"]
     assert (await verify_chain(store.events())).ok
+
+
+ESCALATION_CONFIG = """
+[[rules]]
+name = "deploys"
+action = "deploy.*"
+outcome = "review"
+escalate_after_seconds = 600
+escalate_to = "S0ONCALL"
+"""
+
+
+async def test_a_request_nobody_decides_is_escalated_once_and_still_expires() -> None:
+    service, store, clock = make_service(ESCALATION_CONFIG)
+    request = await service.request_approval(draft(action="deploy.prod", expires_in_seconds=3600))
+    decided = await service.request_approval(draft(action="deploy.staging"))
+    await service.vote(decided.id, "alice", Verdict.APPROVE, None)
+    other = await service.request_approval(draft(action="payments.transfer"))
+    assert request.escalate_to == "S0ONCALL" and other.escalate_at is None
+    clock.advance(599)
+    assert await service.escalate_due() == 0
+    clock.advance(1)
+    assert await service.escalate_due() == 1
+    assert await service.escalate_due() == 0  # once
+    escalated = await service.get(request.id)
+    assert escalated.status is Status.PENDING and escalated.escalated_at == clock.now()
+    kinds = [e.kind for e in await store.request_events(request.id)]
+    assert kinds.count(EventKind.ESCALATED) == 1
+    assert EventKind.ESCALATED not in [e.kind for e in await store.request_events(decided.id)]
+    clock.advance(3000)
+    assert (await service.get(request.id)).status is Status.EXPIRED  # escalation never extends the deadline
+    assert (await verify_store(store)).ok
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("escalate_after_seconds = 60\n", "needs both"),
+        ('escalate_to = "S0ONCALL"\n', "needs both"),
+        ('escalate_after_seconds = 0\nescalate_to = "S0ONCALL"\n', "at least 1"),
+    ],
+)
+def test_escalation_settings_are_checked(rule: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_policy_config(f'[[rules]]\nname = "r"\noutcome = "review"\n{rule}')
