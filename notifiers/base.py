@@ -10,6 +10,10 @@ from storage import ApprovalRequest, SignoffError
 class DeliveryFailed(SignoffError):
     """The notification could not be delivered now; it will be retried."""
 
+    def __init__(self, message: str | None = None, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  #: when the service said when to come back (HTTP 429 Retry-After)
+
 
 class Notifier(Protocol):
     name: str

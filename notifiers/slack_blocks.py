@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -43,36 +44,36 @@ def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def slack_date(moment: Any) -> str:
+def slack_date(moment: datetime) -> str:
     """A date Slack shows in each reader's time zone, with ISO text as the fallback."""
     return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} at {{time}}|{moment.isoformat()}>"
 
 
 def payload_excerpt(request: ApprovalRequest) -> str:
+    """The payload as a code block, escaped first and then cut, so the section stays within Slack's limit."""
     text = json.dumps(dict(request.payload), indent=2, sort_keys=True, ensure_ascii=False)
-    note = ""
-    if len(text) > PAYLOAD_EXCERPT_CHARS:
-        note = (
-            f"\n_Payload cut: {len(text) - PAYLOAD_EXCERPT_CHARS:,} more characters. "
-            f"See all of it with `signoff review show {request.id}`._"
-        )
-        text = text[:PAYLOAD_EXCERPT_CHARS]
     fenced = escape(text).replace("```", ZERO_WIDTH_FENCE)  # a payload must not close the code block
-    return f"```{fenced}```{note}"
+    if len(fenced) <= PAYLOAD_EXCERPT_CHARS:
+        return f"```{fenced}```"
+    kept = fenced[:PAYLOAD_EXCERPT_CHARS]
+    kept = kept[: kept.rfind("&")] if kept.rfind("&") > kept.rfind(";") else kept  # never split an entity
+    note = f"\n_Payload cut ({len(text):,} characters in all). See all of it with `signoff review show {request.id}`._"
+    return f"```{kept}```{note}"
 
 
 def headline(request: ApprovalRequest) -> str:
     """The plain-text fallback: what notifications and screen readers show."""
-    who = request.agent_id or "an agent"
+    who = escape(request.agent_id or "an agent")
     match request.status:
         case Status.PENDING:
-            return f"Approval needed: {who} wants to {request.action}: {request.summary}"
+            return cut(f"Approval needed: {who} wants to {escape(request.action)}: {escape(request.summary)}", 2900)
         case _:
-            return f"{request.action} by {who} is {request.status}: {verdict_text(request, mrkdwn=False)}"
+            verdict = verdict_text(request, mrkdwn=False)
+            return cut(f"{escape(request.action)} by {who} is {request.status}: {verdict}", 2900)
 
 
 def verdict_text(request: ApprovalRequest, *, mrkdwn: bool = True) -> str:
-    at = slack_date(request.decided_at) if (mrkdwn and request.decided_at) else (request.decided_at or "")
+    at = slack_date(request.decided_at) if (mrkdwn and request.decided_at) else str(request.decided_at or "")
     approvers = ", ".join(v.reviewer for v in request.votes if v.verdict is Verdict.APPROVE)
     match request.status:
         case Status.APPROVED if request.decided_by is DecidedBy.POLICY:
@@ -114,7 +115,9 @@ def request_blocks(request: ApprovalRequest) -> list[Block]:
         ),
         SectionBlock(text=MarkdownTextObject(text=cut(_why(request), SECTION_CHARS))),
         SectionBlock(text=MarkdownTextObject(text=payload_excerpt(request))),
-        SectionBlock(text=MarkdownTextObject(text=f"{_ICONS[request.status]} *{verdict_text(request)}*")),
+        SectionBlock(
+            text=MarkdownTextObject(text=cut(f"{_ICONS[request.status]} *{verdict_text(request)}*", SECTION_CHARS))
+        ),
     ]
     if pending:
         blocks.append(

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+import aiohttp
 import anyio
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -22,9 +23,10 @@ from notifiers.slack_blocks import (
     REASON_INPUT,
     REJECT_ACTION,
     REJECT_CALLBACK,
+    escape,
     reject_modal,
 )
-from storage import ApprovalRequest, SignoffError, Store, Verdict
+from storage import ApprovalRequest, Forbidden, NotFound, SignoffError, Status, Store, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +39,19 @@ class OnVote(Protocol):
     ) -> ApprovalRequest: ...
 
 
+class OnRefused(Protocol):
+    async def __call__(self, request_id: str, who: str, reason: str) -> None: ...
+
+
 Ack = dict[str, Any] | None  #: what to answer a view submission with (None closes the modal)
 
 
 class SlackInteractions:
-    def __init__(self, client: AsyncWebClient, store: Store, on_vote: OnVote) -> None:
+    def __init__(self, client: AsyncWebClient, store: Store, on_vote: OnVote, on_refused: OnRefused) -> None:
         self.client = client
         self.store = store
         self.on_vote = on_vote
+        self.on_refused = on_refused
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
 
     async def handle(self, payload: Mapping[str, Any]) -> Ack:
@@ -64,10 +71,19 @@ class SlackInteractions:
         channel = payload.get("channel", {}).get("id") or payload.get("container", {}).get("channel_id")
         refusal = await self._refusal(request_id, user["id"])
         if refusal:
-            logger.warning("refused a Slack vote on %s by %s: %s", request_id, user["id"], refusal)
             await self._tell(channel, user["id"], refusal)
         elif action["action_id"] == REJECT_ACTION:
-            await self.client.views_open(trigger_id=payload["trigger_id"], view=reject_modal(request_id, channel))
+            request = await self.store.get(request_id)
+            if request is not None and request.status is not Status.PENDING:
+                await self._tell(
+                    channel, user["id"], f"This request is already {request.status}; nothing was recorded."
+                )
+                return
+            try:
+                await self.client.views_open(trigger_id=payload["trigger_id"], view=reject_modal(request_id, channel))
+            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:  # e.g. the 3-second trigger expired
+                logger.warning("could not open the reject modal: %r", exc)
+                await self._tell(channel, user["id"], "Slack did not open the reason form in time; click Reject again.")
         else:
             message = await self._vote(request_id, user, Verdict.APPROVE, None)
             if message:
@@ -78,12 +94,12 @@ class SlackInteractions:
         request_id = json.loads(view["private_metadata"])["request_id"]
         reason = (view["state"]["values"][REASON_BLOCK][REASON_INPUT].get("value") or "").strip()
         if not reason:
-            return _modal_error("Give a reason: the agent reads it and so does the audit log.")
+            return modal_error("Give a reason: the agent reads it and so does the audit log.")
         refusal = await self._refusal(request_id, user["id"])
         if refusal:
-            return _modal_error(refusal)
+            return modal_error(refusal)
         message = await self._vote(request_id, user, Verdict.REJECT, reason)
-        return _modal_error(message) if message else None
+        return modal_error(message) if message else None
 
     async def _vote(
         self, request_id: str, user: Mapping[str, Any], verdict: Verdict, comment: str | None
@@ -92,9 +108,20 @@ class SlackInteractions:
         reviewer = user.get("username") or user.get("name") or user["id"]
         try:
             await self.on_vote(request_id, reviewer, verdict, comment, (user["id"],))
+        except Forbidden as exc:
+            await self._record_refusal(request_id, user["id"], exc.message)
+            return f"Your vote was not recorded: {exc.message}"
         except SignoffError as exc:
             return f"Your vote was not recorded: {exc.message}"
         return None
+
+    async def _record_refusal(self, request_id: str, user_id: str, reason: str) -> None:
+        """Slack vouches for who clicked, so a refused click goes in the audit log (unknown ids do not)."""
+        logger.warning("refused a Slack vote on %s by %s: %s", request_id, user_id, reason)
+        try:
+            await self.on_refused(request_id, f"slack:{user_id}", reason)
+        except NotFound:
+            pass
 
     async def _refusal(self, request_id: str, user_id: str) -> str | None:
         """Why this Slack user may not vote on this request, or None if they may."""
@@ -108,7 +135,9 @@ class SlackInteractions:
         for group in (a for a in request.approvers if a.startswith("S")):
             if user_id in await self._members(group):
                 return None
-        return "You are not an approver for this request, so your click was not recorded."
+        reason = "You are not an approver for this request, so your click was not recorded."
+        await self._record_refusal(request_id, user_id, reason)
+        return reason
 
     async def _members(self, group: str) -> frozenset[str]:
         cached = self._groups.get(group)
@@ -116,8 +145,8 @@ class SlackInteractions:
             return cached[1]
         try:
             response = await self.client.usergroups_users_list(usergroup=group)
-        except SlackApiError as exc:
-            logger.warning("cannot list members of user group %s: %s", group, exc.response.get("error"))
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            logger.warning("cannot list members of user group %s: %r", group, exc)
             return frozenset()  # fail closed: an unknown membership is no membership
         members = frozenset(response.get("users") or ())
         self._groups[group] = (anyio.current_time(), members)
@@ -126,10 +155,10 @@ class SlackInteractions:
     async def _tell(self, channel: str, user_id: str, text: str) -> None:
         """An ephemeral note only the clicker sees."""
         try:
-            await self.client.chat_postEphemeral(channel=channel, user=user_id, text=text)
-        except SlackApiError as exc:
-            logger.warning("could not tell %s: %s", user_id, exc.response.get("error"))
+            await self.client.chat_postEphemeral(channel=channel, user=user_id, text=escape(text))
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            logger.warning("could not tell %s: %r", user_id, exc)
 
 
-def _modal_error(text: str) -> dict[str, Any]:
+def modal_error(text: str) -> dict[str, Any]:
     return {"response_action": "errors", "errors": {REASON_BLOCK: text[:150]}}

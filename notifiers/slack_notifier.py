@@ -12,6 +12,7 @@ import logging
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -26,15 +27,14 @@ ESCALATION_MENTION = "slack:escalation-mention"  #: message refs of the escalati
 ESCALATION_COPY = "slack:escalation-copy"
 
 
-def web_client(token: str, api_url: str | None = None) -> AsyncWebClient:
-    """A client that waits out Slack's 429s (Retry-After) itself. Connection errors are not retried here:
-    a retried chat.postMessage can post twice, so the outbox retries the whole delivery instead."""
-    return AsyncWebClient(
-        token=token,
-        base_url=api_url or DEFAULT_API_URL,
-        timeout=10,
-        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
+def web_client(token: str, api_url: str | None = None, *, wait_on_rate_limit: bool = True) -> AsyncWebClient:
+    """A Slack client. With ``wait_on_rate_limit`` it waits out a 429's Retry-After itself (for answering
+    clicks); the outbox's client does not, so a delivery never sleeps while holding its lease. Connection
+    errors are never retried here: a retried chat.postMessage can post twice."""
+    handlers: list[AsyncRetryHandler] = (
+        [AsyncRateLimitErrorRetryHandler(max_retry_count=3)] if wait_on_rate_limit else []
     )
+    return AsyncWebClient(token=token, base_url=api_url or DEFAULT_API_URL, timeout=10, retry_handlers=handlers)
 
 
 class SlackNotifier:
@@ -62,6 +62,9 @@ class SlackNotifier:
                 await self.store.save_message_ref(ref)
             await self._escalation(request, ref)
         except SlackApiError as exc:
+            if exc.response.status_code == 429:
+                wait = float(exc.response.headers.get("Retry-After", 1))
+                raise DeliveryFailed(f"Slack is rate limiting; retry in {wait:.0f}s", retry_after=wait) from exc
             raise DeliveryFailed(f"Slack refused it: {exc.response.get('error', exc)}") from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise DeliveryFailed(f"Slack could not be reached: {exc!r}") from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -56,6 +57,8 @@ async def check(
         findings.append(Finding(True, f"bot token works: {who.get('user')} in {who.get('team')}"))
     except SlackApiError as exc:
         return [Finding(False, f"the bot token was refused ({exc.response.get('error')}): copy it again from the app")]
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return [Finding(False, f"Slack cannot be reached ({exc!r}): check the network or SIGNOFF_SLACK_API_URL")]
     if not channels:
         findings.append(Finding(False, "no channel: set SIGNOFF_SLACK_CHANNEL (or slack.channel in the policy file)"))
     for channel in channels:

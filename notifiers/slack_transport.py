@@ -16,7 +16,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from notifiers.slack_inbound import SlackInteractions
+from notifiers.slack_inbound import SlackInteractions, modal_error
 
 logger = logging.getLogger(__name__)
 
@@ -34,22 +34,24 @@ def socket_mode_client(app_token: str, client: AsyncWebClient, interactions: Sla
             await socket.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
             return
         if request.payload.get("type") == "view_submission":
-            ack = await _safely(interactions, request.payload)
+            ack = await handle_safely(interactions, request.payload)
             await socket.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id, payload=ack))
             return
         await socket.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
-        await _safely(interactions, request.payload)
+        await handle_safely(interactions, request.payload)
 
     socket = SocketModeClient(app_token=app_token, web_client=client)
     socket.socket_mode_request_listeners.append(listener)
     return socket
 
 
-async def _safely(interactions: SlackInteractions, payload: Mapping[str, Any]) -> dict[str, Any] | None:
+async def handle_safely(interactions: SlackInteractions, payload: Mapping[str, Any]) -> dict[str, Any] | None:
     try:
         return await interactions.handle(payload)
-    except Exception:  # one bad payload must not stop the listener that serves every other click
+    except Exception:  # one bad payload must not stop the listener, or the server, that serves every other click
         logger.exception("could not handle a Slack interaction")
+        if payload.get("type") == "view_submission":  # keep the modal open: nothing was recorded
+            return modal_error("signoff could not record this; nothing was recorded. Try again in a moment.")
         return None
 
 
@@ -71,15 +73,17 @@ class SlackHttpEndpoint:
         except ValueError:  # a timestamp header that is not a number
             valid = False
         if not valid:
+            logger.warning("refused a Slack interaction with an invalid or expired signature")
             return 401, {"error": "invalid or expired Slack signature"}
         if self._replayed(lowered["x-slack-signature"]):
+            logger.warning("refused a replayed Slack interaction")
             return 401, {"error": "this request was already received"}
         try:
             payload = json.loads(parse_qs(body.decode())["payload"][0])
         except (KeyError, IndexError, ValueError):
             return 400, {"error": "expected a form field 'payload' holding JSON"}
         if payload.get("type") == "view_submission":
-            return 200, await _safely(self.interactions, payload)
+            return 200, await handle_safely(self.interactions, payload)
         self.spawn(payload)
         return 200, None
 

@@ -78,7 +78,7 @@ class WebhookNotifier:
         try:
             async with (
                 aiohttp.ClientSession(timeout=self.timeout) as session,
-                session.post(self.url, data=body, headers=headers) as response,
+                session.post(self.url, data=body, headers=headers, allow_redirects=False) as response,
             ):
                 if response.status >= 300:
                     raise DeliveryFailed(f"webhook answered HTTP {response.status}")

@@ -339,7 +339,9 @@ async def _slack(settings: Settings, args: argparse.Namespace) -> int:
         app_token=settings.slack_app_token,
         has_signing_secret=settings.slack_signing_secret is not None,
         channels=list(dict.fromkeys(c for c in channels if c)),
-        approvers=config.slack.approvers,
+        approvers=tuple(
+            dict.fromkeys([*config.slack.approvers, *(a for rule in config.rules for a in rule.approvers)])
+        ),
     )
     for finding in findings:
         print(f"{'ok' if finding.ok else 'missing'}: {finding.message}")

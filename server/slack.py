@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from notifiers import SlackHttpEndpoint, SlackInteractions, SlackNotifier, socket_mode_client, web_client
+from notifiers.slack_transport import handle_safely
 from server.config import Settings
 from storage import ApprovalRequest, Verdict
 from tools.service import ApprovalService
@@ -45,16 +46,20 @@ async def slack_session(
     ) -> ApprovalRequest:
         return await service.vote(request_id, reviewer, verdict, comment, reviewer_ids=reviewer_ids)
 
-    interactions = SlackInteractions(client, service.store, on_vote)
+    interactions = SlackInteractions(client, service.store, on_vote, service.record_refusal)
 
     def spawn(payload: Mapping[str, Any]) -> None:
-        background.start_soon(interactions.handle, payload)
+        background.start_soon(handle_safely, interactions, payload)
 
     endpoint = (
         SlackHttpEndpoint(settings.slack_signing_secret, interactions, spawn) if settings.slack_signing_secret else None
     )
     parts = SlackParts(
-        notifier=SlackNotifier(client, service.store, settings.slack_channel),
+        notifier=SlackNotifier(
+            web_client(settings.slack_bot_token, settings.slack_api_url, wait_on_rate_limit=False),
+            service.store,
+            settings.slack_channel,
+        ),
         interactions=interactions,
         endpoint=endpoint,
     )
@@ -62,8 +67,9 @@ async def slack_session(
         yield parts
         return
     socket = socket_mode_client(settings.slack_app_token, client, interactions)
-    await socket.connect()  # type: ignore[no-untyped-call]  # slack-sdk leaves it unannotated
-    logger.info("listening to Slack by Socket Mode")
+    # connect() retries until Slack answers: in the background, so a Slack outage never delays the server
+    background.start_soon(socket.connect)
+    logger.info("connecting to Slack by Socket Mode")
     try:
         yield parts
     finally:

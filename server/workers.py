@@ -56,7 +56,7 @@ async def deliver_due(service: ApprovalService, notifier: Notifier) -> None:
         try:
             await notifier.deliver(request)
         except DeliveryFailed as exc:
-            await _retry_later(service, item.id, item.attempts, str(exc))
+            await _retry_later(service, item.id, item.attempts, str(exc), exc.retry_after)
             continue
         except Exception as exc:  # a notifier's bug must not stop other notifications or the server
             logger.exception("notifier %s failed on %s", notifier.name, request.id)
@@ -68,10 +68,12 @@ async def deliver_due(service: ApprovalService, notifier: Notifier) -> None:
             at=clock.now(),
             data={"notifier": notifier.name, "status": request.status.value},
         )
-        await store.complete_outbox(item.id, event)
+        await store.complete_outbox(item, event)
 
 
-async def _retry_later(service: ApprovalService, item_id: int, attempts: int, error: str) -> None:
-    delay = backoff(attempts)
+async def _retry_later(
+    service: ApprovalService, item_id: int, attempts: int, error: str, retry_after: float | None = None
+) -> None:
+    delay = retry_after if retry_after is not None else backoff(attempts)
     logger.warning("notification %d failed (%s); retry in %.0fs", item_id, error, delay)
     await service.store.retry_outbox(item_id, service.clock.now() + timedelta(seconds=delay), error)

@@ -79,6 +79,7 @@ def request_from_row(row: Sequence[Any]) -> ApprovalRequest:
                 verdict=Verdict(v["verdict"]),
                 comment=v["comment"],
                 at=from_text(v["at"]),
+                reviewer_ids=tuple(v.get("ids") or ()),
             )
             for v in votes
         ),

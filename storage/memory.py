@@ -170,18 +170,26 @@ class MemoryStore:
         item = OutboxItem(id=item_id, request_id=request_id, attempts=0, created_at=at)
         self._outbox[item_id] = _Outbox(item=item, next_attempt_at=at)
 
-    async def claim_outbox(self, now: datetime, lease_seconds: float = 30.0, limit: int = 10) -> list[OutboxItem]:
-        due = [o for o in self._outbox.values() if not o.delivered and o.next_attempt_at <= now][:limit]
+    async def claim_outbox(self, now: datetime, lease_seconds: float = 120.0, limit: int = 10) -> list[OutboxItem]:
+        undelivered = [o for o in self._outbox.values() if not o.delivered]
+        oldest: dict[str, _Outbox] = {}
+        newest: dict[str, int] = {}
+        for entry in undelivered:
+            oldest.setdefault(entry.item.request_id, entry)
+            newest[entry.item.request_id] = entry.item.id
+        due = [o for o in oldest.values() if o.next_attempt_at <= now][:limit]
         for entry in due:
             entry.next_attempt_at = now + timedelta(seconds=lease_seconds)
-        return [entry.item for entry in due]
+        return [dataclasses.replace(entry.item, upto=newest[entry.item.request_id]) for entry in due]
 
-    async def complete_outbox(self, item_id: int, event: NewEvent) -> None:
-        entry = self._outbox[item_id]
-        if entry.delivered:
+    async def complete_outbox(self, item: OutboxItem, event: NewEvent) -> None:
+        if self._outbox[item.id].delivered:
             return
-        entry.delivered = True
-        entry.item = dataclasses.replace(entry.item, attempts=entry.item.attempts + 1)
+        for entry in self._outbox.values():
+            if entry.item.request_id == item.request_id and entry.item.id <= max(item.id, item.upto):
+                if not entry.delivered:
+                    entry.delivered = True
+                    entry.item = dataclasses.replace(entry.item, attempts=entry.item.attempts + 1)
         self._append([event])
         self._signal_change()
 

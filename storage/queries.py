@@ -7,7 +7,7 @@ REQUEST_COLUMNS = """
     r.idempotency_key, r.status, r.decided_by, r.triggers, r.approvals_required, r.priority,
     r.created_at, r.expires_at, r.decided_at, r.note,
     (SELECT json_group_array(json_object('reviewer', v.reviewer, 'verdict', v.verdict,
-                                         'comment', v.comment, 'at', v.at))
+                                         'comment', v.comment, 'at', v.at, 'ids', json(v.reviewer_ids)))
        FROM (SELECT * FROM votes WHERE request_id = r.id ORDER BY at, reviewer) AS v) AS votes,
     r.channel, r.approvers, r.consumed_at, r.escalate_at, r.escalate_to, r.escalated_at
 """
@@ -46,7 +46,7 @@ SELECT id FROM requests WHERE status = 'pending' AND escalated_at IS NULL AND es
  ORDER BY escalate_at LIMIT ?
 """
 
-INSERT_VOTE = "INSERT INTO votes (request_id, reviewer, verdict, comment, at) VALUES (?, ?, ?, ?, ?)"
+INSERT_VOTE = "INSERT INTO votes (request_id, reviewer, verdict, comment, at, reviewer_ids) VALUES (?, ?, ?, ?, ?, ?)"
 
 LAST_EVENT = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
 
@@ -79,15 +79,22 @@ SELECT value FROM action_values WHERE action = ? AND field = ? ORDER BY seq DESC
 INSERT_OUTBOX = "INSERT INTO outbox (request_id, created_at, next_attempt_at) VALUES (?, ?, ?)"
 
 DUE_OUTBOX = """
-SELECT id, request_id, attempts, created_at FROM outbox
- WHERE delivered_at IS NULL AND next_attempt_at <= ? ORDER BY id LIMIT ?
+SELECT o.id, o.request_id, o.attempts, o.created_at,
+       (SELECT MAX(m.id) FROM outbox AS m WHERE m.request_id = o.request_id AND m.delivered_at IS NULL)
+  FROM outbox AS o
+ WHERE o.delivered_at IS NULL AND o.next_attempt_at <= ?
+   AND o.id = (SELECT MIN(f.id) FROM outbox AS f WHERE f.request_id = o.request_id AND f.delivered_at IS NULL)
+ ORDER BY o.id LIMIT ?
 """
 
 LEASE_OUTBOX = "UPDATE outbox SET next_attempt_at = ? WHERE id = ?"
 
 OUTBOX_REQUEST = "SELECT request_id FROM outbox WHERE id = ? AND delivered_at IS NULL"
 
-COMPLETE_OUTBOX = "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?"
+COMPLETE_OUTBOX = """
+UPDATE outbox SET delivered_at = ?, attempts = attempts + 1
+ WHERE request_id = ? AND id <= ? AND delivered_at IS NULL
+"""
 
 RETRY_OUTBOX = """
 UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?

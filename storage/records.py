@@ -52,6 +52,7 @@ class EventKind(enum.StrEnum):
     NOTIFIED = "notified"  #: A notifier showed its current state to people.
     CONSUMED = "consumed"  #: An approval was used to run its action (single-use approvals).
     ESCALATED = "escalated"  #: Still pending after escalate_after_seconds; shown to escalate_to.
+    REFUSED = "refused"  #: Someone authenticated tried to vote and was refused; nothing else changed.
 
 
 class Priority(enum.StrEnum):
@@ -79,6 +80,7 @@ class Vote:
     verdict: Verdict
     comment: str | None
     at: datetime
+    reviewer_ids: tuple[str, ...] = ()  #: the voter's other names, e.g. their Slack user id
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -193,6 +195,7 @@ class OutboxItem:
     request_id: str
     attempts: int
     created_at: datetime
+    upto: int = 0  #: the request's newest undelivered row when claimed; delivering its state completes them all
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -7,6 +7,7 @@ compare-and-set under SQLite's single write lock; a second connection serves rea
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -154,7 +155,10 @@ class SqliteStore:
             transition = change(current)
             if transition.vote is not None:
                 v = transition.vote
-                await db.execute(q.INSERT_VOTE, (request_id, v.reviewer, v.verdict.value, v.comment, to_text(v.at)))
+                ids = json.dumps(list(v.reviewer_ids))
+                await db.execute(
+                    q.INSERT_VOTE, (request_id, v.reviewer, v.verdict.value, v.comment, to_text(v.at), ids)
+                )
             if transition.status is not None:
                 cur = await db.execute(
                     q.UPDATE_REQUEST_STATE,
@@ -291,7 +295,7 @@ class SqliteStore:
 
     # -- outbox ----------------------------------------------------------------------------------
 
-    async def claim_outbox(self, now: datetime, lease_seconds: float = 30.0, limit: int = 10) -> list[OutboxItem]:
+    async def claim_outbox(self, now: datetime, lease_seconds: float = 120.0, limit: int = 10) -> list[OutboxItem]:
         async with self._reader.execute(q.DUE_OUTBOX, (to_text(now), limit)) as cur:
             if not await cur.fetchall():
                 return []  # the common case: nothing due, and no write lock taken
@@ -300,14 +304,16 @@ class SqliteStore:
             async with db.execute(q.DUE_OUTBOX, (to_text(now), limit)) as cur:
                 rows = list(await cur.fetchall())
             await db.executemany(q.LEASE_OUTBOX, [(lease_until, r[0]) for r in rows])
-        return [OutboxItem(id=r[0], request_id=r[1], attempts=r[2], created_at=from_text(r[3])) for r in rows]
+        return [
+            OutboxItem(id=r[0], request_id=r[1], attempts=r[2], created_at=from_text(r[3]), upto=r[4]) for r in rows
+        ]
 
-    async def complete_outbox(self, item_id: int, event: NewEvent) -> None:
+    async def complete_outbox(self, item: OutboxItem, event: NewEvent) -> None:
         async with self._transaction() as db:
-            async with db.execute(q.OUTBOX_REQUEST, (item_id,)) as cur:
+            async with db.execute(q.OUTBOX_REQUEST, (item.id,)) as cur:
                 if await cur.fetchone() is None:
                     return  # another process delivered it first
-            await db.execute(q.COMPLETE_OUTBOX, (to_text(event.at), item_id))
+            await db.execute(q.COMPLETE_OUTBOX, (to_text(event.at), item.request_id, max(item.id, item.upto)))
             await self._append_events(db, [event])
 
     async def retry_outbox(self, item_id: int, next_attempt_at: datetime, error: str) -> None:

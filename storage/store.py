@@ -78,12 +78,16 @@ class Store(Protocol):
         """
         ...
 
-    async def claim_outbox(self, now: datetime, lease_seconds: float = 30.0, limit: int = 10) -> list[OutboxItem]:
-        """Lease notifications due for delivery, so no other worker takes them for ``lease_seconds``."""
+    async def claim_outbox(self, now: datetime, lease_seconds: float = 120.0, limit: int = 10) -> list[OutboxItem]:
+        """Lease notifications due for delivery, so no other worker takes them for ``lease_seconds``.
+
+        Only a request's oldest undelivered notification is due, so one request's deliveries never overlap.
+        """
         ...
 
-    async def complete_outbox(self, item_id: int, event: NewEvent) -> None:
-        """Mark delivered and append the ``notified`` event in one transaction."""
+    async def complete_outbox(self, item: OutboxItem, event: NewEvent) -> None:
+        """Mark delivered, with every later notification of the request up to ``item.upto`` (the state just
+        delivered covers them), and append the ``notified`` event, in one transaction."""
         ...
 
     async def retry_outbox(self, item_id: int, next_attempt_at: datetime, error: str) -> None: ...

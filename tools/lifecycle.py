@@ -90,11 +90,13 @@ def vote(
     comment: str | None,
     now: datetime,
     *,
+    reviewer_ids: tuple[str, ...] = (),
     same_person: Callable[[str, str], bool] = same_name,
 ) -> Change:
-    """A reviewer's vote: one rejection vetoes; ``approvals_required`` distinct approvals approve.
+    """A reviewer's vote: one rejection vetoes; ``approvals_required`` distinct people approve.
 
-    ``same_person(requester, reviewer)`` says whether the reviewer is the requester under another name.
+    ``reviewer_ids`` are the reviewer's other names (a Slack user id). ``same_person(a, b)`` says whether two
+    names are one person; the requester may not vote, and nobody votes twice under two names.
     """
     reviewer = reviewer.strip()
     comment = comment.strip() if comment else None
@@ -111,23 +113,29 @@ def vote(
         if (expired := _expire_if_due(request, now)) is not None:
             return expired
         _ensure_pending(request)
-        if request.agent_id is not None and same_person(request.agent_id, reviewer):
+        names = (reviewer, *reviewer_ids)
+        if request.agent_id is not None and any(same_person(request.agent_id, name) for name in names):
             raise Forbidden(
                 f"{reviewer} asked for request {request.id} and cannot vote on it; another person must review it"
                 " (the requester may cancel it instead)"
             )
         for earlier in request.votes:
-            if same_name(earlier.reviewer, reviewer):
+            if any(same_person(seen, name) for seen in (earlier.reviewer, *earlier.reviewer_ids) for name in names):
                 raise Conflict(
                     f"{earlier.reviewer} already voted {earlier.verdict} on request {request.id}; each reviewer's"
                     " vote counts once"
                 )
-        ballot = Vote(reviewer=reviewer, verdict=verdict, comment=comment, at=now)
+        ballot = Vote(reviewer=reviewer, verdict=verdict, comment=comment, at=now, reviewer_ids=reviewer_ids)
         voted = NewEvent(
             kind=EventKind.VOTED,
             request_id=request.id,
             at=now,
-            data={"reviewer": reviewer, "verdict": verdict.value, "comment": comment},
+            data={
+                "reviewer": reviewer,
+                "reviewer_ids": list(reviewer_ids),
+                "verdict": verdict.value,
+                "comment": comment,
+            },
         )
         approvals = len(request.approvals) + (verdict is Verdict.APPROVE)
         if verdict is Verdict.REJECT:
@@ -195,6 +203,16 @@ def consume(now: datetime) -> Change:
             raise Conflict(f"request {request.id} was already used at {request.consumed_at.isoformat()}")
         event = NewEvent(kind=EventKind.CONSUMED, request_id=request.id, at=now)
         return Transition(consumed_at=now, events=(event,))
+
+    return change
+
+
+def refusal(who: str, reason: str, now: datetime) -> Change:
+    """Record that someone was refused a vote (audit only: the request itself does not change)."""
+
+    def change(request: ApprovalRequest) -> Transition:
+        event = NewEvent(kind=EventKind.REFUSED, request_id=request.id, at=now, data={"who": who, "reason": reason})
+        return Transition(events=(event,))
 
     return change
 

@@ -180,10 +180,9 @@ class ApprovalService:
         directly or through the policy's ``[[people]]`` aliases, the vote is refused.
         """
 
-        def same_person(requester: str, name: str) -> bool:
-            return self.policy.same_person(requester, name, *reviewer_ids)
-
-        change = lifecycle.vote(reviewer, verdict, comment, self.clock.now(), same_person=same_person)
+        change = lifecycle.vote(
+            reviewer, verdict, comment, self.clock.now(), reviewer_ids=reviewer_ids, same_person=self.policy.same_person
+        )
         updated = await self.store.update(request_id, change)
         if updated.status is Status.EXPIRED:  # it ran out before this vote arrived; lifecycle closed it now
             raise Conflict(f"request {request_id} {lifecycle.outcome_phrase(updated)}; your vote was not recorded")
@@ -208,6 +207,10 @@ class ApprovalService:
             except Conflict:
                 pass  # decided or expired by someone else in the meantime
         return expired
+
+    async def record_refusal(self, request_id: str, who: str, reason: str) -> None:
+        """Put a refused vote (a stranger's click, the requester's own) in the audit log; nothing else changes."""
+        await self.store.update(request_id, lifecycle.refusal(who, reason[:500], self.clock.now()))
 
     async def escalate_due(self) -> int:
         """Escalate every pending request whose escalation time has come; returns how many."""

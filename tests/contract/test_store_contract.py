@@ -222,8 +222,8 @@ async def test_outbox_retry_and_complete(store: Store) -> None:
     [again] = await store.claim_outbox(now + timedelta(seconds=31))
     assert again.attempts == 1
     event = NewEvent(kind=EventKind.NOTIFIED, request_id=request.id, at=now, data={"notifier": "test"})
-    await store.complete_outbox(again.id, event)
-    await store.complete_outbox(again.id, event)  # a second worker finishing late changes nothing
+    await store.complete_outbox(again, event)
+    await store.complete_outbox(again, event)  # a second worker finishing late changes nothing
     assert await store.claim_outbox(now + timedelta(days=1)) == []
     kinds = [e.kind for e in await store.request_events(request.id)]
     assert kinds.count(EventKind.NOTIFIED) == 1
@@ -233,7 +233,7 @@ async def test_decisions_queue_a_notification(store: Store) -> None:
     request = await add(store, status=Status.APPROVED, decided_by=DecidedBy.POLICY)
     pending = await add(store)
     [first] = await store.claim_outbox(T0 + timedelta(days=1))
-    await store.complete_outbox(first.id, NewEvent(kind=EventKind.NOTIFIED, request_id=pending.id, at=T0))
+    await store.complete_outbox(first, NewEvent(kind=EventKind.NOTIFIED, request_id=pending.id, at=T0))
     await store.update(pending.id, lifecycle.cancel("not needed", T0))
     [item] = await store.claim_outbox(T0 + timedelta(days=1))
     assert item.request_id == pending.id and request.id != pending.id
@@ -256,3 +256,26 @@ async def test_message_refs_are_saved_and_replaced(store: Store) -> None:
         request_id=request.id, notifier="slack", channel="C1", ts="1.1", votes_posted=2
     )
     assert await store.message_ref(request.id, "webhook") is None
+
+
+async def test_one_requests_notifications_are_delivered_one_at_a_time(store: Store) -> None:
+    request = await add(store)  # notification 1: pending
+    await store.update(request.id, lifecycle.vote("alice", Verdict.APPROVE, None, T0))  # 2: approved
+    later = T0 + timedelta(days=1)
+    [item] = await store.claim_outbox(later)
+    assert item.request_id == request.id and item.upto > item.id
+    assert await store.claim_outbox(later + timedelta(seconds=60)) == []  # its newer row waits behind the leased one
+    await store.update(request.id, lifecycle.consume(T0))  # not a notification
+    event = NewEvent(kind=EventKind.NOTIFIED, request_id=request.id, at=later)
+    await store.complete_outbox(item, event)  # the state delivered covers both rows
+    assert await store.claim_outbox(later + timedelta(days=1)) == []
+
+
+async def test_a_notification_queued_during_a_delivery_is_delivered_next(store: Store) -> None:
+    request = await add(store)
+    later = T0 + timedelta(days=1)
+    [item] = await store.claim_outbox(later)
+    await store.update(request.id, lifecycle.cancel("changed plan", T0))  # queued while the first is out
+    await store.complete_outbox(item, NewEvent(kind=EventKind.NOTIFIED, request_id=request.id, at=later))
+    [next_item] = await store.claim_outbox(later)
+    assert next_item.request_id == request.id and next_item.id > item.id

@@ -29,6 +29,7 @@ class FakeSlack:
     acks: list[dict[str, Any]] = field(default_factory=list)
     ratelimit_next: dict[str, int] = field(default_factory=dict)  #: method -> how many 429s to answer first
     down: bool = False  #: answer every Web API call with HTTP 503
+    failing: dict[str, str] = field(default_factory=dict)  #: method -> the error Slack answers it with
     usergroups: dict[str, list[str]] = field(default_factory=dict)
     channels: dict[str, str] = field(default_factory=lambda: {"#approvals": "C0APPROVALS"})
     port: int = 0
@@ -68,6 +69,8 @@ class FakeSlack:
         await self._notify()
         if self.down:
             return web.json_response({"ok": False, "error": "service_unavailable"}, status=503)
+        if method in self.failing:
+            return web.json_response({"ok": False, "error": self.failing[method]})
         if self.ratelimit_next.get(method, 0) > 0:
             self.ratelimit_next[method] -= 1
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"})

@@ -191,10 +191,10 @@ async def test_reject_asks_for_a_reason_in_a_modal(tmp_path: Path) -> None:
     ("user_id", "username", "expected"),
     [
         ("U0MALLORY", "mallory", "not an approver"),
-        ("U0CAROL", "carol", "cannot vote"),  # in the approvers' group, but she owns billing-bot
+        ("U0CAROL", "carol.s", "cannot vote"),  # in the approvers' group, but her Slack id runs billing-bot
     ],
 )
-async def test_a_click_that_may_not_count_changes_nothing(
+async def test_a_click_that_may_not_count_changes_nothing_but_the_audit_log(
     tmp_path: Path, user_id: str, username: str, expected: str
 ) -> None:
     async with slack_server(tmp_path) as (agent, fake, db):
@@ -211,11 +211,43 @@ async def test_a_click_that_may_not_count_changes_nothing(
             )
         )
         await fake.wait_for(lambda: fake.of("chat.postEphemeral"))
+        await fake.send_interaction(  # then an approver decides: the refused click must not have counted
+            click(
+                user_id="U0ALICE",
+                username="alice",
+                action_id=APPROVE_ACTION,
+                request_id=request_id,
+                channel="C0APPROVALS",
+                ts=ts,
+            )
+        )
+        await fake.wait_for(lambda: any("approved by alice" in str(u["blocks"]) for u in updates_of(fake, ts)))
         request, events = await stored(db, request_id)
     note = fake.of("chat.postEphemeral")[0].args
     assert note["user"] == user_id and expected in note["text"]
-    assert request.status is Status.PENDING and request.votes == ()
-    assert EventKind.VOTED not in events
+    assert request.status is Status.APPROVED and [v.reviewer for v in request.votes] == ["alice"]
+    assert events.count(EventKind.REFUSED) == 1 and events.count(EventKind.VOTED) == 1
+
+
+async def test_the_server_starts_and_decides_while_slack_is_down(tmp_path: Path) -> None:
+    fake = await FakeSlack().start()
+    fake.down = True
+    settings = Settings(
+        db_path=tmp_path / "signoff.db",
+        slack_bot_token="xoxb-test",
+        slack_app_token="xapp-test",
+        slack_channel="#approvals",
+        slack_api_url=fake.api_url,
+    )
+    try:
+        with anyio.fail_after(30):
+            async with Client(build_server(settings)) as agent:
+                result = await agent.call_tool(
+                    "request_approval", {"action": "email.send", "summary": "newsletter", "confidence": 0.99}
+                )
+    finally:
+        await fake.stop()
+    assert result.structured_content is not None and result.structured_content["status"] == "approved"
 
 
 async def test_a_group_member_counts_towards_the_quorum_and_a_second_click_is_told_who_decided(tmp_path: Path) -> None:

@@ -31,7 +31,8 @@ async def rig(tmp_path: Path) -> AsyncIterator[tuple[ApprovalService, SlackNotif
     clock = FakeClock()
     service = ApprovalService(store, POLICY, clock)
     try:
-        yield service, SlackNotifier(web_client("xoxb-test", fake.api_url), store, "#approvals"), fake, clock
+        notifier = SlackNotifier(web_client("xoxb-test", fake.api_url, wait_on_rate_limit=False), store, "#approvals")
+        yield service, notifier, fake, clock
     finally:
         await store.close()
         await fake.stop()
@@ -46,9 +47,15 @@ async def notified(service: ApprovalService, request_id: str) -> int:
 
 
 async def test_a_rate_limited_post_is_retried_after_retry_after_and_posted_once(tmp_path: Path) -> None:
-    async with rig(tmp_path) as (service, slack, fake, _):
+    async with rig(tmp_path) as (service, slack, fake, clock):
         request = await service.request_approval(draft())
         fake.ratelimit_next["chat.postMessage"] = 1
+        await deliver_due(service, slack)  # 429 with Retry-After: 1
+        assert await service.store.message_ref(request.id, "slack") is None
+        clock.advance(0.5)
+        await deliver_due(service, slack)  # too early: not retried yet
+        assert len(fake.of("chat.postMessage")) == 1
+        clock.advance(0.5)
         await deliver_due(service, slack)
         ref = await service.store.message_ref(request.id, "slack")
         assert len(fake.of("chat.postMessage")) == 2  # the 429, then the post

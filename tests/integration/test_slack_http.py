@@ -30,9 +30,9 @@ POLICY = '[slack]\napprovers = ["U0ALICE"]\n'
 
 
 @asynccontextmanager
-async def http_server(tmp_path: Path) -> AsyncIterator[tuple[str, SqliteStore]]:
+async def http_server(tmp_path: Path, fake: FakeSlack | None = None) -> AsyncIterator[tuple[str, SqliteStore]]:
     """signoff's HTTP app on a loopback socket bound before it starts, and a store on the same database."""
-    fake = await FakeSlack().start()
+    fake = fake or await FakeSlack().start()
     (tmp_path / "policy.toml").write_text(POLICY)
     settings = Settings(
         db_path=tmp_path / "signoff.db",
@@ -141,3 +141,21 @@ async def test_an_empty_reject_reason_is_answered_in_the_modal(tmp_path: Path) -
         response = await http.post(url, content=body, headers=signed(body))
     assert response.status_code == 200
     assert response.json()["response_action"] == "errors"
+
+
+async def test_a_click_that_fails_midway_does_not_take_the_server_down(tmp_path: Path) -> None:
+    fake = await FakeSlack().start()
+    fake.failing["views.open"] = "expired_trigger_id"
+    async with http_server(tmp_path, fake) as (url, store), httpx2.AsyncClient() as http:
+        request = await pending_request(store)
+        reject = urlencode(
+            {"payload": json.dumps(click(user_id="U0ALICE", username="alice", action_id="signoff_reject",
+                                         request_id=request.id, channel="C0APPROVALS", ts="1.0"))}
+        )  # fmt: skip
+        assert (await http.post(url, content=reject, headers=signed(reject))).status_code == 200
+        await fake.wait_for(lambda: fake.of("chat.postEphemeral"))
+        body = approve_body(request.id)
+        assert (await http.post(url, content=body, headers=signed(body))).status_code == 200
+        final = await decided(store, request.id)
+    assert final.status is Status.APPROVED
+    assert "click Reject again" in fake.of("chat.postEphemeral")[0].args["text"]

@@ -292,3 +292,13 @@ async def test_a_request_nobody_decides_is_escalated_once_and_still_expires() ->
 def test_escalation_settings_are_checked(rule: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_policy_config(f'[[rules]]\nname = "r"\noutcome = "review"\n{rule}')
+
+
+async def test_one_person_cannot_fill_two_seats_of_a_quorum_under_two_names() -> None:
+    config = QUORUM_CONFIG + '\n[[people]]\nname = "dave"\naliases = ["U0DAVE", "dave-cli"]\n'
+    service, _, _ = make_service(config)
+    request = await service.request_approval(draft(payload={"amount": 25000}))
+    await service.vote(request.id, "dave.smith", Verdict.APPROVE, None, reviewer_ids=("U0DAVE",))
+    with pytest.raises(Conflict, match="already voted"):
+        await service.vote(request.id, "dave-cli", Verdict.APPROVE, None)
+    assert (await service.get(request.id)).status is Status.PENDING
