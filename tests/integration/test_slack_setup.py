@@ -59,3 +59,10 @@ async def test_slack_manifest_is_a_socket_mode_app_unless_a_request_url_is_given
     assert "chat:write" in socket_manifest["oauth_config"]["scopes"]["bot"]
     assert http_manifest["settings"]["socket_mode_enabled"] is False
     assert http_manifest["settings"]["interactivity"]["request_url"].endswith("/slack/interactions")
+
+
+def test_the_manifest_in_the_repository_is_the_one_the_command_prints() -> None:
+    from notifiers.slack_setup import manifest
+
+    committed = Path(__file__).parents[2] / "notifiers" / "slack_app_manifest.json"
+    assert json.loads(committed.read_text()) == manifest()
