@@ -1,0 +1,31 @@
+"""Figure 2's server process: what ``signoff serve --transport http`` runs, plus the benchmark's no-op tool.
+
+The no-op cannot be added to ``signoff serve`` without changing product code, so this script repeats
+the three lines of ``server.cli`` that matter (settings, logging to stderr at INFO, ``build_server``),
+adds the tool, and serves with ``MCPServer.run("streamable-http")`` exactly as the CLI does.
+Run by figure 2 as ``python -m bench.http_server DB PORT``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from bench.floor_tools import add_noop
+from server.app import build_server
+from server.config import Settings
+
+
+def main(db: str, port: int) -> None:
+    settings = Settings.from_env({}, db_path=Path(db))
+    logging.basicConfig(
+        level=settings.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    server = build_server(settings)
+    add_noop(server)
+    server.run("streamable-http", host="127.0.0.1", port=port)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))

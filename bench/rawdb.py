@@ -1,0 +1,87 @@
+"""The durable-write floor: the rows a request stores, written with raw aiosqlite and nothing else.
+
+The rows are the ones ``SqliteStore.create_request`` writes (request, agent/action pair, numeric payload
+values, the hash-chained events, the outbox row when a person must be told), built *before* timing; the
+connection has the store's pragmas (``storage.sqlite.connect``: WAL, synchronous=FULL) and the schema comes
+from the same migrations. Per request: BEGIN IMMEDIATE, the INSERTs, COMMIT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from storage import ApprovalRequest, Status
+from storage import queries as q
+from storage.audit import GENESIS_HASH, link
+from storage.canonical import numeric_leaves
+from storage.codec import event_row, request_row
+from storage.migrations import migrate
+from storage.sqlite import connect
+from storage.timefmt import to_text
+from tools.lifecycle import creation_events
+
+Params = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RowSet:
+    """Everything one new request adds to the database."""
+
+    request: Params
+    agent_action: Params
+    action_values: list[Params]
+    events: list[Params]
+    outbox: Params | None
+
+
+def rowsets(
+    requests: Iterable[ApprovalRequest], *, first_seq: int = 0, prev_hash: str = GENESIS_HASH
+) -> Iterator[RowSet]:
+    """Row sets for ``requests``, their events chained in order from ``(first_seq, prev_hash)``."""
+    seq, chain = first_seq, prev_hash
+    for request in requests:
+        events = []
+        for new in creation_events(request):
+            event = link(new, seq, chain)
+            events.append(event_row(event))
+            seq, chain = event.seq, event.hash
+        values = [] if request.status is Status.REJECTED else list(numeric_leaves(request.payload).items())
+        created = to_text(request.created_at)
+        yield RowSet(
+            request=request_row(request),
+            agent_action=(request.agent_id or "", request.action),
+            action_values=[(request.action, name, value) for name, value in values],
+            events=events,
+            outbox=(request.id, created, created) if request.status is Status.PENDING else None,
+        )
+
+
+class RawWriter:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    @classmethod
+    async def open(cls, path: Path) -> RawWriter:
+        db = await connect(path)
+        await migrate(db)
+        return cls(db)
+
+    async def write(self, rows: RowSet) -> None:
+        db = self.db
+        await db.execute("BEGIN IMMEDIATE")
+        await db.execute(q.INSERT_REQUEST, rows.request)
+        await db.execute(q.INSERT_AGENT_ACTION, rows.agent_action)
+        if rows.action_values:
+            await db.executemany(q.INSERT_ACTION_VALUE, rows.action_values)
+        await db.executemany(q.INSERT_EVENT, rows.events)
+        if rows.outbox is not None:
+            await db.execute(q.INSERT_OUTBOX, rows.outbox)
+        await db.commit()
+
+    async def close(self) -> None:
+        await self.db.close()
