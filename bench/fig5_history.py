@@ -22,7 +22,7 @@ from bench.report import Check, FigureResult, Row, Target
 from bench.stats import percentile, summary_ms
 from storage import RequestQuery, SqliteStore, Status
 from storage import queries as q
-from storage.sqlite import connect
+from storage.sqlite_db import connect
 
 PAGE = 50
 BUDGET_SECONDS = 8.0  #: per shape; past it, a shape stops once it has MIN_SAMPLES

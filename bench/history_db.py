@@ -36,7 +36,7 @@ from storage.audit import GENESIS_HASH, link
 from storage.canonical import numeric_leaves
 from storage.codec import event_row, request_row
 from storage.migrations import available, migrate
-from storage.sqlite import connect
+from storage.sqlite_db import connect
 from storage.timefmt import to_text
 from tools import lifecycle
 from tools.service import new_request_id

@@ -2,7 +2,7 @@
 
 The rows are the ones ``SqliteStore.create_request`` writes (request, agent/action pair, numeric payload
 values, the hash-chained events, the outbox row when a person must be told), built *before* timing; the
-connection has the store's pragmas (``storage.sqlite.connect``: WAL, synchronous=FULL) and the schema comes
+connection has the store's pragmas (``storage.sqlite_db.connect``: WAL, synchronous=FULL) and the schema comes
 from the same migrations. Per request: BEGIN IMMEDIATE, the INSERTs, COMMIT.
 """
 
@@ -21,7 +21,7 @@ from storage.audit import GENESIS_HASH, link
 from storage.canonical import numeric_leaves
 from storage.codec import event_row, request_row
 from storage.migrations import migrate
-from storage.sqlite import connect
+from storage.sqlite_db import connect
 from storage.timefmt import to_text
 from tools.lifecycle import creation_events
 

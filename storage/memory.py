@@ -7,10 +7,9 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 
-import anyio
-
 from storage.audit import GENESIS_HASH, link
 from storage.canonical import numeric_leaves
+from storage.change_signal import ChangeSignal
 from storage.errors import unknown_request
 from storage.records import (
     ActionHistory,
@@ -42,8 +41,7 @@ class MemoryStore:
         self._values: dict[tuple[str, str], list[float]] = defaultdict(list)
         self._outbox: dict[int, _Outbox] = {}
         self._refs: dict[tuple[str, str], MessageRef] = {}
-        self._generation = 0
-        self._changed: anyio.Event | None = None
+        self._signal = ChangeSignal()
 
     async def close(self) -> None:
         pass
@@ -150,20 +148,14 @@ class MemoryStore:
         return [e for e in self._events if e.request_id == request_id]
 
     def _signal_change(self) -> None:
-        self._generation += 1
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = None
+        self._signal.notify()
 
     async def change_token(self) -> int:
-        return self._generation
+        return self._signal.generation
 
     async def wait_for_change(self, token: object, timeout: float, poll_interval: float | None = None) -> None:
-        with anyio.move_on_after(timeout):
-            while self._generation == token:
-                if self._changed is None:
-                    self._changed = anyio.Event()
-                await self._changed.wait()
+        assert isinstance(token, int)
+        await self._signal.wait(token, timeout)
 
     def _queue(self, request_id: str, at: datetime) -> None:
         item_id = len(self._outbox) + 1

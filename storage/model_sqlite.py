@@ -15,13 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-import anyio
 
 from storage import model_queries as q
 from storage.canonical import canonical_json
 from storage.change_signal import ChangeSignal
 from storage.errors import Conflict, NotFound
-from storage.migrations import migrate
 from storage.model_records import (
     ChangeKind,
     ChangeStatus,
@@ -34,7 +32,7 @@ from storage.model_records import (
     VersionTelemetry,
 )
 from storage.model_store import Decide, Settle
-from storage.sqlite import connect
+from storage.sqlite_db import SqliteDatabase
 from storage.telemetry import (
     RETENTION_PERIODS,
     by_period,
@@ -48,47 +46,28 @@ from storage.timefmt import from_text, to_text
 
 
 class SqliteModelStore:
-    def __init__(
-        self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, poll_interval: float, seed: int | None
-    ) -> None:
-        self._writer = writer
-        self._reader = reader
+    def __init__(self, db: SqliteDatabase, poll_interval: float, seed: int | None) -> None:
+        self._db = db
+        self._writer = db.writer
+        self._reader = db.reader
         self._poll_interval = poll_interval
-        self._write_lock = anyio.Lock()
         self._signal = ChangeSignal()
         self._rng = random.Random(seed)
 
     @classmethod
     async def open(cls, path: str | Path, *, poll_interval: float = 0.02, seed: int | None = None) -> SqliteModelStore:
         """Open (creating and migrating as needed) the database at ``path``."""
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        writer = await connect(path)
-        try:
-            await migrate(writer)
-            reader = await connect(path)
-        except BaseException:
-            await writer.close()
-            raise
-        return cls(writer, reader, poll_interval, seed)
+        return cls(await SqliteDatabase.open(path), poll_interval, seed)
 
     async def close(self) -> None:
-        await self._reader.close()
-        await self._writer.close()
+        await self._db.close()
 
     @asynccontextmanager
     async def _transaction(self, *, state_change: bool = True) -> AsyncIterator[aiosqlite.Connection]:
-        # Shielded: a cancelled caller must not leave the outcome of a commit unknown.
-        with anyio.CancelScope(shield=True):
-            async with self._write_lock:
-                await self._writer.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._writer
-                    if state_change:
-                        await self._writer.execute(q.BUMP_STATE)
-                except BaseException:
-                    await self._writer.rollback()
-                    raise
-                await self._writer.commit()
+        async with self._db.transaction() as db:
+            yield db
+            if state_change:  # bumped in the same transaction, so other processes see the change
+                await db.execute(q.BUMP_STATE)
         if state_change:
             self._signal.notify()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -17,14 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-import anyio
 
 from storage import queries as q
 from storage.audit import GENESIS_HASH, link
 from storage.canonical import numeric_leaves
+from storage.change_signal import ChangeSignal
 from storage.codec import event_from_row, event_row, request_from_row, request_row
-from storage.errors import ConfigError, Conflict, unknown_request
-from storage.migrations import migrate
+from storage.errors import Conflict, unknown_request
 from storage.records import (
     ActionHistory,
     ApprovalRequest,
@@ -36,88 +34,34 @@ from storage.records import (
     RequestQuery,
     Status,
 )
+from storage.sqlite_db import SqliteDatabase
 from storage.store import Change
 from storage.timefmt import from_text, to_text
 
 logger = logging.getLogger(__name__)
 
-BUSY_TIMEOUT_MS = 30_000
-
-
-async def connect(path: str | Path) -> aiosqlite.Connection:
-    """A connection with signoff's pragmas; transactions are managed explicitly."""
-    db = await aiosqlite.connect(str(path), isolation_level=None)
-    try:
-        await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        await _enable_wal(db)
-        await db.execute("PRAGMA synchronous = FULL")
-        await db.execute("PRAGMA foreign_keys = ON")
-    except BaseException:
-        await db.close()
-        raise
-    return db
-
-
-async def _enable_wal(db: aiosqlite.Connection) -> None:
-    # Switching a new database to WAL can fail with "database is locked" at once, without the busy
-    # handler, when several processes create it together; retry until one of them has switched it.
-    deadline = anyio.current_time() + BUSY_TIMEOUT_MS / 1000
-    delay = 0.005
-    while True:
-        try:
-            await db.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or anyio.current_time() > deadline:
-                raise
-        await anyio.sleep(delay)
-        delay = min(delay * 2, 0.2)
-
 
 class SqliteStore:
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, poll_interval: float) -> None:
-        self._writer = writer
-        self._reader = reader
+    def __init__(self, db: SqliteDatabase, poll_interval: float) -> None:
+        self._db = db
+        self._writer = db.writer
+        self._reader = db.reader
         self._poll_interval = poll_interval
-        self._write_lock = anyio.Lock()
-        self._generation = 0
-        self._changed: anyio.Event | None = None
+        self._signal = ChangeSignal()
 
     @classmethod
     async def open(cls, path: str | Path, *, poll_interval: float = 0.02) -> SqliteStore:
         """Open (creating and migrating as needed) the database at ``path``."""
-        try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            writer = await connect(path)
-        except (sqlite3.Error, OSError) as exc:
-            raise ConfigError(
-                f"cannot open the database {path}: {exc}; choose another file with --db or SIGNOFF_DB"
-            ) from exc
-        try:
-            await migrate(writer)
-            reader = await connect(path)
-        except BaseException:
-            await writer.close()
-            raise
-        return cls(writer, reader, poll_interval)
+        return cls(await SqliteDatabase.open(path), poll_interval)
 
     async def close(self) -> None:
-        await self._reader.close()
-        await self._writer.close()
+        await self._db.close()
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        # Shielded: a cancelled caller must not leave the outcome of a commit unknown.
-        with anyio.CancelScope(shield=True):
-            async with self._write_lock:
-                await self._writer.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._writer
-                except BaseException:
-                    await self._writer.rollback()
-                    raise
-                await self._writer.commit()
-        self._signal_change()
+        async with self._db.transaction() as db:
+            yield db
+        self._signal.notify()
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -264,34 +208,19 @@ class SqliteStore:
 
     # -- change notification ---------------------------------------------------------------------
 
-    def _signal_change(self) -> None:
-        self._generation += 1
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = None
-
     async def change_token(self) -> tuple[int, int]:
-        return self._generation, await self._data_version()
+        return self._signal.generation, await self._db.data_version()
 
     async def wait_for_change(self, token: object, timeout: float, poll_interval: float | None = None) -> None:
         assert isinstance(token, tuple)
         generation, version = token
-        poll_interval = poll_interval or self._poll_interval
-        with anyio.move_on_after(timeout):
-            while self._generation == generation:
-                if self._changed is None:
-                    self._changed = anyio.Event()
-                with anyio.move_on_after(poll_interval):
-                    await self._changed.wait()
-                    return
-                if await self._data_version() != version:
-                    return
 
-    async def _data_version(self) -> int:
-        async with self._reader.execute(q.DATA_VERSION) as cur:
-            row = await cur.fetchone()
-        assert row is not None
-        return int(row[0])
+        async def changed_elsewhere() -> bool:
+            return await self._db.data_version() != int(version)
+
+        await self._signal.wait(
+            generation, timeout, changed_elsewhere=changed_elsewhere, poll_interval=poll_interval or self._poll_interval
+        )
 
     # -- outbox ----------------------------------------------------------------------------------
 
