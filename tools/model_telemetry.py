@@ -107,6 +107,7 @@ class ModelTelemetry:
         *,
         limits: canary.CanaryLimits,
         refresh_interval: float = 0.02,
+        settle_interval: float = 1.0,
         before_refresh: Callable[[], Awaitable[object]] | None = None,
         seed: int | None = None,
     ) -> None:
@@ -114,11 +115,13 @@ class ModelTelemetry:
         self.clock = clock
         self.limits = limits
         self.refresh_interval = refresh_interval
+        self.settle_interval = settle_interval
         self._before_refresh = before_refresh
         self._routes: dict[str, Route] = {}
         self._splits: dict[tuple[str, int], Split] = {}
         self._state_version: int | None = None
         self._checked_at = -math.inf
+        self._settled_at = -math.inf
         self._rng = random.Random(seed)
 
     def invalidate(self) -> None:
@@ -128,10 +131,13 @@ class ModelTelemetry:
 
     async def route(self, name: str, *, fresh: bool = False) -> Route:
         now = anyio.current_time()
+        if self._before_refresh is not None and now - self._settled_at >= self.settle_interval:
+            # A safety net only: the server's worker applies approvals as they land. Its cost grows with the
+            # pending changes, so the hot path pays it at most once a second, not on every refresh.
+            self._settled_at = now
+            await self._before_refresh()
         if now - self._checked_at >= self.refresh_interval:
             self._checked_at = now
-            if self._before_refresh is not None:
-                await self._before_refresh()  # apply approvals decided elsewhere
             version = await self.store.state_version()
             if version != self._state_version:
                 self._routes.clear()

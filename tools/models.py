@@ -54,6 +54,7 @@ class ModelSettings:
     guard_min_samples: int = 100  #: the guard acts only on canaries with at least this many inferences per side
     evidence_window_seconds: int = 3600  #: the window of the stats quoted in approval requests
     refresh_interval: float = 0.02  #: how stale resolve's cached routes may be when another process changes them
+    settle_interval: float = 1.0  #: how often resolve/record apply approvals themselves (the worker does at once)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -96,6 +97,7 @@ class ModelService:
             self.clock,
             limits=self.settings.limits,
             refresh_interval=self.settings.refresh_interval,
+            settle_interval=self.settings.settle_interval,
             before_refresh=self.settle,
             seed=seed,
         )
@@ -324,7 +326,9 @@ class ModelService:
         limit = min(MAX_SUMMARY_CHARS, self.approvals.policy.config.limits.max_summary_chars)
         if len(summary) > limit:  # the evidence is long; the payload carries the exact change anyway
             summary = summary[: limit - 1] + "…"
-        draft = Draft(action=rollout.ACTION_OF[kind], summary=summary, payload=payload, agent_id=agent_id)
+        draft = Draft(
+            action=rollout.ACTION_OF[kind], summary=summary, payload=payload, agent_id=agent_id, human_only=True
+        )
         request = await self.approvals.request_approval(draft)
         new = NewChange(
             kind=kind,

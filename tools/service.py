@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,6 +22,8 @@ from storage import (
     RequestQuery,
     Status,
     Store,
+    Trigger,
+    TriggerKind,
     Verdict,
     payload_sha256,
     verify_store,
@@ -58,6 +61,7 @@ class Draft:
     agent_id: str | None = None
     idempotency_key: str | None = None
     expires_in_seconds: int | None = None
+    human_only: bool = False  #: never approved by policy alone (model promotions, traffic increases)
 
 
 class ApprovalService:
@@ -93,6 +97,9 @@ class ApprovalService:
             fields = list(numeric_leaves(draft.payload))
             history = await self.store.action_history(draft.action, draft.agent_id, fields)
         decision = self.policy.evaluate(policy_input, history)
+        if draft.human_only and decision.outcome is Outcome.APPROVE:
+            person = Trigger(kind=TriggerKind.RULE, detail=f"{draft.action} always needs a person's approval")
+            decision = dataclasses.replace(decision, outcome=Outcome.REVIEW, triggers=(person, *decision.triggers))
         now = self.clock.now()
         status = _STATUS_OF[decision.outcome]
         request = ApprovalRequest(

@@ -233,14 +233,17 @@ async def test_history_says_what_served_production_at_any_time() -> None:
     assert before_anything is None
 
 
-async def test_a_policy_that_approves_model_changes_applies_them_at_once() -> None:
-    config = '[[rules]]\nname = "canaries are fine"\naction = "models.set_traffic"\noutcome = "approve"\n'
+async def test_a_policy_that_approves_everything_still_leaves_model_changes_to_a_person() -> None:
+    config = (
+        'default_outcome = "approve"\n[[rules]]\nname = "canaries are fine"\naction = "models.*"\noutcome = "approve"\n'
+    )
     plane = make_plane(Policy(parse_policy_config(config)))
     await with_production(plane, "v1", "v2")
+    before = await plane.serving()
     outcome = await plane.models.set_traffic("fraud", {"v1": 90, "v2": 10}, "canary")
-    assert outcome.request is not None and outcome.request.status is Status.APPROVED
-    assert outcome.change.status is ChangeStatus.APPLIED and outcome.change.outcome == "approved by policy"
-    assert (await plane.serving()).weights == {"v1": 9000, "v2": 1000}
+    assert outcome.request is not None and outcome.request.status is Status.PENDING
+    assert outcome.change.status is ChangeStatus.PENDING
+    assert await plane.serving() == before
 
 
 async def test_an_approval_given_in_another_process_is_honoured_on_the_next_read(tmp_path: Path) -> None:
@@ -249,7 +252,7 @@ async def test_an_approval_given_in_another_process_is_honoured_on_the_next_read
     model_store = await SqliteModelStore.open(path)
     try:
         approvals = ApprovalService(stores[0])
-        models = ModelService(model_store, approvals, settings=ModelSettings(refresh_interval=0))
+        models = ModelService(model_store, approvals, settings=ModelSettings(refresh_interval=0, settle_interval=0))
         await models.register("fraud", "v1", "http://v1")
         asked = await models.promote("fraud", "v1", "go", agent_id="bot")
         with pytest.raises(Conflict, match="serves no traffic"):

@@ -302,3 +302,12 @@ async def test_one_person_cannot_fill_two_seats_of_a_quorum_under_two_names() ->
     with pytest.raises(Conflict, match="already voted"):
         await service.vote(request.id, "dave-cli", Verdict.APPROVE, None)
     assert (await service.get(request.id)).status is Status.PENDING
+
+
+async def test_a_human_only_request_is_never_approved_by_policy_alone() -> None:
+    service, _, _ = make_service('default_outcome = "approve"\n[[rules]]\nname = "all"\noutcome = "approve"\n')
+    plain = await service.request_approval(draft(confidence=1.0))
+    gated = await service.request_approval(draft(action="models.promote", confidence=1.0, human_only=True))
+    assert plain.status is Status.APPROVED
+    assert gated.status is Status.PENDING and gated.decided_by is None
+    assert gated.triggers[0].detail == "models.promote always needs a person's approval"
