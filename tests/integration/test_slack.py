@@ -282,3 +282,25 @@ async def test_a_group_member_counts_towards_the_quorum_and_a_second_click_is_to
     assert [v.reviewer for v in request.votes] == ["dave", "alice"]
     late = fake.of("chat.postEphemeral")[0].args
     assert late["user"] == "U0BOB" and "already approved by dave, alice" in late["text"]
+
+
+async def test_a_double_click_by_one_approver_counts_once(tmp_path: Path) -> None:
+    async with slack_server(tmp_path) as (agent, fake, db):
+        request_id = await ask(agent, payload={"amount": 50000})  # needs two approvals
+        _, ts = await posted(fake, request_id)
+        for _ in range(2):
+            await fake.send_interaction(
+                click(
+                    user_id="U0ALICE",
+                    username="alice",
+                    action_id=APPROVE_ACTION,
+                    request_id=request_id,
+                    channel="C0PAYMENTS",
+                    ts=ts,
+                )
+            )
+        await fake.wait_for(lambda: fake.of("chat.postEphemeral"))
+        request, events = await stored(db, request_id)
+    assert request.status is Status.PENDING and [v.reviewer for v in request.votes] == ["alice"]
+    assert events.count(EventKind.VOTED) == 1
+    assert "already voted approve" in fake.of("chat.postEphemeral")[0].args["text"]
