@@ -1,6 +1,6 @@
 """The MCP tools agents call: validate, call the service, turn domain errors into ToolError.
 
-No tool here can approve or reject anything: deciding is for people (the CLI, later Slack).
+No tool here can approve or reject anything: deciding is for people (the CLI, Slack, the reviewer HTTP API).
 """
 
 from __future__ import annotations
