@@ -9,7 +9,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server import MCPServer
@@ -274,6 +274,11 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
 
 
 def _aware(moment: datetime | None, name: str) -> datetime | None:
-    if moment is not None and moment.tzinfo is None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
         raise InvalidInput(f"{name} needs a timezone, e.g. 2026-01-31T09:00:00Z")
-    return moment
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+14:00 is before the first representable UTC moment
+        raise InvalidInput(f"{name} is out of range: give a time between the years 1 and 9999 in UTC") from None
