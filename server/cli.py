@@ -176,7 +176,12 @@ def _parse_time(text: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or time, e.g. 2026-01-31T09:00") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is out of range in UTC; give a time between years 1 and 9999"
+        ) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -74,7 +74,7 @@ class SqliteModelStore:
     # -- versions and serving --------------------------------------------------------------------
 
     async def register(self, version: ModelVersion, salt: str, change: NewChange) -> tuple[ModelVersion, bool]:
-        async with self._transaction() as db:
+        async with self._transaction(state_change=False) as db:  # a version that exists changes nothing
             state = await _load(db, version.model)
             if state is None:
                 await db.execute(q.INSERT_MODEL, (version.model, salt, to_text(change.at)))
@@ -97,6 +97,8 @@ class SqliteModelStore:
                 ),
             )
             await _append(db, version.model, change, ChangeStatus.APPLIED, state.serving)
+            await db.execute(q.BUMP_STATE)
+        self._signal.notify()
         return version, True
 
     async def get_model(self, name: str) -> ModelState | None:

@@ -37,6 +37,8 @@ async def permission(
         request = await _same_call(service, draft) or await service.request_approval(draft)
     except InvalidInput as exc:
         return _deny(f"signoff cannot consider this call: {exc.message}")
+    except (TypeError, ValueError, RecursionError):  # hashing the input before the policy could validate it
+        return _deny("signoff cannot consider this call: its input is not plain JSON (NaN or Infinity)")
     if request.status is Status.PENDING:
         request = await service.wait(request.id, wait_seconds, on_progress)
     if request.status is Status.APPROVED:

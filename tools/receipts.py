@@ -59,7 +59,11 @@ def check(key: bytes, receipt: Mapping[str, Any] | Receipt, action: str, payload
         return "the signature does not match: the receipt was forged, altered, or signed by another server"
     if parsed.action != action:
         return f"the receipt approves {parsed.action!r}, not {action!r}"
-    if parsed.payload_sha256 != payload_sha256(action, payload):
+    try:
+        digest = payload_sha256(action, payload)
+    except (TypeError, ValueError, RecursionError):
+        return "the payload is not plain JSON (NaN, Infinity or another value JSON cannot hold)"
+    if parsed.payload_sha256 != digest:
         return "the payload differs from the approved one: ask for a new approval with these arguments"
     return None
 
