@@ -54,6 +54,8 @@ def document(request: ApprovalRequest) -> dict[str, Any]:
             "created_at": request.created_at.isoformat(),
             "expires_at": request.expires_at.isoformat(),
             "decided_at": request.decided_at.isoformat() if request.decided_at else None,
+            "escalated_at": request.escalated_at.isoformat() if request.escalated_at else None,
+            "escalate_to": request.escalate_to,
         },
     }
 
