@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -21,6 +20,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from storage import ApprovalRequest, DecidedBy, Status, Verdict, Vote
+from storage.canonical import is_number
 
 APPROVE_ACTION = "signoff_approve"
 REJECT_ACTION = "signoff_reject"
@@ -151,7 +151,7 @@ def _fields(request: ApprovalRequest) -> list[str]:
     ]
     if request.confidence is not None:
         fields.append(f"*Agent confidence*\n{request.confidence:.2f}")
-    amount = next((request.payload[k] for k in AMOUNT_KEYS if _is_number(request.payload.get(k))), None)
+    amount = next((request.payload[k] for k in AMOUNT_KEYS if is_number(request.payload.get(k))), None)
     if amount is not None:
         currency = request.payload.get("currency")
         fields.append(f"*Amount*\n{amount:,}" + (f" {escape(str(currency))}" if isinstance(currency, str) else ""))
@@ -161,10 +161,6 @@ def _fields(request: ApprovalRequest) -> list[str]:
 def _why(request: ApprovalRequest) -> str:
     lines = [f"• _{t.kind}_: {escape(t.detail)}" for t in request.triggers]
     return "*Why you are asked*\n" + "\n".join(lines)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def escalation_note(request: ApprovalRequest, mention: str | None) -> str:

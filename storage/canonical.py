@@ -9,6 +9,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 
+def is_number(value: Any) -> bool:
+    """A JSON number: an int or a float, but not a bool (which Python counts as an int)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def canonical_json(value: Any) -> str:
     """Sorted keys, no whitespace, UTF-8 kept, NaN and infinity refused."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from storage.canonical import canonical_json, numeric_leaves
+from storage.canonical import canonical_json, is_number, numeric_leaves
 from storage.errors import InvalidInput
 from storage.records import ActionHistory, Priority, Trigger, TriggerKind
 from tools.policy_config import Condition, Op, Outcome, PolicyConfig, Rule, person_of
@@ -95,7 +95,7 @@ class Policy:
         self._validate_payload(request.payload)
         confidence = request.confidence
         if confidence is not None:
-            if not _is_number(confidence):
+            if not is_number(confidence):
                 raise InvalidInput(
                     f"confidence must be a number from 0 to 1, not {_show(confidence)}; send a number or omit it."
                 )
@@ -320,7 +320,7 @@ def _holds(condition: Condition, actual: Any) -> bool:
     if op is Op.REGEX:
         assert condition.pattern is not None
         return any(isinstance(item, str) and condition.pattern.search(item) is not None for item in items)
-    if not _is_number(actual):
+    if not is_number(actual):
         return False
     if op is Op.GT:
         return bool(actual > expected)
@@ -335,13 +335,9 @@ def _equal(actual: Any, expected: Any) -> bool:
     """Equality that keeps booleans apart from numbers (``true`` never equals ``1``)."""
     if isinstance(actual, bool) or isinstance(expected, bool):
         return isinstance(actual, bool) and isinstance(expected, bool) and actual == expected
-    if _is_number(actual) and _is_number(expected):
+    if is_number(actual) and is_number(expected):
         return bool(actual == expected)
     return isinstance(actual, str) and isinstance(expected, str) and actual == expected
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _num(value: float) -> str:

@@ -20,6 +20,7 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
+from storage.canonical import is_number
 from storage.errors import ConfigError
 from storage.records import Priority
 from tools.toml_positions import KeyPath, Locator
@@ -55,7 +56,7 @@ class Role(enum.StrEnum):
 NUMBER_OPS = frozenset({Op.GT, Op.GTE, Op.LT, Op.LTE})
 _SCALAR_WANTED = "a string, number or boolean"
 _VALUE_CHECKS: dict[Op, tuple[Callable[[Any], bool], str]] = {
-    **{op: (lambda v: _is_number(v) and math.isfinite(v), "a finite number") for op in NUMBER_OPS},
+    **{op: (lambda v: is_number(v) and math.isfinite(v), "a finite number") for op in NUMBER_OPS},
     Op.EQ: (lambda v: _is_scalar(v), _SCALAR_WANTED),
     Op.NE: (lambda v: _is_scalar(v), _SCALAR_WANTED),
     Op.IN: (
@@ -364,7 +365,7 @@ def _convert(tp: Any, raw: Any, key: KeyPath) -> Any:
             raise _Fault(key, f"unknown {_ENUM_NOUNS[tp]} {raw!r}; use one of {_members(tp)}") from None
     if is_dataclass(tp):
         return _build(tp, raw, key)  # type: ignore[arg-type]
-    if tp is float and _is_number(raw):
+    if tp is float and is_number(raw):
         return float(raw)
     if tp is int and isinstance(raw, int) and not isinstance(raw, bool):
         return raw
@@ -393,12 +394,8 @@ def describe(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _is_scalar(value: Any) -> bool:
-    return isinstance(value, str | bool) or (_is_number(value) and math.isfinite(value))
+    return isinstance(value, str | bool) or (is_number(value) and math.isfinite(value))
 
 
 def _at_least(value: int, minimum: int, key: str) -> None:
