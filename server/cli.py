@@ -53,6 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
 
+    def group(
+        parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str, example: str
+    ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+        """A command with actions (``signoff review …``): its help, an example, and its subcommands."""
+        command = parent.add_parser(
+            name,
+            help=text,
+            description=text[0].upper() + text[1:] + ".",
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        return command.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
+
     parser = argparse.ArgumentParser(
         prog="signoff",
         description="Human approval for AI agents, as an MCP server.",
@@ -79,14 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve HTTP beyond loopback without [[auth.tokens]]: anyone who reaches the port can call the tools",
     )
 
-    review = commands.add_parser(
-        "review",
-        help="list and decide pending requests",
-        description="Decide requests.",
-        epilog="example:\n  signoff review list",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    actions = review.add_subparsers(dest="review_command", required=True, metavar="ACTION")
+    actions = group(commands, "review", "list and decide pending requests", "signoff review list")
     listing = sub(actions, "list", "review list", "list pending requests, oldest deadline first")
     listing.add_argument("--json", action="store_true", help="print JSON")
     show = sub(actions, "show", "review show", "show one request: payload, why it was asked, votes, events")
@@ -109,14 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
     history.add_argument("--json", action="store_true", help="print JSON")
 
-    audit = commands.add_parser(
-        "audit",
-        help="check the tamper-evident audit log",
-        description="Audit log tools.",
-        epilog="example:\n  signoff audit verify",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    audit_actions = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    audit_actions = group(commands, "audit", "check the tamper-evident audit log", "signoff audit verify")
     verify = sub(
         audit_actions,
         "verify",
@@ -131,25 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SEQ:HASH",
         help="a head printed by an earlier verify and kept elsewhere: catches a log rewritten since",
     )
-    token = commands.add_parser(
+    token_actions = group(
+        commands,
         "token",
-        help="make bearer tokens for the HTTP transport",
-        description="Bearer tokens for the HTTP transport.",
-        epilog="example:\n  signoff token new --identity billing-bot --role agent",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "make bearer tokens for the HTTP transport",
+        "signoff token new --identity billing-bot --role agent",
     )
-    token_actions = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     new = sub(token_actions, "new", "token new", "print a new token and the lines to add to the config file")
     new.add_argument("--identity", required=True, help="who the token acts as: an agent_id, or a reviewer's name")
     new.add_argument("--role", required=True, choices=[r.value for r in Role], help="agent or reviewer")
-    slack = commands.add_parser(
-        "slack",
-        help="set up Slack reviewers",
-        description="Set up Slack reviewers.",
-        epilog="example:\n  signoff slack manifest",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    slack_actions = slack.add_subparsers(dest="slack_command", required=True, metavar="ACTION")
+    slack_actions = group(commands, "slack", "set up Slack reviewers", "signoff slack manifest")
     sub(slack_actions, "check", "slack check", "check the Slack tokens, channels and approvers; say what is missing")
     manifest = sub(
         slack_actions, "manifest", "slack manifest", "print the Slack app manifest to paste at api.slack.com"
