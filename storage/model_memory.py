@@ -30,6 +30,8 @@ from storage.telemetry import (
     minute_sums,
     period_of,
     reservoir_writes,
+    sample_hash,
+    thinning_threshold,
 )
 
 
@@ -160,11 +162,17 @@ class MemoryModelStore:
             rows = [s for m, s in minutes.items() if first <= m < last]
             if not rows:
                 continue
+            kept = [
+                (period, slot, latency)
+                for period in range(period_of(first), period_of(last) + 1)
+                for slot, (minute, latency) in self._samples.get((model, version, period), {}).items()
+                if first <= minute < last
+            ]
+            threshold = thinning_threshold(len(kept))
             samples = [
                 (latency, inclusion_probability(self._seen[(model, version, period)]))
-                for period in range(period_of(first), period_of(last) + 1)
-                for minute, latency in self._samples.get((model, version, period), {}).values()
-                if first <= minute < last
+                for period, slot, latency in kept
+                if sample_hash(period, slot) < threshold
             ]
             result.append(
                 VersionTelemetry(

@@ -83,9 +83,16 @@ SELECT count(*), sum(count), sum(errors), sum(latency_sum), sum(confidence_sum),
   FROM model_minutes WHERE model = ? AND version = ? AND minute >= ? AND minute < ?
 """
 
+COUNT_SAMPLES = """
+SELECT count(*) FROM model_samples
+ WHERE model = ? AND version = ? AND period BETWEEN ? AND ? AND minute >= ? AND minute < ?
+"""
+
+# The hash is storage.telemetry.sample_hash, written out in SQL: keep both the same.
 SELECT_SAMPLES = """
 SELECT s.latency_ms, r.seen
   FROM model_samples AS s
   JOIN model_reservoirs AS r ON r.model = s.model AND r.version = s.version AND r.period = s.period
  WHERE s.model = ? AND s.version = ? AND s.period BETWEEN ? AND ? AND s.minute >= ? AND s.minute < ?
+   AND (s.period * 2654435761 + s.slot * 40503 + 12345) % 10007 < ?
 """

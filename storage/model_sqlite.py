@@ -41,6 +41,7 @@ from storage.telemetry import (
     minute_sums,
     period_of,
     reservoir_writes,
+    thinning_threshold,
 )
 from storage.timefmt import from_text, to_text
 
@@ -192,7 +193,10 @@ class SqliteModelStore:
             if sums is None or sums[0] == 0:
                 continue
             params = (name, version, period_of(first), period_of(last), first, last)
-            async with self._reader.execute(q.SELECT_SAMPLES, params) as cur:
+            async with self._reader.execute(q.COUNT_SAMPLES, params) as cur:
+                kept = await cur.fetchone()
+            threshold = thinning_threshold(kept[0] if kept else 0)
+            async with self._reader.execute(q.SELECT_SAMPLES, (*params, threshold)) as cur:
                 samples = tuple((row[0], inclusion_probability(row[1])) for row in await cur.fetchall())
             result.append(
                 VersionTelemetry(

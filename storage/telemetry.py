@@ -4,7 +4,10 @@ Sums (count, errors, latency, confidence) are exact per (model, version, minute)
 rates over any window of whole minutes are exact and cost one row per minute to read. Latencies are
 kept as a uniform random sample per (model, version, 10-minute period): Algorithm R (Vitter) keeps at
 most ``RESERVOIR_SIZE`` of them, each stored with its minute, so a window's percentiles and rank tests
-read at most ``RESERVOIR_SIZE`` rows per period whatever the traffic.
+read at most ``RESERVOIR_SIZE`` rows per period whatever the traffic. A long window (a week holds about
+1,000 periods) is thinned as it is read, to about ``MAX_WINDOW_SAMPLES`` per version: each kept sample
+stays with the same chance, chosen by a hash of its place in the reservoir, so what is left is still a
+uniform sample, and percentiles and rank tests cost the same for an hour as for a month.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from storage.model_records import Inference
 RESERVOIR_SIZE = 512  #: latencies kept per version per period
 PERIOD_MINUTES = 10  #: length of one reservoir's period
 RETENTION_PERIODS = 6 * 24 * 7  #: reservoirs older than seven days are deleted; minute sums are kept
+MAX_WINDOW_SAMPLES = 10_000  #: latencies read per version for one window, at most (about)
+SAMPLE_HASH_MODULUS = 10_007  #: a prime; a sample is kept when its hash is below the window's threshold
 
 
 def minute_of(at: datetime) -> int:
@@ -34,6 +39,23 @@ def period_of(minute: int) -> int:
 def inclusion_probability(seen: int) -> float:
     """The chance that one inference of a period in which ``seen`` were recorded is in its reservoir."""
     return 1.0 if seen <= RESERVOIR_SIZE else RESERVOIR_SIZE / seen
+
+
+def sample_hash(period: int, slot: int) -> int:
+    """A well-mixed number in ``[0, SAMPLE_HASH_MODULUS)`` for one reservoir slot.
+
+    Slots fill in arrival order until a reservoir is full, so keeping the low slots would keep the first
+    inferences of each period; the hash spreads the kept ones over the whole period instead. SQLite
+    computes the same expression (``storage.model_queries``), so both stores thin alike.
+    """
+    return (period * 2_654_435_761 + slot * 40_503 + 12_345) % SAMPLE_HASH_MODULUS
+
+
+def thinning_threshold(kept: int, limit: int = MAX_WINDOW_SAMPLES) -> int:
+    """Keep a sample when ``sample_hash(...) < threshold``: about ``limit`` of a window's ``kept`` samples."""
+    if kept <= limit:
+        return SAMPLE_HASH_MODULUS
+    return max(1, SAMPLE_HASH_MODULUS * limit // kept)
 
 
 @dataclass(slots=True)

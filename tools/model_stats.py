@@ -36,21 +36,28 @@ def empty(version: str) -> VersionTelemetry:
 
 
 def weighted_quantile(samples: Sequence[tuple[float, float]], q: float) -> float | None:
-    """The smallest value whose cumulative weight reaches ``q`` of the total; weights are ``1 / p``."""
+    return weighted_quantiles(samples, (q,))[0]
+
+
+def weighted_quantiles(samples: Sequence[tuple[float, float]], qs: Sequence[float]) -> list[float | None]:
+    """For each ``q``, the smallest value whose cumulative weight reaches ``q`` of the total; weights are ``1 / p``."""
     if not samples:
-        return None
+        return [None for _ in qs]
     ordered = sorted((value, 1 / p) for value, p in samples)
-    target = q * sum(w for _, w in ordered)
-    running = 0.0
-    for value, weight in ordered:
-        running += weight
-        if running >= target:
-            return value
-    return ordered[-1][0]
+    total = sum(w for _, w in ordered)
+    found: list[float | None] = []
+    i, running = 0, ordered[0][1]
+    for q in qs:  # ascending, so one pass over the sorted sample answers them all
+        while running < q * total and i + 1 < len(ordered):
+            i += 1
+            running += ordered[i][1]
+        found.append(ordered[i][0])
+    return found
 
 
 def version_stats(t: VersionTelemetry, min_samples: int) -> VersionStats:
     has_data = t.count > 0
+    p50, p95, p99 = weighted_quantiles(t.samples, (0.50, 0.95, 0.99))
     return VersionStats(
         version=t.version,
         count=t.count,
@@ -58,9 +65,9 @@ def version_stats(t: VersionTelemetry, min_samples: int) -> VersionStats:
         error_rate=t.errors / t.count if has_data else None,
         error_rate_ci95=wilson_interval(t.errors, t.count) if has_data else None,
         latency_mean_ms=t.latency_sum / t.count if has_data else None,
-        latency_p50_ms=weighted_quantile(t.samples, 0.50),
-        latency_p95_ms=weighted_quantile(t.samples, 0.95),
-        latency_p99_ms=weighted_quantile(t.samples, 0.99),
+        latency_p50_ms=p50,
+        latency_p95_ms=p95,
+        latency_p99_ms=p99,
         latency_samples=len(t.samples),
         mean_confidence=t.confidence_sum / t.confidence_count if t.confidence_count else None,
         enough_samples=t.count >= min_samples,

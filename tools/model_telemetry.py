@@ -254,12 +254,22 @@ class ModelTelemetry:
 
     async def stats(self, name: str, window_seconds: int = 3600, min_samples: int = 100) -> StatsReport:
         route, since, until, found = await self._telemetry(name, window_seconds)
-        versions = tuple(version_stats(found.get(v) or empty(v), min_samples) for v in route.order)
+        versions = await anyio.to_thread.run_sync(  # sorting a month's samples must not stall the event loop
+            lambda: tuple(version_stats(found.get(v) or empty(v), min_samples) for v in route.order)
+        )
         return StatsReport(model=name, since=since, until=until, min_samples=min_samples, versions=versions)
 
     async def analyze(
-        self, name: str, baseline: str, candidate: str, min_samples: int = 100, window_seconds: int = 3600
+        self,
+        name: str,
+        baseline: str,
+        candidate: str,
+        min_samples: int = 100,
+        window_seconds: int = 3600,
+        limits: canary.CanaryLimits | None = None,
     ) -> CanaryReport:
+        """``limits`` defaults to the configured ones; the guard passes its stricter own."""
+        limits = limits or self.limits
         if min_samples < 1:
             raise InvalidInput(f"min_samples is {min_samples}; it must be at least 1")
         if baseline == candidate:
@@ -269,17 +279,19 @@ class ModelTelemetry:
             if version not in route.endpoints:
                 raise InvalidInput(f"model {name!r} has no version {version!r}; registered: {', '.join(route.order)}")
         data_b, data_c = found.get(baseline) or empty(baseline), found.get(candidate) or empty(candidate)
-        rng = random.Random(f"{name}|{baseline}|{candidate}|{since.isoformat()}")  # the same data, the same answer
-        result = canary.analyze(evidence(data_b, rng), evidence(data_c, rng), self.limits, min_samples)
-        return CanaryReport(
-            model=name,
-            since=since,
-            until=until,
-            min_samples=min_samples,
-            baseline=version_stats(data_b, min_samples),
-            candidate=version_stats(data_c, min_samples),
-            result=result,
-        )
+        def judge() -> CanaryReport:  # CPU only: run off the event loop
+            rng = random.Random(f"{name}|{baseline}|{candidate}|{since.isoformat()}")  # the same data, the same answer
+            return CanaryReport(
+                model=name,
+                since=since,
+                until=until,
+                min_samples=min_samples,
+                baseline=version_stats(data_b, min_samples),
+                candidate=version_stats(data_c, min_samples),
+                result=canary.analyze(evidence(data_b, rng), evidence(data_c, rng), limits, min_samples),
+            )
+
+        return await anyio.to_thread.run_sync(judge)
 
     async def evidence(self, state: ModelState, versions: list[str], window: int) -> str:
         """For an approval request's summary: the versions' stats, production's, and each canary's verdict."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from storage import ApprovalRequest, Conflict, InvalidInput, NotFound, Status
+from storage import ApprovalRequest, Conflict, InvalidInput, NotFound, SignoffError, Status
 from storage.model_records import (
     ChangeKind,
     ChangeStatus,
@@ -34,7 +34,7 @@ from tools.canary import Verdict as CanaryVerdict
 from tools.clock import Clock
 from tools.model_input import check_endpoint, check_json, check_name, check_reason
 from tools.model_telemetry import ModelTelemetry
-from tools.routing import to_basis_points
+from tools.routing import check_sticky, to_basis_points
 from tools.service import ApprovalService, Draft
 
 notify_log = logging.getLogger("signoff.notify")
@@ -143,6 +143,12 @@ class ModelService:
         stored, created = await self.store.register(new, secrets.token_hex(16), change)
         self.telemetry.invalidate()
         if created:
+            registered = next(
+                c
+                for c in reversed(await self.store.history(name))
+                if c.kind is ChangeKind.REGISTER and c.payload.get("version") == version
+            )
+            await self._record(registered, notify=False)
             return stored, True
         same = (stored.endpoint, stored.metadata, stored.lineage) == (endpoint, new.metadata, new.lineage)
         if idempotency_key is not None and stored.idempotency_key == idempotency_key and same:
@@ -176,6 +182,9 @@ class ModelService:
         points = to_basis_points(weights, [v.version for v in state.versions])
         if points == dict(state.serving.weights):
             raise InvalidInput(f"model {name!r} already serves {rollout.describe(points)}; nothing to change")
+        check_sticky(
+            [v.version for v in state.versions], state.serving.weights, points, production=state.serving.production
+        )
         payload = rollout.traffic_payload(name, points, state.serving)
         if not rollout.needs_approval(state.serving, points):
             new = self._new(ChangeKind.SET_TRAFFIC, agent_id, reason, payload, MOVES_TO_PRODUCTION)
@@ -224,7 +233,7 @@ class ModelService:
             target = rollout.rolled_back(serving, prior)
         payload = {"model": name, "from": rollout.serving_doc(serving), "to": rollout.serving_doc(target)}
         new = self._new(ChangeKind.ROLLBACK, agent_id, reason, payload, BACK_TO_APPROVED)
-        return await self._apply_now(name, new, rollout.unchanged_since(state, lambda _: target))
+        return await self._apply_now(name, new, rollout.unchanged_since(state, lambda _: target), notify=True)
 
     async def guard_once(self) -> list[ModelChange]:
         """Take traffic away from every canary that fails its analysis against production."""
@@ -255,7 +264,7 @@ class ModelService:
                 }
                 new = self._new(ChangeKind.GUARD, GUARD_ACTOR, reason, payload, "applied at once by the canary guard")
                 try:
-                    outcome = await self._apply_now(state.name, new, rollout.take_away(version))
+                    outcome = await self._apply_now(state.name, new, rollout.take_away(version), notify=True)
                 except Conflict:
                     continue  # someone else took it away first
                 notify_log.warning("model %s: %s; its traffic is back on %s", state.name, reason, production)
@@ -276,9 +285,15 @@ class ModelService:
         settled: list[ModelChange] = []
         for change, request in decided:  # in the order they were decided: the first approval wins
             try:
-                settled.append(await self.store.settle(change.seq, self.clock.now(), rollout.settlement(request)))
+                done = await self.store.settle(change.seq, self.clock.now(), rollout.settlement(request))
             except Conflict:
                 continue  # settled by another process first
+            settled.append(done)
+            if done.status is ChangeStatus.APPLIED and request is not None:
+                try:  # the audit log shows the approval was used, once
+                    await self.approvals.consume(request.id)
+                except Conflict:
+                    pass
         applied = {c.model for c in settled if c.status is ChangeStatus.APPLIED}
         if applied:
             self.telemetry.invalidate()
@@ -310,10 +325,11 @@ class ModelService:
             kind=kind, at=self.clock.now(), requested_by=agent_id, reason=reason, payload=payload, outcome=outcome
         )
 
-    async def _apply_now(self, name: str, new: NewChange, decide: Decide) -> ChangeOutcome:
+    async def _apply_now(self, name: str, new: NewChange, decide: Decide, *, notify: bool = False) -> ChangeOutcome:
         change = await self.store.apply_now(name, new, decide)
         self.telemetry.invalidate()
         assert change.serving is not None
+        await self._record(change, notify=notify)
         await self._withdraw_stale(name, f"superseded by a {change.kind} ({change.reason})")
         return ChangeOutcome(change=change, request=None, serving=change.serving)
 
@@ -348,6 +364,27 @@ class ModelService:
         assert current is not None
         request = await self.approvals.get(current.request_id) if current.request_id else None
         return ChangeOutcome(change=current, request=request, serving=(await self._state(current.model)).serving)
+
+    async def _record(self, change: ModelChange, *, notify: bool) -> None:
+        """Put a change applied at once in the audit log, as a request the policy approved under the rule that let
+        it apply; with ``notify``, the reviewers see it too (a rollback, the guard taking a canary off). It is
+        written after the change, so a crash in between can lose the record, never invent one."""
+        summary = f"Model {change.model}: {change.kind} by {change.requested_by or 'an agent'}. {change.reason}."
+        if change.serving is not None and change.kind is not ChangeKind.REGISTER:
+            summary += f" Now serving {rollout.describe(change.serving.weights)}."
+        limit = min(MAX_SUMMARY_CHARS, self.approvals.policy.config.limits.max_summary_chars)
+        draft = Draft(
+            action=rollout.RECORDED_AS[change.kind],
+            summary=summary if len(summary) <= limit else summary[: limit - 1] + "…",
+            payload={**change.payload, "change_seq": change.seq},
+            agent_id=change.requested_by,
+        )
+        try:
+            await self.approvals.record(draft, change.outcome or "applied at once", notify=notify)
+        except SignoffError as exc:  # the change stands; say loudly that its record is missing
+            notify_log.error(
+                "model %s: change %d applied but not recorded in the audit log: %s", change.model, change.seq, exc
+            )
 
     async def _withdraw_stale(self, name: str, why: str) -> None:
         """Cancel the requests of pending changes that no longer apply (reviewers are notified), then drop them."""

@@ -28,6 +28,13 @@ from tools.routing import percent
 SET_TRAFFIC_ACTION = "models.set_traffic"
 PROMOTE_ACTION = "models.promote"
 ACTION_OF = {ChangeKind.SET_TRAFFIC: SET_TRAFFIC_ACTION, ChangeKind.PROMOTE: PROMOTE_ACTION}
+#: the actions under which changes applied at once are recorded (as requests the policy approved)
+RECORDED_AS = {
+    ChangeKind.REGISTER: "models.register",
+    ChangeKind.SET_TRAFFIC: SET_TRAFFIC_ACTION,
+    ChangeKind.ROLLBACK: "models.rollback",
+    ChangeKind.GUARD: "models.guard",
+}
 
 
 def serving_doc(serving: Serving) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from storage.canonical import numeric_leaves
 from storage.errors import unknown_request
 from tools import lifecycle
 from tools.clock import Clock, SystemClock
-from tools.policy import Outcome, Policy, PolicyInput
+from tools.policy import Outcome, Policy, PolicyDecision, PolicyInput
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +100,45 @@ class ApprovalService:
         if draft.human_only and decision.outcome is Outcome.APPROVE:
             person = Trigger(kind=TriggerKind.RULE, detail=f"{draft.action} always needs a person's approval")
             decision = dataclasses.replace(decision, outcome=Outcome.REVIEW, triggers=(person, *decision.triggers))
+        request = self._new_request(draft, decision, _STATUS_OF[decision.outcome])
+        stored, created = await self.store.create_request(
+            request, lifecycle.creation_events(request), notify=request.status is Status.PENDING
+        )
+        if not created and stored.payload_sha256 != request.payload_sha256:
+            raise Conflict(
+                f"idempotency_key {draft.idempotency_key!r} was already used for request {stored.id} with"
+                " different action or payload; use a new idempotency_key for a different request"
+            )
+        if created:
+            logger.info(
+                "request created",
+                extra={"request_id": stored.id, "action": stored.action, "status": stored.status},
+            )
+        return stored
+
+    async def record(self, draft: Draft, rule: str, *, notify: bool) -> ApprovalRequest:
+        """A change that needed nobody's approval (a rollback, the canary guard), stored as a request the policy
+        approved at once under ``rule``: so it is in the audit log and, with ``notify``, shown to the reviewers.
+        The policy's rules still pick its channel and approvers; its outcome is not asked."""
+        policy_input = PolicyInput(
+            action=draft.action,
+            summary=draft.summary,
+            payload=draft.payload,
+            confidence=None,
+            flags=(),
+            agent_id=draft.agent_id,
+            expires_in_seconds=None,
+        )
+        decision = self.policy.evaluate(policy_input, None)
+        because = Trigger(kind=TriggerKind.RULE, detail=rule)
+        decision = dataclasses.replace(decision, outcome=Outcome.APPROVE, triggers=(because,))
+        request = self._new_request(draft, decision, Status.APPROVED)
+        stored, _ = await self.store.create_request(request, lifecycle.creation_events(request), notify=notify)
+        return stored
+
+    def _new_request(self, draft: Draft, decision: PolicyDecision, status: Status) -> ApprovalRequest:
         now = self.clock.now()
-        status = _STATUS_OF[decision.outcome]
-        request = ApprovalRequest(
+        return ApprovalRequest(
             id=new_request_id(),
             action=draft.action,
             summary=draft.summary,
@@ -127,20 +163,6 @@ class ApprovalService:
             else None,
             escalate_to=decision.escalate_to if status is Status.PENDING else None,
         )
-        stored, created = await self.store.create_request(
-            request, lifecycle.creation_events(request), notify=status is Status.PENDING
-        )
-        if not created and stored.payload_sha256 != request.payload_sha256:
-            raise Conflict(
-                f"idempotency_key {draft.idempotency_key!r} was already used for request {stored.id} with"
-                " different action or payload; use a new idempotency_key for a different request"
-            )
-        if created:
-            logger.info(
-                "request created",
-                extra={"request_id": stored.id, "action": stored.action, "status": stored.status},
-            )
-        return stored
 
     async def get(self, request_id: str) -> ApprovalRequest:
         """The request as it stands; a pending request past its expiry is expired first (fail closed)."""

@@ -27,7 +27,7 @@ from storage import (
     SqliteModelStore,
     SqliteStore,
 )
-from storage.telemetry import RESERVOIR_SIZE
+from storage.telemetry import MAX_WINDOW_SAMPLES, PERIOD_MINUTES, RESERVOIR_SIZE
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SALT = "00" * 16
@@ -259,3 +259,26 @@ async def test_old_latency_samples_age_out_and_minute_sums_stay(model_store: Mod
     assert (old.count, old.samples) == (10, ())
     (new,) = await model_store.telemetry("fraud", later, later + timedelta(minutes=1))
     assert (new.count, len(new.samples)) == (1, 1)
+
+
+async def test_a_long_window_is_thinned_to_a_uniform_sample_of_bounded_size(model_store: ModelStore) -> None:
+    await registered(model_store, "v1")
+    periods, per_period = 30, 600  # 30 full reservoirs: 15,360 kept latencies in the window
+    for k in range(periods):
+        start = T0 + timedelta(minutes=PERIOD_MINUTES * k)
+        # period k's latencies lie in [1000k, 1000k + 1000), rising with arrival order
+        await model_store.record_inferences(
+            [inference(at=start, latency=1000.0 * k + i * 1000 / per_period) for i in range(per_period)]
+        )
+    (t,) = await model_store.telemetry("fraud", T0, T0 + timedelta(minutes=PERIOD_MINUTES * periods))
+    assert t.count == periods * per_period  # sums stay exact
+    assert 0.9 * MAX_WINDOW_SAMPLES <= len(t.samples) <= 1.1 * MAX_WINDOW_SAMPLES
+    per_band = [0] * periods
+    offsets = []
+    for latency, p in t.samples:
+        per_band[int(latency // 1000)] += 1
+        offsets.append(latency % 1000)
+        assert p == pytest.approx(RESERVOIR_SIZE / per_period)  # weights are untouched by thinning
+    expected = len(t.samples) / periods
+    assert all(0.75 * expected <= n <= 1.25 * expected for n in per_band), per_band  # every period alike
+    assert 450 <= sum(offsets) / len(offsets) <= 550  # early and late arrivals of each period alike

@@ -180,6 +180,25 @@ async def test_an_approval_that_arrives_after_the_model_moved_on_is_not_applied(
     )
 
 
+async def test_a_change_that_would_move_a_growing_canarys_keys_is_refused_with_steps_that_work() -> None:
+    plane = make_plane()
+    await with_production(plane, "v1", "v2", "v3")
+    for weights in ({"v1": 80, "v2": 10, "v3": 10}, {"v1": 70, "v2": 10, "v3": 20}):
+        await plane.approve(
+            (await plane.models.set_traffic("fraud", weights, "canaries", agent_id="bot")).change.request_id
+        )
+    before = await plane.snapshot()
+    with pytest.raises(InvalidInput, match=r"from v1 to v2") as refused:
+        await plane.models.set_traffic("fraud", {"v1": 80, "v2": 20}, "drop v3, widen v2", agent_id="bot")
+    assert await plane.snapshot() == before
+    assert "1) {'v1': 90, 'v2': 10}" in refused.value.message  # the first of the steps it suggests
+    step = await plane.models.set_traffic("fraud", {"v1": 90, "v2": 10}, "step 1", agent_id="bot")
+    assert step.request is None  # only back to production: applied at once
+    second = await plane.models.set_traffic("fraud", {"v1": 80, "v2": 20}, "step 2", agent_id="bot")
+    await plane.approve(second.change.request_id)
+    assert (await plane.serving()).weights == {"v1": 8000, "v2": 2000}
+
+
 async def test_rollback_with_a_canary_returns_all_traffic_to_production_and_withdraws_requests() -> None:
     plane = make_plane()
     await with_canary(plane)
@@ -292,6 +311,43 @@ async def test_the_guard_takes_a_failing_canary_off_and_withdraws_its_requests()
     assert "canary v2 failed its analysis against v1" in acted.reason
     assert (await plane.approvals.get(waiting.change.request_id or "")).status is Status.CANCELLED
     assert await plane.models.guard_once() == []  # nothing left to guard
+
+
+async def test_every_applied_change_is_in_the_audit_log_and_the_reviewers_hear_of_rollbacks_and_the_guard() -> None:
+    plane = make_plane(guard_min_samples=100)
+    await with_canary(plane)
+    approvals = plane.approvals
+    await plane.models.rollback("fraud", "v2 looks off", agent_id="oncall")
+    again = await plane.models.set_traffic("fraud", {"v1": 90, "v2": 10}, "try v2 again", agent_id="bot")
+    await plane.approve(again.change.request_id)
+    asked = [r for r in (await approvals.list_requests(RequestQuery(limit=100))).items if r.decided_by == "human"]
+    assert len(asked) == 3 and all(r.consumed_at is not None for r in asked)  # each approval used when it applied
+    await plane.models.telemetry.record(
+        [Report(model="fraud", version="v1", latency_ms=50, ok=True)] * 900
+        + [Report(model="fraud", version="v2", latency_ms=50, ok=i % 3 != 0) for i in range(300)]
+    )
+    (guarded,) = await plane.models.guard_once()
+
+    def recorded(action: str) -> list[Any]:
+        return [r for r in everything if r.action == action]
+
+    everything = (await approvals.list_requests(RequestQuery(limit=100))).items
+    assert [r.payload["version"] for r in recorded("models.register")] == ["v2", "v1"]
+    (guard,) = recorded("models.guard")
+    assert (guard.status, guard.agent_id, guard.payload["change_seq"]) == (
+        Status.APPROVED,
+        "signoff-guard",
+        guarded.seq,
+    )
+    assert "canary v2 failed its analysis against v1" in guard.summary and "Now serving v1 100%" in guard.summary
+    (rollback,) = recorded("models.rollback")
+    assert (rollback.agent_id, rollback.decided_by) == ("oncall", "policy")
+    due = {
+        item.request_id for item in await approvals.store.claim_outbox(plane.clock.now() + timedelta(days=1), limit=100)
+    }
+    assert {guard.id, rollback.id} <= due  # the reviewers are told
+    assert not {r.id for r in recorded("models.register")} & due  # a registration is only recorded
+    assert (await approvals.verify_audit()).ok
 
 
 async def test_the_guard_can_be_switched_off() -> None:
