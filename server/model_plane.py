@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -35,7 +36,7 @@ def model_settings_from_env(env: Mapping[str, str] | None = None) -> ModelSettin
 
     ``SIGNOFF_MODEL_GUARD`` (on/off), ``SIGNOFF_MODEL_GUARD_INTERVAL``, ``SIGNOFF_MODEL_GUARD_WINDOW_SECONDS``,
     ``SIGNOFF_MODEL_GUARD_MIN_SAMPLES``, ``SIGNOFF_MODEL_ALPHA``, ``SIGNOFF_MODEL_MAX_ERROR_RATE_INCREASE``,
-    ``SIGNOFF_MODEL_MAX_LATENCY_INCREASE``.
+    ``SIGNOFF_MODEL_MAX_ERROR_RATE_RATIO``, ``SIGNOFF_MODEL_MAX_LATENCY_INCREASE``.
     """
     env = os.environ if env is None else env
     defaults, limits = ModelSettings(), CanaryLimits()
@@ -55,6 +56,9 @@ def model_settings_from_env(env: Mapping[str, str] | None = None) -> ModelSettin
             alpha=_number(env, "SIGNOFF_MODEL_ALPHA", limits.alpha, 1e-9, 0.5),
             max_error_rate_increase=_number(
                 env, "SIGNOFF_MODEL_MAX_ERROR_RATE_INCREASE", limits.max_error_rate_increase, 0, 1
+            ),
+            max_error_rate_ratio=_number(
+                env, "SIGNOFF_MODEL_MAX_ERROR_RATE_RATIO", limits.max_error_rate_ratio, 1, math.inf
             ),
             max_latency_increase=_number(
                 env, "SIGNOFF_MODEL_MAX_LATENCY_INCREASE", limits.max_latency_increase, 0, 100

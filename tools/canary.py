@@ -2,10 +2,30 @@
 
 Two metrics, each with a one-sided test at level ``alpha`` and a tolerance that counts as "no worse":
 
-- error rate: the pooled two-proportion z-test (H1: the candidate's rate is higher). It **fails** when
-  the test is significant and the candidate's rate exceeds the baseline's by more than
-  ``max_error_rate_increase``; it **passes** when the upper ``1 - alpha`` confidence bound of the
-  difference (Agresti-Caffo, which behaves with zero errors) is within that tolerance.
+- error rate. The candidate is **worse** when its rate exceeds the baseline's by more than
+  ``max_error_rate_increase`` (absolute: 0.01 is one percentage point) **or** is more than
+  ``max_error_rate_ratio`` times the baseline's (relative). Breaking either limit is enough, so the tolerated
+  increase is the smaller of the two: ``min(max_error_rate_increase, (max_error_rate_ratio - 1) * baseline)``.
+  At a 5% baseline the absolute limit binds (+1 point, not +5); at 0.1% the relative one does (0.8% is eight
+  times worse, and fails, although it is under one point higher). At a baseline of 1% the two agree.
+
+  It **fails** when a one-sided test (H1: the candidate's rate is higher) is significant at ``alpha`` and the
+  observed increase exceeds the tolerated one. The relative limit alone would call 0 vs 1 error "infinitely
+  worse"; the significance test is what keeps such noise from failing.
+
+  It **passes** when both limits are shown to hold (an intersection-union test: each one-sided bound at
+  ``1 - alpha``, so the pair is still at level ``alpha``): the upper bound of ``candidate - baseline`` is within
+  ``max_error_rate_increase`` and the upper bound of ``candidate - ratio * baseline`` is at most 0. Both bounds
+  add one error and one success to each side (Agresti-Caffo), so they behave with zero errors. Showing that a
+  rate is not twice another takes events: with no or very few baseline errors the relative limit cannot be
+  shown, and the verdict stays ``inconclusive`` (``max_error_rate_ratio=math.inf`` switches it off).
+
+  The test is Fisher's exact test, one-sided, **mid-p** (the hypergeometric tail beyond the observed count plus
+  half its own probability, summed in floating point from one ``lgamma`` term), unless the pooled two-proportion
+  z-test is known to be close: every expected cell of the 2x2 table at least ``Z_TEST_MIN_EXPECTED`` (100) and
+  the hypergeometric distribution nearly symmetric, ``|skewness| <= Z_TEST_MAX_SKEW`` (0.01). There the two
+  agree within about 10% down to p = 1e-4; elsewhere, and above all with unequal sides (a 10% canary against
+  90% production), the z-test's tail can be several times too small. ``MetricResult.test`` names the test used.
 - latency: the Mann-Whitney U test (normal approximation, tie-corrected, continuity-corrected;
   H1: the candidate's latencies tend to be larger). It **fails** when significant and the candidate's
   median exceeds the baseline's by more than ``max_latency_increase``; it **passes** when the same test
@@ -13,20 +33,30 @@ Two metrics, each with a one-sided test at level ``alpha`` and a tolerance that 
 
 Anything else is ``inconclusive``: the data cannot yet tell. Fewer than ``min_samples`` inferences on
 either side is ``insufficient_data`` whatever the numbers say.
+
+Every test is for one look at the data. Looking again and again at a sliding window (the canary guard) needs a
+stricter ``alpha`` and more than one failing look: ``tools.canary_guard``.
 """
 
 from __future__ import annotations
 
+import bisect
+import collections
 import dataclasses
 import enum
+import itertools
 import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-ERROR_RATE_TEST = "two-proportion z-test (pooled, one-sided)"
+Z_TEST = "two-proportion z-test (pooled, one-sided)"
+FISHER_TEST = "Fisher's exact test (mid-p, one-sided)"
+ERROR_RATE_TEST = "Fisher's exact test (mid-p) or, with large balanced counts, two-proportion z-test; one-sided"
 LATENCY_TEST = "Mann-Whitney U (normal approximation, tie- and continuity-corrected, one-sided)"
+Z_TEST_MIN_EXPECTED = 100.0  #: the z-test needs at least this many expected in every cell of the 2x2 table
+Z_TEST_MAX_SKEW = 0.01  #: and a hypergeometric distribution this close to symmetric; else Fisher's test
 
 
 class Verdict(enum.StrEnum):
@@ -38,12 +68,22 @@ class Verdict(enum.StrEnum):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CanaryLimits:
-    """What counts as worse. The defaults suit a guard that acts without asking anyone."""
+    """What counts as worse, and how sure a verdict must be. The guard looks again and again, so it tightens
+    ``alpha`` further (``tools.canary_guard.GuardRule.limits_for``)."""
 
     alpha: float = 0.01  #: one-sided significance level of every test
     max_error_rate_increase: float = 0.01  #: absolute: 0.01 allows +1 percentage point
+    max_error_rate_ratio: float = 2.0  #: relative: 2.0 allows at most twice the baseline's rate; math.inf: no limit
     max_latency_increase: float = 0.20  #: relative: 0.20 allows a median 20% higher
     min_latency_samples: int = 20  #: fewer latency samples on a side make latency inconclusive
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha is {self.alpha}; it must be between 0 and 1")
+        if self.max_error_rate_increase < 0 or self.max_latency_increase < 0:
+            raise ValueError("max_error_rate_increase and max_latency_increase must not be negative")
+        if not self.max_error_rate_ratio >= 1:  # also refuses NaN
+            raise ValueError(f"max_error_rate_ratio is {self.max_error_rate_ratio}; it must be at least 1")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -91,10 +131,67 @@ def two_proportion_z(errors_b: int, n_b: int, errors_c: int, n_c: int) -> tuple[
     return z, normal_sf(z)
 
 
+def fisher_mid_p(errors_b: int, n_b: int, errors_c: int, n_c: int) -> float:
+    """One-sided mid-p of Fisher's exact test for H1: the candidate's proportion is higher.
+
+    Given the total errors ``m``, the candidate's errors ``X`` are hypergeometric (``n_c`` draws from ``n_b + n_c``
+    holding ``m`` errors); the mid-p is ``P(X > x) + P(X = x) / 2``. ``P(X = x)`` comes from ``lgamma``, its
+    neighbours from the ratio of successive terms, summed away from the mode (where they only shrink) until
+    they no longer count; a tail that holds the mode is taken as one minus the other tail.
+    """
+    n, m, x = n_b + n_c, errors_b + errors_c, errors_c
+    low, high = max(0, m - n_b), min(m, n_c)
+    log_px = _log_comb(m, x) + _log_comb(n - m, n_c - x) - _log_comb(n, n_c)
+    px = math.exp(log_px)
+    mode = (n_c + 1) * (m + 1) // (n + 2)
+    total, term, k = 0.5, 1.0, x  # in units of P(X = x)
+    if x >= mode:
+        while k < high and term >= 1e-17 * total:
+            term *= (m - k) * (n_c - k) / ((k + 1) * (n - m - n_c + k + 1))
+            total += term
+            k += 1
+        return min(1.0, px * total)
+    while k > low and term >= 1e-17 * total:
+        term *= k * (n - m - n_c + k) / ((m - k + 1) * (n_c - k + 1))
+        total += term
+        k -= 1
+    return min(1.0, max(0.0, 1 - px * total))
+
+
+def _log_comb(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+def z_test_is_close(errors_b: int, n_b: int, errors_c: int, n_c: int) -> bool:
+    """Whether the pooled z-test's p-value is close to Fisher's mid-p (see ``Z_TEST_MIN_EXPECTED``)."""
+    n, m = n_b + n_c, errors_b + errors_c
+    expected = min(n_b, n_c) * min(m, n - m) / n
+    if expected < Z_TEST_MIN_EXPECTED:
+        return False
+    skewness = (n - 2 * m) * math.sqrt(n - 1) * (n - 2 * n_c) / (math.sqrt(n_c * m * (n - m) * n_b) * (n - 2))
+    return abs(skewness) <= Z_TEST_MAX_SKEW
+
+
+def error_rate_p(errors_b: int, n_b: int, errors_c: int, n_c: int) -> tuple[str, float]:
+    """``(test, p)`` for H1: the candidate's error rate is higher; Fisher's mid-p unless the z-test is close."""
+    if z_test_is_close(errors_b, n_b, errors_c, n_c):
+        return Z_TEST, two_proportion_z(errors_b, n_b, errors_c, n_c)[1]
+    return FISHER_TEST, fisher_mid_p(errors_b, n_b, errors_c, n_c)
+
+
 def difference_upper_bound(errors_b: int, n_b: int, errors_c: int, n_c: int, z: float) -> float:
     """Agresti-Caffo upper bound of (candidate rate - baseline rate): add one error and one success per side."""
+    return contrast_upper_bound(errors_b, n_b, errors_c, n_c, z, 1.0)
+
+
+def contrast_upper_bound(errors_b: int, n_b: int, errors_c: int, n_c: int, z: float, factor: float) -> float:
+    """Upper bound of (candidate rate - ``factor`` * baseline rate), one error and one success added per side.
+
+    At or below 0 it shows the candidate's rate is at most ``factor`` times the baseline's.
+    """
     pb, pc = (errors_b + 1) / (n_b + 2), (errors_c + 1) / (n_c + 2)
-    return pc - pb + z * math.sqrt(pb * (1 - pb) / (n_b + 2) + pc * (1 - pc) / (n_c + 2))
+    spread = pc * (1 - pc) / (n_c + 2) + factor * factor * pb * (1 - pb) / (n_b + 2)
+    return pc - factor * pb + z * math.sqrt(spread)
 
 
 def wilson_interval(errors: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -110,18 +207,15 @@ def wilson_interval(errors: int, n: int, z: float = 1.959964) -> tuple[float, fl
 def mann_whitney(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, float]:
     """``(U_x, z, p)`` for H1: values of ``x`` tend to be larger than values of ``y``."""
     n_x, n_y = len(x), len(y)
-    pooled = sorted([(v, 0) for v in x] + [(v, 1) for v in y])
+    pooled = sorted([*x, *y])
     n = n_x + n_y
-    rank_sum_x, ties, i = 0.0, 0.0, 0
-    while i < n:
-        j = i
-        while j + 1 < n and pooled[j + 1][0] == pooled[i][0]:
-            j += 1
-        rank = (i + j) / 2 + 1  # the average of ranks i+1 .. j+1
-        t = j - i + 1
-        ties += t**3 - t
-        rank_sum_x += rank * sum(1 for k in range(i, j + 1) if pooled[k][1] == 0)
-        i = j + 1
+    # a value's average rank among ties is (first + last) / 2 + 1, with 0-based positions from bisect
+    rank_sum_x = (
+        sum(map(bisect.bisect_left, itertools.repeat(pooled), x))
+        + sum(map(bisect.bisect_right, itertools.repeat(pooled), x))
+        + n_x
+    ) / 2
+    ties = float(sum(t**3 - t for t in collections.Counter(pooled).values())) if len(set(pooled)) < n else 0.0
     u = rank_sum_x - n_x * (n_x + 1) / 2
     mean = n_x * n_y / 2
     variance = n_x * n_y / 12 * ((n + 1) - ties / (n * (n - 1))) if n > 1 else 0.0
@@ -160,22 +254,32 @@ def analyze(baseline: Evidence, candidate: Evidence, limits: CanaryLimits, min_s
 
 
 def _error_rate(baseline: Evidence, candidate: Evidence, limits: CanaryLimits) -> MetricResult:
-    rate_b, rate_c = baseline.errors / baseline.count, candidate.errors / candidate.count
-    _, p = two_proportion_z(baseline.errors, baseline.count, candidate.errors, candidate.count)
-    bound = difference_upper_bound(
-        baseline.errors, baseline.count, candidate.errors, candidate.count, normal_quantile(1 - limits.alpha)
-    )
-    limit = limits.max_error_rate_increase
+    e_b, n_b, e_c, n_c = baseline.errors, baseline.count, candidate.errors, candidate.count
+    rate_b, rate_c = e_b / n_b, e_c / n_c
+    test, p = error_rate_p(e_b, n_b, e_c, n_c)
+    z = normal_quantile(1 - limits.alpha)
+    limit, ratio = limits.max_error_rate_increase, limits.max_error_rate_ratio
+    relative = not math.isinf(ratio)
     seen = f"candidate {rate_c:.2%} vs baseline {rate_b:.2%}"
-    if p < limits.alpha and rate_c - rate_b > limit:
-        verdict, why = Verdict.FAIL, f"{seen}: significantly higher (p={p:.2g}), by more than {limit:.2%}"
-    elif bound <= limit:
-        verdict, why = Verdict.PASS, f"{seen}: at most {bound:+.2%} higher with confidence, within {limit:.2%}"
+    over_limit = rate_c - rate_b > limit
+    over_ratio = relative and rate_c - rate_b > (ratio - 1) * rate_b  # the tolerated increase is the smaller one
+    if p < limits.alpha and (over_limit or over_ratio):
+        broken = [f"by more than {limit:.2%}"] if over_limit else []
+        broken += [f"more than {ratio:g}x the baseline's rate"] if over_ratio else []
+        verdict, why = Verdict.FAIL, f"{seen}: significantly higher (p={p:.2g}), {' and '.join(broken)}"
     else:
-        verdict, why = Verdict.INCONCLUSIVE, f"{seen}: could be up to {bound:+.2%} higher; the limit is {limit:.2%}"
+        bound = difference_upper_bound(e_b, n_b, e_c, n_c, z)
+        within_ratio = not relative or contrast_upper_bound(e_b, n_b, e_c, n_c, z, ratio) <= 0
+        if bound <= limit and within_ratio:
+            verdict, why = Verdict.PASS, f"{seen}: at most {bound:+.2%} higher with confidence, within {limit:.2%}"
+            why += f" and {ratio:g}x the baseline's rate" if relative else ""
+        else:
+            doubts = [f"could be up to {bound:+.2%} higher; the limit is {limit:.2%}"] if bound > limit else []
+            doubts += [] if within_ratio else [f"cannot yet rule out more than {ratio:g}x the baseline's rate"]
+            verdict, why = Verdict.INCONCLUSIVE, f"{seen}: {'; '.join(doubts)}"
     return MetricResult(
         metric="error_rate",
-        test=ERROR_RATE_TEST,
+        test=test,
         verdict=verdict,
         baseline=rate_b,
         candidate=rate_c,

@@ -279,6 +279,7 @@ class ModelTelemetry:
             if version not in route.endpoints:
                 raise InvalidInput(f"model {name!r} has no version {version!r}; registered: {', '.join(route.order)}")
         data_b, data_c = found.get(baseline) or empty(baseline), found.get(candidate) or empty(candidate)
+
         def judge() -> CanaryReport:  # CPU only: run off the event loop
             rng = random.Random(f"{name}|{baseline}|{candidate}|{since.isoformat()}")  # the same data, the same answer
             return CanaryReport(

@@ -31,6 +31,7 @@ from storage.model_store import Decide, ModelStore
 from tools import rollout
 from tools.canary import CanaryLimits
 from tools.canary import Verdict as CanaryVerdict
+from tools.canary_guard import GuardMemory, GuardRule
 from tools.clock import Clock
 from tools.model_input import check_endpoint, check_json, check_name, check_reason
 from tools.model_telemetry import ModelTelemetry
@@ -101,6 +102,8 @@ class ModelService:
             before_refresh=self.settle,
             seed=seed,
         )
+        self.guard_rule = GuardRule.for_schedule(self.settings.guard_interval, self.settings.guard_window_seconds)
+        self.guard_memory = GuardMemory(self.guard_rule)
 
     # -- registry --------------------------------------------------------------------------------
 
@@ -240,19 +243,22 @@ class ModelService:
         if not self.settings.guard_enabled:
             return []
         await self.settle()
-        acted = []
+        acted, running = [], []
+        limits = self.guard_rule.limits_for(self.settings.limits)  # stricter: the guard looks again and again
         for state in await self.store.list_models():
             production = state.serving.production
             for version in [v for v in state.serving.weights if production is not None and v != production]:
                 assert production is not None
+                running.append((state.name, version))
                 report = await self.telemetry.analyze(
                     state.name,
                     production,
                     version,
                     min_samples=self.settings.guard_min_samples,
                     window_seconds=self.settings.guard_window_seconds,
+                    limits=limits,
                 )
-                if report.result.verdict is not CanaryVerdict.FAIL:
+                if not self.guard_memory.observe((state.name, version), report.result, report.until):
                     continue
                 failed = "; ".join(m.detail for m in report.result.metrics if m.verdict is CanaryVerdict.FAIL)
                 reason = f"canary {version} failed its analysis against {production}: {failed}"
@@ -269,6 +275,7 @@ class ModelService:
                     continue  # someone else took it away first
                 notify_log.warning("model %s: %s; its traffic is back on %s", state.name, reason, production)
                 acted.append(outcome.change)
+        self.guard_memory.retain(running)  # a canary stopped or restarted starts afresh
         return acted
 
     async def settle(self, name: str | None = None) -> list[ModelChange]:

@@ -282,3 +282,30 @@ async def test_a_long_window_is_thinned_to_a_uniform_sample_of_bounded_size(mode
     expected = len(t.samples) / periods
     assert all(0.75 * expected <= n <= 1.25 * expected for n in per_band), per_band  # every period alike
     assert 450 <= sum(offsets) / len(offsets) <= 550  # early and late arrivals of each period alike
+
+
+async def test_two_processes_settling_the_same_change_apply_it_once_without_errors(tmp_path: Path) -> None:
+    """Each settle is a compare-and-set: the write lock is taken before the read (BEGIN IMMEDIATE). A deferred
+    transaction would read 'pending' in both and fail one of them with 'database is locked' on its write."""
+    path = tmp_path / "shared.db"
+    first, second = await SqliteModelStore.open(path, seed=1), await SqliteModelStore.open(path, seed=2)
+    try:
+        await registered(first, "v1", "v2")
+        for round_ in range(30):
+            pending = await first.add_pending("fraud", change(request_id=f"req_{round_}"))
+            outcomes: list[str] = []
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(settle_into, outcomes, first, pending.seq)
+                tg.start_soon(settle_into, outcomes, second, pending.seq)
+            assert sorted(outcomes) == ["applied", "conflict"], round_
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def settle_into(outcomes: list[str], store: ModelStore, seq: int) -> None:
+    try:
+        await store.settle(seq, T0, lambda s, c: Settlement(serving=serve({"v1": 10000}), outcome="ok"))
+        outcomes.append("applied")
+    except Conflict:
+        outcomes.append("conflict")

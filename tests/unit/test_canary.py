@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 
 import pytest
 
 from storage.model_records import Inference, VersionTelemetry
 from storage.telemetry import RESERVOIR_SIZE, minute_of, period_of, reservoir_writes
 from tools.canary import (
+    FISHER_TEST,
+    Z_TEST,
     CanaryLimits,
     Evidence,
     Verdict,
     analyze,
+    contrast_upper_bound,
     difference_upper_bound,
+    error_rate_p,
+    fisher_mid_p,
     mann_whitney,
     two_proportion_z,
     wilson_interval,
+    z_test_is_close,
 )
 from tools.model_stats import uniform_latencies, version_stats, weighted_quantile
 
@@ -179,3 +187,133 @@ def test_the_window_helpers_use_whole_minutes() -> None:
     at = datetime(2026, 1, 1, 0, 10, 59, tzinfo=UTC)
     assert minute_of(at) == minute_of(at - timedelta(seconds=59))
     assert period_of(minute_of(at)) == minute_of(at) // 10
+
+
+# --- the error-rate limits, the exact test, the boundaries --------------------------------------------------------
+
+
+def counts(n: int, errors: int) -> Evidence:
+    """Exact counts, with latencies that can only pass: only the error rate is on trial."""
+    return Evidence(count=n, errors=errors, latencies=[50.0] * 30)
+
+
+def error_verdict(baseline: Evidence, candidate: Evidence, limits: CanaryLimits = LIMITS) -> Verdict:
+    return analyze(baseline, candidate, limits, 100).metrics[0].verdict
+
+
+def exact_mid_p(errors_b: int, n_b: int, errors_c: int, n_c: int) -> Fraction:
+    """Fisher's one-sided mid-p from the hypergeometric distribution in exact integers."""
+    n, m = n_b + n_c, errors_b + errors_c
+    weight = [math.comb(m, k) * math.comb(n - m, n_c - k) for k in range(min(m, n_c) + 1)]
+    return Fraction(2 * sum(weight[errors_c + 1 :]) + weight[errors_c], 2 * math.comb(n, n_c))
+
+
+def test_the_absolute_limit_is_one_percentage_point() -> None:
+    # at a 5% baseline the relative limit (x2: +5 points) is looser, so +1 point decides; both are significant
+    baseline = counts(40_000, 2000)
+    assert error_verdict(baseline, counts(40_000, 2380)) is Verdict.INCONCLUSIVE  # +0.95 points
+    assert error_verdict(baseline, counts(40_000, 2420)) is Verdict.FAIL  # +1.05 points
+    looser = CanaryLimits(max_error_rate_increase=0.02)
+    assert error_verdict(baseline, counts(40_000, 2420), looser) is not Verdict.FAIL
+    detail = analyze(baseline, counts(40_000, 2420), LIMITS, 100).metrics[0].detail
+    assert "by more than 1.00%" in detail and "x the baseline" not in detail
+
+
+def test_the_relative_limit_fails_a_rate_eight_times_the_baseline() -> None:
+    baseline, candidate = counts(20_000, 20), counts(20_000, 160)  # 0.1% vs 0.8%: only 0.7 points higher
+    result = analyze(baseline, candidate, LIMITS, 100).metrics[0]
+    assert result.verdict is Verdict.FAIL and "more than 2x the baseline's rate" in result.detail, result
+    absolute_only = CanaryLimits(max_error_rate_ratio=math.inf)
+    assert error_verdict(baseline, candidate, absolute_only) is not Verdict.FAIL
+
+
+def test_the_relative_limit_is_twice_the_baseline() -> None:
+    baseline = counts(100_000, 500)  # 0.5%: the relative limit (+0.5 points) is stricter than +1 point
+    assert error_verdict(baseline, counts(100_000, 950)) is Verdict.INCONCLUSIVE  # 1.9x, significantly higher
+    assert error_verdict(baseline, counts(100_000, 1050)) is Verdict.FAIL  # 2.1x
+    assert error_verdict(baseline, counts(100_000, 1050), CanaryLimits(max_error_rate_ratio=2.2)) is not Verdict.FAIL
+
+
+def test_a_relative_limit_does_not_fail_on_a_single_error() -> None:
+    assert error_verdict(counts(1000, 0), counts(1000, 1)) is Verdict.INCONCLUSIVE  # "infinitely worse", p = 0.25
+    assert error_verdict(counts(1000, 0), counts(1000, 12)) is Verdict.FAIL  # but a dozen is not noise
+
+
+def test_passing_needs_both_limits_shown() -> None:
+    # equal rates of 1% pass; no errors at all cannot show "at most twice the baseline" and stay inconclusive
+    assert error_verdict(counts(5000, 50), counts(5000, 50)) is Verdict.PASS
+    silent = analyze(counts(10_000, 0), counts(10_000, 0), LIMITS, 100).metrics[0]
+    assert silent.verdict is Verdict.INCONCLUSIVE and "2x" in silent.detail
+    assert error_verdict(counts(10_000, 0), counts(10_000, 0), CanaryLimits(max_error_rate_ratio=math.inf)) is (
+        Verdict.PASS
+    )
+    # the ratio bound: at or below 0 shows the candidate's rate is at most `factor` times the baseline's
+    assert contrast_upper_bound(500, 100_000, 500, 100_000, 2.326, 2.0) < 0
+    assert contrast_upper_bound(500, 100_000, 950, 100_000, 2.326, 2.0) > 0
+    assert contrast_upper_bound(0, 10_000, 0, 10_000, 2.326, 1.0) == difference_upper_bound(0, 10_000, 0, 10_000, 2.326)
+
+
+def test_the_limits_keep_their_names_and_refuse_nonsense() -> None:
+    limits = CanaryLimits(alpha=0.05, max_error_rate_increase=0.02, max_latency_increase=0.5, min_latency_samples=5)
+    assert (limits.alpha, limits.max_error_rate_increase, limits.max_error_rate_ratio) == (0.05, 0.02, 2.0)
+    for bad, field in [
+        ({"max_error_rate_ratio": 0.5}, "max_error_rate_ratio"),
+        ({"max_error_rate_ratio": math.nan}, "max_error_rate_ratio"),
+        ({"alpha": 0.0}, "alpha"),
+        ({"max_error_rate_increase": -0.01}, "max_error_rate_increase"),
+    ]:
+        with pytest.raises(ValueError, match=field):
+            CanaryLimits(**bad)  # type: ignore[arg-type]
+
+
+def test_fisher_mid_p_known_values() -> None:
+    assert fisher_mid_p(0, 5, 5, 5) == pytest.approx(1 / 504, rel=1e-12)  # P(X = 5) = 1 / C(10, 5), halved
+    assert fisher_mid_p(0, 1000, 1, 1000) == pytest.approx(0.25, rel=1e-9)  # P(X = 1) = 1/2, halved
+    assert fisher_mid_p(0, 100, 0, 100) == 0.5  # no errors: X = 0 surely
+    tables = [(1, 100, 3, 100), (0, 100, 5, 100), (10, 1000, 25, 1000), (2, 50, 9, 60), (18, 1800, 6, 200)]
+    tables += [(30, 200, 2, 100), (9, 900, 60, 200), (7, 7, 0, 3), (40, 400, 1, 50)]  # lower tails and extremes
+    for table in tables:
+        assert fisher_mid_p(*table) == pytest.approx(float(exact_mid_p(*table)), rel=1e-9, abs=1e-300), table
+
+
+def test_fisher_mid_p_of_the_two_directions_sums_to_one() -> None:
+    rng = random.Random(11)
+    for _ in range(200):
+        n_b, n_c = rng.randint(1, 400), rng.randint(1, 400)
+        e_b, e_c = rng.randint(0, n_b), rng.randint(0, n_c)
+        assert fisher_mid_p(e_b, n_b, e_c, n_c) + fisher_mid_p(e_c, n_c, e_b, n_b) == pytest.approx(1, abs=1e-9)
+
+
+def test_the_exact_test_decides_small_and_unequal_counts() -> None:
+    # a 10% canary: 3% of 200 vs 1% of 1,800. The z-test calls it significant (p = 0.007); the exact test does not
+    assert two_proportion_z(18, 1800, 6, 200)[1] < 0.01
+    result = analyze(counts(1800, 18), counts(200, 6), LIMITS, 100).metrics[0]
+    assert result.test == FISHER_TEST and result.verdict is Verdict.INCONCLUSIVE
+    assert result.p_value == pytest.approx(float(exact_mid_p(18, 1800, 6, 200)), rel=1e-9)
+
+
+def test_the_z_test_only_where_it_matches_the_exact_test() -> None:
+    assert z_test_is_close(50, 5000, 250, 5000)  # balanced, 150 expected errors a side
+    assert not z_test_is_close(10, 1000, 25, 1000)  # too few errors
+    assert not z_test_is_close(900, 90_000, 150, 10_000)  # a 10% canary: the tail is skewed
+    assert error_rate_p(50, 5000, 250, 5000)[0] == Z_TEST
+    for table in [(500, 50_000, 560, 50_000), (4000, 200_000, 4000, 200_000), (3000, 100_000, 3000, 110_000)]:
+        test, p = error_rate_p(*table)
+        assert test == Z_TEST and p == pytest.approx(fisher_mid_p(*table), rel=0.1), table
+
+
+def test_wilson_bounds_solve_the_score_equation() -> None:
+    # Wilson's bounds are the p with (errors / n - p)^2 = z^2 p (1 - p) / n; a Wald interval (p^ +/- z se) is not
+    z = 1.959964
+    for errors, n in [(0, 10), (1, 20), (7, 9), (30, 1000)]:
+        low, high = wilson_interval(errors, n)
+        for bound in (low, high):
+            assert (errors / n - bound) ** 2 == pytest.approx(z * z * bound * (1 - bound) / n, abs=1e-12)
+    assert wilson_interval(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)  # Wald would say 0
+
+
+def test_min_samples_is_inclusive() -> None:
+    even = counts(100, 1)
+    assert analyze(even, even, LIMITS, 100).verdict is not Verdict.INSUFFICIENT_DATA
+    assert analyze(counts(99, 1), even, LIMITS, 100).verdict is Verdict.INSUFFICIENT_DATA
+    assert analyze(even, counts(99, 1), LIMITS, 100).verdict is Verdict.INSUFFICIENT_DATA

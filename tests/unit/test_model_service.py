@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +27,7 @@ from storage import (
     Status,
     Verdict,
 )
+from tools import rollout
 from tools.clock import FakeClock
 from tools.model_telemetry import Report
 from tools.models import ModelService, ModelSettings
@@ -199,6 +201,35 @@ async def test_a_change_that_would_move_a_growing_canarys_keys_is_refused_with_s
     assert (await plane.serving()).weights == {"v1": 8000, "v2": 2000}
 
 
+async def test_an_approval_is_applied_only_to_the_exact_change_it_was_given_for() -> None:
+    plane = make_plane()
+    await with_production(plane, "v1", "v2")
+    asked = await plane.models.set_traffic("fraud", {"v1": 90, "v2": 10}, "canary", agent_id="bot")
+    await plane.approvals.vote(asked.change.request_id or "", "alice", Verdict.APPROVE, "10% is fine")
+    request = await plane.approvals.get(asked.change.request_id or "")
+    state = await plane.models.store.get_model("fraud")
+    assert state is not None
+    tampered = dataclasses.replace(asked.change, payload={**asked.change.payload, "weights": {"v1": 10, "v2": 90}})
+    settled = rollout.settlement(request)(state, tampered)
+    assert settled.serving is None and "different arguments: not applied" in settled.outcome
+    assert rollout.settlement(request)(state, asked.change).serving == Serving(
+        production="v1", weights={"v1": 9000, "v2": 1000}
+    )
+
+
+async def test_history_at_a_time_goes_by_when_a_change_applied_not_when_it_was_asked() -> None:
+    plane = make_plane()
+    await with_production(plane, "v1", "v2")
+    asked_at = plane.clock.now()
+    asked = await plane.models.set_traffic("fraud", {"v1": 90, "v2": 10}, "canary", agent_id="bot")
+    plane.clock.advance(1800)  # the reviewer takes half an hour (within the default expiry of one hour)
+    await plane.approve(asked.change.request_id)
+    between = await plane.models.history("fraud", at=asked_at + timedelta(minutes=15))
+    assert between.serving_at is not None and dict(between.serving_at.weights) == {"v1": 10000}
+    after = await plane.models.history("fraud", at=plane.clock.now())
+    assert after.serving_at is not None and dict(after.serving_at.weights) == {"v1": 9000, "v2": 1000}
+
+
 async def test_rollback_with_a_canary_returns_all_traffic_to_production_and_withdraws_requests() -> None:
     plane = make_plane()
     await with_canary(plane)
@@ -332,7 +363,7 @@ async def test_every_applied_change_is_in_the_audit_log_and_the_reviewers_hear_o
         return [r for r in everything if r.action == action]
 
     everything = (await approvals.list_requests(RequestQuery(limit=100))).items
-    assert [r.payload["version"] for r in recorded("models.register")] == ["v2", "v1"]
+    assert sorted(r.payload["version"] for r in recorded("models.register")) == ["v1", "v2"]
     (guard,) = recorded("models.guard")
     assert (guard.status, guard.agent_id, guard.payload["change_seq"]) == (
         Status.APPROVED,
@@ -348,6 +379,18 @@ async def test_every_applied_change_is_in_the_audit_log_and_the_reviewers_hear_o
     assert {guard.id, rollback.id} <= due  # the reviewers are told
     assert not {r.id for r in recorded("models.register")} & due  # a registration is only recorded
     assert (await approvals.verify_audit()).ok
+
+
+async def test_the_guard_waits_for_guard_min_samples_on_each_side() -> None:
+    plane = make_plane(guard_min_samples=100)
+    await with_canary(plane)
+    failing = Report(model="fraud", version="v2", latency_ms=50, ok=False)
+    await plane.models.telemetry.record([Report(model="fraud", version="v1", latency_ms=50, ok=True)] * 500)
+    await plane.models.telemetry.record([failing] * 99)
+    assert await plane.models.guard_once() == []  # 99 inferences: not judged, however bad
+    await plane.models.telemetry.record([failing])
+    (acted,) = await plane.models.guard_once()  # the 100th: judged, and failing beyond doubt
+    assert acted.kind is ChangeKind.GUARD
 
 
 async def test_the_guard_can_be_switched_off() -> None:

@@ -242,9 +242,21 @@ async def test_the_server_applies_an_approval_without_being_asked(tmp_path: Path
 
 
 def test_model_settings_come_from_signoff_model_variables() -> None:
-    settings = model_settings_from_env({"SIGNOFF_MODEL_GUARD": "off", "SIGNOFF_MODEL_MAX_ERROR_RATE_INCREASE": "0.05"})
+    settings = model_settings_from_env(
+        {
+            "SIGNOFF_MODEL_GUARD": "off",
+            "SIGNOFF_MODEL_MAX_ERROR_RATE_INCREASE": "0.05",
+            "SIGNOFF_MODEL_MAX_ERROR_RATE_RATIO": "3",
+        }
+    )
     assert settings.guard_enabled is False and settings.limits.max_error_rate_increase == 0.05
+    assert settings.limits.max_error_rate_ratio == 3
     assert model_settings_from_env({}) == ModelSettings()
-    for bad in ({"SIGNOFF_MODEL_GUARD": "maybe"}, {"SIGNOFF_MODEL_ALPHA": "2"}, {"SIGNOFF_MODEL_GUARD_INTERVAL": "x"}):
+    for bad in (
+        {"SIGNOFF_MODEL_GUARD": "maybe"},
+        {"SIGNOFF_MODEL_ALPHA": "2"},
+        {"SIGNOFF_MODEL_GUARD_INTERVAL": "x"},
+        {"SIGNOFF_MODEL_MAX_ERROR_RATE_RATIO": "0.5"},
+    ):
         with pytest.raises(ConfigError, match="SIGNOFF_MODEL_"):
             model_settings_from_env(bad)
