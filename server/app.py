@@ -21,7 +21,7 @@ from server.config import Settings, package_version, receipt_key
 from server.model_plane import model_plane, model_settings_from_env
 from server.slack import SlackParts, interactions_route, slack_session
 from server.workers import deliver_outbox, sweep_expired
-from storage import SqliteStore, Store
+from storage import MemoryStore, SqliteStore, Store
 from storage.model_store import ModelStore
 from tools.clock import Clock
 from tools.handlers import AppState, register_tools
@@ -57,7 +57,9 @@ def build_server(
     http_url: str | None = None,
 ) -> MCPServer[AppState]:
     """The signoff MCP server. A given ``store`` is shared and left open; otherwise the lifespan opens
-    (and closes) the SQLite database at ``settings.db_path``. ``http_url`` (the server's own base URL) turns
+    (and closes) the SQLite database at ``settings.db_path``. The model registry uses ``model_store`` if given,
+    else memory beside a MemoryStore, else ``settings.db_path`` (so a SqliteStore passed in should be on that
+    file, as the CLI's is). ``http_url`` (the server's own base URL) turns
     on bearer-token auth for the HTTP transport when the config file lists ``[[auth.tokens]]``."""
     policy = load_policy(settings)  # at build time, so a bad config stops the start-up
     signing_key = receipt_key(settings)  # likewise an unwritable key file
@@ -81,7 +83,7 @@ def build_server(
                     service,
                     workers,
                     store=model_store,
-                    in_memory=store is not None,
+                    in_memory=isinstance(store, MemoryStore),
                     settings=models_config,
                 ) as models,
             ):

@@ -92,7 +92,7 @@ async def model_plane(
 ) -> AsyncIterator[ModelService]:
     """The ModelService on ``store`` (or one opened on ``db_path``, or in memory), with its workers running.
 
-    ``in_memory``: the approval store was passed in (tests), so a model store is not opened on disk.
+    ``in_memory``: the approvals are kept in memory (tests), so the models are too.
     """
     own = store is None
     active: ModelStore = store or (MemoryModelStore() if in_memory else await SqliteModelStore.open(db_path))

@@ -220,7 +220,9 @@ class ModelService:
             f"Promote model {name} version {version} to production (now {current}; it will take all traffic)."
             f" Reason: {reason}. {evidence}"
         )
-        payload = rollout.promote_payload(name, version, state.serving)
+        chosen = state.version(version)
+        assert chosen is not None
+        payload = rollout.promote_payload(name, version, chosen.endpoint, state.serving)
         return await self._request(name, ChangeKind.PROMOTE, payload, summary, reason, agent_id)
 
     async def rollback(self, name: str, reason: str, agent_id: str | None = None) -> ChangeOutcome:

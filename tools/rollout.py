@@ -74,8 +74,9 @@ def promoted(current: Serving, version: str) -> Serving:
     return Serving(production=version, previous=previous, weights={version: TOTAL_WEIGHT})
 
 
-def promote_payload(name: str, version: str, current: Serving) -> dict[str, Any]:
-    return {"model": name, "version": version, "from": serving_doc(current)}
+def promote_payload(name: str, version: str, endpoint: str, current: Serving) -> dict[str, Any]:
+    """The endpoint is part of what reviewers approve: it is where production traffic will go."""
+    return {"model": name, "version": version, "endpoint": endpoint, "from": serving_doc(current)}
 
 
 def after_approval(change: ModelChange, state: ModelState) -> Serving | str:

@@ -94,7 +94,8 @@ async def test_a_promotion_waits_for_a_human_and_applies_once_approved() -> None
         "bot",
         None,
     )
-    assert request.payload["version"] == "v1" and "Evidence" in request.summary
+    assert (request.payload["version"], request.payload["endpoint"]) == ("v1", "http://fraud/v1")
+    assert "Evidence" in request.summary
     assert await plane.serving() == Serving()  # nothing changed yet
     await plane.approve(request.id, comment="looks good")
     assert await plane.serving() == Serving(production="v1", weights={"v1": 10000})
