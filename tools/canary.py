@@ -9,9 +9,11 @@ Two metrics, each with a one-sided test at level ``alpha`` and a tolerance that 
   At a 5% baseline the absolute limit binds (+1 point, not +5); at 0.1% the relative one does (0.8% is eight
   times worse, and fails, although it is under one point higher). At a baseline of 1% the two agree.
 
-  It **fails** when a one-sided test (H1: the candidate's rate is higher) is significant at ``alpha`` and the
-  observed increase exceeds the tolerated one. The relative limit alone would call 0 vs 1 error "infinitely
-  worse"; the significance test is what keeps such noise from failing.
+  It **fails** when a one-sided test (H1: the candidate's rate is higher) is significant at ``alpha`` and a
+  lower ``1 - alpha`` bound shows a limit broken: the lower bound of ``candidate - baseline`` is above
+  ``max_error_rate_increase``, or that of ``candidate - ratio * baseline`` is above 0. The observed rates alone
+  are not enough: they failed about a third of canaries truly at 1.8x a 1% baseline. The relative limit alone
+  would call 0 vs 1 error "infinitely worse"; the significance test keeps such noise from failing.
 
   It **passes** when both limits are shown to hold (an intersection-union test: each one-sided bound at
   ``1 - alpha``, so the pair is still at level ``alpha``): the upper bound of ``candidate - baseline`` is within
@@ -261,11 +263,14 @@ def _error_rate(baseline: Evidence, candidate: Evidence, limits: CanaryLimits) -
     limit, ratio = limits.max_error_rate_increase, limits.max_error_rate_ratio
     relative = not math.isinf(ratio)
     seen = f"candidate {rate_c:.2%} vs baseline {rate_b:.2%}"
-    over_limit = rate_c - rate_b > limit
-    over_ratio = relative and rate_c - rate_b > (ratio - 1) * rate_b  # the tolerated increase is the smaller one
+    # Worse only when the lower confidence bound is past a limit, not merely the observed rates: a canary truly
+    # within the limits must not fail just because its sample came out high. The tolerated increase is the smaller.
+    at_least = contrast_upper_bound(e_b, n_b, e_c, n_c, -z, 1.0)
+    over_limit = at_least > limit
+    over_ratio = relative and contrast_upper_bound(e_b, n_b, e_c, n_c, -z, ratio) > 0
     if p < limits.alpha and (over_limit or over_ratio):
-        broken = [f"by more than {limit:.2%}"] if over_limit else []
-        broken += [f"more than {ratio:g}x the baseline's rate"] if over_ratio else []
+        broken = [f"by more than {limit:.2%} (at least {at_least:+.2%} with confidence)"] if over_limit else []
+        broken += [f"more than {ratio:g}x the baseline's rate with confidence"] if over_ratio else []
         verdict, why = Verdict.FAIL, f"{seen}: significantly higher (p={p:.2g}), {' and '.join(broken)}"
     else:
         bound = difference_upper_bound(e_b, n_b, e_c, n_c, z)

@@ -14,7 +14,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from tools.handlers import AppState, domain_errors
+from tools.handlers import AppState, caller_identity, domain_errors
 from tools.model_telemetry import MAX_BATCH, MAX_WINDOW_SECONDS, Report
 from tools.model_views import (
     CanaryAnalysis,
@@ -98,7 +98,7 @@ def register_model_tools(mcp: MCPServer[AppState]) -> None:
                 endpoint,
                 metadata=metadata,
                 lineage=lineage,
-                agent_id=agent_id,
+                agent_id=caller_identity() or agent_id,  # an authenticated caller cannot speak for another
                 idempotency_key=idempotency_key,
             )
             view = ModelView.of(await models.overview(name))
@@ -234,7 +234,7 @@ def register_model_tools(mcp: MCPServer[AppState]) -> None:
         to production (e.g. a canary to 0) applies at once."""
         models = _models(ctx)
         async with domain_errors():
-            return ChangeResult.of(await models.set_traffic(name, weights, reason, agent_id))
+            return ChangeResult.of(await models.set_traffic(name, weights, reason, caller_identity() or agent_id))
 
     @mcp.tool(title="Promote a version to production", annotations=WRITES)
     async def promote_model(
@@ -245,7 +245,7 @@ def register_model_tools(mcp: MCPServer[AppState]) -> None:
         a human approves it. Wait with get_status(request_id, wait_seconds)."""
         models = _models(ctx)
         async with domain_errors():
-            return ChangeResult.of(await models.promote(name, version, reason, agent_id))
+            return ChangeResult.of(await models.promote(name, version, reason, caller_identity() or agent_id))
 
     @mcp.tool(
         title="Roll a model back",
@@ -261,7 +261,7 @@ def register_model_tools(mcp: MCPServer[AppState]) -> None:
         Pending approval requests for the model are cancelled. Call it once per problem."""
         models = _models(ctx)
         async with domain_errors():
-            return ChangeResult.of(await models.rollback(name, reason, agent_id))
+            return ChangeResult.of(await models.rollback(name, reason, caller_identity() or agent_id))
 
     @mcp.tool(title="Model history", annotations=READ_ONLY)
     async def model_history(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from storage import ApprovalRequest, Conflict, InvalidInput, NotFound, SignoffError, Status
+from storage import ApprovalRequest, Conflict, InvalidInput, NotFound, Status
 from storage.model_records import (
     ChangeKind,
     ChangeStatus,
@@ -302,7 +302,9 @@ class ModelService:
                 try:  # the audit log shows the approval was used, once
                     await self.approvals.consume(request.id)
                 except Conflict:
-                    pass
+                    pass  # used already: this process or another got here first
+                except Exception:  # the change applied; finish settling, and say the log is short of it
+                    notify_log.exception("model change %d applied, but its approval was not marked used", done.seq)
         applied = {c.model for c in settled if c.status is ChangeStatus.APPLIED}
         if applied:
             self.telemetry.invalidate()
@@ -390,7 +392,7 @@ class ModelService:
         )
         try:
             await self.approvals.record(draft, change.outcome or "applied at once", notify=notify)
-        except SignoffError as exc:  # the change stands; say loudly that its record is missing
+        except Exception as exc:  # the change stands, so this must not look like a failed change; say it loudly
             notify_log.error(
                 "model %s: change %d applied but not recorded in the audit log: %s", change.model, change.seq, exc
             )

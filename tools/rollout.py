@@ -28,10 +28,11 @@ from tools.routing import percent
 SET_TRAFFIC_ACTION = "models.set_traffic"
 PROMOTE_ACTION = "models.promote"
 ACTION_OF = {ChangeKind.SET_TRAFFIC: SET_TRAFFIC_ACTION, ChangeKind.PROMOTE: PROMOTE_ACTION}
-#: the actions under which changes applied at once are recorded (as requests the policy approved)
+#: the actions under which changes applied at once are recorded (as requests the policy approved, already used);
+#: never the actions of changes a person must approve, so "approved models.set_traffic" always means a person did
 RECORDED_AS = {
     ChangeKind.REGISTER: "models.register",
-    ChangeKind.SET_TRAFFIC: SET_TRAFFIC_ACTION,
+    ChangeKind.SET_TRAFFIC: "models.traffic_to_production",
     ChangeKind.ROLLBACK: "models.rollback",
     ChangeKind.GUARD: "models.guard",
 }

@@ -134,7 +134,8 @@ class ApprovalService:
         decision = dataclasses.replace(decision, outcome=Outcome.APPROVE, triggers=(because,))
         request = self._new_request(draft, decision, Status.APPROVED)
         stored, _ = await self.store.create_request(request, lifecycle.creation_events(request), notify=notify)
-        return stored
+        # used at once: a record is not an approval anything may act on (a permission prompt, a second change)
+        return await self.store.update(stored.id, lifecycle.consume(self.clock.now()))
 
     def _new_request(self, draft: Draft, decision: PolicyDecision, status: Status) -> ApprovalRequest:
         now = self.clock.now()

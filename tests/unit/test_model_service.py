@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import sqlite3
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from storage import (
     Verdict,
 )
 from tools import rollout
+from tools.canary import Verdict as CanaryVerdict
 from tools.clock import FakeClock
 from tools.model_telemetry import Report
 from tools.models import ModelService, ModelSettings
@@ -374,6 +376,9 @@ async def test_every_applied_change_is_in_the_audit_log_and_the_reviewers_hear_o
     assert "canary v2 failed its analysis against v1" in guard.summary and "Now serving v1 100%" in guard.summary
     (rollback,) = recorded("models.rollback")
     assert (rollback.agent_id, rollback.decided_by) == ("oncall", "policy")
+    records = [r for r in everything if r.decided_by == "policy"]
+    assert all(r.consumed_at is not None for r in records)  # a record is no approval anything may act on
+    assert not {r.action for r in records} & {"models.set_traffic", "models.promote"}  # those always mean a person
     due = {
         item.request_id for item in await approvals.store.claim_outbox(plane.clock.now() + timedelta(days=1), limit=100)
     }
@@ -392,6 +397,36 @@ async def test_the_guard_waits_for_guard_min_samples_on_each_side() -> None:
     await plane.models.telemetry.record([failing])
     (acted,) = await plane.models.guard_once()  # the 100th: judged, and failing beyond doubt
     assert acted.kind is ChangeKind.GUARD
+
+
+async def test_a_change_that_applied_is_reported_applied_even_if_its_audit_record_cannot_be_written(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    plane = make_plane()
+    await with_canary(plane)
+
+    async def database_locked(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    plane.approvals.record = database_locked  # type: ignore[method-assign]
+    outcome = await plane.models.rollback("fraud", "v2 misbehaves", agent_id="oncall")
+    assert outcome.serving == Serving(production="v1", weights={"v1": 10000})  # no error: a retry would go too far
+    assert "applied but not recorded in the audit log" in caplog.text
+
+
+async def test_the_guard_holds_itself_to_a_stricter_bar_than_one_analysis() -> None:
+    plane = make_plane(guard_min_samples=100)
+    await with_canary(plane)
+    await plane.models.telemetry.record(
+        [Report(model="fraud", version="v1", latency_ms=50, ok=i % 100 != 0) for i in range(2000)]
+        + [Report(model="fraud", version="v2", latency_ms=50, ok=i >= 12) for i in range(100)]
+    )
+    one_look = await plane.models.telemetry.analyze("fraud", "v1", "v2")
+    assert one_look.result.verdict is CanaryVerdict.FAIL  # 12% vs 1%: analyze_canary calls it worse
+    for _ in range(3):  # but one window tested again and again must not act on what 120 looks could find by chance
+        assert await plane.models.guard_once() == []
+        plane.clock.advance(61)
+    assert (await plane.serving()).weights == {"v1": 9000, "v2": 1000}
 
 
 async def test_the_guard_can_be_switched_off() -> None:
