@@ -1,4 +1,4 @@
-"""Figure 3: requests created per second through the store, against raw aiosqlite writes of the same rows.
+"""Figure 3: requests created per second through the store, against raw writes of the same rows.
 
 Subject: ``SqliteStore.create_request(request, creation_events(request), notify=True)`` for requests on the
 review path (pending, with an outbox row), one after another, as a single writer. Floor: ``RawWriter``

@@ -1,75 +1,57 @@
-"""Evidence for an open finding (see README "Open findings"): why the review path loses throughput under load.
+"""Evidence for finding F1 (see bench/README.md): how the way a transaction is written decides throughput under load.
 
 Writes the same pending requests with 32 concurrent tasks in one process, four ways:
 
-- ``store``: ``SqliteStore.create_request`` (one transaction = about 11 aiosqlite round trips to its thread,
-  all under the store's write lock);
-- ``raw-multi-hop``: ``RawWriter`` (BEGIN, the INSERTs, COMMIT: 7 round trips) under an ``anyio.Lock``;
+- ``store``: ``SqliteStore.create_request`` (since F1's fix: its transaction's body in one call on the writer
+  connection's thread, grouped with every write waiting at that moment; before it: about 11 aiosqlite round
+  trips to the connection's thread, all under the store's write lock);
+- ``raw-multi-hop``: ``AiosqliteRawWriter`` (BEGIN, the INSERTs, COMMIT: 7 round trips) under an ``anyio.Lock``;
 - ``raw-one-hop``: the same statements in one function run on a worker thread, one round trip per transaction;
 - ``raw-one-hop-grouped``: like ``raw-one-hop``, but each round trip commits every request waiting at that
   moment in one transaction (group commit: one fsync for many requests).
 
 Also prints the latency of one aiosqlite round trip (``SELECT 1``). With ``--busy``, 8 more tasks keep the
 event loop busy the way concurrent HTTP requests do (0.1 ms of CPU, then a yield, over and over: about
-1 ms per turn of the loop), so every round trip waits for its turn on the loop.
-Run: ``python -m bench.probe_writes [--busy]``.
+1 ms per turn of the loop), so every round trip waits for its turn on the loop, and a worker thread waits
+for the GIL (which the busy loop thread holds) after every SQLite call; that mode writes a tenth as many
+requests, or it would take many minutes. Run: ``python -m bench.probe_writes [--busy]``.
 """
 
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import anyio
 
 from bench import samples
 from bench.config import Config
-from bench.rawdb import RawWriter, RowSet, rowsets
+from bench.rawdb import AiosqliteRawWriter, RowSet, create_schema, rowsets, write_rows
 from bench.stats import percentile
 from storage import SqliteStore
-from storage import queries as q
+from storage.sqlite_db import connect_sync
 from tools.lifecycle import creation_events
 
 CONCURRENCY = 32
 PER_TASK = 40
+PER_TASK_BUSY = 4
 BUSY_TASKS = 8
 
 
-def _write_sync(conn: sqlite3.Connection, batch: list[RowSet]) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    for rows in batch:
-        conn.execute(q.INSERT_REQUEST, rows.request)
-        conn.execute(q.INSERT_AGENT_ACTION, rows.agent_action)
-        conn.executemany(q.INSERT_ACTION_VALUE, rows.action_values)
-        conn.executemany(q.INSERT_EVENT, rows.events)
-        if rows.outbox is not None:
-            conn.execute(q.INSERT_OUTBOX, rows.outbox)
-    conn.execute("COMMIT")
-
-
-def _sync_connection(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    for pragma in ("busy_timeout = 30000", "journal_mode = WAL", "synchronous = FULL", "foreign_keys = ON"):
-        conn.execute(f"PRAGMA {pragma}")
-    return conn
-
-
-async def _concurrently(write: Callable[[int], Awaitable[None]]) -> float:
-    """Requests per second when CONCURRENCY tasks each write PER_TASK requests."""
+async def _concurrently(write: Callable[[int], Awaitable[None]], per_task: int) -> float:
+    """Requests per second when CONCURRENCY tasks each write ``per_task`` requests."""
 
     async def task(t: int) -> None:
-        for k in range(PER_TASK):
-            await write(t * PER_TASK + k)
+        for k in range(per_task):
+            await write(t * per_task + k)
 
     start = time.perf_counter()
     async with anyio.create_task_group() as tg:
         for t in range(CONCURRENCY):
             tg.start_soon(task, t)
-    return CONCURRENCY * PER_TASK / (time.perf_counter() - start)
+    return CONCURRENCY * per_task / (time.perf_counter() - start)
 
 
 def _burn(seconds: float) -> None:
@@ -100,7 +82,8 @@ async def main(busy: bool) -> None:
 async def measure(busy: bool) -> None:
     cfg = Config(quick=True, history_rows=0)
     workdir = cfg.scratch("probe")
-    n = CONCURRENCY * PER_TASK
+    per_task = PER_TASK_BUSY if busy else PER_TASK
+    n = CONCURRENCY * per_task
     rates: dict[str, float] = {}
 
     requests = await samples.requests_as_built(n, samples.NEEDS_REVIEW)
@@ -109,18 +92,18 @@ async def measure(busy: bool) -> None:
     async def via_store(i: int) -> None:
         await store.create_request(requests[i], creation_events(requests[i]), notify=True)
 
-    rates["store"] = await _concurrently(via_store)
+    rates["store"] = await _concurrently(via_store, per_task)
     await store.close()
 
     multi = list(rowsets(await samples.requests_as_built(n, samples.NEEDS_REVIEW)))
-    writer = await RawWriter.open(workdir / "multi.db")
+    writer = await AiosqliteRawWriter.open(workdir / "multi.db")
     lock = anyio.Lock()
 
     async def multi_hop(i: int) -> None:
         async with lock:
             await writer.write(multi[i])
 
-    rates["raw-multi-hop"] = await _concurrently(multi_hop)
+    rates["raw-multi-hop"] = await _concurrently(multi_hop, per_task)
     hops = []
     for _ in range(500):
         start = time.perf_counter()
@@ -130,19 +113,19 @@ async def measure(busy: bool) -> None:
     await writer.close()
 
     single = list(rowsets(await samples.requests_as_built(n, samples.NEEDS_REVIEW)))
-    await (await RawWriter.open(workdir / "one.db")).close()  # schema via the migrations
-    conn = _sync_connection(workdir / "one.db")
+    await create_schema(workdir / "one.db")
+    conn = connect_sync(workdir / "one.db")
 
     async def one_hop(i: int) -> None:
         async with lock:
-            await anyio.to_thread.run_sync(_write_sync, conn, [single[i]])
+            await anyio.to_thread.run_sync(write_rows, conn, [single[i]])
 
-    rates["raw-one-hop"] = await _concurrently(one_hop)
+    rates["raw-one-hop"] = await _concurrently(one_hop, per_task)
     conn.close()
 
     grouped_rows = list(rowsets(await samples.requests_as_built(n, samples.NEEDS_REVIEW)))
-    await (await RawWriter.open(workdir / "grouped.db")).close()
-    conn = _sync_connection(workdir / "grouped.db")
+    await create_schema(workdir / "grouped.db")
+    conn = connect_sync(workdir / "grouped.db")
     waiting: list[tuple[RowSet, anyio.Event]] = []
 
     async def grouped(i: int) -> None:
@@ -152,12 +135,12 @@ async def measure(busy: bool) -> None:
             if not done.is_set():
                 batch = waiting[:]
                 waiting.clear()
-                await anyio.to_thread.run_sync(_write_sync, conn, [rows for rows, _ in batch])
+                await anyio.to_thread.run_sync(write_rows, conn, [rows for rows, _ in batch])
                 for _, event in batch:
                     event.set()
         await done.wait()
 
-    rates["raw-one-hop-grouped"] = await _concurrently(grouped)
+    rates["raw-one-hop-grouped"] = await _concurrently(grouped, per_task)
     conn.close()
 
     load = f", event loop kept busy by {BUSY_TASKS} CPU tasks" if busy else ""

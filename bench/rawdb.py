@@ -1,19 +1,26 @@
-"""The durable-write floor: the rows a request stores, written with raw aiosqlite and nothing else.
+"""The durable-write floor: the rows a request stores, written with nothing else.
 
 The rows are the ones ``SqliteStore.create_request`` writes (request, agent/action pair, numeric payload
 values, the hash-chained events, the outbox row when a person must be told), built *before* timing; the
-connection has the store's pragmas (``storage.sqlite_db.connect``: WAL, synchronous=FULL) and the schema comes
-from the same migrations. Per request: BEGIN IMMEDIATE, the INSERTs, COMMIT.
+connection has the store's pragmas (``storage.sqlite_db``: WAL, synchronous=FULL) and the schema comes from
+the same migrations. Per request: BEGIN IMMEDIATE, the INSERTs, COMMIT.
+
+``RawWriter`` (the floor of figures 1 and 3) does that as the store does since its write path became one
+round trip per transaction: one call of ``write_rows`` on a worker thread, on a plain ``sqlite3`` connection.
+``AiosqliteRawWriter`` does it with one aiosqlite round trip per statement (7), the way the store wrote
+before; ``probe_writes`` keeps it for comparison.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import anyio
 
 from storage import ApprovalRequest, Status
 from storage import queries as q
@@ -21,7 +28,7 @@ from storage.audit import GENESIS_HASH, link
 from storage.canonical import numeric_leaves
 from storage.codec import event_row, request_row
 from storage.migrations import migrate
-from storage.sqlite_db import connect
+from storage.sqlite_db import connect, connect_sync
 from storage.timefmt import to_text
 from tools.lifecycle import creation_events
 
@@ -61,12 +68,55 @@ def rowsets(
         )
 
 
+def write_rows(conn: sqlite3.Connection, batch: Sequence[RowSet]) -> None:
+    """One transaction holding the rows of every request in ``batch``."""
+    conn.execute("BEGIN IMMEDIATE")
+    for rows in batch:
+        conn.execute(q.INSERT_REQUEST, rows.request)
+        conn.execute(q.INSERT_AGENT_ACTION, rows.agent_action)
+        conn.executemany(q.INSERT_ACTION_VALUE, rows.action_values)
+        conn.executemany(q.INSERT_EVENT, rows.events)
+        if rows.outbox is not None:
+            conn.execute(q.INSERT_OUTBOX, rows.outbox)
+    conn.execute("COMMIT")
+
+
+async def create_schema(path: Path) -> None:
+    """The store's schema and pragmas at ``path``, through the migrations."""
+    db = await connect(path)
+    try:
+        await migrate(db)
+    finally:
+        await db.close()
+
+
 class RawWriter:
+    """One request's rows per transaction, the transaction in one call on a worker thread."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._limiter = anyio.CapacityLimiter(1)
+
+    @classmethod
+    async def open(cls, path: Path) -> RawWriter:
+        await create_schema(path)
+        return cls(await anyio.to_thread.run_sync(connect_sync, path))
+
+    async def write(self, rows: RowSet) -> None:
+        await anyio.to_thread.run_sync(write_rows, self.conn, [rows], limiter=self._limiter)
+
+    async def close(self) -> None:
+        await anyio.to_thread.run_sync(self.conn.close, limiter=self._limiter)
+
+
+class AiosqliteRawWriter:
+    """One request's rows per transaction, with one aiosqlite round trip per statement."""
+
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
 
     @classmethod
-    async def open(cls, path: Path) -> RawWriter:
+    async def open(cls, path: Path) -> AiosqliteRawWriter:
         db = await connect(path)
         await migrate(db)
         return cls(db)

@@ -1,21 +1,23 @@
 """The SQLite Store: durable (WAL, synchronous=FULL), shared safely by several processes.
 
-One writer connection per process takes ``BEGIN IMMEDIATE`` for every write, so a decision is a
-compare-and-set under SQLite's single write lock; a second connection serves reads and watches
-``PRAGMA data_version`` to notice commits made by other processes.
+Every write is a synchronous transaction body (the functions at the end of this module, and the small ones
+inside the methods) that ``SqliteDatabase.write`` runs on the writer connection's thread inside
+``BEGIN IMMEDIATE``, so a decision is a compare-and-set under SQLite's single write lock, and the whole
+transaction costs one round trip to that thread instead of one per statement; bodies waiting at the same
+moment commit together. A second connection serves reads and watches ``PRAGMA data_version`` to notice
+commits made by other processes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from storage import queries as q
 from storage.audit import GENESIS_HASH, link
@@ -23,6 +25,7 @@ from storage.canonical import numeric_leaves
 from storage.change_signal import ChangeSignal
 from storage.codec import event_from_row, event_row, request_from_row, request_row
 from storage.errors import Conflict, unknown_request
+from storage.group_commit import Body
 from storage.records import (
     ActionHistory,
     ApprovalRequest,
@@ -40,11 +43,12 @@ from storage.timefmt import from_text, to_text
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 class SqliteStore:
     def __init__(self, db: SqliteDatabase, poll_interval: float) -> None:
         self._db = db
-        self._writer = db.writer
         self._reader = db.reader
         self._poll_interval = poll_interval
         self._signal = ChangeSignal()
@@ -57,78 +61,44 @@ class SqliteStore:
     async def close(self) -> None:
         await self._db.close()
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._db.transaction() as db:
-            yield db
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of one query on the reader, in one round trip to its thread."""
+        return list(await self._reader.execute_fetchall(sql, params))
+
+    async def _write(self, body: Body[T]) -> T:
+        """Run ``body`` as (part of) one write transaction on the writer's thread; wake this process's waiters."""
+        result = await self._db.write(body)
         self._signal.notify()
+        return result
 
     # -- requests --------------------------------------------------------------------------------
 
     async def create_request(
         self, request: ApprovalRequest, events: Sequence[NewEvent], *, notify: bool
     ) -> tuple[ApprovalRequest, bool]:
-        async with self._transaction() as db:
+        def body(db: sqlite3.Connection) -> tuple[ApprovalRequest, bool]:
             if request.idempotency_key is not None:
-                async with db.execute(
-                    q.SELECT_BY_IDEMPOTENCY_KEY, (request.agent_id or "", request.idempotency_key)
-                ) as cur:
-                    row = await cur.fetchone()
-                if row is not None:
+                key = (request.agent_id or "", request.idempotency_key)
+                if (row := db.execute(q.SELECT_BY_IDEMPOTENCY_KEY, key).fetchone()) is not None:
                     return request_from_row(row), False
-            await db.execute(q.INSERT_REQUEST, request_row(request))
-            await db.execute(q.INSERT_AGENT_ACTION, (request.agent_id or "", request.action))
+            db.execute(q.INSERT_REQUEST, request_row(request))
+            db.execute(q.INSERT_AGENT_ACTION, (request.agent_id or "", request.action))
             if request.status is not Status.REJECTED:
                 values = numeric_leaves(request.payload)
-                await db.executemany(q.INSERT_ACTION_VALUE, [(request.action, k, v) for k, v in values.items()])
-            await self._append_events(db, events)
+                db.executemany(q.INSERT_ACTION_VALUE, [(request.action, k, v) for k, v in values.items()])
+            _append_events(db, events)
             if notify:
-                await db.execute(
-                    q.INSERT_OUTBOX, (request.id, to_text(request.created_at), to_text(request.created_at))
-                )
-        return request, True
+                db.execute(q.INSERT_OUTBOX, (request.id, to_text(request.created_at), to_text(request.created_at)))
+            return request, True
+
+        return await self._write(body)
 
     async def get(self, request_id: str) -> ApprovalRequest | None:
-        async with self._reader.execute(q.SELECT_REQUEST, (request_id,)) as cur:
-            row = await cur.fetchone()
-        return request_from_row(row) if row else None
+        rows = await self._read(q.SELECT_REQUEST, (request_id,))
+        return request_from_row(rows[0]) if rows else None
 
     async def update(self, request_id: str, change: Change) -> ApprovalRequest:
-        async with self._transaction() as db:
-            current = await _fetch_request(db, request_id)
-            transition = change(current)
-            if transition.vote is not None:
-                v = transition.vote
-                ids = json.dumps(list(v.reviewer_ids))
-                await db.execute(
-                    q.INSERT_VOTE, (request_id, v.reviewer, v.verdict.value, v.comment, to_text(v.at), ids)
-                )
-            if transition.status is not None:
-                cur = await db.execute(
-                    q.UPDATE_REQUEST_STATE,
-                    (
-                        transition.status.value,
-                        transition.decided_by.value if transition.decided_by else None,
-                        to_text(transition.decided_at) if transition.decided_at else None,
-                        transition.note,
-                        request_id,
-                    ),
-                )
-                if cur.rowcount != 1:  # the lifecycle saw 'pending' under this same lock; defence in depth
-                    raise Conflict(f"request {request_id} is no longer pending")
-            if transition.escalated_at is not None:
-                cur = await db.execute(q.ESCALATE_REQUEST, (to_text(transition.escalated_at), request_id))
-                if cur.rowcount != 1:
-                    raise Conflict(f"request {request_id} is not a pending request waiting to be escalated")
-            if transition.consumed_at is not None:
-                cur = await db.execute(q.CONSUME_REQUEST, (to_text(transition.consumed_at), request_id))
-                if cur.rowcount != 1:
-                    raise Conflict(f"request {request_id} is not an unused approval")
-            await self._append_events(db, transition.events)
-            if transition.notify:
-                now = to_text(transition.decided_at or transition.events[0].at)
-                await db.execute(q.INSERT_OUTBOX, (request_id, now, now))
-            return await _fetch_request(db, request_id)
+        return await self._write(partial(_update, request_id=request_id, change=change))
 
     async def list_requests(self, query: RequestQuery) -> Page:
         clauses: list[str] = []
@@ -152,50 +122,31 @@ class SqliteStore:
             params.extend((to_text(query.before[0]), query.before[1]))
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"{q.SELECT_REQUESTS}{where} ORDER BY r.created_at DESC, r.id DESC LIMIT ?"
-        async with self._reader.execute(sql, (*params, query.limit + 1)) as cur:
-            rows = list(await cur.fetchall())
+        rows = await self._read(sql, (*params, query.limit + 1))
         items = tuple(request_from_row(row) for row in rows[: query.limit])
         more = len(rows) > query.limit
         return Page(items=items, next_cursor=(items[-1].created_at, items[-1].id) if more else None)
 
     async def pending_due(self, now: datetime, limit: int = 100) -> list[str]:
-        async with self._reader.execute(q.PENDING_DUE, (to_text(now), limit)) as cur:
-            return [row[0] for row in await cur.fetchall()]
+        return [row[0] for row in await self._read(q.PENDING_DUE, (to_text(now), limit))]
 
     async def escalations_due(self, now: datetime, limit: int = 100) -> list[str]:
-        async with self._reader.execute(q.ESCALATIONS_DUE, (to_text(now), limit)) as cur:
-            return [row[0] for row in await cur.fetchall()]
+        return [row[0] for row in await self._read(q.ESCALATIONS_DUE, (to_text(now), limit))]
 
     async def action_history(
         self, action: str, agent_id: str | None, fields: Sequence[str], limit: int = 200
     ) -> ActionHistory:
-        async with self._reader.execute(q.SEEN_AGENT_ACTION, (agent_id or "", action)) as cur:
-            seen = await cur.fetchone() is not None
+        seen = bool(await self._read(q.SEEN_AGENT_ACTION, (agent_id or "", action)))
         values: dict[str, tuple[float, ...]] = {}
         for name in fields:
-            async with self._reader.execute(q.RECENT_ACTION_VALUES, (action, name, limit)) as cur:
-                values[name] = tuple(row[0] for row in await cur.fetchall())
+            values[name] = tuple(row[0] for row in await self._read(q.RECENT_ACTION_VALUES, (action, name, limit)))
         return ActionHistory(seen_from_agent=seen, values=values)
 
     # -- audit log -------------------------------------------------------------------------------
 
-    async def _append_events(self, db: aiosqlite.Connection, events: Sequence[NewEvent]) -> None:
-        if not events:
-            return
-        async with db.execute(q.LAST_EVENT) as cur:
-            last = await cur.fetchone()
-        prev_seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
-        rows = []
-        for new in events:
-            event = link(new, prev_seq, prev_hash)
-            rows.append(event_row(event))
-            prev_seq, prev_hash = event.seq, event.hash
-        await db.executemany(q.INSERT_EVENT, rows)
-
     async def events(self, after_seq: int = 0) -> AsyncIterator[Event]:
         while True:
-            async with self._reader.execute(q.SELECT_EVENTS_AFTER, (after_seq, 1000)) as cur:
-                rows = list(await cur.fetchall())
+            rows = await self._read(q.SELECT_EVENTS_AFTER, (after_seq, 1000))
             if not rows:
                 return
             for row in rows:
@@ -203,8 +154,7 @@ class SqliteStore:
             after_seq = rows[-1][0]
 
     async def request_events(self, request_id: str) -> list[Event]:
-        async with self._reader.execute(q.SELECT_REQUEST_EVENTS, (request_id,)) as cur:
-            return [event_from_row(row) for row in await cur.fetchall()]
+        return [event_from_row(row) for row in await self._read(q.SELECT_REQUEST_EVENTS, (request_id,))]
 
     # -- change notification ---------------------------------------------------------------------
 
@@ -225,51 +175,104 @@ class SqliteStore:
     # -- outbox ----------------------------------------------------------------------------------
 
     async def claim_outbox(self, now: datetime, lease_seconds: float = 120.0, limit: int = 10) -> list[OutboxItem]:
-        async with self._reader.execute(q.DUE_OUTBOX, (to_text(now), limit)) as cur:
-            if not await cur.fetchall():
-                return []  # the common case: nothing due, and no write lock taken
+        if not await self._read(q.DUE_OUTBOX, (to_text(now), limit)):
+            return []  # the common case: nothing due, and no write lock taken
         lease_until = to_text(now + timedelta(seconds=lease_seconds))
-        async with self._transaction() as db:
-            async with db.execute(q.DUE_OUTBOX, (to_text(now), limit)) as cur:
-                rows = list(await cur.fetchall())
-            await db.executemany(q.LEASE_OUTBOX, [(lease_until, r[0]) for r in rows])
+
+        def body(db: sqlite3.Connection) -> list[Any]:
+            rows = db.execute(q.DUE_OUTBOX, (to_text(now), limit)).fetchall()
+            db.executemany(q.LEASE_OUTBOX, [(lease_until, r[0]) for r in rows])
+            return rows
+
+        rows = await self._write(body)
         return [
             OutboxItem(id=r[0], request_id=r[1], attempts=r[2], created_at=from_text(r[3]), upto=r[4]) for r in rows
         ]
 
     async def complete_outbox(self, item: OutboxItem, event: NewEvent) -> None:
-        async with self._transaction() as db:
-            async with db.execute(q.OUTBOX_REQUEST, (item.id,)) as cur:
-                if await cur.fetchone() is None:
-                    return  # another process delivered it first
-            await db.execute(q.COMPLETE_OUTBOX, (to_text(event.at), item.request_id, max(item.id, item.upto)))
-            await self._append_events(db, [event])
+        def body(db: sqlite3.Connection) -> None:
+            if db.execute(q.OUTBOX_REQUEST, (item.id,)).fetchone() is None:
+                return  # another process delivered it first
+            db.execute(q.COMPLETE_OUTBOX, (to_text(event.at), item.request_id, max(item.id, item.upto)))
+            _append_events(db, [event])
+
+        await self._write(body)
 
     async def retry_outbox(self, item_id: int, next_attempt_at: datetime, error: str) -> None:
-        async with self._transaction() as db:
-            await db.execute(q.RETRY_OUTBOX, (to_text(next_attempt_at), error[:500], item_id))
+        def body(db: sqlite3.Connection) -> None:
+            db.execute(q.RETRY_OUTBOX, (to_text(next_attempt_at), error[:500], item_id))
+
+        await self._write(body)
 
     # -- message references ----------------------------------------------------------------------
 
     async def message_ref(self, request_id: str, notifier: str) -> MessageRef | None:
-        async with self._reader.execute(q.SELECT_MESSAGE_REF, (request_id, notifier)) as cur:
-            row = await cur.fetchone()
-        return (
-            MessageRef(request_id=row[0], notifier=row[1], channel=row[2], ts=row[3], votes_posted=row[4])
-            if row
-            else None
-        )
+        rows = await self._read(q.SELECT_MESSAGE_REF, (request_id, notifier))
+        if not rows:
+            return None
+        row = rows[0]
+        return MessageRef(request_id=row[0], notifier=row[1], channel=row[2], ts=row[3], votes_posted=row[4])
 
     async def save_message_ref(self, ref: MessageRef) -> None:
-        async with self._transaction() as db:
-            await db.execute(
-                q.UPSERT_MESSAGE_REF, (ref.request_id, ref.notifier, ref.channel, ref.ts, ref.votes_posted)
-            )
+        def body(db: sqlite3.Connection) -> None:
+            db.execute(q.UPSERT_MESSAGE_REF, (ref.request_id, ref.notifier, ref.channel, ref.ts, ref.votes_posted))
+
+        await self._write(body)
 
 
-async def _fetch_request(db: aiosqlite.Connection, request_id: str) -> ApprovalRequest:
-    async with db.execute(q.SELECT_REQUEST, (request_id,)) as cur:
-        row = await cur.fetchone()
+# -- transaction bodies: run on the writer's thread by SqliteDatabase.write, inside BEGIN IMMEDIATE -----------
+
+
+def _update(db: sqlite3.Connection, *, request_id: str, change: Change) -> ApprovalRequest:
+    transition = change(_fetch_request(db, request_id))
+    if transition.vote is not None:
+        v = transition.vote
+        ids = json.dumps(list(v.reviewer_ids))
+        db.execute(q.INSERT_VOTE, (request_id, v.reviewer, v.verdict.value, v.comment, to_text(v.at), ids))
+    if transition.status is not None:
+        cur = db.execute(
+            q.UPDATE_REQUEST_STATE,
+            (
+                transition.status.value,
+                transition.decided_by.value if transition.decided_by else None,
+                to_text(transition.decided_at) if transition.decided_at else None,
+                transition.note,
+                request_id,
+            ),
+        )
+        if cur.rowcount != 1:  # the lifecycle saw 'pending' under this same lock; defence in depth
+            raise Conflict(f"request {request_id} is no longer pending")
+    if transition.escalated_at is not None:
+        cur = db.execute(q.ESCALATE_REQUEST, (to_text(transition.escalated_at), request_id))
+        if cur.rowcount != 1:
+            raise Conflict(f"request {request_id} is not a pending request waiting to be escalated")
+    if transition.consumed_at is not None:
+        cur = db.execute(q.CONSUME_REQUEST, (to_text(transition.consumed_at), request_id))
+        if cur.rowcount != 1:
+            raise Conflict(f"request {request_id} is not an unused approval")
+    _append_events(db, transition.events)
+    if transition.notify:
+        now = to_text(transition.decided_at or transition.events[0].at)
+        db.execute(q.INSERT_OUTBOX, (request_id, now, now))
+    return _fetch_request(db, request_id)
+
+
+def _append_events(db: sqlite3.Connection, events: Sequence[NewEvent]) -> None:
+    """Chain ``events`` after the newest stored one; inside the write transaction, so the chain cannot fork."""
+    if not events:
+        return
+    last = db.execute(q.LAST_EVENT).fetchone()
+    prev_seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
+    rows = []
+    for new in events:
+        event = link(new, prev_seq, prev_hash)
+        rows.append(event_row(event))
+        prev_seq, prev_hash = event.seq, event.hash
+    db.executemany(q.INSERT_EVENT, rows)
+
+
+def _fetch_request(db: sqlite3.Connection, request_id: str) -> ApprovalRequest:
+    row = db.execute(q.SELECT_REQUEST, (request_id,)).fetchone()
     if row is None:
         raise unknown_request(request_id)
     return request_from_row(row)

@@ -1,8 +1,15 @@
-"""One SQLite database as signoff uses it: a writer and a reader connection, migrations, atomic writes.
+"""One SQLite database as signoff uses it: writer and reader connections, migrations, atomic writes.
 
-Every store on the database (approvals, the model registry) writes through ``transaction``: SQLite's write
-lock is taken up front (``BEGIN IMMEDIATE``), so reads inside it are current and a check-then-write is a
-compare-and-set; the transaction is shielded from cancellation so its outcome is never unknown.
+Every write takes SQLite's write lock up front (``BEGIN IMMEDIATE``), so reads inside it are current and a
+check-then-write is a compare-and-set; every write is shielded from cancellation so its outcome is never
+unknown; a caller is answered only after its COMMIT returned (WAL, ``synchronous=FULL``). Two ways in:
+
+- ``write(body)``: ``body`` is a synchronous function of a plain ``sqlite3.Connection``. It runs on a worker
+  thread in one call, with no round trip to the event loop between statements, and the bodies waiting at
+  the same moment share one transaction and one fsync (``storage.group_commit``). The approval store uses it.
+- ``transaction()``: an async context manager yielding the aiosqlite writer, one round trip per statement.
+
+Both hold the same lock, so their transactions never contend for SQLite's write lock inside one process.
 """
 
 from __future__ import annotations
@@ -11,24 +18,29 @@ import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import aiosqlite
 import anyio
 
 from storage.errors import ConfigError
+from storage.group_commit import Body, GroupCommitter
 from storage.migrations import migrate
 
+T = TypeVar("T")
+
 BUSY_TIMEOUT_MS = 30_000
+PRAGMAS = (f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON")
 
 
 async def connect(path: str | Path) -> aiosqlite.Connection:
     """A connection with signoff's pragmas; transactions are managed explicitly."""
     db = await aiosqlite.connect(str(path), isolation_level=None)
     try:
-        await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await db.execute(PRAGMAS[0])
         await _enable_wal(db)
-        await db.execute("PRAGMA synchronous = FULL")
-        await db.execute("PRAGMA foreign_keys = ON")
+        for pragma in PRAGMAS[1:]:
+            await db.execute(pragma)
     except BaseException:
         await db.close()
         raise
@@ -51,11 +63,29 @@ async def _enable_wal(db: aiosqlite.Connection) -> None:
         delay = min(delay * 2, 0.2)
 
 
+def connect_sync(path: str | Path) -> sqlite3.Connection:
+    """A plain connection with signoff's pragmas, for ``write``; the database must already be in WAL mode."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    try:
+        for pragma in PRAGMAS:
+            conn.execute(pragma)
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode != "wal":
+            raise sqlite3.OperationalError(f"the database is in {mode} mode, not WAL")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 class SqliteDatabase:
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
-        self.writer = writer
+    def __init__(
+        self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, sync_writer: sqlite3.Connection
+    ) -> None:
+        self.writer = writer  #: for ``transaction()``
         self.reader = reader  #: single statements only: each sees the latest commit
-        self._write_lock = anyio.Lock()
+        self._write_lock = anyio.Lock(fast_acquire=True)  #: no extra trip round the event loop when free
+        self._committer = GroupCommitter(sync_writer, self._write_lock)
 
     @classmethod
     async def open(cls, path: str | Path) -> SqliteDatabase:
@@ -69,15 +99,28 @@ class SqliteDatabase:
             ) from exc
         try:
             await migrate(writer)
-            reader = await connect(path)
+            sync_writer = await anyio.to_thread.run_sync(connect_sync, path)
         except BaseException:
             await writer.close()
             raise
-        return cls(writer, reader)
+        try:
+            reader = await connect(path)
+        except BaseException:
+            sync_writer.close()
+            await writer.close()
+            raise
+        return cls(writer, reader, sync_writer)
 
     async def close(self) -> None:
+        await self._committer.aclose()
         await self.reader.close()
         await self.writer.close()
+
+    async def write(self, body: Body[T]) -> T:
+        """Run ``body`` in a write transaction (``BEGIN IMMEDIATE``, possibly shared with other waiting
+        writes, each in its own savepoint); return its result once committed. If it raises, nothing it
+        wrote is kept and the exception propagates."""
+        return await self._committer.run(body)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -93,7 +136,5 @@ class SqliteDatabase:
 
     async def data_version(self) -> int:
         """Changes whenever another connection (this process or another) commits."""
-        async with self.reader.execute("PRAGMA data_version") as cur:
-            row = await cur.fetchone()
-        assert row is not None
-        return int(row[0])
+        rows = list(await self.reader.execute_fetchall("PRAGMA data_version"))
+        return int(rows[0][0])
