@@ -2,7 +2,7 @@
 
 The no-op cannot be added to ``signoff serve`` without changing product code, so this script repeats
 the three lines of ``server.cli`` that matter (settings, logging to stderr at INFO, ``build_server``),
-adds the tool, and serves with ``MCPServer.run("streamable-http")`` exactly as the CLI does.
+adds the tool, and serves with ``server.app.serve_http`` exactly as the CLI does.
 Run by figure 2 as ``python -m bench.http_server DB PORT``.
 """
 
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from bench.floor_tools import add_noop
-from server.app import build_server
+from server.app import build_server, serve_http
 from server.config import Settings
 
 
@@ -24,7 +24,7 @@ def main(db: str, port: int) -> None:
     )
     server = build_server(settings)
     add_noop(server)
-    server.run("streamable-http", host="127.0.0.1", port=port)
+    serve_http(server, settings, host="127.0.0.1", port=port)
 
 
 if __name__ == "__main__":

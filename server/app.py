@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import anyio
 from mcp.server import MCPServer
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import AnyHttpUrl
 from starlette.requests import Request
 from starlette.responses import Response
@@ -146,6 +147,26 @@ class _Running:
 
     slack: SlackParts | None = None
     service: ApprovalService | None = None
+
+
+def serve_http(
+    server: MCPServer[AppState],
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    security: TransportSecuritySettings | None = None,
+) -> None:
+    """Serve ``server`` on streamable HTTP until interrupted: what ``server.run("streamable-http")`` does, except
+    that uvicorn writes an access line per HTTP request only at ``SIGNOFF_LOG_LEVEL=DEBUG``. At INFO, signoff
+    logs every request it creates and every decision itself; an access line per tool call would double the
+    log and cost the event loop one more write for every call."""
+    import uvicorn  # imported here: only the HTTP transport needs it
+
+    app = server.streamable_http_app(transport_security=security, host=host)
+    level = settings.log_level.lower()
+    config = uvicorn.Config(app, host=host, port=port, log_level=level, access_log=level == "debug")
+    anyio.run(uvicorn.Server(config).serve)
 
 
 def default_notifier(settings: Settings, slack: SlackParts | None) -> Notifier:

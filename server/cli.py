@@ -194,9 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> int:
+    # imported here: the other commands start faster without mcp
     from mcp.server.transport_security import TransportSecuritySettings
 
-    from server.app import build_server, load_policy  # imported here: the other commands start faster without mcp
+    from server.app import build_server, load_policy, serve_http
     from server.auth import LOOPBACK_HOSTS
 
     if args.transport == "stdio":
@@ -228,7 +229,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     logger.info(
         "signoff %s serving on http://%s:%d/mcp, database %s", package_version(), url_host, port, settings.db_path
     )
-    server.run("streamable-http", host=host, port=port, transport_security=security)
+    serve_http(server, settings, host=host, port=port, security=security)
     return 0
 
 

@@ -107,8 +107,19 @@ async def model_plane(
                 await active.close()
 
 
-async def apply_approved_changes(models: ModelService, idle_wait: float = 1.0) -> None:
-    """Settle model changes whose approval requests were decided, as soon as they are."""
+SETTLE_GAP_SECONDS = 0.05
+APPLIER_POLL_SECONDS = 0.25  #: how soon an approval made by another process (the CLI) is noticed
+
+
+async def apply_approved_changes(
+    models: ModelService, idle_wait: float = 1.0, min_gap: float = SETTLE_GAP_SECONDS
+) -> None:
+    """Settle model changes whose approval requests were decided, as soon as they are.
+
+    Every commit to the approval store wakes this worker, and a busy server commits hundreds of requests a
+    second that have nothing to do with models; so it settles at most once per ``min_gap``. A decision is
+    never missed (the change token is taken before settling), only applied up to ``min_gap`` later.
+    """
     store = models.approvals.store
     while True:
         token = await store.change_token()
@@ -116,7 +127,8 @@ async def apply_approved_changes(models: ModelService, idle_wait: float = 1.0) -
             await models.settle()
         except Exception:  # e.g. the database briefly unavailable: log, and try again on the next change
             logger.exception("applying approved model changes failed; retrying")
-        await store.wait_for_change(token, idle_wait)
+        await anyio.sleep(min_gap)
+        await store.wait_for_change(token, idle_wait, poll_interval=APPLIER_POLL_SECONDS)
 
 
 async def guard_canaries(models: ModelService) -> None:

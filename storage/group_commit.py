@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 import anyio
@@ -33,7 +33,7 @@ Body = Callable[[sqlite3.Connection], T]
 @dataclass(eq=False, slots=True)
 class _Job(Generic[T]):
     body: Body[T]
-    wake: anyio.Event = field(default_factory=anyio.Event)  #: set when finished, or when it is this job's turn to lead
+    wake: anyio.Event | None = None  #: set when finished, or when it is this job's turn to lead; made when waiting
     finished: bool = False
     result: T | None = None
     error: BaseException | None = None
@@ -85,9 +85,10 @@ class GroupCommitter:
             self._leading = False
             for job in batch:
                 job.finished = True
-                job.wake.set()
-            if self._queue:  # hand over: the oldest waiting caller leads the next batch
-                self._queue[0].wake.set()
+                if job.wake is not None:
+                    job.wake.set()
+            if self._queue and (oldest := self._queue[0]).wake is not None:  # hand over: it leads the next batch
+                oldest.wake.set()
 
     async def aclose(self) -> None:
         """Wait for the batch in flight, then close the connection."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from storage.model_records import ChangeStatus, ModelChange, Serving
 from tools.model_stats import VersionStats
 from tools.model_telemetry import CanaryReport, Routed, StatsReport
 from tools.models import ChangeOutcome, History, Overview
 from tools.routing import Split, percent
+from tools.wire import WireModel
 
 ChangeKindName = Literal["register", "set_traffic", "promote", "rollback", "guard"]
 
@@ -20,14 +21,14 @@ def traffic(serving: Serving) -> dict[str, float]:
     return {v: percent(bp) for v, bp in serving.weights.items()}
 
 
-class ArmView(BaseModel):
+class ArmView(WireModel):
     version: str
     percent: float
     arm: Literal["production", "canary"]
     buckets: tuple[int, int] = Field(description="The routing buckets [start, end) of 0..9999 this version gets")
 
 
-class VersionView(BaseModel):
+class VersionView(WireModel):
     version: str
     endpoint: str
     metadata: dict[str, Any]
@@ -38,7 +39,7 @@ class VersionView(BaseModel):
     traffic_percent: float
 
 
-class ChangeView(BaseModel):
+class ChangeView(WireModel):
     change_id: int
     kind: ChangeKindName
     status: Literal["pending", "applied", "dropped"]
@@ -70,7 +71,7 @@ class ChangeView(BaseModel):
         )
 
 
-class ModelView(BaseModel):
+class ModelView(WireModel):
     """A model: its versions, aliases, traffic split and any change waiting for approval."""
 
     name: str
@@ -133,11 +134,11 @@ class ModelView(BaseModel):
         )
 
 
-class ModelList(BaseModel):
+class ModelList(WireModel):
     models: list[ModelView]
 
 
-class ResolvedModel(BaseModel):
+class ResolvedModel(WireModel):
     """Which version to call for this inference."""
 
     model: str
@@ -159,11 +160,11 @@ class ResolvedModel(BaseModel):
         )
 
 
-class RecordResult(BaseModel):
+class RecordResult(WireModel):
     recorded: int
 
 
-class VersionStatsView(BaseModel):
+class VersionStatsView(WireModel):
     version: str
     count: int
     errors: int
@@ -195,7 +196,7 @@ class VersionStatsView(BaseModel):
         )
 
 
-class ModelStats(BaseModel):
+class ModelStats(WireModel):
     model: str
     since: datetime = Field(description="Start of the window (whole minutes)")
     until: datetime
@@ -213,7 +214,7 @@ class ModelStats(BaseModel):
         )
 
 
-class MetricView(BaseModel):
+class MetricView(WireModel):
     metric: Literal["error_rate", "latency_ms"]
     test: str = Field(description="The statistical test used")
     verdict: Literal["pass", "fail", "inconclusive", "insufficient_data"]
@@ -223,7 +224,7 @@ class MetricView(BaseModel):
     detail: str
 
 
-class CanaryAnalysis(BaseModel):
+class CanaryAnalysis(WireModel):
     """Is the candidate worse than the baseline? pass, fail, inconclusive or insufficient_data."""
 
     model: str
@@ -271,7 +272,7 @@ class CanaryAnalysis(BaseModel):
         )
 
 
-class ChangeResult(BaseModel):
+class ChangeResult(WireModel):
     """A change to a model: applied at once, or waiting for a human's approval."""
 
     model: str
@@ -304,7 +305,7 @@ class ChangeResult(BaseModel):
         )
 
 
-class ModelHistory(BaseModel):
+class ModelHistory(WireModel):
     """Every change to a model, oldest first; with ``at``, what served it then."""
 
     model: str

@@ -12,16 +12,17 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from storage import ApprovalRequest, DecidedBy, Status, Verdict, payload_sha256
 from storage.canonical import canonical_json
 from storage.timefmt import to_text
+from tools.wire import WireModel
 
 VERSION = "v1"
 
 
-class Receipt(BaseModel):
+class Receipt(WireModel):
     """Signed proof that ``action`` with the payload hashing to ``payload_sha256`` was approved."""
 
     request_id: str

@@ -8,26 +8,27 @@ import json
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from storage import ApprovalRequest, DecidedBy, InvalidInput, Status, Verdict
 from storage.timefmt import from_text, to_text
 from tools.receipts import Receipt
+from tools.wire import WireModel
 
 
-class TriggerView(BaseModel):
+class TriggerView(WireModel):
     kind: Literal["confidence", "rule", "anomaly", "fairness", "default", "guardrail"]
     detail: str
 
 
-class VoteView(BaseModel):
+class VoteView(WireModel):
     reviewer: str
     verdict: Literal["approve", "reject"]
     comment: str | None
     at: datetime
 
 
-class ApprovalStatus(BaseModel):
+class ApprovalStatus(WireModel):
     """The state of one approval request."""
 
     request_id: str
@@ -74,14 +75,14 @@ class ApprovalStatus(BaseModel):
         )
 
 
-class ReceiptCheck(BaseModel):
+class ReceiptCheck(WireModel):
     """Whether a receipt approves exactly this action and payload."""
 
     valid: bool
     reason: str | None = Field(description="Why not, when not valid")
 
 
-class RequestList(BaseModel):
+class RequestList(WireModel):
     """A page of approval history, newest first."""
 
     items: list[ApprovalStatus]

@@ -37,3 +37,15 @@ async def test_http_wait_with_progress_ends_when_approved(env: dict[str, str], t
     history, verify = await signoff_each(env, ("history", "--status", "approved", "--json"), ("audit", "verify"))
     assert {r["request_id"]: r["decided_by"] for r in history.json()}[request_id] == "human"
     assert verify.returncode == 0, verify
+
+
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+async def test_http_access_lines_are_logged_only_at_debug(env: dict[str, str], tmp_path: Path, level: str) -> None:
+    log = tmp_path / "server.log"
+    with anyio.fail_after(60):
+        async with http_server({**env, "SIGNOFF_LOG_LEVEL": level}, log) as url:
+            async with Client(url) as client:
+                assert (await ask(client, confidence=0.99))["status"] == "approved"
+    text = log.read_text()
+    assert "request created" in text, text
+    assert ('"POST /mcp HTTP/1.1" 200' in text) == (level == "DEBUG"), text

@@ -68,6 +68,41 @@ async def test_tools_are_listed_with_schemas_and_no_tool_decides(tmp_path: Path)
         assert not {"reviewer", "verdict", "decision"} & set(tool.input_schema["properties"])
 
 
+def _simple_nullable_unions(schema: object) -> list[object]:
+    """Every ``anyOf`` in ``schema`` that pairs one plain type with null (what tools.wire rewrites)."""
+    found: list[object] = []
+    if isinstance(schema, dict):
+        options = schema.get("anyOf")
+        if isinstance(options, list) and {"type": "null"} in options and len(options) == 2:
+            other = next(o for o in options if o != {"type": "null"})
+            if isinstance(other.get("type"), str):
+                found.append(schema)
+        for value in schema.values():
+            found += _simple_nullable_unions(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            found += _simple_nullable_unions(value)
+    return found
+
+
+async def test_output_schemas_state_optional_fields_as_type_lists_and_results_conform(tmp_path: Path) -> None:
+    server, _, _ = make_server(tmp_path)
+    async with Client(server) as client:  # the SDK client checks each result against the output schema
+        tools = (await client.list_tools()).tools
+        ask = {"action": "db.drop", "summary": "s", "payload": {}}
+        pending = (await client.call_tool("request_approval", ask)).structured_content
+        approved = (await client.call_tool("request_approval", {**ask, "confidence": 0.99})).structured_content
+    assert pending is not None and pending["decided_by"] is None and pending["status"] == "pending"
+    assert approved is not None and approved["decided_by"] == "policy" and approved["receipt"] is not None
+    schema = next(t for t in tools if t.name == "request_approval").output_schema
+    assert schema is not None
+    assert schema["properties"]["decided_by"] == {
+        "enum": ["policy", "human", None], "title": "Decided By", "type": ["string", "null"]
+    }  # fmt: skip
+    for tool in tools:
+        assert not _simple_nullable_unions(tool.output_schema), tool.name
+
+
 async def test_request_approval_and_get_status(tmp_path: Path) -> None:
     server, _, _ = make_server(tmp_path)
     async with Client(server) as client:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import anyio
 import pytest
 
@@ -311,3 +313,25 @@ async def test_a_human_only_request_is_never_approved_by_policy_alone() -> None:
     assert plain.status is Status.APPROVED
     assert gated.status is Status.PENDING and gated.decided_by is None
     assert gated.triggers[0].detail == "models.promote always needs a person's approval"
+
+
+def test_request_ids_are_unique_across_random_blocks_and_a_fork() -> None:
+    from tools.service import new_request_id
+
+    ids = [new_request_id() for _ in range(2_000)]  # several 4 KiB blocks of randomness
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 20 and i.startswith("req_") and i[4:].isalnum() and i.islower() for i in ids)
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the ids it would hand out next, if it kept the parent's block
+        os.close(read)
+        os.write(write, " ".join(new_request_id() for _ in range(10)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = pipe.read().split()
+    os.waitpid(pid, 0)
+    parent = [new_request_id() for _ in range(10)]
+    assert len(child) == 10
+    assert not set(child) & set(parent), "a forked child handed out the ids its parent hands out next"
