@@ -21,6 +21,7 @@ from server.auth import ConfigTokenVerifier
 from server.config import Settings, package_version, receipt_key
 from server.model_plane import model_plane, model_settings_from_env
 from server.slack import SlackParts, interactions_route, slack_session
+from server.unknown_arguments import RejectUnknownArguments
 from server.workers import deliver_outbox, sweep_expired
 from storage import MemoryStore, SqliteStore, Store
 from storage.model_store import ModelStore
@@ -123,6 +124,7 @@ def build_server(
     )
     register_tools(mcp)
     register_model_tools(mcp)
+    mcp.middleware.append(RejectUnknownArguments(mcp))
 
     @mcp.custom_route("/slack/interactions", methods=["POST"], include_in_schema=False)  # type: ignore[untyped-decorator]
     async def slack_interactions(request: Request) -> Response:

@@ -99,6 +99,7 @@ async def test_output_schemas_state_optional_fields_as_type_lists_and_results_co
     assert schema["properties"]["decided_by"] == {
         "enum": ["policy", "human", None], "title": "Decided By", "type": ["string", "null"]
     }  # fmt: skip
+    assert schema["properties"]["receipt"]["anyOf"] == [{"type": "null"}, {"$ref": "#/$defs/Receipt"}]
     for tool in tools:
         assert not _simple_nullable_unions(tool.output_schema), tool.name
 
@@ -135,6 +136,9 @@ async def test_bad_input_is_a_clear_tool_error_and_changes_nothing(tmp_path: Pat
         ("list_requests", {"cursor": "garbage"}, "cursor"),
         ("list_requests", {"since": "2026-01-01T00:00:00"}, "timezone"),
         ("list_requests", {"status": "maybe"}, "status"),
+        ("request_approval", {"action": "x", "summary": "s", "expires_in": 60}, "did you mean 'expires_in_seconds'?"),
+        ("get_status", {"request_id": "req_x", "wait": 5}, "does not take 'wait'"),
+        ("resolve_model", {"model": "m", "key": "k"}, "does not take 'key'"),
     ]
     async with Client(server) as client:
         for tool, arguments, hint in bad_calls:
@@ -226,6 +230,9 @@ async def test_permission_prompt_allows_denies_and_waits(tmp_path: Path) -> None
 
     async with Client(server) as client:
         allowed = await prompt(client, "Read", {"file_path": "/etc/hosts"})
+        newer_claude = await client.call_tool(  # a field a later Claude Code may send: not an error here
+            "permission_prompt", {"tool_name": "Read", "input": {"file_path": "/etc/hosts"}, "session": "s1"}
+        )
         denied = await prompt(client, "Bash", {"command": "git push --force origin main"})
         waited = await prompt(client, "Bash", {"command": "rm -rf build"})
         request_id = waited["message"].split()[2]
@@ -234,6 +241,7 @@ async def test_permission_prompt_allows_denies_and_waits(tmp_path: Path) -> None
         again = await prompt(client, "Bash", {"command": "rm -rf build"})  # the approval was used up
         huge = await prompt(client, "Write", {"file_path": "big.txt", "content": "x" * 100_000})
     assert allowed == {"behavior": "allow", "updatedInput": {"file_path": "/etc/hosts"}}
+    assert json.loads(newer_claude.content[0].text) == allowed  # type: ignore[union-attr]
     assert denied["behavior"] == "deny" and "never force-push" in denied["message"]
     assert (
         waited["behavior"] == "deny" and request_id.startswith("req_") and "waiting for a person" in waited["message"]
