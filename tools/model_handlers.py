@@ -28,6 +28,7 @@ from tools.model_views import (
     VersionView,
 )
 from tools.models import ModelService, Overview
+from tools.wire import WireModel
 
 ModelName = Annotated[str, Field(min_length=1, max_length=128, description="The model's name, e.g. 'fraud-scorer'")]
 Version = Annotated[str, Field(min_length=1, max_length=128, description="A version of the model, e.g. 'v2'")]
@@ -54,7 +55,7 @@ class InferenceItem(BaseModel):
     decision_id: DecisionId = None
 
 
-class RegisteredVersion(BaseModel):
+class RegisteredVersion(WireModel):
     model: str
     version: VersionView
     created: bool = Field(description="False when this was a retry with the same idempotency_key")
