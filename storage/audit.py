@@ -39,6 +39,30 @@ def link(new: NewEvent, prev_seq: int, prev_hash: str) -> Event:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """A new event encoded for the chain before its place in it is known: everything but one sha256, so a store
+    can do the encoding before it takes the write lock. ``row`` gives exactly ``event_row(link(...))``."""
+
+    kind: str
+    request_id: str
+    at: str
+    data: str  #: canonical JSON
+    hashed_tail: str  #: what follows ``[<seq>,`` in the hashed body: canonical JSON of [kind, request_id, at, data]
+
+    @classmethod
+    def of(cls, new: NewEvent) -> EncodedEvent:
+        at, data = to_text(new.at), dict(new.data)
+        tail = canonical_json([new.kind.value, new.request_id, at, data])[1:]
+        return cls(new.kind.value, new.request_id, at, canonical_json(data), tail)
+
+    def row(self, seq: int, prev_hash: str) -> tuple[int, str, str, str, str, str, str]:
+        """The ``events`` row at ``seq`` after ``prev_hash``: the body hashed is ``event_hash``'s, byte for byte
+        (a JSON list is ``[`` + its items joined by ``,`` + ``]``, and an int encodes as ``str``)."""
+        digest = hashlib.sha256(f"{prev_hash}[{seq},{self.hashed_tail}".encode()).hexdigest()
+        return (seq, self.kind, self.request_id, self.at, self.data, prev_hash, digest)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ChainReport:
     ok: bool

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from storage import queries as q
-from storage.audit import GENESIS_HASH, link
+from storage.audit import GENESIS_HASH, EncodedEvent
 from storage.canonical import numeric_leaves
 from storage.change_signal import ChangeSignal
-from storage.codec import event_from_row, event_row, request_from_row, request_row
+from storage.codec import event_from_row, request_from_row, request_row
 from storage.errors import Conflict, unknown_request
 from storage.group_commit import Body
 from storage.records import (
@@ -76,19 +76,22 @@ class SqliteStore:
     async def create_request(
         self, request: ApprovalRequest, events: Sequence[NewEvent], *, notify: bool
     ) -> tuple[ApprovalRequest, bool]:
+        # Rows and events are encoded here, before the write lock; inside it only the chain's hashes are left.
+        row, encoded = request_row(request), [EncodedEvent.of(e) for e in events]
+        values = [] if request.status is Status.REJECTED else list(numeric_leaves(request.payload).items())
+        created = to_text(request.created_at)
+
         def body(db: sqlite3.Connection) -> tuple[ApprovalRequest, bool]:
             if request.idempotency_key is not None:
                 key = (request.agent_id or "", request.idempotency_key)
-                if (row := db.execute(q.SELECT_BY_IDEMPOTENCY_KEY, key).fetchone()) is not None:
-                    return request_from_row(row), False
-            db.execute(q.INSERT_REQUEST, request_row(request))
+                if (found := db.execute(q.SELECT_BY_IDEMPOTENCY_KEY, key).fetchone()) is not None:
+                    return request_from_row(found), False
+            db.execute(q.INSERT_REQUEST, row)
             db.execute(q.INSERT_AGENT_ACTION, (request.agent_id or "", request.action))
-            if request.status is not Status.REJECTED:
-                values = numeric_leaves(request.payload)
-                db.executemany(q.INSERT_ACTION_VALUE, [(request.action, k, v) for k, v in values.items()])
-            _append_events(db, events)
+            db.executemany(q.INSERT_ACTION_VALUE, [(request.action, k, v) for k, v in values])
+            _append_encoded(db, encoded)
             if notify:
-                db.execute(q.INSERT_OUTBOX, (request.id, to_text(request.created_at), to_text(request.created_at)))
+                db.execute(q.INSERT_OUTBOX, (request.id, created, created))
             return request, True
 
         return await self._write(body)
@@ -258,16 +261,20 @@ def _update(db: sqlite3.Connection, *, request_id: str, change: Change) -> Appro
 
 
 def _append_events(db: sqlite3.Connection, events: Sequence[NewEvent]) -> None:
+    _append_encoded(db, [EncodedEvent.of(e) for e in events])
+
+
+def _append_encoded(db: sqlite3.Connection, events: Sequence[EncodedEvent]) -> None:
     """Chain ``events`` after the newest stored one; inside the write transaction, so the chain cannot fork."""
     if not events:
         return
     last = db.execute(q.LAST_EVENT).fetchone()
-    prev_seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
+    seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
     rows = []
-    for new in events:
-        event = link(new, prev_seq, prev_hash)
-        rows.append(event_row(event))
-        prev_seq, prev_hash = event.seq, event.hash
+    for event in events:
+        seq += 1
+        rows.append(row := event.row(seq, prev_hash))
+        prev_hash = row[-1]
     db.executemany(q.INSERT_EVENT, rows)
 
 

@@ -31,6 +31,10 @@ T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 30_000
 PRAGMAS = (f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON")
+#: ``write`` runs each transaction body in a savepoint. SQLite keeps the pages a savepoint changes in a
+#: sub-journal, by default a temporary file: that made every INSERT 1.5-4x slower (a request's writes 0.35 ms
+#: more). In memory it costs a few pages per transaction.
+WRITER_PRAGMAS = (*PRAGMAS, "PRAGMA temp_store = MEMORY")
 
 
 async def connect(path: str | Path) -> aiosqlite.Connection:
@@ -67,7 +71,7 @@ def connect_sync(path: str | Path) -> sqlite3.Connection:
     """A plain connection with signoff's pragmas, for ``write``; the database must already be in WAL mode."""
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     try:
-        for pragma in PRAGMAS:
+        for pragma in WRITER_PRAGMAS:
             conn.execute(pragma)
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         if mode != "wal":

@@ -14,8 +14,10 @@ import anyio
 import pytest
 
 from storage import Conflict, EventKind, SqliteStore, Status, Store, Verdict, verify_store
-from storage.audit import GENESIS_HASH
+from storage.audit import GENESIS_HASH, EncodedEvent, link
 from storage.canonical import canonical_json
+from storage.codec import event_row
+from storage.records import NewEvent
 from tests.factories import T0, add
 from tools import lifecycle
 
@@ -194,3 +196,19 @@ async def test_writes_cancelled_midway_leave_a_consistent_store(tmp_path: Path) 
     finally:
         await store.close()
     assert report.ok
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"amount": 120, "note": "naïve café ☕", "nested": {"b": [1, 2.5, None, True], "a": 'x\n"y"'}},
+        {"big": 2**70, "neg": -0.0, "tiny": 1e-300},
+    ],
+)
+@pytest.mark.parametrize(("seq", "prev"), [(1, GENESIS_HASH), (987_654_321, "ab" * 32)])
+def test_an_event_encoded_before_the_write_lock_rows_and_hashes_as_linked(
+    data: dict[str, object], seq: int, prev: str
+) -> None:
+    new = NewEvent(kind=EventKind.VOTED, request_id="req_é", at=T0, data=data)
+    assert EncodedEvent.of(new).row(seq, prev) == event_row(link(new, seq - 1, prev))

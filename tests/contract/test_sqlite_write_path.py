@@ -202,3 +202,13 @@ async def test_the_chain_stays_linked_under_concurrent_writers(tmp_path: Path, s
     finally:
         for store in opened:
             await store.close()
+
+
+async def test_savepoint_journals_stay_in_memory(tmp_path: Path) -> None:
+    """Each body runs in a savepoint; with the default temp_store its sub-journal is a temporary file, which made
+    every INSERT of a request 1.5-4x slower (bench/README.md, finding F6)."""
+    db = await SqliteDatabase.open(tmp_path / "m.db")
+    try:
+        assert await db.write(lambda c: c.execute("PRAGMA temp_store").fetchone()[0]) == 2  # MEMORY
+    finally:
+        await db.close()
