@@ -27,10 +27,8 @@ def unknown_arguments_message(tool: str, unknown: list[str], known: frozenset[st
     for name in unknown:
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    return (
-        f"{tool} does not take {', '.join(parts)}; nothing was done. Its arguments are: {', '.join(sorted(known))}."
-        " Send the call again without the unknown argument(s)."
-    )
+    takes = f"Its arguments are: {', '.join(sorted(known))}." if known else "It takes no arguments."
+    return f"{tool} does not take {', '.join(parts)}; nothing was done. {takes} Send the call again without them."
 
 
 class RejectUnknownArguments:
@@ -38,7 +36,9 @@ class RejectUnknownArguments:
 
     def __init__(self, server: MCPServer[Any]) -> None:
         self._server = server
-        self._parameters: dict[str, frozenset[str]] | None = None  #: read on the first call: tools are all added
+        #: read on the first call, when every tool is registered (signoff adds no tool later; one added later is
+        #: not checked, and one removed and added again keeps the parameters it had)
+        self._parameters: dict[str, frozenset[str]] | None = None
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         params = ctx.params

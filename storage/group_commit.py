@@ -14,7 +14,9 @@ Every caller is answered only after that COMMIT returned (or failed: then every 
 told the error, since its rows are gone), so nothing is acknowledged before it is durable. The bodies run one
 after another under SQLite's write lock, each seeing what the ones before it wrote: a batch behaves exactly
 like its transactions run one by one, in the order they arrived. Waiting is shielded from cancellation: a
-cancelled caller still waits for its commit's outcome, which is therefore never unknown.
+cancelled caller still waits for its commit's outcome, which is therefore never unknown. A body that raises
+something other than an ``Exception`` (``KeyboardInterrupt``, ``SystemExit``) abandons the whole batch: it is
+rolled back and every caller in it gets that exception.
 """
 
 from __future__ import annotations

@@ -17,18 +17,26 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 NULL = {"type": "null"}
+#: Keywords that constrain only values of their own type (or only annotate), so ``type: [T, "null"]`` beside
+#: them still lets null through. Anything else (``const``, ``not``, ``allOf``, ``$ref``...) would apply to null too.
+TYPE_SCOPED = frozenset({
+    "type", "enum", "title", "description", "default", "examples", "format", "minLength", "maxLength", "pattern",
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "items", "prefixItems",
+    "minItems", "maxItems", "uniqueItems", "properties", "required", "additionalProperties",
+    "patternProperties", "minProperties", "maxProperties",
+})  # fmt: skip
 
 
 def compact_nullables(schema: dict[str, Any]) -> None:
-    """Rewrite, in place, each property ``anyOf: [<one simple type>, null]`` as ``type: [<type>, "null"]``, and put
-    null first in ``anyOf: [<a $ref>, null]``."""
+    """Rewrite, in place, each property ``anyOf: [<one simple type>, null]`` as ``type: [<type>, "null"]``; any
+    other ``anyOf: [<schema>, null]`` (a ``$ref``, a ``const``) keeps its meaning, with null tried first."""
     for prop in schema.get("properties", {}).values():
         options = prop.get("anyOf")
         if not isinstance(options, list) or len(options) != 2 or NULL not in options:
             continue
         other = options[1] if options[0] == NULL else options[0]
-        if not isinstance(other.get("type"), str):  # e.g. a $ref: null first, so a null value matches at once
-            prop["anyOf"] = [NULL, other]
+        if not isinstance(other.get("type"), str) or not set(other) <= TYPE_SCOPED:
+            prop["anyOf"] = [NULL, other]  # e.g. a $ref or a const: kept, null first so a null matches at once
             continue
         del prop["anyOf"]
         for key, value in other.items():  # the property's own title and description win over the type's
