@@ -59,14 +59,18 @@ class MemoryStore:
         if key is not None:
             self._by_key[key] = request.id
         self._seen.add((request.agent_id or "", request.action))
-        if request.status is not Status.REJECTED:
-            for name, value in numeric_leaves(request.payload).items():
-                self._values[(request.action, name)].append(value)
+        if request.status is Status.APPROVED:
+            self._record_values(request)
         self._append(events)
         if notify:
             self._queue(request.id, request.created_at)
         self._signal_change()
         return request, True
+
+    def _record_values(self, request: ApprovalRequest) -> None:
+        """Only approved requests feed the action's history, as in the SQLite store."""
+        for name, value in numeric_leaves(request.payload).items():
+            self._values[(request.action, name)].append(value)
 
     async def get(self, request_id: str) -> ApprovalRequest | None:
         return self._requests.get(request_id)
@@ -87,6 +91,8 @@ class MemoryStore:
                 decided_at=transition.decided_at,
                 note=transition.note,
             )
+            if transition.status is Status.APPROVED:
+                self._record_values(current)
         if transition.escalated_at is not None:
             updated = dataclasses.replace(updated, escalated_at=transition.escalated_at)
         if transition.consumed_at is not None:

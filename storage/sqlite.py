@@ -78,7 +78,7 @@ class SqliteStore:
     ) -> tuple[ApprovalRequest, bool]:
         # Rows and events are encoded here, before the write lock; inside it only the chain's hashes are left.
         row, encoded = request_row(request), [EncodedEvent.of(e) for e in events]
-        values = [] if request.status is Status.REJECTED else list(numeric_leaves(request.payload).items())
+        values = _approved_values(request) if request.status is Status.APPROVED else []
         created = to_text(request.created_at)
 
         def body(db: sqlite3.Connection) -> tuple[ApprovalRequest, bool]:
@@ -88,7 +88,7 @@ class SqliteStore:
                     return request_from_row(found), False
             db.execute(q.INSERT_REQUEST, row)
             db.execute(q.INSERT_AGENT_ACTION, (request.agent_id or "", request.action))
-            db.executemany(q.INSERT_ACTION_VALUE, [(request.action, k, v) for k, v in values])
+            db.executemany(q.INSERT_ACTION_VALUE, values)
             _append_encoded(db, encoded)
             if notify:
                 db.execute(q.INSERT_OUTBOX, (request.id, created, created))
@@ -227,7 +227,8 @@ class SqliteStore:
 
 
 def _update(db: sqlite3.Connection, *, request_id: str, change: Change) -> ApprovalRequest:
-    transition = change(_fetch_request(db, request_id))
+    current = _fetch_request(db, request_id)
+    transition = change(current)
     if transition.vote is not None:
         v = transition.vote
         ids = json.dumps(list(v.reviewer_ids))
@@ -245,6 +246,8 @@ def _update(db: sqlite3.Connection, *, request_id: str, change: Change) -> Appro
         )
         if cur.rowcount != 1:  # the lifecycle saw 'pending' under this same lock; defence in depth
             raise Conflict(f"request {request_id} is no longer pending")
+        if transition.status is Status.APPROVED:
+            db.executemany(q.INSERT_ACTION_VALUE, _approved_values(current))
     if transition.escalated_at is not None:
         cur = db.execute(q.ESCALATE_REQUEST, (to_text(transition.escalated_at), request_id))
         if cur.rowcount != 1:
@@ -258,6 +261,12 @@ def _update(db: sqlite3.Connection, *, request_id: str, change: Change) -> Appro
         now = to_text(transition.decided_at or transition.events[0].at)
         db.execute(q.INSERT_OUTBOX, (request_id, now, now))
     return _fetch_request(db, request_id)
+
+
+def _approved_values(request: ApprovalRequest) -> list[tuple[str, str, float]]:
+    """The rows that add an approved request's numbers to its action's history (what anomaly detection compares
+    with): only approved requests count, so requests people rejected cannot shift what looks normal."""
+    return [(request.action, name, value) for name, value in numeric_leaves(request.payload).items()]
 
 
 def _append_events(db: sqlite3.Connection, events: Sequence[NewEvent]) -> None:

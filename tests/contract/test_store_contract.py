@@ -155,21 +155,27 @@ async def test_pending_due_lists_only_overdue_pending(store: Store) -> None:
     assert await store.pending_due(T0 + timedelta(seconds=1)) == [overdue.id]
 
 
-async def test_action_history_tracks_agents_and_recent_values_newest_first(store: Store) -> None:
-    for amount in (10, 20, 30):
-        await add(store, action="pay", agent_id="bot", payload={"amount": amount, "meta": {"fee": 1}})
-    await add(
-        store,
-        action="pay",
-        agent_id="bot",
-        payload={"amount": 999999},
-        status=Status.REJECTED,
-        decided_by=DecidedBy.POLICY,
-    )
-    history = await store.action_history("pay", "bot", ["amount", "meta.fee", "absent"], limit=2)
+async def test_action_history_tracks_agents_and_recent_approved_values_newest_first(store: Store) -> None:
+    for amount in (10, 20):
+        await add(store, action="pay", agent_id="bot", payload={"amount": amount, "meta": {"fee": 1}},
+                  status=Status.APPROVED, decided_by=DecidedBy.POLICY)  # fmt: skip
+    await add(store, action="pay", agent_id="bot", payload={"amount": 999999},
+              status=Status.REJECTED, decided_by=DecidedBy.POLICY)  # fmt: skip
+    history = await store.action_history("pay", "bot", ["amount", "meta.fee", "absent"], limit=5)
     assert history.seen_from_agent is True
-    assert history.values == {"amount": (30.0, 20.0), "meta.fee": (1.0, 1.0), "absent": ()}
+    assert history.values == {"amount": (20.0, 10.0), "meta.fee": (1.0, 1.0), "absent": ()}
     assert (await store.action_history("pay", "other-bot", [])).seen_from_agent is False
+
+
+async def test_a_pending_request_counts_in_the_history_once_people_approve_it_and_never_if_they_reject_it(
+    store: Store,
+) -> None:
+    approved = await add(store, action="pay", payload={"amount": 30})
+    rejected = await add(store, action="pay", payload={"amount": 888888})
+    assert (await store.action_history("pay", None, ["amount"])).values == {"amount": ()}  # pending: not yet
+    await store.update(approved.id, lifecycle.vote("alice", Verdict.APPROVE, None, T0))
+    await store.update(rejected.id, lifecycle.vote("alice", Verdict.REJECT, "too much", T0))
+    assert (await store.action_history("pay", None, ["amount"])).values == {"amount": (30.0,)}
 
 
 async def test_event_log_is_a_verified_chain(store: Store) -> None:
