@@ -41,7 +41,7 @@ from storage.timefmt import to_text
 from tools import lifecycle
 from tools.service import new_request_id
 
-GENERATOR_VERSION = 3  #: bump when what this module writes changes, to rebuild cached databases
+GENERATOR_VERSION = 4  #: bump when what this module writes changes, to rebuild cached databases
 START = datetime(2025, 1, 1, tzinfo=UTC)
 SPAN = timedelta(days=365)
 RECENT_PENDING = 100  #: the newest requests still wait for people; older ones were all decided
@@ -169,7 +169,7 @@ class Author:
             moments |= decided
         rows.requests.append(request_row(request))
         rows.agent_actions.add((agent, action))
-        if request.status is not Status.REJECTED or request.decided_by is not None:
+        if request.status is Status.APPROVED:  # only approved requests feed the anomaly history
             rows.values.extend((action, k, v) for k, v in numeric_leaves(payload).items())
         last = link(NewEvent(kind=EventKind.CREATED, request_id=request.id, at=created), 0, GENESIS_HASH)
         sample = event_row(last)

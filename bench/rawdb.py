@@ -57,7 +57,7 @@ def rowsets(
             event = link(new, seq, chain)
             events.append(event_row(event))
             seq, chain = event.seq, event.hash
-        values = [] if request.status is Status.REJECTED else list(numeric_leaves(request.payload).items())
+        values = list(numeric_leaves(request.payload).items()) if request.status is Status.APPROVED else []
         created = to_text(request.created_at)
         yield RowSet(
             request=request_row(request),
