@@ -1,7 +1,9 @@
-"""An in-process "something changed" signal that waiters can block on, with an optional poll for other processes."""
+"""An in-process "something changed" signal that waiters can block on, and ways to notice other processes' changes:
+a poll per waiter (``ChangeSignal.wait`` with ``changed_elsewhere``), or one poll for all of them (``CommitWatch``)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -9,14 +11,29 @@ import anyio
 
 class ChangeSignal:
     def __init__(self) -> None:
-        self.generation = 0
+        self.generation = 0  #: bumped by every change made in this process
+        self.remote = 0  #: bumped by a ``CommitWatch`` when it sees another process's change
         self._changed: anyio.Event | None = None
 
     def notify(self) -> None:
         self.generation += 1
+        self.wake()
+
+    def notify_remote(self) -> None:
+        self.remote += 1
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake every waiter without a new generation: they look again at what they wait for."""
         if self._changed is not None:
             self._changed.set()
             self._changed = None
+
+    def event(self) -> anyio.Event:
+        """The event the next ``notify`` or ``wake`` sets."""
+        if self._changed is None:
+            self._changed = anyio.Event()
+        return self._changed
 
     async def wait(
         self,
@@ -39,3 +56,59 @@ class ChangeSignal:
                     return
                 if await changed_elsewhere():
                     return
+
+
+class CommitWatch:
+    """Notices other connections' commits for all of a store's waiters with one poll, instead of one per waiter.
+
+    The waiter that finds nobody polling polls for everyone, at the shortest interval any waiter asked for, and
+    calls ``signal.notify_remote()`` when the version it reads moves on. When its own wait ends it stops and wakes the
+    others (``signal.wake()``), one of which takes over. So a hundred agents waiting in ``get_status`` cost one
+    read every 20 ms, not a hundred.
+    """
+
+    def __init__(self, signal: ChangeSignal, read_version: Callable[[], Awaitable[int]]) -> None:
+        self._signal = signal
+        self._read_version = read_version
+        self._latest: int | None = None  #: the version last read (by a poll, or a first waiter's token)
+        self._intervals: Counter[float] = Counter()  #: the poll intervals of the waiters now waiting
+        self._polling = False
+        self.polls = 0  #: versions read so far, for tests and probes
+
+    async def wait(self, generation: int, remote: int, version: int, timeout: float, poll_interval: float) -> None:
+        """Return once ``generation`` or ``remote`` is stale (a change in this process, or one another process
+        made, seen by a poll after ``version`` was read), or at ``timeout``."""
+        self._intervals[poll_interval] += 1
+        try:
+            with anyio.move_on_after(timeout):
+                while self._unchanged(generation, remote):
+                    if self._polling:
+                        await self._signal.event().wait()
+                    else:
+                        await self._poll(generation, remote, version)
+        finally:
+            self._intervals[poll_interval] -= 1
+            if not self._intervals[poll_interval]:
+                del self._intervals[poll_interval]
+
+    def _unchanged(self, generation: int, remote: int) -> bool:
+        return self._signal.generation == generation and self._signal.remote == remote
+
+    async def _poll(self, generation: int, remote: int, version: int) -> None:
+        self._polling = True
+        if self._latest is None:
+            self._latest = version
+        try:
+            while self._unchanged(generation, remote):
+                with anyio.move_on_after(min(self._intervals)):
+                    await self._signal.event().wait()
+                if not self._unchanged(generation, remote):
+                    return
+                current = await self._read_version()
+                self.polls += 1
+                if current != self._latest:
+                    self._latest = current
+                    self._signal.notify_remote()
+        finally:
+            self._polling = False
+            self._signal.wake()  # someone still waiting takes the polling over

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from storage import queries as q
 from storage.audit import GENESIS_HASH, EncodedEvent
 from storage.canonical import numeric_leaves
-from storage.change_signal import ChangeSignal
+from storage.change_signal import ChangeSignal, CommitWatch
 from storage.codec import event_from_row, request_from_row, request_row
 from storage.errors import Conflict, unknown_request
 from storage.group_commit import Body
@@ -52,6 +52,7 @@ class SqliteStore:
         self._reader = db.reader
         self._poll_interval = poll_interval
         self._signal = ChangeSignal()
+        self._commits = CommitWatch(self._signal, db.data_version)  #: other processes' commits, one poll for all
 
     @classmethod
     async def open(cls, path: str | Path, *, poll_interval: float = 0.02) -> SqliteStore:
@@ -161,19 +162,14 @@ class SqliteStore:
 
     # -- change notification ---------------------------------------------------------------------
 
-    async def change_token(self) -> tuple[int, int]:
-        return self._signal.generation, await self._db.data_version()
+    async def change_token(self) -> tuple[int, int, int]:
+        """(changes made in this process, other processes' changes seen by the shared poll, PRAGMA data_version)"""
+        return self._signal.generation, self._signal.remote, await self._db.data_version()
 
     async def wait_for_change(self, token: object, timeout: float, poll_interval: float | None = None) -> None:
         assert isinstance(token, tuple)
-        generation, version = token
-
-        async def changed_elsewhere() -> bool:
-            return await self._db.data_version() != int(version)
-
-        await self._signal.wait(
-            generation, timeout, changed_elsewhere=changed_elsewhere, poll_interval=poll_interval or self._poll_interval
-        )
+        generation, remote, version = token
+        await self._commits.wait(generation, remote, version, timeout, poll_interval or self._poll_interval)
 
     # -- outbox ----------------------------------------------------------------------------------
 

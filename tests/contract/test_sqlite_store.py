@@ -78,3 +78,60 @@ async def test_a_waiter_sees_a_decision_made_through_another_connection(tmp_path
     finally:
         await waiter_store.close()
         await decider_store.close()
+
+
+async def test_many_waiters_share_one_poll_and_all_see_another_connections_commit(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    waiter_store = await SqliteStore.open(path, poll_interval=0.01)
+    try:
+        request = await add(waiter_store)
+        returned: list[int] = []
+
+        async def wait(i: int) -> None:
+            await waiter_store.wait_for_change(await waiter_store.change_token(), timeout=60)
+            returned.append(i)
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for i in range(40):
+                    tg.start_soon(wait, i)
+                await anyio.wait_all_tasks_blocked()
+                polls_before = waiter_store._commits.polls
+                with sqlite3.connect(path) as other:  # another process's commit, as far as the store can tell
+                    other.execute("UPDATE requests SET note = 'x' WHERE id = ?", (request.id,))
+        assert sorted(returned) == list(range(40))
+        # One poll (or a few, if the commit fell between polls) told all 40; a poll per waiter would be 40 or more.
+        assert waiter_store._commits.polls - polls_before < 10
+    finally:
+        await waiter_store.close()
+
+
+async def test_when_the_polling_waiter_leaves_another_takes_over(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    waiter_store = await SqliteStore.open(path, poll_interval=0.01)
+    try:
+        request = await add(waiter_store)
+        short_done = anyio.Event()
+
+        async def short_wait() -> None:  # starts first, so it polls; its wait ends with nothing changed
+            await waiter_store.wait_for_change(await waiter_store.change_token(), timeout=0.05)
+            short_done.set()
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(short_wait)
+                await anyio.wait_all_tasks_blocked()
+                long_token = await waiter_store.change_token()
+                long_returned = anyio.Event()
+
+                async def long_wait() -> None:  # returns only if someone polls after the short waiter left
+                    await waiter_store.wait_for_change(long_token, timeout=60)
+                    long_returned.set()
+
+                tg.start_soon(long_wait)
+                await short_done.wait()
+                with sqlite3.connect(path) as other:
+                    other.execute("UPDATE requests SET note = 'y' WHERE id = ?", (request.id,))
+                await long_returned.wait()  # fails after 30 s (fail_after) if nobody took the polling over
+    finally:
+        await waiter_store.close()
