@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import anyio
@@ -97,7 +98,8 @@ async def test_many_waiters_share_one_poll_and_all_see_another_connections_commi
                     tg.start_soon(wait, i)
                 await anyio.wait_all_tasks_blocked()
                 polls_before = waiter_store._commits.polls
-                with sqlite3.connect(path) as other:  # another process's commit, as far as the store can tell
+                # another process's commit, as far as the store can tell
+                with closing(sqlite3.connect(path, isolation_level=None)) as other:
                     other.execute("UPDATE requests SET note = 'x' WHERE id = ?", (request.id,))
         assert sorted(returned) == list(range(40))
         # One poll (or a few, if the commit fell between polls) told all 40; a poll per waiter would be 40 or more.
@@ -130,7 +132,7 @@ async def test_when_the_polling_waiter_leaves_another_takes_over(tmp_path: Path)
 
                 tg.start_soon(long_wait)
                 await short_done.wait()
-                with sqlite3.connect(path) as other:
+                with closing(sqlite3.connect(path, isolation_level=None)) as other:
                     other.execute("UPDATE requests SET note = 'y' WHERE id = ?", (request.id,))
                 await long_returned.wait()  # fails after 30 s (fail_after) if nobody took the polling over
     finally:

@@ -29,6 +29,21 @@ async def open_with_table(path: Path) -> SqliteDatabase:
     return db
 
 
+class HeldLock:
+    """Holds ``db``'s write lock (through ``transaction()``) from ``hold`` until ``release``: writes queue behind it."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+        self._released = anyio.Event()
+
+    async def hold(self) -> None:
+        async with self._db.transaction():
+            await self._released.wait()
+
+    def release(self) -> None:
+        self._released.set()
+
+
 def keys(path: Path) -> list[str]:
     with closing(sqlite3.connect(path)) as conn:
         return sorted(row[0] for row in conn.execute("SELECT k FROM t"))
@@ -58,19 +73,15 @@ async def test_waiting_writes_share_one_transaction_and_a_failing_one_rolls_back
             outcomes[key] = str(exc)
 
     try:
-        release = anyio.Event()
-
-        async def hold_the_lock() -> None:
-            async with db.transaction():
-                await release.wait()
+        lock = HeldLock(db)
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(hold_the_lock)
+            tg.start_soon(lock.hold)
             await wait_all_tasks_blocked()
             for key in ("a", "b", "bad", "c"):
                 tg.start_soon(write, key)
             await wait_all_tasks_blocked()  # all four are queued behind the held lock
-            release.set()
+            lock.release()
     finally:
         outside.close()
         await db.close()
@@ -98,20 +109,16 @@ async def test_when_the_shared_transaction_is_lost_every_caller_in_it_is_told(tm
             errors[key] = str(exc)
 
     try:
-        release = anyio.Event()
-
-        async def hold_the_lock() -> None:
-            async with db.transaction():
-                await release.wait()
+        lock = HeldLock(db)
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(hold_the_lock)
+            tg.start_soon(lock.hold)
             await wait_all_tasks_blocked()
             tg.start_soon(write, "a", insert("a"))
             tg.start_soon(write, "lost", lose_everything)
             tg.start_soon(write, "c", insert("c"))
             await wait_all_tasks_blocked()
-            release.set()
+            lock.release()
         await db.write(insert("after"))  # the connection is usable again
     finally:
         await db.close()
@@ -124,11 +131,7 @@ async def test_a_cancelled_caller_still_commits_and_waits_for_it(tmp_path: Path)
     db = await open_with_table(path)
     finished = False
     try:
-        release = anyio.Event()
-
-        async def hold_the_lock() -> None:
-            async with db.transaction():
-                await release.wait()
+        lock = HeldLock(db)
 
         async def write_then_note() -> None:
             nonlocal finished
@@ -140,13 +143,14 @@ async def test_a_cancelled_caller_still_commits_and_waits_for_it(tmp_path: Path)
         async def cancel_the_caller_then_release(scope: anyio.CancelScope) -> None:
             await wait_all_tasks_blocked()  # the write waits for the lock
             scope.cancel()
-            await anyio.sleep(0.05)
-            assert not finished, "the cancelled caller returned before its write's outcome was known"
-            release.set()
+            await wait_all_tasks_blocked()  # had the caller returned on cancellation, it would have by now
+            returned_early = finished
+            lock.release()  # before asserting: a failure must not leave the lock held (the test would hang)
+            assert not returned_early, "the cancelled caller returned before its write's outcome was known"
 
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(hold_the_lock)
+                tg.start_soon(lock.hold)
                 await wait_all_tasks_blocked()
                 with anyio.CancelScope() as scope:
                     tg.start_soon(cancel_the_caller_then_release, scope)

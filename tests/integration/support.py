@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+from aiohttp import web
 from anyio.abc import Process
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult
@@ -221,3 +222,19 @@ def events(db: Path) -> list[tuple[Any, ...]]:
     with closing(sqlite3.connect(db)) as conn:
         query = "SELECT seq, kind, request_id, at, data, prev_hash, hash FROM events ORDER BY seq"
         return conn.execute(query).fetchall()
+
+
+@asynccontextmanager
+async def webhook_receiver(
+    handle: Callable[[web.Request], Awaitable[web.Response]],
+) -> AsyncIterator[str]:
+    """An HTTP server on 127.0.0.1 answering ``POST /hook`` with ``handle``; yields the hook's URL."""
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    finally:
+        await runner.cleanup()

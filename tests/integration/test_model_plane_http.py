@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from mcp import Client
 
-from tests.integration.support import events, http_server, signoff
+from tests.integration.support import events, http_server, signoff, webhook_receiver
 from tests.unit.test_model_tools import call, route_and_report
 
 pytestmark = pytest.mark.slow
@@ -33,15 +33,8 @@ async def reviewers_webhook() -> AsyncIterator[tuple[str, dict[str, list[dict[st
             guard_heard.set()
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hook", by_action, guard_heard
-    finally:
-        await runner.cleanup()
+    async with webhook_receiver(hook) as url:
+        yield url, by_action, guard_heard
 
 
 async def approve_in_another_process(env: dict[str, str], asked: dict[str, Any]) -> None:

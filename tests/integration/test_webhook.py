@@ -12,6 +12,7 @@ from aiohttp import web
 from notifiers import DeliveryFailed, WebhookNotifier
 from notifiers.webhook import verify
 from tests.factories import make_request
+from tests.integration.support import webhook_receiver
 
 SECRET = "whsec-test"
 
@@ -24,15 +25,8 @@ async def receiver(status: int) -> AsyncIterator[tuple[str, list[tuple[bytes, di
         received.append((await request.read(), dict(request.headers)))
         return web.Response(status=status)
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hook", received
-    finally:
-        await runner.cleanup()
+    async with webhook_receiver(hook) as url:
+        yield url, received
 
 
 async def test_the_webhook_is_signed_and_describes_the_request() -> None:
