@@ -27,16 +27,18 @@ import time
 from pathlib import Path
 
 import anyio
+from signoff.storage import Verdict
+from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.storage.models.sqlite import SqliteModelStore
+from signoff.storage.sqlite_db import BUSY_TIMEOUT_MS
+from signoff.tools.approvals.service import ApprovalService
+from signoff.tools.models.routing import bucket_of
+from signoff.tools.models.service import ChangeOutcome, ModelService, ModelSettings
+from signoff.tools.models.telemetry import Report
 
 from bench.config import Config
 from bench.report import Check, FigureResult, Row, Target
 from bench.stats import percentile, summary_ms
-from storage import SqliteModelStore, SqliteStore, Verdict
-from storage.sqlite_db import BUSY_TIMEOUT_MS
-from tools.model_telemetry import Report
-from tools.models import ChangeOutcome, ModelService, ModelSettings
-from tools.routing import bucket_of
-from tools.service import ApprovalService
 
 MODEL = "fraud"
 BATCH = 1000

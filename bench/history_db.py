@@ -28,18 +28,18 @@ from typing import Any
 
 import aiosqlite
 import anyio
+from signoff.storage import ApprovalRequest, EventKind, NewEvent, Status, Transition, Verdict
+from signoff.storage.approvals import queries as q
+from signoff.storage.audit import GENESIS_HASH, link
+from signoff.storage.canonical import numeric_leaves, payload_sha256
+from signoff.storage.codec import event_row, request_row
+from signoff.storage.migrations import available, migrate
+from signoff.storage.sqlite_db import connect
+from signoff.storage.timefmt import to_text
+from signoff.tools.approvals import lifecycle
+from signoff.tools.approvals.service import new_request_id
 
 from bench import samples
-from storage import ApprovalRequest, EventKind, NewEvent, Status, Transition, Verdict, payload_sha256
-from storage import queries as q
-from storage.audit import GENESIS_HASH, link
-from storage.canonical import numeric_leaves
-from storage.codec import event_row, request_row
-from storage.migrations import available, migrate
-from storage.sqlite_db import connect
-from storage.timefmt import to_text
-from tools import lifecycle
-from tools.service import new_request_id
 
 GENERATOR_VERSION = 4  #: bump when what this module writes changes, to rebuild cached databases
 START = datetime(2025, 1, 1, tzinfo=UTC)

@@ -12,9 +12,10 @@ import logging
 import sys
 from pathlib import Path
 
+from signoff.server.app import build_server, serve_http
+from signoff.server.config import Settings
+
 from bench.floor_tools import add_noop
-from server.app import build_server, serve_http
-from server.config import Settings
 
 
 def main(db: str, port: int) -> None:

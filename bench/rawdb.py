@@ -21,16 +21,15 @@ from typing import Any
 
 import aiosqlite
 import anyio
-
-from storage import ApprovalRequest, Status
-from storage import queries as q
-from storage.audit import GENESIS_HASH, link
-from storage.canonical import numeric_leaves
-from storage.codec import event_row, request_row
-from storage.migrations import migrate
-from storage.sqlite_db import connect, connect_sync
-from storage.timefmt import to_text
-from tools.lifecycle import creation_events
+from signoff.storage import ApprovalRequest, Status
+from signoff.storage.approvals import queries as q
+from signoff.storage.audit import GENESIS_HASH, link
+from signoff.storage.canonical import numeric_leaves
+from signoff.storage.codec import event_row, request_row
+from signoff.storage.migrations import migrate
+from signoff.storage.sqlite_db import connect, connect_sync
+from signoff.storage.timefmt import to_text
+from signoff.tools.approvals.lifecycle import creation_events
 
 Params = tuple[Any, ...]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage import ApprovalRequest, MemoryStore
-from tools.service import ApprovalService, Draft
+from signoff.storage import ApprovalRequest
+from signoff.storage.approvals.memory import MemoryStore
+from signoff.tools.approvals.service import ApprovalService, Draft
 
 AGENT = "billing-bot"
 REVIEWER = "bench-reviewer"

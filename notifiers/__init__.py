@@ -1,11 +1,11 @@
 """Notifier protocol and implementations: console, Slack (out and in), signed webhooks."""
 
-from notifiers.base import DeliveryFailed, FanOut, Notifier
-from notifiers.console import ConsoleNotifier
-from notifiers.slack_inbound import SlackInteractions
-from notifiers.slack_notifier import SlackNotifier, web_client
-from notifiers.slack_transport import SlackHttpEndpoint, socket_mode_client
-from notifiers.webhook import WebhookNotifier
+from signoff.notifiers.base import DeliveryFailed, FanOut, Notifier
+from signoff.notifiers.console import ConsoleNotifier
+from signoff.notifiers.slack_inbound import SlackInteractions
+from signoff.notifiers.slack_notifier import SlackNotifier, web_client
+from signoff.notifiers.slack_transport import SlackHttpEndpoint, socket_mode_client
+from signoff.notifiers.webhook import WebhookNotifier
 
 __all__ = [
     "ConsoleNotifier",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from storage import ApprovalRequest, SignoffError
+from signoff.storage import ApprovalRequest, SignoffError
 
 
 class DeliveryFailed(SignoffError):

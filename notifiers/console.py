@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from storage import ApprovalRequest, Status
+from signoff.storage import ApprovalRequest, Status
 
 logger = logging.getLogger("signoff.notify")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from signoff.storage import ApprovalRequest, DecidedBy, Status, Verdict, Vote
+from signoff.storage.canonical import is_number
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
@@ -18,9 +20,6 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 from slack_sdk.models.views import View
-
-from storage import ApprovalRequest, DecidedBy, Status, Verdict, Vote
-from storage.canonical import is_number
 
 APPROVE_ACTION = "signoff_approve"
 REJECT_ACTION = "signoff_reject"

@@ -14,10 +14,7 @@ from typing import Any, Protocol
 
 import aiohttp
 import anyio
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-
-from notifiers.slack_blocks import (
+from signoff.notifiers.slack_blocks import (
     APPROVE_ACTION,
     REASON_BLOCK,
     REASON_INPUT,
@@ -26,7 +23,9 @@ from notifiers.slack_blocks import (
     escape,
     reject_modal,
 )
-from storage import ApprovalRequest, Forbidden, NotFound, SignoffError, Status, Store, Verdict
+from signoff.storage import ApprovalRequest, Forbidden, NotFound, SignoffError, Status, Store, Verdict
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 logger = logging.getLogger(__name__)
 

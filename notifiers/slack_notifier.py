@@ -11,14 +11,13 @@ import dataclasses
 import logging
 
 import aiohttp
+from signoff.notifiers.base import DeliveryFailed
+from signoff.notifiers.slack_blocks import escalation_note, headline, request_blocks, vote_reply
+from signoff.storage import ApprovalRequest, MessageRef, Store
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
-
-from notifiers.base import DeliveryFailed
-from notifiers.slack_blocks import escalation_note, headline, request_blocks, vote_reply
-from storage import ApprovalRequest, MessageRef, Store
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,8 @@ import time
 from typing import Any
 
 import aiohttp
-
-from notifiers.base import DeliveryFailed
-from storage import ApprovalRequest
+from signoff.notifiers.base import DeliveryFailed
+from signoff.storage import ApprovalRequest
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:

@@ -12,26 +12,28 @@ from mcp.server import MCPServer
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import AnyHttpUrl
+from signoff.notifiers import ConsoleNotifier, FanOut, Notifier, WebhookNotifier
+from signoff.server import review_api
+from signoff.server.auth import ConfigTokenVerifier
+from signoff.server.config import Settings, package_version, receipt_key
+from signoff.server.model_plane import model_plane, model_settings_from_env
+from signoff.server.slack import SlackParts, interactions_route, slack_session
+from signoff.server.unknown_arguments import RejectUnknownArguments
+from signoff.server.workers import deliver_outbox, sweep_expired
+from signoff.storage import Store
+from signoff.storage.approvals.memory import MemoryStore
+from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.storage.models.store import ModelStore
+from signoff.tools.app_state import AppState
+from signoff.tools.approvals.handlers import register_tools
+from signoff.tools.approvals.policy import Policy
+from signoff.tools.approvals.policy_config import Role, load_policy_config
+from signoff.tools.approvals.service import ApprovalService
+from signoff.tools.clock import Clock
+from signoff.tools.models.handlers import register_model_tools
+from signoff.tools.models.service import ModelSettings
 from starlette.requests import Request
 from starlette.responses import Response
-
-from notifiers import ConsoleNotifier, FanOut, Notifier, WebhookNotifier
-from server import review_api
-from server.auth import ConfigTokenVerifier
-from server.config import Settings, package_version, receipt_key
-from server.model_plane import model_plane, model_settings_from_env
-from server.slack import SlackParts, interactions_route, slack_session
-from server.unknown_arguments import RejectUnknownArguments
-from server.workers import deliver_outbox, sweep_expired
-from storage import MemoryStore, SqliteStore, Store
-from storage.model_store import ModelStore
-from tools.clock import Clock
-from tools.handlers import AppState, register_tools
-from tools.model_handlers import register_model_tools
-from tools.models import ModelSettings
-from tools.policy import Policy
-from tools.policy_config import Role, load_policy_config
-from tools.service import ApprovalService
 
 logger = logging.getLogger(__name__)
 

@@ -11,11 +11,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from server import render
-from server.config import Settings, package_version
-from storage import ApprovalRequest, ConfigError, RequestQuery, SignoffError, SqliteStore, Status, Verdict
-from tools.policy_config import PolicyConfig, Role, load_policy_config
-from tools.service import ApprovalService
+from signoff.server import render
+from signoff.server.config import Settings, package_version
+from signoff.storage import ApprovalRequest, ConfigError, RequestQuery, SignoffError, Status, Verdict
+from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.tools.approvals.policy_config import PolicyConfig, Role, load_policy_config
+from signoff.tools.approvals.service import ApprovalService
 
 logger = logging.getLogger("signoff")
 
@@ -196,9 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     # imported here: the other commands start faster without mcp
     from mcp.server.transport_security import TransportSecuritySettings
-
-    from server.app import build_server, load_policy, serve_http
-    from server.auth import LOOPBACK_HOSTS
+    from signoff.server.app import build_server, load_policy, serve_http
+    from signoff.server.auth import LOOPBACK_HOSTS
 
     if args.transport == "stdio":
         server = build_server(settings)
@@ -234,7 +234,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _new_token(identity: str, role: str) -> int:
-    from server.auth import new_token
+    from signoff.server.auth import new_token
 
     token, digest = new_token()
     print(f"token (give it to {identity}; it is shown once): {token}")
@@ -322,7 +322,7 @@ async def _audit_verify(service: ApprovalService, args: argparse.Namespace) -> i
 
 
 async def _slack(settings: Settings, args: argparse.Namespace) -> int:
-    from notifiers import slack_setup, web_client  # imported here: slack-sdk and aiohttp slow every other command
+    from signoff.notifiers import slack_setup, web_client
 
     if args.slack_command == "manifest":
         print(json.dumps(slack_setup.manifest(request_url=args.request_url), indent=2))

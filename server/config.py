@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-
-from storage import ConfigError
+from signoff.storage import ConfigError
 
 
 def package_version() -> str:

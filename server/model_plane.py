@@ -19,14 +19,13 @@ from pathlib import Path
 
 import anyio
 from anyio.abc import TaskGroup
-
-from storage import ConfigError
-from storage.model_memory import MemoryModelStore
-from storage.model_sqlite import SqliteModelStore
-from storage.model_store import ModelStore
-from tools.canary import CanaryLimits
-from tools.models import ModelService, ModelSettings
-from tools.service import ApprovalService
+from signoff.storage import ConfigError
+from signoff.storage.models.memory import MemoryModelStore
+from signoff.storage.models.sqlite import SqliteModelStore
+from signoff.storage.models.store import ModelStore
+from signoff.tools.approvals.service import ApprovalService
+from signoff.tools.models.canary import CanaryLimits
+from signoff.tools.models.service import ModelService, ModelSettings
 
 logger = logging.getLogger(__name__)
 

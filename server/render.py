@@ -6,9 +6,9 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from storage import ApprovalRequest, DecidedBy, Event
-from storage.timefmt import to_text
-from tools.views import ApprovalStatus
+from signoff.storage import ApprovalRequest, DecidedBy, Event
+from signoff.storage.timefmt import to_text
+from signoff.tools.approvals.views import ApprovalStatus
 
 
 def short_time(moment: datetime | None) -> str:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 
+from signoff.server.auth import ConfigTokenVerifier, bearer_identity
+from signoff.storage import Conflict, Forbidden, InvalidInput, NotFound, RequestQuery, SignoffError, Status, Verdict
+from signoff.tools.approvals.policy_config import Role
+from signoff.tools.approvals.service import ApprovalService
+from signoff.tools.approvals.views import ApprovalStatus
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-
-from server.auth import ConfigTokenVerifier, bearer_identity
-from storage import Conflict, Forbidden, InvalidInput, NotFound, RequestQuery, SignoffError, Status, Verdict
-from tools.policy_config import Role
-from tools.service import ApprovalService
-from tools.views import ApprovalStatus
 
 _STATUS_OF_ERROR: dict[type[SignoffError], int] = {InvalidInput: 400, Forbidden: 403, NotFound: 404, Conflict: 409}
 

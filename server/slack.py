@@ -10,14 +10,13 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
+from signoff.notifiers import SlackHttpEndpoint, SlackInteractions, SlackNotifier, socket_mode_client, web_client
+from signoff.notifiers.slack_transport import handle_safely
+from signoff.server.config import Settings
+from signoff.storage import ApprovalRequest, Verdict
+from signoff.tools.approvals.service import ApprovalService
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-
-from notifiers import SlackHttpEndpoint, SlackInteractions, SlackNotifier, socket_mode_client, web_client
-from notifiers.slack_transport import handle_safely
-from server.config import Settings
-from storage import ApprovalRequest, Verdict
-from tools.service import ApprovalService
 
 logger = logging.getLogger(__name__)
 

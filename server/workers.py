@@ -6,10 +6,9 @@ import logging
 from datetime import timedelta
 
 import anyio
-
-from notifiers import DeliveryFailed, Notifier
-from storage import EventKind, NewEvent
-from tools.service import ApprovalService
+from signoff.notifiers import DeliveryFailed, Notifier
+from signoff.storage import EventKind, NewEvent
+from signoff.tools.approvals.service import ApprovalService
 
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,8 @@
-"""Records, the Store protocol and its implementations, and the audit chain."""
+"""Records, errors and store protocols. Implementations live in their modules (no database driver loads here)."""
 
-from storage.audit import ChainReport, verify_chain, verify_store
-from storage.canonical import canonical_json, payload_sha256
-from storage.errors import ConfigError, Conflict, CorruptRecord, Forbidden, InvalidInput, NotFound, SignoffError
-from storage.memory import MemoryStore
-from storage.model_memory import MemoryModelStore
-from storage.model_records import (
+from signoff.storage.approvals.store import Store
+from signoff.storage.errors import ConfigError, Conflict, CorruptRecord, Forbidden, InvalidInput, NotFound, SignoffError
+from signoff.storage.models.records import (
     ChangeKind,
     ChangeStatus,
     Inference,
@@ -17,9 +14,8 @@ from storage.model_records import (
     Settlement,
     VersionTelemetry,
 )
-from storage.model_sqlite import SqliteModelStore
-from storage.model_store import ModelStore
-from storage.records import (
+from signoff.storage.models.store import ModelStore
+from signoff.storage.records import (
     ActionHistory,
     ApprovalRequest,
     DecidedBy,
@@ -38,13 +34,10 @@ from storage.records import (
     Verdict,
     Vote,
 )
-from storage.sqlite import SqliteStore
-from storage.store import Store
 
 __all__ = [
     "ActionHistory",
     "ApprovalRequest",
-    "ChainReport",
     "ChangeKind",
     "ChangeStatus",
     "ConfigError",
@@ -56,8 +49,6 @@ __all__ = [
     "Forbidden",
     "Inference",
     "InvalidInput",
-    "MemoryModelStore",
-    "MemoryStore",
     "MessageRef",
     "ModelChange",
     "ModelState",
@@ -73,8 +64,6 @@ __all__ = [
     "Serving",
     "Settlement",
     "SignoffError",
-    "SqliteModelStore",
-    "SqliteStore",
     "Status",
     "Store",
     "Transition",
@@ -83,8 +72,4 @@ __all__ = [
     "Verdict",
     "VersionTelemetry",
     "Vote",
-    "canonical_json",
-    "payload_sha256",
-    "verify_chain",
-    "verify_store",
 ]

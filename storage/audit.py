@@ -14,11 +14,11 @@ from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from storage.canonical import canonical_json
-from storage.errors import CorruptRecord
-from storage.records import ApprovalRequest, Event, EventKind, JsonObject, NewEvent, RequestQuery
-from storage.store import Store
-from storage.timefmt import to_text
+from signoff.storage.approvals.store import Store
+from signoff.storage.canonical import canonical_json
+from signoff.storage.errors import CorruptRecord
+from signoff.storage.records import ApprovalRequest, Event, EventKind, JsonObject, NewEvent, RequestQuery
+from signoff.storage.timefmt import to_text
 
 GENESIS_HASH = "0" * 64
 BEFORE_ANY_EVENT = -(2**63)  #: walk from here, so rows forged with seq <= 0 are seen too

@@ -6,9 +6,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from storage.canonical import canonical_json
-from storage.errors import CorruptRecord
-from storage.records import (
+from signoff.storage.canonical import canonical_json
+from signoff.storage.errors import CorruptRecord
+from signoff.storage.records import (
     ApprovalRequest,
     DecidedBy,
     Event,
@@ -20,7 +20,7 @@ from storage.records import (
     Verdict,
     Vote,
 )
-from storage.timefmt import from_text, to_text
+from signoff.storage.timefmt import from_text, to_text
 
 
 def request_row(r: ApprovalRequest) -> tuple[Any, ...]:

@@ -21,7 +21,7 @@ class Migration:
 
 def available() -> list[Migration]:
     found = []
-    for entry in resources.files("storage").joinpath("sql").iterdir():
+    for entry in resources.files(__package__).joinpath("sql").iterdir():
         if entry.name.endswith(".sql") and entry.name[:4].isdigit():
             found.append(Migration(int(entry.name[:4]), entry.name, entry.read_text(encoding="utf-8")))
     return sorted(found, key=lambda m: m.version)

@@ -22,10 +22,9 @@ from typing import TypeVar
 
 import aiosqlite
 import anyio
-
-from storage.errors import ConfigError
-from storage.group_commit import Body, GroupCommitter
-from storage.migrations import migrate
+from signoff.storage.errors import ConfigError
+from signoff.storage.group_commit import Body, GroupCommitter
+from signoff.storage.migrations import migrate
 
 T = TypeVar("T")
 

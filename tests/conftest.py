@@ -4,8 +4,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-from storage import MemoryStore, SqliteStore, Store
+from signoff.storage import Store
+from signoff.storage.approvals.memory import MemoryStore
+from signoff.storage.approvals.sqlite import SqliteStore
 
 
 @pytest.fixture(params=["memory", "sqlite"])

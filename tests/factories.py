@@ -6,8 +6,9 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from storage import ApprovalRequest, Priority, Status, Trigger, TriggerKind, payload_sha256
-from tools.lifecycle import creation_events
+from signoff.storage import ApprovalRequest, Priority, Status, Trigger, TriggerKind
+from signoff.storage.canonical import payload_sha256
+from signoff.tools.approvals.lifecycle import creation_events
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 _ids = itertools.count(1)

@@ -9,13 +9,11 @@ from pathlib import Path
 
 import anyio
 import pytest
-
-from storage import (
+from signoff.storage import (
     ChangeKind,
     ChangeStatus,
     Conflict,
     Inference,
-    MemoryModelStore,
     ModelChange,
     ModelState,
     ModelStore,
@@ -24,10 +22,11 @@ from storage import (
     NotFound,
     Serving,
     Settlement,
-    SqliteModelStore,
-    SqliteStore,
 )
-from storage.telemetry import MAX_WINDOW_SAMPLES, PERIOD_MINUTES, RESERVOIR_SIZE
+from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.storage.models.memory import MemoryModelStore
+from signoff.storage.models.sampling import MAX_WINDOW_SAMPLES, PERIOD_MINUTES, RESERVOIR_SIZE
+from signoff.storage.models.sqlite import SqliteModelStore
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SALT = "00" * 16

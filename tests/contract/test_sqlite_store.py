@@ -8,11 +8,12 @@ from pathlib import Path
 
 import anyio
 import pytest
+from signoff.storage import Status, Verdict
+from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.storage.migrations import available, statements
+from signoff.tools.approvals import lifecycle
 
-from storage import SqliteStore, Status, Verdict
-from storage.migrations import available, statements
 from tests.factories import T0, add
-from tools import lifecycle
 
 
 async def test_data_survives_reopening(tmp_path: Path) -> None:

@@ -16,11 +16,13 @@ from pathlib import Path
 import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
+from signoff.storage import Verdict
+from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.storage.audit import verify_store
+from signoff.storage.sqlite_db import SqliteDatabase
+from signoff.tools.approvals import lifecycle
 
-from storage import SqliteStore, Verdict, verify_store
-from storage.sqlite_db import SqliteDatabase
 from tests.factories import T0, add
-from tools import lifecycle
 
 
 async def open_with_table(path: Path) -> SqliteDatabase:

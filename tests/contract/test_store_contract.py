@@ -7,8 +7,7 @@ from datetime import timedelta
 
 import anyio
 import pytest
-
-from storage import (
+from signoff.storage import (
     ApprovalRequest,
     Conflict,
     DecidedBy,
@@ -21,10 +20,11 @@ from storage import (
     Store,
     Transition,
     Verdict,
-    verify_chain,
 )
+from signoff.storage.audit import verify_chain
+from signoff.tools.approvals import lifecycle
+
 from tests.factories import T0, add, make_request
-from tools import lifecycle
 
 
 async def event_count(store: Store) -> int:

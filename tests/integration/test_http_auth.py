@@ -15,11 +15,11 @@ import httpx2
 import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-
-from server.app import build_server
-from server.auth import new_token
-from server.config import Settings
-from storage import SqliteStore, Status
+from signoff.server.app import build_server
+from signoff.server.auth import new_token
+from signoff.server.config import Settings
+from signoff.storage import Status
+from signoff.storage.approvals.sqlite import SqliteStore
 
 AGENT_A, AGENT_A_SHA = new_token()
 AGENT_B, AGENT_B_SHA = new_token()

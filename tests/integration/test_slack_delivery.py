@@ -9,17 +9,18 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from mcp import Client
+from signoff.notifiers import SlackNotifier, web_client
+from signoff.server.app import build_server
+from signoff.server.config import Settings
+from signoff.server.workers import backoff, deliver_due
+from signoff.storage import EventKind, Status, Verdict
+from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.tools.approvals.policy import Policy
+from signoff.tools.approvals.policy_config import parse_policy_config
+from signoff.tools.approvals.service import ApprovalService, Draft
 
-from notifiers import SlackNotifier, web_client
-from server.app import build_server
-from server.config import Settings
-from server.workers import backoff, deliver_due
-from storage import EventKind, SqliteStore, Status, Verdict
+from tests.fakes.clock import FakeClock
 from tests.fakes.slack import FakeSlack
-from tools.clock import FakeClock
-from tools.policy import Policy
-from tools.policy_config import parse_policy_config
-from tools.service import ApprovalService, Draft
 
 POLICY = Policy(parse_policy_config('[slack]\napprovers = ["U0ALICE"]\n'))
 

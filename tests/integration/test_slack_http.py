@@ -14,16 +14,17 @@ from urllib.parse import urlencode
 import anyio
 import httpx2
 import uvicorn
+from signoff.notifiers.slack_blocks import APPROVE_ACTION
+from signoff.server.app import build_server
+from signoff.server.config import Settings
+from signoff.storage import ApprovalRequest, Status
+from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.tools.approvals.policy import Policy
+from signoff.tools.approvals.policy_config import parse_policy_config
+from signoff.tools.approvals.service import ApprovalService, Draft
 from slack_sdk.signature import SignatureVerifier
 
-from notifiers.slack_blocks import APPROVE_ACTION
-from server.app import build_server
-from server.config import Settings
-from storage import ApprovalRequest, SqliteStore, Status
 from tests.fakes.slack import FakeSlack, click
-from tools.policy import Policy
-from tools.policy_config import parse_policy_config
-from tools.service import ApprovalService, Draft
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 POLICY = '[slack]\napprovers = ["U0ALICE"]\n'

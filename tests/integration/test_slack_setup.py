@@ -62,7 +62,7 @@ async def test_slack_manifest_is_a_socket_mode_app_unless_a_request_url_is_given
 
 
 def test_the_manifest_in_the_repository_is_the_one_the_command_prints() -> None:
-    from notifiers.slack_setup import manifest
+    from signoff.notifiers.slack_setup import manifest
 
     committed = Path(__file__).parents[2] / "notifiers" / "slack_app_manifest.json"
     assert json.loads(committed.read_text()) == manifest()

@@ -24,27 +24,27 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, multiple, rule
-
-from storage import (
+from signoff.storage import (
     ApprovalRequest,
     Conflict,
     DecidedBy,
     EventKind,
     Forbidden,
     InvalidInput,
-    MemoryStore,
     NotFound,
     SignoffError,
-    SqliteStore,
     Status,
     Store,
     Verdict,
-    verify_store,
 )
-from tools.clock import FakeClock
-from tools.policy import Policy
-from tools.policy_config import parse_policy_config
-from tools.service import ApprovalService, Draft
+from signoff.storage.approvals.memory import MemoryStore
+from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.storage.audit import verify_store
+from signoff.tools.approvals.policy import Policy
+from signoff.tools.approvals.policy_config import parse_policy_config
+from signoff.tools.approvals.service import ApprovalService, Draft
+
+from tests.fakes.clock import FakeClock
 
 T = TypeVar("T")
 

@@ -9,10 +9,9 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
 import pytest
-
-from storage.model_records import Inference, VersionTelemetry
-from storage.telemetry import RESERVOIR_SIZE, minute_of, period_of, reservoir_writes
-from tools.canary import (
+from signoff.storage.models.records import Inference, VersionTelemetry
+from signoff.storage.models.sampling import RESERVOIR_SIZE, minute_of, period_of, reservoir_writes
+from signoff.tools.models.canary import (
     FISHER_TEST,
     Z_TEST,
     CanaryLimits,
@@ -28,7 +27,7 @@ from tools.canary import (
     wilson_interval,
     z_test_is_close,
 )
-from tools.model_stats import uniform_latencies, version_stats, weighted_quantile
+from signoff.tools.models.stats import uniform_latencies, version_stats, weighted_quantiles
 
 LIMITS = CanaryLimits()
 
@@ -144,9 +143,9 @@ def test_algorithm_r_keeps_a_bounded_uniform_sample() -> None:
 def test_weighted_percentiles_count_busy_periods_for_more() -> None:
     quiet = [(1.0, 1.0)] * 100  # 100 inferences, all kept
     busy = [(9.0, 0.1)] * 100  # 1,000 inferences, one in ten kept
-    assert weighted_quantile(quiet + busy, 0.5) == 9.0
-    assert weighted_quantile(quiet + busy, 0.05) == 1.0
-    assert weighted_quantile([], 0.5) is None
+    assert weighted_quantiles(quiet + busy, (0.5,)) == [9.0]
+    assert weighted_quantiles(quiet + busy, (0.05,)) == [1.0]
+    assert weighted_quantiles([], (0.5,)) == [None]
 
 
 def test_thinning_makes_the_window_uniform() -> None:

@@ -8,9 +8,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from tools.canary import CanaryLimits, CanaryResult, Evidence, MetricResult, Verdict, analyze
-from tools.canary_guard import GuardMemory, GuardRule
+from signoff.tools.models.canary import CanaryLimits, CanaryResult, Evidence, MetricResult, Verdict, analyze
+from signoff.tools.models.guard import GuardMemory, GuardRule
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 KEY = ("fraud", "v2")
@@ -66,10 +65,10 @@ def test_canaries_are_remembered_apart_and_forgotten_when_they_stop() -> None:
     other = ("fraud", "v3")
     assert memory.observe(KEY, result(Verdict.FAIL), minute(1)) is False
     assert memory.observe(other, result(Verdict.INCONCLUSIVE), minute(2)) is False  # v3 does not end v2's streak
-    memory.forget(KEY)  # e.g. someone set v2's traffic to 0
+    memory.retain([other])  # e.g. someone set v2's traffic to 0
     assert memory.observe(KEY, result(Verdict.FAIL), minute(30)) is False  # restarted: a new streak
     assert memory.observe(other, result(Verdict.FAIL), minute(30)) is False
-    memory.retain([other])  # v2 is no longer running
+    memory.retain([other])  # v2 is no longer running again
     assert memory.observe(KEY, result(Verdict.FAIL), minute(31)) is False
     assert memory.observe(other, result(Verdict.FAIL), minute(31)) is True  # v3 was kept
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from server.cli import build_parser, main
+from signoff.server.cli import build_parser, main
 
 COMMANDS = [
     ["serve"],

@@ -9,14 +9,15 @@ from typing import Any
 import anyio
 from mcp import Client
 from mcp.server import MCPServer
+from signoff.server.app import build_server
+from signoff.server.config import Settings
+from signoff.storage import DecidedBy, EventKind, RequestQuery, Status, Verdict
+from signoff.storage.approvals.memory import MemoryStore
+from signoff.tools.app_state import AppState
+from signoff.tools.approvals import receipts
+from signoff.tools.approvals.service import ApprovalService
 
-from server.app import build_server
-from server.config import Settings
-from storage import DecidedBy, EventKind, MemoryStore, RequestQuery, Status, Verdict
 from tests.factories import T0, make_request
-from tools import receipts
-from tools.handlers import AppState
-from tools.service import ApprovalService
 
 STATUS_FIELDS = {
     "request_id", "status", "decided_by", "action", "summary", "agent_id", "triggers", "votes",

@@ -11,31 +11,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from storage import (
+from signoff.storage import (
     ChangeKind,
     ChangeStatus,
     Conflict,
     InvalidInput,
-    MemoryModelStore,
-    MemoryStore,
     NotFound,
     RequestQuery,
     Serving,
     SignoffError,
-    SqliteModelStore,
-    SqliteStore,
     Status,
     Verdict,
 )
-from tools import rollout
-from tools.canary import Verdict as CanaryVerdict
-from tools.clock import FakeClock
-from tools.model_telemetry import Report
-from tools.models import ModelService, ModelSettings
-from tools.policy import Policy
-from tools.policy_config import parse_policy_config
-from tools.service import ApprovalService
+from signoff.storage.approvals.memory import MemoryStore
+from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.storage.models.memory import MemoryModelStore
+from signoff.storage.models.sqlite import SqliteModelStore
+from signoff.tools.approvals.policy import Policy
+from signoff.tools.approvals.policy_config import parse_policy_config
+from signoff.tools.approvals.service import ApprovalService
+from signoff.tools.models import rollout
+from signoff.tools.models.canary import Verdict as CanaryVerdict
+from signoff.tools.models.service import ModelService, ModelSettings
+from signoff.tools.models.telemetry import Report
+
+from tests.fakes.clock import FakeClock
 
 
 @dataclass

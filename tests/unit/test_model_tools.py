@@ -12,15 +12,17 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.server import MCPServer
+from signoff.server.app import build_server
+from signoff.server.config import Settings
+from signoff.server.model_plane import model_settings_from_env
+from signoff.storage import ConfigError, ModelState, Verdict
+from signoff.storage.approvals.memory import MemoryStore
+from signoff.storage.models.memory import MemoryModelStore
+from signoff.tools.app_state import AppState
+from signoff.tools.approvals.service import ApprovalService
+from signoff.tools.models.service import ModelSettings
 
-from server.app import build_server
-from server.config import Settings
-from server.model_plane import model_settings_from_env
-from storage import ConfigError, MemoryModelStore, MemoryStore, ModelState, Verdict
-from tools.clock import FakeClock
-from tools.handlers import AppState
-from tools.models import ModelSettings
-from tools.service import ApprovalService
+from tests.fakes.clock import FakeClock
 
 MODEL_TOOLS = {
     "register_model_version", "list_models", "get_model", "resolve_model", "record_inference", "record_inferences",

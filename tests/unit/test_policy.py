@@ -11,11 +11,17 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from storage.errors import InvalidInput
-from storage.records import ActionHistory, Priority, Trigger, TriggerKind
-from tools.policy import Outcome, Policy, PolicyDecision, PolicyInput, modified_z_score
-from tools.policy_config import Condition, Op, PolicyConfig, Rule, load_policy_config, parse_policy_config
+from signoff.storage.errors import InvalidInput
+from signoff.storage.records import ActionHistory, Priority, Trigger, TriggerKind
+from signoff.tools.approvals.policy import Outcome, Policy, PolicyDecision, PolicyInput, modified_z_score
+from signoff.tools.approvals.policy_config import (
+    Condition,
+    Op,
+    PolicyConfig,
+    Rule,
+    load_policy_config,
+    parse_policy_config,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "signoff.example.toml"
 

@@ -6,10 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
-
-from storage.errors import ConfigError
-from storage.records import Priority
-from tools.policy_config import (
+from signoff.storage.errors import ConfigError
+from signoff.storage.records import Priority
+from signoff.tools.approvals.policy_config import (
     Condition,
     Op,
     Outcome,

@@ -13,9 +13,8 @@ from collections.abc import Mapping
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from storage import InvalidInput
-from tools.routing import BUCKETS, Split, bucket_of, check_sticky, layout, sticky_steps, to_basis_points
+from signoff.storage import InvalidInput
+from signoff.tools.models.routing import BUCKETS, Split, bucket_of, check_sticky, layout, sticky_steps, to_basis_points
 
 SALT = bytes.fromhex("00112233445566778899aabbccddeeff")
 KEYS = [f"user-{i}" for i in range(100_000)]

@@ -6,27 +6,26 @@ import os
 
 import anyio
 import pytest
-
-from storage import (
+from signoff.storage import (
     ConfigError,
     Conflict,
     DecidedBy,
     EventKind,
     Forbidden,
     InvalidInput,
-    MemoryStore,
     NotFound,
     RequestQuery,
     Status,
     Verdict,
-    verify_chain,
-    verify_store,
 )
-from tools.clock import FakeClock
-from tools.policy import Policy
-from tools.policy_config import parse_policy_config
-from tools.service import ApprovalService, Draft
-from tools.views import next_step
+from signoff.storage.approvals.memory import MemoryStore
+from signoff.storage.audit import verify_chain, verify_store
+from signoff.tools.approvals.policy import Policy
+from signoff.tools.approvals.policy_config import parse_policy_config
+from signoff.tools.approvals.service import ApprovalService, Draft
+from signoff.tools.approvals.views import next_step
+
+from tests.fakes.clock import FakeClock
 
 QUORUM_CONFIG = """
 [[rules]]
@@ -316,7 +315,7 @@ async def test_a_human_only_request_is_never_approved_by_policy_alone() -> None:
 
 
 def test_request_ids_are_unique_across_random_blocks_and_a_fork() -> None:
-    from tools.service import new_request_id
+    from signoff.tools.approvals.service import new_request_id
 
     ids = [new_request_id() for _ in range(2_000)]  # several 4 KiB blocks of randomness
     assert len(set(ids)) == len(ids)

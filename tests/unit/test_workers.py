@@ -7,14 +7,15 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client
+from signoff.notifiers import DeliveryFailed
+from signoff.server.app import build_server
+from signoff.server.config import Settings
+from signoff.server.workers import backoff, deliver_due
+from signoff.storage import ApprovalRequest, EventKind, Status
+from signoff.storage.approvals.memory import MemoryStore
+from signoff.tools.approvals.service import ApprovalService, Draft
 
-from notifiers import DeliveryFailed
-from server.app import build_server
-from server.config import Settings
-from server.workers import backoff, deliver_due
-from storage import ApprovalRequest, EventKind, MemoryStore, Status
-from tools.clock import FakeClock
-from tools.service import ApprovalService, Draft
+from tests.fakes.clock import FakeClock
 
 
 async def wait_until_stored(store: MemoryStore, request_id: str, check: object) -> ApprovalRequest:

@@ -1,0 +1,112 @@
+"""Named SQL for the SQLite store (one dialect; a PostgreSQL store would have its own module)."""
+
+from __future__ import annotations
+
+REQUEST_COLUMNS = """
+    r.id, r.action, r.summary, r.payload, r.payload_sha256, r.confidence, r.flags, r.agent_id,
+    r.idempotency_key, r.status, r.decided_by, r.triggers, r.approvals_required, r.priority,
+    r.created_at, r.expires_at, r.decided_at, r.note,
+    (SELECT json_group_array(json_object('reviewer', v.reviewer, 'verdict', v.verdict,
+                                         'comment', v.comment, 'at', v.at, 'ids', json(v.reviewer_ids)))
+       FROM (SELECT * FROM votes WHERE request_id = r.id ORDER BY at, reviewer) AS v) AS votes,
+    r.channel, r.approvers, r.consumed_at, r.escalate_at, r.escalate_to, r.escalated_at
+"""
+
+SELECT_REQUEST = f"SELECT {REQUEST_COLUMNS} FROM requests AS r WHERE r.id = ?"
+
+SELECT_BY_IDEMPOTENCY_KEY = f"""
+SELECT {REQUEST_COLUMNS} FROM requests AS r
+ WHERE coalesce(r.agent_id, '') = ? AND r.idempotency_key = ?
+"""
+
+SELECT_REQUESTS = f"SELECT {REQUEST_COLUMNS} FROM requests AS r"
+
+INSERT_REQUEST = """
+INSERT INTO requests (id, action, summary, payload, payload_sha256, confidence, flags, agent_id,
+                      idempotency_key, status, decided_by, triggers, approvals_required, priority,
+                      created_at, expires_at, decided_at, note, channel, approvers, escalate_at, escalate_to)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+UPDATE_REQUEST_STATE = """
+UPDATE requests SET status = ?, decided_by = ?, decided_at = ?, note = ?
+ WHERE id = ? AND status = 'pending'
+"""
+
+CONSUME_REQUEST = """
+UPDATE requests SET consumed_at = ? WHERE id = ? AND status = 'approved' AND consumed_at IS NULL
+"""
+
+ESCALATE_REQUEST = """
+UPDATE requests SET escalated_at = ? WHERE id = ? AND status = 'pending' AND escalated_at IS NULL
+"""
+
+ESCALATIONS_DUE = """
+SELECT id FROM requests WHERE status = 'pending' AND escalated_at IS NULL AND escalate_at <= ?
+ ORDER BY escalate_at LIMIT ?
+"""
+
+INSERT_VOTE = "INSERT INTO votes (request_id, reviewer, verdict, comment, at, reviewer_ids) VALUES (?, ?, ?, ?, ?, ?)"
+
+LAST_EVENT = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+
+INSERT_EVENT = """
+INSERT INTO events (seq, kind, request_id, at, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+
+SELECT_EVENTS_AFTER = """
+SELECT seq, kind, request_id, at, data, prev_hash, hash FROM events WHERE seq > ? ORDER BY seq LIMIT ?
+"""
+
+SELECT_REQUEST_EVENTS = """
+SELECT seq, kind, request_id, at, data, prev_hash, hash FROM events WHERE request_id = ? ORDER BY seq
+"""
+
+PENDING_DUE = """
+SELECT id FROM requests WHERE status = 'pending' AND expires_at <= ? ORDER BY expires_at LIMIT ?
+"""
+
+INSERT_AGENT_ACTION = "INSERT OR IGNORE INTO agent_actions (agent_id, action) VALUES (?, ?)"
+
+SEEN_AGENT_ACTION = "SELECT 1 FROM agent_actions WHERE agent_id = ? AND action = ?"
+
+INSERT_ACTION_VALUE = "INSERT INTO action_values (action, field, value) VALUES (?, ?, ?)"
+
+RECENT_ACTION_VALUES = """
+SELECT value FROM action_values WHERE action = ? AND field = ? ORDER BY seq DESC LIMIT ?
+"""
+
+INSERT_OUTBOX = "INSERT INTO outbox (request_id, created_at, next_attempt_at) VALUES (?, ?, ?)"
+
+DUE_OUTBOX = """
+SELECT o.id, o.request_id, o.attempts, o.created_at,
+       (SELECT MAX(m.id) FROM outbox AS m WHERE m.request_id = o.request_id AND m.delivered_at IS NULL)
+  FROM outbox AS o
+ WHERE o.delivered_at IS NULL AND o.next_attempt_at <= ?
+   AND o.id = (SELECT MIN(f.id) FROM outbox AS f WHERE f.request_id = o.request_id AND f.delivered_at IS NULL)
+ ORDER BY o.id LIMIT ?
+"""
+
+LEASE_OUTBOX = "UPDATE outbox SET next_attempt_at = ? WHERE id = ?"
+
+OUTBOX_REQUEST = "SELECT request_id FROM outbox WHERE id = ? AND delivered_at IS NULL"
+
+COMPLETE_OUTBOX = """
+UPDATE outbox SET delivered_at = ?, attempts = attempts + 1
+ WHERE request_id = ? AND id <= ? AND delivered_at IS NULL
+"""
+
+RETRY_OUTBOX = """
+UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?
+ WHERE id = ? AND delivered_at IS NULL
+"""
+
+SELECT_MESSAGE_REF = """
+SELECT request_id, notifier, channel, ts, votes_posted FROM message_refs WHERE request_id = ? AND notifier = ?
+"""
+
+UPSERT_MESSAGE_REF = """
+INSERT INTO message_refs (request_id, notifier, channel, ts, votes_posted) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (request_id, notifier) DO UPDATE SET channel = excluded.channel, ts = excluded.ts,
+                                                 votes_posted = excluded.votes_posted
+"""

@@ -1,0 +1,290 @@
+"""The SQLite Store: durable (WAL, synchronous=FULL), shared safely by several processes.
+
+Every write is a synchronous transaction body (the functions at the end of this module, and the small ones
+inside the methods) that ``SqliteDatabase.write`` runs on the writer connection's thread inside
+``BEGIN IMMEDIATE``, so a decision is a compare-and-set under SQLite's single write lock, and the whole
+transaction costs one round trip to that thread instead of one per statement; bodies waiting at the same
+moment commit together. A second connection serves reads and watches ``PRAGMA data_version`` to notice
+commits made by other processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from signoff.storage.approvals import queries as q
+from signoff.storage.approvals.store import Change
+from signoff.storage.audit import GENESIS_HASH, EncodedEvent
+from signoff.storage.canonical import numeric_leaves
+from signoff.storage.change_signal import ChangeSignal, CommitWatch
+from signoff.storage.codec import event_from_row, request_from_row, request_row
+from signoff.storage.errors import Conflict, unknown_request
+from signoff.storage.group_commit import Body
+from signoff.storage.records import (
+    ActionHistory,
+    ApprovalRequest,
+    Event,
+    MessageRef,
+    NewEvent,
+    OutboxItem,
+    Page,
+    RequestQuery,
+    Status,
+)
+from signoff.storage.sqlite_db import SqliteDatabase
+from signoff.storage.timefmt import from_text, to_text
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class SqliteStore:
+    def __init__(self, db: SqliteDatabase, poll_interval: float) -> None:
+        self._db = db
+        self._reader = db.reader
+        self._poll_interval = poll_interval
+        self._signal = ChangeSignal()
+        self._commits = CommitWatch(self._signal, db.data_version)  #: other processes' commits, one poll for all
+
+    @classmethod
+    async def open(cls, path: str | Path, *, poll_interval: float = 0.02) -> SqliteStore:
+        """Open (creating and migrating as needed) the database at ``path``."""
+        return cls(await SqliteDatabase.open(path), poll_interval)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of one query on the reader, in one round trip to its thread."""
+        return list(await self._reader.execute_fetchall(sql, params))
+
+    async def _write(self, body: Body[T]) -> T:
+        """Run ``body`` as (part of) one write transaction on the writer's thread; wake this process's waiters."""
+        result = await self._db.write(body)
+        self._signal.notify()
+        return result
+
+    # -- requests --------------------------------------------------------------------------------
+
+    async def create_request(
+        self, request: ApprovalRequest, events: Sequence[NewEvent], *, notify: bool
+    ) -> tuple[ApprovalRequest, bool]:
+        # Rows and events are encoded here, before the write lock; inside it only the chain's hashes are left.
+        row, encoded = request_row(request), [EncodedEvent.of(e) for e in events]
+        values = _approved_values(request) if request.status is Status.APPROVED else []
+        created = to_text(request.created_at)
+
+        def body(db: sqlite3.Connection) -> tuple[ApprovalRequest, bool]:
+            if request.idempotency_key is not None:
+                key = (request.agent_id or "", request.idempotency_key)
+                if (found := db.execute(q.SELECT_BY_IDEMPOTENCY_KEY, key).fetchone()) is not None:
+                    return request_from_row(found), False
+            db.execute(q.INSERT_REQUEST, row)
+            db.execute(q.INSERT_AGENT_ACTION, (request.agent_id or "", request.action))
+            db.executemany(q.INSERT_ACTION_VALUE, values)
+            _append_encoded(db, encoded)
+            if notify:
+                db.execute(q.INSERT_OUTBOX, (request.id, created, created))
+            return request, True
+
+        return await self._write(body)
+
+    async def get(self, request_id: str) -> ApprovalRequest | None:
+        rows = await self._read(q.SELECT_REQUEST, (request_id,))
+        return request_from_row(rows[0]) if rows else None
+
+    async def update(self, request_id: str, change: Change) -> ApprovalRequest:
+        return await self._write(partial(_update, request_id=request_id, change=change))
+
+    async def list_requests(self, query: RequestQuery) -> Page:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("status", query.status),
+            ("action", query.action),
+            ("agent_id", query.agent_id),
+        ):
+            if value is not None:
+                clauses.append(f"r.{column} = ?")
+                params.append(str(value))
+        if query.since is not None:
+            clauses.append("r.created_at >= ?")
+            params.append(to_text(query.since))
+        if query.until is not None:
+            clauses.append("r.created_at < ?")
+            params.append(to_text(query.until))
+        if query.before is not None:
+            clauses.append("(r.created_at, r.id) < (?, ?)")
+            params.extend((to_text(query.before[0]), query.before[1]))
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"{q.SELECT_REQUESTS}{where} ORDER BY r.created_at DESC, r.id DESC LIMIT ?"
+        rows = await self._read(sql, (*params, query.limit + 1))
+        items = tuple(request_from_row(row) for row in rows[: query.limit])
+        more = len(rows) > query.limit
+        return Page(items=items, next_cursor=(items[-1].created_at, items[-1].id) if more else None)
+
+    async def pending_due(self, now: datetime, limit: int = 100) -> list[str]:
+        return [row[0] for row in await self._read(q.PENDING_DUE, (to_text(now), limit))]
+
+    async def escalations_due(self, now: datetime, limit: int = 100) -> list[str]:
+        return [row[0] for row in await self._read(q.ESCALATIONS_DUE, (to_text(now), limit))]
+
+    async def action_history(
+        self, action: str, agent_id: str | None, fields: Sequence[str], limit: int = 200
+    ) -> ActionHistory:
+        seen = bool(await self._read(q.SEEN_AGENT_ACTION, (agent_id or "", action)))
+        values: dict[str, tuple[float, ...]] = {}
+        for name in fields:
+            values[name] = tuple(row[0] for row in await self._read(q.RECENT_ACTION_VALUES, (action, name, limit)))
+        return ActionHistory(seen_from_agent=seen, values=values)
+
+    # -- audit log -------------------------------------------------------------------------------
+
+    async def events(self, after_seq: int = 0) -> AsyncIterator[Event]:
+        while True:
+            rows = await self._read(q.SELECT_EVENTS_AFTER, (after_seq, 1000))
+            if not rows:
+                return
+            for row in rows:
+                yield event_from_row(row)
+            after_seq = rows[-1][0]
+
+    async def request_events(self, request_id: str) -> list[Event]:
+        return [event_from_row(row) for row in await self._read(q.SELECT_REQUEST_EVENTS, (request_id,))]
+
+    # -- change notification ---------------------------------------------------------------------
+
+    async def change_token(self) -> tuple[int, int, int]:
+        """(changes made in this process, other processes' changes seen by the shared poll, PRAGMA data_version)"""
+        return self._signal.generation, self._signal.remote, await self._db.data_version()
+
+    async def wait_for_change(self, token: object, timeout: float, poll_interval: float | None = None) -> None:
+        assert isinstance(token, tuple)
+        generation, remote, version = token
+        await self._commits.wait(generation, remote, version, timeout, poll_interval or self._poll_interval)
+
+    # -- outbox ----------------------------------------------------------------------------------
+
+    async def claim_outbox(self, now: datetime, lease_seconds: float = 120.0, limit: int = 10) -> list[OutboxItem]:
+        if not await self._read(q.DUE_OUTBOX, (to_text(now), limit)):
+            return []  # the common case: nothing due, and no write lock taken
+        lease_until = to_text(now + timedelta(seconds=lease_seconds))
+
+        def body(db: sqlite3.Connection) -> list[Any]:
+            rows = db.execute(q.DUE_OUTBOX, (to_text(now), limit)).fetchall()
+            db.executemany(q.LEASE_OUTBOX, [(lease_until, r[0]) for r in rows])
+            return rows
+
+        rows = await self._write(body)
+        return [
+            OutboxItem(id=r[0], request_id=r[1], attempts=r[2], created_at=from_text(r[3]), upto=r[4]) for r in rows
+        ]
+
+    async def complete_outbox(self, item: OutboxItem, event: NewEvent) -> None:
+        def body(db: sqlite3.Connection) -> None:
+            if db.execute(q.OUTBOX_REQUEST, (item.id,)).fetchone() is None:
+                return  # another process delivered it first
+            db.execute(q.COMPLETE_OUTBOX, (to_text(event.at), item.request_id, max(item.id, item.upto)))
+            _append_events(db, [event])
+
+        await self._write(body)
+
+    async def retry_outbox(self, item_id: int, next_attempt_at: datetime, error: str) -> None:
+        def body(db: sqlite3.Connection) -> None:
+            db.execute(q.RETRY_OUTBOX, (to_text(next_attempt_at), error[:500], item_id))
+
+        await self._write(body)
+
+    # -- message references ----------------------------------------------------------------------
+
+    async def message_ref(self, request_id: str, notifier: str) -> MessageRef | None:
+        rows = await self._read(q.SELECT_MESSAGE_REF, (request_id, notifier))
+        if not rows:
+            return None
+        row = rows[0]
+        return MessageRef(request_id=row[0], notifier=row[1], channel=row[2], ts=row[3], votes_posted=row[4])
+
+    async def save_message_ref(self, ref: MessageRef) -> None:
+        def body(db: sqlite3.Connection) -> None:
+            db.execute(q.UPSERT_MESSAGE_REF, (ref.request_id, ref.notifier, ref.channel, ref.ts, ref.votes_posted))
+
+        await self._write(body)
+
+
+# -- transaction bodies: run on the writer's thread by SqliteDatabase.write, inside BEGIN IMMEDIATE -----------
+
+
+def _update(db: sqlite3.Connection, *, request_id: str, change: Change) -> ApprovalRequest:
+    current = _fetch_request(db, request_id)
+    transition = change(current)
+    if transition.vote is not None:
+        v = transition.vote
+        ids = json.dumps(list(v.reviewer_ids))
+        db.execute(q.INSERT_VOTE, (request_id, v.reviewer, v.verdict.value, v.comment, to_text(v.at), ids))
+    if transition.status is not None:
+        cur = db.execute(
+            q.UPDATE_REQUEST_STATE,
+            (
+                transition.status.value,
+                transition.decided_by.value if transition.decided_by else None,
+                to_text(transition.decided_at) if transition.decided_at else None,
+                transition.note,
+                request_id,
+            ),
+        )
+        if cur.rowcount != 1:  # the lifecycle saw 'pending' under this same lock; defence in depth
+            raise Conflict(f"request {request_id} is no longer pending")
+        if transition.status is Status.APPROVED:
+            db.executemany(q.INSERT_ACTION_VALUE, _approved_values(current))
+    if transition.escalated_at is not None:
+        cur = db.execute(q.ESCALATE_REQUEST, (to_text(transition.escalated_at), request_id))
+        if cur.rowcount != 1:
+            raise Conflict(f"request {request_id} is not a pending request waiting to be escalated")
+    if transition.consumed_at is not None:
+        cur = db.execute(q.CONSUME_REQUEST, (to_text(transition.consumed_at), request_id))
+        if cur.rowcount != 1:
+            raise Conflict(f"request {request_id} is not an unused approval")
+    _append_events(db, transition.events)
+    if transition.notify:
+        now = to_text(transition.decided_at or transition.events[0].at)
+        db.execute(q.INSERT_OUTBOX, (request_id, now, now))
+    return _fetch_request(db, request_id)
+
+
+def _approved_values(request: ApprovalRequest) -> list[tuple[str, str, float]]:
+    """The rows that add an approved request's numbers to its action's history (what anomaly detection compares
+    with): only approved requests count, so requests people rejected cannot shift what looks normal."""
+    return [(request.action, name, value) for name, value in numeric_leaves(request.payload).items()]
+
+
+def _append_events(db: sqlite3.Connection, events: Sequence[NewEvent]) -> None:
+    _append_encoded(db, [EncodedEvent.of(e) for e in events])
+
+
+def _append_encoded(db: sqlite3.Connection, events: Sequence[EncodedEvent]) -> None:
+    """Chain ``events`` after the newest stored one; inside the write transaction, so the chain cannot fork."""
+    if not events:
+        return
+    last = db.execute(q.LAST_EVENT).fetchone()
+    seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
+    rows = []
+    for event in events:
+        seq += 1
+        rows.append(row := event.row(seq, prev_hash))
+        prev_hash = row[-1]
+    db.executemany(q.INSERT_EVENT, rows)
+
+
+def _fetch_request(db: sqlite3.Connection, request_id: str) -> ApprovalRequest:
+    row = db.execute(q.SELECT_REQUEST, (request_id,)).fetchone()
+    if row is None:
+        raise unknown_request(request_id)
+    return request_from_row(row)

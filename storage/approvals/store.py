@@ -1,0 +1,101 @@
+"""The Store protocol: what the domain needs from persistence, and nothing about SQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from signoff.storage.records import (
+    ActionHistory,
+    ApprovalRequest,
+    Event,
+    MessageRef,
+    NewEvent,
+    OutboxItem,
+    Page,
+    RequestQuery,
+    Transition,
+)
+
+Change = Callable[[ApprovalRequest], Transition]
+
+
+class Store(Protocol):
+    """Durable home of requests, votes, the audit log and the outbox.
+
+    Every write is atomic: a request, its events and its outbox row commit together or not at all.
+    ``update`` is the only way a request changes; it hands the current request to ``change`` while
+    holding the write lock, so the lifecycle rules in ``change`` are a compare-and-set. If ``change``
+    raises, nothing is written and the exception propagates.
+    """
+
+    async def create_request(
+        self, request: ApprovalRequest, events: Sequence[NewEvent], *, notify: bool
+    ) -> tuple[ApprovalRequest, bool]:
+        """Store a new request; returns ``(request, True)``.
+
+        When the same ``agent_id`` already used this ``idempotency_key``, stores nothing and returns
+        ``(first_request, False)``.
+        """
+        ...
+
+    async def get(self, request_id: str) -> ApprovalRequest | None: ...
+
+    async def update(self, request_id: str, change: Change) -> ApprovalRequest:
+        """Apply ``change(current)`` atomically; raises ``NotFound`` for an unknown id."""
+        ...
+
+    async def list_requests(self, query: RequestQuery) -> Page: ...
+
+    async def pending_due(self, now: datetime, limit: int = 100) -> list[str]:
+        """Ids of pending requests whose expiry has passed."""
+        ...
+
+    async def escalations_due(self, now: datetime, limit: int = 100) -> list[str]:
+        """Ids of pending requests whose escalation time has come and that were not escalated yet."""
+        ...
+
+    async def action_history(
+        self, action: str, agent_id: str | None, fields: Sequence[str], limit: int = 200
+    ) -> ActionHistory: ...
+
+    def events(self, after_seq: int = 0) -> AsyncIterator[Event]:
+        """The audit log in order, from ``after_seq`` (exclusive)."""
+        ...
+
+    async def request_events(self, request_id: str) -> list[Event]: ...
+
+    async def change_token(self) -> object:
+        """A marker of the store's state now; take it *before* reading what you will wait on."""
+        ...
+
+    async def wait_for_change(self, token: object, timeout: float, poll_interval: float | None = None) -> None:
+        """Return soon after anything changed since ``token`` (any process), or at ``timeout``.
+
+        ``poll_interval`` trades how soon another process's change is noticed for CPU; the default suits
+        agents waiting for a decision, background workers pass a slower one.
+        """
+        ...
+
+    async def claim_outbox(self, now: datetime, lease_seconds: float = 120.0, limit: int = 10) -> list[OutboxItem]:
+        """Lease notifications due for delivery, so no other worker takes them for ``lease_seconds``.
+
+        Only a request's oldest undelivered notification is due, so one request's deliveries never overlap.
+        """
+        ...
+
+    async def complete_outbox(self, item: OutboxItem, event: NewEvent) -> None:
+        """Mark delivered, with every later notification of the request up to ``item.upto`` (the state just
+        delivered covers them), and append the ``notified`` event, in one transaction."""
+        ...
+
+    async def retry_outbox(self, item_id: int, next_attempt_at: datetime, error: str) -> None: ...
+
+    async def message_ref(self, request_id: str, notifier: str) -> MessageRef | None: ...
+
+    async def save_message_ref(self, ref: MessageRef) -> None:
+        """Insert or replace the notifier's message reference for the request."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Model-plane records and stores: the ModelStore protocol, in-memory and SQLite."""

@@ -1,0 +1,329 @@
+"""The SQLite ModelStore: the same database file and discipline as ``SqliteStore``.
+
+Its own writer connection takes ``BEGIN IMMEDIATE`` for every write; a reader connection serves reads
+and watches ``PRAGMA data_version`` to notice commits from other processes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from signoff.storage.canonical import canonical_json
+from signoff.storage.change_signal import ChangeSignal
+from signoff.storage.errors import Conflict, NotFound
+from signoff.storage.models import queries as q
+from signoff.storage.models.records import (
+    ChangeKind,
+    ChangeStatus,
+    Inference,
+    ModelChange,
+    ModelState,
+    ModelVersion,
+    NewChange,
+    Serving,
+    VersionTelemetry,
+)
+from signoff.storage.models.sampling import (
+    RETENTION_PERIODS,
+    by_period,
+    inclusion_probability,
+    minute_of,
+    minute_sums,
+    period_of,
+    reservoir_writes,
+    thinning_threshold,
+)
+from signoff.storage.models.store import Decide, Settle
+from signoff.storage.sqlite_db import SqliteDatabase
+from signoff.storage.timefmt import from_text, to_text
+
+
+class SqliteModelStore:
+    def __init__(self, db: SqliteDatabase, poll_interval: float, seed: int | None) -> None:
+        self._db = db
+        self._reader = db.reader
+        self._poll_interval = poll_interval
+        self._signal = ChangeSignal()
+        self._rng = random.Random(seed)
+
+    @classmethod
+    async def open(cls, path: str | Path, *, poll_interval: float = 0.02, seed: int | None = None) -> SqliteModelStore:
+        """Open (creating and migrating as needed) the database at ``path``."""
+        return cls(await SqliteDatabase.open(path), poll_interval, seed)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    @asynccontextmanager
+    async def _transaction(self, *, state_change: bool = True) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._db.transaction() as db:
+            yield db
+            if state_change:  # bumped in the same transaction, so other processes see the change
+                await db.execute(q.BUMP_STATE)
+        if state_change:
+            self._signal.notify()
+
+    # -- versions and serving --------------------------------------------------------------------
+
+    async def register(self, version: ModelVersion, salt: str, change: NewChange) -> tuple[ModelVersion, bool]:
+        async with self._transaction(state_change=False) as db:  # a version that exists changes nothing
+            state = await _load(db, version.model)
+            if state is None:
+                await db.execute(q.INSERT_MODEL, (version.model, salt, to_text(change.at)))
+                state = await _load(db, version.model)
+                assert state is not None
+            elif (existing := state.version(version.version)) is not None:
+                return existing, False
+            await db.execute(
+                q.INSERT_VERSION,
+                (
+                    version.model,
+                    version.version,
+                    version.model,
+                    version.endpoint,
+                    canonical_json(version.metadata),
+                    canonical_json(version.lineage),
+                    to_text(version.registered_at),
+                    version.registered_by,
+                    version.idempotency_key,
+                ),
+            )
+            await _append(db, version.model, change, ChangeStatus.APPLIED, state.serving)
+            await db.execute(q.BUMP_STATE)
+        self._signal.notify()
+        return version, True
+
+    async def get_model(self, name: str) -> ModelState | None:
+        return await _load(self._reader, name)
+
+    async def list_models(self) -> list[ModelState]:
+        async with self._reader.execute(q.SELECT_MODELS) as cur:
+            rows = list(await cur.fetchall())
+        return [await _state_from_row(self._reader, row) for row in rows]
+
+    async def apply_now(self, name: str, change: NewChange, decide: Decide) -> ModelChange:
+        async with self._transaction() as db:
+            state = await _load(db, name)
+            if state is None:
+                raise NotFound(f"no model named {name!r}; list_models shows the registered models")
+            return await _append(db, name, change, ChangeStatus.APPLIED, decide(state))
+
+    async def add_pending(self, name: str, change: NewChange) -> ModelChange:
+        async with self._transaction() as db:
+            if await _load(db, name) is None:
+                raise NotFound(f"no model named {name!r}; list_models shows the registered models")
+            return await _append(db, name, change, ChangeStatus.PENDING, None)
+
+    async def settle(self, seq: int, at: datetime, decide: Settle) -> ModelChange:
+        async with self._transaction() as db:
+            current = await _change(db, seq)
+            if current is None:
+                raise NotFound(f"no model change {seq}")
+            if current.status is not ChangeStatus.PENDING:
+                raise Conflict(f"model change {seq} is already {current.status}")
+            state = await _load(db, current.model)
+            assert state is not None
+            settlement = decide(state, current)
+            serving = settlement.serving
+            status = ChangeStatus.DROPPED if serving is None else ChangeStatus.APPLIED
+            await db.execute(
+                q.SETTLE_CHANGE, (status.value, to_text(at), settlement.outcome, *_serving_columns(serving), seq)
+            )
+            if serving is not None:
+                await _set_serving(db, current.model, serving, seq)
+            settled = await _change(db, seq)
+            assert settled is not None
+            return settled
+
+    async def pending_changes(self, name: str | None = None) -> list[ModelChange]:
+        sql, params = (q.SELECT_PENDING, ()) if name is None else (q.SELECT_MODEL_PENDING, (name,))
+        async with self._reader.execute(sql, params) as cur:
+            return [_change_from_row(row) for row in await cur.fetchall()]
+
+    async def history(self, name: str) -> list[ModelChange]:
+        async with self._reader.execute(q.SELECT_HISTORY, (name,)) as cur:
+            return [_change_from_row(row) for row in await cur.fetchall()]
+
+    async def get_change(self, seq: int) -> ModelChange | None:
+        return await _change(self._reader, seq)
+
+    # -- telemetry -------------------------------------------------------------------------------
+
+    async def record_inferences(self, items: Sequence[Inference]) -> None:
+        if not items:
+            return
+        async with self._transaction(state_change=False) as db:
+            await db.executemany(
+                q.UPSERT_MINUTE,
+                [
+                    (m, v, minute, s.count, s.errors, s.latency_sum, s.confidence_sum, s.confidence_count)
+                    for (m, v, minute), s in minute_sums(items).items()
+                ],
+            )
+            for (model, version, period), group in by_period(items).items():
+                async with db.execute(q.SELECT_SEEN, (model, version, period)) as cur:
+                    row = await cur.fetchone()
+                if row is None:  # a new period: drop the reservoirs that have aged out
+                    await db.execute(q.PRUNE_SAMPLES, (model, version, period - RETENTION_PERIODS))
+                    await db.execute(q.PRUNE_RESERVOIRS, (model, version, period - RETENTION_PERIODS))
+                seen, writes = reservoir_writes(row[0] if row else 0, group, self._rng)
+                await db.execute(q.UPSERT_SEEN, (model, version, period, seen))
+                await db.executemany(
+                    q.UPSERT_SAMPLE,
+                    [(model, version, period, slot, minute, latency) for slot, (minute, latency) in writes.items()],
+                )
+
+    async def telemetry(self, name: str, since: datetime, until: datetime) -> list[VersionTelemetry]:
+        first, last = minute_of(since), minute_of(until)
+        async with self._reader.execute(q.TELEMETRY_VERSIONS, (name,)) as cur:
+            versions = [row[0] for row in await cur.fetchall()]
+        result = []
+        for version in versions:
+            async with self._reader.execute(q.SUM_MINUTES, (name, version, first, last)) as cur:
+                sums = await cur.fetchone()
+            if sums is None or sums[0] == 0:
+                continue
+            params = (name, version, period_of(first), period_of(last), first, last)
+            async with self._reader.execute(q.COUNT_SAMPLES, params) as cur:
+                kept = await cur.fetchone()
+            threshold = thinning_threshold(kept[0] if kept else 0)
+            async with self._reader.execute(q.SELECT_SAMPLES, (*params, threshold)) as cur:
+                samples = tuple((row[0], inclusion_probability(row[1])) for row in await cur.fetchall())
+            result.append(
+                VersionTelemetry(
+                    version=version,
+                    count=sums[1],
+                    errors=sums[2],
+                    latency_sum=sums[3],
+                    confidence_sum=sums[4],
+                    confidence_count=sums[5],
+                    samples=samples,
+                )
+            )
+        return result
+
+    # -- change notification ---------------------------------------------------------------------
+
+    async def state_version(self) -> int:
+        async with self._reader.execute(q.STATE_VERSION) as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def change_token(self) -> tuple[int, int]:
+        return self._signal.generation, await self.state_version()
+
+    async def wait_for_change(self, token: object, timeout: float) -> None:
+        assert isinstance(token, tuple)
+        generation, version = token
+
+        async def changed_elsewhere() -> bool:
+            return bool(await self.state_version() != version)
+
+        await self._signal.wait(
+            generation, timeout, changed_elsewhere=changed_elsewhere, poll_interval=self._poll_interval
+        )
+
+
+async def _load(db: aiosqlite.Connection, name: str) -> ModelState | None:
+    async with db.execute(q.SELECT_MODEL, (name,)) as cur:
+        row = await cur.fetchone()
+    return await _state_from_row(db, row) if row else None
+
+
+async def _state_from_row(db: aiosqlite.Connection, row: Sequence[Any]) -> ModelState:
+    async with db.execute(q.SELECT_VERSIONS, (row[0],)) as cur:
+        versions = tuple(
+            ModelVersion(
+                model=v[0],
+                version=v[1],
+                endpoint=v[2],
+                metadata=json.loads(v[3]),
+                lineage=json.loads(v[4]),
+                registered_at=from_text(v[5]),
+                registered_by=v[6],
+                idempotency_key=v[7],
+            )
+            for v in await cur.fetchall()
+        )
+    return ModelState(
+        name=row[0],
+        salt=row[1],
+        created_at=from_text(row[2]),
+        serving=Serving(production=row[3], previous=row[4], weights=json.loads(row[5])),
+        revision=row[6],
+        versions=versions,
+    )
+
+
+def _serving_columns(serving: Serving | None) -> tuple[Any, Any, Any]:
+    if serving is None:
+        return None, None, None
+    return serving.production, serving.previous, canonical_json(dict(serving.weights))
+
+
+async def _set_serving(db: aiosqlite.Connection, name: str, serving: Serving, revision: int) -> None:
+    await db.execute(q.UPDATE_SERVING, (*_serving_columns(serving), revision, name))
+
+
+async def _append(
+    db: aiosqlite.Connection, name: str, new: NewChange, status: ChangeStatus, serving: Serving | None
+) -> ModelChange:
+    applied = status is ChangeStatus.APPLIED
+    if new.request_id is not None:
+        async with db.execute("SELECT 1 FROM model_changes WHERE request_id = ?", (new.request_id,)) as cur:
+            if await cur.fetchone() is not None:
+                raise Conflict(f"approval request {new.request_id} is already linked to a model change")
+    cur = await db.execute(
+        q.INSERT_CHANGE,
+        (
+            name,
+            new.kind.value,
+            status.value,
+            to_text(new.at),
+            new.requested_by,
+            new.reason,
+            canonical_json(new.payload),
+            new.request_id,
+            to_text(new.at) if applied else None,
+            new.outcome if applied else None,
+            *_serving_columns(serving),
+        ),
+    )
+    seq = cur.lastrowid
+    assert seq is not None
+    if serving is not None:
+        await _set_serving(db, name, serving, seq)
+    change = await _change(db, seq)
+    assert change is not None
+    return change
+
+
+async def _change(db: aiosqlite.Connection, seq: int) -> ModelChange | None:
+    async with db.execute(q.SELECT_CHANGE, (seq,)) as cur:
+        row = await cur.fetchone()
+    return _change_from_row(row) if row else None
+
+
+def _change_from_row(row: Sequence[Any]) -> ModelChange:
+    return ModelChange(
+        seq=row[0],
+        model=row[1],
+        kind=ChangeKind(row[2]),
+        status=ChangeStatus(row[3]),
+        requested_at=from_text(row[4]),
+        requested_by=row[5],
+        reason=row[6],
+        payload=json.loads(row[7]),
+        request_id=row[8],
+        settled_at=from_text(row[9]) if row[9] else None,
+        outcome=row[10],
+        serving=Serving(production=row[11], previous=row[12], weights=json.loads(row[13])) if row[13] else None,
+    )

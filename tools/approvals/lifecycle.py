@@ -1,0 +1,275 @@
+"""The request lifecycle as pure functions: who may do what to a request, and what it changes.
+
+Each step returns a ``Change`` that a Store applies while holding its write lock, so the checks here
+and the write that follows are one compare-and-set. Raising stops the write: nothing changes.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable
+from datetime import datetime
+
+from signoff.storage import (
+    ApprovalRequest,
+    Conflict,
+    DecidedBy,
+    EventKind,
+    Forbidden,
+    InvalidInput,
+    NewEvent,
+    Status,
+    Transition,
+    Verdict,
+    Vote,
+)
+from signoff.storage.approvals.store import Change
+
+MAX_REVIEWER_CHARS = 200
+MAX_COMMENT_CHARS = 2000
+MAX_REASON_CHARS = 2000
+
+
+def creation_events(request: ApprovalRequest) -> tuple[NewEvent, ...]:
+    """``created`` and ``triggered``, plus ``decided`` when the policy decided at once."""
+    at = request.created_at
+    created = NewEvent(
+        kind=EventKind.CREATED,
+        request_id=request.id,
+        at=at,
+        data={
+            "action": request.action,
+            "summary": request.summary,
+            "payload": dict(request.payload),
+            "payload_sha256": request.payload_sha256,
+            "confidence": request.confidence,
+            "flags": list(request.flags),
+            "agent_id": request.agent_id,
+            "idempotency_key": request.idempotency_key,
+            "approvals_required": request.approvals_required,
+            "priority": request.priority.value,
+            "expires_at": request.expires_at.isoformat(),
+            "channel": request.channel,
+            "approvers": list(request.approvers),
+            "escalate_at": request.escalate_at.isoformat() if request.escalate_at else None,
+            "escalate_to": request.escalate_to,
+        },
+    )
+    triggered = NewEvent(
+        kind=EventKind.TRIGGERED,
+        request_id=request.id,
+        at=at,
+        data={
+            "outcome": request.status.value,
+            "triggers": [{"kind": t.kind, "detail": t.detail} for t in request.triggers],
+        },
+    )
+    if request.status is Status.PENDING:
+        return created, triggered
+    decided = NewEvent(
+        kind=EventKind.DECIDED,
+        request_id=request.id,
+        at=at,
+        data={"status": request.status.value, "by": "policy"},
+    )
+    return created, triggered, decided
+
+
+def same_name(requester: str, reviewer: str) -> bool:
+    return normal_name(requester) == normal_name(reviewer)
+
+
+def normal_name(name: str) -> str:
+    """Names compare after NFKC and case folding, so a full-width or padded copy of a name is that name."""
+    return unicodedata.normalize("NFKC", name).strip().casefold()
+
+
+def vote(
+    reviewer: str,
+    verdict: Verdict,
+    comment: str | None,
+    now: datetime,
+    *,
+    reviewer_ids: tuple[str, ...] = (),
+    same_person: Callable[[str, str], bool] = same_name,
+) -> Change:
+    """A reviewer's vote: one rejection vetoes; ``approvals_required`` distinct people approve.
+
+    ``reviewer_ids`` are the reviewer's other names (a Slack user id). ``same_person(a, b)`` says whether two
+    names are one person; the requester may not vote, and nobody votes twice under two names.
+    """
+    reviewer = reviewer.strip()
+    comment = comment.strip() if comment else None
+    if not reviewer:
+        raise InvalidInput("reviewer is empty: say who is deciding (for example --as alice)")
+    if len(reviewer) > MAX_REVIEWER_CHARS:
+        raise InvalidInput(f"reviewer name is {len(reviewer)} characters; the limit is {MAX_REVIEWER_CHARS}")
+    if verdict is Verdict.REJECT and not comment:
+        raise InvalidInput("a rejection needs a reason: give a comment that tells the agent why")
+    if comment and len(comment) > MAX_COMMENT_CHARS:
+        raise InvalidInput(f"comment is {len(comment)} characters; the limit is {MAX_COMMENT_CHARS}")
+
+    def change(request: ApprovalRequest) -> Transition:
+        if (expired := _expire_if_due(request, now)) is not None:
+            return expired
+        _ensure_pending(request)
+        names = (reviewer, *reviewer_ids)
+        if request.agent_id is not None and any(same_person(request.agent_id, name) for name in names):
+            raise Forbidden(
+                f"{reviewer} asked for request {request.id} and cannot vote on it; another person must review it"
+                " (the requester may cancel it instead)"
+            )
+        for earlier in request.votes:
+            if any(same_person(seen, name) for seen in (earlier.reviewer, *earlier.reviewer_ids) for name in names):
+                raise Conflict(
+                    f"{earlier.reviewer} already voted {earlier.verdict} on request {request.id}; each reviewer's"
+                    " vote counts once"
+                )
+        ballot = Vote(reviewer=reviewer, verdict=verdict, comment=comment, at=now, reviewer_ids=reviewer_ids)
+        voted = NewEvent(
+            kind=EventKind.VOTED,
+            request_id=request.id,
+            at=now,
+            data={
+                "reviewer": reviewer,
+                "reviewer_ids": list(reviewer_ids),
+                "verdict": verdict.value,
+                "comment": comment,
+            },
+        )
+        approvals = len(request.approvals) + (verdict is Verdict.APPROVE)
+        if verdict is Verdict.REJECT:
+            outcome = Status.REJECTED
+        elif approvals >= request.approvals_required:
+            outcome = Status.APPROVED
+        else:
+            return Transition(vote=ballot, events=(voted,), notify=True)
+        decided = NewEvent(
+            kind=EventKind.DECIDED,
+            request_id=request.id,
+            at=now,
+            data={"status": outcome.value, "by": "human"},
+        )
+        return Transition(
+            status=outcome,
+            decided_by=DecidedBy.HUMAN,
+            decided_at=now,
+            vote=ballot,
+            events=(voted, decided),
+            notify=True,
+        )
+
+    return change
+
+
+def cancel(reason: str, now: datetime) -> Change:
+    """Withdraw a pending request; nothing may run afterwards."""
+    reason = reason.strip()
+    if not reason:
+        raise InvalidInput("reason is empty: say why the request is withdrawn")
+    if len(reason) > MAX_REASON_CHARS:
+        raise InvalidInput(f"reason is {len(reason)} characters; the limit is {MAX_REASON_CHARS}")
+
+    def change(request: ApprovalRequest) -> Transition:
+        if (expired := _expire_if_due(request, now)) is not None:
+            return expired
+        _ensure_pending(request)
+        event = NewEvent(kind=EventKind.CANCELLED, request_id=request.id, at=now, data={"reason": reason})
+        return Transition(status=Status.CANCELLED, decided_at=now, note=reason, events=(event,), notify=True)
+
+    return change
+
+
+def expire(now: datetime) -> Change:
+    """Close a pending request whose time ran out. It fails closed: expired is never approved."""
+
+    def change(request: ApprovalRequest) -> Transition:
+        expired = _expire_if_due(request, now)
+        if expired is None:
+            _ensure_pending(request)
+            raise Conflict(f"request {request.id} does not expire until {request.expires_at.isoformat()}")
+        return expired
+
+    return change
+
+
+def consume(now: datetime) -> Change:
+    """Use an approval once (permission prompts): an unused approval becomes used; anything else is refused."""
+
+    def change(request: ApprovalRequest) -> Transition:
+        if request.status is not Status.APPROVED:
+            raise Conflict(f"request {request.id} is {request.status}, not approved; it cannot be used")
+        if request.consumed_at is not None:
+            raise Conflict(f"request {request.id} was already used at {request.consumed_at.isoformat()}")
+        event = NewEvent(kind=EventKind.CONSUMED, request_id=request.id, at=now)
+        return Transition(consumed_at=now, events=(event,))
+
+    return change
+
+
+def refusal(who: str, reason: str, now: datetime) -> Change:
+    """Record that someone was refused a vote (audit only: the request itself does not change)."""
+
+    def change(request: ApprovalRequest) -> Transition:
+        event = NewEvent(kind=EventKind.REFUSED, request_id=request.id, at=now, data={"who": who, "reason": reason})
+        return Transition(events=(event,))
+
+    return change
+
+
+def escalate(now: datetime) -> Change:
+    """Show a request nobody decided in time to its escalation target, once. Expiry still applies as before."""
+
+    def change(request: ApprovalRequest) -> Transition:
+        if (expired := _expire_if_due(request, now)) is not None:
+            return expired
+        _ensure_pending(request)
+        if request.escalate_at is None or request.escalated_at is not None or now < request.escalate_at:
+            raise Conflict(f"request {request.id} is not due for escalation")
+        event = NewEvent(kind=EventKind.ESCALATED, request_id=request.id, at=now, data={"to": request.escalate_to})
+        return Transition(escalated_at=now, events=(event,), notify=True)
+
+    return change
+
+
+def is_overdue(request: ApprovalRequest, now: datetime) -> bool:
+    return request.status is Status.PENDING and now >= request.expires_at
+
+
+def _expire_if_due(request: ApprovalRequest, now: datetime) -> Transition | None:
+    if not is_overdue(request, now):
+        return None
+    note = f"no decision before {request.expires_at.isoformat()}"
+    event = NewEvent(
+        kind=EventKind.EXPIRED,
+        request_id=request.id,
+        at=now,
+        data={"expires_at": request.expires_at.isoformat()},
+    )
+    return Transition(status=Status.EXPIRED, decided_at=now, note=note, events=(event,), notify=True)
+
+
+def _ensure_pending(request: ApprovalRequest) -> None:
+    if request.status is not Status.PENDING:
+        raise Conflict(f"request {request.id} {outcome_phrase(request)}; nothing was changed")
+
+
+def outcome_phrase(request: ApprovalRequest) -> str:
+    """What happened to a decided request, in words: 'was already approved by alice, bob at …'."""
+    at = request.decided_at.isoformat() if request.decided_at else "an unknown time"
+    match request.status:
+        case Status.PENDING:
+            return "is still pending"
+        case Status.APPROVED | Status.REJECTED if request.decided_by is DecidedBy.POLICY:
+            return f"was already {request.status} by policy at {at}"
+        case Status.APPROVED:
+            names = ", ".join(v.reviewer for v in request.approvals)
+            return f"was already approved by {names} at {at}"
+        case Status.REJECTED:
+            veto = next((v for v in request.votes if v.verdict is Verdict.REJECT), None)
+            who = f"{veto.reviewer} ({veto.comment})" if veto else "a reviewer"
+            return f"was already rejected by {who} at {at}"
+        case Status.EXPIRED:
+            return f"already expired at {at} without a decision"
+        case Status.CANCELLED:
+            return f"was already cancelled at {at} ({request.note})"

@@ -1,0 +1,73 @@
+"""Claude Code's permission prompt as a use case: one approval lets one exact tool call run once.
+
+A prompt looks for the newest request for the same tool and input from the same agent. A pending one is
+waited on; an approved one that has not been used yet (the user approved it after an earlier prompt timed
+out) is used, once, and the use is recorded. Anything else asks again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from signoff.storage import ApprovalRequest, Conflict, InvalidInput, RequestQuery, Status
+from signoff.storage.canonical import payload_sha256
+from signoff.tools.approvals.service import ApprovalService, Draft, ProgressCallback
+from signoff.tools.approvals.views import next_step
+
+RECENT = 20  #: how many of the newest requests for the tool are searched for the same call
+
+
+async def permission(
+    service: ApprovalService,
+    tool_name: str,
+    tool_input: dict[str, Any],
+    *,
+    agent_id: str,
+    wait_seconds: float,
+    on_progress: ProgressCallback | None = None,
+    tool_use_id: str | None = None,
+) -> dict[str, Any]:
+    """``{"behavior": "allow", "updatedInput": ...}`` or ``{"behavior": "deny", "message": ...}``."""
+    draft = Draft(
+        action=tool_name,
+        summary=f"Claude Code wants to run {tool_name}" + (f" (tool use {tool_use_id})" if tool_use_id else ""),
+        payload=tool_input,
+        agent_id=agent_id,
+    )
+    try:
+        request = await _same_call(service, draft) or await service.request_approval(draft)
+    except InvalidInput as exc:
+        return _deny(f"signoff cannot consider this call: {exc.message}")
+    except (TypeError, ValueError, RecursionError):  # hashing the input before the policy could validate it
+        return _deny("signoff cannot consider this call: its input is not plain JSON (NaN or Infinity)")
+    if request.status is Status.PENDING:
+        request = await service.wait(request.id, wait_seconds, on_progress)
+    if request.status is Status.APPROVED:
+        try:
+            await service.consume(request.id)
+        except Conflict:
+            return _deny(f"the approval of signoff request {request.id} was already used; retry to ask again")
+        return {"behavior": "allow", "updatedInput": tool_input}
+    if request.status is Status.PENDING:
+        return _deny(
+            f"signoff request {request.id} is waiting for a person to approve {tool_name}. "
+            "Once it is approved, retry the same call."
+        )
+    return _deny(f"signoff request {request.id}: {next_step(request)}")
+
+
+async def _same_call(service: ApprovalService, draft: Draft) -> ApprovalRequest | None:
+    digest = payload_sha256(draft.action, draft.payload)
+    recent = await service.list_requests(RequestQuery(action=draft.action, agent_id=draft.agent_id, limit=RECENT))
+    earlier = next((r for r in recent.items if r.payload_sha256 == digest), None)
+    if earlier is None:
+        return None
+    earlier = await service.get(earlier.id)  # expires it first if its time ran out
+    unused_approval = earlier.status is Status.APPROVED and earlier.consumed_at is None
+    if earlier.status is Status.PENDING or (unused_approval and service.clock.now() < earlier.expires_at):
+        return earlier
+    return None
+
+
+def _deny(message: str) -> dict[str, Any]:
+    return {"behavior": "deny", "message": message}

@@ -1,0 +1,356 @@
+"""The policy engine: validates a request and decides approve, review or reject, and why.
+
+Pure and deterministic: no I/O, no clock. The same request, config and history always give
+the same decision. See "Policy reference" in README.md for the semantics this module implements.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import re
+import statistics
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from signoff.storage.canonical import canonical_json, is_number, numeric_leaves
+from signoff.storage.errors import InvalidInput
+from signoff.storage.records import ActionHistory, Priority, Trigger, TriggerKind
+from signoff.tools.approvals.policy_config import Condition, Op, Outcome, PolicyConfig, Rule, person_of
+
+__all__ = ["Outcome", "Policy", "PolicyDecision", "PolicyInput"]
+
+ACTION_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]*")
+_MAD_SCALE = 0.6745  # Iglewicz & Hoaglin: makes MAD comparable to a standard deviation
+_MEAN_AD_SCALE = 1.253314  # sqrt(pi/2): the same for the mean absolute deviation
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PolicyInput:
+    action: str
+    summary: str
+    payload: Mapping[str, Any]  #: must be a JSON object
+    confidence: float | None
+    flags: tuple[str, ...]
+    agent_id: str | None
+    expires_in_seconds: int | None  #: what the agent asked for, if anything
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PolicyDecision:
+    outcome: Outcome
+    triggers: tuple[Trigger, ...]  #: strongest first; never empty
+    approvals_required: int
+    expires_in_seconds: int
+    priority: Priority
+    channel: str | None = None  #: the Slack channel to ask in (None: the server's default)
+    approvers: tuple[str, ...] = ()  #: Slack user/group ids who may vote in Slack (empty: nobody there)
+    escalate_after_seconds: int | None = None  #: from the first matching rule that sets it
+    escalate_to: str | None = None
+
+
+class Policy:
+    """Decides what happens to a request under one ``PolicyConfig``."""
+
+    def __init__(self, config: PolicyConfig | None = None) -> None:
+        self.config = config if config is not None else PolicyConfig()
+
+    def same_person(self, requester: str, *names: str) -> bool:
+        """Whether any of ``names`` is the requester, directly or through a ``[[people]]`` alias."""
+        person = person_of(self.config, requester)
+        return any(person_of(self.config, name) == person for name in names)
+
+    @property
+    def wants_history(self) -> bool:
+        """Whether ``evaluate`` uses an ``ActionHistory`` (anomaly detection is enabled)."""
+        return self.config.anomaly.enabled
+
+    def validate(self, request: PolicyInput) -> None:
+        """Raise ``InvalidInput`` saying what to change if the request breaks a rule or a limit."""
+        limits, config = self.config.limits, self.config
+        action = request.action
+        if not isinstance(action, str) or not action:
+            raise InvalidInput("action is empty; name the action to approve, e.g. payments.transfer or Bash.")
+        if len(action) > limits.max_action_chars:
+            raise InvalidInput(
+                f"action is {len(action):,} characters; the limit is {limits.max_action_chars:,} "
+                "(limits.max_action_chars). Use a short action name and put the details in the payload."
+            )
+        if not ACTION_PATTERN.fullmatch(action):
+            raise InvalidInput(
+                f"action {_show(action)} has characters that are not allowed. Use letters, digits and "
+                "_ . : / - and start with a letter, digit or _, e.g. payments.transfer or "
+                "mcp__github__create_issue."
+            )
+        summary = request.summary
+        if not isinstance(summary, str) or not summary.strip():
+            raise InvalidInput("summary is empty; say in one sentence what will happen if this is approved.")
+        if len(summary) > limits.max_summary_chars:
+            raise InvalidInput(
+                f"summary is {len(summary):,} characters; the limit is {limits.max_summary_chars:,} "
+                "(limits.max_summary_chars). Shorten it and put the details in the payload."
+            )
+        self._validate_payload(request.payload)
+        confidence = request.confidence
+        if confidence is not None:
+            if not is_number(confidence):
+                raise InvalidInput(
+                    f"confidence must be a number from 0 to 1, not {_show(confidence)}; send a number or omit it."
+                )
+            if not (math.isfinite(confidence) and 0 <= confidence <= 1):
+                raise InvalidInput(f"confidence {confidence} is outside 0 to 1; send a number from 0 to 1, or omit it.")
+        self._validate_flags(request.flags)
+        agent_id = request.agent_id
+        if agent_id is not None:
+            if not isinstance(agent_id, str) or not agent_id:
+                raise InvalidInput("agent_id is empty; give a non-empty identifier or omit it.")
+            if len(agent_id) > limits.max_agent_id_chars:
+                raise InvalidInput(
+                    f"agent_id is {len(agent_id):,} characters; the limit is {limits.max_agent_id_chars:,} "
+                    "(limits.max_agent_id_chars). Use a shorter identifier."
+                )
+        expires = request.expires_in_seconds
+        if expires is not None and (
+            isinstance(expires, bool)
+            or not isinstance(expires, int)
+            or not 1 <= expires <= config.max_expires_in_seconds
+        ):
+            raise InvalidInput(
+                f"expires_in_seconds {_show(expires)} is out of range; use a whole number from 1 to "
+                f"{config.max_expires_in_seconds:,} (max_expires_in_seconds), or omit it for the default "
+                f"({config.default_expires_in_seconds:,})."
+            )
+
+    def _validate_payload(self, payload: Any) -> None:
+        if not isinstance(payload, Mapping):
+            raise InvalidInput(
+                f"payload must be a JSON object, not {type(payload).__name__}; "
+                'wrap the arguments in an object, e.g. {"items": [...]}.'
+            )
+        try:
+            encoded = canonical_json(payload).encode()
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise InvalidInput(
+                f"payload cannot be stored as JSON ({exc}); use only objects, arrays, strings, finite "
+                "numbers, true, false and null (NaN and infinity are not allowed)."
+            ) from None
+        limit = self.config.limits.max_payload_bytes
+        if len(encoded) > limit:
+            raise InvalidInput(
+                f"payload is {len(encoded):,} bytes as canonical JSON; the limit is {limit:,} bytes "
+                "(limits.max_payload_bytes). Send a reference to the data (an id or URL) instead of "
+                "the data itself."
+            )
+
+    def _validate_flags(self, flags: Any) -> None:
+        limits = self.config.limits
+        if not isinstance(flags, tuple | list):
+            raise InvalidInput(f"flags must be a list of strings, not {type(flags).__name__}.")
+        if len(flags) > limits.max_flags:
+            raise InvalidInput(
+                f"flags has {len(flags):,} entries; the limit is {limits.max_flags:,} (limits.max_flags). "
+                "Send only the flags that apply."
+            )
+        for index, flag in enumerate(flags):
+            if not isinstance(flag, str) or not flag:
+                raise InvalidInput(f"flags[{index}] is {_show(flag)}; each flag must be a non-empty string.")
+            if len(flag) > limits.max_flag_chars:
+                raise InvalidInput(
+                    f"flags[{index}] is {len(flag):,} characters; the limit is {limits.max_flag_chars:,} "
+                    "(limits.max_flag_chars). Use a short flag such as fairness:age."
+                )
+
+    def evaluate(self, request: PolicyInput, history: ActionHistory | None = None) -> PolicyDecision:
+        """Validate the request, then decide. ``history`` is used only when ``wants_history``."""
+        self.validate(request)
+        config = self.config
+        matched = [(rule, detail) for rule in config.rules if (detail := _match(rule, request)) is not None]
+        guardrails = [Trigger(kind=TriggerKind.GUARDRAIL, detail=d) for r, d in matched if r.outcome is Outcome.REJECT]
+        reviews = [Trigger(kind=TriggerKind.RULE, detail=d) for r, d in matched if r.outcome is Outcome.REVIEW]
+        approvals = [Trigger(kind=TriggerKind.RULE, detail=d) for r, d in matched if r.outcome is Outcome.APPROVE]
+        confidence = request.confidence
+        threshold = config.confidence_threshold
+        if confidence is not None and confidence < threshold:
+            detail = f"confidence {_num(confidence)} is below the threshold {_num(threshold)}"
+            reviews.append(Trigger(kind=TriggerKind.CONFIDENCE, detail=detail))
+        if config.anomaly.enabled and history is not None:
+            reviews.extend(self._anomalies(request, history))
+        reviews.extend(self._fairness(request.flags))
+
+        if guardrails:
+            outcome, triggers = Outcome.REJECT, [*guardrails, *reviews, *approvals]
+        elif reviews:
+            outcome, triggers = Outcome.REVIEW, [*reviews, *approvals]
+        elif approvals:
+            outcome, triggers = Outcome.APPROVE, approvals
+        elif confidence is not None:
+            outcome = Outcome.APPROVE
+            detail = (
+                f"confidence {_num(confidence)} meets the threshold {_num(threshold)} and no rule matched; "
+                "approved by policy"
+            )
+            triggers = [Trigger(kind=TriggerKind.DEFAULT, detail=detail)]
+        else:
+            outcome = config.default_outcome
+            detail = f"no rule matched and no confidence was given; the default outcome is {outcome}"
+            triggers = [Trigger(kind=TriggerKind.DEFAULT, detail=detail)]
+
+        rules = [rule for rule, _ in matched]
+        expiries = [r.expires_in_seconds for r in rules if r.expires_in_seconds is not None]
+        if request.expires_in_seconds is not None:
+            expiries.append(request.expires_in_seconds)
+        priorities = [r.priority for r in rules if r.priority is not None]
+        routing = config.slack
+        escalation = next((r for r in rules if r.escalate_after_seconds is not None), None)
+        return PolicyDecision(
+            channel=next((r.channel for r in rules if r.channel), routing.channel),
+            approvers=next((r.approvers for r in rules if r.approvers), routing.approvers),
+            escalate_after_seconds=escalation.escalate_after_seconds if escalation else None,
+            escalate_to=escalation.escalate_to if escalation else None,
+            outcome=outcome,
+            triggers=tuple(triggers),
+            approvals_required=max((r.approvals_required or 1 for r in rules), default=1),  # review rules only
+            expires_in_seconds=min(expiries, default=config.default_expires_in_seconds),
+            priority=max(priorities, key=lambda p: p.rank, default=Priority.NORMAL),
+        )
+
+    def _fairness(self, flags: tuple[str, ...]) -> Iterator[Trigger]:
+        for flag in flags:
+            glob = next((g for g in self.config.fairness.flags if fnmatch.fnmatchcase(flag, g)), None)
+            if glob is not None:
+                detail = f"flag {flag!r} matches the fairness pattern {glob!r}"
+                yield Trigger(kind=TriggerKind.FAIRNESS, detail=detail)
+
+    def _anomalies(self, request: PolicyInput, history: ActionHistory) -> Iterator[Trigger]:
+        anomaly = self.config.anomaly
+        action = request.action
+        if anomaly.novel_action and not history.seen_from_agent:
+            who = f"agent {request.agent_id!r}" if request.agent_id else "an agent with no agent_id"
+            yield Trigger(kind=TriggerKind.ANOMALY, detail=f"first request for action {action} from {who}")
+        for field, x in numeric_leaves(request.payload).items():
+            samples = [v for v in history.values.get(field, ()) if math.isfinite(v)]
+            if len(samples) < anomaly.min_samples:
+                continue
+            z, median = modified_z_score(x, samples)
+            if abs(z) <= anomaly.threshold:
+                continue
+            if math.isinf(z):
+                detail = (
+                    f"payload.{field} = {_num(x)} differs from the recent history of {action}, "
+                    f"where all {len(samples):,} values were {_num(median)}"
+                )
+            else:
+                limit = f"> {_num(anomaly.threshold)}" if z > 0 else f"< -{_num(anomaly.threshold)}"
+                shown = f"{z:.1f}" if round(abs(z), 1) > anomaly.threshold else f"{z:.3f}"  # never "3.5 > 3.5"
+                detail = (
+                    f"payload.{field} = {_num(x)} is far outside the recent history of {action} "
+                    f"(median {_num(median)}, modified z {shown} {limit} over {len(samples):,} values)"
+                )
+            yield Trigger(kind=TriggerKind.ANOMALY, detail=detail)
+
+
+def modified_z_score(x: float, samples: list[float]) -> tuple[float, float]:
+    """``(z, median)``: ``0.6745 * (x - median) / MAD`` (Iglewicz & Hoaglin).
+
+    When more than half the samples equal the median, MAD is 0; then the mean absolute deviation
+    scaled by sqrt(pi/2) stands in. When that is 0 too (all samples equal), any other x is
+    infinitely far (z = +-inf) and x equal to them scores 0.
+    """
+    median = statistics.median(samples)
+    deviations = [abs(v - median) for v in samples]
+    mad = statistics.median(deviations)
+    if mad > 0:
+        return _MAD_SCALE * (x - median) / mad, median
+    mean_ad = statistics.fmean(deviations)
+    if mean_ad > 0:
+        return (x - median) / (_MEAN_AD_SCALE * mean_ad), median
+    return (0.0 if x == median else math.copysign(math.inf, x - median)), median
+
+
+def _match(rule: Rule, request: PolicyInput) -> str | None:
+    """The trigger detail if ``rule`` applies to ``request``, else None."""
+    parts: list[str] = []
+    if rule.action:
+        glob = next((g for g in rule.action if fnmatch.fnmatchcase(request.action, g)), None)
+        if glob is None:
+            return None
+        parts.append(f"action {request.action} matches {glob!r}")
+    for condition in rule.when:
+        actual = _resolve(condition.path, request)
+        if not _holds(condition, actual):
+            return None
+        if actual is _MISSING:
+            was = " (missing)"
+        elif condition.op is Op.EQ and not isinstance(actual, list | tuple):
+            was = ""  # it equals the value shown
+        else:
+            was = f" (was {_show(actual)})"
+        parts.append(f"{condition.path} {condition.op} {_show(condition.value)}{was}")
+    return f"rule {rule.name!r} ({rule.outcome}): {'; '.join(parts) or 'applies to every request'}"
+
+
+def _resolve(path: str, request: PolicyInput) -> Any:
+    head, _, rest = path.partition(".")
+    if head != "payload":
+        value = getattr(request, head)
+        return _MISSING if value is None else value
+    node: Any = request.payload
+    for key in rest.split(".") if rest else ():
+        if not isinstance(node, Mapping) or key not in node:
+            return _MISSING
+        node = node[key]
+    return node
+
+
+def _holds(condition: Condition, actual: Any) -> bool:
+    op, expected = condition.op, condition.value
+    if op is Op.EXISTS:
+        return (actual is not _MISSING) is expected
+    if actual is _MISSING:
+        return False
+    items = actual if isinstance(actual, list | tuple) else (actual,)
+    if op is Op.EQ:
+        return any(_equal(item, expected) for item in items)
+    if op is Op.NE:
+        return not any(_equal(item, expected) for item in items)
+    if op is Op.IN:
+        return any(_equal(item, option) for item in items for option in expected)
+    if op is Op.REGEX:
+        assert condition.pattern is not None
+        return any(isinstance(item, str) and condition.pattern.search(item) is not None for item in items)
+    if not is_number(actual):
+        return False
+    if op is Op.GT:
+        return bool(actual > expected)
+    if op is Op.GTE:
+        return bool(actual >= expected)
+    if op is Op.LT:
+        return bool(actual < expected)
+    return bool(actual <= expected)
+
+
+def _equal(actual: Any, expected: Any) -> bool:
+    """Equality that keeps booleans apart from numbers (``true`` never equals ``1``)."""
+    if isinstance(actual, bool) or isinstance(expected, bool):
+        return isinstance(actual, bool) and isinstance(expected, bool) and actual == expected
+    if is_number(actual) and is_number(expected):
+        return bool(actual == expected)
+    return isinstance(actual, str) and isinstance(expected, str) and actual == expected
+
+
+def _num(value: float) -> str:
+    """``25000.0`` -> ``25000``, ``0.62`` -> ``0.62``: numbers as a reviewer would write them."""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.6g}"
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A value as compact JSON, cut to ``limit`` characters so a detail stays readable."""
+    try:
+        text = canonical_json(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,73 @@
+"""Approval receipts: proof, signed by the server, that this exact action and payload were approved.
+
+The code that performs an approved action checks the receipt against the arguments it is about to use,
+and refuses when they differ. Receipts are signed with HMAC-SHA256 under a server key: whoever verifies
+needs the key (or asks the server through the ``verify_receipt`` tool). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field, ValidationError
+from signoff.storage import ApprovalRequest, DecidedBy, Status, Verdict
+from signoff.storage.canonical import canonical_json, payload_sha256
+from signoff.storage.timefmt import to_text
+from signoff.tools.wire import WireModel
+
+VERSION = "v1"
+
+
+class Receipt(WireModel):
+    """Signed proof that ``action`` with the payload hashing to ``payload_sha256`` was approved."""
+
+    request_id: str
+    action: str
+    payload_sha256: str
+    decided_at: str
+    decided_by: str = Field(description="policy or human")
+    approvers: list[str]
+    signature: str = Field(description="v1=<hex HMAC-SHA256 of the other fields as canonical JSON>")
+
+
+def issue(key: bytes, request: ApprovalRequest) -> Receipt | None:
+    """The receipt of an approved request; None for any other status."""
+    if request.status is not Status.APPROVED or request.decided_at is None:
+        return None
+    fields: dict[str, Any] = {
+        "request_id": request.id,
+        "action": request.action,
+        "payload_sha256": request.payload_sha256,
+        "decided_at": to_text(request.decided_at),
+        "decided_by": (request.decided_by or DecidedBy.POLICY).value,
+        "approvers": [v.reviewer for v in request.votes if v.verdict is Verdict.APPROVE],
+    }
+    return Receipt(**fields, signature=_sign(key, fields))
+
+
+def check(key: bytes, receipt: Mapping[str, Any] | Receipt, action: str, payload: Mapping[str, Any]) -> str | None:
+    """Why the receipt does not approve ``action`` with ``payload``, or None when it does."""
+    try:
+        parsed = receipt if isinstance(receipt, Receipt) else Receipt.model_validate(receipt)
+    except ValidationError as exc:
+        return f"not a receipt: {exc.errors()[0]['loc']} {exc.errors()[0]['msg']}"
+    fields = parsed.model_dump(exclude={"signature"})
+    if not hmac.compare_digest(_sign(key, fields), parsed.signature):
+        return "the signature does not match: the receipt was forged, altered, or signed by another server"
+    if parsed.action != action:
+        return f"the receipt approves {parsed.action!r}, not {action!r}"
+    try:
+        digest = payload_sha256(action, payload)
+    except (TypeError, ValueError, RecursionError):
+        return "the payload is not plain JSON (NaN, Infinity or another value JSON cannot hold)"
+    if parsed.payload_sha256 != digest:
+        return "the payload differs from the approved one: ask for a new approval with these arguments"
+    return None
+
+
+def _sign(key: bytes, fields: Mapping[str, Any]) -> str:
+    digest = hmac.new(key, canonical_json(dict(fields)).encode(), hashlib.sha256).hexdigest()
+    return f"{VERSION}={digest}"

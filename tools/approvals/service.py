@@ -1,0 +1,292 @@
+"""ApprovalService: the use cases, composed from the policy, the lifecycle and a Store. No MCP here."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+import anyio
+from signoff.storage import (
+    ApprovalRequest,
+    Conflict,
+    DecidedBy,
+    InvalidInput,
+    Page,
+    RequestQuery,
+    Status,
+    Store,
+    Trigger,
+    TriggerKind,
+    Verdict,
+)
+from signoff.storage.audit import ChainReport, verify_store
+from signoff.storage.canonical import numeric_leaves, payload_sha256
+from signoff.storage.errors import unknown_request
+from signoff.tools.approvals import lifecycle
+from signoff.tools.approvals.policy import Outcome, Policy, PolicyDecision, PolicyInput
+from signoff.tools.clock import Clock, SystemClock
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float, float, str], Awaitable[None]]
+
+_STATUS_OF = {
+    Outcome.APPROVE: Status.APPROVED,
+    Outcome.REJECT: Status.REJECTED,
+    Outcome.REVIEW: Status.PENDING,
+}
+
+
+class _RandomIds:
+    """80-bit random ids, from ``os.urandom`` read 4 KiB at a time: one system call per 409 ids instead of one
+    per id (a system call is the expensive part on a busy virtual machine, and this runs on every request)."""
+
+    _ID_BYTES = 10
+    _BLOCK = 4096 - 4096 % _ID_BYTES
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._block = b""
+        self._offset = 0
+        os.register_at_fork(after_in_child=self._forget)  # a forked child must not hand out its parent's ids
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._block = b""
+
+    def next(self) -> str:
+        with self._lock:
+            if self._offset >= len(self._block):
+                self._block, self._offset = os.urandom(self._BLOCK), 0
+            start, self._offset = self._offset, self._offset + self._ID_BYTES
+            raw = self._block[start : self._offset]
+        return "req_" + base64.b32encode(raw).decode().lower()
+
+
+new_request_id = _RandomIds().next
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Draft:
+    """What an agent asks for; validated by the policy before anything is stored."""
+
+    action: str
+    summary: str
+    payload: dict[str, object]
+    confidence: float | None = None
+    flags: tuple[str, ...] = ()
+    agent_id: str | None = None
+    idempotency_key: str | None = None
+    expires_in_seconds: int | None = None
+    human_only: bool = False  #: never approved by policy alone (model promotions, traffic increases)
+
+
+class ApprovalService:
+    def __init__(
+        self,
+        store: Store,
+        policy: Policy | None = None,
+        clock: Clock | None = None,
+        *,
+        progress_interval: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.policy = policy or Policy()
+        self.clock = clock or SystemClock()
+        self.progress_interval = progress_interval
+
+    async def request_approval(self, draft: Draft) -> ApprovalRequest:
+        """Run the policy and record the request with its verdict (or as pending, for people to decide)."""
+        if draft.idempotency_key is not None and not draft.idempotency_key.strip():
+            raise InvalidInput("idempotency_key is empty: omit it, or pass a non-empty key that is unique per action")
+        policy_input = PolicyInput(
+            action=draft.action,
+            summary=draft.summary,
+            payload=draft.payload,
+            confidence=draft.confidence,
+            flags=draft.flags,
+            agent_id=draft.agent_id,
+            expires_in_seconds=draft.expires_in_seconds,
+        )
+        history = None
+        if self.policy.wants_history:
+            self.policy.validate(policy_input)  # before reading history for it; evaluate validates in any case
+            fields = list(numeric_leaves(draft.payload))
+            history = await self.store.action_history(draft.action, draft.agent_id, fields)
+        decision = self.policy.evaluate(policy_input, history)
+        if draft.human_only and decision.outcome is Outcome.APPROVE:
+            person = Trigger(kind=TriggerKind.RULE, detail=f"{draft.action} always needs a person's approval")
+            decision = dataclasses.replace(decision, outcome=Outcome.REVIEW, triggers=(person, *decision.triggers))
+        request = self._new_request(draft, decision, _STATUS_OF[decision.outcome])
+        stored, created = await self.store.create_request(
+            request, lifecycle.creation_events(request), notify=request.status is Status.PENDING
+        )
+        if not created and stored.payload_sha256 != request.payload_sha256:
+            raise Conflict(
+                f"idempotency_key {draft.idempotency_key!r} was already used for request {stored.id} with"
+                " different action or payload; use a new idempotency_key for a different request"
+            )
+        if created:
+            logger.info(
+                "request created",
+                extra={"request_id": stored.id, "action": stored.action, "status": stored.status},
+            )
+        return stored
+
+    async def record(self, draft: Draft, rule: str, *, notify: bool) -> ApprovalRequest:
+        """A change that needed nobody's approval (a rollback, the canary guard), stored as a request the policy
+        approved at once under ``rule``: so it is in the audit log and, with ``notify``, shown to the reviewers.
+        The policy's rules still pick its channel and approvers; its outcome is not asked."""
+        policy_input = PolicyInput(
+            action=draft.action,
+            summary=draft.summary,
+            payload=draft.payload,
+            confidence=None,
+            flags=(),
+            agent_id=draft.agent_id,
+            expires_in_seconds=None,
+        )
+        decision = self.policy.evaluate(policy_input, None)
+        because = Trigger(kind=TriggerKind.RULE, detail=rule)
+        decision = dataclasses.replace(decision, outcome=Outcome.APPROVE, triggers=(because,))
+        request = self._new_request(draft, decision, Status.APPROVED)
+        stored, _ = await self.store.create_request(request, lifecycle.creation_events(request), notify=notify)
+        # used at once: a record is not an approval anything may act on (a permission prompt, a second change)
+        return await self.store.update(stored.id, lifecycle.consume(self.clock.now()))
+
+    def _new_request(self, draft: Draft, decision: PolicyDecision, status: Status) -> ApprovalRequest:
+        now = self.clock.now()
+        return ApprovalRequest(
+            id=new_request_id(),
+            action=draft.action,
+            summary=draft.summary,
+            payload=draft.payload,
+            payload_sha256=payload_sha256(draft.action, draft.payload),
+            confidence=draft.confidence,
+            flags=draft.flags,
+            agent_id=draft.agent_id,
+            idempotency_key=draft.idempotency_key,
+            status=status,
+            decided_by=None if status is Status.PENDING else DecidedBy.POLICY,
+            triggers=decision.triggers,
+            approvals_required=decision.approvals_required,
+            priority=decision.priority,
+            created_at=now,
+            expires_at=now + timedelta(seconds=decision.expires_in_seconds),
+            decided_at=None if status is Status.PENDING else now,
+            channel=decision.channel,
+            approvers=decision.approvers,
+            escalate_at=now + timedelta(seconds=decision.escalate_after_seconds)
+            if status is Status.PENDING and decision.escalate_after_seconds
+            else None,
+            escalate_to=decision.escalate_to if status is Status.PENDING else None,
+        )
+
+    async def get(self, request_id: str) -> ApprovalRequest:
+        """The request as it stands; a pending request past its expiry is expired first (fail closed)."""
+        request = await self.store.get(request_id)
+        if request is None:
+            raise unknown_request(request_id)
+        if lifecycle.is_overdue(request, self.clock.now()):
+            return await self._expire(request_id)
+        return request
+
+    async def wait(
+        self, request_id: str, wait_seconds: float, on_progress: ProgressCallback | None = None
+    ) -> ApprovalRequest:
+        """Return as soon as the request is decided, or when ``wait_seconds`` have passed (still pending)."""
+        start = anyio.current_time()
+        deadline = start + wait_seconds
+        next_progress = start
+        while True:
+            token = await self.store.change_token()
+            request = await self.get(request_id)
+            now = anyio.current_time()
+            if request.status.is_terminal or now >= deadline:
+                return request
+            if on_progress is not None and now >= next_progress:
+                message = f"waiting for reviewers: {len(request.approvals)} of {request.approvals_required} approvals"
+                await on_progress(now - start, wait_seconds, message)
+                next_progress = now + self.progress_interval
+            wake_at = min(deadline, next_progress) if on_progress is not None else deadline
+            until_expiry = (request.expires_at - self.clock.now()).total_seconds()
+            await self.store.wait_for_change(token, max(0.0, min(wake_at - now, until_expiry + 0.001)))
+
+    async def vote(
+        self,
+        request_id: str,
+        reviewer: str,
+        verdict: Verdict,
+        comment: str | None,
+        *,
+        reviewer_ids: tuple[str, ...] = (),
+    ) -> ApprovalRequest:
+        """Record a reviewer's vote; raises Conflict naming who decided if the request is already closed.
+
+        ``reviewer_ids`` are other names of the same reviewer (a Slack user id): if any of them is the requester,
+        directly or through the policy's ``[[people]]`` aliases, the vote is refused.
+        """
+
+        change = lifecycle.vote(
+            reviewer, verdict, comment, self.clock.now(), reviewer_ids=reviewer_ids, same_person=self.policy.same_person
+        )
+        updated = await self.store.update(request_id, change)
+        if updated.status is Status.EXPIRED:  # it ran out before this vote arrived; lifecycle closed it now
+            raise Conflict(f"request {request_id} {lifecycle.outcome_phrase(updated)}; your vote was not recorded")
+        return updated
+
+    async def cancel(self, request_id: str, reason: str) -> ApprovalRequest:
+        updated = await self.store.update(request_id, lifecycle.cancel(reason, self.clock.now()))
+        if updated.status is Status.EXPIRED:  # it ran out before the cancel arrived
+            raise Conflict(f"request {request_id} {lifecycle.outcome_phrase(updated)}; it cannot be cancelled")
+        return updated
+
+    async def list_requests(self, query: RequestQuery) -> Page:
+        return await self.store.list_requests(query)
+
+    async def expire_due(self) -> int:
+        """Expire every pending request whose time has run out; returns how many this call expired."""
+        expired = 0
+        for request_id in await self.store.pending_due(self.clock.now()):
+            try:
+                await self.store.update(request_id, lifecycle.expire(self.clock.now()))
+                expired += 1
+            except Conflict:
+                pass  # decided or expired by someone else in the meantime
+        return expired
+
+    async def record_refusal(self, request_id: str, who: str, reason: str) -> None:
+        """Put a refused vote (a stranger's click, the requester's own) in the audit log; nothing else changes."""
+        await self.store.update(request_id, lifecycle.refusal(who, reason[:500], self.clock.now()))
+
+    async def escalate_due(self) -> int:
+        """Escalate every pending request whose escalation time has come; returns how many."""
+        escalated = 0
+        for request_id in await self.store.escalations_due(self.clock.now()):
+            try:
+                updated = await self.store.update(request_id, lifecycle.escalate(self.clock.now()))
+                escalated += updated.status is Status.PENDING
+            except Conflict:
+                pass  # decided, expired or escalated by someone else in the meantime
+        return escalated
+
+    async def verify_audit(self, anchors: Mapping[int, str] | None = None) -> ChainReport:
+        return await verify_store(self.store, anchors)
+
+    async def consume(self, request_id: str) -> ApprovalRequest:
+        """Use a single-use approval once; a second use is refused (Conflict)."""
+        return await self.store.update(request_id, lifecycle.consume(self.clock.now()))
+
+    async def _expire(self, request_id: str) -> ApprovalRequest:
+        try:
+            return await self.store.update(request_id, lifecycle.expire(self.clock.now()))
+        except Conflict:
+            request = await self.store.get(request_id)
+            assert request is not None
+            return request

@@ -1,0 +1,142 @@
+"""What agents see: the status object and the one sentence that tells them what to do next."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+from signoff.storage import ApprovalRequest, DecidedBy, InvalidInput, Status, Verdict
+from signoff.storage.timefmt import from_text, to_text
+from signoff.tools.approvals.receipts import Receipt
+from signoff.tools.wire import WireModel
+
+
+class TriggerView(WireModel):
+    kind: Literal["confidence", "rule", "anomaly", "fairness", "default", "guardrail"]
+    detail: str
+
+
+class VoteView(WireModel):
+    reviewer: str
+    verdict: Literal["approve", "reject"]
+    comment: str | None
+    at: datetime
+
+
+class ApprovalStatus(WireModel):
+    """The state of one approval request."""
+
+    request_id: str
+    status: Literal["pending", "approved", "rejected", "expired", "cancelled"]
+    decided_by: Literal["policy", "human"] | None
+    action: str
+    summary: str
+    agent_id: str | None
+    triggers: list[TriggerView]
+    votes: list[VoteView]
+    approvals_required: int
+    payload_sha256: str = Field(description="SHA-256 of the canonical action+payload this verdict is bound to")
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+    escalated_at: datetime | None = Field(default=None, description="When it was escalated, if it was")
+    message: str = Field(description="What to do next")
+    receipt: Receipt | None = Field(
+        default=None, description="When approved: signed proof to check with verify_receipt right before acting"
+    )
+
+    @classmethod
+    def of(cls, request: ApprovalRequest, receipt: Receipt | None = None) -> ApprovalStatus:
+        return cls(
+            receipt=receipt,
+            request_id=request.id,
+            status=request.status.value,
+            decided_by=request.decided_by.value if request.decided_by else None,
+            action=request.action,
+            summary=request.summary,
+            agent_id=request.agent_id,
+            triggers=[TriggerView(kind=t.kind.value, detail=t.detail) for t in request.triggers],
+            votes=[
+                VoteView(reviewer=v.reviewer, verdict=v.verdict.value, comment=v.comment, at=v.at)
+                for v in request.votes
+            ],
+            approvals_required=request.approvals_required,
+            payload_sha256=request.payload_sha256,
+            created_at=request.created_at,
+            expires_at=request.expires_at,
+            decided_at=request.decided_at,
+            escalated_at=request.escalated_at,
+            message=next_step(request),
+        )
+
+
+class ReceiptCheck(WireModel):
+    """Whether a receipt approves exactly this action and payload."""
+
+    valid: bool
+    reason: str | None = Field(description="Why not, when not valid")
+
+
+class RequestList(WireModel):
+    """A page of approval history, newest first."""
+
+    items: list[ApprovalStatus]
+    next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page")
+
+
+def next_step(request: ApprovalRequest) -> str:
+    """One sentence telling the agent what to do now."""
+    match request.status:
+        case Status.APPROVED:
+            who = "policy" if request.decided_by is DecidedBy.POLICY else _names(request, Verdict.APPROVE)
+            return (
+                f"Approved by {who}: go ahead with exactly this action and payload; "
+                "different arguments need a new request."
+            )
+        case Status.REJECTED if request.decided_by is DecidedBy.POLICY:
+            reasons = "; ".join(t.detail for t in request.triggers if t.kind == "guardrail") or "a policy rule"
+            return f"Rejected by policy ({reasons}): do not perform this action; tell the user why."
+        case Status.REJECTED:
+            veto = next((v for v in request.votes if v.verdict is Verdict.REJECT), None)
+            why = f": {veto.comment}" if veto and veto.comment else ""
+            who = veto.reviewer if veto else "a reviewer"
+            return f"Rejected by {who}{why}. Do not perform this action; tell the user or change the plan."
+        case Status.EXPIRED:
+            return (
+                "Expired without a decision: do not perform this action. "
+                "If it is still needed, call request_approval again."
+            )
+        case Status.CANCELLED:
+            return f"Cancelled ({request.note}): do not perform this action."
+        case Status.PENDING:
+            return (
+                f"Waiting for a human ({len(request.approvals)} of {request.approvals_required} approvals; "
+                f"expires {to_text(request.expires_at)}). Do not perform the action yet: call get_status with "
+                f"request_id={request.id} and wait_seconds=60 to wait for the decision."
+            )
+
+
+def _names(request: ApprovalRequest, verdict: Verdict) -> str:
+    return ", ".join(v.reviewer for v in request.votes if v.verdict is verdict) or "a reviewer"
+
+
+def encode_cursor(cursor: tuple[datetime, str] | None) -> str | None:
+    if cursor is None:
+        return None
+    raw = json.dumps([to_text(cursor[0]), cursor[1]]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> tuple[datetime, str]:
+    try:
+        padded = text + "=" * (-len(text) % 4)
+        created_at, request_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        return from_text(created_at), str(request_id)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise InvalidInput(
+            "cursor is not one this server issued: pass next_cursor from the previous page, or omit it"
+        ) from exc

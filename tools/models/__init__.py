@@ -1,0 +1,1 @@
+"""The model control plane: versions, sticky routing, rollout, telemetry, canary analysis and its guard."""
