@@ -16,7 +16,7 @@ from signoff.notifiers import ConsoleNotifier, FanOut, Notifier, WebhookNotifier
 from signoff.server import review_api
 from signoff.server.auth import ConfigTokenVerifier
 from signoff.server.config import Settings, package_version, receipt_key
-from signoff.server.model_plane import model_plane, model_settings_from_env
+from signoff.server.model_plane import model_plane
 from signoff.server.slack import SlackParts, interactions_route, slack_session
 from signoff.server.unknown_arguments import RejectUnknownArguments
 from signoff.server.workers import deliver_outbox, sweep_expired
@@ -24,14 +24,14 @@ from signoff.storage import Store
 from signoff.storage.approvals.memory import MemoryStore
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.storage.models.store import ModelStore
+from signoff.tools.access import Role
 from signoff.tools.app_state import AppState
 from signoff.tools.approvals.handlers import register_tools
 from signoff.tools.approvals.policy import Policy
-from signoff.tools.approvals.policy_config import Role, load_policy_config
+from signoff.tools.approvals.policy_config import load_policy_config
 from signoff.tools.approvals.service import ApprovalService
 from signoff.tools.clock import Clock
 from signoff.tools.models.handlers import register_model_tools
-from signoff.tools.models.service import ModelSettings
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -57,7 +57,6 @@ def build_server(
     clock: Clock | None = None,
     notifier: Notifier | None = None,
     model_store: ModelStore | None = None,
-    model_settings: ModelSettings | None = None,
     http_url: str | None = None,
 ) -> MCPServer[AppState]:
     """The signoff MCP server. A given ``store`` is shared and left open; otherwise the lifespan opens
@@ -67,7 +66,6 @@ def build_server(
     on bearer-token auth for the HTTP transport when the config file lists ``[[auth.tokens]]``."""
     policy = load_policy(settings)  # at build time, so a bad config stops the start-up
     signing_key = receipt_key(settings)  # likewise an unwritable key file
-    models_config = model_settings or model_settings_from_env()  # likewise
 
     tokens = policy.config.auth.tokens
     verifier = ConfigTokenVerifier(tokens) if tokens else None
@@ -88,7 +86,7 @@ def build_server(
                     workers,
                     store=model_store,
                     in_memory=isinstance(store, MemoryStore),
-                    settings=models_config,
+                    settings=settings.models,
                 ) as models,
             ):
                 running.slack, running.service = parts, service

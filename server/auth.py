@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Sequence
 
 from mcp.server.auth.provider import AccessToken, TokenVerifier
-from signoff.tools.approvals.policy_config import Role, Token
+from signoff.tools.access import Role, Token
 from starlette.requests import Request
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})

@@ -15,7 +15,8 @@ from signoff.server import render
 from signoff.server.config import Settings, package_version
 from signoff.storage import ApprovalRequest, ConfigError, RequestQuery, SignoffError, Status, Verdict
 from signoff.storage.approvals.sqlite import SqliteStore
-from signoff.tools.approvals.policy_config import PolicyConfig, Role, load_policy_config
+from signoff.tools.access import Role
+from signoff.tools.approvals.policy_config import PolicyConfig, load_policy_config
 from signoff.tools.approvals.service import ApprovalService
 
 logger = logging.getLogger("signoff")

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 from signoff.storage import ConfigError
+from signoff.tools.models.canary import CanaryLimits
+from signoff.tools.models.service import ModelSettings
 
 
 def package_version() -> str:
@@ -61,6 +64,7 @@ class Settings:
     webhook_url: str | None = None  #: SIGNOFF_WEBHOOK_URL: also POST every state change here, signed
     webhook_secret: str | None = None  #: SIGNOFF_WEBHOOK_SECRET: the HMAC key for the webhook
     receipt_key: str | None = None  #: SIGNOFF_RECEIPT_KEY: signs approval receipts; else a key file by the database
+    models: ModelSettings = field(default_factory=ModelSettings)  #: SIGNOFF_MODEL_*: the model control plane
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -80,6 +84,7 @@ class Settings:
             webhook_url=env.get("SIGNOFF_WEBHOOK_URL") or None,
             webhook_secret=env.get("SIGNOFF_WEBHOOK_SECRET") or None,
             receipt_key=env.get("SIGNOFF_RECEIPT_KEY") or None,
+            models=_model_settings(env),
         )
         settings.check()
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
@@ -115,4 +120,52 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
     if value <= 0:
         raise ConfigError(f"{name} must be a positive number of seconds, not {raw}")
+    return value
+
+
+def _model_settings(env: Mapping[str, str]) -> ModelSettings:
+    """The model settings from ``SIGNOFF_MODEL_*`` variables; unset ones keep their defaults.
+
+    ``SIGNOFF_MODEL_GUARD`` (on/off), ``SIGNOFF_MODEL_GUARD_INTERVAL``, ``SIGNOFF_MODEL_GUARD_WINDOW_SECONDS``,
+    ``SIGNOFF_MODEL_GUARD_MIN_SAMPLES``, ``SIGNOFF_MODEL_ALPHA``, ``SIGNOFF_MODEL_MAX_ERROR_RATE_INCREASE``,
+    ``SIGNOFF_MODEL_MAX_ERROR_RATE_RATIO``, ``SIGNOFF_MODEL_MAX_LATENCY_INCREASE``.
+    """
+    defaults, limits = ModelSettings(), CanaryLimits()
+    switch = env.get("SIGNOFF_MODEL_GUARD", "on").strip().lower()
+    if switch not in ("on", "off", "true", "false", "1", "0"):
+        raise ConfigError(f"SIGNOFF_MODEL_GUARD={switch!r}; use on or off")
+    return replace(
+        defaults,
+        guard_enabled=switch in ("on", "true", "1"),
+        guard_interval=_bounded(env, "SIGNOFF_MODEL_GUARD_INTERVAL", defaults.guard_interval, 0.01, 86_400),
+        guard_window_seconds=int(
+            _bounded(env, "SIGNOFF_MODEL_GUARD_WINDOW_SECONDS", defaults.guard_window_seconds, 60, 30 * 86_400)
+        ),
+        guard_min_samples=int(_bounded(env, "SIGNOFF_MODEL_GUARD_MIN_SAMPLES", defaults.guard_min_samples, 1, 1e9)),
+        limits=replace(
+            limits,
+            alpha=_bounded(env, "SIGNOFF_MODEL_ALPHA", limits.alpha, 1e-9, 0.5),
+            max_error_rate_increase=_bounded(
+                env, "SIGNOFF_MODEL_MAX_ERROR_RATE_INCREASE", limits.max_error_rate_increase, 0, 1
+            ),
+            max_error_rate_ratio=_bounded(
+                env, "SIGNOFF_MODEL_MAX_ERROR_RATE_RATIO", limits.max_error_rate_ratio, 1, math.inf
+            ),
+            max_latency_increase=_bounded(
+                env, "SIGNOFF_MODEL_MAX_LATENCY_INCREASE", limits.max_latency_increase, 0, 100
+            ),
+        ),
+    )
+
+
+def _bounded(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={raw} is out of range; use {low:g} to {high:g}")
     return value

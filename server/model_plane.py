@@ -10,73 +10,19 @@
 from __future__ import annotations
 
 import logging
-import math
-import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import anyio
 from anyio.abc import TaskGroup
-from signoff.storage import ConfigError
 from signoff.storage.models.memory import MemoryModelStore
 from signoff.storage.models.sqlite import SqliteModelStore
 from signoff.storage.models.store import ModelStore
 from signoff.tools.approvals.service import ApprovalService
-from signoff.tools.models.canary import CanaryLimits
 from signoff.tools.models.service import ModelService, ModelSettings
 
 logger = logging.getLogger(__name__)
-
-
-def model_settings_from_env(env: Mapping[str, str] | None = None) -> ModelSettings:
-    """The model settings from ``SIGNOFF_MODEL_*`` variables; unset ones keep their defaults.
-
-    ``SIGNOFF_MODEL_GUARD`` (on/off), ``SIGNOFF_MODEL_GUARD_INTERVAL``, ``SIGNOFF_MODEL_GUARD_WINDOW_SECONDS``,
-    ``SIGNOFF_MODEL_GUARD_MIN_SAMPLES``, ``SIGNOFF_MODEL_ALPHA``, ``SIGNOFF_MODEL_MAX_ERROR_RATE_INCREASE``,
-    ``SIGNOFF_MODEL_MAX_ERROR_RATE_RATIO``, ``SIGNOFF_MODEL_MAX_LATENCY_INCREASE``.
-    """
-    env = os.environ if env is None else env
-    defaults, limits = ModelSettings(), CanaryLimits()
-    switch = env.get("SIGNOFF_MODEL_GUARD", "on").strip().lower()
-    if switch not in ("on", "off", "true", "false", "1", "0"):
-        raise ConfigError(f"SIGNOFF_MODEL_GUARD={switch!r}; use on or off")
-    return replace(
-        defaults,
-        guard_enabled=switch in ("on", "true", "1"),
-        guard_interval=_number(env, "SIGNOFF_MODEL_GUARD_INTERVAL", defaults.guard_interval, 0.01, 86_400),
-        guard_window_seconds=int(
-            _number(env, "SIGNOFF_MODEL_GUARD_WINDOW_SECONDS", defaults.guard_window_seconds, 60, 30 * 86_400)
-        ),
-        guard_min_samples=int(_number(env, "SIGNOFF_MODEL_GUARD_MIN_SAMPLES", defaults.guard_min_samples, 1, 1e9)),
-        limits=replace(
-            limits,
-            alpha=_number(env, "SIGNOFF_MODEL_ALPHA", limits.alpha, 1e-9, 0.5),
-            max_error_rate_increase=_number(
-                env, "SIGNOFF_MODEL_MAX_ERROR_RATE_INCREASE", limits.max_error_rate_increase, 0, 1
-            ),
-            max_error_rate_ratio=_number(
-                env, "SIGNOFF_MODEL_MAX_ERROR_RATE_RATIO", limits.max_error_rate_ratio, 1, math.inf
-            ),
-            max_latency_increase=_number(
-                env, "SIGNOFF_MODEL_MAX_LATENCY_INCREASE", limits.max_latency_increase, 0, 100
-            ),
-        ),
-    )
-
-
-def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={raw} is out of range; use {low:g} to {high:g}")
-    return value
 
 
 @asynccontextmanager

@@ -10,7 +10,7 @@ import json
 
 from signoff.server.auth import ConfigTokenVerifier, bearer_identity
 from signoff.storage import Conflict, Forbidden, InvalidInput, NotFound, RequestQuery, SignoffError, Status, Verdict
-from signoff.tools.approvals.policy_config import Role
+from signoff.tools.access import Role
 from signoff.tools.approvals.service import ApprovalService
 from signoff.tools.approvals.views import ApprovalStatus
 from starlette.requests import Request

@@ -270,12 +270,14 @@ class World:
         self.clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
         self.db: Path | None = tmp / "signoff.db" if sqlite else None
         settings = Settings(
-            db_path=tmp / "signoff.db", receipt_key=key, progress_interval=0.01, permission_wait_seconds=0.01
+            db_path=tmp / "signoff.db",
+            receipt_key=key,
+            progress_interval=0.01,
+            permission_wait_seconds=0.01,
+            models=ModelSettings(guard_enabled=False),
         )
         stores: dict[str, Any] = {} if sqlite else {"store": self.store, "model_store": self.models}
-        self.server = build_server(
-            settings, clock=self.clock, model_settings=ModelSettings(guard_enabled=False), **stores
-        )
+        self.server = build_server(settings, clock=self.clock, **stores)
         self.ids: dict[str, str] = {}
         self.receipt: dict[str, Any] = {}
         self.schemas: dict[str, Any] = {}

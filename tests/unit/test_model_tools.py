@@ -14,7 +14,6 @@ from mcp import Client
 from mcp.server import MCPServer
 from signoff.server.app import build_server
 from signoff.server.config import Settings
-from signoff.server.model_plane import model_settings_from_env
 from signoff.storage import ConfigError, ModelState, Verdict
 from signoff.storage.approvals.memory import MemoryStore
 from signoff.storage.models.memory import MemoryModelStore
@@ -37,11 +36,10 @@ class Harness:
         self.model_store = MemoryModelStore(seed=1)
         self.reviewer = ApprovalService(self.store, clock=self.clock)  # a person, e.g. through the CLI
         self.server: MCPServer[AppState] = build_server(
-            Settings(db_path=tmp_path / "unused.db"),
+            Settings(db_path=tmp_path / "unused.db", models=ModelSettings(**model_settings)),
             store=self.store,
             clock=self.clock,
             model_store=self.model_store,
-            model_settings=ModelSettings(**model_settings),
         )
 
     async def approve(self, result: dict[str, Any]) -> None:
@@ -244,16 +242,17 @@ async def test_the_server_applies_an_approval_without_being_asked(tmp_path: Path
 
 
 def test_model_settings_come_from_signoff_model_variables() -> None:
-    settings = model_settings_from_env(
+    settings = Settings.from_env(
         {
+            "SIGNOFF_DB": "unused.db",
             "SIGNOFF_MODEL_GUARD": "off",
             "SIGNOFF_MODEL_MAX_ERROR_RATE_INCREASE": "0.05",
             "SIGNOFF_MODEL_MAX_ERROR_RATE_RATIO": "3",
         }
-    )
+    ).models
     assert settings.guard_enabled is False and settings.limits.max_error_rate_increase == 0.05
     assert settings.limits.max_error_rate_ratio == 3
-    assert model_settings_from_env({}) == ModelSettings()
+    assert Settings.from_env({"SIGNOFF_DB": "unused.db"}).models == ModelSettings()
     for bad in (
         {"SIGNOFF_MODEL_GUARD": "maybe"},
         {"SIGNOFF_MODEL_ALPHA": "2"},
@@ -261,4 +260,4 @@ def test_model_settings_come_from_signoff_model_variables() -> None:
         {"SIGNOFF_MODEL_MAX_ERROR_RATE_RATIO": "0.5"},
     ):
         with pytest.raises(ConfigError, match="SIGNOFF_MODEL_"):
-            model_settings_from_env(bad)
+            Settings.from_env({"SIGNOFF_DB": "unused.db", **bad})

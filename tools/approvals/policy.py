@@ -17,7 +17,8 @@ from typing import Any
 from signoff.storage.canonical import canonical_json, is_number, numeric_leaves
 from signoff.storage.errors import InvalidInput
 from signoff.storage.records import ActionHistory, Priority, Trigger, TriggerKind
-from signoff.tools.approvals.policy_config import Condition, Op, Outcome, PolicyConfig, Rule, person_of
+from signoff.tools.access import person_of
+from signoff.tools.approvals.policy_config import Condition, Op, Outcome, PolicyConfig, Rule
 
 __all__ = ["Outcome", "Policy", "PolicyDecision", "PolicyInput"]
 
@@ -59,8 +60,8 @@ class Policy:
 
     def same_person(self, requester: str, *names: str) -> bool:
         """Whether any of ``names`` is the requester, directly or through a ``[[people]]`` alias."""
-        person = person_of(self.config, requester)
-        return any(person_of(self.config, name) == person for name in names)
+        person = person_of(self.config.people, requester)
+        return any(person_of(self.config.people, name) == person for name in names)
 
     @property
     def wants_history(self) -> bool:

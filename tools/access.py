@@ -1,0 +1,92 @@
+"""Who is who in the config file: people and every name they go by, bearer tokens and their roles, Slack routing."""
+
+from __future__ import annotations
+
+import enum
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from signoff.tools.typed_toml import Fault, non_empty_strings
+
+
+class Role(enum.StrEnum):
+    AGENT = "agent"  #: calls the agent tools over HTTP, always as its own identity
+    REVIEWER = "reviewer"  #: decides requests through the reviewer HTTP API, as its own identity
+
+
+SLACK_ID = re.compile(r"[UWS][A-Z0-9]{2,}")
+
+
+def slack_ids(values: tuple[str, ...], key: str) -> None:
+    for index, value in enumerate(values):
+        if not SLACK_ID.fullmatch(value):
+            raise Fault(
+                (key, index),
+                f"{value!r} is not a Slack user id (U… or W…) or user group id (S…); in Slack, open the "
+                "person's profile, then ⋯ > Copy member ID",
+            )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SlackRouting:
+    channel: str | None = None  #: where review requests are posted; SIGNOFF_SLACK_CHANNEL when unset
+    approvers: tuple[str, ...] = ()  #: Slack user ids and user group ids allowed to vote in Slack
+
+    def __post_init__(self) -> None:
+        slack_ids(self.approvers, "approvers")
+        if self.channel is not None and not self.channel.strip():
+            raise Fault(("channel",), "must not be empty; use a channel id (C…) or name (#approvals)")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Person:
+    """One human and every name they go by, so nobody approves their own request under another name."""
+
+    name: str
+    aliases: tuple[str, ...]  #: agent ids they own, their Slack user id, their CLI name
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise Fault(("name",), "must not be empty")
+        non_empty_strings(self.aliases, "aliases")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Token:
+    """A bearer token for the HTTP transport, stored as its SHA-256 (`signoff token new` makes one)."""
+
+    identity: str
+    role: Role
+    sha256: str
+
+    def __post_init__(self) -> None:
+        if not self.identity.strip():
+            raise Fault(("identity",), "must not be empty; it is the name the caller acts as")
+        if not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+            raise Fault(("sha256",), "must be 64 lowercase hex digits: the SHA-256 that `signoff token new` prints")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Auth:
+    tokens: tuple[Token, ...] = ()
+    agents_see_all: bool = False  #: let agents read every request, not only their own
+
+    def __post_init__(self) -> None:
+        digests = [token.sha256 for token in self.tokens]
+        for index, digest in enumerate(digests):
+            if digest in digests[:index]:
+                raise Fault(("tokens", index, "sha256"), "the same token is listed twice")
+
+
+def person_of(people: tuple[Person, ...], name: str) -> str:
+    """The person a name belongs to (by ``[[people]]``), or the name itself; case-insensitive."""
+    folded = normal_name(name)
+    for person in people:
+        if folded in (normal_name(alias) for alias in (person.name, *person.aliases)):
+            return normal_name(person.name)
+    return folded
+
+
+def normal_name(name: str) -> str:
+    return unicodedata.normalize("NFKC", name).strip().casefold()
