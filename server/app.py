@@ -14,6 +14,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import AnyHttpUrl
 from signoff.notifiers import ConsoleNotifier, FanOut, Notifier, WebhookNotifier
 from signoff.server import review_api
+from signoff.server.argument_errors import SignoffMCPServer
 from signoff.server.auth import ConfigTokenVerifier
 from signoff.server.config import Settings, package_version, receipt_key
 from signoff.server.model_plane import model_plane
@@ -114,7 +115,7 @@ def build_server(
             required_scopes=[Role.AGENT.value],  # reviewers' tokens do not make requests: 403
             validate_token_resource=False,  # static tokens name no audience; they are valid for this server only
         )
-    mcp: MCPServer[AppState] = MCPServer(
+    mcp: MCPServer[AppState] = SignoffMCPServer(
         "signoff",
         version=package_version(),
         instructions=INSTRUCTIONS,
