@@ -67,7 +67,10 @@ async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str
 
 async def start_canary(h: Harness, client: Client) -> None:
     """v1 in production (approved by alice), v2 registered by the agent and approved for 10% of traffic."""
-    await call(client, "register_model_version", {"name": "fraud", "version": "v1", "endpoint": "http://fraud/v1"})
+    first = await call(
+        client, "register_model_version", {"name": "fraud", "version": "v1", "endpoint": "http://fraud/v1"}
+    )
+    assert "promote_model" in first["message"] and "set_traffic" not in first["message"]  # no production to canary
     promoted = await call(
         client, "promote_model", {"name": "fraud", "version": "v1", "reason": "first", "agent_id": "bot"}
     )
@@ -84,6 +87,7 @@ async def start_canary(h: Harness, client: Client) -> None:
         },
     )
     assert registered["created"] is True and registered["version"]["traffic_percent"] == 0
+    assert "set_traffic to start a canary beside v1" in registered["message"]
     asked = await call(
         client, "set_traffic", {"name": "fraud", "weights": {"v1": 90, "v2": 10}, "reason": "canary", "agent_id": "bot"}
     )

@@ -15,12 +15,11 @@ Two metrics, each with a one-sided test at level ``alpha`` and a tolerance that 
   are not enough: they failed about a third of canaries truly at 1.8x a 1% baseline. The relative limit alone
   would call 0 vs 1 error "infinitely worse"; the significance test keeps such noise from failing.
 
-  It **passes** when both limits are shown to hold (an intersection-union test: each one-sided bound at
-  ``1 - alpha``, so the pair is still at level ``alpha``): the upper bound of ``candidate - baseline`` is within
-  ``max_error_rate_increase`` and the upper bound of ``candidate - ratio * baseline`` is at most 0. Both bounds
-  add one error and one success to each side (Agresti-Caffo), so they behave with zero errors. Showing that a
-  rate is not twice another takes events: with no or very few baseline errors the relative limit cannot be
-  shown, and the verdict stays ``inconclusive`` (``max_error_rate_ratio=math.inf`` switches it off).
+  Otherwise it **passes**, as Kayenta and Argo Rollouts judge a canary: with at least ``min_samples`` on each side
+  and no significant increase, the candidate is taken to be no worse. The detail keeps the uncertainty in view: the
+  upper ``1 - alpha`` bound of the increase ("could be up to +2.4 pp higher"), with one error and one success added
+  to each side (Agresti-Caffo) so it behaves with zero errors. A significant increase that is neither shown past
+  a limit nor shown within both limits is ``inconclusive``: more data will tell.
 
   The test is Fisher's exact test, one-sided, **mid-p** (the hypergeometric tail beyond the observed count plus
   half its own probability, summed in floating point from one ``lgamma`` term), unless the pooled two-proportion
@@ -30,11 +29,12 @@ Two metrics, each with a one-sided test at level ``alpha`` and a tolerance that 
   90% production), the z-test's tail can be several times too small. ``MetricResult.test`` names the test used.
 - latency: the Mann-Whitney U test (normal approximation, tie-corrected, continuity-corrected;
   H1: the candidate's latencies tend to be larger). It **fails** when significant and the candidate's
-  median exceeds the baseline's by more than ``max_latency_increase``; it **passes** when the same test
-  shows the candidate below the baseline scaled by ``1 + max_latency_increase`` (non-inferiority).
+  median exceeds the baseline's by more than ``max_latency_increase``; significantly slower within that tolerance
+  is ``inconclusive``; otherwise it **passes**, and the detail says whether non-inferiority was shown (the
+  baseline scaled by ``1 + max_latency_increase`` is significantly slower than the candidate) or not yet.
 
-Anything else is ``inconclusive``: the data cannot yet tell. Fewer than ``min_samples`` inferences on
-either side is ``insufficient_data`` whatever the numbers say.
+Fewer than ``min_samples`` inferences on either side (or fewer than ``min_latency_samples`` latencies) is
+``insufficient_data`` whatever the numbers say.
 
 Every test is for one look at the data. Looking again and again at a sliding window (the canary guard) needs a
 stricter ``alpha`` and more than one failing look: ``tools.canary_guard``.
@@ -281,7 +281,10 @@ def _error_rate(baseline: Evidence, candidate: Evidence, limits: CanaryLimits) -
         else:
             doubts = [f"could be up to {bound:+.2%} higher; the limit is {limit:.2%}"] if bound > limit else []
             doubts += [] if within_ratio else [f"cannot yet rule out more than {ratio:g}x the baseline's rate"]
-            verdict, why = Verdict.INCONCLUSIVE, f"{seen}: {'; '.join(doubts)}"
+            if p < limits.alpha:
+                verdict, why = Verdict.INCONCLUSIVE, f"{seen}: significantly higher (p={p:.2g}); {'; '.join(doubts)}"
+            else:
+                verdict, why = Verdict.PASS, f"{seen}: no significant increase (p={p:.2g}); {'; '.join(doubts)}"
     return MetricResult(
         metric="error_rate",
         test=test,
@@ -299,7 +302,7 @@ def _latency(baseline: Evidence, candidate: Evidence, limits: CanaryLimits) -> M
         return MetricResult(
             metric="latency_ms",
             test=LATENCY_TEST,
-            verdict=Verdict.INCONCLUSIVE,
+            verdict=Verdict.INSUFFICIENT_DATA,
             baseline=None,
             candidate=None,
             p_value=None,
@@ -315,8 +318,14 @@ def _latency(baseline: Evidence, candidate: Evidence, limits: CanaryLimits) -> M
         verdict, why = Verdict.FAIL, f"{seen}: significantly slower (p={p_worse:.2g}), by more than {scale - 1:.0%}"
     elif p_within < limits.alpha:
         verdict, why = Verdict.PASS, f"{seen}: shown to be less than {scale - 1:.0%} slower (p={p_within:.2g})"
+    elif p_worse < limits.alpha:
+        verdict, why = (
+            Verdict.INCONCLUSIVE,
+            f"{seen}: significantly slower (p={p_worse:.2g}), perhaps within {scale - 1:.0%}",
+        )
     else:
-        verdict, why = Verdict.INCONCLUSIVE, f"{seen}: cannot yet rule out being more than {scale - 1:.0%} slower"
+        why = f"no significant slowdown (p={p_worse:.2g}); cannot yet rule out being more than {scale - 1:.0%} slower"
+        verdict, why = Verdict.PASS, f"{seen}: {why}"
     return MetricResult(
         metric="latency_ms",
         test=LATENCY_TEST,

@@ -67,6 +67,19 @@ def _models(ctx: Context[AppState]) -> ModelService:
     return models
 
 
+def _next_step(name: str, version: str, view: ModelView) -> str:
+    """What to do after registering: the first version is promoted; a later one starts as a canary."""
+    if view.production is None:
+        return (
+            f"{name} {version} is registered and serves no traffic. {name} has no production version yet:"
+            f" call promote_model to ask a person to put {version} in production."
+        )
+    return (
+        f"{name} {version} is registered and serves no traffic. Call set_traffic to start a canary beside"
+        f" {view.production}, or promote_model to ask a person to replace it."
+    )
+
+
 def register_model_tools(mcp: MCPServer[AppState]) -> None:
     @mcp.tool(title="Register a model version", annotations=WRITES.model_copy(update={"idempotent_hint": True}))
     async def register_model_version(
@@ -106,7 +119,7 @@ def register_model_tools(mcp: MCPServer[AppState]) -> None:
             model=name,
             version=registered,
             created=created,
-            message=f"{name} {version} is registered and serves no traffic. Use set_traffic to start a canary.",
+            message=_next_step(name, version, view),
         )
 
     @mcp.tool(title="List models", annotations=READ_ONLY)
