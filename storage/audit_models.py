@@ -125,47 +125,47 @@ class ModelReplay:
 
 
 async def compare(store: ModelStore, replay: ModelReplay) -> Finding | None:
-    """The first model-plane row or column that differs from what the chain replays to."""
+    """The first model-plane row without its event, event without its row, or column that differs from what the
+    chain replays to (rows missing or added are looked for first, as they shift what the other rows say)."""
     models, versions, changes = dict(replay.models), dict(replay.versions), dict(replay.changes)
+    rows: list[tuple[str, dict[str, Any], dict[str, Any] | None, str]] = []
     for state in await store.list_models():
-        where = f"model {state.name}"
-        if (found := _differs(where, model_image(state), models.pop(state.name, None), "name")) is not None:
-            return found
-        for seq, version in enumerate(state.versions):
-            row = f"version {version.version} of model {state.name}"
-            image = version_image(version, seq)
-            found = _differs(row, image, versions.pop((state.name, version.version), None), "model, version")
-            if found is not None:
-                return found
+        rows.append((f"model {state.name}", model_image(state), models.pop(state.name, None), "name"))
+        images = {v.version: version_image(v, seq) for seq, v in enumerate(state.versions)}
+        expected = {name: versions.pop((state.name, name), None) for name in images}
+        for name in sorted(images, key=lambda n: (expected[n] or {}).get("seq", len(images))):  # as registered
+            rows.append((f"version {name} of model {state.name}", images[name], expected[name], "model, version"))
         for change in await store.history(state.name):
             row = f"model change {change.seq} of model {state.name}"
-            if (found := _differs(row, change_image(change), changes.pop(change.seq, None), "seq")) is not None:
-                return found
+            rows.append((row, change_image(change), changes.pop(change.seq, None), "seq"))
+    for where, _, want, key_columns in rows:
+        if want is None:
+            return Finding(
+                row=where,
+                column=key_columns,
+                reason=f"no event wrote this row: it was added, or its {key_columns} changed, outside signoff",
+            )
     leftovers: list[tuple[str, str, dict[Any, Any], Callable[[Any], str]]] = [
         ("name", "models", models, lambda k: f"model {k}"),
         ("model, version", "model_versions", versions, lambda k: f"version {k[1]} of model {k[0]}"),
         ("seq, model", "model_changes", changes, lambda k: f"model change {k}"),
     ]
-    for key_columns, table, left, name in leftovers:
+    for key_columns, table, left, row_name in leftovers:
         for key in left:
             return Finding(
-                row=name(key),
+                row=row_name(key),
                 column=key_columns,
                 reason=f"its events have no {table} row: the row was removed, or its {key_columns} changed",
             )
+    for where, image, want, _ in rows:
+        if (found := _differs(where, image, want or {})) is not None:
+            return found
     return None
 
 
-def _differs(where: str, row: dict[str, Any], want: dict[str, Any] | None, key_columns: str) -> Finding | None:
-    if want is None:
-        return Finding(
-            row=where,
-            column=key_columns,
-            reason=f"no event wrote this row: it was added, or its {key_columns} changed, outside signoff",
-        )
+def _differs(where: str, row: dict[str, Any], want: dict[str, Any]) -> Finding | None:
     for column, value in row.items():
         if value != want.get(column):
-            return Finding(
-                row=where, column=column, reason=f"its row says {value!r} but its events say {want.get(column)!r}"
-            )
+            reason = f"its row says {value!r} but its events say {want.get(column)!r}"
+            return Finding(row=where, column=column, reason=reason)
     return None
