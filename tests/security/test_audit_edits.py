@@ -9,12 +9,14 @@ approved request also gets no receipt from ``get_status``. Not chained, by desig
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import closing
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +26,19 @@ from mcp import Client
 from signoff.server.app import build_server
 from signoff.server.cli import main
 from signoff.server.config import Settings
-from signoff.storage import Status, Verdict
+from signoff.storage import EventKind, NewEvent, Status, Verdict
 from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.storage.audit import GENESIS_HASH, link
+from signoff.storage.codec import event_row, request_row
 from signoff.storage.migrations import available
 from signoff.storage.models.sqlite import SqliteModelStore
+from signoff.tools.approvals.lifecycle import creation_events
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import load_policy_config
 from signoff.tools.approvals.service import ApprovalService, Draft
 from signoff.tools.models.service import ModelService
+
+from tests.factories import T0, make_request
 
 CONFIG = """
 [slack]
@@ -50,6 +57,11 @@ escalate_to = "S0ONCALL"
 priority = "high"
 """
 
+REQUEST_INSERT_COLUMNS = (
+    "id, action, summary, payload, payload_sha256, confidence, flags, agent_id, idempotency_key, status, decided_by,"
+    " triggers, approvals_required, priority, created_at, expires_at, decided_at, note, channel, approvers,"
+    " escalate_at, escalate_to"
+)  #: the order of ``codec.request_row``
 AUDITED = ("requests", "votes", "models", "model_versions", "model_changes")
 RECEIPT_KEY = "k" * 32
 
@@ -70,11 +82,20 @@ async def build(path: Path, config: Path) -> dict[str, Any]:
     store, model_store = await SqliteStore.open(path), await SqliteModelStore.open(path)
     try:
         approvals = ApprovalService(store, Policy(load_policy_config(config)))
-        payments = {"action": "payments.transfer", "agent_id": "billing-bot", "flags": ("pii",), "confidence": 0.3}
-        approved = await approvals.request_approval(
-            Draft(summary="pay invoice 1", payload={"amount": 120, "to": "DE00"}, idempotency_key="inv-1", **payments)
-        )
-        pending = await approvals.request_approval(Draft(summary="pay invoice 2", payload={"amount": 7}, **payments))
+
+        def payment(summary: str, payload: dict[str, object], key: str | None = None) -> Draft:
+            return Draft(
+                action="payments.transfer",
+                summary=summary,
+                payload=payload,
+                confidence=0.3,
+                flags=("pii",),
+                agent_id="billing-bot",
+                idempotency_key=key,
+            )
+
+        approved = await approvals.request_approval(payment("pay invoice 1", {"amount": 120, "to": "DE00"}, "inv-1"))
+        pending = await approvals.request_approval(payment("pay invoice 2", {"amount": 7}))
         await approvals.request_approval(Draft(action="docs.read", summary="read", payload={"p": 1}, confidence=0.99))
         await approvals.vote(approved.id, "alice", Verdict.APPROVE, "checked", reviewer_ids=("U0ALICE",))
         assert (await approvals.vote(approved.id, "bob", Verdict.APPROVE, None)).status is Status.APPROVED
@@ -273,3 +294,61 @@ async def test_a_server_refuses_a_newer_database_at_start(future_db: Path) -> No
     with pytest.raises(Exception, match="schema version 99"):
         async with Client(server):
             pass
+
+
+def old_database(path: Path) -> None:
+    """A schema-7 database as an older signoff left it: a model with no events, and an expired request whose
+    created event predates ``channel`` and ``approvers`` and whose expired event predates ``note``."""
+    expires = T0 + timedelta(hours=1)
+    request = make_request(
+        status=Status.EXPIRED, decided_at=expires, note=f"no decision before {expires.isoformat()}", expires_at=expires
+    )
+    created, triggered = creation_events(dataclasses.replace(request, status=Status.PENDING))
+    created = dataclasses.replace(
+        created, data={k: v for k, v in created.data.items() if k not in ("channel", "approvers")}
+    )
+    expired = NewEvent(
+        kind=EventKind.EXPIRED, request_id=request.id, at=expires, data={"expires_at": expires.isoformat()}
+    )
+    chain, prev = [], (0, GENESIS_HASH)
+    for new in (created, triggered, expired):
+        event = link(new, *prev)
+        chain.append(event_row(event))
+        prev = (event.seq, event.hash)
+    row = request_row(request)
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        for migration in available():
+            if migration.version <= 7:
+                conn.executescript(migration.sql)
+                conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (migration.version, migration.name))
+        conn.execute(f"INSERT INTO requests ({REQUEST_INSERT_COLUMNS}) VALUES ({', '.join('?' * len(row))})", row)
+        conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", chain)
+        at = "2026-01-01T00:00:00.000000Z"
+        conn.execute("INSERT INTO models VALUES ('old', 'ab', ?, 'v1', NULL, '{\"v1\":10000}', 1)", (at,))
+        conn.execute(
+            "INSERT INTO model_versions VALUES ('old', 'v1', 0, 'http://v1', '{}', '{}', ?, NULL, NULL)", (at,)
+        )
+        conn.execute(
+            "INSERT INTO model_changes VALUES (1, 'old', 'register', 'applied', ?, NULL, 'first', '{}', NULL, ?,"
+            " 'applied at once', 'v1', NULL, '{\"v1\":10000}')",
+            (at, at),
+        )
+
+
+def test_an_upgraded_database_verifies_and_says_what_its_old_events_cannot_vouch_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "old.db"
+    old_database(path)
+    code, output = verify(path, capsys)  # opening it upgrades it to the latest schema
+    assert code == 0, output
+    assert "not checked: requests.approvers of 1 row(s)" in output
+    assert "not checked: requests.channel of 1 row(s)" in output
+    assert "not checked: requests.note of 1 row(s)" in output
+    assert re.search(r"not checked: the model plane before event #4\b", output), output
+
+    targets = {"models": ("name = ?", ("old",), "")}
+    edit_around_triggers(path, "models", "weights", targets)  # after the upgrade, the baseline is checked
+    code, output = verify(path, capsys)
+    assert code == 1 and "FAILED at model old, column weights" in output, output
