@@ -312,12 +312,28 @@ async def _history(service: ApprovalService, args: argparse.Namespace) -> int:
 
 
 async def _audit_verify(service: ApprovalService, args: argparse.Namespace) -> int:
-    report = await service.verify_audit(dict(args.anchor))
+    from signoff.storage.audit import verify_store
+    from signoff.storage.models.sqlite import SqliteModelStore
+
+    models = await SqliteModelStore.open(Settings.from_env(db_path=args.db, config_path=args.config).db_path)
+    try:
+        report = await verify_store(service.store, dict(args.anchor), models=models)
+    finally:
+        await models.close()
     if report.ok:
-        print(f"ok: {report.events_checked} events verified, and every request matches its events")
+        print(f"ok: {report.events_checked} events verified, and every request, vote and model row matches its events")
+        for column, rows in sorted(report.unchecked.items()):
+            print(f"not checked: {column} of {rows} row(s), whose events were written before they recorded it")
+        if report.model_baselines:
+            seqs = ", ".join(f"#{seq}" for seq in report.model_baselines)
+            print(f"not checked: the model plane before event {seqs}, taken as found when it entered the chain")
         print(f"head {report.head_seq}:{report.head_hash} (keep it elsewhere; pass it back with --anchor)")
         return 0
-    where = f"event #{report.first_bad_seq}" if report.first_bad_seq is not None else f"request {report.request_id}"
+    if report.first_bad_seq is not None:
+        where = f"event #{report.first_bad_seq}"
+    else:
+        where = report.row or f"request {report.request_id}"
+        where += f", column {report.column}" if report.column else ""
     print(f"FAILED at {where}: {report.reason} ({report.events_checked} events verified)", file=sys.stderr)
     return 1
 

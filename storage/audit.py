@@ -1,23 +1,30 @@
 """The tamper-evident log: a hash chain over events, checked against the rows agents act on.
 
 Each event's hash covers the previous hash and the event itself, so changing, removing or reordering
-an event breaks the chain after it. Replaying the events must give every request's status, votes and
-use, so a changed ``requests`` or ``votes`` row shows too. What a chain alone cannot show is a rewrite
+an event breaks the chain after it. Replaying the events must give every column of every ``requests`` and
+``votes`` row (``storage.audit_requests``) and of the model plane's rows (``storage.audit_models``), so a row
+changed, added or removed behind signoff's back shows too. What a chain alone cannot show is a rewrite
 of the whole chain from some point on, or its newest events cut off: record the head (``seq:hash``)
 somewhere else and pass it back as an anchor.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from signoff.storage.approvals.store import Store
+from signoff.storage.audit_models import ModelReplay
+from signoff.storage.audit_models import compare as compare_models
+from signoff.storage.audit_requests import Finding, RequestReplay
+from signoff.storage.audit_requests import compare as compare_request
 from signoff.storage.canonical import canonical_json
 from signoff.storage.errors import CorruptRecord
-from signoff.storage.records import ApprovalRequest, Event, EventKind, JsonObject, NewEvent, RequestQuery
+from signoff.storage.models.store import ModelStore
+from signoff.storage.records import ApprovalRequest, Event, JsonObject, NewEvent, RequestQuery
 from signoff.storage.timefmt import to_text
 
 GENESIS_HASH = "0" * 64
@@ -72,14 +79,23 @@ class ChainReport:
     first_bad_seq: int | None = None
     request_id: str | None = None  #: the request whose rows disagree with its events
     reason: str | None = None
+    row: str | None = None  #: the row that disagrees with its events ("request req_…", "vote by alice on …")
+    column: str | None = None  #: its column that disagrees (or its key columns, for a row without events)
+    #: ``table.column`` -> rows whose events predate that column being recorded: not checked
+    unchecked: Mapping[str, int] = field(default_factory=dict)
+    model_baselines: tuple[int, ...] = ()  #: events that adopted the model plane as found at an upgrade
 
 
 @dataclass(slots=True)
-class _Replayed:
-    status: str = "pending"
-    votes: set[tuple[str, str, str | None]] = field(default_factory=set)
-    consumed: bool = False
-    escalated: bool = False
+class _Replay:
+    requests: dict[str, RequestReplay] = field(default_factory=dict)
+    models: ModelReplay = field(default_factory=ModelReplay)
+
+    def apply(self, event: Event) -> None:
+        if event.kind.is_model:
+            self.models.apply(event)
+        else:
+            self.requests.setdefault(event.request_id, RequestReplay(event.request_id)).apply(event)
 
 
 async def verify_chain(events: AsyncIterable[Event], anchors: Mapping[int, str] | None = None) -> ChainReport:
@@ -88,45 +104,86 @@ async def verify_chain(events: AsyncIterable[Event], anchors: Mapping[int, str] 
     return report
 
 
-async def verify_store(store: Store, anchors: Mapping[int, str] | None = None) -> ChainReport:
-    """The chain, then every request's row and votes against what its events say."""
-    report, replayed = await _walk(store.events(BEFORE_ANY_EVENT), anchors or {})
+async def verify_store(
+    store: Store, anchors: Mapping[int, str] | None = None, models: ModelStore | None = None
+) -> ChainReport:
+    """The chain, then every column of every request and vote row against what its events say; with ``models``,
+    every model, version and model change row too (they share the chain)."""
+    report, replay = await _walk(store.events(BEFORE_ANY_EVENT), anchors or {})
     if not report.ok:
         return report
+    unchecked: dict[str, int] = {}
+    requests = dict(replay.requests)
     cursor = None
     while True:
-        page = await store.list_requests(RequestQuery(limit=500, before=cursor))
+        try:
+            page = await store.list_requests(RequestQuery(limit=500, before=cursor))
+        except (ValueError, TypeError, KeyError) as exc:  # a row edited into something signoff cannot read
+            return _failed(report, Finding(row="a request row", column=None, reason=f"it cannot be read ({exc})"))
         for request in page.items:
-            if problem := _disagreement(request, replayed.pop(request.id, None)):
-                return _failed(report, request_id=request.id, reason=problem)
+            if finding := compare_request(request, requests.pop(request.id, None), unchecked):
+                return _failed(report, finding)
         if (cursor := page.next_cursor) is None:
             break
-    if replayed:
-        orphan = next(iter(replayed))
-        return _failed(report, request_id=orphan, reason="it has events but no row: the request was deleted")
-    return report
+    if requests:
+        orphan = next(iter(requests))
+        finding = Finding(
+            row=f"request {orphan}",
+            column="id",
+            reason="it has events but no row: the request was deleted, or its id changed",
+            request_id=orphan,
+        )
+        return _failed(report, finding)
+    if models is not None:
+        try:
+            finding = await compare_models(models, replay.models)
+        except (ValueError, TypeError, KeyError) as exc:
+            finding = Finding(row="a model-plane row", column=None, reason=f"it cannot be read ({exc})")
+        if finding is not None:
+            return _failed(report, finding)
+    return dataclasses.replace(report, unchecked=unchecked, model_baselines=tuple(replay.models.baselines))
 
 
-def _failed(report: ChainReport, *, request_id: str, reason: str) -> ChainReport:
+async def check_request(store: Store, request: ApprovalRequest) -> Finding | None:
+    """One request's row and votes against its own events (each checked against its own hash): what a receipt
+    for it may rest on. One indexed read; the whole chain is ``verify_store``'s job."""
+    events = await store.request_events(request.id)
+    replay = RequestReplay(request.id)
+    for event in events:
+        recomputed = event_hash(event.prev_hash, event.seq, event.kind, event.request_id, event.at, event.data)
+        if recomputed != event.hash:
+            return Finding(
+                row=f"event #{event.seq}",
+                column=None,
+                reason="its contents do not match its hash",
+                request_id=request.id,
+            )
+        replay.apply(event)
+    return compare_request(request, replay, {})
+
+
+def _failed(report: ChainReport, finding: Finding) -> ChainReport:
     return ChainReport(
         ok=False,
         events_checked=report.events_checked,
         head_seq=report.head_seq,
         head_hash=report.head_hash,
-        request_id=request_id,
-        reason=reason,
+        request_id=finding.request_id,
+        reason=finding.reason,
+        row=finding.row,
+        column=finding.column,
     )
 
 
-async def _walk(events: AsyncIterable[Event], anchors: Mapping[int, str]) -> tuple[ChainReport, dict[str, _Replayed]]:
+async def _walk(events: AsyncIterable[Event], anchors: Mapping[int, str]) -> tuple[ChainReport, _Replay]:
     prev_seq, prev_hash, checked = 0, GENESIS_HASH, 0
-    replayed: dict[str, _Replayed] = {}
+    replay = _Replay()
 
-    def failed(seq: int, reason: str) -> tuple[ChainReport, dict[str, _Replayed]]:
+    def failed(seq: int, reason: str) -> tuple[ChainReport, _Replay]:
         report = ChainReport(
             ok=False, events_checked=checked, head_seq=prev_seq, head_hash=prev_hash, first_bad_seq=seq, reason=reason
         )
-        return report, replayed
+        return report, replay
 
     try:
         async for event in events:
@@ -134,14 +191,14 @@ async def _walk(events: AsyncIterable[Event], anchors: Mapping[int, str]) -> tup
                 return failed(event.seq, problem)
             if event.seq in anchors and anchors[event.seq] != event.hash:
                 return failed(event.seq, "its hash is not the anchored one: the log was rewritten from here on")
-            _replay(replayed, event)
+            replay.apply(event)
             prev_seq, prev_hash, checked = event.seq, event.hash, checked + 1
     except CorruptRecord as exc:
         return failed(exc.seq, f"it cannot be read: {exc.message}")
     missing = [seq for seq in anchors if seq > prev_seq]
     if missing:
         return failed(min(missing), f"the log ends at event {prev_seq}: the newest events were removed")
-    return ChainReport(ok=True, events_checked=checked, head_seq=prev_seq, head_hash=prev_hash), replayed
+    return ChainReport(ok=True, events_checked=checked, head_seq=prev_seq, head_hash=prev_hash), replay
 
 
 def _check(event: Event, expected_seq: int, prev_hash: str) -> str | None:
@@ -152,34 +209,4 @@ def _check(event: Event, expected_seq: int, prev_hash: str) -> str | None:
     recomputed = event_hash(event.prev_hash, event.seq, event.kind, event.request_id, event.at, event.data)
     if recomputed != event.hash:
         return "its contents do not match its hash: the event was changed"
-    return None
-
-
-def _replay(replayed: dict[str, _Replayed], event: Event) -> None:
-    state = replayed.setdefault(event.request_id, _Replayed())
-    data = event.data
-    if event.kind is EventKind.DECIDED:
-        state.status = str(data.get("status"))
-    elif event.kind in (EventKind.EXPIRED, EventKind.CANCELLED):
-        state.status = event.kind.value
-    elif event.kind is EventKind.VOTED:
-        state.votes.add((str(data.get("reviewer")), str(data.get("verdict")), data.get("comment")))
-    elif event.kind is EventKind.CONSUMED:
-        state.consumed = True
-    elif event.kind is EventKind.ESCALATED:
-        state.escalated = True
-
-
-def _disagreement(request: ApprovalRequest, replayed: _Replayed | None) -> str | None:
-    if replayed is None:
-        return "it has no events: the row was added outside signoff"
-    if request.status.value != replayed.status:
-        return f"its row says {request.status} but its events say {replayed.status}"
-    votes = {(v.reviewer, v.verdict.value, v.comment) for v in request.votes}
-    if votes != replayed.votes:
-        return "its votes differ from the votes in its events"
-    if (request.consumed_at is not None) != replayed.consumed:
-        return "whether it was used differs from its events"
-    if (request.escalated_at is not None) != replayed.escalated:
-        return "whether it was escalated differs from its events"
     return None

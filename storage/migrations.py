@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 
 import aiosqlite
+from signoff.storage.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -17,6 +19,19 @@ class Migration:
     version: int
     name: str
     sql: str
+
+
+class SchemaTooNew(ConfigError):
+    """The database was migrated by a newer signoff than this one."""
+
+    def __init__(self, *, found: int, known: int, path: str = "the database") -> None:
+        super().__init__(
+            f"{path} has schema version {found}, but this signoff knows migrations up to version {known}:"
+            " a newer signoff wrote it; upgrade signoff (or use another database with --db or SIGNOFF_DB)"
+        )
+        self.found = found
+        self.known = known
+        self.path = path
 
 
 def available() -> list[Migration]:
@@ -41,6 +56,16 @@ def statements(script: str) -> list[str]:
     return result
 
 
+async def _baseline_model_plane(db: aiosqlite.Connection) -> None:
+    from signoff.storage.models.sqlite import baseline_chain  # the model store imports this module's importer
+
+    await baseline_chain(db)
+
+
+#: Steps that need Python, run right after a migration's SQL, in the same transaction.
+_AFTER: dict[int, Callable[[aiosqlite.Connection], Awaitable[None]]] = {8: _baseline_model_plane}
+
+
 async def migrate(db: aiosqlite.Connection) -> int:
     """Bring the schema to the latest version; safe when several processes start at once."""
     await db.execute("BEGIN IMMEDIATE")
@@ -51,12 +76,18 @@ async def migrate(db: aiosqlite.Connection) -> int:
         async with db.execute("SELECT version FROM schema_migrations") as cur:
             applied = {row[0] for row in await cur.fetchall()}
         latest = max(applied, default=0)
-        for migration in available():
+        known = available()
+        newest_known = max((m.version for m in known), default=0)
+        if latest > newest_known:
+            raise SchemaTooNew(found=latest, known=newest_known)
+        for migration in known:
             if migration.version in applied:
                 continue
             logger.info("applying migration %s", migration.name)
             for statement in statements(migration.sql):
                 await db.execute(statement)
+            if (step := _AFTER.get(migration.version)) is not None:
+                await step(db)
             await db.execute(
                 "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
                 (migration.version, migration.name),

@@ -53,6 +53,15 @@ class EventKind(enum.StrEnum):
     CONSUMED = "consumed"  #: An approval was used to run its action (single-use approvals).
     ESCALATED = "escalated"  #: Still pending after escalate_after_seconds; shown to escalate_to.
     REFUSED = "refused"  #: Someone authenticated tried to vote and was refused; nothing else changed.
+    # Model-plane events: ``request_id`` is ``model:<name>``; ``data`` holds the images of the rows written.
+    MODEL_REGISTERED = "model_registered"  #: A version was registered (and the model created if new).
+    MODEL_CHANGED = "model_changed"  #: A change was applied at once, or recorded as pending its approval.
+    MODEL_SETTLED = "model_settled"  #: A pending change was applied or dropped.
+    MODEL_BASELINE = "model_baseline"  #: At the upgrade that put models in the chain: the state found, unchecked.
+
+    @property
+    def is_model(self) -> bool:
+        return self.value.startswith("model_")
 
 
 class Priority(enum.StrEnum):

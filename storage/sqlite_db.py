@@ -24,7 +24,7 @@ import aiosqlite
 import anyio
 from signoff.storage.errors import ConfigError
 from signoff.storage.group_commit import Body, GroupCommitter
-from signoff.storage.migrations import migrate
+from signoff.storage.migrations import SchemaTooNew, migrate
 
 T = TypeVar("T")
 
@@ -103,6 +103,9 @@ class SqliteDatabase:
         try:
             await migrate(writer)
             sync_writer = await anyio.to_thread.run_sync(connect_sync, path)
+        except SchemaTooNew as exc:
+            await writer.close()
+            raise SchemaTooNew(found=exc.found, known=exc.known, path=f"the database {path}") from None
         except BaseException:
             await writer.close()
             raise

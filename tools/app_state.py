@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -10,12 +11,15 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
-from signoff.storage import ApprovalRequest, SignoffError
+from signoff.storage import ApprovalRequest, SignoffError, Status
+from signoff.storage.audit import check_request
 from signoff.storage.errors import unknown_request
 from signoff.tools.approvals import receipts
 from signoff.tools.approvals.service import ApprovalService
 from signoff.tools.approvals.views import ApprovalStatus
 from signoff.tools.models.service import ModelService
+
+logger = logging.getLogger(__name__)
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
@@ -38,8 +42,31 @@ class AppState:
             raise unknown_request(request.id)  # as if it did not exist: ids of others' requests leak nothing
         return request
 
-    def status(self, request: ApprovalRequest) -> ApprovalStatus:
-        return ApprovalStatus.of(request, receipts.issue(self.receipt_key, request) if self.receipt_key else None)
+    async def status(self, request: ApprovalRequest, *, strict: bool = True) -> ApprovalStatus:
+        """The request as the agent sees it, with a receipt when approved: only if its row agrees with its own
+        audit events (``check_request``: one indexed read of a few events, approved requests only), so a row
+        edited behind signoff's back never gets a signed receipt. ``strict`` refuses the call; otherwise (a list)
+        the item comes without a receipt and says why."""
+        if not self.receipt_key or request.status is not Status.APPROVED:
+            return ApprovalStatus.of(request)
+        finding = await check_request(self.service.store, request)
+        if finding is None:
+            return ApprovalStatus.of(request, receipts.issue(self.receipt_key, request))
+        logger.error(
+            "request %s disagrees with its audit log (%s, column %s: %s); no receipt issued",
+            request.id,
+            finding.row,
+            finding.column,
+            finding.reason,
+            extra={"request_id": request.id},
+        )
+        message = (
+            f"do not act: request {request.id}'s stored row disagrees with its audit log (column {finding.column});"
+            " no receipt is issued. An operator should run `signoff audit verify`."
+        )
+        if strict:
+            raise ToolError(message)
+        return ApprovalStatus.of(request).model_copy(update={"message": message})
 
 
 @asynccontextmanager

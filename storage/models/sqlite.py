@@ -1,7 +1,9 @@
 """The SQLite ModelStore: the same database file and discipline as ``SqliteStore``.
 
 Its own writer connection takes ``BEGIN IMMEDIATE`` for every write; a reader connection serves reads
-and watches ``PRAGMA data_version`` to notice commits from other processes.
+and watches ``PRAGMA data_version`` to notice commits from other processes. Every transaction that changes
+versions, serving or changes appends its event to the audit chain in the same transaction
+(``storage.audit_models``); telemetry is not chained. (``MemoryModelStore`` keeps no chain.)
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ import json
 import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+from signoff.storage.approvals.queries import INSERT_EVENT, LAST_EVENT
+from signoff.storage.audit import GENESIS_HASH, EncodedEvent
+from signoff.storage.audit_models import baseline_event, model_event
 from signoff.storage.canonical import canonical_json
 from signoff.storage.change_signal import ChangeSignal
 from signoff.storage.errors import Conflict, NotFound
@@ -41,6 +46,7 @@ from signoff.storage.models.sampling import (
     thinning_threshold,
 )
 from signoff.storage.models.store import Decide, Settle
+from signoff.storage.records import EventKind, NewEvent
 from signoff.storage.sqlite_db import SqliteDatabase
 from signoff.storage.timefmt import from_text, to_text
 
@@ -95,7 +101,8 @@ class SqliteModelStore:
                     version.idempotency_key,
                 ),
             )
-            await _append(db, version.model, change, ChangeStatus.APPLIED, state.serving)
+            written = await _append(db, version.model, change, ChangeStatus.APPLIED, state.serving)
+            await _chain(db, EventKind.MODEL_REGISTERED, version.model, change=written, version=version)
             await db.execute(q.BUMP_STATE)
         self._signal.notify()
         return version, True
@@ -113,13 +120,17 @@ class SqliteModelStore:
             state = await _load(db, name)
             if state is None:
                 raise NotFound(f"no model named {name!r}; list_models shows the registered models")
-            return await _append(db, name, change, ChangeStatus.APPLIED, decide(state))
+            written = await _append(db, name, change, ChangeStatus.APPLIED, decide(state))
+            await _chain(db, EventKind.MODEL_CHANGED, name, change=written)
+            return written
 
     async def add_pending(self, name: str, change: NewChange) -> ModelChange:
         async with self._transaction() as db:
             if await _load(db, name) is None:
                 raise NotFound(f"no model named {name!r}; list_models shows the registered models")
-            return await _append(db, name, change, ChangeStatus.PENDING, None)
+            written = await _append(db, name, change, ChangeStatus.PENDING, None)
+            await _chain(db, EventKind.MODEL_CHANGED, name, change=written)
+            return written
 
     async def settle(self, seq: int, at: datetime, decide: Settle) -> ModelChange:
         async with self._transaction() as db:
@@ -140,6 +151,7 @@ class SqliteModelStore:
                 await _set_serving(db, current.model, serving, seq)
             settled = await _change(db, seq)
             assert settled is not None
+            await _chain(db, EventKind.MODEL_SETTLED, current.model, change=settled)
             return settled
 
     async def pending_changes(self, name: str | None = None) -> list[ModelChange]:
@@ -304,6 +316,41 @@ async def _append(
     change = await _change(db, seq)
     assert change is not None
     return change
+
+
+async def _chain(
+    db: aiosqlite.Connection,
+    kind: EventKind,
+    name: str,
+    *,
+    change: ModelChange,
+    version: ModelVersion | None = None,
+) -> None:
+    """Append the transaction's event (the rows it wrote, as images) to the audit chain, in the transaction."""
+    state = await _load(db, name)
+    assert state is not None
+    await append_event(db, model_event(kind, state, change=change, version=version))
+
+
+async def baseline_chain(db: aiosqlite.Connection) -> None:
+    """Record every model as found, once, when the model plane enters the chain (the upgrade to schema 8):
+    what it was before is adopted, not checked; ``audit verify`` says so."""
+    now = datetime.now(UTC)
+    async with db.execute(q.SELECT_MODELS) as cur:
+        rows = list(await cur.fetchall())
+    for row in rows:
+        state = await _state_from_row(db, row)
+        async with db.execute(q.SELECT_HISTORY, (state.name,)) as cur:
+            changes = [_change_from_row(r) for r in await cur.fetchall()]
+        await append_event(db, baseline_event(state, changes, now))
+
+
+async def append_event(db: aiosqlite.Connection, new: NewEvent) -> None:
+    """Chain ``new`` after the newest event; inside a write transaction (``BEGIN IMMEDIATE``), so it cannot fork."""
+    async with db.execute(LAST_EVENT) as cur:
+        last = await cur.fetchone()
+    seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
+    await db.execute(INSERT_EVENT, EncodedEvent.of(new).row(seq + 1, prev_hash))
 
 
 async def _change(db: aiosqlite.Connection, seq: int) -> ModelChange | None:

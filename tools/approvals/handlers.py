@@ -110,7 +110,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
                 return await service.wait(request.id, wait_seconds, _progress(ctx))
             return request
 
-        return state_of(ctx).status(await _call(ctx, work))
+        return await state_of(ctx).status(await _call(ctx, work))
 
     @mcp.tool(title="Get approval status", annotations=READ_ONLY)
     async def get_status(
@@ -128,7 +128,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
                 return await service.wait(request.id, wait_seconds, _progress(ctx))
             return request
 
-        return state_of(ctx).status(await _call(ctx, work))
+        return await state_of(ctx).status(await _call(ctx, work))
 
     @mcp.tool(
         title="Cancel an approval request",
@@ -150,7 +150,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
             state_of(ctx).visible(await service.get(request_id))
             return await service.cancel(request_id, reason)
 
-        return state_of(ctx).status(await _call(ctx, work))
+        return await state_of(ctx).status(await _call(ctx, work))
 
     @mcp.tool(title="List approval requests", annotations=READ_ONLY)
     async def list_requests(
@@ -176,7 +176,8 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
             )
         page = await _call(ctx, lambda s: s.list_requests(query))
         return RequestList(
-            items=[state_of(ctx).status(r) for r in page.items], next_cursor=encode_cursor(page.next_cursor)
+            items=[await state_of(ctx).status(r, strict=False) for r in page.items],
+            next_cursor=encode_cursor(page.next_cursor),
         )
 
     @mcp.tool(title="Verify an approval receipt", annotations=READ_ONLY)

@@ -244,7 +244,7 @@ def _expire_if_due(request: ApprovalRequest, now: datetime) -> Transition | None
         kind=EventKind.EXPIRED,
         request_id=request.id,
         at=now,
-        data={"expires_at": request.expires_at.isoformat()},
+        data={"expires_at": request.expires_at.isoformat(), "note": note},
     )
     return Transition(status=Status.EXPIRED, decided_at=now, note=note, events=(event,), notify=True)
 

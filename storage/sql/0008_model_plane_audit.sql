@@ -1,0 +1,3 @@
+-- The model plane enters the audit chain: from this version on, every transaction that changes a model's
+-- versions, serving state or changes appends a model_* event with the rows it wrote (storage/audit_models.py).
+-- The upgrade step in storage/migrations.py records each existing model as found, in a model_baseline event.
