@@ -8,11 +8,11 @@ Run by figure 2 as ``python -m bench.http_server DB PORT``.
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 from signoff.server.app import build_server, serve_http
+from signoff.server.cli import configure_logging
 from signoff.server.config import Settings
 
 from bench.floor_tools import add_noop
@@ -20,9 +20,7 @@ from bench.floor_tools import add_noop
 
 def main(db: str, port: int) -> None:
     settings = Settings.from_env({}, db_path=Path(db))
-    logging.basicConfig(
-        level=settings.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     server = build_server(settings)
     add_noop(server)
     serve_http(server, settings, host="127.0.0.1", port=port)

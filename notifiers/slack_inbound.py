@@ -20,9 +20,9 @@ from signoff.notifiers.slack_blocks import (
     REASON_INPUT,
     REJECT_ACTION,
     REJECT_CALLBACK,
-    escape,
     reject_modal,
 )
+from signoff.notifiers.slack_text import escape
 from signoff.storage import ApprovalRequest, Forbidden, NotFound, SignoffError, Status, Store, Verdict
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient

@@ -17,6 +17,7 @@ from signoff.storage import ApprovalRequest, MessageRef, Store
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 
 logger = logging.getLogger(__name__)
@@ -39,10 +40,13 @@ def web_client(token: str, api_url: str | None = None, *, wait_on_rate_limit: bo
 class SlackNotifier:
     name = "slack"
 
-    def __init__(self, client: AsyncWebClient, store: Store, default_channel: str | None) -> None:
+    def __init__(
+        self, client: AsyncWebClient, store: Store, default_channel: str | None, *, amount_field: str | None = None
+    ) -> None:
         self.client = client
         self.store = store
         self.default_channel = default_channel
+        self.amount_field = amount_field  #: the payload field shown as the amount (``[slack] amount_field``)
 
     async def deliver(self, request: ApprovalRequest) -> None:
         try:
@@ -51,7 +55,7 @@ class SlackNotifier:
                 ref = await self._post(request)
             else:
                 await self.client.chat_update(
-                    channel=ref.channel, ts=ref.ts, text=headline(request), blocks=request_blocks(request)
+                    channel=ref.channel, ts=ref.ts, text=headline(request), blocks=self._blocks(request)
                 )
             for vote in request.votes[ref.votes_posted :]:
                 await self.client.chat_postMessage(
@@ -85,15 +89,18 @@ class SlackNotifier:
                 )
         elif ref is None:
             posted = await self.client.chat_postMessage(
-                channel=target, text=escalation_note(request, mention=None), blocks=request_blocks(request)
+                channel=target, text=escalation_note(request, mention=None), blocks=self._blocks(request)
             )
             await self.store.save_message_ref(
                 MessageRef(request_id=request.id, notifier=kind, channel=posted["channel"], ts=posted["ts"])
             )
         else:
             await self.client.chat_update(
-                channel=ref.channel, ts=ref.ts, text=headline(request), blocks=request_blocks(request)
+                channel=ref.channel, ts=ref.ts, text=headline(request), blocks=self._blocks(request)
             )
+
+    def _blocks(self, request: ApprovalRequest) -> list[Block]:
+        return request_blocks(request, amount_field=self.amount_field)
 
     async def _post(self, request: ApprovalRequest) -> MessageRef:
         channel = request.channel or self.default_channel
@@ -104,7 +111,7 @@ class SlackNotifier:
         response = await self.client.chat_postMessage(
             channel=channel,
             text=headline(request),
-            blocks=request_blocks(request),
+            blocks=self._blocks(request),
             unfurl_links=False,
             unfurl_media=False,
         )

@@ -15,6 +15,7 @@ from signoff.server import render
 from signoff.server.config import Settings, package_version
 from signoff.storage import ApprovalRequest, ConfigError, RequestQuery, SignoffError, Status, Verdict
 from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.storage.text import InertFormatter, visible
 from signoff.tools.access import Role
 from signoff.tools.approvals.policy_config import PolicyConfig, load_policy_config
 from signoff.tools.approvals.service import ApprovalService
@@ -180,9 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env(db_path=args.db, config_path=args.config)
-        logging.basicConfig(
-            level=settings.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        configure_logging(settings.log_level)
         if args.command == "serve":
             return serve(settings, args)
         if args.command == "token":
@@ -191,8 +190,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_slack(settings, args))
         return asyncio.run(_offline(settings, args))
     except SignoffError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"error: {visible(exc.message)}", file=sys.stderr)  # a message may quote what an agent wrote
         return 1
+
+
+def configure_logging(level: str | int) -> None:
+    """Log to stderr, one record per line: the message and its arguments show control characters as escapes, so a
+    summary with a newline or an escape sequence cannot forge a log line or rewrite the terminal."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(InertFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -289,11 +296,11 @@ def _decide(verdict: Verdict) -> Callable[[ApprovalService, argparse.Namespace],
         request = await service.vote(args.request_id, args.reviewer, verdict, args.comment)
         if request.status is Status.PENDING:
             print(
-                f"{args.reviewer} voted {verdict.value} on {request.id}: "
+                f"{visible(args.reviewer)} voted {verdict.value} on {request.id}: "
                 f"{len(request.approvals)} of {request.approvals_required} approvals, still pending"
             )
         else:
-            print(f"{request.id} is now {request.status.value} ({args.reviewer} voted {verdict.value})")
+            print(f"{request.id} is now {request.status.value} ({visible(args.reviewer)} voted {verdict.value})")
         return 0
 
     return run

@@ -1,4 +1,8 @@
-"""Plain-text views of requests and events for the terminal."""
+"""Plain-text views of requests and events for the terminal.
+
+Every string an agent, a reviewer or the database gave goes through ``visible`` (``v`` here): an escape sequence in
+a summary is printed as ``\\x1b[1A`` and moves no cursor, a newline cannot add a row, and a bidi override cannot
+reverse a column. JSON output escapes them itself (``json.dumps`` writes ASCII)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from signoff.storage import ApprovalRequest, DecidedBy, Event
+from signoff.storage.text import visible as v
 from signoff.storage.timefmt import to_text
 from signoff.tools.approvals.views import ApprovalStatus
 
@@ -24,11 +29,11 @@ def table(requests: Sequence[ApprovalRequest]) -> str:
             (
                 r.id,
                 r.status.value,
-                r.action,
-                r.agent_id or "-",
+                v(r.action),
+                v(r.agent_id or "-"),
                 "policy" if r.decided_by is DecidedBy.POLICY else f"{len(r.approvals)}/{r.approvals_required}",
                 short_time(r.created_at),
-                r.summary if len(r.summary) <= 50 else r.summary[:47] + "...",
+                _short(v(r.summary), 50),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
@@ -38,15 +43,19 @@ def table(requests: Sequence[ApprovalRequest]) -> str:
     )
 
 
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def detail(request: ApprovalRequest, events: Sequence[Event]) -> str:
     lines = [
         f"request   {request.id}",
         f"status    {request.status.value}" + (f" (by {request.decided_by.value})" if request.decided_by else ""),
-        f"action    {request.action}",
-        f"summary   {request.summary}",
-        f"agent     {request.agent_id or '-'}",
+        f"action    {v(request.action)}",
+        f"summary   {v(request.summary)}",
+        f"agent     {v(request.agent_id or '-')}",
         f"confidence {request.confidence if request.confidence is not None else '-'}",
-        f"flags     {', '.join(request.flags) or '-'}",
+        f"flags     {', '.join(v(flag) for flag in request.flags) or '-'}",
         f"priority  {request.priority.value}",
         f"approvals {len(request.approvals)} of {request.approvals_required}",
         f"created   {short_time(request.created_at)}",
@@ -54,19 +63,19 @@ def detail(request: ApprovalRequest, events: Sequence[Event]) -> str:
         f"decided   {short_time(request.decided_at)}",
     ]
     if request.note:
-        lines.append(f"note      {request.note}")
+        lines.append(f"note      {v(request.note)}")
     lines.append("why asked:")
-    lines += [f"  - [{t.kind.value}] {t.detail}" for t in request.triggers]
+    lines += [f"  - [{t.kind.value}] {v(t.detail)}" for t in request.triggers]
     lines.append(f"payload (sha256 {request.payload_sha256}):")
     lines += ["  " + line for line in json.dumps(dict(request.payload), indent=2, sort_keys=True).splitlines()]
     if request.votes:
         lines.append("votes:")
-        for v in request.votes:
-            comment = f": {v.comment}" if v.comment else ""
-            lines.append(f"  - {short_time(v.at)} {v.reviewer} {v.verdict.value}{comment}")
+        for vote in request.votes:
+            comment = f": {v(vote.comment)}" if vote.comment else ""
+            lines.append(f"  - {short_time(vote.at)} {v(vote.reviewer)} {vote.verdict.value}{comment}")
     lines.append("events:")
     lines += [f"  #{e.seq} {short_time(e.at)} {e.kind.value}" for e in events]
-    lines.append(f"agent sees: {ApprovalStatus.of(request).message}")
+    lines.append(f"agent sees: {v(ApprovalStatus.of(request).message)}")
     return "\n".join(lines)
 
 

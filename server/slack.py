@@ -58,6 +58,7 @@ async def slack_session(
             web_client(settings.slack_bot_token, settings.slack_api_url, wait_on_rate_limit=False),
             service.store,
             settings.slack_channel,
+            amount_field=service.policy.config.slack.amount_field,
         ),
         interactions=interactions,
         endpoint=endpoint,

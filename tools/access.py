@@ -16,6 +16,7 @@ class Role(enum.StrEnum):
 
 
 SLACK_ID = re.compile(r"[UWS][A-Z0-9]{2,}")
+AMOUNT_FIELD = re.compile(r"payload(\.[^.]+)+")
 
 
 def slack_ids(values: tuple[str, ...], key: str) -> None:
@@ -32,9 +33,17 @@ def slack_ids(values: tuple[str, ...], key: str) -> None:
 class SlackRouting:
     channel: str | None = None  #: where review requests are posted; SIGNOFF_SLACK_CHANNEL when unset
     approvers: tuple[str, ...] = ()  #: Slack user ids and user group ids allowed to vote in Slack
+    #: the payload field the message shows as the amount (e.g. "payload.amount"); unset, no amount is shown
+    amount_field: str | None = None
 
     def __post_init__(self) -> None:
         slack_ids(self.approvers, "approvers")
+        if self.amount_field is not None and not AMOUNT_FIELD.fullmatch(self.amount_field):
+            raise Fault(
+                ("amount_field",),
+                f"{self.amount_field!r} is not a payload field; write payload.<field>, e.g. payload.amount or "
+                "payload.invoice.total",
+            )
         if self.channel is not None and not self.channel.strip():
             raise Fault(("channel",), "must not be empty; use a channel id (C…) or name (#approvals)")
 

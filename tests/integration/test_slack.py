@@ -20,6 +20,7 @@ from tests.fakes.slack import FakeSlack, click, submission
 
 POLICY = """
 [slack]
+amount_field = "payload.amount"
 approvers = ["U0ALICE", "U0BOB", "S0FINANCE"]
 
 [[people]]
