@@ -90,17 +90,18 @@ def build_server(
                     settings=settings.models,
                 ) as models,
             ):
-                running.slack, running.service = parts, service
                 workers.start_soon(sweep_expired, service, settings.sweep_interval)
                 workers.start_soon(deliver_outbox, service, notifier or default_notifier(settings, parts))
-                yield AppState(
+                state = AppState(
                     receipt_key=signing_key,
                     service=service,
                     permission_wait_seconds=settings.permission_wait_seconds,
                     models=models,
                     agents_see_all=policy.config.auth.agents_see_all,
                 )
-                running.slack = running.service = None
+                running.slack, running.state = parts, state
+                yield state
+                running.slack = running.state = None
                 workers.cancel_scope.cancel()
         finally:
             if own_store:
@@ -133,13 +134,18 @@ def build_server(
 
     @mcp.custom_route("/api/requests", methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]
     async def reviewer_list(request: Request) -> Response:
-        assert running.service is not None
-        return await review_api.list_requests(request, running.service, verifier)
+        assert running.state is not None
+        return await review_api.list_requests(request, running.state, verifier)
+
+    @mcp.custom_route("/api/requests/{request_id}", methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]
+    async def reviewer_show(request: Request) -> Response:
+        assert running.state is not None
+        return await review_api.show_request(request, running.state, verifier)
 
     @mcp.custom_route("/api/requests/{request_id}/votes", methods=["POST"], include_in_schema=False)  # type: ignore[untyped-decorator]
     async def reviewer_vote(request: Request) -> Response:
-        assert running.service is not None
-        return await review_api.vote(request, running.service, verifier)
+        assert running.state is not None
+        return await review_api.vote(request, running.state, verifier)
 
     return mcp
 
@@ -149,7 +155,7 @@ class _Running:
     """What the HTTP routes need from the running server."""
 
     slack: SlackParts | None = None
-    service: ApprovalService | None = None
+    state: AppState | None = None
 
 
 def serve_http(

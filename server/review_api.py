@@ -1,22 +1,46 @@
-"""The reviewer HTTP API: list requests and vote, as the identity of a reviewer token.
+"""The reviewer HTTP API: read requests and vote, as the identity of a reviewer token. Agents' tokens get 403.
 
-``GET /api/requests?status=pending`` and ``POST /api/requests/{id}/votes`` with
-``{"verdict": "approve" | "reject", "comment": "..."}``. Agents' tokens get 403.
+- ``GET /api/requests``: a page of requests, newest first. Query: ``status`` (``pending`` unless given; ``all`` for
+  every status), ``action``, ``agent_id``, ``since``, ``until`` (ISO 8601), ``limit`` (1-200, default 50) and
+  ``cursor`` (``next_cursor`` of the previous page). Each item carries its priority and a payload excerpt.
+- ``GET /api/requests/{id}``: one request with everything a reviewer needs: payload, triggers, votes, events, receipt.
+- ``POST /api/requests/{id}/votes`` with ``{"verdict": "approve" | "reject", "comment": "..."}``: the request after the
+  vote, with its receipt when the vote approved it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from signoff.server.auth import ConfigTokenVerifier, bearer_identity
-from signoff.storage import Conflict, Forbidden, InvalidInput, NotFound, RequestQuery, SignoffError, Status, Verdict
+from signoff.storage import (
+    ApprovalRequest,
+    Conflict,
+    Event,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RequestQuery,
+    SignoffError,
+    Status,
+    Verdict,
+)
+from signoff.storage.canonical import canonical_json
 from signoff.tools.access import Role
-from signoff.tools.approvals.service import ApprovalService
-from signoff.tools.approvals.views import ApprovalStatus
+from signoff.tools.app_state import AppState
+from signoff.tools.approvals.views import decode_cursor, encode_cursor
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 _STATUS_OF_ERROR: dict[type[SignoffError], int] = {InvalidInput: 400, Forbidden: 403, NotFound: 404, Conflict: 409}
+LIST_PARAMETERS = ("status", "action", "agent_id", "since", "until", "limit", "cursor")
+VOTE_FIELDS = ("verdict", "comment")
+MAX_LIMIT = 200
+EXCERPT_VALUE_CHARS = 200  #: a payload value longer than this (as JSON) is folded in list items
+EXCERPT_KEYS = 20  #: list items show at most this many payload keys
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -24,35 +48,126 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-async def list_requests(
-    request: Request, service: ApprovalService, verifier: ConfigTokenVerifier | None
-) -> JSONResponse:
-    code, who = bearer_identity(request, verifier, Role.REVIEWER)
-    if code != 200:
-        return _error(code, who)
-    wanted = request.query_params.get("status", "pending")
-    if wanted not in {s.value for s in Status}:
-        return _error(400, f"status must be one of {', '.join(s.value for s in Status)}")
-    page = await service.list_requests(RequestQuery(status=Status(wanted), limit=200))
-    return JSONResponse({"items": [ApprovalStatus.of(r).model_dump(mode="json") for r in page.items]})
+def payload_excerpt(payload: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The payload's first keys with short values; longer values and further keys are folded, never cut silently."""
+    excerpt: dict[str, Any] = {}
+    complete = True
+    for index, (key, value) in enumerate(payload.items()):
+        if index == EXCERPT_KEYS:
+            excerpt["…"] = f"{len(payload) - EXCERPT_KEYS} more keys: see the request's payload"
+            return excerpt, False
+        text = canonical_json(value)
+        if len(text) > EXCERPT_VALUE_CHARS:
+            excerpt[key] = f"… ({len(text.encode())} bytes: see the request's payload)"
+            complete = False
+        else:
+            excerpt[key] = value
+    return excerpt, complete
 
 
-async def vote(request: Request, service: ApprovalService, verifier: ConfigTokenVerifier | None) -> JSONResponse:
+async def _summary(state: AppState, request: ApprovalRequest) -> dict[str, Any]:
+    status = (await state.status(request, strict=False)).model_dump(mode="json")
+    excerpt, complete = payload_excerpt(request.payload)
+    return {
+        **status,
+        "priority": request.priority.value,
+        "payload_excerpt": excerpt,
+        "payload_complete": complete,
+        "url": f"/api/requests/{request.id}",
+    }
+
+
+def _event(event: Event) -> dict[str, Any]:
+    return {"seq": event.seq, "kind": event.kind.value, "at": event.at.isoformat(), "data": event.data}
+
+
+def _time(name: str, text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            f"{name} must be an ISO 8601 date or time, e.g. 2026-01-31T09:00:00Z; got {text!r}"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def list_query(params: Mapping[str, str]) -> RequestQuery:
+    """The query a ``GET /api/requests`` asks for; InvalidInput names the parameter at fault."""
+    unknown = sorted(set(params) - set(LIST_PARAMETERS))
+    if unknown:
+        raise InvalidInput(f"unknown query parameter {', '.join(unknown)}; use {', '.join(LIST_PARAMETERS)}")
+    wanted = params.get("status", Status.PENDING.value)
+    statuses = [s.value for s in Status]
+    if wanted != "all" and wanted not in statuses:
+        raise InvalidInput(f"status must be one of {', '.join(statuses)} or all; got {wanted!r}")
+    limit_text = params.get("limit", "50")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}; got {limit_text!r}")
+    return RequestQuery(
+        status=None if wanted == "all" else Status(wanted),
+        action=params.get("action"),
+        agent_id=params.get("agent_id"),
+        since=_time("since", params["since"]) if "since" in params else None,
+        until=_time("until", params["until"]) if "until" in params else None,
+        limit=int(limit_text),
+        before=decode_cursor(params["cursor"]) if params.get("cursor") else None,
+    )
+
+
+def vote_body(raw: bytes) -> tuple[Verdict, str | None]:
+    usage = 'send a JSON object {"verdict": "approve" | "reject", "comment": "why"} (a reason is required to reject)'
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise InvalidInput(f"the body is not JSON: {usage}") from None
+    if not isinstance(body, dict):
+        raise InvalidInput(usage)
+    unknown = sorted(set(body) - set(VOTE_FIELDS))
+    if unknown:
+        raise InvalidInput(f"unknown field {', '.join(map(repr, unknown))}; {usage}")
+    try:
+        verdict = Verdict(str(body.get("verdict")))
+    except ValueError:
+        raise InvalidInput(f"verdict must be approve or reject; {usage}") from None
+    comment = body.get("comment")
+    if comment is not None and not isinstance(comment, str):
+        raise InvalidInput(f"comment must be a string; {usage}")
+    return verdict, comment
+
+
+async def list_requests(request: Request, state: AppState, verifier: ConfigTokenVerifier | None) -> JSONResponse:
     code, who = bearer_identity(request, verifier, Role.REVIEWER)
     if code != 200:
         return _error(code, who)
     try:
-        body = json.loads(await request.body())
-        verdict = Verdict(body["verdict"])
-        comment = body.get("comment")
-        if comment is not None and not isinstance(comment, str):
-            raise TypeError
-    except (ValueError, KeyError, TypeError):
-        return _error(
-            400, 'send JSON {"verdict": "approve" | "reject", "comment": "why"} (a reason is required to reject)'
-        )
-    try:
-        decided = await service.vote(request.path_params["request_id"], who, verdict, comment)
+        page = await state.service.list_requests(list_query(request.query_params))
     except SignoffError as exc:
         return _error(_STATUS_OF_ERROR.get(type(exc), 400), exc.message)
-    return JSONResponse(ApprovalStatus.of(decided).model_dump(mode="json"))
+    items = [await _summary(state, r) for r in page.items]
+    return JSONResponse({"items": items, "next_cursor": encode_cursor(page.next_cursor)})
+
+
+async def show_request(request: Request, state: AppState, verifier: ConfigTokenVerifier | None) -> JSONResponse:
+    code, who = bearer_identity(request, verifier, Role.REVIEWER)
+    if code != 200:
+        return _error(code, who)
+    try:
+        found = await state.service.get(request.path_params["request_id"])
+    except SignoffError as exc:
+        return _error(_STATUS_OF_ERROR.get(type(exc), 400), exc.message)
+    events = await state.service.store.request_events(found.id)
+    status = (await state.status(found, strict=False)).model_dump(mode="json")
+    body = {**status, "priority": found.priority.value, "payload": found.payload, "events": [_event(e) for e in events]}
+    return JSONResponse(body)
+
+
+async def vote(request: Request, state: AppState, verifier: ConfigTokenVerifier | None) -> JSONResponse:
+    code, who = bearer_identity(request, verifier, Role.REVIEWER)
+    if code != 200:
+        return _error(code, who)
+    try:
+        verdict, comment = vote_body(await request.body())
+        decided = await state.service.vote(request.path_params["request_id"], who, verdict, comment)
+    except SignoffError as exc:
+        return _error(_STATUS_OF_ERROR.get(type(exc), 400), exc.message)
+    return JSONResponse({**(await state.status(decided, strict=False)).model_dump(mode="json")})
