@@ -39,7 +39,8 @@ class AppState:
         return request
 
     def status(self, request: ApprovalRequest) -> ApprovalStatus:
-        return ApprovalStatus.of(request, receipts.issue(self.receipt_key, request) if self.receipt_key else None)
+        ttl = self.service.policy.config.receipt_ttl_seconds
+        return ApprovalStatus.of(request, receipts.issue(self.receipt_key, request, ttl) if self.receipt_key else None)
 
 
 @asynccontextmanager
