@@ -1,7 +1,8 @@
 """Inbound Slack: Approve/Reject clicks and the reject reason become votes through a callback.
 
-This adapter only translates. Who may vote is data on the request (its Slack approvers, from the policy);
-whether a vote counts is the lifecycle's call, reached through ``on_vote``. Any server process may receive
+This adapter only translates: a click becomes the clicker's Slack id, name and user groups (the approvers' groups
+it is a member of, as Slack says). Who may vote is decided by the service, which every channel votes through:
+``may_vote`` asks before the reason form opens, ``on_vote`` records the vote. Any server process may receive
 any click, because the vote goes through the shared database.
 """
 
@@ -34,8 +35,22 @@ GROUP_CACHE_SECONDS = 60.0
 
 class OnVote(Protocol):
     async def __call__(
-        self, request_id: str, reviewer: str, verdict: Verdict, comment: str | None, reviewer_ids: tuple[str, ...]
+        self,
+        request_id: str,
+        reviewer: str,
+        verdict: Verdict,
+        comment: str | None,
+        reviewer_ids: tuple[str, ...],
+        groups: tuple[str, ...],
     ) -> ApprovalRequest: ...
+
+
+class MayVote(Protocol):
+    """Why this Slack user may not vote on this request, or None; raises NotFound for an unknown request."""
+
+    async def __call__(
+        self, request_id: str, reviewer: str, reviewer_ids: tuple[str, ...], groups: tuple[str, ...]
+    ) -> str | None: ...
 
 
 class OnRefused(Protocol):
@@ -46,11 +61,14 @@ Ack = dict[str, Any] | None  #: what to answer a view submission with (None clos
 
 
 class SlackInteractions:
-    def __init__(self, client: AsyncWebClient, store: Store, on_vote: OnVote, on_refused: OnRefused) -> None:
+    def __init__(
+        self, client: AsyncWebClient, store: Store, on_vote: OnVote, on_refused: OnRefused, may_vote: MayVote
+    ) -> None:
         self.client = client
         self.store = store
         self.on_vote = on_vote
         self.on_refused = on_refused
+        self.may_vote = may_vote
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
 
     async def handle(self, payload: Mapping[str, Any]) -> Ack:
@@ -68,7 +86,7 @@ class SlackInteractions:
             return
         request_id, user = action["value"], payload["user"]
         channel = payload.get("channel", {}).get("id") or payload.get("container", {}).get("channel_id")
-        refusal = await self._refusal(request_id, user["id"])
+        refusal = await self._refusal(request_id, user)
         if refusal:
             await self._tell(channel, user["id"], refusal)
         elif action["action_id"] == REJECT_ACTION:
@@ -94,7 +112,7 @@ class SlackInteractions:
         reason = (view["state"]["values"][REASON_BLOCK][REASON_INPUT].get("value") or "").strip()
         if not reason:
             return modal_error("Give a reason: the agent reads it and so does the audit log.")
-        refusal = await self._refusal(request_id, user["id"])
+        refusal = await self._refusal(request_id, user)
         if refusal:
             return modal_error(refusal)
         message = await self._vote(request_id, user, Verdict.REJECT, reason)
@@ -104,9 +122,9 @@ class SlackInteractions:
         self, request_id: str, user: Mapping[str, Any], verdict: Verdict, comment: str | None
     ) -> str | None:
         """Record the vote; returns what to tell the reviewer when it was not recorded."""
-        reviewer = user.get("username") or user.get("name") or user["id"]
         try:
-            await self.on_vote(request_id, reviewer, verdict, comment, (user["id"],))
+            groups = await self._groups_of(request_id, user["id"])
+            await self.on_vote(request_id, _name(user), verdict, comment, (user["id"],), groups)
         except Forbidden as exc:
             await self._record_refusal(request_id, user["id"], exc.message)
             return f"Your vote was not recorded: {exc.message}"
@@ -122,21 +140,24 @@ class SlackInteractions:
         except NotFound:
             pass
 
-    async def _refusal(self, request_id: str, user_id: str) -> str | None:
-        """Why this Slack user may not vote on this request, or None if they may."""
+    async def _refusal(self, request_id: str, user: Mapping[str, Any]) -> str | None:
+        """Why this Slack user may not vote on this request (the service's answer), or None if they may."""
+        try:
+            groups = await self._groups_of(request_id, user["id"])
+            reason = await self.may_vote(request_id, _name(user), (user["id"],), groups)
+        except NotFound:
+            return f"signoff has no request {request_id}; nothing was recorded."
+        if reason is not None:
+            await self._record_refusal(request_id, user["id"], reason)
+            return f"Your click was not recorded: {reason}"
+        return None
+
+    async def _groups_of(self, request_id: str, user_id: str) -> tuple[str, ...]:
+        """The request's approver user groups (S…) this user is a member of, as Slack says."""
         request = await self.store.get(request_id)
         if request is None:
-            return f"signoff has no request {request_id}; nothing was recorded."
-        if not request.approvers:
-            return "Nobody may approve this request in Slack: the policy names no approvers (slack.approvers)."
-        if user_id in request.approvers:
-            return None
-        for group in (a for a in request.approvers if a.startswith("S")):
-            if user_id in await self._members(group):
-                return None
-        reason = "You are not an approver for this request, so your click was not recorded."
-        await self._record_refusal(request_id, user_id, reason)
-        return reason
+            return ()
+        return tuple([g for g in request.approvers if g.startswith("S") and user_id in await self._members(g)])
 
     async def _members(self, group: str) -> frozenset[str]:
         cached = self._groups.get(group)
@@ -157,6 +178,10 @@ class SlackInteractions:
             await self.client.chat_postEphemeral(channel=channel, user=user_id, text=escape(text))
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
             logger.warning("could not tell %s: %r", user_id, exc)
+
+
+def _name(user: Mapping[str, Any]) -> str:
+    return str(user.get("username") or user.get("name") or user["id"])
 
 
 def modal_error(text: str) -> dict[str, Any]:

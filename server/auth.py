@@ -1,4 +1,4 @@
-"""Bearer tokens on the HTTP transport: each token is an identity with a role (agent or reviewer)."""
+"""Bearer tokens on the HTTP transport: each token is an identity with a role (agent, reviewer or models)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def new_token() -> tuple[str, str]:
 
 
 class ConfigTokenVerifier(TokenVerifier):
-    """Tokens from the config file, which holds only their SHA-256. The role is the token's scope."""
+    """Tokens from the config file, which holds only their SHA-256. The role gives the token's scopes."""
 
     def __init__(self, tokens: Sequence[Token]) -> None:
         self.tokens = tuple(tokens)
@@ -41,7 +41,9 @@ class ConfigTokenVerifier(TokenVerifier):
                 match = entry
         if match is None:
             return None
-        return AccessToken(token=token, client_id=match.identity, subject=match.identity, scopes=[match.role.value])
+        return AccessToken(
+            token=token, client_id=match.identity, subject=match.identity, scopes=list(match.role.scopes)
+        )
 
 
 def bearer_identity(request: Request, verifier: ConfigTokenVerifier | None, role: Role) -> tuple[int, str]:

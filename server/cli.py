@@ -17,6 +17,7 @@ from signoff.storage import ApprovalRequest, ConfigError, RequestQuery, SignoffE
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.storage.text import InertFormatter, visible
 from signoff.tools.access import Role
+from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import PolicyConfig, load_policy_config
 from signoff.tools.approvals.service import ApprovalService
 
@@ -141,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     new = sub(token_actions, "new", "token new", "print a new token and the lines to add to the config file")
     new.add_argument("--identity", required=True, help="who the token acts as: an agent_id, or a reviewer's name")
-    new.add_argument("--role", required=True, choices=[r.value for r in Role], help="agent or reviewer")
+    new.add_argument("--role", required=True, choices=[r.value for r in Role], help="agent, reviewer or models")
     slack_actions = group(commands, "slack", "set up Slack reviewers", "signoff slack manifest")
     sub(slack_actions, "check", "slack check", "check the Slack tokens, channels and approvers; say what is missing")
     manifest = sub(
@@ -258,9 +259,11 @@ async def _open_database(settings: Settings) -> None:
 
 async def _offline(settings: Settings, args: argparse.Namespace) -> int:
     """Commands that work on the database directly, alongside any running server."""
+    # the server's policy: its [[people]] and approvers decide who may vote here as everywhere
+    policy = Policy(load_policy_config(settings.config_path)) if settings.config_path else Policy()
     store = await SqliteStore.open(settings.db_path)
     try:
-        service = ApprovalService(store)
+        service = ApprovalService(store, policy)
         handler = _HANDLERS[
             (args.command, getattr(args, "review_command", None) or getattr(args, "audit_command", None))
         ]

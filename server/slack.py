@@ -40,12 +40,27 @@ async def slack_session(
         return
     client = web_client(settings.slack_bot_token, settings.slack_api_url)
 
+    # a Slack user is a reviewer only where the approvers name them (named_only): anyone in a channel can click
     async def on_vote(
-        request_id: str, reviewer: str, verdict: Verdict, comment: str | None, reviewer_ids: tuple[str, ...]
+        request_id: str,
+        reviewer: str,
+        verdict: Verdict,
+        comment: str | None,
+        reviewer_ids: tuple[str, ...],
+        groups: tuple[str, ...],
     ) -> ApprovalRequest:
-        return await service.vote(request_id, reviewer, verdict, comment, reviewer_ids=reviewer_ids)
+        return await service.vote(
+            request_id, reviewer, verdict, comment, reviewer_ids=reviewer_ids, groups=groups, named_only=True
+        )
 
-    interactions = SlackInteractions(client, service.store, on_vote, service.record_refusal)
+    async def may_vote(
+        request_id: str, reviewer: str, reviewer_ids: tuple[str, ...], groups: tuple[str, ...]
+    ) -> str | None:
+        return await service.vote_refusal(
+            request_id, reviewer, reviewer_ids=reviewer_ids, groups=groups, named_only=True
+        )
+
+    interactions = SlackInteractions(client, service.store, on_vote, service.record_refusal, may_vote)
 
     def spawn(payload: Mapping[str, Any]) -> None:
         background.start_soon(handle_safely, interactions, payload)

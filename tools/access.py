@@ -13,6 +13,14 @@ from signoff.tools.typed_toml import Fault, non_empty_strings
 class Role(enum.StrEnum):
     AGENT = "agent"  #: calls the agent tools over HTTP, always as its own identity
     REVIEWER = "reviewer"  #: decides requests through the reviewer HTTP API, as its own identity
+    #: runs the model control plane over HTTP: the model tools that change models or record telemetry (agent
+    #: tokens may only read models), and the agent tools (to follow its changes' approvals), as its own identity
+    MODELS = "models"
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """What a token of this role may do: its own role first, then the roles it includes."""
+        return (self.value, Role.AGENT.value) if self is Role.MODELS else (self.value,)
 
 
 SLACK_ID = re.compile(r"[UWS][A-Z0-9]{2,}")

@@ -51,7 +51,8 @@ class AppState:
             return ApprovalStatus.of(request)
         finding = await check_request(self.service.store, request)
         if finding is None:
-            return ApprovalStatus.of(request, receipts.issue(self.receipt_key, request))
+            ttl = self.service.policy.config.receipt_ttl_seconds
+            return ApprovalStatus.of(request, receipts.issue(self.receipt_key, request, ttl))
         logger.error(
             "request %s disagrees with its audit log (%s, column %s: %s); no receipt issued",
             request.id,

@@ -123,7 +123,8 @@ async def test_a_notification_committed_before_a_crash_is_delivered_by_the_next_
 
 ESCALATING = Policy(
     parse_policy_config(
-        '[slack]\napprovers = ["U0ALICE"]\n\n[[rules]]\nname = "group"\naction = "db.*"\noutcome = "review"\n'
+        '[slack]\napprovers = ["U0ALICE"]\n\n[[people]]\nname = "alice"\naliases = ["U0ALICE"]\n\n'
+        '[[rules]]\nname = "group"\naction = "db.*"\noutcome = "review"\n'
         'escalate_after_seconds = 60\nescalate_to = "S0ONCALL"\n\n[[rules]]\nname = "channel"\naction = "deploy.*"\n'
         'outcome = "review"\nescalate_after_seconds = 60\nescalate_to = "C0ONCALL"\n'
     )

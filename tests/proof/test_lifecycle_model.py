@@ -3,7 +3,9 @@
 A Hypothesis state machine drives ``ApprovalService`` (on a ``MemoryStore``, then on a ``SqliteStore``) with a
 ``FakeClock``: it creates requests (random quorum, expiry, agent, idempotency key; some escalate), votes as random
 reviewers (the requester, aliases of one person, repeated reviewers, approve or reject, with or without a reason),
-cancels, moves the clock (also exactly to a deadline), expires, escalates, reads and uses approvals. Beside it runs
+cancels, moves the clock (also exactly to a deadline), expires, escalates, reads and uses approvals, and answers
+permission prompts for the calls those requests describe (a policy approval, or any approval of a request the agent
+made itself, never allows; only people's approval of a prompt's own request does, once). Beside it runs
 a pure model of what every request must be. After every step: no divergence, a decided request never changes,
 nothing expired, cancelled or rejected is ever approved, each person's vote counts once, and the audit chain
 verifies against the rows.
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, multiple, rule
 from signoff.storage import (
@@ -32,6 +34,7 @@ from signoff.storage import (
     Forbidden,
     InvalidInput,
     NotFound,
+    RequestQuery,
     SignoffError,
     Status,
     Store,
@@ -40,9 +43,10 @@ from signoff.storage import (
 from signoff.storage.approvals.memory import MemoryStore
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.storage.audit import verify_store
+from signoff.tools.approvals.permissions import RECENT, permission
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import parse_policy_config
-from signoff.tools.approvals.service import ApprovalService, Draft
+from signoff.tools.approvals.service import PERMISSION_PROMPT_FLAG, ApprovalService, Draft
 
 from tests.fakes.clock import FakeClock
 
@@ -116,6 +120,9 @@ class ModelRequest:
     """What the model says a request must be."""
 
     agent: str | None
+    action: str
+    n: int  #: the payload is {"n": n}
+    prompt: bool  #: made by a permission prompt
     required: int
     expires_at: datetime
     status: Status
@@ -231,19 +238,24 @@ class LifecycleMachine(RuleBasedStateMachine):
         expires=st.none() | st.integers(min_value=1, max_value=900),
         key=st.none() | st.sampled_from(["k1", "k2"]),
         n=st.integers(min_value=0, max_value=2),
+        forged=st.booleans(),
     )
-    def create(self, kind: str, agent: str | None, expires: int | None, key: str | None, n: int) -> Any:
+    def create(self, kind: str, agent: str | None, expires: int | None, key: str | None, n: int, forged: bool) -> Any:
         action, confidence = KINDS[kind]
         draft = Draft(
             action=action,
             summary=f"{kind} request {n}",
             payload={"n": n},
             confidence=confidence,
+            flags=(PERMISSION_PROMPT_FLAG,) if forged else (),
             agent_id=agent,
             idempotency_key=key,
             expires_in_seconds=expires,
         )
         outcome = self.attempt(self.service.request_approval(draft))
+        if forged:  # an agent may not pass its request off as a permission prompt's
+            self.check(outcome, InvalidInput)
+            return multiple()
         earlier = self.keys.get((agent or "", key)) if key is not None else None
         if earlier is not None:  # a retry with the same key: the first request, or an error if it differs
             first_id, first_action, first_n = earlier
@@ -258,6 +270,9 @@ class LifecycleMachine(RuleBasedStateMachine):
         status = {"auto": Status.APPROVED, "deny": Status.REJECTED}.get(kind, Status.PENDING)
         expected = ModelRequest(
             agent=agent,
+            action=action,
+            n=n,
+            prompt=False,
             required=self.quorum if kind == "quorum" else 1,
             expires_at=self.now + timedelta(seconds=expires or DEFAULT_EXPIRY),
             status=status,
@@ -354,6 +369,58 @@ class LifecycleMachine(RuleBasedStateMachine):
         else:
             self.check(outcome, None)
             request.consumed = True
+
+    @rule(target=requests, request_id=requests, agent=st.sampled_from(["agent-a", "carol-bot", "alice"]))
+    def permission_prompt(self, request_id: str, agent: str) -> Any:
+        """A permission prompt for the call a request describes: allowed only by people's unused approval of a
+        request an earlier prompt made for the same call; otherwise it waits on such a pending one, or asks anew."""
+        source = self.model[request_id]
+        same = [
+            (rid, r) for rid, r in self.model.items() if r.agent == agent and r.action == source.action
+        ]  # what the prompt searches: the newest RECENT requests for this tool and agent (the model keeps under)
+        if len(same) >= RECENT:
+            return multiple()
+        payload = {"n": source.n}
+        before = set(self.model)
+        answer = self.run(permission(self.service, source.action, payload, agent_id=agent, wait_seconds=0))
+        mine = [(rid, r) for rid, r in same if r.n == source.n and r.prompt]
+        for _, r in mine:  # the prompt reads each of them, which expires an overdue one
+            if r.overdue(self.now):
+                r.expire(self.now)
+        usable = [
+            rid
+            for rid, r in mine
+            if r.status is Status.APPROVED and r.decided_by is DecidedBy.HUMAN and not r.consumed
+            and self.now < r.expires_at
+        ]  # fmt: skip
+        event(f"permission prompt: {'allowed' if usable else 'denied'}")
+        if usable:
+            assert answer == {"behavior": "allow", "updatedInput": payload}, answer
+            used = [rid for rid in usable if self.run(self.store.get(rid)).consumed_at is not None]  # type: ignore[union-attr]
+            assert len(used) == 1, f"one allowed prompt must use exactly one approval, used {used}"
+            self.model[used[0]].consumed = True
+            return multiple()
+        assert answer["behavior"] == "deny", f"nobody approved this prompt's call, yet it was allowed: {answer}"
+        if any(r.status is Status.PENDING for _, r in mine):
+            return multiple()  # it waited (0 s) on the pending one
+        page = self.run(self.service.list_requests(RequestQuery(action=source.action, agent_id=agent, limit=50)))
+        new = [r for r in page.items if r.id not in before]
+        assert len(new) == 1 and PERMISSION_PROMPT_FLAG in new[0].flags, new
+        kind = next(k for k, (a, _) in KINDS.items() if a == source.action)
+        status = Status.REJECTED if kind == "deny" else Status.PENDING  # no confidence: people decide, but guardrails
+        self.model[new[0].id] = ModelRequest(
+            agent=agent,
+            action=source.action,
+            n=source.n,
+            prompt=True,
+            required=self.quorum if kind == "quorum" else 1,
+            expires_at=self.now + timedelta(seconds=DEFAULT_EXPIRY),
+            status=status,
+            decided_by=DecidedBy.POLICY if status is Status.REJECTED else None,
+            decided_at=self.now if status is Status.REJECTED else None,
+            escalate_at=self.now + timedelta(seconds=ESCALATE_AFTER) if kind == "quorum" else None,
+        )
+        return new[0].id
 
     @rule(seconds=st.integers(min_value=0, max_value=400))
     def advance(self, seconds: int) -> None:

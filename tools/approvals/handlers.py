@@ -16,7 +16,6 @@ from mcp.types import TextContent, ToolAnnotations
 from pydantic import Field
 from signoff.storage import ApprovalRequest, InvalidInput, RequestQuery, Status
 from signoff.tools.app_state import READ_ONLY, AppState, caller_identity, domain_errors, state_of
-from signoff.tools.approvals import receipts
 from signoff.tools.approvals.permissions import permission
 from signoff.tools.approvals.service import ApprovalService, Draft, ProgressCallback
 from signoff.tools.approvals.views import ApprovalStatus, ReceiptCheck, RequestList, decode_cursor, encode_cursor
@@ -187,11 +186,13 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         action: Annotated[str, Field(description="The action you are about to perform")],
         payload: Annotated[dict[str, Any], Field(description="The exact arguments you are about to use")] = {},  # noqa: B006
     ) -> ReceiptCheck:
-        """Check, right before acting, that a receipt approves exactly this action and payload.
+        """Check, right before acting, that a receipt approves exactly this action and payload, now.
 
-        valid=false means: do not perform the action; the reason says what differs (ask for a new approval).
+        valid=false means: do not perform the action; the reason says why (it differs, it expired, or its
+        single-use approval was already used): ask for a new approval.
         """
-        problem = receipts.check(state_of(ctx).receipt_key, receipt, action, payload)
+        state = state_of(ctx)
+        problem = await _call(ctx, lambda s: s.verify_receipt(state.receipt_key, receipt, action, payload))
         return ReceiptCheck(valid=problem is None, reason=problem)
 
     @mcp.tool(

@@ -1,17 +1,19 @@
 """Claude Code's permission prompt as a use case: one approval lets one exact tool call run once.
 
-A prompt looks for the newest request for the same tool and input from the same agent. A pending one is
-waited on; an approved one that has not been used yet (the user approved it after an earlier prompt timed
-out) is used, once, and the use is recorded. Anything else asks again.
+Each prompt is decided by the policy on a request of its own (flagged ``signoff:permission-prompt``). A prompt
+also looks for an earlier request for the same tool and input from the same agent that a prompt made: a pending
+one is waited on; one that PEOPLE approved and that has not been used yet (the user approved it after an earlier
+prompt timed out) is used, once, and the use is recorded. Nothing else is reused: not a request the agent made
+with request_approval (whatever decided it), not one the policy approved. Anything else asks again.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from signoff.storage import ApprovalRequest, Conflict, InvalidInput, RequestQuery, Status
+from signoff.storage import ApprovalRequest, Conflict, DecidedBy, InvalidInput, RequestQuery, Status
 from signoff.storage.canonical import payload_sha256
-from signoff.tools.approvals.service import ApprovalService, Draft, ProgressCallback
+from signoff.tools.approvals.service import PERMISSION_PROMPT_FLAG, ApprovalService, Draft, ProgressCallback
 from signoff.tools.approvals.views import next_step
 
 RECENT = 20  #: how many of the newest requests for the tool are searched for the same call
@@ -33,6 +35,7 @@ async def permission(
         summary=f"Claude Code wants to run {tool_name}" + (f" (tool use {tool_use_id})" if tool_use_id else ""),
         payload=tool_input,
         agent_id=agent_id,
+        permission_prompt=True,
     )
     try:
         request = await _same_call(service, draft) or await service.request_approval(draft)
@@ -57,16 +60,29 @@ async def permission(
 
 
 async def _same_call(service: ApprovalService, draft: Draft) -> ApprovalRequest | None:
+    """An earlier prompt's request for this call that people approved and nobody used yet, else one still
+    pending; None when there is neither (then the call is asked again)."""
     digest = payload_sha256(draft.action, draft.payload)
     recent = await service.list_requests(RequestQuery(action=draft.action, agent_id=draft.agent_id, limit=RECENT))
-    earlier = next((r for r in recent.items if r.payload_sha256 == digest), None)
-    if earlier is None:
-        return None
-    earlier = await service.get(earlier.id)  # expires it first if its time ran out
-    unused_approval = earlier.status is Status.APPROVED and earlier.consumed_at is None
-    if earlier.status is Status.PENDING or (unused_approval and service.clock.now() < earlier.expires_at):
-        return earlier
-    return None
+    pending = None
+    for earlier in recent.items:
+        if earlier.payload_sha256 != digest or PERMISSION_PROMPT_FLAG not in earlier.flags:
+            continue  # another call, or a request the agent made itself: never taken for a prompt's approval
+        earlier = await service.get(earlier.id)  # expires it first if its time ran out
+        if _unused_human_approval(service, earlier):
+            return earlier
+        if earlier.status is Status.PENDING and pending is None:
+            pending = earlier
+    return pending
+
+
+def _unused_human_approval(service: ApprovalService, request: ApprovalRequest) -> bool:
+    return (
+        request.status is Status.APPROVED
+        and request.decided_by is DecidedBy.HUMAN
+        and request.consumed_at is None
+        and service.clock.now() < request.expires_at
+    )
 
 
 def _deny(message: str) -> dict[str, Any]:

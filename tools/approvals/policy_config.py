@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from signoff.storage.canonical import is_number
 from signoff.storage.errors import ConfigError
 from signoff.storage.records import Priority
-from signoff.tools.access import Auth, Person, SlackRouting, normal_name, slack_ids
+from signoff.tools.access import SLACK_ID, Auth, Person, Role, SlackRouting, normal_name
 from signoff.tools.toml_positions import Locator
 from signoff.tools.typed_toml import Fault, at_least, at_most, build, describe, is_scalar, non_empty_strings
 
@@ -134,12 +134,14 @@ class Rule:
     expires_in_seconds: int | None = None
     priority: Priority | None = None
     channel: str | None = None  #: Slack channel for this rule's reviews (first matching rule that sets one)
-    approvers: tuple[str, ...] = ()  #: Slack ids who may vote on this rule's reviews (first rule that sets them)
+    #: who may vote on this rule's reviews, in every channel (the first matching rule that sets them): Slack user
+    #: and group ids, names and aliases in [[people]], reviewer token identities
+    approvers: tuple[str, ...] = ()
     escalate_after_seconds: int | None = None  #: still pending after this long: tell escalate_to
     escalate_to: str | None = None  #: a Slack user group (S…), mentioned in the thread, or a channel, posted to
 
     def __post_init__(self) -> None:
-        slack_ids(self.approvers, "approvers")
+        non_empty_strings(self.approvers, "approvers")
         if (self.escalate_after_seconds is None) != (self.escalate_to is None):
             missing = "escalate_to" if self.escalate_to is None else "escalate_after_seconds"
             raise Fault((missing,), "escalation needs both escalate_after_seconds and escalate_to")
@@ -167,6 +169,7 @@ class PolicyConfig:
     default_outcome: Outcome = Outcome.REVIEW  #: when no confidence is given and nothing else applies
     default_expires_in_seconds: int = 3600
     max_expires_in_seconds: int = 604800
+    receipt_ttl_seconds: int | None = None  #: receipts expire this long after the decision; unset: with the request
     limits: Limits = field(default_factory=Limits)
     anomaly: Anomaly = field(default_factory=Anomaly)
     fairness: Fairness = field(default_factory=Fairness)
@@ -186,6 +189,8 @@ class PolicyConfig:
                 "to refuse specific actions",
             )
         at_least(self.max_expires_in_seconds, 1, "max_expires_in_seconds")
+        if self.receipt_ttl_seconds is not None:
+            at_least(self.receipt_ttl_seconds, 1, "receipt_ttl_seconds")
         at_most(self.default_expires_in_seconds, self.max_expires_in_seconds, ("default_expires_in_seconds",))
         owners: dict[str, str] = {}
         for index, person in enumerate(self.people):
@@ -194,8 +199,17 @@ class PolicyConfig:
                 if owner != person.name:
                     key = ("people", index, "aliases", alias_index - 1) if alias_index else ("people", index, "name")
                     raise Fault(key, f"{alias!r} already names {owner!r}; each name belongs to one person")
+        known = set(owners) | {normal_name(t.identity) for t in self.auth.tokens if t.role is Role.REVIEWER}
         names = [rule.name for rule in self.rules]
         for index, rule in enumerate(self.rules):
+            for approver_index, approver in enumerate(rule.approvers):
+                if not (SLACK_ID.fullmatch(approver) or normal_name(approver) in known):
+                    raise Fault(
+                        ("rules", index, "approvers", approver_index),
+                        f"{approver!r} is not a Slack user or group id (U…, W…, S…), a name or alias in [[people]],"
+                        " or the identity of a reviewer token in [[auth.tokens]]; add them to [[people]] or fix the"
+                        " spelling",
+                    )
             if rule.name in names[:index]:
                 raise Fault(("rules", index, "name"), f"duplicate rule name {rule.name!r}; use unique names")
             if rule.expires_in_seconds is not None:

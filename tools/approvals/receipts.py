@@ -1,8 +1,9 @@
 """Approval receipts: proof, signed by the server, that this exact action and payload were approved.
 
 The code that performs an approved action checks the receipt against the arguments it is about to use,
-and refuses when they differ. Receipts are signed with HMAC-SHA256 under a server key: whoever verifies
-needs the key (or asks the server through the ``verify_receipt`` tool). Pure: no I/O.
+and refuses when they differ or the receipt has expired. Receipts are signed with HMAC-SHA256 under a server
+key: whoever verifies needs the key. Only the server (the ``verify_receipt`` tool) also knows whether the
+approval still stands: a single-use approval that was used is refused there (``standing``). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import Field, ValidationError
 from signoff.storage import ApprovalRequest, DecidedBy, Status, Verdict
 from signoff.storage.canonical import canonical_json, payload_sha256
-from signoff.storage.timefmt import to_text
+from signoff.storage.timefmt import from_text, to_text
 from signoff.tools.wire import WireModel
 
-VERSION = "v1"
+VERSION = "v1"  #: the signing scheme: HMAC-SHA256 over the canonical JSON of the other fields
 
 
 class Receipt(WireModel):
@@ -30,13 +32,16 @@ class Receipt(WireModel):
     decided_at: str
     decided_by: str = Field(description="policy or human")
     approvers: list[str]
+    expires_at: str = Field(description="After this moment the receipt proves nothing: ask for a new approval")
     signature: str = Field(description="v1=<hex HMAC-SHA256 of the other fields as canonical JSON>")
 
 
-def issue(key: bytes, request: ApprovalRequest) -> Receipt | None:
-    """The receipt of an approved request; None for any other status."""
+def issue(key: bytes, request: ApprovalRequest, ttl_seconds: int | None = None) -> Receipt | None:
+    """The receipt of an approved request; None for any other status. It expires ``ttl_seconds`` after the
+    decision, or (by default) when the request itself expires."""
     if request.status is not Status.APPROVED or request.decided_at is None:
         return None
+    expires_at = request.expires_at if ttl_seconds is None else request.decided_at + timedelta(seconds=ttl_seconds)
     fields: dict[str, Any] = {
         "request_id": request.id,
         "action": request.action,
@@ -44,12 +49,17 @@ def issue(key: bytes, request: ApprovalRequest) -> Receipt | None:
         "decided_at": to_text(request.decided_at),
         "decided_by": (request.decided_by or DecidedBy.POLICY).value,
         "approvers": [v.reviewer for v in request.votes if v.verdict is Verdict.APPROVE],
+        "expires_at": to_text(expires_at),
     }
     return Receipt(**fields, signature=_sign(key, fields))
 
 
-def check(key: bytes, receipt: Mapping[str, Any] | Receipt, action: str, payload: Mapping[str, Any]) -> str | None:
-    """Why the receipt does not approve ``action`` with ``payload``, or None when it does."""
+def check(
+    key: bytes, receipt: Mapping[str, Any] | Receipt, action: str, payload: Mapping[str, Any], *, now: datetime
+) -> str | None:
+    """Why the receipt does not approve ``action`` with ``payload`` at ``now``, or None when it does.
+
+    It cannot know whether a single-use approval was used since: ask the server (``verify_receipt``) for that."""
     try:
         parsed = receipt if isinstance(receipt, Receipt) else Receipt.model_validate(receipt)
     except ValidationError as exc:
@@ -57,6 +67,12 @@ def check(key: bytes, receipt: Mapping[str, Any] | Receipt, action: str, payload
     fields = parsed.model_dump(exclude={"signature"})
     if not hmac.compare_digest(_sign(key, fields), parsed.signature):
         return "the signature does not match: the receipt was forged, altered, or signed by another server"
+    try:
+        expires_at = from_text(parsed.expires_at)
+    except ValueError:
+        return "the receipt's expires_at is not a time this server wrote"
+    if now >= expires_at:
+        return f"the receipt expired at {parsed.expires_at}: ask for a new approval"
     if parsed.action != action:
         return f"the receipt approves {parsed.action!r}, not {action!r}"
     try:
@@ -65,6 +81,18 @@ def check(key: bytes, receipt: Mapping[str, Any] | Receipt, action: str, payload
         return "the payload is not plain JSON (NaN, Infinity or another value JSON cannot hold)"
     if parsed.payload_sha256 != digest:
         return "the payload differs from the approved one: ask for a new approval with these arguments"
+    return None
+
+
+def standing(request: ApprovalRequest, now: datetime) -> str | None:
+    """Why the approval behind a genuine, unexpired receipt no longer stands, or None when it does."""
+    if request.status is not Status.APPROVED:
+        return f"request {request.id} is {request.status}, not approved"
+    if request.consumed_at is not None:
+        return (
+            f"the approval of request {request.id} was used at {to_text(request.consumed_at)}; it allowed one use"
+            " only: ask for a new approval"
+        )
     return None
 
 

@@ -10,17 +10,20 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import anyio
 from signoff.storage import (
     ApprovalRequest,
     Conflict,
     DecidedBy,
+    Forbidden,
     InvalidInput,
     Page,
     RequestQuery,
     Status,
     Store,
+    Transition,
     Trigger,
     TriggerKind,
     Verdict,
@@ -28,13 +31,19 @@ from signoff.storage import (
 from signoff.storage.audit import ChainReport, verify_store
 from signoff.storage.canonical import numeric_leaves, payload_sha256
 from signoff.storage.errors import unknown_request
-from signoff.tools.approvals import lifecycle
+from signoff.tools.access import normal_name
+from signoff.tools.approvals import lifecycle, receipts
 from signoff.tools.approvals.policy import Outcome, Policy, PolicyDecision, PolicyInput
 from signoff.tools.clock import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[float, float, str], Awaitable[None]]
+
+#: The flag signoff puts on the requests ``permission_prompt`` makes itself; agents may not send it (nor any
+#: ``signoff:`` flag), so an agent cannot make a request that a permission prompt would take for its own.
+PERMISSION_PROMPT_FLAG = "signoff:permission-prompt"
+RESERVED_FLAG_PREFIX = "signoff:"
 
 _STATUS_OF = {
     Outcome.APPROVE: Status.APPROVED,
@@ -85,6 +94,7 @@ class Draft:
     idempotency_key: str | None = None
     expires_in_seconds: int | None = None
     human_only: bool = False  #: never approved by policy alone (model promotions, traffic increases)
+    permission_prompt: bool = False  #: made by permission_prompt itself: stored with PERMISSION_PROMPT_FLAG
 
 
 class ApprovalService:
@@ -105,6 +115,12 @@ class ApprovalService:
         """Run the policy and record the request with its verdict (or as pending, for people to decide)."""
         if draft.idempotency_key is not None and not draft.idempotency_key.strip():
             raise InvalidInput("idempotency_key is empty: omit it, or pass a non-empty key that is unique per action")
+        reserved = [f for f in draft.flags if isinstance(f, str) and normal_name(f).startswith(RESERVED_FLAG_PREFIX)]
+        if reserved:
+            raise InvalidInput(
+                f"flag {reserved[0]!r} is reserved: flags starting with {RESERVED_FLAG_PREFIX!r} are set by signoff"
+                " itself; remove it or use another name"
+            )
         policy_input = PolicyInput(
             action=draft.action,
             summary=draft.summary,
@@ -169,7 +185,7 @@ class ApprovalService:
             payload=draft.payload,
             payload_sha256=payload_sha256(draft.action, draft.payload),
             confidence=draft.confidence,
-            flags=draft.flags,
+            flags=(*draft.flags, PERMISSION_PROMPT_FLAG) if draft.permission_prompt else draft.flags,
             agent_id=draft.agent_id,
             idempotency_key=draft.idempotency_key,
             status=status,
@@ -226,20 +242,78 @@ class ApprovalService:
         comment: str | None,
         *,
         reviewer_ids: tuple[str, ...] = (),
+        groups: tuple[str, ...] = (),
+        named_only: bool = False,
     ) -> ApprovalRequest:
         """Record a reviewer's vote; raises Conflict naming who decided if the request is already closed.
 
-        ``reviewer_ids`` are other names of the same reviewer (a Slack user id): if any of them is the requester,
-        directly or through the policy's ``[[people]]`` aliases, the vote is refused.
-        """
+        Every channel votes here, so every channel applies the same rules (Forbidden, and nothing changes):
+        the requester may not vote, directly or through the policy's ``[[people]]`` aliases; and when the request
+        names approvers (a rule's ``approvers``, else ``slack.approvers``), only they may vote.
 
-        change = lifecycle.vote(
-            reviewer, verdict, comment, self.clock.now(), reviewer_ids=reviewer_ids, same_person=self.policy.same_person
+        ``reviewer_ids`` are other names of the same reviewer (a Slack user id); ``groups`` are the Slack user
+        groups the channel found them in. ``named_only``: the channel does not make its users reviewers by itself
+        (anyone in a Slack channel can click), so with no approvers named nobody may vote through it.
+        """
+        now = self.clock.now()
+        ballot = lifecycle.vote(
+            reviewer, verdict, comment, now, reviewer_ids=reviewer_ids, same_person=self.policy.same_person
         )
+
+        def change(request: ApprovalRequest) -> Transition:
+            if request.status is Status.PENDING and not lifecycle.is_overdue(request, now):
+                refusal = self._approver_refusal(request, reviewer.strip(), reviewer_ids, groups, named_only)
+                if refusal is not None:
+                    raise Forbidden(refusal)
+            return ballot(request)
+
         updated = await self.store.update(request_id, change)
         if updated.status is Status.EXPIRED:  # it ran out before this vote arrived; lifecycle closed it now
             raise Conflict(f"request {request_id} {lifecycle.outcome_phrase(updated)}; your vote was not recorded")
         return updated
+
+    async def vote_refusal(
+        self,
+        request_id: str,
+        reviewer: str,
+        *,
+        reviewer_ids: tuple[str, ...] = (),
+        groups: tuple[str, ...] = (),
+        named_only: bool = False,
+    ) -> str | None:
+        """Why this reviewer may not vote on this request (the checks ``vote`` makes), or None; changes nothing.
+        For a channel that asks before it collects a vote (Slack opens a form for the reason)."""
+        request = await self.get(request_id)
+        names = (reviewer.strip(), *reviewer_ids)
+        if request.agent_id is not None and any(self.policy.same_person(request.agent_id, n) for n in names):
+            return f"{reviewer} asked for request {request.id} and cannot vote on it; another person must review it"
+        return self._approver_refusal(request, reviewer.strip(), reviewer_ids, groups, named_only)
+
+    def _approver_refusal(
+        self,
+        request: ApprovalRequest,
+        reviewer: str,
+        reviewer_ids: tuple[str, ...],
+        groups: tuple[str, ...],
+        named_only: bool,
+    ) -> str | None:
+        approvers = request.approvers
+        if not approvers:
+            if named_only:
+                return (
+                    "Nobody may approve this request here: the policy names no approvers (approvers in a [[rules]]"
+                    " entry, or slack.approvers)."
+                )
+            return None
+        names = (reviewer, *reviewer_ids)
+        if any(g in approvers for g in groups):
+            return None
+        if any(self.policy.same_person(approver, name) for approver in approvers for name in names):
+            return None
+        return (
+            f"{reviewer} is not an approver for request {request.id}; its approvers are {', '.join(approvers)}"
+            " (names in [[people]] count with their aliases; Slack user groups count only for votes in Slack)"
+        )
 
     async def cancel(self, request_id: str, reason: str) -> ApprovalRequest:
         updated = await self.store.update(request_id, lifecycle.cancel(reason, self.clock.now()))
@@ -278,6 +352,21 @@ class ApprovalService:
 
     async def verify_audit(self, anchors: Mapping[int, str] | None = None) -> ChainReport:
         return await verify_store(self.store, anchors)
+
+    async def verify_receipt(
+        self, key: bytes, receipt: Mapping[str, Any] | receipts.Receipt, action: str, payload: Mapping[str, Any]
+    ) -> str | None:
+        """Why the receipt does not approve ``action`` with ``payload`` now, or None when it does: the signed
+        receipt must match and be unexpired, and its request must still stand (a used approval is spent)."""
+        now = self.clock.now()
+        problem = receipts.check(key, receipt, action, payload, now=now)
+        if problem is not None:
+            return problem
+        parsed = receipt if isinstance(receipt, receipts.Receipt) else receipts.Receipt.model_validate(receipt)
+        request = await self.store.get(parsed.request_id)
+        if request is None:
+            return f"signoff has no request {parsed.request_id}: the receipt was signed with this key elsewhere"
+        return receipts.standing(request, now)
 
     async def consume(self, request_id: str) -> ApprovalRequest:
         """Use a single-use approval once; a second use is refused (Conflict)."""

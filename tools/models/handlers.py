@@ -1,19 +1,25 @@
 """The model control plane's MCP tools: validate, call ModelService, turn domain errors into ToolError.
 
 Nothing here approves anything: promotions and traffic increases become approval requests that people decide.
+Over authenticated HTTP, the tools that change a model or record telemetry need a ``models`` token and act as its
+identity; the read-only tools (list, get, resolve, stats, canary analysis, history) are open to agent tokens too:
+they change nothing, and what they show is fed only by ``models`` identities and people's decisions.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated, Any
 
 from mcp.server import MCPServer
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
-from signoff.tools.app_state import READ_ONLY, AppState, caller_identity, domain_errors
+from signoff.tools.access import Role
+from signoff.tools.app_state import READ_ONLY, AppState, domain_errors
 from signoff.tools.models.service import ModelService, Overview
 from signoff.tools.models.telemetry import MAX_BATCH, MAX_WINDOW_SECONDS, Report
 from signoff.tools.models.views import (
@@ -40,6 +46,8 @@ LatencyMs = Annotated[float, Field(ge=0, description="How long the inference too
 Ok = Annotated[bool, Field(description="False if the inference failed (error, timeout, invalid output)")]
 Confidence = Annotated[float | None, Field(ge=0, le=1, description="The model's confidence in its answer, 0 to 1")]
 DecisionId = Annotated[str | None, Field(max_length=100, description="The decision_id resolve_model returned")]
+
+logger = logging.getLogger(__name__)
 
 WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
 
@@ -80,6 +88,21 @@ def _next_step(name: str, version: str, view: ModelView) -> str:
     )
 
 
+def _operator(tool: str) -> str | None:
+    """The identity a state-changing model tool acts as: the token's (None over stdio or without auth).
+    An authenticated caller without the ``models`` role is refused."""
+    token = get_access_token()
+    if token is None:
+        return None
+    if Role.MODELS.value not in token.scopes:
+        raise ToolError(
+            f'{tool} changes a model or its telemetry and needs a token with role = "models"; {token.client_id}'
+            f" has a {token.scopes[0] if token.scopes else 'scope-less'} token. The read-only model tools"
+            " (get_model, list_models, resolve_model, model_stats, analyze_canary, model_history) remain open to it"
+        )
+    return token.client_id
+
+
 def register_model_tools(mcp: MCPServer[AppState]) -> None:
     @mcp.tool(title="Register a model version", annotations=WRITES.model_copy(update={"idempotent_hint": True}))
     async def register_model_version(
@@ -102,6 +125,7 @@ def register_model_tools(mcp: MCPServer[AppState]) -> None:
         Versions are immutable: registering an existing version again is an error unless it is a retry
         with the same idempotency_key and the same details.
         """
+        caller = _operator("register_model_version")
         models = _models(ctx)
         async with domain_errors():
             _, created = await models.register(
@@ -110,7 +134,7 @@ def register_model_tools(mcp: MCPServer[AppState]) -> None:
                 endpoint,
                 metadata=metadata,
                 lineage=lineage,
-                agent_id=caller_identity() or agent_id,  # an authenticated caller cannot speak for another
+                agent_id=caller or agent_id,  # an authenticated caller cannot speak for another
                 idempotency_key=idempotency_key,
             )
             view = ModelView.of(await models.overview(name))
@@ -173,12 +197,13 @@ def register_model_tools(mcp: MCPServer[AppState]) -> None:
     ) -> RecordResult:
         """Report how one inference went (after resolve_model), for model_stats and analyze_canary.
         Many at once: use record_inferences."""
+        caller = _operator("record_inference")
         report = Report(
             model=name, version=version, latency_ms=latency_ms, ok=ok, confidence=confidence, decision_id=decision_id
         )
         models = _models(ctx)
         async with domain_errors():
-            return RecordResult(recorded=await models.telemetry.record([report]))
+            return RecordResult(recorded=await _record(models, [report], caller))
 
     @mcp.tool(title="Record inferences", annotations=WRITES)
     async def record_inferences(
@@ -187,6 +212,7 @@ def register_model_tools(mcp: MCPServer[AppState]) -> None:
     ) -> RecordResult:
         """Report a batch of inferences (up to 10,000), stored together in one transaction: all or none.
         An invalid item is an error naming its index, and nothing is recorded."""
+        caller = _operator("record_inferences")
         reports = [
             Report(
                 model=i.name,
@@ -200,7 +226,7 @@ def register_model_tools(mcp: MCPServer[AppState]) -> None:
         ]
         models = _models(ctx)
         async with domain_errors():
-            return RecordResult(recorded=await models.telemetry.record(reports))
+            return RecordResult(recorded=await _record(models, reports, caller))
 
     @mcp.tool(title="Model statistics", annotations=READ_ONLY)
     async def model_stats(ctx: Context[AppState], name: ModelName, window_seconds: WindowSeconds = 3600) -> ModelStats:
@@ -243,10 +269,13 @@ def register_model_tools(mcp: MCPServer[AppState]) -> None:
     ) -> ChangeResult:
         """Change the traffic split. Giving any non-production version more traffic than now needs a human:
         it becomes an approval request (status pending) and applies when approved. Only moving traffic back
-        to production (e.g. a canary to 0) applies at once."""
+        to production (e.g. a canary to 0) applies at once, unless another caller's change is waiting for approval."""
+        caller = _operator("set_traffic")
         models = _models(ctx)
         async with domain_errors():
-            return ChangeResult.of(await models.set_traffic(name, weights, reason, caller_identity() or agent_id))
+            return ChangeResult.of(
+                await models.set_traffic(name, weights, reason, caller or agent_id, authenticated=caller is not None)
+            )
 
     @mcp.tool(title="Promote a version to production", annotations=WRITES)
     async def promote_model(
@@ -255,9 +284,10 @@ def register_model_tools(mcp: MCPServer[AppState]) -> None:
         """Ask to make a version production (it takes all traffic; the old production becomes 'previous').
         Always an approval request whose summary carries the stats and the canary verdict; it applies when
         a human approves it. Wait with get_status(request_id, wait_seconds)."""
+        caller = _operator("promote_model")
         models = _models(ctx)
         async with domain_errors():
-            return ChangeResult.of(await models.promote(name, version, reason, caller_identity() or agent_id))
+            return ChangeResult.of(await models.promote(name, version, reason, caller or agent_id))
 
     @mcp.tool(
         title="Roll a model back",
@@ -271,9 +301,10 @@ def register_model_tools(mcp: MCPServer[AppState]) -> None:
         """Return at once, without approval, to the last approved production version: if a canary has traffic,
         all traffic goes back to production; otherwise production goes back to the 'previous' version.
         Pending approval requests for the model are cancelled. Call it once per problem."""
+        caller = _operator("rollback_model")
         models = _models(ctx)
         async with domain_errors():
-            return ChangeResult.of(await models.rollback(name, reason, caller_identity() or agent_id))
+            return ChangeResult.of(await models.rollback(name, reason, caller or agent_id))
 
     @mcp.tool(title="Model history", annotations=READ_ONLY)
     async def model_history(
@@ -290,3 +321,13 @@ def register_model_tools(mcp: MCPServer[AppState]) -> None:
         models = _models(ctx)
         async with domain_errors():
             return ModelHistory.of(await models.history(name, at))
+
+
+async def _record(models: ModelService, reports: list[Report], caller: str | None) -> int:
+    recorded = await models.telemetry.record(reports)
+    if caller is not None:  # telemetry is stored in aggregate; who fed it is in the log
+        logger.info(
+            "inferences recorded",
+            extra={"recorded_by": caller, "count": recorded, "models": sorted({r.model for r in reports})},
+        )
+    return recorded

@@ -177,8 +177,16 @@ class ModelService:
     # -- changes ---------------------------------------------------------------------------------
 
     async def set_traffic(
-        self, name: str, weights: Mapping[str, float], reason: str, agent_id: str | None = None
+        self,
+        name: str,
+        weights: Mapping[str, float],
+        reason: str,
+        agent_id: str | None = None,
+        *,
+        authenticated: bool = False,
     ) -> ChangeOutcome:
+        """``authenticated``: ``agent_id`` is vouched for (a token), so a change applied at once may not
+        supersede a change another identity is waiting on; rollback_model remains for emergencies."""
         reason = check_reason(reason)
         await self.settle(name)
         state = await self._state(name)
@@ -190,6 +198,8 @@ class ModelService:
         )
         payload = rollout.traffic_payload(name, points, state.serving)
         if not rollout.needs_approval(state.serving, points):
+            if authenticated:
+                await self._refuse_superseding(name, agent_id)
             new = self._new(ChangeKind.SET_TRAFFIC, agent_id, reason, payload, MOVES_TO_PRODUCTION)
             return await self._apply_now(
                 name, new, rollout.unchanged_since(state, lambda s: rollout.with_traffic(s, points))
@@ -396,6 +406,15 @@ class ModelService:
             notify_log.error(
                 "model %s: change %d applied but not recorded in the audit log: %s", change.model, change.seq, exc
             )
+
+    async def _refuse_superseding(self, name: str, agent_id: str | None) -> None:
+        for waiting in await self.store.pending_changes(name):
+            if waiting.requested_by != agent_id:
+                raise Conflict(
+                    f"model {name!r} has a {waiting.kind} by {waiting.requested_by or 'another caller'} waiting for"
+                    f" approval (request {waiting.request_id}); this change would cancel it, so it was not made."
+                    " Wait for the reviewers' decision, or use rollback_model if the model must go back now"
+                )
 
     async def _withdraw_stale(self, name: str, why: str) -> None:
         """Cancel the requests of pending changes that no longer apply (reviewers are notified), then drop them."""
