@@ -41,6 +41,14 @@ from signoff.tools.models.service import ModelService
 from tests.factories import T0, make_request
 
 CONFIG = """
+[[people]]
+name = "alice"
+aliases = ["U0ALICE"]
+
+[[people]]
+name = "bob"
+aliases = ["U0BOB"]
+
 [slack]
 channel = "C0APPROVALS"
 approvers = ["U0ALICE"]
