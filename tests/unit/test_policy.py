@@ -619,7 +619,14 @@ HISTORIES = st.none() | st.builds(
 @settings(max_examples=40, database=None, deadline=None)
 @given(INPUTS, HISTORIES)
 def test_evaluate_is_total_and_deterministic(asked: PolicyInput, history: ActionHistory | None) -> None:
-    decision = EXAMPLE_POLICY.evaluate(asked, history)
+    try:
+        decision = EXAMPLE_POLICY.evaluate(asked, history)
+    except InvalidInput as refused:  # the example's schema for payments.transfer: the same refusal every time
+        assert asked.action == "payments.transfer" and "must match the policy's schema" in str(refused)
+        with pytest.raises(InvalidInput) as again:
+            EXAMPLE_POLICY.evaluate(asked, history)
+        assert str(again.value) == str(refused)
+        return
     assert decision == EXAMPLE_POLICY.evaluate(asked, history)
     assert decision.triggers
     assert decision.approvals_required >= 1

@@ -254,7 +254,7 @@ def test_programmatic_construction_is_checked_too() -> None:
 
 def test_example_config_parses_and_shows_every_feature() -> None:
     config = load_policy_config(EXAMPLE)
-    assert config.anomaly.enabled and config.fairness.flags
+    assert config.anomaly.enabled and config.fairness.flags and config.schemas
     outcomes = {rule.outcome for rule in config.rules}
     assert outcomes == {Outcome.REJECT, Outcome.REVIEW, Outcome.APPROVE}
     assert any(rule.approvals_required and rule.expires_in_seconds and rule.priority for rule in config.rules)

@@ -2,6 +2,8 @@
 
 Pure and deterministic: no I/O, no clock. The same request, config and history always give
 the same decision. See "Policy reference" in README.md for the semantics this module implements.
+Whether a rule applies (action globs, conditions, failing closed on shapes they cannot judge) is decided in
+``conditions``; action schemas (``[[schemas]]``) are checked in ``validate``, with the other input limits.
 """
 
 from __future__ import annotations
