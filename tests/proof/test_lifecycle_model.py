@@ -185,7 +185,6 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.frozen: dict[str, Frozen] = {}
         self.seen: dict[str, list[Status]] = {}
         self.known: set[tuple[str, str]] = set()  #: (agent or "", action) with an approved request: not novel
-        self.actions: dict[str, str] = {}  #: request id -> action
 
     # -- plumbing ----------------------------------------------------------------------------------
 
@@ -297,7 +296,6 @@ class LifecycleMachine(RuleBasedStateMachine):
         )
         assert outcome.id not in self.model, "a new request reused an id"
         self.model[outcome.id] = expected
-        self.actions[outcome.id] = action
         if status is Status.APPROVED:
             self.known.add((agent or "", action))
         if key is not None:
@@ -344,7 +342,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             request.status = Status.REJECTED if verdict is Verdict.REJECT else Status.APPROVED
             request.decided_by, request.decided_at = DecidedBy.HUMAN, self.now
             if request.status is Status.APPROVED:
-                self.known.add((request.agent or "", self.actions[request_id]))
+                self.known.add((request.agent or "", request.action))
         return None
 
     @rule(request_id=requests | st.just(UNKNOWN_ID), reason=st.sampled_from(["", "  ", "plan changed"]))
