@@ -17,6 +17,7 @@ from signoff.server import review_api
 from signoff.server.argument_errors import SignoffMCPServer
 from signoff.server.auth import ConfigTokenVerifier
 from signoff.server.config import Settings, package_version, receipt_key
+from signoff.server.duplicate_keys import DuplicateKeysASGI, RejectDuplicateKeys
 from signoff.server.model_plane import model_plane
 from signoff.server.slack import SlackParts, interactions_route, slack_session
 from signoff.server.unknown_arguments import RejectUnknownArguments
@@ -126,6 +127,7 @@ def build_server(
     )
     register_tools(mcp)
     register_model_tools(mcp)
+    mcp.middleware.append(RejectDuplicateKeys())  # marked by the transports: see server/duplicate_keys.py
     mcp.middleware.append(RejectUnknownArguments(mcp))
 
     @mcp.custom_route("/slack/interactions", methods=["POST"], include_in_schema=False)  # type: ignore[untyped-decorator]
@@ -173,6 +175,7 @@ def serve_http(
     import uvicorn  # imported here: only the HTTP transport needs it
 
     app = server.streamable_http_app(transport_security=security, host=host)
+    app.add_middleware(DuplicateKeysASGI)  # the SDK's default path, /mcp
     level = settings.log_level.lower()
     config = uvicorn.Config(app, host=host, port=port, log_level=level, access_log=level == "debug")
     anyio.run(uvicorn.Server(config).serve)

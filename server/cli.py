@@ -208,12 +208,13 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     from mcp.server.transport_security import TransportSecuritySettings
     from signoff.server.app import build_server, load_policy, serve_http
     from signoff.server.auth import LOOPBACK_HOSTS
+    from signoff.server.duplicate_keys import serve_stdio
 
     if args.transport == "stdio":
         server = build_server(settings)
         asyncio.run(_open_database(settings))  # a bad path stops here with one line, not inside the transport
         logger.info("signoff %s serving on stdio, database %s", package_version(), settings.db_path)
-        server.run()
+        asyncio.run(serve_stdio(server))  # server.run(), with each line checked for repeated JSON keys
         return 0
     host, port = args.host, args.port
     authenticated = bool(load_policy(settings).config.auth.tokens)

@@ -192,7 +192,7 @@ class Page:
 class ActionHistory:
     """What the anomaly trigger knows about an action before a new request."""
 
-    seen_from_agent: bool  #: this agent has asked for this action before
+    seen_from_agent: bool  #: a request for this action from this agent was approved before
     values: Mapping[str, tuple[float, ...]]  #: recent numeric payload values, per dotted field
 
 

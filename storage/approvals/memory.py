@@ -58,17 +58,18 @@ class MemoryStore:
         self._requests[request.id] = request
         if key is not None:
             self._by_key[key] = request.id
-        self._seen.add((request.agent_id or "", request.action))
         if request.status is Status.APPROVED:
-            self._record_values(request)
+            self._record_approved(request)
         self._append(events)
         if notify:
             self._queue(request.id, request.created_at)
         self._signal_change()
         return request, True
 
-    def _record_values(self, request: ApprovalRequest) -> None:
-        """Only approved requests feed the action's history, as in the SQLite store."""
+    def _record_approved(self, request: ApprovalRequest) -> None:
+        """Only approved requests feed the action's history, as in the SQLite store: the action becomes known
+        for the agent, and its numbers join the values anomaly detection compares with."""
+        self._seen.add((request.agent_id or "", request.action))
         for name, value in numeric_leaves(request.payload).items():
             self._values[(request.action, name)].append(value)
 
@@ -92,7 +93,7 @@ class MemoryStore:
                 note=transition.note,
             )
             if transition.status is Status.APPROVED:
-                self._record_values(current)
+                self._record_approved(current)
         if transition.escalated_at is not None:
             updated = dataclasses.replace(updated, escalated_at=transition.escalated_at)
         if transition.consumed_at is not None:

@@ -88,8 +88,8 @@ class SqliteStore:
                 if (found := db.execute(q.SELECT_BY_IDEMPOTENCY_KEY, key).fetchone()) is not None:
                     return request_from_row(found), False
             db.execute(q.INSERT_REQUEST, row)
-            db.execute(q.INSERT_AGENT_ACTION, (request.agent_id or "", request.action))
-            db.executemany(q.INSERT_ACTION_VALUE, values)
+            if request.status is Status.APPROVED:
+                _record_approved(db, request, values)
             _append_encoded(db, encoded)
             if notify:
                 db.execute(q.INSERT_OUTBOX, (request.id, created, created))
@@ -243,7 +243,7 @@ def _update(db: sqlite3.Connection, *, request_id: str, change: Change) -> Appro
         if cur.rowcount != 1:  # the lifecycle saw 'pending' under this same lock; defence in depth
             raise Conflict(f"request {request_id} is no longer pending")
         if transition.status is Status.APPROVED:
-            db.executemany(q.INSERT_ACTION_VALUE, _approved_values(current))
+            _record_approved(db, current, _approved_values(current))
     if transition.escalated_at is not None:
         cur = db.execute(q.ESCALATE_REQUEST, (to_text(transition.escalated_at), request_id))
         if cur.rowcount != 1:
@@ -263,6 +263,14 @@ def _approved_values(request: ApprovalRequest) -> list[tuple[str, str, float]]:
     """The rows that add an approved request's numbers to its action's history (what anomaly detection compares
     with): only approved requests count, so requests people rejected cannot shift what looks normal."""
     return [(request.action, name, value) for name, value in numeric_leaves(request.payload).items()]
+
+
+def _record_approved(db: sqlite3.Connection, request: ApprovalRequest, values: list[tuple[str, str, float]]) -> None:
+    """An approved request makes its action known for its agent (novelty) and adds its numbers to the history.
+    A request people rejected, that expired or that the agent cancelled leaves both as they were, so asking again
+    after a "no" is still novel."""
+    db.execute(q.INSERT_AGENT_ACTION, (request.agent_id or "", request.action))
+    db.executemany(q.INSERT_ACTION_VALUE, values)
 
 
 def _append_events(db: sqlite3.Connection, events: Sequence[NewEvent]) -> None:

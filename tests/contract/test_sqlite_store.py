@@ -138,3 +138,31 @@ async def test_when_the_polling_waiter_leaves_another_takes_over(tmp_path: Path)
                 await long_returned.wait()  # fails after 30 s (fail_after) if nobody took the polling over
     finally:
         await waiter_store.close()
+
+
+async def test_the_novelty_migration_forgets_actions_that_were_only_asked_for_never_approved(tmp_path: Path) -> None:
+    """Before it, an action became known for an agent when a request was created; the migration keeps only the
+    (agent, action) pairs with an approved request, so an existing database stops undoing a person's "no"."""
+    path = tmp_path / "before.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        for migration in [m for m in available() if "novelty_from_approved" not in m.name]:
+            for statement in statements(migration.sql):
+                db.execute(statement)
+            db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (migration.version, migration.name))
+        rows = (("r1", "bot", "rejected"), ("r2", None, "approved"), ("r3", "x", "cancelled"))
+        for request_id, agent, status in rows:
+            db.execute(
+                "INSERT INTO requests (id, action, summary, payload, payload_sha256, flags, agent_id, status, "
+                "triggers, approvals_required, priority, created_at, expires_at) "
+                "VALUES (?, 'data.export', 's', '{}', 'h', '[]', ?, ?, '[]', 1, 'normal', 't', 't')",
+                (request_id, agent, status),
+            )
+            db.execute("INSERT INTO agent_actions VALUES (?, 'data.export')", (agent or "",))
+    store = await SqliteStore.open(path)
+    try:
+        assert not (await store.action_history("data.export", "bot", [])).seen_from_agent
+        assert not (await store.action_history("data.export", "x", [])).seen_from_agent
+        assert (await store.action_history("data.export", None, [])).seen_from_agent
+    finally:
+        await store.close()

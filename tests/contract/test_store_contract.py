@@ -178,6 +178,33 @@ async def test_a_pending_request_counts_in_the_history_once_people_approve_it_an
     assert (await store.action_history("pay", None, ["amount"])).values == {"amount": (30.0,)}
 
 
+async def test_an_action_becomes_known_to_an_agent_only_when_a_request_for_it_is_approved(store: Store) -> None:
+    """Finding 4: a person's "no" must not be undone by asking again. Creating, rejecting, cancelling or expiring
+    a request leaves the action novel for its agent; approving one (by policy or by people) makes it known."""
+
+    async def known(agent: str) -> bool:
+        return (await store.action_history("data.export_customers", agent, [])).seen_from_agent
+
+    rejected = await add(store, action="data.export_customers", agent_id="bot")
+    cancelled = await add(store, action="data.export_customers", agent_id="bot")
+    expired = await add(store, action="data.export_customers", agent_id="bot")
+    assert not await known("bot")  # pending
+    await store.update(rejected.id, lifecycle.vote("alice", Verdict.REJECT, "no", T0))
+    await store.update(cancelled.id, lifecycle.cancel("changed my mind", T0))
+    await store.update(expired.id, lifecycle.expire(expired.expires_at))
+    await add(store, action="data.export_customers", agent_id="bot",
+              status=Status.REJECTED, decided_by=DecidedBy.POLICY)  # fmt: skip
+    assert not await known("bot")
+
+    approved = await add(store, action="data.export_customers", agent_id="bot")
+    await store.update(approved.id, lifecycle.vote("alice", Verdict.APPROVE, None, T0))
+    assert await known("bot")
+    assert not await known("other-bot")
+    await add(store, action="data.export_customers", agent_id="other-bot",
+              status=Status.APPROVED, decided_by=DecidedBy.POLICY)  # fmt: skip
+    assert await known("other-bot")
+
+
 async def test_event_log_is_a_verified_chain(store: Store) -> None:
     request = await add(store)
     await store.update(request.id, lifecycle.vote("alice", Verdict.REJECT, "no", T0))

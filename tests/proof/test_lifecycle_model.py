@@ -9,6 +9,11 @@ made itself, never allows; only people's approval of a prompt's own request does
 a pure model of what every request must be. After every step: no divergence, a decided request never changes,
 nothing expired, cancelled or rejected is ever approved, each person's vote counts once, and the audit chain
 verifies against the rows.
+
+Anomaly detection is on (novel actions only): a confident request with no rule is approved by policy only once a
+request for the same action from the same agent was approved; until then it waits for a person. A request that
+people rejected, that expired or that its agent cancelled leaves the action novel (finding 4: asking again after
+a "no" must not get a yes).
 """
 
 from __future__ import annotations
@@ -53,6 +58,11 @@ from tests.fakes.clock import FakeClock
 T = TypeVar("T")
 
 CONFIG = """
+[anomaly]
+enabled = true
+novel_action = true
+min_samples = 100000  # novelty only: the payloads' numbers are never judged here
+
 [[people]]
 name = "carol"
 aliases = ["U0CAROL", "carol-bot"]
@@ -79,7 +89,7 @@ KINDS: dict[str, tuple[str, float | None]] = {
     "plain": ("plain.act", None),  # no confidence, no rule: the default outcome, review by 1
     "low": ("low.act", 0.2),  # below the threshold: review by 1
     "quorum": ("quorum.act", 0.99),  # the quorum rule: review by N whatever the confidence, escalated after 120 s
-    "auto": ("auto.act", 0.99),  # confident, no rule: approved by policy
+    "auto": ("auto.act", 0.99),  # confident, no rule: approved by policy once known for the agent, else review by 1
     "deny": ("deny.act", 0.99),  # the guardrail: rejected by policy
 }
 
@@ -174,6 +184,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.keys: dict[tuple[str, str], tuple[str, str, int]] = {}  #: (agent, key) -> (id, action, n)
         self.frozen: dict[str, Frozen] = {}
         self.seen: dict[str, list[Status]] = {}
+        self.known: set[tuple[str, str]] = set()  #: (agent or "", action) with an approved request: not novel
 
     # -- plumbing ----------------------------------------------------------------------------------
 
@@ -233,7 +244,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @rule(
         target=requests,
-        kind=st.sampled_from(["plain", "low", "quorum", "quorum", "quorum", "auto", "deny"]),
+        kind=st.sampled_from(["plain", "low", "quorum", "quorum", "quorum", "auto", "auto", "deny"]),
         agent=st.sampled_from(AGENTS),
         expires=st.none() | st.integers(min_value=1, max_value=900),
         key=st.none() | st.sampled_from(["k1", "k2"]),
@@ -268,6 +279,9 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.check(outcome, None)
         assert isinstance(outcome, ApprovalRequest)
         status = {"auto": Status.APPROVED, "deny": Status.REJECTED}.get(kind, Status.PENDING)
+        if status is Status.APPROVED and (agent or "", action) not in self.known:
+            status = Status.PENDING  # a novel action for this agent: a person decides
+            assert any(t.detail.startswith("first request for action auto.act") for t in outcome.triggers)
         expected = ModelRequest(
             agent=agent,
             action=action,
@@ -282,6 +296,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         )
         assert outcome.id not in self.model, "a new request reused an id"
         self.model[outcome.id] = expected
+        if status is Status.APPROVED:
+            self.known.add((agent or "", action))
         if key is not None:
             self.keys[(agent or "", key)] = (outcome.id, action, n)
         return outcome.id
@@ -325,6 +341,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         if verdict is Verdict.REJECT or approvals >= request.required:
             request.status = Status.REJECTED if verdict is Verdict.REJECT else Status.APPROVED
             request.decided_by, request.decided_at = DecidedBy.HUMAN, self.now
+            if request.status is Status.APPROVED:
+                self.known.add((request.agent or "", request.action))
         return None
 
     @rule(request_id=requests | st.just(UNKNOWN_ID), reason=st.sampled_from(["", "  ", "plan changed"]))
@@ -544,3 +562,25 @@ async def test_one_person_under_two_names_is_one_approver() -> None:
     with pytest.raises(Conflict):
         await service.vote(request.id, "U0CAROL", Verdict.APPROVE, None)
     assert (await service.get(request.id)).status is Status.PENDING
+
+
+@pytest.mark.parametrize("close", ["reject", "cancel", "expire"])
+async def test_asking_again_after_a_request_closed_without_approval_is_still_novel(close: str) -> None:
+    """The state machine's finding-4 counterexamples, kept as plain tests: a confident request for a novel action
+    waits for a person; when that request is rejected, cancelled or expires, the identical request waits again."""
+    clock = FakeClock()
+    service = ApprovalService(MemoryStore(), Policy(parse_policy_config(CONFIG.format(quorum=1))), clock)
+    draft = Draft(action="auto.act", summary="export", payload={"n": 1}, confidence=0.99, agent_id="agent-a")
+    first = await service.request_approval(draft)
+    assert first.status is Status.PENDING
+    if close == "reject":
+        await service.vote(first.id, "alice", Verdict.REJECT, "no")
+    elif close == "cancel":
+        await service.cancel(first.id, "plan changed")
+    else:
+        clock.advance(DEFAULT_EXPIRY)
+        assert await service.expire_due() == 1
+    again = await service.request_approval(draft)
+    assert again.status is Status.PENDING
+    await service.vote(again.id, "alice", Verdict.APPROVE, None)
+    assert (await service.request_approval(draft)).status is Status.APPROVED

@@ -254,7 +254,7 @@ def test_programmatic_construction_is_checked_too() -> None:
 
 def test_example_config_parses_and_shows_every_feature() -> None:
     config = load_policy_config(EXAMPLE)
-    assert config.anomaly.enabled and config.fairness.flags
+    assert config.anomaly.enabled and config.fairness.flags and config.schemas
     outcomes = {rule.outcome for rule in config.rules}
     assert outcomes == {Outcome.REJECT, Outcome.REVIEW, Outcome.APPROVE}
     assert any(rule.approvals_required and rule.expires_in_seconds and rule.priority for rule in config.rules)
@@ -278,3 +278,61 @@ def test_load_names_the_file_in_errors(tmp_path: Path) -> None:
     path.write_text('\n\ndefault_outcome = "reject"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))} line 3: default_outcome"):
         load_policy_config(path)
+
+
+SCHEMAS = """\
+[[schemas]]
+action = "payments.*"
+schema = { type = "object", required = ["amount"], properties = { amount = { type = "number" } } }
+
+[[schemas]]
+action = ["email.send"]
+[schemas.schema]
+type = "object"
+required = ["to"]
+additionalProperties = false
+[schemas.schema.properties.to]
+type = "string"
+maxLength = 254
+"""
+
+
+def test_action_schemas_are_parsed_and_checked() -> None:
+    config = parse_policy_config(SCHEMAS)
+    assert [s.action for s in config.schemas] == [("payments.*",), ("email.send",)]
+    assert config.schemas[1].schema["properties"]["to"]["maxLength"] == 254
+    assert config.schemas[0].validator.is_valid({"amount": 5})
+    assert not config.schemas[0].validator.is_valid({"amount": "5"})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            SCHEMAS.replace("maxLength = 254", "maxLength = -1"),
+            "signoff.toml line 13: schemas[1].schema.properties.to.maxLength: not a valid JSON Schema: "
+            "-1 is less than the minimum of 0",
+        ),
+        (
+            SCHEMAS.replace('type = "number"', 'type = "numbr"'),
+            "signoff.toml line 3: schemas[0].schema.properties.amount.type: not a valid JSON Schema: 'numbr' is not",
+        ),
+        (
+            SCHEMAS.replace('required = ["to"]', 'required = "to"'),
+            "signoff.toml line 9: schemas[1].schema.required: not a valid JSON Schema: 'to' is not of type 'array'",
+        ),
+        (
+            SCHEMAS.replace('type = "string"', '"$ref" = "https://example.com/s.json"'),
+            "signoff.toml line 12: schemas[1].schema.properties.to.$ref: 'https://example.com/s.json' is outside",
+        ),
+        (
+            SCHEMAS.replace('type = "object"\nrequired', '"$schema" = "https://example.com/x"\nrequired'),
+            "signoff.toml line 8: schemas[1].schema.$schema: unknown JSON Schema dialect 'https://example.com/x'",
+        ),
+        ('[[schemas]]\naction = "a"\nschema = "{}"\n', "signoff.toml line 3: schemas[0].schema: must be a table"),
+        ("[[schemas]]\naction = []\nschema = {}\n", "signoff.toml line 2: schemas[0].action: must name at least"),
+        ("[[schemas]]\nschema = {}\n", "signoff.toml line 1: schemas[0]: missing required key 'action'"),
+    ],
+)
+def test_invalid_action_schemas_name_the_line_and_the_key(text: str, expected: str) -> None:
+    assert error(text).startswith(expected), error(text)

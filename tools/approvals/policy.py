@@ -2,11 +2,12 @@
 
 Pure and deterministic: no I/O, no clock. The same request, config and history always give
 the same decision. See "Policy reference" in README.md for the semantics this module implements.
+Whether a rule applies (action globs, conditions, failing closed on shapes they cannot judge) is decided in
+``conditions``; action schemas (``[[schemas]]``) are checked in ``validate``, with the other input limits.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import math
 import re
 import statistics
@@ -14,18 +15,20 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from jsonschema.exceptions import ValidationError, best_match
+from referencing.exceptions import Unresolvable
 from signoff.storage.canonical import canonical_json, is_number, numeric_leaves
 from signoff.storage.errors import InvalidInput
 from signoff.storage.records import ActionHistory, Priority, Trigger, TriggerKind
 from signoff.tools.access import person_of
-from signoff.tools.approvals.policy_config import Condition, Op, Outcome, PolicyConfig, Rule
+from signoff.tools.approvals.conditions import action_glob, match_rule, show
+from signoff.tools.approvals.policy_config import ActionSchema, Outcome, PolicyConfig
 
 __all__ = ["Outcome", "Policy", "PolicyDecision", "PolicyInput"]
 
 ACTION_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]*")
 _MAD_SCALE = 0.6745  # Iglewicz & Hoaglin: makes MAD comparable to a standard deviation
 _MEAN_AD_SCALE = 1.253314  # sqrt(pi/2): the same for the mean absolute deviation
-_MISSING: Any = object()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -81,7 +84,7 @@ class Policy:
             )
         if not ACTION_PATTERN.fullmatch(action):
             raise InvalidInput(
-                f"action {_show(action)} has characters that are not allowed. Use letters, digits and "
+                f"action {show(action)} has characters that are not allowed. Use letters, digits and "
                 "_ . : / - and start with a letter, digit or _, e.g. payments.transfer or "
                 "mcp__github__create_issue."
             )
@@ -94,11 +97,13 @@ class Policy:
                 "(limits.max_summary_chars). Shorten it and put the details in the payload."
             )
         self._validate_payload(request.payload)
+        if (problem := schema_violation(config.schemas, action, request.payload)) is not None:
+            raise InvalidInput(problem)
         confidence = request.confidence
         if confidence is not None:
             if not is_number(confidence):
                 raise InvalidInput(
-                    f"confidence must be a number from 0 to 1, not {_show(confidence)}; send a number or omit it."
+                    f"confidence must be a number from 0 to 1, not {show(confidence)}; send a number or omit it."
                 )
             if not (math.isfinite(confidence) and 0 <= confidence <= 1):
                 raise InvalidInput(f"confidence {confidence} is outside 0 to 1; send a number from 0 to 1, or omit it.")
@@ -119,7 +124,7 @@ class Policy:
             or not 1 <= expires <= config.max_expires_in_seconds
         ):
             raise InvalidInput(
-                f"expires_in_seconds {_show(expires)} is out of range; use a whole number from 1 to "
+                f"expires_in_seconds {show(expires)} is out of range; use a whole number from 1 to "
                 f"{config.max_expires_in_seconds:,} (max_expires_in_seconds), or omit it for the default "
                 f"({config.default_expires_in_seconds:,})."
             )
@@ -156,7 +161,7 @@ class Policy:
             )
         for index, flag in enumerate(flags):
             if not isinstance(flag, str) or not flag:
-                raise InvalidInput(f"flags[{index}] is {_show(flag)}; each flag must be a non-empty string.")
+                raise InvalidInput(f"flags[{index}] is {show(flag)}; each flag must be a non-empty string.")
             if len(flag) > limits.max_flag_chars:
                 raise InvalidInput(
                     f"flags[{index}] is {len(flag):,} characters; the limit is {limits.max_flag_chars:,} "
@@ -167,7 +172,7 @@ class Policy:
         """Validate the request, then decide. ``history`` is used only when ``wants_history``."""
         self.validate(request)
         config = self.config
-        matched = [(rule, detail) for rule in config.rules if (detail := _match(rule, request)) is not None]
+        matched = [(rule, detail) for rule in config.rules if (detail := match_rule(rule, request)) is not None]
         guardrails = [Trigger(kind=TriggerKind.GUARDRAIL, detail=d) for r, d in matched if r.outcome is Outcome.REJECT]
         reviews = [Trigger(kind=TriggerKind.RULE, detail=d) for r, d in matched if r.outcome is Outcome.REVIEW]
         approvals = [Trigger(kind=TriggerKind.RULE, detail=d) for r, d in matched if r.outcome is Outcome.APPROVE]
@@ -219,7 +224,7 @@ class Policy:
 
     def _fairness(self, flags: tuple[str, ...]) -> Iterator[Trigger]:
         for flag in flags:
-            glob = next((g for g in self.config.fairness.flags if fnmatch.fnmatchcase(flag, g)), None)
+            glob = action_glob(flag, self.config.fairness.flags)  # ignoring case, as action globs do
             if glob is not None:
                 detail = f"flag {flag!r} matches the fairness pattern {glob!r}"
                 yield Trigger(kind=TriggerKind.FAIRNESS, detail=detail)
@@ -252,6 +257,44 @@ class Policy:
             yield Trigger(kind=TriggerKind.ANOMALY, detail=detail)
 
 
+def schema_violation(schemas: tuple[ActionSchema, ...], action: str, payload: Mapping[str, Any]) -> str | None:
+    """What is wrong with ``payload`` under the first schema for ``action`` it breaks, or None if none."""
+    for index, entry in enumerate(schemas):
+        glob = action_glob(action, entry.action)
+        if glob is None:
+            continue
+        try:
+            error = best_match(entry.validator.iter_errors(payload))
+        except Unresolvable as exc:
+            return (
+                f"the policy's schema for {glob!r} (schemas[{index}]) has a reference that leads nowhere ({exc}); "
+                "nothing can be checked against it, so the request is refused. Ask the operator to fix the policy."
+            )
+        if error is None:
+            continue
+        where = "payload" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        rule = "/".join(str(p) for p in error.absolute_schema_path)
+        return (
+            f"{where}: {_schema_message(error)}. Payloads for {action} must match the policy's schema for "
+            f"{glob!r} (schemas[{index}], rule {rule}); correct the payload and send the request again."
+        )
+    return None
+
+
+def _message(error: ValidationError, show: Any) -> str:
+    """jsonschema's message, with a long value in it (a 1 MB string that is "too long") cut short."""
+    shown = repr(error.instance)
+    if len(shown) <= 60:
+        return error.message
+    return error.message.replace(shown, show(error.instance))
+
+
+def _schema_message(error: ValidationError) -> str:
+    """jsonschema's message, with a long value in it (a 1 MB string that is "too long") cut short."""
+    shown = repr(error.instance)
+    return error.message if len(shown) <= 60 else error.message.replace(shown, show(error.instance))
+
+
 def modified_z_score(x: float, samples: list[float]) -> tuple[float, float]:
     """``(z, median)``: ``0.6745 * (x - median) / MAD`` (Iglewicz & Hoaglin).
 
@@ -270,88 +313,8 @@ def modified_z_score(x: float, samples: list[float]) -> tuple[float, float]:
     return (0.0 if x == median else math.copysign(math.inf, x - median)), median
 
 
-def _match(rule: Rule, request: PolicyInput) -> str | None:
-    """The trigger detail if ``rule`` applies to ``request``, else None."""
-    parts: list[str] = []
-    if rule.action:
-        glob = next((g for g in rule.action if fnmatch.fnmatchcase(request.action, g)), None)
-        if glob is None:
-            return None
-        parts.append(f"action {request.action} matches {glob!r}")
-    for condition in rule.when:
-        actual = _resolve(condition.path, request)
-        if not _holds(condition, actual):
-            return None
-        if actual is _MISSING:
-            was = " (missing)"
-        elif condition.op is Op.EQ and not isinstance(actual, list | tuple):
-            was = ""  # it equals the value shown
-        else:
-            was = f" (was {_show(actual)})"
-        parts.append(f"{condition.path} {condition.op} {_show(condition.value)}{was}")
-    return f"rule {rule.name!r} ({rule.outcome}): {'; '.join(parts) or 'applies to every request'}"
-
-
-def _resolve(path: str, request: PolicyInput) -> Any:
-    head, _, rest = path.partition(".")
-    if head != "payload":
-        value = getattr(request, head)
-        return _MISSING if value is None else value
-    node: Any = request.payload
-    for key in rest.split(".") if rest else ():
-        if not isinstance(node, Mapping) or key not in node:
-            return _MISSING
-        node = node[key]
-    return node
-
-
-def _holds(condition: Condition, actual: Any) -> bool:
-    op, expected = condition.op, condition.value
-    if op is Op.EXISTS:
-        return (actual is not _MISSING) is expected
-    if actual is _MISSING:
-        return False
-    items = actual if isinstance(actual, list | tuple) else (actual,)
-    if op is Op.EQ:
-        return any(_equal(item, expected) for item in items)
-    if op is Op.NE:
-        return not any(_equal(item, expected) for item in items)
-    if op is Op.IN:
-        return any(_equal(item, option) for item in items for option in expected)
-    if op is Op.REGEX:
-        assert condition.pattern is not None
-        return any(isinstance(item, str) and condition.pattern.search(item) is not None for item in items)
-    if not is_number(actual):
-        return False
-    if op is Op.GT:
-        return bool(actual > expected)
-    if op is Op.GTE:
-        return bool(actual >= expected)
-    if op is Op.LT:
-        return bool(actual < expected)
-    return bool(actual <= expected)
-
-
-def _equal(actual: Any, expected: Any) -> bool:
-    """Equality that keeps booleans apart from numbers (``true`` never equals ``1``)."""
-    if isinstance(actual, bool) or isinstance(expected, bool):
-        return isinstance(actual, bool) and isinstance(expected, bool) and actual == expected
-    if is_number(actual) and is_number(expected):
-        return bool(actual == expected)
-    return isinstance(actual, str) and isinstance(expected, str) and actual == expected
-
-
 def _num(value: float) -> str:
     """``25000.0`` -> ``25000``, ``0.62`` -> ``0.62``: numbers as a reviewer would write them."""
     if float(value).is_integer() and abs(value) < 1e15:
         return str(int(value))
     return f"{value:.6g}"
-
-
-def _show(value: Any, limit: int = 60) -> str:
-    """A value as compact JSON, cut to ``limit`` characters so a detail stays readable."""
-    try:
-        text = canonical_json(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"

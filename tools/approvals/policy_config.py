@@ -12,16 +12,20 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from jsonschema.protocols import Validator
+from jsonschema.validators import validator_for
 from signoff.storage.canonical import is_number
 from signoff.storage.errors import ConfigError
 from signoff.storage.records import Priority
 from signoff.tools.access import SLACK_ID, Auth, Person, Role, SlackRouting, normal_name
-from signoff.tools.toml_positions import Locator
+from signoff.tools.toml_positions import KeyPath, Locator
 from signoff.tools.typed_toml import Fault, at_least, at_most, build, describe, is_scalar, non_empty_strings
 
 _T = TypeVar("_T")
@@ -119,7 +123,8 @@ class Condition:
             raise Fault(("value",), f"{self.op} needs {wanted}, not {describe(self.value)}{hint}")
         if self.op is Op.REGEX:
             try:
-                object.__setattr__(self, "pattern", re.compile(self.value))
+                flags = re.IGNORECASE if self.path == "action" else 0  # action names ignore case everywhere
+                object.__setattr__(self, "pattern", re.compile(self.value, flags))
             except re.error as exc:
                 raise Fault(("value",), f"invalid regular expression {self.value!r}: {exc}") from None
 
@@ -128,7 +133,7 @@ class Condition:
 class Rule:
     name: str
     outcome: Outcome
-    action: tuple[str, ...] = ()  #: globs (fnmatch, case-sensitive); empty matches any action
+    action: tuple[str, ...] = ()  #: globs (fnmatch, ignoring case); empty matches any action
     when: tuple[Condition, ...] = ()  #: all must hold
     approvals_required: int | None = None
     expires_in_seconds: int | None = None
@@ -164,6 +169,37 @@ class Rule:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ActionSchema:
+    """``[[schemas]]``: payloads of actions matching ``action`` must be valid under ``schema``."""
+
+    action: tuple[str, ...]  #: globs, ignoring case, as rules' action globs
+    schema: Any  #: a JSON Schema as a TOML table (draft 2020-12 unless it names another with "$schema")
+    validator: Validator = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.action:
+            raise Fault(("action",), 'must name at least one action glob, e.g. "payments.*"')
+        non_empty_strings(self.action, "action")
+        schema = self.schema
+        if not isinstance(schema, dict):
+            raise Fault(("schema",), 'must be a table, e.g. { type = "object", required = ["amount"] }')
+        for key, ref in _references(schema, ("schema",)):
+            if not ref.startswith("#"):
+                raise Fault(key, f"{ref!r} is outside this schema; only references like '#/$defs/name' are allowed")
+        cls: Any = Draft202012Validator
+        if "$schema" in schema:
+            known = isinstance(schema["$schema"], str)
+            cls = validator_for(schema, default=None) if known else None  # type: ignore[arg-type]  # None: unknown
+            if cls is None:
+                raise Fault(("schema", "$schema"), f"unknown JSON Schema dialect {schema['$schema']!r}")
+        try:
+            cls.check_schema(schema)
+        except SchemaError as error:
+            raise Fault(("schema", *error.absolute_path), f"not a valid JSON Schema: {error.message}") from None
+        object.__setattr__(self, "validator", cls(schema, format_checker=cls.FORMAT_CHECKER))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class PolicyConfig:
     confidence_threshold: float = 0.85  #: confidence strictly below this -> review
     default_outcome: Outcome = Outcome.REVIEW  #: when no confidence is given and nothing else applies
@@ -177,6 +213,7 @@ class PolicyConfig:
     people: tuple[Person, ...] = ()
     auth: Auth = field(default_factory=Auth)
     rules: tuple[Rule, ...] = ()
+    schemas: tuple[ActionSchema, ...] = ()  #: payload schemas per action glob (invalid payload: invalid input)
 
     def __post_init__(self) -> None:
         threshold = self.confidence_threshold
@@ -241,3 +278,15 @@ def load_policy_config(path: str | os.PathLike[str]) -> PolicyConfig:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"policy file {os.fspath(path)} is not UTF-8 text: {exc.reason}") from None
     return parse_policy_config(text, os.fspath(path))
+
+
+def _references(node: Any, key: KeyPath) -> Iterator[tuple[KeyPath, str]]:
+    if isinstance(node, dict):
+        for name, value in node.items():
+            if name in ("$ref", "$dynamicRef") and isinstance(value, str):
+                yield (*key, name), value
+            else:
+                yield from _references(value, (*key, name))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _references(value, (*key, index))

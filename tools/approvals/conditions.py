@@ -1,0 +1,207 @@
+"""Does a rule apply to a request? Action globs and ``when`` conditions, failing closed on input they cannot judge.
+
+Pure: no I/O. A condition is true, false or *unclear*: the value has a shape the condition cannot judge (a
+string where a number was expected, an object or array where a value was expected, a key that is there only
+under another case or spelling). A ``reject`` or ``review`` rule treats unclear as matching and says why in its
+trigger; an ``approve`` rule treats it as not matching. Either way the unclear input never gets a softer outcome
+than clear input would. "Policy reference" in README.md states the rule for every operator.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from signoff.storage.canonical import canonical_json, is_number
+from signoff.tools.approvals.policy_config import NUMBER_OPS, Condition, Op, Outcome, Rule
+
+__all__ = ["action_glob", "match_rule", "show"]
+
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Unclear:
+    """A value a condition cannot judge, and why (shown to reviewers in the trigger)."""
+
+    reason: str
+
+
+def action_glob(action: str, globs: Iterable[str]) -> str | None:
+    """The first glob that matches ``action``, ignoring case (``PAYMENTS.Transfer`` is ``payments.*``)."""
+    folded = action.casefold()
+    return next((g for g in globs if fnmatch.fnmatchcase(folded, g.casefold())), None)
+
+
+def match_rule(rule: Rule, request: Any) -> str | None:
+    """The trigger detail if ``rule`` applies to ``request`` (a ``PolicyInput``), else None."""
+    parts: list[str] = []
+    if rule.action:
+        glob = action_glob(request.action, rule.action)
+        if glob is None:
+            return None
+        parts.append(f"action {request.action} matches {glob!r}")
+    paths = _Paths(request)
+    for condition in rule.when:
+        actual = paths.resolve(condition.path)
+        verdict = _judge(condition, actual)
+        said = f"{condition.path} {condition.op} {show(condition.value)}"
+        if isinstance(verdict, Unclear):
+            if rule.outcome is Outcome.APPROVE:
+                return None  # an approve rule applies only to input it can judge
+            parts.append(f"{said} ({verdict.reason}: treated as matching)")
+            continue
+        if not verdict:
+            return None
+        if actual is _MISSING:
+            was = " (missing)"
+        elif condition.op is Op.EQ and not isinstance(actual, list | tuple):
+            was = ""  # it equals the value shown
+        else:
+            was = f" (was {show(actual)})"
+        parts.append(f"{said}{was}")
+    return f"rule {rule.name!r} ({rule.outcome}): {'; '.join(parts) or 'applies to every request'}"
+
+
+def fold_key(key: str) -> str:
+    """A payload key as a person reads it: Unicode NFKC, case-folded, invisible format characters (zero-width
+    spaces, bidi marks) dropped, surrounding whitespace stripped. ``"Amount "`` and ``"amount"`` fold alike."""
+    if key.isascii():
+        return key.strip().lower()
+    text = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", key).casefold())
+    return "".join(c for c in text if unicodedata.category(c) != "Cf").strip()
+
+
+class _Paths:
+    """Resolves condition paths in one request; each object's folded keys are computed once per request."""
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+        self._folded: dict[int, dict[str, list[str]]] = {}
+
+    def resolve(self, path: str) -> Any:
+        """The value at ``path``, ``_MISSING``, or ``Unclear`` when the path is there only in another shape."""
+        head, _, rest = path.partition(".")
+        if head != "payload":
+            value = getattr(self.request, head)
+            return _MISSING if value is None else value
+        node: Any = self.request.payload
+        walked = "payload"
+        for key in rest.split(".") if rest else ():
+            if node is None:
+                return _MISSING  # a null on the way: there is nothing below it
+            if not isinstance(node, Mapping):
+                return Unclear(f"{walked} is {describe(node)}, not an object")
+            variants = [k for k in self._by_fold(node).get(fold_key(key), ()) if k != key]
+            if variants:
+                if key in node:
+                    why = f"{walked} has both {show(key)} and {show(variants[0])}"
+                else:
+                    why = f"{walked}.{key} is missing but {walked} has {show(variants[0])}"
+                return Unclear(f"{why}, which differ only in case, spaces or Unicode form")
+            if key not in node:
+                return _MISSING
+            node = node[key]
+            walked = f"{walked}.{key}"
+        return node
+
+    def _by_fold(self, node: Mapping[str, Any]) -> dict[str, list[str]]:
+        found = self._folded.get(id(node))
+        if found is None:
+            found = {}
+            for key in node:
+                found.setdefault(fold_key(key), []).append(key)
+            self._folded[id(node)] = found
+        return found
+
+
+def _judge(condition: Condition, actual: Any) -> bool | Unclear:
+    op, expected, path = condition.op, condition.value, condition.path
+    if isinstance(actual, Unclear):
+        return actual
+    if op is Op.EXISTS:
+        return (actual is not _MISSING) is expected
+    if actual is _MISSING:
+        return False
+    if op in NUMBER_OPS:
+        if not is_number(actual):
+            return Unclear(f"{path} is {describe(actual)}, not a number")
+        if op is Op.GT:
+            return bool(actual > expected)
+        if op is Op.GTE:
+            return bool(actual >= expected)
+        if op is Op.LT:
+            return bool(actual < expected)
+        return bool(actual <= expected)
+    fold = path == "action"  # action names compare ignoring case, as action globs do
+    if isinstance(actual, list | tuple):
+        verdicts = [_item(op, condition, item, f"an element of {path}", fold) for item in actual]
+    else:
+        verdicts = [_item(op, condition, actual, path, fold)]
+    if op is Op.NE:  # true when no element equals; verdicts are those of eq
+        if True in verdicts:
+            return False
+        return next((v for v in verdicts if isinstance(v, Unclear)), True)
+    if True in verdicts:
+        return True
+    return next((v for v in verdicts if isinstance(v, Unclear)), False)
+
+
+def _item(op: Op, condition: Condition, item: Any, where: str, fold: bool) -> bool | Unclear:
+    """eq/ne/in (as equality with any option) or regex, on one value."""
+    if isinstance(item, Mapping | list | tuple):
+        return Unclear(f"{where} is {describe(item)}, not a single value")
+    if item is None:
+        return False  # null is a value that equals nothing the config can write
+    if op is Op.REGEX:
+        if not isinstance(item, str):
+            return Unclear(f"{where} is {describe(item)}, not a string")
+        assert condition.pattern is not None
+        return condition.pattern.search(item) is not None
+    options = condition.value if op is Op.IN else (condition.value,)
+    if _family(item) not in {_family(option) for option in options}:
+        wanted = " or ".join(sorted({_family(option) for option in options}))
+        return Unclear(f"{where} is {describe(item)}, not a {wanted}")
+    return any(_equal(item, option, fold) for option in options)
+
+
+def _family(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    return "number" if is_number(value) else "string"
+
+
+def _equal(actual: Any, expected: Any, fold: bool) -> bool:
+    """Equality within one family (booleans are not numbers: ``true`` never equals ``1``)."""
+    if isinstance(actual, str) and isinstance(expected, str):
+        return actual.casefold() == expected.casefold() if fold else actual == expected
+    if isinstance(actual, bool) or isinstance(expected, bool):
+        return isinstance(actual, bool) and isinstance(expected, bool) and actual == expected
+    return is_number(actual) and is_number(expected) and bool(actual == expected)
+
+
+def describe(value: Any) -> str:
+    """A payload value as a reviewer would name it: ``the string "20000"``, ``an object {"value":20000}``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {show(value)}"
+    if is_number(value):
+        return f"the number {show(value)}"
+    if isinstance(value, str):
+        return f"the string {show(value)}"
+    if isinstance(value, Mapping):
+        return f"an object {show(value)}"
+    return f"an array {show(value)}"
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """A value as compact JSON, cut to ``limit`` characters so a detail stays readable."""
+    try:
+        text = canonical_json(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
