@@ -21,8 +21,8 @@ from tests.factories import T0, make_request
 
 STATUS_FIELDS = {
     "request_id", "status", "decided_by", "action", "summary", "agent_id", "triggers", "votes",
-    "approvals_required", "priority", "payload_sha256", "created_at", "expires_at", "decided_at", "escalated_at", "message",
-    "receipt",
+    "approvals_required", "priority", "payload_sha256", "created_at", "expires_at", "decided_at", "escalated_at",
+    "message", "receipt",
 }  # fmt: skip
 
 PERMISSION_CONFIG = """
