@@ -300,7 +300,7 @@ def _describe(exc: OSError | sqlite3.Error, args: argparse.Namespace) -> str:
     text = str(exc) or type(exc).__name__
     if "readonly" in text or "read-only" in text:
         return (
-            f"cannot write to the database {database}: {text}; deciding needs write access to the file and its"
+            f"cannot write to the database {database}: {text}; this command needs write access to the file and its"
             " folder (review list, review show, history and audit verify only read it)"
         )
     return f"the database {database} could not be used: {text}" if database else text
