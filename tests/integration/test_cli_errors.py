@@ -164,3 +164,22 @@ async def test_every_command_on_a_bad_database(command: tuple[str, ...], case: s
 
 def test_every_command_is_called_above() -> None:
     assert set(ARGS) == set(COMMANDS)
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None, reason="needs setpriv to drop root")
+async def test_a_reader_without_write_access_sees_what_a_running_server_writes(folder: Path) -> None:
+    db = folder / "signoff.db"
+    await database_with_a_request(db)
+    db.chmod(0o644)
+    server = await SqliteStore.open(db)  # holds the database open, as a server does: its -wal and -shm exist
+    try:
+        prefix = as_reader(db)
+        first = await run(prefix, base_env(db), "review", "list")
+        assert first.returncode == 0 and KNOWN in first.stdout and first.stderr == "", first
+        await add(server, id="req_writtenmeanwhile")
+        second = await run(prefix, base_env(db), "review", "list")
+        assert "req_writtenmeanwhile" in second.stdout, second
+        voted = await run(prefix, base_env(db), "review", "approve", KNOWN, "--as", "alice")
+        assert_one_error_line(voted, str(db), "write access")
+    finally:
+        await server.close()
