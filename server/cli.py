@@ -6,31 +6,52 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import sqlite3
+import stat
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from signoff.server import render
-from signoff.server.config import Settings, package_version
-from signoff.storage import ApprovalRequest, ConfigError, RequestQuery, SignoffError, Status, Verdict
+from signoff.server.config import Settings, package_version, receipt_key
+from signoff.storage import (
+    ApprovalRequest,
+    ConfigError,
+    InvalidInput,
+    NotFound,
+    Order,
+    RequestQuery,
+    SignoffError,
+    Status,
+    Store,
+    Verdict,
+)
 from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.storage.sqlite_db import open_read_only
 from signoff.storage.text import InertFormatter, visible
 from signoff.tools.access import Role
+from signoff.tools.approvals import lifecycle
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import PolicyConfig, load_policy_config
 from signoff.tools.approvals.service import ApprovalService
+from signoff.tools.approvals.views import ApprovalStatus, decode_cursor, encode_cursor
 
 logger = logging.getLogger("signoff")
 
 EXAMPLES = {
     "serve": "examples:\n  signoff serve                      # stdio, what mcp.json runs\n"
     "  signoff serve --transport http --port 8765",
+    "init": "example:\n  signoff init --db ~/signoff/approvals.db",
     "review list": "example:\n  signoff review list",
-    "review show": "example:\n  signoff review show req_abc123",
+    "review show": "example:\n  signoff review show req_abc123   # the whole id, or a unique start of it",
     "review approve": "example:\n  signoff review approve req_abc123 --as alice --comment 'checked the invoice'",
     "review reject": "example:\n  signoff review reject req_abc123 --as alice --comment 'wrong account'",
     "history": "examples:\n  signoff history --status approved --since 2026-01-01\n"
+    "  signoff history --agent billing-bot --format csv > decisions.csv\n"
     "  signoff history --action payments.transfer --json",
     "audit verify": "example:\n  signoff audit verify",
     "token new": "example:\n  signoff token new --identity billing-bot --role agent",
@@ -40,22 +61,48 @@ EXAMPLES = {
 }
 
 
+#: The options each command reads; a command is given only these (``signoff token new`` has no ``--db``).
+DB, CONFIG = "db", "config"
+
+DB_HELP = "SQLite database file (default: SIGNOFF_DB, else signoff.db in the user data dir)"
+CONFIG_HELP = "policy TOML file (default: SIGNOFF_CONFIG; none = defaults)"
+ID_HELP = "the request id, or a unique start of it (req_ and at least 6 more characters)"
+FORMATS = ("table", "csv", "jsonl", "json")
+
+#: The commands that read the database and never write it: they open it read-only (``mode=ro``), so a reviewer or
+#: an auditor without write access can run them, beside a running server.
+READ_ONLY = {("review", "list"), ("review", "show"), ("history",), ("audit", "verify")}
+MIN_PREFIX = 6  #: characters after ``req_`` that a prefix of a request id needs
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", type=Path, help="SQLite database file (default: SIGNOFF_DB or the user data dir)")
-    common.add_argument("--config", type=Path, help="policy TOML file (default: SIGNOFF_CONFIG; none = defaults)")
+    def options(*names: str) -> list[argparse.ArgumentParser]:
+        """Parent parsers for ``--db`` and ``--config``. Their default is SUPPRESS, so a value given before the
+        command (``signoff --db X review list``) is not overwritten by the subcommand's default."""
+        parent = argparse.ArgumentParser(add_help=False)
+        if DB in names:
+            parent.add_argument("--db", type=Path, default=argparse.SUPPRESS, help=DB_HELP)
+        if CONFIG in names:
+            parent.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=CONFIG_HELP)
+        return [parent]
 
     def sub(
-        group: argparse._SubParsersAction[argparse.ArgumentParser], name: str, key: str, text: str
+        group: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        key: str,
+        text: str,
+        *uses: str,
     ) -> argparse.ArgumentParser:
-        return group.add_parser(
+        command = group.add_parser(
             name,
-            parents=[common],
+            parents=options(*uses),
             help=text,
             description=text,
             epilog=EXAMPLES[key],
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        command.set_defaults(command_path=tuple(key.split()), uses=frozenset(uses))
+        return command
 
     def group(
         parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str, example: str
@@ -72,15 +119,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="signoff",
-        description="Human approval for AI agents, as an MCP server.",
+        description="Human approval for AI agents, as an MCP server. "
+        "--db and --config go before or after the command, for the commands that use them.",
         epilog="example:\n  signoff serve",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=options(DB, CONFIG),
     )
     parser.add_argument("--version", action="version", version=f"signoff {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub(commands, "serve", "serve", "run the MCP server (stdio by default)")
-    serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    serve = sub(commands, "serve", "serve", "run the MCP server (stdio by default)", DB, CONFIG)
+    serve.add_argument(
+        "--transport",
+        choices=["stdio", "http"],
+        default="stdio",
+        help="stdio: one MCP client starts this process (what mcp.json runs); http: streamable HTTP at /mcp for any"
+        " number of clients (default stdio)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
     serve.add_argument(
@@ -95,16 +150,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve HTTP beyond loopback without [[auth.tokens]]: anyone who reaches the port can call the tools",
     )
+    sub(commands, "init", "init", "create the database (or bring its schema up to date) and print where it is", DB)
 
     actions = group(commands, "review", "list and decide pending requests", "signoff review list")
-    listing = sub(actions, "list", "review list", "list pending requests, oldest deadline first")
+    listing = sub(
+        actions, "list", "review list", "list pending requests: most urgent first, then nearest deadline", DB, CONFIG
+    )
     listing.add_argument("--json", action="store_true", help="print JSON")
-    show = sub(actions, "show", "review show", "show one request: payload, why it was asked, votes, events")
-    show.add_argument("request_id")
+    show = sub(actions, "show", "review show", "show one request: payload, why it was asked, votes, events", DB, CONFIG)
+    show.add_argument("request_id", help=ID_HELP)
     show.add_argument("--json", action="store_true", help="print JSON")
     for verdict in Verdict:
-        decide = sub(actions, verdict.value, f"review {verdict.value}", f"{verdict.value} a pending request")
-        decide.add_argument("request_id")
+        decide = sub(
+            actions, verdict.value, f"review {verdict.value}", f"{verdict.value} a pending request", DB, CONFIG
+        )
+        decide.add_argument("request_id", help=ID_HELP)
         decide.add_argument("--as", dest="reviewer", required=True, help="your name, as recorded in the audit log")
         decide.add_argument(
             "--comment",
@@ -112,12 +172,23 @@ def build_parser() -> argparse.ArgumentParser:
             help="the reason (required to reject; the agent sees it)",
         )
 
-    history = sub(commands, "history", "history", "print the approval history, newest first")
+    history = sub(commands, "history", "history", "print the approval history, newest first", DB, CONFIG)
     history.add_argument("--status", choices=[s.value for s in Status])
     history.add_argument("--action", help="exact action name")
-    history.add_argument("--since", type=_parse_time, help="ISO date or time (UTC if no zone given)")
+    history.add_argument("--agent", help="exact agent_id")
+    history.add_argument("--since", type=_parse_time, help="created at or after: ISO date or time (UTC if no zone)")
+    history.add_argument("--until", type=_parse_time, help="created before: ISO date or time (UTC if no zone)")
     history.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
-    history.add_argument("--json", action="store_true", help="print JSON")
+    history.add_argument(
+        "--cursor", help="continue after the previous page: the cursor it printed (repeat the same filters)"
+    )
+    history.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="table (default); csv, jsonl or json: one record per request with payload, votes and receipt",
+    )
+    history.add_argument("--json", dest="format", action="store_const", const="json", help="the same as --format json")
 
     audit_actions = group(commands, "audit", "check the tamper-evident audit log", "signoff audit verify")
     verify = sub(
@@ -125,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         "verify",
         "audit verify",
         "verify the audit log and the rows it explains; exit 1 at the first bad one",
+        DB,
     )
     verify.add_argument(
         "--anchor",
@@ -144,7 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--identity", required=True, help="who the token acts as: an agent_id, or a reviewer's name")
     new.add_argument("--role", required=True, choices=[r.value for r in Role], help="agent, reviewer or models")
     slack_actions = group(commands, "slack", "set up Slack reviewers", "signoff slack manifest")
-    sub(slack_actions, "check", "slack check", "check the Slack tokens, channels and approvers; say what is missing")
+    sub(
+        slack_actions,
+        "check",
+        "slack check",
+        "check the Slack tokens, channels and approvers; say what is missing",
+        CONFIG,
+    )
     manifest = sub(
         slack_actions, "manifest", "slack manifest", "print the Slack app manifest to paste at api.slack.com"
     )
@@ -179,20 +257,91 @@ def _parse_time(text: str) -> datetime:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for option in (DB, CONFIG):  # given before the command, to a command that does not read it
+        if getattr(args, option, None) is not None and option not in args.uses:
+            parser.error(f"signoff {' '.join(args.command_path)} does not use --{option}")
     try:
-        settings = Settings.from_env(db_path=args.db, config_path=args.config)
-        configure_logging(settings.log_level)
-        if args.command == "serve":
-            return serve(settings, args)
-        if args.command == "token":
-            return _new_token(args.identity, args.role)
-        if args.command == "slack":
-            return asyncio.run(_slack(settings, args))
-        return asyncio.run(_offline(settings, args))
+        try:
+            code = _run(args)
+            sys.stdout.flush()  # here, so a closed pipe is caught below and not at exit
+            return code
+        except BrokenPipeError:  # `signoff audit verify | head -1`: the reader has all it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141  # as a shell reports a command that SIGPIPE ended
     except SignoffError as exc:
         print(f"error: {visible(exc.message)}", file=sys.stderr)  # a message may quote what an agent wrote
         return 1
+    except (OSError, sqlite3.Error) as exc:  # what storage did not turn into a SignoffError: still one line
+        print(f"error: {visible(_describe(exc, args))}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(db_path=getattr(args, DB, None), config_path=getattr(args, CONFIG, None))
+    configure_logging(settings.log_level)
+    if args.command == "serve":
+        return serve(settings, args)
+    if args.command == "token":
+        return _new_token(args.identity, args.role)
+    if args.command == "slack":
+        return asyncio.run(_slack(settings, args))
+    if args.command == "init":
+        return asyncio.run(_init(_database(settings, args)))
+    return asyncio.run(_offline(settings, args))
+
+
+def _describe(exc: OSError | sqlite3.Error, args: argparse.Namespace) -> str:
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    database = Settings.from_env(db_path=getattr(args, DB, None)).db_path if DB in args.uses else None
+    text = str(exc) or type(exc).__name__
+    if "readonly" in text or "read-only" in text:
+        return (
+            f"cannot write to the database {database}: {text}; this command needs write access to the file and its"
+            " folder (review list, review show, history and audit verify only read it)"
+        )
+    return f"the database {database} could not be used: {text}" if database else text
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """The database file a command uses, and how it was chosen (named in every error about it)."""
+
+    path: Path
+    source: str
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def must_exist(self) -> None:
+        """Only ``serve`` and ``init`` create a database: elsewhere a mistyped path is an error, not a new file."""
+        try:
+            mode = self.path.stat().st_mode
+        except FileNotFoundError:
+            raise ConfigError(
+                f"no database at {self.path} ({self.source}); check the path, or create it with"
+                f" `signoff init --db {self.path}`"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot reach the database {self.path} ({self.source}): {exc.strerror}") from None
+        if stat.S_ISDIR(mode):
+            raise ConfigError(
+                f"{self.path} ({self.source}) is a directory; give the database file in it, e.g."
+                f" {self.path / 'signoff.db'}"
+            )
+        if not os.access(self.path, os.R_OK):
+            raise ConfigError(f"cannot read the database {self.path} ({self.source}): permission denied")
+
+
+def _database(settings: Settings, args: argparse.Namespace) -> Database:
+    if getattr(args, DB, None) is not None:
+        return Database(settings.db_path, "from --db")
+    if os.environ.get("SIGNOFF_DB"):
+        return Database(settings.db_path, "from SIGNOFF_DB")
+    return Database(settings.db_path, "the default in the user data dir; choose one with --db or SIGNOFF_DB")
 
 
 def configure_logging(level: str | int) -> None:
@@ -258,46 +407,103 @@ async def _open_database(settings: Settings) -> None:
     await store.close()
 
 
+async def _init(database: Database) -> int:
+    from signoff.storage.migrations import available
+
+    existed = os.path.exists(database.path)  # False also where the folder cannot be read: open says why
+    store = await SqliteStore.open(database.path)
+    await store.close()
+    version = max(m.version for m in available())
+    done = "up to date" if existed else "created"
+    print(f"database {done}: {database.path} ({database.source}), schema version {version}")
+    return 0
+
+
 async def _offline(settings: Settings, args: argparse.Namespace) -> int:
     """Commands that work on the database directly, alongside any running server."""
     # the server's policy: its [[people]] and approvers decide who may vote here as everywhere
     policy = Policy(load_policy_config(settings.config_path)) if settings.config_path else Policy()
-    store = await SqliteStore.open(settings.db_path)
+    database = _database(settings, args)
+    database.must_exist()
+    read_only = args.command_path in READ_ONLY
+    if read_only:
+        store = await SqliteStore.open_read_only(database.path)
+    else:
+        if not os.access(database.path, os.W_OK):
+            raise ConfigError(
+                f"cannot write to the database {database.path} ({database.source}): permission denied; deciding"
+                " needs write access to it (review list, review show, history and audit verify only read it)"
+            )
+        store = await SqliteStore.open(database.path)
     try:
         service = ApprovalService(store, policy)
-        handler = _HANDLERS[
-            (args.command, getattr(args, "review_command", None) or getattr(args, "audit_command", None))
-        ]
-        return await handler(service, args)
+        return await _HANDLERS[args.command_path](service, _Context(args, settings, database))
     finally:
         await store.close()
 
 
-async def _review_list(service: ApprovalService, args: argparse.Namespace) -> int:
+@dataclass(frozen=True, slots=True)
+class _Context:
+    args: argparse.Namespace
+    settings: Settings
+    database: Database
+
+
+async def resolve_id(store: Store, text: str) -> str:
+    """The request id ``text`` names: the whole id, or a unique start of it (``req_`` and at least
+    ``MIN_PREFIX`` more characters). The errors name CLI commands, not the MCP tools agents use."""
+    if await store.get(text) is not None:
+        return text
+    if not text.startswith("req_") or len(text) < len("req_") + MIN_PREFIX:
+        raise NotFound(
+            f"no request with id {text!r}; give the whole id or its start (req_ and at least {MIN_PREFIX} more"
+            " characters), as `signoff review list` or `signoff history` show it"
+        )
+    found = await store.ids_with_prefix(text, limit=11)
+    if not found:
+        raise NotFound(
+            f"no request with an id starting {text!r}; `signoff review list` shows the pending requests,"
+            " `signoff history` every request"
+        )
+    if len(found) > 1:
+        more = " and more" if len(found) > 10 else ""
+        raise InvalidInput(
+            f"{text!r} is the start of {len(found) if not more else 'over 10'} request ids: "
+            f"{', '.join(found[:10])}{more}; give more characters"
+        )
+    return found[0]
+
+
+async def _review_list(service: ApprovalService, context: _Context) -> int:
     pending: list[ApprovalRequest] = []
     cursor = None
-    while True:  # every pending request: the oldest are the ones about to expire
-        page = await service.list_requests(RequestQuery(status=Status.PENDING, limit=500, before=cursor))
+    while True:  # every pending request, most urgent first, then the nearest deadline
+        query = RequestQuery(status=Status.PENDING, order=Order.PRIORITY, limit=500, before=cursor)
+        page = await service.list_requests(query)
         pending += page.items
         if (cursor := page.next_cursor) is None:
             break
-    pending.sort(key=lambda r: r.expires_at)
-    print(render.as_json(pending) if args.json else render.table(pending))
+    print(render.as_json(pending) if context.args.json else render.queue(pending))
     return 0
 
 
-async def _review_show(service: ApprovalService, args: argparse.Namespace) -> int:
-    request = await service.get(args.request_id)
-    if args.json:
+async def _review_show(service: ApprovalService, context: _Context) -> int:
+    # the store, not service.get: that expires an overdue request, a write this read-only command cannot make
+    request = await service.store.get(await resolve_id(service.store, context.args.request_id))
+    assert request is not None
+    if context.args.json:
         print(render.as_json([request]))
     else:
-        print(render.detail(request, await service.store.request_events(request.id)))
+        overdue = lifecycle.is_overdue(request, service.clock.now())
+        print(render.detail(request, await service.store.request_events(request.id), overdue=overdue))
     return 0
 
 
-def _decide(verdict: Verdict) -> Callable[[ApprovalService, argparse.Namespace], Awaitable[int]]:
-    async def run(service: ApprovalService, args: argparse.Namespace) -> int:
-        request = await service.vote(args.request_id, args.reviewer, verdict, args.comment)
+def _decide(verdict: Verdict) -> Callable[[ApprovalService, _Context], Awaitable[int]]:
+    async def run(service: ApprovalService, context: _Context) -> int:
+        args = context.args
+        request_id = await resolve_id(service.store, args.request_id)
+        request = await service.vote(request_id, args.reviewer, verdict, args.comment)
         if request.status is Status.PENDING:
             print(
                 f"{visible(args.reviewer)} voted {verdict.value} on {request.id}: "
@@ -310,25 +516,68 @@ def _decide(verdict: Verdict) -> Callable[[ApprovalService, argparse.Namespace],
     return run
 
 
-async def _history(service: ApprovalService, args: argparse.Namespace) -> int:
+async def _history(service: ApprovalService, context: _Context) -> int:
+    args = context.args
     query = RequestQuery(
         status=Status(args.status) if args.status else None,
         action=args.action,
+        agent_id=args.agent,
         since=args.since,
+        until=args.until,
         limit=args.limit,
+        before=decode_cursor(args.cursor) if args.cursor else None,
     )
     page = await service.list_requests(query)
-    print(render.as_json(page.items) if args.json else render.table(page.items))
+    if args.format == "table":
+        print(render.table(page.items))
+    else:
+        records = await _history_records(service, context, page.items)
+        if args.format == "json":
+            print(json.dumps(records, indent=2))
+        else:
+            sys.stdout.write(render.as_csv(records) if args.format == "csv" else render.as_jsonl(records))
+    if page.next_cursor is not None:
+        print(
+            f"more requests: repeat the command with --cursor {encode_cursor(page.next_cursor)}",
+            file=sys.stderr,
+        )
     return 0
 
 
-async def _audit_verify(service: ApprovalService, args: argparse.Namespace) -> int:
+async def _history_records(
+    service: ApprovalService, context: _Context, requests: Sequence[ApprovalRequest]
+) -> list[dict[str, Any]]:
+    """Each request as the history exports it, approved ones with the receipt the server would give the agent."""
+    key = _receipt_key(context.settings)
+    if key is None and any(r.status is Status.APPROVED for r in requests):
+        print(
+            "note: approved requests are listed without receipts: no SIGNOFF_RECEIPT_KEY and no readable key file"
+            f" beside {context.database.path}",
+            file=sys.stderr,
+        )
+    if key is None:
+        return [render.history_record(r, ApprovalStatus.of(r)) for r in requests]
+    from signoff.tools.app_state import AppState  # loads mcp: only for the records that carry receipts
+
+    state = AppState(service=service, receipt_key=key)
+    return [render.history_record(r, await state.status(r, strict=False)) for r in requests]
+
+
+def _receipt_key(settings: Settings) -> bytes | None:
+    """The key the server signs receipts with, if this user can read it; never a new one (history only reads)."""
+    if settings.receipt_key:
+        return receipt_key(settings)
+    path = settings.db_path.with_name(settings.db_path.name + ".receipt-key")
+    return receipt_key(settings) if os.access(path, os.R_OK) else None
+
+
+async def _audit_verify(service: ApprovalService, context: _Context) -> int:
     from signoff.storage.audit import verify_store
     from signoff.storage.models.sqlite import SqliteModelStore
 
-    models = await SqliteModelStore.open(Settings.from_env(db_path=args.db, config_path=args.config).db_path)
+    models = SqliteModelStore(await open_read_only(context.database.path), poll_interval=1.0, seed=None)
     try:
-        report = await verify_store(service.store, dict(args.anchor), models=models)
+        report = await verify_store(service.store, dict(context.args.anchor), models=models)
     finally:
         await models.close()
     if report.ok:
@@ -372,12 +621,12 @@ async def _slack(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if all(f.ok for f in findings) else 1
 
 
-_HANDLERS: dict[tuple[str, str | None], Callable[[ApprovalService, argparse.Namespace], Awaitable[int]]] = {
+_HANDLERS: dict[tuple[str, ...], Callable[[ApprovalService, _Context], Awaitable[int]]] = {
     ("review", "list"): _review_list,
     ("review", "show"): _review_show,
     ("review", "approve"): _decide(Verdict.APPROVE),
     ("review", "reject"): _decide(Verdict.REJECT),
-    ("history", None): _history,
+    ("history",): _history,
     ("audit", "verify"): _audit_verify,
 }
 

@@ -6,9 +6,12 @@ reverse a column. JSON output escapes them itself (``json.dumps`` writes ASCII).
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from signoff.storage import ApprovalRequest, DecidedBy, Event
 from signoff.storage.text import visible as v
@@ -21,25 +24,38 @@ def short_time(moment: datetime | None) -> str:
 
 
 def table(requests: Sequence[ApprovalRequest]) -> str:
-    if not requests:
+    """The history: newest first, when each was made."""
+    return _columns(
+        ("ID", "STATUS", "PRIORITY", "ACTION", "AGENT", "APPROVALS", "CREATED (UTC)", "SUMMARY"),
+        [
+            (r.id, r.status.value, r.priority.value, *_who(r), short_time(r.created_at), _short(v(r.summary), 50))
+            for r in requests
+        ],
+    )
+
+
+def queue(requests: Sequence[ApprovalRequest]) -> str:
+    """What waits for reviewers, in the order to take it: priority, then the deadline the request expires at."""
+    return _columns(
+        ("ID", "PRIORITY", "DEADLINE (UTC)", "ACTION", "AGENT", "APPROVALS", "SUMMARY"),
+        [(r.id, r.priority.value, short_time(r.expires_at), *_who(r), _short(v(r.summary), 50)) for r in requests],
+    )
+
+
+def _who(r: ApprovalRequest) -> tuple[str, str, str]:
+    approvals = "policy" if r.decided_by is DecidedBy.POLICY else f"{len(r.approvals)}/{r.approvals_required}"
+    return v(r.action), v(r.agent_id or "-"), approvals
+
+
+def _columns(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Aligned columns; the last (free text) is not padded."""
+    if not rows:
         return "no requests"
-    rows = [("ID", "STATUS", "ACTION", "AGENT", "APPROVALS", "CREATED (UTC)", "SUMMARY")]
-    for r in requests:
-        rows.append(
-            (
-                r.id,
-                r.status.value,
-                v(r.action),
-                v(r.agent_id or "-"),
-                "policy" if r.decided_by is DecidedBy.POLICY else f"{len(r.approvals)}/{r.approvals_required}",
-                short_time(r.created_at),
-                _short(v(r.summary), 50),
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    every = [header, *rows]
+    widths = [max(len(row[i]) for row in every) for i in range(len(header) - 1)]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
-        for row in rows
+        for row in every
     )
 
 
@@ -47,23 +63,27 @@ def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def detail(request: ApprovalRequest, events: Sequence[Event]) -> str:
-    lines = [
-        f"request   {request.id}",
-        f"status    {request.status.value}" + (f" (by {request.decided_by.value})" if request.decided_by else ""),
-        f"action    {v(request.action)}",
-        f"summary   {v(request.summary)}",
-        f"agent     {v(request.agent_id or '-')}",
-        f"confidence {request.confidence if request.confidence is not None else '-'}",
-        f"flags     {', '.join(v(flag) for flag in request.flags) or '-'}",
-        f"priority  {request.priority.value}",
-        f"approvals {len(request.approvals)} of {request.approvals_required}",
-        f"created   {short_time(request.created_at)}",
-        f"expires   {short_time(request.expires_at)}",
-        f"decided   {short_time(request.decided_at)}",
+def detail(request: ApprovalRequest, events: Sequence[Event], *, overdue: bool = False) -> str:
+    """Everything about one request. ``overdue``: still pending past its deadline (the next write expires it)."""
+    deadline = short_time(request.expires_at) + (" (passed: it expires at the next write)" if overdue else "")
+    rows = [
+        ("request", request.id),
+        ("status", request.status.value + (f" (by {request.decided_by.value})" if request.decided_by else "")),
+        ("action", v(request.action)),
+        ("summary", v(request.summary)),
+        ("agent", v(request.agent_id or "-")),
+        ("confidence", str(request.confidence) if request.confidence is not None else "-"),
+        ("flags", ", ".join(v(flag) for flag in request.flags) or "-"),
+        ("priority", request.priority.value),
+        ("approvals", f"{len(request.approvals)} of {request.approvals_required}"),
+        ("created", short_time(request.created_at)),
+        ("expires", deadline),
+        ("decided", short_time(request.decided_at)),
     ]
     if request.note:
-        lines.append(f"note      {v(request.note)}")
+        rows.append(("note", v(request.note)))
+    width = max(len(label) for label, _ in rows) + 1
+    lines = [f"{label:<{width}}{value}" for label, value in rows]
     lines.append("why asked:")
     lines += [f"  - [{t.kind.value}] {v(t.detail)}" for t in request.triggers]
     lines.append(f"payload (sha256 {request.payload_sha256}):")
@@ -81,3 +101,68 @@ def detail(request: ApprovalRequest, events: Sequence[Event]) -> str:
 
 def as_json(requests: Sequence[ApprovalRequest]) -> str:
     return json.dumps([ApprovalStatus.of(r).model_dump(mode="json") for r in requests], indent=2)
+
+
+#: The fields of a history record, in order: the columns of ``--format csv`` and the keys of json/jsonl. Appending
+#: is compatible; reordering or renaming is not (docs/operations.md documents them).
+HISTORY_FIELDS = (
+    "request_id",
+    "created_at",
+    "status",
+    "decided_by",
+    "decided_at",
+    "priority",
+    "action",
+    "agent_id",
+    "summary",
+    "confidence",
+    "flags",
+    "payload",
+    "payload_sha256",
+    "triggers",
+    "approvals_required",
+    "votes",
+    "expires_at",
+    "escalated_at",
+    "message",
+    "receipt",
+)
+#: CSV cells a spreadsheet would run as a formula start with one of these; such a cell gets a leading ``'``.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def history_record(request: ApprovalRequest, status: ApprovalStatus) -> dict[str, Any]:
+    """One request as the history exports it: the status the agent sees (with its receipt) and what it asked."""
+    record = {
+        **status.model_dump(mode="json"),
+        "confidence": request.confidence,
+        "flags": list(request.flags),
+        "payload": dict(request.payload),
+    }
+    return {name: record[name] for name in HISTORY_FIELDS}
+
+
+def as_jsonl(records: Iterable[Mapping[str, Any]]) -> str:
+    """One JSON object a line (ASCII: control and bidi characters are escaped)."""
+    return "".join(json.dumps(record) + "\n" for record in records)
+
+
+def as_csv(records: Iterable[Mapping[str, Any]]) -> str:
+    """A header and one row per request, columns in ``HISTORY_FIELDS`` order. Lists and objects are compact JSON;
+    null is an empty cell; text shows control and bidi characters as escapes (``\\x1b``), and a cell that starts like
+    a spreadsheet formula gets a leading ``'``."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(HISTORY_FIELDS)
+    for record in records:
+        writer.writerow([_cell(record[name]) for name in HISTORY_FIELDS])
+    return out.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":"), sort_keys=False)
+    text = v(str(value))
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text

@@ -70,7 +70,6 @@ async def _summary(state: AppState, request: ApprovalRequest) -> dict[str, Any]:
     excerpt, complete = payload_excerpt(request.payload)
     return {
         **status,
-        "priority": request.priority.value,
         "payload_excerpt": excerpt,
         "payload_complete": complete,
         "url": f"/api/requests/{request.id}",
@@ -157,7 +156,7 @@ async def show_request(request: Request, state: AppState, verifier: ConfigTokenV
         return _error(_STATUS_OF_ERROR.get(type(exc), 400), exc.message)
     events = await state.service.store.request_events(found.id)
     status = (await state.status(found, strict=False)).model_dump(mode="json")
-    body = {**status, "priority": found.priority.value, "payload": found.payload, "events": [_event(e) for e in events]}
+    body = {**status, "payload": found.payload, "events": [_event(e) for e in events]}
     return JSONResponse(body)
 
 

@@ -169,9 +169,19 @@ class Transition:
     escalated_at: datetime | None = None  #: mark a pending request as escalated
 
 
+class Order(enum.StrEnum):
+    NEWEST = "newest"  #: Newest first: created_at, then id, descending. Keyset cursor: (created_at, id).
+    PRIORITY = "priority"  #: Most urgent first, then the nearest deadline, then id. Cursor: (rank, expires_at, id).
+
+
+#: Where a page ended: ``(created_at, id)`` for ``Order.NEWEST``, ``(priority rank, expires_at, id)`` for
+#: ``Order.PRIORITY``.
+Cursor = tuple[datetime, str] | tuple[int, datetime, str]
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RequestQuery:
-    """Filters for the history; results come newest first."""
+    """Filters for the history; results come in ``order`` (newest first unless asked otherwise)."""
 
     status: Status | None = None
     action: str | None = None
@@ -179,13 +189,28 @@ class RequestQuery:
     since: datetime | None = None
     until: datetime | None = None
     limit: int = 50
-    before: tuple[datetime, str] | None = None  #: keyset cursor: (created_at, id) of the last row seen
+    order: Order = Order.NEWEST
+    before: Cursor | None = None  #: keyset cursor: the ``next_cursor`` of the previous page, in the same order
+
+    def __post_init__(self) -> None:
+        if self.before is not None and len(self.before) != (3 if self.order is Order.PRIORITY else 2):
+            raise ValueError(f"a cursor of another order than {self.order.value}: {self.before!r}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Page:
     items: tuple[ApprovalRequest, ...]
-    next_cursor: tuple[datetime, str] | None
+    next_cursor: Cursor | None
+
+
+def priority_key(request: ApprovalRequest) -> tuple[int, datetime, str]:
+    """The cursor of ``request`` in ``Order.PRIORITY``; ascending order of ``(-rank, expires_at, id)`` is that order."""
+    return request.priority.rank, request.expires_at, request.id
+
+
+def newest_key(request: ApprovalRequest) -> tuple[datetime, str]:
+    """The cursor of ``request`` in ``Order.NEWEST`` (descending)."""
+    return request.created_at, request.id
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -17,14 +17,16 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import quote
 
 import aiosqlite
 import anyio
 from signoff.storage.errors import ConfigError
 from signoff.storage.group_commit import Body, GroupCommitter
-from signoff.storage.migrations import SchemaTooNew, migrate
+from signoff.storage.migrations import SchemaTooNew, available, migrate
 
 T = TypeVar("T")
 
@@ -38,6 +40,9 @@ WRITER_PRAGMAS = (*PRAGMAS, "PRAGMA temp_store = MEMORY")
 
 async def connect(path: str | Path) -> aiosqlite.Connection:
     """A connection with signoff's pragmas; transactions are managed explicitly."""
+    # A file SQLite cannot open fails here, on a plain connection: aiosqlite's failed connect leaves its worker
+    # thread to report to an event loop that may be closed by then ("Event loop is closed" after the error).
+    await anyio.to_thread.run_sync(_try_open, str(path))
     db = await aiosqlite.connect(str(path), isolation_level=None)
     try:
         await db.execute(PRAGMAS[0])
@@ -48,6 +53,10 @@ async def connect(path: str | Path) -> aiosqlite.Connection:
         await db.close()
         raise
     return db
+
+
+def _try_open(path: str) -> None:
+    sqlite3.connect(path).close()
 
 
 async def _enable_wal(db: aiosqlite.Connection) -> None:
@@ -144,3 +153,69 @@ class SqliteDatabase:
         """Changes whenever another connection (this process or another) commits."""
         rows = list(await self.reader.execute_fetchall("PRAGMA data_version"))
         return int(rows[0][0])
+
+
+class NotASignoffDatabase(ConfigError):
+    """The file is not a signoff database."""
+
+
+class SchemaTooOld(ConfigError):
+    """The database needs migrating before this signoff can read it."""
+
+
+async def open_read_only(path: Path) -> SqliteDatabase:
+    """Open an existing database for reading only (SQLite ``mode=ro``): what a reviewer or an auditor without write
+    access to the file may do while a server writes to it. Nothing is created or migrated; any write through it
+    fails as read-only. A file that is not a signoff database, or whose schema is older or newer than this signoff's,
+    is a ``ConfigError`` naming the path.
+
+    In WAL mode a reader needs the ``-shm`` file: SQLite creates it if the folder is writable, and it exists while
+    any process has the database open. Only when neither is true (no ``-wal`` file either: no process has it open,
+    and every commit is in the database file) is the file opened ``immutable=1``, which reads it without locks."""
+    uri = "file:" + quote(str(path.absolute())) + "?mode=ro"
+    try:
+        version = await anyio.to_thread.run_sync(_schema_version, uri, path)
+    except sqlite3.OperationalError as exc:
+        wal = path.with_name(path.name + "-wal")
+        if getattr(exc, "sqlite_errorname", "") not in ("SQLITE_READONLY_DIRECTORY", "SQLITE_CANTOPEN") or wal.exists():
+            raise
+        uri += "&immutable=1"
+        version = await anyio.to_thread.run_sync(_schema_version, uri, path)
+    known = max(m.version for m in available())
+    if version > known:
+        raise SchemaTooNew(found=version, known=known, path=f"the database {path}")
+    if version < known:
+        raise SchemaTooOld(
+            f"the database {path} has schema version {version} and this signoff reads version {known}: a server of"
+            f" this version migrates it when it starts, or run `signoff init --db {path}` as a user who may write it"
+        )
+    connections: list[aiosqlite.Connection] = []
+    try:
+        for _ in range(2):
+            connections.append(await aiosqlite.connect(uri, uri=True, isolation_level=None))
+            await connections[-1].execute(PRAGMAS[0])
+        sync = await anyio.to_thread.run_sync(partial(sqlite3.connect, uri, uri=True, check_same_thread=False))
+    except BaseException:
+        for connection in connections:
+            await connection.close()
+        raise
+    return SqliteDatabase(connections[0], connections[1], sync)
+
+
+def _schema_version(uri: str, path: Path) -> int:
+    """The newest migration applied to the database at ``uri``, read on a plain connection."""
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        conn.execute(PRAGMAS[0])
+        has_table = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        ).fetchone()
+        if not has_table:
+            raise NotASignoffDatabase(f"{path} is not a signoff database: it has no signoff tables")
+        return int(conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0])
+    except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorname", "") in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+            raise NotASignoffDatabase(f"{path} is not a signoff database: {exc}") from exc
+        raise
+    finally:
+        conn.close()

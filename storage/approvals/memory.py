@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 
 from signoff.storage.approvals.store import Change
@@ -15,13 +15,17 @@ from signoff.storage.errors import unknown_request
 from signoff.storage.records import (
     ActionHistory,
     ApprovalRequest,
+    Cursor,
     Event,
     MessageRef,
     NewEvent,
+    Order,
     OutboxItem,
     Page,
     RequestQuery,
     Status,
+    newest_key,
+    priority_key,
 )
 
 
@@ -113,13 +117,21 @@ class MemoryStore:
                 and (query.agent_id is None or r.agent_id == query.agent_id)
                 and (query.since is None or r.created_at >= query.since)
                 and (query.until is None or r.created_at < query.until)
-                and (query.before is None or (r.created_at, r.id) < query.before)
+                and (query.before is None or _after(r, query))
             )
 
-        ordered = sorted(filter(keep, self._requests.values()), key=lambda r: (r.created_at, r.id), reverse=True)
+        if query.order is Order.PRIORITY:
+            ordered = sorted(filter(keep, self._requests.values()), key=_priority_order)
+            cursor: Callable[[ApprovalRequest], Cursor] = priority_key
+        else:
+            ordered = sorted(filter(keep, self._requests.values()), key=newest_key, reverse=True)
+            cursor = newest_key
         items = tuple(ordered[: query.limit])
         more = len(ordered) > query.limit
-        return Page(items=items, next_cursor=(items[-1].created_at, items[-1].id) if more else None)
+        return Page(items=items, next_cursor=cursor(items[-1]) if more else None)
+
+    async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        return sorted(i for i in self._requests if i.startswith(prefix))[:limit]
 
     async def pending_due(self, now: datetime, limit: int = 100) -> list[str]:
         due = [r for r in self._requests.values() if r.status is Status.PENDING and r.expires_at <= now]
@@ -203,3 +215,18 @@ class MemoryStore:
 
     async def save_message_ref(self, ref: MessageRef) -> None:
         self._refs[(ref.request_id, ref.notifier)] = ref
+
+
+def _priority_order(request: ApprovalRequest) -> tuple[int, datetime, str]:
+    rank, expires_at, request_id = priority_key(request)
+    return -rank, expires_at, request_id
+
+
+def _after(request: ApprovalRequest, query: RequestQuery) -> bool:
+    """Whether ``request`` comes after the query's cursor in its order."""
+    match query.before:
+        case (int() as rank, datetime() as expires_at, str() as request_id):
+            return _priority_order(request) > (-rank, expires_at, request_id)
+        case (datetime() as created_at, str() as request_id):
+            return newest_key(request) < (created_at, request_id)
+    return True

@@ -21,6 +21,13 @@ SELECT {REQUEST_COLUMNS} FROM requests AS r
 
 SELECT_REQUESTS = f"SELECT {REQUEST_COLUMNS} FROM requests AS r"
 
+#: ``Priority.rank`` in SQL: urgent 3, high 2, normal 1, low 0.
+PRIORITY_RANK = "(CASE r.priority WHEN 'urgent' THEN 3 WHEN 'high' THEN 2 WHEN 'normal' THEN 1 ELSE 0 END)"
+
+ORDER_BY_PRIORITY = f"{PRIORITY_RANK} DESC, r.expires_at, r.id"
+
+IDS_WITH_PREFIX = "SELECT id FROM requests WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"
+
 INSERT_REQUEST = """
 INSERT INTO requests (id, action, summary, payload, payload_sha256, confidence, flags, agent_id,
                       idempotency_key, status, decided_by, triggers, approvals_required, priority,

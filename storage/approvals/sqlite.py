@@ -33,12 +33,15 @@ from signoff.storage.records import (
     Event,
     MessageRef,
     NewEvent,
+    Order,
     OutboxItem,
     Page,
     RequestQuery,
     Status,
+    newest_key,
+    priority_key,
 )
-from signoff.storage.sqlite_db import SqliteDatabase
+from signoff.storage.sqlite_db import SqliteDatabase, open_read_only
 from signoff.storage.timefmt import from_text, to_text
 
 logger = logging.getLogger(__name__)
@@ -58,6 +61,11 @@ class SqliteStore:
     async def open(cls, path: str | Path, *, poll_interval: float = 0.02) -> SqliteStore:
         """Open (creating and migrating as needed) the database at ``path``."""
         return cls(await SqliteDatabase.open(path), poll_interval)
+
+    @classmethod
+    async def open_read_only(cls, path: Path, *, poll_interval: float = 0.02) -> SqliteStore:
+        """Open an existing database to read it only (``sqlite_db.open_read_only``): every write fails."""
+        return cls(await open_read_only(path), poll_interval)
 
     async def close(self) -> None:
         await self._db.close()
@@ -121,15 +129,25 @@ class SqliteStore:
         if query.until is not None:
             clauses.append("r.created_at < ?")
             params.append(to_text(query.until))
-        if query.before is not None:
-            clauses.append("(r.created_at, r.id) < (?, ?)")
-            params.extend((to_text(query.before[0]), query.before[1]))
+        match query.before:
+            case (int() as rank, datetime() as expires_at, str() as request_id):
+                clauses.append(f"(-{q.PRIORITY_RANK}, r.expires_at, r.id) > (?, ?, ?)")
+                params.extend((-rank, to_text(expires_at), request_id))
+            case (datetime() as created_at, str() as request_id):
+                clauses.append("(r.created_at, r.id) < (?, ?)")
+                params.extend((to_text(created_at), request_id))
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"{q.SELECT_REQUESTS}{where} ORDER BY r.created_at DESC, r.id DESC LIMIT ?"
-        rows = await self._read(sql, (*params, query.limit + 1))
+        priority = query.order is Order.PRIORITY
+        order = q.ORDER_BY_PRIORITY if priority else "r.created_at DESC, r.id DESC"
+        rows = await self._read(f"{q.SELECT_REQUESTS}{where} ORDER BY {order} LIMIT ?", (*params, query.limit + 1))
         items = tuple(request_from_row(row) for row in rows[: query.limit])
         more = len(rows) > query.limit
-        return Page(items=items, next_cursor=(items[-1].created_at, items[-1].id) if more else None)
+        cursor = (priority_key if priority else newest_key)(items[-1]) if more else None
+        return Page(items=items, next_cursor=cursor)
+
+    async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        # a range on the primary key: no LIKE, whose `_` and `%` an id prefix would have to escape
+        return [row[0] for row in await self._read(q.IDS_WITH_PREFIX, (prefix, prefix + "\U0010ffff", limit))]
 
     async def pending_due(self, now: datetime, limit: int = 100) -> list[str]:
         return [row[0] for row in await self._read(q.PENDING_DUE, (to_text(now), limit))]

@@ -48,6 +48,10 @@ class Store(Protocol):
 
     async def list_requests(self, query: RequestQuery) -> Page: ...
 
+    async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Ids that start with ``prefix``, in order, at most ``limit``: a reviewer may type the start of an id."""
+        ...
+
     async def pending_due(self, now: datetime, limit: int = 100) -> list[str]:
         """Ids of pending requests whose expiry has passed."""
         ...

@@ -15,6 +15,8 @@ from signoff.storage import (
     MessageRef,
     NewEvent,
     NotFound,
+    Order,
+    Priority,
     RequestQuery,
     Status,
     Store,
@@ -312,3 +314,43 @@ async def test_a_notification_queued_during_a_delivery_is_delivered_next(store: 
     await store.complete_outbox(item, NewEvent(kind=EventKind.NOTIFIED, request_id=request.id, at=later))
     [next_item] = await store.claim_outbox(later)
     assert next_item.request_id == request.id and next_item.id > item.id
+
+
+async def test_priority_order_is_most_urgent_first_then_nearest_deadline_and_pages_cover_everything_once(
+    store: Store,
+) -> None:
+    made = [
+        await add(store, priority=priority, expires_at=T0 + timedelta(minutes=minutes))
+        for priority, minutes in [
+            (Priority.LOW, 1),
+            (Priority.URGENT, 30),
+            (Priority.NORMAL, 5),
+            (Priority.URGENT, 10),
+            (Priority.HIGH, 60),
+            (Priority.NORMAL, 5),  # the same deadline: ordered by id
+            (Priority.URGENT, 10),
+        ]
+    ]
+    await add(store, priority=Priority.URGENT, status=Status.APPROVED, decided_by=DecidedBy.POLICY)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        query = RequestQuery(status=Status.PENDING, order=Order.PRIORITY, limit=2, before=cursor)
+        page = await store.list_requests(query)
+        seen += [r.id for r in page.items]
+        if (cursor := page.next_cursor) is None:
+            break
+    expected = sorted(made, key=lambda r: (-r.priority.rank, r.expires_at, r.id))
+    assert seen == [r.id for r in expected]
+    assert [r.priority for r in expected][:3] == [Priority.URGENT] * 3
+
+
+async def test_ids_with_prefix_are_found_in_order_and_wildcards_match_nothing(store: Store) -> None:
+    for suffix in ("abc_1", "abc_2", "abd_1", "b%c_1"):
+        await add(store, id=f"req_{suffix}")
+    assert await store.ids_with_prefix("req_abc") == ["req_abc_1", "req_abc_2"]
+    assert await store.ids_with_prefix("req_ab", limit=2) == ["req_abc_1", "req_abc_2"]
+    assert await store.ids_with_prefix("req_abd_1") == ["req_abd_1"]
+    assert await store.ids_with_prefix("req_a_c") == []  # `_` is a character, not LIKE's wildcard
+    assert await store.ids_with_prefix("req_%") == []
+    assert await store.ids_with_prefix("req_b%") == ["req_b%c_1"]

@@ -45,7 +45,8 @@ async def test_http_access_lines_are_logged_only_at_debug(env: dict[str, str], t
     with anyio.fail_after(60):
         async with http_server({**env, "SIGNOFF_LOG_LEVEL": level}, log) as url:
             async with Client(url) as client:
-                assert (await ask(client, confidence=0.99))["status"] == "approved"
+                status = await ask(client, confidence=0.99)
+                assert status["status"] == "approved"
     text = log.read_text()
-    assert "request created" in text, text
+    assert f"request created: {status['request_id']} (payments.transfer, approved)" in text, text
     assert ('"POST /mcp HTTP/1.1" 200' in text) == (level == "DEBUG"), text

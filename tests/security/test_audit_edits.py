@@ -349,7 +349,12 @@ def test_an_upgraded_database_verifies_and_says_what_its_old_events_cannot_vouch
 ) -> None:
     path = tmp_path / "old.db"
     old_database(path)
-    code, output = verify(path, capsys)  # opening it upgrades it to the latest schema
+    code, output = verify(path, capsys)  # a read never migrates: the evidence stays as it was found
+    assert code == 1 and "schema version 7" in output and f"signoff init --db {path}" in output, output
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (7,)
+    assert main(["init", "--db", str(path)]) == 0  # upgrades it to the latest schema
+    code, output = verify(path, capsys)
     assert code == 0, output
     assert "not checked: requests.approvers of 1 row(s)" in output
     assert "not checked: requests.channel of 1 row(s)" in output

@@ -257,10 +257,10 @@ async def test_review_show_prints_the_true_status_whatever_the_summary_says(
         db, FORGED_STATUS, payload={"k\x1b[2J": "v\u202e"}, agent_id="bot\x1b[31m", flags=("f\r",)
     )
     lines = await run_cli(capsys, "review", "show", request_id, "--db", str(db))
-    assert "status    pending" in lines
+    assert "status     pending" in lines
     assert not any("approved" in line and line.startswith("status") for line in lines)
-    assert "summary   Pay invoice 7\\x1b[1A\\x1b[2K\\rstatus    approved (by human)\\x1b[1B" in lines
-    assert "agent     bot\\x1b[31m" in lines
+    assert "summary    Pay invoice 7\\x1b[1A\\x1b[2K\\rstatus    approved (by human)\\x1b[1B" in lines
+    assert "agent      bot\\x1b[31m" in lines
 
 
 @pytest.mark.parametrize("command", [("review", "list"), ("history",)])
@@ -270,7 +270,8 @@ async def test_listings_cannot_be_cleared_or_given_fake_rows(
     db = tmp_path / "signoff.db"
     real = await stored_request(db, FORGED_ROWS, agent_id="bot\nreq_fake2 approved")
     lines = await run_cli(capsys, *command, "--db", str(db))
-    assert len(lines) == 2 and lines[0].startswith("ID") and lines[1].startswith(f"{real}  pending")
+    status = "normal" if command == ("review", "list") else "pending  normal"  # review list has no status column
+    assert len(lines) == 2 and lines[0].startswith("ID") and lines[1].startswith(f"{real}  {status}")
     assert not any("req_fake" in line.split()[0] for line in lines)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +12,19 @@ from mcp import Client
 from mcp.server import MCPServer
 from signoff.server.app import build_server
 from signoff.server.config import Settings
-from signoff.storage import DecidedBy, EventKind, RequestQuery, Status, Verdict
+from signoff.storage import DecidedBy, EventKind, Priority, RequestQuery, Status, Verdict
 from signoff.storage.approvals.memory import MemoryStore
 from signoff.tools.app_state import AppState
 from signoff.tools.approvals import receipts
 from signoff.tools.approvals.service import ApprovalService
 
 from tests.factories import T0, make_request
+from tests.fakes.clock import FakeClock
 
 STATUS_FIELDS = {
     "request_id", "status", "decided_by", "action", "summary", "agent_id", "triggers", "votes",
-    "approvals_required", "payload_sha256", "created_at", "expires_at", "decided_at", "escalated_at", "message",
-    "receipt",
+    "approvals_required", "priority", "payload_sha256", "created_at", "expires_at", "decided_at", "escalated_at",
+    "message", "receipt",
 }  # fmt: skip
 
 PERMISSION_CONFIG = """
@@ -301,3 +303,42 @@ def test_a_receipt_from_another_key_is_refused() -> None:
     assert receipt is not None
     assert receipts.check(b"k" * 32, receipt, request.action, request.payload, now=T0) is None
     assert "signature" in (receipts.check(b"x" * 32, receipt, request.action, request.payload, now=T0) or "")
+
+
+async def test_list_requests_by_priority_lists_pending_requests_urgent_first_and_pages_in_that_order(
+    tmp_path: Path,
+) -> None:
+    store = MemoryStore()
+    server = build_server(Settings(db_path=tmp_path / "unused.db"), store=store, clock=FakeClock(T0))  # none expire
+    for priority, minutes in [("low", 1), ("urgent", 50), ("normal", 2), ("urgent", 40), ("high", 3)]:
+        request = make_request(priority=Priority(priority), expires_at=T0 + timedelta(minutes=minutes))
+        await store.create_request(request, (), notify=False)
+    await store.create_request(
+        make_request(priority=Priority.URGENT, status=Status.APPROVED, decided_by=DecidedBy.POLICY), (), notify=False
+    )
+    async with Client(server) as client:
+        seen: list[tuple[str, str]] = []
+        cursor: str | None = None
+        while True:
+            arguments: dict[str, Any] = {"order": "priority", "limit": 2}
+            if cursor:
+                arguments["cursor"] = cursor
+            page = (await client.call_tool("list_requests", arguments)).structured_content
+            assert page is not None
+            seen += [(item["priority"], item["expires_at"][11:16]) for item in page["items"]]
+            if (cursor := page["next_cursor"]) is None:
+                break
+        assert seen == [
+            ("urgent", "12:40"),
+            ("urgent", "12:50"),
+            ("high", "12:03"),
+            ("normal", "12:02"),
+            ("low", "12:01"),
+        ]
+
+        refused = await client.call_tool("list_requests", {"order": "priority", "status": "approved"})
+        assert refused.is_error and "pending requests only" in str(refused.content)
+        newest = (await client.call_tool("list_requests", {"limit": 1})).structured_content
+        assert newest is not None and newest["next_cursor"]
+        mixed = await client.call_tool("list_requests", {"order": "priority", "cursor": newest["next_cursor"]})
+        assert mixed.is_error and "order=newest" in str(mixed.content)

@@ -14,7 +14,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.types import TextContent, ToolAnnotations
 from pydantic import Field
-from signoff.storage import ApprovalRequest, InvalidInput, RequestQuery, Status
+from signoff.storage import ApprovalRequest, InvalidInput, Order, RequestQuery, Status
 from signoff.tools.app_state import READ_ONLY, AppState, caller_identity, domain_errors, state_of
 from signoff.tools.approvals.permissions import permission
 from signoff.tools.approvals.service import ApprovalService, Draft, ProgressCallback
@@ -161,17 +161,35 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         until: Annotated[datetime | None, Field(description="Only requests created before (ISO 8601)")] = None,
         limit: Annotated[int, Field(ge=1, le=200)] = 50,
         cursor: Annotated[str | None, Field(description="next_cursor from the previous page")] = None,
+        order: Annotated[
+            Literal["newest", "priority"],
+            Field(
+                description="'newest' (default): newest first. 'priority': pending requests only, most urgent first,"
+                " then the nearest deadline"
+            ),
+        ] = "newest",
     ) -> RequestList:
-        """The approval history, newest first, with filters and pagination (pass next_cursor to continue)."""
+        """The approval history, newest first, with filters and pagination (pass next_cursor to continue).
+
+        order='priority' lists the pending requests as reviewers should take them: urgent first, then the nearest
+        deadline. Its pages follow that order: a request decided meanwhile drops out, and one created after the
+        first page shows up only on a new listing (call again without cursor).
+        """
+        by_priority = order == "priority"
         async with domain_errors():
+            if by_priority and status not in (None, "pending"):
+                raise InvalidInput(
+                    f"order='priority' lists pending requests only: omit status or pass 'pending', not {status!r}"
+                )
             query = RequestQuery(
-                status=Status(status) if status else None,
+                order=Order.PRIORITY if by_priority else Order.NEWEST,
+                status=Status.PENDING if by_priority else Status(status) if status else None,
                 action=action,
                 agent_id=agent_id if state_of(ctx).agents_see_all else (caller_identity() or agent_id),
                 since=_aware(since, "since"),
                 until=_aware(until, "until"),
                 limit=limit,
-                before=decode_cursor(cursor) if cursor else None,
+                before=decode_cursor(cursor, Order(order)) if cursor else None,
             )
         page = await _call(ctx, lambda s: s.list_requests(query))
         return RequestList(

@@ -150,7 +150,10 @@ class ApprovalService:
             )
         if created:
             logger.info(
-                "request created",
+                "request created: %s (%s, %s)",
+                stored.id,
+                stored.action,
+                stored.status.value,
                 extra={"request_id": stored.id, "action": stored.action, "status": stored.status},
             )
         return stored

@@ -9,7 +9,8 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
-from signoff.storage import ApprovalRequest, DecidedBy, InvalidInput, Status, Verdict
+from signoff.storage import ApprovalRequest, DecidedBy, InvalidInput, Order, Status, Verdict
+from signoff.storage.records import Cursor
 from signoff.storage.timefmt import from_text, to_text
 from signoff.tools.approvals.receipts import Receipt
 from signoff.tools.wire import WireModel
@@ -39,6 +40,9 @@ class ApprovalStatus(WireModel):
     triggers: list[TriggerView]
     votes: list[VoteView]
     approvals_required: int
+    priority: Literal["low", "normal", "high", "urgent"] = Field(
+        description="How soon reviewers should look: urgent, high, normal or low (set by the policy's rules)"
+    )
     payload_sha256: str = Field(description="SHA-256 of the canonical action+payload this verdict is bound to")
     created_at: datetime
     expires_at: datetime
@@ -65,6 +69,7 @@ class ApprovalStatus(WireModel):
                 for v in request.votes
             ],
             approvals_required=request.approvals_required,
+            priority=request.priority.value,
             payload_sha256=request.payload_sha256,
             created_at=request.created_at,
             expires_at=request.expires_at,
@@ -124,19 +129,41 @@ def _names(request: ApprovalRequest, verdict: Verdict) -> str:
     return ", ".join(v.reviewer for v in request.votes if v.verdict is verdict) or "a reviewer"
 
 
-def encode_cursor(cursor: tuple[datetime, str] | None) -> str | None:
+def encode_cursor(cursor: Cursor | None) -> str | None:
+    """A page's end as an opaque string: ``[created_at, id]`` (newest first) or ``["priority", rank, expires_at,
+    id]`` (by priority), as JSON in URL-safe base64."""
     if cursor is None:
         return None
-    raw = json.dumps([to_text(cursor[0]), cursor[1]]).encode()
+    match cursor:
+        case (int() as rank, datetime() as expires_at, str() as request_id):
+            parts: list[object] = ["priority", rank, to_text(expires_at), request_id]
+        case (datetime() as created_at, str() as request_id):
+            parts = [to_text(created_at), request_id]
+    raw = json.dumps(parts).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(text: str) -> tuple[datetime, str]:
+def decode_cursor(text: str, order: Order = Order.NEWEST) -> Cursor:
+    """The cursor ``encode_cursor`` wrote, for a query in ``order``; InvalidInput if it is not one, or belongs to
+    the other order."""
     try:
         padded = text + "=" * (-len(text) % 4)
-        created_at, request_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return from_text(created_at), str(request_id)
+        parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(parts, list):
+            raise TypeError("not a list")
+        if parts and parts[0] == "priority":
+            _, rank, expires_at, request_id = parts
+            cursor: Cursor = (int(rank), from_text(expires_at), str(request_id))
+        else:
+            created_at, request_id = parts
+            cursor = (from_text(created_at), str(request_id))
     except (ValueError, TypeError, binascii.Error) as exc:
         raise InvalidInput(
             "cursor is not one this server issued: pass next_cursor from the previous page, or omit it"
         ) from exc
+    if (len(cursor) == 3) != (order is Order.PRIORITY):
+        raise InvalidInput(
+            f"this cursor is from a list in another order: pass order={'newest' if len(cursor) == 2 else 'priority'}"
+            " with it, as on the page that returned it, or omit the cursor"
+        )
+    return cursor
