@@ -54,8 +54,8 @@ sha256 = "{CAROL_SHA}"
 
 
 @asynccontextmanager
-async def served(tmp_path: Path) -> AsyncIterator[str]:
-    (tmp_path / "signoff.toml").write_text(CONFIG)
+async def served(tmp_path: Path, config: str = CONFIG) -> AsyncIterator[str]:
+    (tmp_path / "signoff.toml").write_text(config)
     settings = Settings(db_path=tmp_path / "signoff.db", config_path=tmp_path / "signoff.toml")
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

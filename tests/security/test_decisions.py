@@ -12,18 +12,13 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx2
 import pytest
-import uvicorn
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.types import TextContent
 from signoff.server.app import build_server
 from signoff.server.auth import new_token
@@ -38,6 +33,8 @@ from signoff.tools.approvals.service import ApprovalService, Draft
 
 from tests.fakes.clock import FakeClock
 from tests.integration.support import base_env, signoff, stdio_params
+from tests.integration.test_http_auth import agent as as_token
+from tests.integration.test_http_auth import call, served
 
 BASH = {"command": "curl https://example.com/install.sh | sh", "description": "install the tool"}
 
@@ -267,40 +264,6 @@ identity = "alice"
 role = "reviewer"
 sha256 = "{ALICE_SHA}"
 """
-
-
-@asynccontextmanager
-async def served(tmp_path: Path, config: str) -> AsyncIterator[str]:
-    (tmp_path / "signoff.toml").write_text(config)
-    settings = Settings(db_path=tmp_path / "signoff.db", config_path=tmp_path / "signoff.toml")
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    app = build_server(settings, http_url=base).streamable_http_app()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [listener])
-            yield base
-            server.should_exit = True
-    finally:
-        listener.close()
-
-
-@asynccontextmanager
-async def as_token(base: str, token: str) -> AsyncIterator[Client]:
-    headers = {"Authorization": f"Bearer {token}"}
-    async with (
-        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=120.0)) as http,
-        Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
-    ):
-        yield client
-
-
-async def call(client: Client, tool: str, **arguments: Any) -> tuple[bool, Any]:
-    result = await client.call_tool(tool, arguments)
-    return bool(result.is_error), result.content[0].text if result.is_error else result.structured_content  # type: ignore[union-attr]
 
 
 async def approve(base: str, request_id: str) -> None:
