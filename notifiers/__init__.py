@@ -1,6 +1,6 @@
 """Notifier protocol and implementations: console, Slack (out and in), signed webhooks."""
 
-from signoff.notifiers.base import DeliveryFailed, FanOut, Notifier
+from signoff.notifiers.base import DeliveryFailed, DeliveryRefused, FanOut, Notifier, members
 from signoff.notifiers.console import ConsoleNotifier
 from signoff.notifiers.slack_inbound import SlackInteractions
 from signoff.notifiers.slack_notifier import SlackNotifier, web_client
@@ -10,6 +10,7 @@ from signoff.notifiers.webhook import WebhookNotifier
 __all__ = [
     "ConsoleNotifier",
     "DeliveryFailed",
+    "DeliveryRefused",
     "FanOut",
     "Notifier",
     "SlackHttpEndpoint",
@@ -17,5 +18,6 @@ __all__ = [
     "SlackNotifier",
     "WebhookNotifier",
     "socket_mode_client",
+    "members",
     "web_client",
 ]
