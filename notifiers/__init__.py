@@ -17,7 +17,7 @@ __all__ = [
     "SlackInteractions",
     "SlackNotifier",
     "WebhookNotifier",
-    "socket_mode_client",
     "members",
+    "socket_mode_client",
     "web_client",
 ]

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from signoff.server import render
+from signoff.server import outbox_cli, render
 from signoff.server.config import Settings, package_version
 from signoff.storage import ApprovalRequest, ConfigError, RequestQuery, SignoffError, Status, Verdict
 from signoff.storage.approvals.sqlite import SqliteStore
@@ -34,6 +34,8 @@ EXAMPLES = {
     "  signoff history --action payments.transfer --json",
     "audit verify": "example:\n  signoff audit verify",
     "token new": "example:\n  signoff token new --identity billing-bot --role agent",
+    "outbox list": "example:\n  signoff outbox list",
+    "outbox retry": "examples:\n  signoff outbox retry 42\n  signoff outbox retry --all-dead",
     "slack check": "example:\n  SIGNOFF_SLACK_BOT_TOKEN=xoxb-… SIGNOFF_SLACK_APP_TOKEN=xapp-… signoff slack check",
     "slack manifest": "examples:\n  signoff slack manifest                 # Socket Mode: no public URL needed\n"
     "  signoff slack manifest --request-url https://signoff.example.com/slack/interactions",
@@ -143,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     new = sub(token_actions, "new", "token new", "print a new token and the lines to add to the config file")
     new.add_argument("--identity", required=True, help="who the token acts as: an agent_id, or a reviewer's name")
     new.add_argument("--role", required=True, choices=[r.value for r in Role], help="agent, reviewer or models")
+    outbox_actions = group(
+        commands, "outbox", "see and re-queue notifications that wait or failed for good", "signoff outbox list"
+    )
+    sub(outbox_actions, "list", "outbox list", "list notifications still waiting for a notifier, and dead ones")
+    retry = sub(outbox_actions, "retry", "outbox retry", "queue dead notifications again, after fixing the cause")
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", type=_positive, help="the outbox row's ID, as `signoff outbox list` shows")
+    which.add_argument("--all-dead", action="store_true", help="every dead notification")
     slack_actions = group(commands, "slack", "set up Slack reviewers", "signoff slack manifest")
     sub(slack_actions, "check", "slack check", "check the Slack tokens, channels and approvers; say what is missing")
     manifest = sub(
@@ -264,9 +274,7 @@ async def _offline(settings: Settings, args: argparse.Namespace) -> int:
     store = await SqliteStore.open(settings.db_path)
     try:
         service = ApprovalService(store, policy)
-        handler = _HANDLERS[
-            (args.command, getattr(args, "review_command", None) or getattr(args, "audit_command", None))
-        ]
+        handler = _HANDLERS[(args.command, getattr(args, f"{args.command}_command", None))]
         return await handler(service, args)
     finally:
         await store.close()
@@ -378,6 +386,8 @@ _HANDLERS: dict[tuple[str, str | None], Callable[[ApprovalService, argparse.Name
     ("review", "reject"): _decide(Verdict.REJECT),
     ("history", None): _history,
     ("audit", "verify"): _audit_verify,
+    ("outbox", "list"): outbox_cli.outbox_list,
+    ("outbox", "retry"): outbox_cli.outbox_retry,
 }
 
 

@@ -52,7 +52,7 @@ async def deliver_outbox(
     notifier: Notifier,
     idle_wait: float = 1.0,
     min_gap: float = DELIVERY_GAP_SECONDS,
-    limits: DeliveryLimits = DeliveryLimits(),  # noqa: B008  (frozen: safe to share)
+    limits: DeliveryLimits = DeliveryLimits(),
 ) -> None:
     """Deliver queued notifications; a failure is retried with backoff and never changes a decision.
 
@@ -75,7 +75,7 @@ async def deliver_outbox(
 async def deliver_due(
     service: ApprovalService,
     notifier: Notifier,
-    limits: DeliveryLimits = DeliveryLimits(),  # noqa: B008
+    limits: DeliveryLimits = DeliveryLimits(),
 ) -> bool:
     """Deliver what is due, one batch; whether the batch was full (more may be waiting).
 

@@ -13,9 +13,7 @@ from collections.abc import Mapping, Sequence
 from signoff.storage.records import DeliveryMark, DeliveryState
 
 
-def claim_marks(
-    item_id: int, covered: Mapping[int, Sequence[DeliveryMark]]
-) -> tuple[DeliveryMark, ...]:
+def claim_marks(item_id: int, covered: Mapping[int, Sequence[DeliveryMark]]) -> tuple[DeliveryMark, ...]:
     """The marks a worker sees on a claim: ``covered`` maps each unsettled row id up to ``upto`` (the claimed
     ``item_id`` first) to its marks."""
     names = {mark.notifier for marks in covered.values() for mark in marks}
