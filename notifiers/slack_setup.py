@@ -79,11 +79,12 @@ async def check(
             findings.append(Finding(False, unreachable(bot.base_url, exc)))
     if not channels:
         findings.append(Finding(False, "no channel: set SIGNOFF_SLACK_CHANNEL (or slack.channel in the policy file)"))
-    for channel in channels if works and bot is not None else []:
-        findings.append(await _check_channel(bot, channel))
+    checked = bot if works else None  # what needs a working bot token is checked only with one
+    if checked is not None:
+        findings += [await _check_channel(checked, channel) for channel in channels]
     if app_token is not None:
-        if works and bot is not None:
-            findings.append(await _check_app_token(bot, app_token))
+        if checked is not None:
+            findings.append(await _check_app_token(checked, app_token))
     elif has_signing_secret:
         findings.append(
             Finding(True, "HTTP mode: set the app's Interactivity Request URL to https://<host>/slack/interactions")
@@ -112,9 +113,8 @@ def network_reason(exc: BaseException) -> str:
     """Why a connection failed, in a few words: "could not connect to slack.com:443 (connection refused)"."""
     if isinstance(exc, aiohttp.ClientConnectorError):
         error = exc.os_error
-        reason = error.strerror or (
-            os.strerror(error.errno) if error.errno and error.errno > 0 else type(error).__name__
-        )
+        number = error.errno  # a socket error's; DNS failures have negative numbers
+        reason = os.strerror(number) if number is not None and number > 0 else error.strerror or type(error).__name__
         why = f"could not connect to {exc.host}:{exc.port} ({reason.lower()})"
     elif isinstance(exc, TimeoutError):
         why = "it did not answer in time"
