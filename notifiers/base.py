@@ -15,28 +15,45 @@ class DeliveryFailed(SignoffError):
         self.retry_after = retry_after  #: when the service said when to come back (HTTP 429 Retry-After)
 
 
+class DeliveryRefused(DeliveryFailed):
+    """The service refused the notification for good (e.g. an HTTP 4xx other than 429); retrying cannot help."""
+
+
 class Notifier(Protocol):
     name: str
 
     async def deliver(self, request: ApprovalRequest) -> None:
-        """Show the request in its current state (new, a vote, or its verdict); raise DeliveryFailed to retry."""
+        """Show the request in its current state (new, a vote, or its verdict); raise DeliveryFailed to retry,
+        DeliveryRefused to give up."""
         ...
 
 
 class FanOut:
-    """Several notifiers as one: each delivery goes to all; if any fails, the delivery is retried for all
-    (Slack's is an idempotent update; the webhook's carries a delivery id for the receiver to drop repeats)."""
+    """Several notifiers as one. The outbox worker delivers to each member on its own (``members``), so each keeps
+    its own retries; ``deliver`` tries them all and fails if any failed, waiting as long as the slowest asks."""
 
     def __init__(self, *notifiers: Notifier) -> None:
+        names = [n.name for n in notifiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"notifier names must differ, as each one's deliveries are tracked by name: {names}")
         self.notifiers = notifiers
-        self.name = "+".join(n.name for n in notifiers)
+        self.name = "+".join(names)
 
     async def deliver(self, request: ApprovalRequest) -> None:
-        failures = []
+        failures: list[tuple[str, DeliveryFailed]] = []
         for notifier in self.notifiers:
             try:
                 await notifier.deliver(request)
             except DeliveryFailed as exc:
-                failures.append(f"{notifier.name}: {exc.message}")
+                failures.append((notifier.name, exc))
         if failures:
-            raise DeliveryFailed("; ".join(failures))
+            waits = [f.retry_after for _, f in failures if f.retry_after is not None]
+            message = "; ".join(f"{name}: {f.message}" for name, f in failures)
+            if all(isinstance(f, DeliveryRefused) for _, f in failures):
+                raise DeliveryRefused(message)
+            raise DeliveryFailed(message, retry_after=max(waits) if waits else None)
+
+
+def members(notifier: Notifier) -> tuple[Notifier, ...]:
+    """The notifiers whose deliveries are tracked one by one: a fan-out's members, or the notifier itself."""
+    return notifier.notifiers if isinstance(notifier, FanOut) else (notifier,)

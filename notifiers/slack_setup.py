@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,7 +10,17 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-BOT_SCOPES = ["chat:write", "chat:write.public", "usergroups:read", "channels:read", "groups:read"]
+#: channels:history and groups:history let a retry find a post a crashed server made (signoff never reads people's
+#: messages: it looks only for its own, by their metadata)
+BOT_SCOPES = [
+    "chat:write",
+    "chat:write.public",
+    "usergroups:read",
+    "channels:read",
+    "groups:read",
+    "channels:history",
+    "groups:history",
+]
 
 
 def manifest(name: str = "signoff", request_url: str | None = None) -> dict[str, Any]:
@@ -48,30 +59,32 @@ async def check(
     channels: list[str],
     approvers: tuple[str, ...],
 ) -> list[Finding]:
-    """What works and what is missing, in the order a new user would fix it."""
-    if bot is None:
-        return [Finding(False, "SIGNOFF_SLACK_BOT_TOKEN is not set: install the app and copy its Bot User OAuth Token")]
+    """What works and what is missing, all of it at once, in the order a new user would fix it. What needs a
+    working bot token (the channels, the app token) is checked only once the bot token works."""
     findings = []
-    try:
-        who = await bot.auth_test()
-        findings.append(Finding(True, f"bot token works: {who.get('user')} in {who.get('team')}"))
-    except SlackApiError as exc:
-        return [Finding(False, f"the bot token was refused ({exc.response.get('error')}): copy it again from the app")]
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return [Finding(False, f"Slack cannot be reached ({exc!r}): check the network or SIGNOFF_SLACK_API_URL")]
-    if not channels:
-        findings.append(Finding(False, "no channel: set SIGNOFF_SLACK_CHANNEL (or slack.channel in the policy file)"))
-    for channel in channels:
-        findings.append(await _check_channel(bot, channel))
-    if app_token is not None:
+    works = False
+    if bot is None:
+        findings.append(
+            Finding(False, "SIGNOFF_SLACK_BOT_TOKEN is not set: install the app and copy its Bot User OAuth Token")
+        )
+    else:
         try:
-            await bot.apps_connections_open(app_token=app_token)
-            findings.append(Finding(True, "Socket Mode works: clicks reach signoff without a public URL"))
+            who = await bot.auth_test()
+            findings.append(Finding(True, f"bot token works: {who.get('user')} in {who.get('team')}"))
+            works = True
         except SlackApiError as exc:
             error = exc.response.get("error")
-            findings.append(
-                Finding(False, f"the app token was refused ({error}): it needs the connections:write scope")
-            )
+            findings.append(Finding(False, f"the bot token was refused ({error}): copy it again from the app"))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            findings.append(Finding(False, unreachable(bot.base_url, exc)))
+    if not channels:
+        findings.append(Finding(False, "no channel: set SIGNOFF_SLACK_CHANNEL (or slack.channel in the policy file)"))
+    checked = bot if works else None  # what needs a working bot token is checked only with one
+    if checked is not None:
+        findings += [await _check_channel(checked, channel) for channel in channels]
+    if app_token is not None:
+        if checked is not None:
+            findings.append(await _check_app_token(checked, app_token))
     elif has_signing_secret:
         findings.append(
             Finding(True, "HTTP mode: set the app's Interactivity Request URL to https://<host>/slack/interactions")
@@ -89,6 +102,36 @@ async def check(
     else:
         findings.append(Finding(False, "no approvers: nobody may vote in Slack until the policy sets slack.approvers"))
     return findings
+
+
+def unreachable(url: str, exc: aiohttp.ClientError | TimeoutError) -> str:
+    """A network failure as one sentence for a person (not an exception's repr)."""
+    return f"Slack cannot be reached at {url}: {network_reason(exc)}. Check the network, or SIGNOFF_SLACK_API_URL"
+
+
+def network_reason(exc: BaseException) -> str:
+    """Why a connection failed, in a few words: "could not connect to slack.com:443 (connection refused)"."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        error = exc.os_error
+        number = error.errno  # a socket error's; DNS failures have negative numbers
+        reason = os.strerror(number) if number is not None and number > 0 else error.strerror or type(error).__name__
+        why = f"could not connect to {exc.host}:{exc.port} ({reason.lower()})"
+    elif isinstance(exc, TimeoutError):
+        why = "it did not answer in time"
+    else:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return why
+
+
+async def _check_app_token(bot: AsyncWebClient, app_token: str) -> Finding:
+    try:
+        await bot.apps_connections_open(app_token=app_token)
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        return Finding(False, f"the app token was refused ({error}): it needs the connections:write scope")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return Finding(False, unreachable(bot.base_url, exc))
+    return Finding(True, "Socket Mode works: clicks reach signoff without a public URL")
 
 
 async def _check_channel(bot: AsyncWebClient, channel: str) -> Finding:

@@ -6,10 +6,14 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
+import aiohttp
 from signoff.notifiers.slack_inbound import SlackInteractions, modal_error
+from signoff.notifiers.slack_setup import network_reason
+from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
@@ -24,9 +28,44 @@ SIGNATURE_WINDOW_SECONDS = 300  # Slack's own rule: refuse requests signed more 
 Spawn = Callable[[Mapping[str, Any]], None]  #: run ``interactions.handle(payload)`` in the background
 
 
-def socket_mode_client(app_token: str, client: AsyncWebClient, interactions: SlackInteractions) -> SocketModeClient:
+class OneLineRetries(logging.Filter):
+    """slack_sdk logs each failed Socket Mode connect with its whole traceback (some 70 lines) before retrying every
+    ``interval`` seconds: keep one warning line per retry instead, saying why and when the next one is."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__()
+        self.interval = interval
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith("Failed to retrieve WSS URL"):
+            return False  # the connect failure logged next says the same
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or not isinstance(exc, aiohttp.ClientError | OSError | TimeoutError | SlackApiError):
+            return True
+        if isinstance(exc, SlackApiError):
+            reason = f"Slack refused the app token ({exc.response.get('error')})"
+        else:
+            reason = network_reason(exc)
+        retry_at = datetime.now() + timedelta(seconds=self.interval)
+        record.msg, record.args = (
+            "Slack Socket Mode cannot connect: %s; next try at %s (in %.0fs)",
+            (
+                reason,
+                f"{retry_at:%H:%M:%S}",
+                self.interval,
+            ),
+        )
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def socket_mode_client(
+    app_token: str, client: AsyncWebClient, interactions: SlackInteractions, *, retry_interval: float = 5.0
+) -> SocketModeClient:
     """A Socket Mode client that acks each envelope first (Slack wants an ack within 3 s), then works.
-    A modal submission is the exception: its ack carries the validation errors, so it is handled first."""
+    A modal submission is the exception: its ack carries the validation errors, so it is handled first.
+    While Slack cannot be reached it retries every ``retry_interval`` seconds (its ping interval), one log line each."""
 
     async def listener(socket: AsyncBaseSocketModeClient, request: SocketModeRequest) -> None:
         if request.type != "interactive":
@@ -39,7 +78,13 @@ def socket_mode_client(app_token: str, client: AsyncWebClient, interactions: Sla
         await socket.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
         await handle_safely(interactions, request.payload)
 
-    socket = SocketModeClient(app_token=app_token, web_client=client)
+    socket_logger = logging.getLogger("signoff.notifiers.slack_socket_mode")
+    for old in [f for f in socket_logger.filters if isinstance(f, OneLineRetries)]:
+        socket_logger.removeFilter(old)
+    socket_logger.addFilter(OneLineRetries(retry_interval))
+    socket = SocketModeClient(
+        app_token=app_token, web_client=client, logger=socket_logger, ping_interval=retry_interval
+    )
     socket.socket_mode_request_listeners.append(listener)
     return socket
 

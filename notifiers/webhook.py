@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import aiohttp
-from signoff.notifiers.base import DeliveryFailed
+from signoff.notifiers.base import DeliveryFailed, DeliveryRefused
 from signoff.storage import ApprovalRequest
 
 
@@ -82,6 +82,15 @@ class WebhookNotifier:
                 session.post(self.url, data=body, headers=headers, allow_redirects=False) as response,
             ):
                 if response.status >= 300:
-                    raise DeliveryFailed(f"webhook answered HTTP {response.status}")
+                    raise _failure(response.status, response.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DeliveryFailed(f"webhook could not be reached: {exc!r}") from exc
+
+
+def _failure(status: int, retry_after: str | None) -> DeliveryFailed:
+    """A 4xx but 408 and 429 is the receiver refusing this delivery for good; anything else is retried, after the
+    receiver's Retry-After (in seconds) when it gives one."""
+    if 400 <= status < 500 and status not in (408, 429):
+        return DeliveryRefused(f"webhook answered HTTP {status}")
+    wait = float(retry_after) if retry_after and retry_after.isdigit() else None
+    return DeliveryFailed(f"webhook answered HTTP {status}", retry_after=wait)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import anyio
 from mcp.server import MCPServer
@@ -21,7 +22,7 @@ from signoff.server.duplicate_keys import DuplicateKeysASGI, RejectDuplicateKeys
 from signoff.server.model_plane import model_plane
 from signoff.server.slack import SlackParts, interactions_route, slack_session
 from signoff.server.unknown_arguments import RejectUnknownArguments
-from signoff.server.workers import deliver_outbox, sweep_expired
+from signoff.server.workers import DeliveryLimits, deliver_outbox, sweep_expired
 from signoff.storage import Store
 from signoff.storage.approvals.memory import MemoryStore
 from signoff.storage.approvals.sqlite import SqliteStore
@@ -92,7 +93,9 @@ def build_server(
                 ) as models,
             ):
                 workers.start_soon(sweep_expired, service, settings.sweep_interval)
-                workers.start_soon(deliver_outbox, service, notifier or default_notifier(settings, parts))
+                limits = DeliveryLimits(settings.notify_max_attempts, settings.notify_give_up_seconds)
+                chosen = notifier or default_notifier(settings, parts)
+                workers.start_soon(partial(deliver_outbox, service, chosen, limits=limits))
                 state = AppState(
                     receipt_key=signing_key,
                     service=service,

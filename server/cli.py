@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from signoff.server import render
+from signoff.server import outbox_cli, render
 from signoff.server.config import Settings, package_version, receipt_key
 from signoff.storage import (
     ApprovalRequest,
@@ -55,6 +55,8 @@ EXAMPLES = {
     "  signoff history --action payments.transfer --json",
     "audit verify": "example:\n  signoff audit verify",
     "token new": "example:\n  signoff token new --identity billing-bot --role agent",
+    "outbox list": "example:\n  signoff outbox list",
+    "outbox retry": "examples:\n  signoff outbox retry 42\n  signoff outbox retry --all-dead",
     "slack check": "example:\n  SIGNOFF_SLACK_BOT_TOKEN=xoxb-… SIGNOFF_SLACK_APP_TOKEN=xapp-… signoff slack check",
     "slack manifest": "examples:\n  signoff slack manifest                 # Socket Mode: no public URL needed\n"
     "  signoff slack manifest --request-url https://signoff.example.com/slack/interactions",
@@ -71,7 +73,7 @@ FORMATS = ("table", "csv", "jsonl", "json")
 
 #: The commands that read the database and never write it: they open it read-only (``mode=ro``), so a reviewer or
 #: an auditor without write access can run them, beside a running server.
-READ_ONLY = {("review", "list"), ("review", "show"), ("history",), ("audit", "verify")}
+READ_ONLY = {("review", "list"), ("review", "show"), ("history",), ("audit", "verify"), ("outbox", "list")}
 MIN_PREFIX = 6  #: characters after ``req_`` that a prefix of a request id needs
 
 
@@ -215,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     new = sub(token_actions, "new", "token new", "print a new token and the lines to add to the config file")
     new.add_argument("--identity", required=True, help="who the token acts as: an agent_id, or a reviewer's name")
     new.add_argument("--role", required=True, choices=[r.value for r in Role], help="agent, reviewer or models")
+    outbox_actions = group(
+        commands, "outbox", "see and re-queue notifications that wait or failed for good", "signoff outbox list"
+    )
+    sub(outbox_actions, "list", "outbox list", "list notifications still waiting for a notifier, and dead ones", DB)
+    retry = sub(outbox_actions, "retry", "outbox retry", "queue dead notifications again, after fixing the cause", DB)
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", type=_positive, help="the outbox row's ID, as `signoff outbox list` shows")
+    which.add_argument("--all-dead", action="store_true", help="every dead notification")
     slack_actions = group(commands, "slack", "set up Slack reviewers", "signoff slack manifest")
     sub(
         slack_actions,
@@ -628,6 +638,8 @@ _HANDLERS: dict[tuple[str, ...], Callable[[ApprovalService, _Context], Awaitable
     ("review", "reject"): _decide(Verdict.REJECT),
     ("history",): _history,
     ("audit", "verify"): _audit_verify,
+    ("outbox", "list"): lambda service, context: outbox_cli.outbox_list(service, context.args),
+    ("outbox", "retry"): lambda service, context: outbox_cli.outbox_retry(service, context.args),
 }
 
 

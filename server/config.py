@@ -64,6 +64,8 @@ class Settings:
     webhook_url: str | None = None  #: SIGNOFF_WEBHOOK_URL: also POST every state change here, signed
     webhook_secret: str | None = None  #: SIGNOFF_WEBHOOK_SECRET: the HMAC key for the webhook
     receipt_key: str | None = None  #: SIGNOFF_RECEIPT_KEY: signs approval receipts; else a key file by the database
+    notify_max_attempts: int = 50  #: SIGNOFF_NOTIFY_MAX_ATTEMPTS: a notifier gives up after this many failures
+    notify_give_up_seconds: float = 86_400.0  #: SIGNOFF_NOTIFY_GIVE_UP_SECONDS: or this long after the first
     models: ModelSettings = field(default_factory=ModelSettings)  #: SIGNOFF_MODEL_*: the model control plane
 
     @classmethod
@@ -84,6 +86,8 @@ class Settings:
             webhook_url=env.get("SIGNOFF_WEBHOOK_URL") or None,
             webhook_secret=env.get("SIGNOFF_WEBHOOK_SECRET") or None,
             receipt_key=env.get("SIGNOFF_RECEIPT_KEY") or None,
+            notify_max_attempts=_count(env, "SIGNOFF_NOTIFY_MAX_ATTEMPTS", 50),
+            notify_give_up_seconds=_number(env, "SIGNOFF_NOTIFY_GIVE_UP_SECONDS", 86_400.0),
             models=_model_settings(env),
         )
         settings.check()
@@ -169,3 +173,12 @@ def _bounded(env: Mapping[str, str], name: str, default: float, low: float, high
     if not low <= value <= high:
         raise ConfigError(f"{name}={raw} is out of range; use {low:g} to {high:g}")
     return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{name}={raw!r} is not a whole number of at least 1")
+    return int(raw)

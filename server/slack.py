@@ -74,6 +74,7 @@ async def slack_session(
             service.store,
             settings.slack_channel,
             amount_field=service.policy.config.slack.amount_field,
+            now=service.clock.now,
         ),
         interactions=interactions,
         endpoint=endpoint,

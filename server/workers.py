@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import anyio
-from signoff.notifiers import DeliveryFailed, Notifier
-from signoff.storage import EventKind, NewEvent
+from signoff.notifiers import DeliveryFailed, DeliveryRefused, Notifier, members
+from signoff.storage import ApprovalRequest, DeliveryMark, DeliveryState, EventKind, NewEvent, OutboxItem
 from signoff.tools.approvals.service import ApprovalService
 
 logger = logging.getLogger(__name__)
@@ -37,8 +38,21 @@ def backoff(attempts: int) -> float:
     return float(min(MAX_BACKOFF_SECONDS, 2 ** min(attempts, 16)))
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryLimits:
+    """When a notifier gives up on a notification (it is then dead-lettered: a ``notify_failed`` event, a warning,
+    and ``signoff outbox list`` shows it until ``signoff outbox retry`` queues it again)."""
+
+    max_attempts: int = 50  #: SIGNOFF_NOTIFY_MAX_ATTEMPTS: failed attempts
+    give_up_seconds: float = 86_400.0  #: SIGNOFF_NOTIFY_GIVE_UP_SECONDS: since its first failure
+
+
 async def deliver_outbox(
-    service: ApprovalService, notifier: Notifier, idle_wait: float = 1.0, min_gap: float = DELIVERY_GAP_SECONDS
+    service: ApprovalService,
+    notifier: Notifier,
+    idle_wait: float = 1.0,
+    min_gap: float = DELIVERY_GAP_SECONDS,
+    limits: DeliveryLimits = DeliveryLimits(),
 ) -> None:
     """Deliver queued notifications; a failure is retried with backoff and never changes a decision.
 
@@ -50,7 +64,7 @@ async def deliver_outbox(
         token = await service.store.change_token()
         full = False
         try:
-            full = await deliver_due(service, notifier)
+            full = await deliver_due(service, notifier, limits)
         except Exception:  # e.g. the database briefly unavailable: log, and try again on the next round
             logger.exception("outbox delivery round failed; retrying")
         if not full:
@@ -58,36 +72,121 @@ async def deliver_outbox(
         await service.store.wait_for_change(token, idle_wait, poll_interval=WORKER_POLL_SECONDS)
 
 
-async def deliver_due(service: ApprovalService, notifier: Notifier) -> bool:
-    """Deliver what is due, one batch; whether the batch was full (more may be waiting)."""
+async def deliver_due(
+    service: ApprovalService,
+    notifier: Notifier,
+    limits: DeliveryLimits = DeliveryLimits(),
+) -> bool:
+    """Deliver what is due, one batch; whether the batch was full (more may be waiting).
+
+    Each notifier (each member of a fan-out) is tracked on its own: one that delivered is not run again when
+    another is retried, and each waits out its own backoff or Retry-After."""
     store, clock = service.store, service.clock
+    notifiers = members(notifier)
+    names = [n.name for n in notifiers]
     items = await store.claim_outbox(clock.now(), limit=DELIVERY_BATCH)
     for item in items:
         request = await store.get(item.request_id)
         if request is None:
             continue
-        try:
-            await notifier.deliver(request)
-        except DeliveryFailed as exc:
-            await _retry_later(service, item.id, item.attempts, str(exc), exc.retry_after)
-            continue
-        except Exception as exc:  # a notifier's bug must not stop other notifications or the server
-            logger.exception("notifier %s failed on %s", notifier.name, request.id)
-            await _retry_later(service, item.id, item.attempts, f"{type(exc).__name__}: {exc}")
-            continue
-        event = NewEvent(
-            kind=EventKind.NOTIFIED,
-            request_id=request.id,
-            at=clock.now(),
-            data={"notifier": notifier.name, "status": request.status.value},
+        known = {mark.notifier: mark for mark in item.marks}
+        marks: list[DeliveryMark] = []
+        events: list[NewEvent] = []
+        for member in notifiers:
+            mark = known.get(member.name)
+            now = clock.now()
+            if mark is not None and (mark.state.is_final or (mark.next_attempt_at or now) > now):
+                continue  # delivered (or given up) already, or waiting for its own retry time
+            try:
+                await member.deliver(request)
+            except DeliveryFailed as exc:
+                marks.append(_failed(item, request, member.name, mark, now, str(exc), exc, limits, events))
+                continue
+            except Exception as exc:  # a notifier's bug must not stop other notifications or the server
+                logger.exception("notifier %s failed on %s", member.name, request.id)
+                error = f"{type(exc).__name__}: {exc}"
+                marks.append(_failed(item, request, member.name, mark, now, error, None, limits, events))
+                continue
+            marks.append(DeliveryMark(notifier=member.name, state=DeliveryState.DELIVERED, at=now))
+            events.append(
+                NewEvent(
+                    kind=EventKind.NOTIFIED,
+                    request_id=request.id,
+                    at=now,
+                    data={"notifier": member.name, "status": request.status.value},
+                )
+            )
+        latest = {**known, **{m.notifier: m for m in marks}}
+        waiting = [
+            m.next_attempt_at
+            for name in names
+            if (m := latest.get(name)) is not None and m.state is DeliveryState.PENDING and m.next_attempt_at
+        ]
+        now = clock.now()
+        await store.record_deliveries(
+            item, marks, notifiers=names, now=now, next_attempt_at=min(waiting, default=now), events=events
         )
-        await store.complete_outbox(item, event)
     return len(items) == DELIVERY_BATCH
 
 
-async def _retry_later(
-    service: ApprovalService, item_id: int, attempts: int, error: str, retry_after: float | None = None
-) -> None:
-    delay = retry_after if retry_after is not None else backoff(attempts)
-    logger.warning("notification %d failed (%s); retry in %.0fs", item_id, error, delay)
-    await service.store.retry_outbox(item_id, service.clock.now() + timedelta(seconds=delay), error)
+def _failed(
+    item: OutboxItem,
+    request: ApprovalRequest,
+    name: str,
+    mark: DeliveryMark | None,
+    now: datetime,
+    error: str,
+    exc: DeliveryFailed | None,
+    limits: DeliveryLimits,
+    events: list[NewEvent],
+) -> DeliveryMark:
+    """The mark a failed attempt leaves: pending with its own next attempt, or dead (with its event)."""
+    attempts = (mark.attempts if mark is not None else 0) + 1
+    first = mark.first_failed_at if mark is not None and mark.first_failed_at else now
+    refused = isinstance(exc, DeliveryRefused)
+    gave_up = attempts >= limits.max_attempts or (now - first).total_seconds() >= limits.give_up_seconds
+    if refused or gave_up:
+        why = "it was refused" if refused else f"{attempts} failed attempts since {first:%Y-%m-%d %H:%M:%S}"
+        logger.warning(
+            "%s gave up on notification %d of %s (%s): %s. Queue it again with: signoff outbox retry %d",
+            name,
+            item.id,
+            request.id,
+            why,
+            error,
+            item.id,
+            extra={"request_id": request.id, "notifier": name, "outbox_id": item.id},
+        )
+        events.append(
+            NewEvent(
+                kind=EventKind.NOTIFY_FAILED,
+                request_id=request.id,
+                at=now,
+                data={"notifier": name, "status": request.status.value, "attempts": attempts, "error": error[:500]},
+            )
+        )
+        return DeliveryMark(
+            notifier=name, state=DeliveryState.DEAD, attempts=attempts, first_failed_at=first, last_error=error, at=now
+        )
+    delay = exc.retry_after if exc is not None and exc.retry_after is not None else backoff(attempts - 1)
+    retry_at = now + timedelta(seconds=delay)
+    logger.warning(
+        "%s could not deliver notification %d of %s (%s); attempt %d of %d, next at %s (in %.0fs)",
+        name,
+        item.id,
+        request.id,
+        error,
+        attempts,
+        limits.max_attempts,
+        f"{retry_at:%H:%M:%S}",
+        delay,
+        extra={"request_id": request.id, "notifier": name, "outbox_id": item.id},
+    )
+    return DeliveryMark(
+        notifier=name,
+        state=DeliveryState.PENDING,
+        attempts=attempts,
+        next_attempt_at=retry_at,
+        first_failed_at=first,
+        last_error=error,
+    )

@@ -95,7 +95,7 @@ class RequestReplay:
             case EventKind.ESCALATED:
                 self.columns["escalated_at"] = at
             case _:
-                pass  # notified, refused: they change no row
+                pass  # notified, notify_failed, refused: they change no row
 
 
 def request_columns(request: ApprovalRequest) -> dict[str, Any]:

@@ -50,6 +50,7 @@ class EventKind(enum.StrEnum):
     EXPIRED = "expired"  #: Nobody decided in time.
     CANCELLED = "cancelled"  #: The agent withdrew it.
     NOTIFIED = "notified"  #: A notifier showed its current state to people.
+    NOTIFY_FAILED = "notify_failed"  #: A notifier gave up on a notification (refused, or too many attempts).
     CONSUMED = "consumed"  #: An approval was used to run its action (single-use approvals).
     ESCALATED = "escalated"  #: Still pending after escalate_after_seconds; shown to escalate_to.
     REFUSED = "refused"  #: Someone authenticated tried to vote and was refused; nothing else changed.
@@ -221,6 +222,29 @@ class ActionHistory:
     values: Mapping[str, tuple[float, ...]]  #: recent numeric payload values, per dotted field
 
 
+class DeliveryState(enum.StrEnum):
+    PENDING = "pending"  #: Not shown yet; tried again at ``next_attempt_at``.
+    DELIVERED = "delivered"  #: This notifier showed the request's state (this row's, or a newer one).
+    DEAD = "dead"  #: Failed for good; ``signoff outbox retry`` queues it again.
+
+    @property
+    def is_final(self) -> bool:
+        return self is not DeliveryState.PENDING
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DeliveryMark:
+    """One notifier's progress on one outbox row: each notifier is retried, backed off and given up on by itself."""
+
+    notifier: str
+    state: DeliveryState
+    attempts: int = 0  #: failed attempts so far
+    next_attempt_at: datetime | None = None  #: when a pending delivery is tried again
+    first_failed_at: datetime | None = None  #: the first failure, for giving up after a while
+    last_error: str | None = None
+    at: datetime | None = None  #: when it was delivered or given up on
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class OutboxItem:
     """A notification waiting to be delivered (written with the change that causes it)."""
@@ -230,6 +254,19 @@ class OutboxItem:
     attempts: int
     created_at: datetime
     upto: int = 0  #: the request's newest undelivered row when claimed; delivering its state completes them all
+    marks: tuple[DeliveryMark, ...] = ()  #: each notifier's progress on this row, when claimed
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OutboxEntry:
+    """An outbox row as ``signoff outbox list`` shows it: waiting, or with a notifier that gave up."""
+
+    id: int
+    request_id: str
+    created_at: datetime
+    next_attempt_at: datetime
+    settled: bool  #: no notifier has anything left to do (each delivered or gave up)
+    marks: tuple[DeliveryMark, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -241,3 +278,10 @@ class MessageRef:
     channel: str
     ts: str
     votes_posted: int = 0  #: votes already replied in the message's thread
+    #: set when the post was reserved before sending; with ``ts`` empty, the post may or may not have reached Slack
+    reserved_at: datetime | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether the message's ``ts`` is known (not just reserved)."""
+        return bool(self.ts)

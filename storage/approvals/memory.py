@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 
+from signoff.storage.approvals.deliveries import claim_marks, is_settled
 from signoff.storage.approvals.store import Change
 from signoff.storage.audit import GENESIS_HASH, link
 from signoff.storage.canonical import numeric_leaves
@@ -16,10 +17,13 @@ from signoff.storage.records import (
     ActionHistory,
     ApprovalRequest,
     Cursor,
+    DeliveryMark,
+    DeliveryState,
     Event,
     MessageRef,
     NewEvent,
     Order,
+    OutboxEntry,
     OutboxItem,
     Page,
     RequestQuery,
@@ -45,6 +49,7 @@ class MemoryStore:
         self._values: dict[tuple[str, str], list[float]] = defaultdict(list)
         self._outbox: dict[int, _Outbox] = {}
         self._refs: dict[tuple[str, str], MessageRef] = {}
+        self._marks: dict[int, dict[str, DeliveryMark]] = defaultdict(dict)  #: outbox id -> notifier -> mark
         self._signal = ChangeSignal()
 
     async def close(self) -> None:
@@ -191,7 +196,81 @@ class MemoryStore:
         due = [o for o in oldest.values() if o.next_attempt_at <= now][:limit]
         for entry in due:
             entry.next_attempt_at = now + timedelta(seconds=lease_seconds)
-        return [dataclasses.replace(entry.item, upto=newest[entry.item.request_id]) for entry in due]
+        return [
+            dataclasses.replace(
+                entry.item,
+                upto=(upto := newest[entry.item.request_id]),
+                marks=claim_marks(entry.item.id, self._covered(entry.item, upto)),
+            )
+            for entry in due
+        ]
+
+    def _covered(self, item: OutboxItem, upto: int) -> dict[int, list[DeliveryMark]]:
+        """The marks of the request's unsettled rows from ``item`` up to ``upto``, by row."""
+        return {
+            e.item.id: list(self._marks[e.item.id].values())
+            for e in self._outbox.values()
+            if e.item.request_id == item.request_id and item.id <= e.item.id <= max(item.id, upto) and not e.delivered
+        }
+
+    async def record_deliveries(
+        self,
+        item: OutboxItem,
+        marks: Sequence[DeliveryMark],
+        *,
+        notifiers: Sequence[str],
+        now: datetime,
+        next_attempt_at: datetime,
+        events: Sequence[NewEvent],
+    ) -> None:
+        claimed = self._outbox[item.id]
+        if claimed.delivered:
+            return
+        covered = self._covered(item, item.upto)
+        for mark in marks:
+            for row in covered if mark.state.is_final else [item.id]:
+                self._marks[row][mark.notifier] = mark
+        for row in covered:
+            if is_settled(list(self._marks[row].values()), notifiers):
+                entry = self._outbox[row]
+                entry.delivered = True
+                entry.item = dataclasses.replace(entry.item, attempts=entry.item.attempts + 1)
+        if not claimed.delivered:
+            claimed.next_attempt_at = next_attempt_at
+        self._append(events)
+        self._signal_change()
+
+    async def outbox_entries(self, limit: int = 1000) -> list[OutboxEntry]:
+        shown = [
+            e
+            for e in self._outbox.values()
+            if not e.delivered or any(m.state is DeliveryState.DEAD for m in self._marks[e.item.id].values())
+        ]
+        return [
+            OutboxEntry(
+                id=e.item.id,
+                request_id=e.item.request_id,
+                created_at=e.item.created_at,
+                next_attempt_at=e.next_attempt_at,
+                settled=e.delivered,
+                marks=tuple(sorted(self._marks[e.item.id].values(), key=lambda m: m.notifier)),
+            )
+            for e in sorted(shown, key=lambda e: e.item.id)[:limit]
+        ]
+
+    async def requeue_dead(self, outbox_id: int | None, now: datetime) -> list[int]:
+        ids = sorted(
+            row
+            for row, marks in self._marks.items()
+            if (outbox_id is None or row == outbox_id) and any(m.state is DeliveryState.DEAD for m in marks.values())
+        )
+        for row in ids:
+            self._marks[row] = {n: m for n, m in self._marks[row].items() if m.state is not DeliveryState.DEAD}
+            entry = self._outbox[row]
+            entry.delivered, entry.next_attempt_at = False, now
+        if ids:
+            self._signal_change()
+        return ids
 
     async def complete_outbox(self, item: OutboxItem, event: NewEvent) -> None:
         if self._outbox[item.id].delivered:

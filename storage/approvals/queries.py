@@ -109,11 +109,49 @@ UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?
 """
 
 SELECT_MESSAGE_REF = """
-SELECT request_id, notifier, channel, ts, votes_posted FROM message_refs WHERE request_id = ? AND notifier = ?
+SELECT request_id, notifier, channel, ts, votes_posted, reserved_at FROM message_refs
+ WHERE request_id = ? AND notifier = ?
 """
 
 UPSERT_MESSAGE_REF = """
-INSERT INTO message_refs (request_id, notifier, channel, ts, votes_posted) VALUES (?, ?, ?, ?, ?)
+INSERT INTO message_refs (request_id, notifier, channel, ts, votes_posted, reserved_at) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (request_id, notifier) DO UPDATE SET channel = excluded.channel, ts = excluded.ts,
-                                                 votes_posted = excluded.votes_posted
+                                                 votes_posted = excluded.votes_posted,
+                                                 reserved_at = excluded.reserved_at
 """
+
+# -- each notifier's delivery of each outbox row (0010) -------------------------------------------------------
+
+MARK_COLUMNS = "outbox_id, notifier, state, attempts, next_attempt_at, first_failed_at, last_error, at"
+
+SELECT_MARKS = f"SELECT {MARK_COLUMNS} FROM outbox_deliveries WHERE outbox_id = ? ORDER BY notifier"
+
+UPSERT_MARK = f"""
+INSERT INTO outbox_deliveries ({MARK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (outbox_id, notifier) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,
+    next_attempt_at = excluded.next_attempt_at, first_failed_at = excluded.first_failed_at,
+    last_error = excluded.last_error, at = excluded.at
+"""
+
+UNSETTLED_UPTO = """
+SELECT id FROM outbox WHERE request_id = ? AND id >= ? AND id <= ? AND delivered_at IS NULL ORDER BY id
+"""
+
+FINAL_MARKS = "SELECT notifier FROM outbox_deliveries WHERE outbox_id = ? AND state != 'pending'"
+
+SETTLE_OUTBOX = "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1 WHERE id = ? AND delivered_at IS NULL"
+
+OUTBOX_ENTRIES = """
+SELECT o.id, o.request_id, o.created_at, o.next_attempt_at, o.delivered_at IS NOT NULL
+  FROM outbox AS o
+ WHERE o.delivered_at IS NULL OR o.id IN (SELECT outbox_id FROM outbox_deliveries WHERE state = 'dead')
+ ORDER BY o.id LIMIT ?
+"""
+
+DEAD_OUTBOX_IDS = "SELECT DISTINCT outbox_id FROM outbox_deliveries WHERE state = 'dead' ORDER BY outbox_id"
+
+DROP_DEAD_MARKS = "DELETE FROM outbox_deliveries WHERE outbox_id = ? AND state = 'dead'"
+
+REQUEUE_OUTBOX = "UPDATE outbox SET delivered_at = NULL, next_attempt_at = ? WHERE id = ?"
+
+LEASE_OUTBOX_IF_UNSETTLED = "UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND delivered_at IS NULL"

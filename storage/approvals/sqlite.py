@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from signoff.storage.approvals import queries as q
+from signoff.storage.approvals.deliveries import claim_marks, is_settled
 from signoff.storage.approvals.store import Change
 from signoff.storage.audit import GENESIS_HASH, EncodedEvent
 from signoff.storage.canonical import numeric_leaves
@@ -30,10 +31,13 @@ from signoff.storage.group_commit import Body
 from signoff.storage.records import (
     ActionHistory,
     ApprovalRequest,
+    DeliveryMark,
+    DeliveryState,
     Event,
     MessageRef,
     NewEvent,
     Order,
+    OutboxEntry,
     OutboxItem,
     Page,
     RequestQuery,
@@ -196,15 +200,22 @@ class SqliteStore:
             return []  # the common case: nothing due, and no write lock taken
         lease_until = to_text(now + timedelta(seconds=lease_seconds))
 
-        def body(db: sqlite3.Connection) -> list[Any]:
+        def body(db: sqlite3.Connection) -> list[OutboxItem]:
             rows = db.execute(q.DUE_OUTBOX, (to_text(now), limit)).fetchall()
             db.executemany(q.LEASE_OUTBOX, [(lease_until, r[0]) for r in rows])
-            return rows
+            return [
+                OutboxItem(
+                    id=r[0],
+                    request_id=r[1],
+                    attempts=r[2],
+                    created_at=from_text(r[3]),
+                    upto=r[4],
+                    marks=claim_marks(r[0], _covered(db, r[1], r[0], r[4])),
+                )
+                for r in rows
+            ]
 
-        rows = await self._write(body)
-        return [
-            OutboxItem(id=r[0], request_id=r[1], attempts=r[2], created_at=from_text(r[3]), upto=r[4]) for r in rows
-        ]
+        return await self._write(body)
 
     async def complete_outbox(self, item: OutboxItem, event: NewEvent) -> None:
         def body(db: sqlite3.Connection) -> None:
@@ -221,6 +232,61 @@ class SqliteStore:
 
         await self._write(body)
 
+    async def record_deliveries(
+        self,
+        item: OutboxItem,
+        marks: Sequence[DeliveryMark],
+        *,
+        notifiers: Sequence[str],
+        now: datetime,
+        next_attempt_at: datetime,
+        events: Sequence[NewEvent],
+    ) -> None:
+        encoded = [EncodedEvent.of(e) for e in events]
+
+        def body(db: sqlite3.Connection) -> None:
+            if db.execute(q.OUTBOX_REQUEST, (item.id,)).fetchone() is None:
+                return  # another process settled it first
+            covered = [r[0] for r in db.execute(q.UNSETTLED_UPTO, (item.request_id, item.id, item.upto)).fetchall()]
+            for mark in marks:
+                rows = covered if mark.state.is_final else [item.id]
+                db.executemany(q.UPSERT_MARK, [_mark_row(row, mark) for row in rows])
+            for row in covered:
+                marks_now = [_mark_from_row(r) for r in db.execute(q.SELECT_MARKS, (row,)).fetchall()]
+                if is_settled(marks_now, notifiers):
+                    db.execute(q.SETTLE_OUTBOX, (to_text(now), row))
+            db.execute(q.LEASE_OUTBOX_IF_UNSETTLED, (to_text(next_attempt_at), item.id))
+            _append_encoded(db, encoded)
+
+        await self._write(body)
+
+    async def outbox_entries(self, limit: int = 1000) -> list[OutboxEntry]:
+        rows = await self._read(q.OUTBOX_ENTRIES, (limit,))
+        entries = []
+        for r in rows:
+            marks = tuple(_mark_from_row(m) for m in await self._read(q.SELECT_MARKS, (r[0],)))
+            entries.append(
+                OutboxEntry(
+                    id=r[0],
+                    request_id=r[1],
+                    created_at=from_text(r[2]),
+                    next_attempt_at=from_text(r[3]),
+                    settled=bool(r[4]),
+                    marks=marks,
+                )
+            )
+        return entries
+
+    async def requeue_dead(self, outbox_id: int | None, now: datetime) -> list[int]:
+        def body(db: sqlite3.Connection) -> list[int]:
+            ids = [r[0] for r in db.execute(q.DEAD_OUTBOX_IDS).fetchall() if outbox_id in (None, r[0])]
+            for row in ids:
+                db.execute(q.DROP_DEAD_MARKS, (row,))
+                db.execute(q.REQUEUE_OUTBOX, (to_text(now), row))
+            return ids
+
+        return await self._write(body)
+
     # -- message references ----------------------------------------------------------------------
 
     async def message_ref(self, request_id: str, notifier: str) -> MessageRef | None:
@@ -228,11 +294,21 @@ class SqliteStore:
         if not rows:
             return None
         row = rows[0]
-        return MessageRef(request_id=row[0], notifier=row[1], channel=row[2], ts=row[3], votes_posted=row[4])
+        return MessageRef(
+            request_id=row[0],
+            notifier=row[1],
+            channel=row[2],
+            ts=row[3],
+            votes_posted=row[4],
+            reserved_at=from_text(row[5]) if row[5] else None,
+        )
 
     async def save_message_ref(self, ref: MessageRef) -> None:
+        reserved = to_text(ref.reserved_at) if ref.reserved_at else None
+        params = (ref.request_id, ref.notifier, ref.channel, ref.ts, ref.votes_posted, reserved)
+
         def body(db: sqlite3.Connection) -> None:
-            db.execute(q.UPSERT_MESSAGE_REF, (ref.request_id, ref.notifier, ref.channel, ref.ts, ref.votes_posted))
+            db.execute(q.UPSERT_MESSAGE_REF, params)
 
         await self._write(body)
 
@@ -275,6 +351,43 @@ def _update(db: sqlite3.Connection, *, request_id: str, change: Change) -> Appro
         now = to_text(transition.decided_at or transition.events[0].at)
         db.execute(q.INSERT_OUTBOX, (request_id, now, now))
     return _fetch_request(db, request_id)
+
+
+def _covered(db: sqlite3.Connection, request_id: str, item_id: int, upto: int) -> dict[int, list[DeliveryMark]]:
+    """The marks of the request's unsettled rows from ``item_id`` up to ``upto``, by row."""
+    rows = [r[0] for r in db.execute(q.UNSETTLED_UPTO, (request_id, item_id, max(item_id, upto))).fetchall()]
+    return {row: [_mark_from_row(m) for m in db.execute(q.SELECT_MARKS, (row,)).fetchall()] for row in rows}
+
+
+def _mark_row(outbox_id: int, mark: DeliveryMark) -> tuple[Any, ...]:
+    def text(moment: datetime | None) -> str | None:
+        return to_text(moment) if moment is not None else None
+
+    return (
+        outbox_id,
+        mark.notifier,
+        mark.state.value,
+        mark.attempts,
+        text(mark.next_attempt_at),
+        text(mark.first_failed_at),
+        mark.last_error[:500] if mark.last_error else None,
+        text(mark.at),
+    )
+
+
+def _mark_from_row(row: Sequence[Any]) -> DeliveryMark:
+    def moment(text: str | None) -> datetime | None:
+        return from_text(text) if text else None
+
+    return DeliveryMark(
+        notifier=row[1],
+        state=DeliveryState(row[2]),
+        attempts=row[3],
+        next_attempt_at=moment(row[4]),
+        first_failed_at=moment(row[5]),
+        last_error=row[6],
+        at=moment(row[7]),
+    )
 
 
 def _approved_values(request: ApprovalRequest) -> list[tuple[str, str, float]]:

@@ -9,9 +9,11 @@ from typing import Protocol
 from signoff.storage.records import (
     ActionHistory,
     ApprovalRequest,
+    DeliveryMark,
     Event,
     MessageRef,
     NewEvent,
+    OutboxEntry,
     OutboxItem,
     Page,
     RequestQuery,
@@ -95,6 +97,32 @@ class Store(Protocol):
         ...
 
     async def retry_outbox(self, item_id: int, next_attempt_at: datetime, error: str) -> None: ...
+
+    async def record_deliveries(
+        self,
+        item: OutboxItem,
+        marks: Sequence[DeliveryMark],
+        *,
+        notifiers: Sequence[str],
+        now: datetime,
+        next_attempt_at: datetime,
+        events: Sequence[NewEvent],
+    ) -> None:
+        """After a round of per-notifier deliveries of ``item``, in one transaction: save each of ``marks`` on the
+        item's row (a final one, delivered or dead, also on the request's unsettled rows up to ``item.upto``, whose
+        state it showed); settle each of those rows on which every one of ``notifiers`` has a final mark; let an
+        unsettled item be claimed again at ``next_attempt_at``; append ``events``. Nothing if another worker settled
+        the item first."""
+        ...
+
+    async def outbox_entries(self, limit: int = 1000) -> list[OutboxEntry]:
+        """Outbox rows still waiting for a notifier, and rows a notifier gave up on, oldest first."""
+        ...
+
+    async def requeue_dead(self, outbox_id: int | None, now: datetime) -> list[int]:
+        """Queue again, due at ``now``, the dead deliveries of row ``outbox_id`` (None: of every row); the ids
+        re-queued. The notifiers that delivered the row are not run again."""
+        ...
 
     async def message_ref(self, request_id: str, notifier: str) -> MessageRef | None: ...
 

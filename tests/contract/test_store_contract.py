@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import anyio
 import pytest
@@ -11,6 +11,8 @@ from signoff.storage import (
     ApprovalRequest,
     Conflict,
     DecidedBy,
+    DeliveryMark,
+    DeliveryState,
     EventKind,
     MessageRef,
     NewEvent,
@@ -291,6 +293,87 @@ async def test_message_refs_are_saved_and_replaced(store: Store) -> None:
         request_id=request.id, notifier="slack", channel="C1", ts="1.1", votes_posted=2
     )
     assert await store.message_ref(request.id, "webhook") is None
+
+
+async def test_a_reserved_message_ref_keeps_its_reservation_time(store: Store) -> None:
+    request = await add(store)
+    reserved = MessageRef(request_id=request.id, notifier="slack", channel="C1", ts="", reserved_at=T0)
+    await store.save_message_ref(reserved)
+    assert await store.message_ref(request.id, "slack") == reserved and not reserved.confirmed
+    confirmed = MessageRef(request_id=request.id, notifier="slack", channel="C1", ts="1.2")
+    await store.save_message_ref(confirmed)
+    assert await store.message_ref(request.id, "slack") == confirmed
+
+
+def delivered(name: str) -> DeliveryMark:
+    return DeliveryMark(notifier=name, state=DeliveryState.DELIVERED, at=T0)
+
+
+def waiting(name: str, until: datetime, attempts: int = 1) -> DeliveryMark:
+    return DeliveryMark(
+        notifier=name, state=DeliveryState.PENDING, attempts=attempts, next_attempt_at=until, first_failed_at=T0
+    )
+
+
+async def test_each_notifier_is_retried_on_its_own_and_the_row_settles_when_all_delivered(store: Store) -> None:
+    request = await add(store)
+    now = T0 + timedelta(days=1)
+    names = ["console", "slack"]
+    [item] = await store.claim_outbox(now)
+    assert item.marks == ()
+    notified = NewEvent(kind=EventKind.NOTIFIED, request_id=request.id, at=now, data={"notifier": "console"})
+    retry_at = now + timedelta(seconds=2)
+    marks = [delivered("console"), waiting("slack", retry_at)]
+    await store.record_deliveries(item, marks, notifiers=names, now=now, next_attempt_at=retry_at, events=[notified])
+    assert await store.claim_outbox(now + timedelta(seconds=1)) == []  # slack's own Retry-After, not the lease
+    [again] = await store.claim_outbox(retry_at)
+    assert again.id == item.id and again.marks == (delivered("console"), waiting("slack", retry_at))
+    [entry] = await store.outbox_entries()
+    assert entry.id == item.id and not entry.settled
+    await store.record_deliveries(
+        again, [delivered("slack")], notifiers=names, now=retry_at, next_attempt_at=retry_at, events=[]
+    )
+    assert await store.claim_outbox(now + timedelta(days=1)) == []
+    assert await store.outbox_entries() == []
+    await store.record_deliveries(  # a second worker finishing late changes nothing
+        again, [delivered("slack")], notifiers=names, now=retry_at, next_attempt_at=retry_at, events=[notified]
+    )
+    assert [e.kind for e in await store.request_events(request.id)].count(EventKind.NOTIFIED) == 1
+
+
+async def test_a_notifier_that_showed_an_older_state_owes_the_newer_one(store: Store) -> None:
+    request = await add(store)
+    now = T0 + timedelta(days=1)
+    [item] = await store.claim_outbox(now)
+    marks = [delivered("console"), waiting("slack", now)]
+    await store.record_deliveries(item, marks, notifiers=["console", "slack"], now=now, next_attempt_at=now, events=[])
+    await store.update(request.id, lifecycle.cancel("changed plan", T0))  # a newer state: row 2
+    [again] = await store.claim_outbox(now)
+    assert again.id == item.id and again.upto > item.id
+    assert again.marks == (waiting("slack", now),)  # the console showed only the older state: it runs again
+
+
+async def test_dead_deliveries_are_listed_and_queued_again(store: Store) -> None:
+    request = await add(store)
+    now = T0 + timedelta(days=1)
+    [item] = await store.claim_outbox(now)
+    dead = DeliveryMark(notifier="slack", state=DeliveryState.DEAD, attempts=1, last_error="refused", at=now)
+    failed = NewEvent(kind=EventKind.NOTIFY_FAILED, request_id=request.id, at=now, data={"notifier": "slack"})
+    names = ["console", "slack"]
+    await store.record_deliveries(
+        item, [delivered("console"), dead], notifiers=names, now=now, next_attempt_at=now, events=[failed]
+    )
+    assert await store.claim_outbox(now + timedelta(days=1)) == []  # settled: nothing left to try by itself
+    [entry] = await store.outbox_entries()
+    assert (entry.id, entry.request_id, entry.settled) == (item.id, request.id, True)
+    assert entry.marks == (delivered("console"), dead)
+    assert await store.requeue_dead(item.id + 100, now) == []
+    assert await store.requeue_dead(None, now) == [item.id]
+    [again] = await store.claim_outbox(now)
+    assert again.id == item.id and again.marks == (delivered("console"),)  # only slack runs again
+    assert await store.requeue_dead(None, now) == []
+    assert EventKind.NOTIFY_FAILED in [e.kind for e in await store.request_events(request.id)]
+    assert (await verify_chain(store.events())).ok
 
 
 async def test_one_requests_notifications_are_delivered_one_at_a_time(store: Store) -> None:

@@ -28,15 +28,22 @@ class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     acks: list[dict[str, Any]] = field(default_factory=list)
     ratelimit_next: dict[str, int] = field(default_factory=dict)  #: method -> how many 429s to answer first
+    retry_after: int = 1  #: the Retry-After (seconds) those 429s carry
     down: bool = False  #: answer every Web API call with HTTP 503
     failing: dict[str, str] = field(default_factory=dict)  #: method -> the error Slack answers it with
     usergroups: dict[str, list[str]] = field(default_factory=dict)
     channels: dict[str, str] = field(default_factory=lambda: {"#approvals": "C0APPROVALS"})
+    start_ts: float = 1_700_000_000.0  #: messages get ts start_ts + 1, + 2, ... (align it with a test's clock)
+    #: top-level messages posted, as conversations.history returns them (newest last here)
+    messages: list[dict[str, Any]] = field(default_factory=list)
     port: int = 0
     _runner: web.AppRunner | None = None
     _socket: web.WebSocketResponse | None = None
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
-    _ts: float = 1_700_000_000.0
+    _ts: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._ts = self.start_ts
 
     @property
     def api_url(self) -> str:
@@ -73,7 +80,8 @@ class FakeSlack:
             return web.json_response({"ok": False, "error": self.failing[method]})
         if self.ratelimit_next.get(method, 0) > 0:
             self.ratelimit_next[method] -= 1
-            return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"})
+            headers = {"Retry-After": str(self.retry_after)}
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers=headers)
         return web.json_response(self._answer(method, args, self.calls[-1].auth))
 
     def _answer(self, method: str, args: dict[str, Any], auth: str) -> dict[str, Any]:
@@ -90,7 +98,23 @@ class FakeSlack:
             if not channel.startswith("C"):
                 return {"ok": False, "error": "channel_not_found"}
             self._ts += 1
-            return {"ok": True, "channel": channel, "ts": f"{self._ts:.6f}", "message": {"text": args.get("text")}}
+            ts = f"{self._ts:.6f}"
+            if not args.get("thread_ts"):
+                message = {"type": "message", "ts": ts, "text": args.get("text"), "metadata": args.get("metadata")}
+                self.messages.append({"channel": channel, **message})
+            return {"ok": True, "channel": channel, "ts": ts, "message": {"text": args.get("text")}}
+        if method == "conversations.history":  # like Slack: a channel id only, newest first, metadata on request
+            channel = args.get("channel", "")
+            if channel not in self.channels.values():
+                return {"ok": False, "error": "channel_not_found"}
+            oldest = float(args.get("oldest") or 0)
+            found = [m for m in reversed(self.messages) if m["channel"] == channel and float(m["ts"]) > oldest]
+            with_metadata = args.get("include_all_metadata") in ("1", "true", True)
+            shown = [
+                {k: v for k, v in m.items() if k != "channel" and (k != "metadata" or with_metadata)}
+                for m in found[: int(args.get("limit") or 100)]
+            ]
+            return {"ok": True, "messages": shown, "has_more": len(found) > len(shown)}
         if method == "chat.update":
             return {"ok": True, "channel": args["channel"], "ts": args["ts"]}
         if method == "chat.postEphemeral":

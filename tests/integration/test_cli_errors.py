@@ -34,6 +34,8 @@ ARGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("history",): (),
     ("audit", "verify"): (),
     ("token", "new"): ("--identity", "billing-bot", "--role", "agent"),
+    ("outbox", "list"): (),
+    ("outbox", "retry"): ("--all-dead",),
     ("slack", "check"): (),
     ("slack", "manifest"): (),
 }

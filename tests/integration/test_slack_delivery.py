@@ -13,7 +13,7 @@ from signoff.notifiers import SlackNotifier, web_client
 from signoff.server.app import build_server
 from signoff.server.config import Settings
 from signoff.server.workers import backoff, deliver_due
-from signoff.storage import EventKind, Status, Verdict
+from signoff.storage import EventKind, MessageRef, Status, Verdict
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import parse_policy_config
@@ -43,6 +43,12 @@ def draft(**overrides: object) -> Draft:
     return Draft(action="db.drop_table", summary="Drop table staging.events", payload={"table": "events"}, **overrides)  # type: ignore[arg-type]
 
 
+async def posted(service: ApprovalService, request_id: str) -> MessageRef | None:
+    """The Slack message stored for the request, if its ts is known (a reservation alone is not a post)."""
+    ref = await service.store.message_ref(request_id, "slack")
+    return ref if ref is not None and ref.confirmed else None
+
+
 async def notified(service: ApprovalService, request_id: str) -> int:
     return [e.kind for e in await service.store.request_events(request_id)].count(EventKind.NOTIFIED)
 
@@ -52,7 +58,7 @@ async def test_a_rate_limited_post_is_retried_after_retry_after_and_posted_once(
         request = await service.request_approval(draft())
         fake.ratelimit_next["chat.postMessage"] = 1
         await deliver_due(service, slack)  # 429 with Retry-After: 1
-        assert await service.store.message_ref(request.id, "slack") is None
+        assert await posted(service, request.id) is None
         clock.advance(0.5)
         await deliver_due(service, slack)  # too early: not retried yet
         assert len(fake.of("chat.postMessage")) == 1
@@ -73,7 +79,7 @@ async def test_slack_down_for_a_while_loses_nothing_and_approves_nothing(tmp_pat
             clock.advance(backoff(attempt))
         assert len(fake.of("chat.postMessage")) == 3
         assert (await service.get(request.id)).status is Status.PENDING
-        assert await service.store.message_ref(request.id, "slack") is None
+        assert await posted(service, request.id) is None
         assert await notified(service, request.id) == 0
         fake.down = False
         await deliver_due(service, slack)

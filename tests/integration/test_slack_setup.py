@@ -43,11 +43,33 @@ async def test_slack_check_reports_what_works_and_what_is_missing(tmp_path: Path
     finally:
         await fake.stop()
     assert nothing[0] == 1 and "SIGNOFF_SLACK_BOT_TOKEN is not set" in nothing[1]
+    for missing in ("no channel", "clicks cannot reach signoff", "no approvers"):  # every missing setting at once
+        assert f"missing: {missing}" in nothing[1], nothing[1]
     assert ready[0] == 0, ready[1]
     assert "ok: bot token works" in ready[1] and "ok: Socket Mode works" in ready[1] and "U0ALICE" in ready[1]
     assert half[0] == 1
     assert "channel C0MISSING cannot be read" in half[1] and "/invite @signoff" in half[1]
     assert "clicks cannot reach signoff" in half[1] and "no approvers" in half[1]
+
+
+async def test_slack_check_says_in_one_sentence_that_slack_cannot_be_reached(tmp_path: Path) -> None:
+    fake = await FakeSlack().start()
+    await fake.stop()  # nothing listens there now
+    env = {
+        "SIGNOFF_DB": str(tmp_path / "s.db"),
+        "SIGNOFF_SLACK_API_URL": fake.api_url,
+        "SIGNOFF_SLACK_BOT_TOKEN": "xoxb-good",
+        "SIGNOFF_SLACK_APP_TOKEN": "xapp-good",
+    }
+    code, output = await signoff(env, "slack", "check")
+    assert code == 1
+    [unreachable] = [line for line in output.splitlines() if "cannot be reached" in line]
+    assert unreachable == (
+        f"missing: Slack cannot be reached at {fake.api_url}: could not connect to 127.0.0.1:{fake.port} "
+        "(connection refused). Check the network, or SIGNOFF_SLACK_API_URL"
+    )
+    assert "Error(" not in output and "Traceback" not in output
+    assert "missing: no channel" in output and "missing: no approvers" in output  # the rest is still reported
 
 
 async def test_slack_manifest_is_a_socket_mode_app_unless_a_request_url_is_given() -> None:

@@ -336,7 +336,7 @@ class World:
 
 
 #: What the background workers change on their own: notification deliveries and the messages they posted.
-WORKER_TABLES = {"outbox", "message_refs"}
+WORKER_TABLES = {"outbox", "outbox_deliveries", "message_refs"}
 
 
 def database_rows(db: Path) -> tuple[object, ...]:

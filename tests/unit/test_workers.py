@@ -11,7 +11,7 @@ from signoff.notifiers import DeliveryFailed
 from signoff.server.app import build_server
 from signoff.server.config import Settings
 from signoff.server.workers import backoff, deliver_due
-from signoff.storage import ApprovalRequest, EventKind, Status
+from signoff.storage import ApprovalRequest, ConfigError, EventKind, Status
 from signoff.storage.approvals.memory import MemoryStore
 from signoff.tools.approvals.service import ApprovalService, Draft
 
@@ -132,3 +132,14 @@ async def test_the_running_server_delivers_every_notification_of_a_burst(tmp_pat
 @pytest.mark.parametrize(("attempts", "seconds"), [(0, 1), (1, 2), (5, 32), (30, 300)])
 def test_backoff_doubles_up_to_five_minutes(attempts: int, seconds: float) -> None:
     assert backoff(attempts) == seconds
+
+
+def test_the_delivery_limits_are_read_from_the_environment() -> None:
+    env = {"SIGNOFF_NOTIFY_MAX_ATTEMPTS": "5", "SIGNOFF_NOTIFY_GIVE_UP_SECONDS": "600"}
+    settings = Settings.from_env(env)
+    assert (settings.notify_max_attempts, settings.notify_give_up_seconds) == (5, 600.0)
+    assert Settings.from_env({}).notify_max_attempts == 50
+    with pytest.raises(ConfigError, match="SIGNOFF_NOTIFY_MAX_ATTEMPTS"):
+        Settings.from_env({"SIGNOFF_NOTIFY_MAX_ATTEMPTS": "0"})
+    with pytest.raises(ConfigError, match="SIGNOFF_NOTIFY_GIVE_UP_SECONDS"):
+        Settings.from_env({"SIGNOFF_NOTIFY_GIVE_UP_SECONDS": "soon"})

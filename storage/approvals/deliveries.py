@@ -1,0 +1,34 @@
+"""Per-notifier delivery marks on outbox rows: the rules both stores share. Pure: no I/O.
+
+A claimed outbox row stands for every unsettled row of its request up to ``upto`` (a notifier shows the request's
+current state, which covers them all). A notifier is done with the claim only when it has a final mark (delivered
+or dead) on every one of those rows; otherwise it owes the current state, with the backoff of its pending mark on
+the claimed row, if it has one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from signoff.storage.records import DeliveryMark, DeliveryState
+
+
+def claim_marks(item_id: int, covered: Mapping[int, Sequence[DeliveryMark]]) -> tuple[DeliveryMark, ...]:
+    """The marks a worker sees on a claim: ``covered`` maps each unsettled row id up to ``upto`` (the claimed
+    ``item_id`` first) to its marks."""
+    names = {mark.notifier for marks in covered.values() for mark in marks}
+    shown: list[DeliveryMark] = []
+    for name in sorted(names):
+        on_rows = [next((m for m in marks if m.notifier == name), None) for marks in covered.values()]
+        own = next((m for m in covered.get(item_id, ()) if m.notifier == name), None)
+        if all(m is not None and m.state.is_final for m in on_rows):
+            shown.append(on_rows[-1])  # type: ignore[arg-type]  # all() above: none is None
+        elif own is not None and own.state is DeliveryState.PENDING:
+            shown.append(own)
+    return tuple(shown)
+
+
+def is_settled(marks: Sequence[DeliveryMark], notifiers: Sequence[str]) -> bool:
+    """Whether every one of ``notifiers`` has delivered or given up on the row with these marks."""
+    final = {m.notifier for m in marks if m.state.is_final}
+    return all(name in final for name in notifiers)
