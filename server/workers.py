@@ -7,7 +7,9 @@ from datetime import timedelta
 
 import anyio
 from signoff.notifiers import DeliveryFailed, Notifier
+from signoff.notifiers.webhook import delivery_id
 from signoff.storage import EventKind, NewEvent
+from signoff.storage.errors import StorageError
 from signoff.tools.approvals.service import ApprovalService
 
 logger = logging.getLogger(__name__)
@@ -27,6 +29,8 @@ async def sweep_expired(service: ApprovalService, interval: float) -> None:
                 logger.info("expired %d overdue request(s)", count)
             if count := await service.escalate_due():
                 logger.info("escalated %d request(s) nobody decided in time", count)
+        except StorageError as exc:  # the database is full, locked, damaged: one line, not a traceback a second
+            logger.error("expiry sweep failed: %s Retrying in %.0fs", exc.message, interval)
         except Exception:  # a worker that dies takes the server with it; log, and sweep again next time
             logger.exception("expiry sweep failed; retrying in %.0fs", interval)
         await anyio.sleep(interval)
@@ -51,7 +55,9 @@ async def deliver_outbox(
         full = False
         try:
             full = await deliver_due(service, notifier)
-        except Exception:  # e.g. the database briefly unavailable: log, and try again on the next round
+        except StorageError as exc:  # e.g. the database full or locked: one line, and try again next round
+            logger.error("outbox delivery round failed: %s Retrying", exc.message)
+        except Exception:  # a notifier's or the store's bug: log it whole, and try again on the next round
             logger.exception("outbox delivery round failed; retrying")
         if not full:
             await anyio.sleep(min_gap)
@@ -66,6 +72,8 @@ async def deliver_due(service: ApprovalService, notifier: Notifier) -> bool:
         request = await store.get(item.request_id)
         if request is None:
             continue
+        # One id per outbox row (the newest it covers): retries of a notification repeat it, a later one differs.
+        delivery = delivery_id.set(f"{request.id}:{max(item.id, item.upto)}")
         try:
             await notifier.deliver(request)
         except DeliveryFailed as exc:
@@ -75,6 +83,8 @@ async def deliver_due(service: ApprovalService, notifier: Notifier) -> bool:
             logger.exception("notifier %s failed on %s", notifier.name, request.id)
             await _retry_later(service, item.id, item.attempts, f"{type(exc).__name__}: {exc}")
             continue
+        finally:
+            delivery_id.reset(delivery)
         event = NewEvent(
             kind=EventKind.NOTIFIED,
             request_id=request.id,

@@ -131,12 +131,18 @@ def encode_cursor(cursor: tuple[datetime, str] | None) -> str | None:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+MAX_CURSOR_LENGTH = 512  #: the cursors this server issues are about 80 characters
+
+
 def decode_cursor(text: str) -> tuple[datetime, str]:
+    invalid = InvalidInput("cursor is not one this server issued: pass next_cursor from the previous page, or omit it")
+    if len(text) > MAX_CURSOR_LENGTH:
+        raise invalid
     try:
         padded = text + "=" * (-len(text) % 4)
         created_at, request_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return from_text(created_at), str(request_id)
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise InvalidInput(
-            "cursor is not one this server issued: pass next_cursor from the previous page, or omit it"
-        ) from exc
+        if not (isinstance(created_at, str) and isinstance(request_id, str)):
+            raise invalid
+        return from_text(created_at), request_id
+    except (ValueError, TypeError, binascii.Error, RecursionError) as exc:  # RecursionError: deeply nested JSON
+        raise invalid from exc
