@@ -51,17 +51,25 @@ async def deliver_outbox(
     several notifications instead of one, and nothing is missed (the change token is taken before the round).
     """
     while True:
-        token = await service.store.change_token()
-        full = False
         try:
-            full = await deliver_due(service, notifier)
-        except StorageError as exc:  # e.g. the database full or locked: one line, and try again next round
-            logger.error("outbox delivery round failed: %s Retrying", exc.message)
-        except Exception:  # a notifier's or the store's bug: log it whole, and try again on the next round
-            logger.exception("outbox delivery round failed; retrying")
-        if not full:
-            await anyio.sleep(min_gap)
-        await service.store.wait_for_change(token, idle_wait, poll_interval=WORKER_POLL_SECONDS)
+            token = await service.store.change_token()
+            if not await _delivery_round(service, notifier):
+                await anyio.sleep(min_gap)
+            await service.store.wait_for_change(token, idle_wait, poll_interval=WORKER_POLL_SECONDS)
+        except StorageError as exc:  # the database full, locked or damaged: one line, and try again later
+            logger.error("outbox delivery failed: %s Retrying in %.0fs", exc.message, idle_wait)
+            await anyio.sleep(idle_wait)
+
+
+async def _delivery_round(service: ApprovalService, notifier: Notifier) -> bool:
+    """``deliver_due``, logging (not raising) any failure but the database's own."""
+    try:
+        return await deliver_due(service, notifier)
+    except StorageError:
+        raise
+    except Exception:  # a notifier's or the store's bug: log it whole, and try again on the next round
+        logger.exception("outbox delivery round failed; retrying")
+        return False
 
 
 async def deliver_due(service: ApprovalService, notifier: Notifier) -> bool:

@@ -11,7 +11,7 @@ class SignoffError(Exception):
     """signoff could not do what was asked."""
 
     def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or self.__doc__ or "")
+        super().__init__(message or " ".join((self.__doc__ or "").split()))  # a docstring's lines, as one
 
     @property
     def message(self) -> str:

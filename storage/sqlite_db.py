@@ -87,13 +87,16 @@ def storage_error(exc: sqlite3.Error, path: str | Path | None = None) -> Storage
 
 
 def _damaged(path: Path) -> bool:
-    """Whether the file exists, is not empty, and does not start with SQLite's header."""
+    """Whether the file does not start with SQLite's header, or is empty beside a write-ahead log with commits in it
+    (SQLite writes the header before the log exists: that file was truncated)."""
     try:
         with path.open("rb") as file:
             head = file.read(len(SQLITE_MAGIC))
+        if not head:
+            return path.with_name(path.name + "-wal").stat().st_size > 0
     except OSError:
         return False
-    return bool(head) and head != SQLITE_MAGIC
+    return head != SQLITE_MAGIC
 
 
 @contextmanager
@@ -188,6 +191,8 @@ class SqliteDatabase:
 
     @classmethod
     async def _open(cls, path: str | Path) -> SqliteDatabase:
+        if str(path) != ":memory:" and _damaged(Path(path)):  # SQLite would start an empty database over the log
+            raise DatabaseCorrupt(f"cannot open the database {path}: {DatabaseCorrupt().message}")
         try:
             _create_private(Path(path))
             writer = await connect(path)
