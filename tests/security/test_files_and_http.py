@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import stat
 import sys
@@ -20,6 +21,7 @@ from signoff.notifiers import WebhookNotifier
 from signoff.notifiers.webhook import verify
 from signoff.server.app import build_server
 from signoff.server.config import Settings
+from signoff.server.http_guard import RateLimitedAccept
 from signoff.server.workers import deliver_due
 from signoff.storage.approvals.memory import MemoryStore
 from signoff.tools.approvals.policy import Policy
@@ -257,3 +259,22 @@ async def test_a_truncated_database_is_reported_damaged_not_locked(tmp_path: Pat
         assert ran.returncode == 1, ran
         assert ran.stderr.strip().splitlines() == [ran.stderr.strip()], ran
         assert "damaged" in ran.stderr and "locked" not in ran.stderr, ran
+
+
+def test_the_accept_error_log_line_is_let_through_once_per_interval_with_a_count() -> None:
+    now = [0.0]
+    limiter = RateLimitedAccept(interval=60, clock=lambda: now[0])
+
+    def record() -> logging.LogRecord:
+        error = OSError(24, "Too many open files")
+        text = "socket.accept() out of system resource\nsocket: <socket>"
+        return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, text, None, (OSError, error, None))
+
+    first = record()
+    assert limiter.filter(first) and first.exc_info is None and "Too many open files" in first.getMessage()
+    assert [limiter.filter(record()) for _ in range(1000)] == [False] * 1000
+    now[0] = 61.0
+    later = record()
+    assert limiter.filter(later) and "1000 more like this" in later.getMessage()
+    other = logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "something else", None, None)
+    assert limiter.filter(other)
