@@ -65,13 +65,12 @@ _BY_MESSAGE: tuple[tuple[str, type[StorageError]], ...] = (
     ("database table is locked", DatabaseBusy),
     ("unable to open database", DatabaseUnavailable),
 )
-SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def storage_error(exc: sqlite3.Error, path: str | Path | None = None) -> StorageError | None:
     """The clear sentence for a failure of the database itself (full, read-only, damaged, locked, unopenable), or
-    None for other errors. A "locked" or I/O error on a file that no longer starts like an SQLite database (truncated
-    or overwritten under a running server) is reported as damaged."""
+    None for other errors. A "locked" or I/O error on a database file truncated to nothing under a running server is
+    reported as damaged."""
     code = getattr(exc, "sqlite_errorcode", None)
     kind = _BY_CODE.get(code & 0xFF) if isinstance(code, int) else None
     if kind is None:
@@ -87,16 +86,15 @@ def storage_error(exc: sqlite3.Error, path: str | Path | None = None) -> Storage
 
 
 def _damaged(path: Path) -> bool:
-    """Whether the file does not start with SQLite's header, or is empty beside a write-ahead log with commits in it
-    (SQLite writes the header before the log exists: that file was truncated)."""
+    """Whether the file is empty beside a write-ahead log with commits in it: SQLite writes the database's header
+    before the log exists, so the file was truncated (and SQLite would start an empty database over the log).
+
+    Only ``stat``: opening and closing the file here would drop the POSIX locks this process's SQLite connections
+    hold on it, and another process could then recover the log from under them."""
     try:
-        with path.open("rb") as file:
-            head = file.read(len(SQLITE_MAGIC))
-        if not head:
-            return path.with_name(path.name + "-wal").stat().st_size > 0
+        return path.stat().st_size == 0 and path.with_name(path.name + "-wal").stat().st_size > 0
     except OSError:
         return False
-    return head != SQLITE_MAGIC
 
 
 @contextmanager
