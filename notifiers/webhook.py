@@ -1,8 +1,14 @@
 """A signed JSON POST for every state of a request, for systems that are not Slack.
 
-The receiver checks ``X-Signoff-Signature: v1=<hex>``, the HMAC-SHA256 with the shared secret of
-``v1:<X-Signoff-Timestamp>:<raw body>``, and drops deliveries it has seen (``X-Signoff-Delivery``):
-a delivery is retried until it gets a 2xx, so it may arrive more than once.
+Each POST carries three headers:
+
+- ``X-Signoff-Delivery``: this notification's id, ``<request id>:<n>``, unique per notification (a new request, a
+  vote, an escalation, a verdict each get their own) and the same when one notification is retried. Deliveries
+  are retried until they get a 2xx, so the same one may arrive more than once: drop ids you have already seen.
+- ``X-Signoff-Timestamp``: when it was sent, in Unix seconds.
+- ``X-Signoff-Signature``: ``v2=<hex>``, the HMAC-SHA256 with the shared secret of the string
+  ``v2:<X-Signoff-Timestamp>:<X-Signoff-Delivery>:<raw body>``. Check it (constant-time) before trusting the
+  body or the delivery id, and refuse timestamps more than five minutes old (``verify`` below does both).
 """
 
 from __future__ import annotations
@@ -10,26 +16,35 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import time
+from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
 from signoff.notifiers.base import DeliveryFailed, DeliveryRefused
 from signoff.storage import ApprovalRequest
 
+#: The id of the notification being delivered, set by whoever delivers it (the server's outbox worker sets
+#: ``<request id>:<outbox row id>``, the same across retries of that row). Unset, each call gets a fresh id.
+delivery_id: ContextVar[str | None] = ContextVar("signoff_webhook_delivery_id", default=None)
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    digest = hmac.new(secret.encode(), b"v1:" + timestamp.encode() + b":" + body, hashlib.sha256).hexdigest()
-    return f"v1={digest}"
+
+def sign(secret: str, timestamp: str, delivery: str, body: bytes) -> str:
+    signed = b"v2:" + timestamp.encode() + b":" + delivery.encode() + b":" + body
+    return "v2=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
-def verify(secret: str, timestamp: str, body: bytes, signature: str, *, now: float | None = None) -> bool:
-    """The receiver's check (also what signoff's tests use): a valid signature made in the last five minutes."""
+def verify(
+    secret: str, timestamp: str, delivery: str, body: bytes, signature: str, *, now: float | None = None
+) -> bool:
+    """The receiver's check (also what signoff's tests use): a valid signature made in the last five minutes,
+    over this body and this delivery id."""
     try:
         fresh = abs((now or time.time()) - int(timestamp)) <= 300
     except ValueError:
         return False
-    return fresh and hmac.compare_digest(sign(secret, timestamp, body), signature)
+    return fresh and hmac.compare_digest(sign(secret, timestamp, delivery, body), signature)
 
 
 def document(request: ApprovalRequest) -> dict[str, Any]:
@@ -70,11 +85,12 @@ class WebhookNotifier:
     async def deliver(self, request: ApprovalRequest) -> None:
         body = json.dumps(document(request), sort_keys=True).encode()
         timestamp = str(int(time.time()))
+        delivery = delivery_id.get() or f"{request.id}:{secrets.token_hex(8)}"
         headers = {
             "Content-Type": "application/json",
             "X-Signoff-Timestamp": timestamp,
-            "X-Signoff-Signature": sign(self.secret, timestamp, body),
-            "X-Signoff-Delivery": f"{request.id}:{request.status}:{len(request.votes)}",
+            "X-Signoff-Delivery": delivery,
+            "X-Signoff-Signature": sign(self.secret, timestamp, delivery, body),
         }
         try:
             async with (

@@ -174,13 +174,28 @@ def serve_http(
     """Serve ``server`` on streamable HTTP until interrupted: what ``server.run("streamable-http")`` does, except
     that uvicorn writes an access line per HTTP request only at ``SIGNOFF_LOG_LEVEL=DEBUG``. At INFO, signoff
     logs every request it creates and every decision itself; an access line per tool call would double the
-    log and cost the event loop one more write for every call."""
+    log and cost the event loop one more write for every call.
+
+    Every route (``/mcp``, ``/api/…``, ``/slack/…``) gets the same Host/Origin check; a connection that sends no
+    whole request in ``SIGNOFF_HTTP_REQUEST_TIMEOUT`` seconds, or idles that long after a response, is closed;
+    beyond ``SIGNOFF_HTTP_MAX_CONNECTIONS`` requests get 503 (see ``signoff.server.http_guard``)."""
     import uvicorn  # imported here: only the HTTP transport needs it
+    from signoff.server.http_guard import HostOriginGuard, RateLimitedAccept, effective_security, timed_protocol
 
     app = server.streamable_http_app(transport_security=security, host=host)
     app.add_middleware(DuplicateKeysASGI)  # the SDK's default path, /mcp
+    guarded = HostOriginGuard(app, effective_security(security, host))
     level = settings.log_level.lower()
-    config = uvicorn.Config(app, host=host, port=port, log_level=level, access_log=level == "debug")
+    config = uvicorn.Config(
+        guarded,
+        host=host,
+        port=port,
+        log_level=level,
+        access_log=level == "debug",
+        http=timed_protocol(settings.http_request_timeout, settings.http_idle_timeout),
+        limit_concurrency=settings.http_max_connections + 1,  # uvicorn refuses at this many, not beyond
+    )
+    logging.getLogger("asyncio").addFilter(RateLimitedAccept())
     anyio.run(uvicorn.Server(config).serve)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
@@ -24,24 +25,54 @@ def package_version() -> str:
         return "0.0.0"
 
 
+MIN_RECEIPT_KEY_BYTES = 32
+
+
 def receipt_key(settings: Settings) -> bytes:
     """SIGNOFF_RECEIPT_KEY, or the key in ``<database>.receipt-key``, created (mode 0600) on first use, so every
-    process that shares the database signs alike."""
+    process that shares the database signs alike. A key file that other users can read or write, or that another
+    user owns, is refused: whoever planted or read it could forge approval receipts."""
     if settings.receipt_key:
         return settings.receipt_key.encode()
     path = settings.db_path.with_name(settings.db_path.name + ".receipt-key")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), "w") as file:
             file.write(secrets.token_hex(32))
     except FileExistsError:
         pass
     except OSError as exc:
         raise ConfigError(f"cannot create the receipt key {path}: {exc}; set SIGNOFF_RECEIPT_KEY instead") from exc
-    key = path.read_text().strip()
-    if len(key) < 32:
+    key = _read_private(path).strip()
+    if len(key) < MIN_RECEIPT_KEY_BYTES:
         raise ConfigError(f"the receipt key in {path} is too short; delete the file to make a new one")
-    return key.encode()
+    return key
+
+
+def _read_private(path: Path) -> bytes:
+    """The file's bytes, if it is a regular file of this user's that nobody else may read or write."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the receipt key {path}: {exc}; delete it to make a new one, or set SIGNOFF_RECEIPT_KEY"
+        ) from exc
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"the receipt key {path} is not a regular file; delete it to make a new one")
+        if info.st_uid != os.geteuid():
+            raise ConfigError(
+                f"the receipt key {path} belongs to user id {info.st_uid}, not to signoff's user ({os.geteuid()}): "
+                "someone else may know it; delete it to make a new one"
+            )
+        if info.st_mode & 0o077:
+            raise ConfigError(
+                f"the receipt key {path} is readable or writable by other users "
+                f"(mode {stat.S_IMODE(info.st_mode):04o}): run `chmod 600 {path}` if you made it, "
+                "or delete it to make a new one"
+            )
+        return file.read()
 
 
 def default_db_path() -> Path:
@@ -66,6 +97,12 @@ class Settings:
     receipt_key: str | None = None  #: SIGNOFF_RECEIPT_KEY: signs approval receipts; else a key file by the database
     notify_max_attempts: int = 50  #: SIGNOFF_NOTIFY_MAX_ATTEMPTS: a notifier gives up after this many failures
     notify_give_up_seconds: float = 86_400.0  #: SIGNOFF_NOTIFY_GIVE_UP_SECONDS: or this long after the first
+    #: SIGNOFF_HTTP_REQUEST_TIMEOUT: seconds a client gets to send a whole request (line, headers, body), counted
+    #: from the connection's opening or the first byte of the request; then the connection is closed (slowloris)
+    http_request_timeout: float = 10.0
+    http_idle_timeout: float = 5.0  #: SIGNOFF_HTTP_IDLE_TIMEOUT: an idle keep-alive connection closes after this
+    #: SIGNOFF_HTTP_MAX_CONNECTIONS: beyond this many open connections (or requests in progress), requests get 503
+    http_max_connections: int = 200
     models: ModelSettings = field(default_factory=ModelSettings)  #: SIGNOFF_MODEL_*: the model control plane
 
     @classmethod
@@ -86,9 +123,12 @@ class Settings:
             webhook_url=env.get("SIGNOFF_WEBHOOK_URL") or None,
             webhook_secret=env.get("SIGNOFF_WEBHOOK_SECRET") or None,
             receipt_key=env.get("SIGNOFF_RECEIPT_KEY") or None,
-            notify_max_attempts=_count(env, "SIGNOFF_NOTIFY_MAX_ATTEMPTS", 50),
+            notify_max_attempts=_whole(env, "SIGNOFF_NOTIFY_MAX_ATTEMPTS", 50, 1, 1_000_000),
             notify_give_up_seconds=_number(env, "SIGNOFF_NOTIFY_GIVE_UP_SECONDS", 86_400.0),
             models=_model_settings(env),
+            http_request_timeout=_bounded(env, "SIGNOFF_HTTP_REQUEST_TIMEOUT", 10.0, 0.01, 3600),
+            http_idle_timeout=_bounded(env, "SIGNOFF_HTTP_IDLE_TIMEOUT", 5.0, 0.01, 3600),
+            http_max_connections=_whole(env, "SIGNOFF_HTTP_MAX_CONNECTIONS", 200, 1, 100_000),
         )
         settings.check()
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
@@ -101,6 +141,12 @@ class Settings:
             raise ConfigError("SIGNOFF_SLACK_APP_TOKEN must be an app-level token (xapp-…) with connections:write")
         if (self.slack_app_token or self.slack_signing_secret) and not self.slack_bot_token:
             raise ConfigError("Slack replies need SIGNOFF_SLACK_BOT_TOKEN too: signoff posts with the bot token")
+        if self.receipt_key is not None and len(self.receipt_key.encode()) < MIN_RECEIPT_KEY_BYTES:
+            raise ConfigError(
+                f"SIGNOFF_RECEIPT_KEY is {len(self.receipt_key.encode())} bytes; use at least {MIN_RECEIPT_KEY_BYTES} "
+                "random bytes (e.g. python -c 'import secrets; print(secrets.token_hex(32))'), or unset it to use a "
+                "key file beside the database"
+            )
         if bool(self.webhook_url) != bool(self.webhook_secret):
             raise ConfigError("set SIGNOFF_WEBHOOK_URL and SIGNOFF_WEBHOOK_SECRET together: webhooks are always signed")
 
@@ -175,10 +221,8 @@ def _bounded(env: Mapping[str, str], name: str, default: float, low: float, high
     return value
 
 
-def _count(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"{name}={raw!r} is not a whole number of at least 1")
-    return int(raw)
+def _whole(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _bounded(env, name, float(default), low, high)
+    if not value.is_integer():
+        raise ConfigError(f"{name}={env.get(name)} is not a whole number")
+    return int(value)

@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 
 import anyio
 from signoff.notifiers import DeliveryFailed, DeliveryRefused, Notifier, members
+from signoff.notifiers.webhook import delivery_id
 from signoff.storage import ApprovalRequest, DeliveryMark, DeliveryState, EventKind, NewEvent, OutboxItem
+from signoff.storage.errors import StorageError
 from signoff.tools.approvals.service import ApprovalService
 
 logger = logging.getLogger(__name__)
@@ -28,6 +30,8 @@ async def sweep_expired(service: ApprovalService, interval: float) -> None:
                 logger.info("expired %d overdue request(s)", count)
             if count := await service.escalate_due():
                 logger.info("escalated %d request(s) nobody decided in time", count)
+        except StorageError as exc:  # the database is full, locked, damaged: one line, not a traceback a second
+            logger.error("expiry sweep failed: %s Retrying in %.0fs", exc.message, interval)
         except Exception:  # a worker that dies takes the server with it; log, and sweep again next time
             logger.exception("expiry sweep failed; retrying in %.0fs", interval)
         await anyio.sleep(interval)
@@ -61,15 +65,25 @@ async def deliver_outbox(
     several notifications instead of one, and nothing is missed (the change token is taken before the round).
     """
     while True:
-        token = await service.store.change_token()
-        full = False
         try:
-            full = await deliver_due(service, notifier, limits)
-        except Exception:  # e.g. the database briefly unavailable: log, and try again on the next round
-            logger.exception("outbox delivery round failed; retrying")
-        if not full:
-            await anyio.sleep(min_gap)
-        await service.store.wait_for_change(token, idle_wait, poll_interval=WORKER_POLL_SECONDS)
+            token = await service.store.change_token()
+            if not await _delivery_round(service, notifier, limits):
+                await anyio.sleep(min_gap)
+            await service.store.wait_for_change(token, idle_wait, poll_interval=WORKER_POLL_SECONDS)
+        except StorageError as exc:  # the database full, locked or damaged: one line, and try again later
+            logger.error("outbox delivery failed: %s Retrying in %.0fs", exc.message, idle_wait)
+            await anyio.sleep(idle_wait)
+
+
+async def _delivery_round(service: ApprovalService, notifier: Notifier, limits: DeliveryLimits) -> bool:
+    """``deliver_due``, logging (not raising) any failure but the database's own."""
+    try:
+        return await deliver_due(service, notifier, limits)
+    except StorageError:
+        raise
+    except Exception:  # a notifier's or the store's bug: log it whole, and try again on the next round
+        logger.exception("outbox delivery round failed; retrying")
+        return False
 
 
 async def deliver_due(
@@ -97,6 +111,8 @@ async def deliver_due(
             now = clock.now()
             if mark is not None and (mark.state.is_final or (mark.next_attempt_at or now) > now):
                 continue  # delivered (or given up) already, or waiting for its own retry time
+            # One id per outbox row (the newest it covers): retries of a notification repeat it, a later one differs.
+            delivery = delivery_id.set(f"{request.id}:{max(item.id, item.upto)}")
             try:
                 await member.deliver(request)
             except DeliveryFailed as exc:
@@ -107,6 +123,8 @@ async def deliver_due(
                 error = f"{type(exc).__name__}: {exc}"
                 marks.append(_failed(item, request, member.name, mark, now, error, None, limits, events))
                 continue
+            finally:
+                delivery_id.reset(delivery)
             marks.append(DeliveryMark(notifier=member.name, state=DeliveryState.DELIVERED, at=now))
             events.append(
                 NewEvent(

@@ -11,7 +11,7 @@ class SignoffError(Exception):
     """signoff could not do what was asked."""
 
     def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or self.__doc__ or "")
+        super().__init__(message or " ".join((self.__doc__ or "").split()))  # a docstring's lines, as one
 
     @property
     def message(self) -> str:
@@ -48,3 +48,31 @@ class CorruptRecord(SignoffError):
     def __init__(self, seq: int, message: str) -> None:
         super().__init__(message)
         self.seq = seq
+
+
+class StorageError(SignoffError):
+    """The database could not be used: nothing was saved and nothing was approved."""
+
+
+class DatabaseFull(StorageError):
+    """The database's disk is full: nothing was saved and nothing was approved; free disk space, then try again."""
+
+
+class DatabaseReadOnly(StorageError):
+    """The database is read-only here: nothing was saved and nothing was approved; give signoff's user write access
+    to the database file and its folder."""
+
+
+class DatabaseCorrupt(StorageError):
+    """The database file is damaged or is not a signoff database (truncated, or overwritten): nothing was saved and
+    nothing was approved; restore it from a backup or point SIGNOFF_DB at another file."""
+
+
+class DatabaseBusy(StorageError):
+    """The database stayed locked by another process for too long: nothing was saved and nothing was approved;
+    try again, and check for a process holding a long transaction on it."""
+
+
+class DatabaseUnavailable(StorageError):
+    """The database file cannot be opened: nothing was saved and nothing was approved; check that its folder exists
+    and that signoff's user may read and write it, or choose another file with --db or SIGNOFF_DB."""

@@ -14,9 +14,10 @@ Both hold the same lock, so their transactions never contend for SQLite's write 
 
 from __future__ import annotations
 
+import os
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -24,7 +25,15 @@ from urllib.parse import quote
 
 import aiosqlite
 import anyio
-from signoff.storage.errors import ConfigError
+from signoff.storage.errors import (
+    ConfigError,
+    DatabaseBusy,
+    DatabaseCorrupt,
+    DatabaseFull,
+    DatabaseReadOnly,
+    DatabaseUnavailable,
+    StorageError,
+)
 from signoff.storage.group_commit import Body, GroupCommitter
 from signoff.storage.migrations import SchemaTooNew, available, migrate
 
@@ -36,6 +45,84 @@ PRAGMAS = (f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}", "PRAGMA synchronous = FUL
 #: sub-journal, by default a temporary file: that made every INSERT 1.5-4x slower (a request's writes 0.35 ms
 #: more). In memory it costs a few pages per transaction.
 WRITER_PRAGMAS = (*PRAGMAS, "PRAGMA temp_store = MEMORY")
+
+
+#: SQLite's primary result codes (the low byte of an extended code) that say the storage itself failed, and the
+#: sentence for each. Anything else (a constraint, a missing table) is a bug and propagates as it is.
+_BY_CODE: dict[int, type[StorageError]] = {
+    13: DatabaseFull,  # SQLITE_FULL "database or disk is full"
+    8: DatabaseReadOnly,  # SQLITE_READONLY "attempt to write a readonly database"
+    3: DatabaseReadOnly,  # SQLITE_PERM
+    11: DatabaseCorrupt,  # SQLITE_CORRUPT "database disk image is malformed"
+    26: DatabaseCorrupt,  # SQLITE_NOTADB "file is not a database"
+    5: DatabaseBusy,  # SQLITE_BUSY "database is locked"
+    6: DatabaseBusy,  # SQLITE_LOCKED
+    14: DatabaseUnavailable,  # SQLITE_CANTOPEN "unable to open database file"
+}
+_BY_MESSAGE: tuple[tuple[str, type[StorageError]], ...] = (
+    ("database or disk is full", DatabaseFull),
+    ("readonly database", DatabaseReadOnly),
+    ("malformed", DatabaseCorrupt),
+    ("not a database", DatabaseCorrupt),
+    ("database is locked", DatabaseBusy),
+    ("database table is locked", DatabaseBusy),
+    ("unable to open database", DatabaseUnavailable),
+)
+
+
+def storage_error(exc: sqlite3.Error, path: str | Path | None = None) -> StorageError | None:
+    """The clear sentence for a failure of the database itself (full, read-only, damaged, locked, unopenable), or
+    None for other errors. A "locked" or I/O error on a database file truncated to nothing under a running server is
+    reported as damaged."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    kind = _BY_CODE.get(code & 0xFF) if isinstance(code, int) else None
+    if kind is None:
+        text = str(exc).lower()
+        kind = next((k for needle, k in _BY_MESSAGE if needle in text), None)
+    if kind is None and isinstance(code, int) and code & 0xFF == 10:  # SQLITE_IOERR
+        kind = StorageError
+    if kind is None:
+        return None
+    if kind is not DatabaseCorrupt and path is not None and _damaged(Path(path)):
+        kind = DatabaseCorrupt
+    return kind()
+
+
+def _damaged(path: Path) -> bool:
+    """Whether the file is empty beside a write-ahead log with commits in it: SQLite writes the database's header
+    before the log exists, so the file was truncated (and SQLite would start an empty database over the log).
+
+    Only ``stat``: opening and closing the file here would drop the POSIX locks this process's SQLite connections
+    hold on it, and another process could then recover the log from under them."""
+    try:
+        return path.stat().st_size == 0 and path.with_name(path.name + "-wal").stat().st_size > 0
+    except OSError:
+        return False
+
+
+@contextmanager
+def storage_errors(path: str | Path | None = None) -> Iterator[None]:
+    """Turn a failure of the database itself into its ``StorageError`` (one sentence for agents and the CLI)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        mapped = storage_error(exc, path)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file readable by its owner only (0600), before SQLite does (it would make it 0644):
+    SQLite gives the ``-wal`` and ``-shm`` files the database file's permissions. An existing file is left as
+    it is."""
+    if str(path) == ":memory:":
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
 
 
 async def connect(path: str | Path) -> aiosqlite.Connection:
@@ -92,8 +179,13 @@ def connect_sync(path: str | Path) -> sqlite3.Connection:
 
 class SqliteDatabase:
     def __init__(
-        self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, sync_writer: sqlite3.Connection
+        self,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        sync_writer: sqlite3.Connection,
+        path: str | Path | None = None,
     ) -> None:
+        self.path = path  #: named in errors, and read to tell a damaged file from a locked one
         self.writer = writer  #: for ``transaction()``
         self.reader = reader  #: single statements only: each sees the latest commit
         self._write_lock = anyio.Lock(fast_acquire=True)  #: no extra trip round the event loop when free
@@ -102,12 +194,21 @@ class SqliteDatabase:
     @classmethod
     async def open(cls, path: str | Path) -> SqliteDatabase:
         """Open (creating and migrating as needed) the database at ``path``."""
+        with storage_errors(path):
+            return await cls._open(path)
+
+    @classmethod
+    async def _open(cls, path: str | Path) -> SqliteDatabase:
+        if str(path) != ":memory:" and _damaged(Path(path)):  # SQLite would start an empty database over the log
+            raise DatabaseCorrupt(f"cannot open the database {path}: {DatabaseCorrupt().message}")
         try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(path))
             writer = await connect(path)
         except (sqlite3.Error, OSError) as exc:
-            raise ConfigError(
-                f"cannot open the database {path}: {exc}; choose another file with --db or SIGNOFF_DB"
+            mapped = storage_error(exc, path) if isinstance(exc, sqlite3.Error) else None
+            reason = mapped.message if mapped else f"{exc}; choose another file with --db or SIGNOFF_DB"
+            raise (type(mapped) if mapped else DatabaseUnavailable)(
+                f"cannot open the database {path}: {reason}"
             ) from exc
         try:
             await migrate(writer)
@@ -124,7 +225,7 @@ class SqliteDatabase:
             sync_writer.close()
             await writer.close()
             raise
-        return cls(writer, reader, sync_writer)
+        return cls(writer, reader, sync_writer, path)
 
     async def close(self) -> None:
         await self._committer.aclose()
@@ -135,11 +236,15 @@ class SqliteDatabase:
         """Run ``body`` in a write transaction (``BEGIN IMMEDIATE``, possibly shared with other waiting
         writes, each in its own savepoint); return its result once committed. If it raises, nothing it
         wrote is kept and the exception propagates."""
-        return await self._committer.run(body)
+        with storage_errors(self.path):
+            return await self._committer.run(body)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        with anyio.CancelScope(shield=True):  # a cancelled caller must not leave the outcome of a commit unknown
+        with (
+            anyio.CancelScope(shield=True),  # a cancelled caller must not leave the outcome of a commit unknown
+            storage_errors(self.path),
+        ):
             async with self._write_lock:
                 await self.writer.execute("BEGIN IMMEDIATE")
                 try:
@@ -151,7 +256,8 @@ class SqliteDatabase:
 
     async def data_version(self) -> int:
         """Changes whenever another connection (this process or another) commits."""
-        rows = list(await self.reader.execute_fetchall("PRAGMA data_version"))
+        with storage_errors(self.path):
+            rows = list(await self.reader.execute_fetchall("PRAGMA data_version"))
         return int(rows[0][0])
 
 
@@ -172,6 +278,8 @@ async def open_read_only(path: Path) -> SqliteDatabase:
     In WAL mode a reader needs the ``-shm`` file: SQLite creates it if the folder is writable, and it exists while
     any process has the database open. Only when neither is true (no ``-wal`` file either: no process has it open,
     and every commit is in the database file) is the file opened ``immutable=1``, which reads it without locks."""
+    if _damaged(path):  # truncated under a running server: say so, not "not a signoff database"
+        raise DatabaseCorrupt(f"cannot read the database {path}: {DatabaseCorrupt().message}")
     uri = "file:" + quote(str(path.absolute())) + "?mode=ro"
     try:
         version = await anyio.to_thread.run_sync(_schema_version, uri, path)
@@ -199,7 +307,7 @@ async def open_read_only(path: Path) -> SqliteDatabase:
         for connection in connections:
             await connection.close()
         raise
-    return SqliteDatabase(connections[0], connections[1], sync)
+    return SqliteDatabase(connections[0], connections[1], sync, path)
 
 
 def _schema_version(uri: str, path: Path) -> int:
@@ -214,7 +322,11 @@ def _schema_version(uri: str, path: Path) -> int:
             raise NotASignoffDatabase(f"{path} is not a signoff database: it has no signoff tables")
         return int(conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0])
     except sqlite3.DatabaseError as exc:
-        if getattr(exc, "sqlite_errorname", "") in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+        # A write-ahead log or its index beside it: this was a database a server had open, now overwritten
+        overwritten = any(path.with_name(path.name + suffix).exists() for suffix in ("-wal", "-shm"))
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_CORRUPT" or overwritten:
+            raise DatabaseCorrupt(f"cannot read the database {path}: {DatabaseCorrupt().message}") from exc
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_NOTADB":
             raise NotASignoffDatabase(f"{path} is not a signoff database: {exc}") from exc
         raise
     finally:

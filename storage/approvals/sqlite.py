@@ -45,7 +45,7 @@ from signoff.storage.records import (
     newest_key,
     priority_key,
 )
-from signoff.storage.sqlite_db import SqliteDatabase, open_read_only
+from signoff.storage.sqlite_db import SqliteDatabase, open_read_only, storage_errors
 from signoff.storage.timefmt import from_text, to_text
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,8 @@ class SqliteStore:
 
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Every row of one query on the reader, in one round trip to its thread."""
-        return list(await self._reader.execute_fetchall(sql, params))
+        with storage_errors(self._db.path):
+            return list(await self._reader.execute_fetchall(sql, params))
 
     async def _write(self, body: Body[T]) -> T:
         """Run ``body`` as (part of) one write transaction on the writer's thread; wake this process's waiters."""

@@ -155,7 +155,7 @@ async def test_every_command_on_a_bad_database(command: tuple[str, ...], case: s
     elif case == "directory":
         assert_one_error_line(ran, str(db))
     elif case == "not-a-database":
-        assert_one_error_line(ran, str(db), "not a database")
+        assert_one_error_line(ran, str(db), "not a signoff database")
         assert db.read_text() == "name,amount\nacme,120\n"
     else:
         assert_one_error_line(ran, "req_nosuchrequest", "signoff review list")

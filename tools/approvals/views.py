@@ -143,24 +143,32 @@ def encode_cursor(cursor: Cursor | None) -> str | None:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+MAX_CURSOR_LENGTH = 512  #: the cursors this server issues are under 120 characters
+
+
 def decode_cursor(text: str, order: Order = Order.NEWEST) -> Cursor:
     """The cursor ``encode_cursor`` wrote, for a query in ``order``; InvalidInput if it is not one, or belongs to
     the other order."""
+    invalid = InvalidInput("cursor is not one this server issued: pass next_cursor from the previous page, or omit it")
+    if len(text) > MAX_CURSOR_LENGTH:
+        raise invalid
     try:
         padded = text + "=" * (-len(text) % 4)
         parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
         if not isinstance(parts, list):
-            raise TypeError("not a list")
+            raise invalid
         if parts and parts[0] == "priority":
             _, rank, expires_at, request_id = parts
-            cursor: Cursor = (int(rank), from_text(expires_at), str(request_id))
+            if not (isinstance(rank, int) and isinstance(expires_at, str) and isinstance(request_id, str)):
+                raise invalid
+            cursor: Cursor = (rank, from_text(expires_at), request_id)
         else:
             created_at, request_id = parts
-            cursor = (from_text(created_at), str(request_id))
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise InvalidInput(
-            "cursor is not one this server issued: pass next_cursor from the previous page, or omit it"
-        ) from exc
+            if not (isinstance(created_at, str) and isinstance(request_id, str)):
+                raise invalid
+            cursor = (from_text(created_at), request_id)
+    except (ValueError, TypeError, binascii.Error, RecursionError) as exc:  # RecursionError: deeply nested JSON
+        raise invalid from exc
     if (len(cursor) == 3) != (order is Order.PRIORITY):
         raise InvalidInput(
             f"this cursor is from a list in another order: pass order={'newest' if len(cursor) == 2 else 'priority'}"
