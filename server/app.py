@@ -19,6 +19,7 @@ from signoff.server.auth import ConfigTokenVerifier
 from signoff.server.config import Settings, package_version, receipt_key
 from signoff.server.model_plane import model_plane
 from signoff.server.slack import SlackParts, interactions_route, slack_session
+from signoff.server.stopping import Stopper, serve_uvicorn
 from signoff.server.unknown_arguments import RejectUnknownArguments
 from signoff.server.workers import deliver_outbox, sweep_expired
 from signoff.storage import Store
@@ -59,12 +60,14 @@ def build_server(
     notifier: Notifier | None = None,
     model_store: ModelStore | None = None,
     http_url: str | None = None,
+    stopper: Stopper | None = None,
 ) -> MCPServer[AppState]:
     """The signoff MCP server. A given ``store`` is shared and left open; otherwise the lifespan opens
     (and closes) the SQLite database at ``settings.db_path``. The model registry uses ``model_store`` if given,
     else memory beside a MemoryStore, else ``settings.db_path`` (so a SqliteStore passed in should be on that
     file, as the CLI's is). ``http_url`` (the server's own base URL) turns
-    on bearer-token auth for the HTTP transport when the config file lists ``[[auth.tokens]]``."""
+    on bearer-token auth for the HTTP transport when the config file lists ``[[auth.tokens]]``. A ``stopper``
+    ends every wait at once when the process is told to stop (SIGINT, SIGTERM)."""
     policy = load_policy(settings)  # at build time, so a bad config stops the start-up
     signing_key = receipt_key(settings)  # likewise an unwritable key file
 
@@ -78,6 +81,8 @@ def build_server(
         active: Store = await SqliteStore.open(settings.db_path) if store is None else store
         try:
             service = ApprovalService(active, policy, clock, progress_interval=settings.progress_interval)
+            if stopper is not None:
+                stopper.attach(service)
             async with (
                 anyio.create_task_group() as workers,
                 slack_session(settings, service, workers) as parts,
@@ -159,17 +164,19 @@ def serve_http(
     host: str,
     port: int,
     security: TransportSecuritySettings | None = None,
+    stopper: Stopper | None = None,
 ) -> None:
     """Serve ``server`` on streamable HTTP until interrupted: what ``server.run("streamable-http")`` does, except
     that uvicorn writes an access line per HTTP request only at ``SIGNOFF_LOG_LEVEL=DEBUG``. At INFO, signoff
     logs every request it creates and every decision itself; an access line per tool call would double the
-    log and cost the event loop one more write for every call."""
+    log and cost the event loop one more write for every call. SIGINT and SIGTERM stop it (server/stopping.py)."""
     import uvicorn  # imported here: only the HTTP transport needs it
 
     app = server.streamable_http_app(transport_security=security, host=host)
     level = settings.log_level.lower()
     config = uvicorn.Config(app, host=host, port=port, log_level=level, access_log=level == "debug")
-    anyio.run(uvicorn.Server(config).serve)
+    config.timeout_graceful_shutdown = 1  # then open streams (an SDK client's listening GET) are cut
+    anyio.run(serve_uvicorn, config, stopper or Stopper())
 
 
 def default_notifier(settings: Settings, slack: SlackParts | None) -> Notifier:

@@ -39,7 +39,8 @@ class AppState:
         return request
 
     def status(self, request: ApprovalRequest) -> ApprovalStatus:
-        return ApprovalStatus.of(request, receipts.issue(self.receipt_key, request) if self.receipt_key else None)
+        receipt = receipts.issue(self.receipt_key, request) if self.receipt_key else None
+        return ApprovalStatus.of(request, receipt, stopping=self.service.stopping)
 
 
 @asynccontextmanager
