@@ -21,6 +21,7 @@ from signoff.server.config import Settings, package_version, receipt_key
 from signoff.server.duplicate_keys import DuplicateKeysASGI, RejectDuplicateKeys
 from signoff.server.model_plane import model_plane
 from signoff.server.slack import SlackParts, interactions_route, slack_session
+from signoff.server.stopping import Stopper, serve_uvicorn
 from signoff.server.unknown_arguments import RejectUnknownArguments
 from signoff.server.workers import DeliveryLimits, deliver_outbox, sweep_expired
 from signoff.storage import Store
@@ -61,12 +62,14 @@ def build_server(
     notifier: Notifier | None = None,
     model_store: ModelStore | None = None,
     http_url: str | None = None,
+    stopper: Stopper | None = None,
 ) -> MCPServer[AppState]:
     """The signoff MCP server. A given ``store`` is shared and left open; otherwise the lifespan opens
     (and closes) the SQLite database at ``settings.db_path``. The model registry uses ``model_store`` if given,
     else memory beside a MemoryStore, else ``settings.db_path`` (so a SqliteStore passed in should be on that
     file, as the CLI's is). ``http_url`` (the server's own base URL) turns
-    on bearer-token auth for the HTTP transport when the config file lists ``[[auth.tokens]]``."""
+    on bearer-token auth for the HTTP transport when the config file lists ``[[auth.tokens]]``. A ``stopper``
+    ends every wait at once when the process is told to stop (SIGINT, SIGTERM)."""
     policy = load_policy(settings)  # at build time, so a bad config stops the start-up
     signing_key = receipt_key(settings)  # likewise an unwritable key file
 
@@ -80,6 +83,8 @@ def build_server(
         active: Store = await SqliteStore.open(settings.db_path) if store is None else store
         try:
             service = ApprovalService(active, policy, clock, progress_interval=settings.progress_interval)
+            if stopper is not None:
+                stopper.attach(service)
             async with (
                 anyio.create_task_group() as workers,
                 slack_session(settings, service, workers) as parts,
@@ -170,6 +175,7 @@ def serve_http(
     host: str,
     port: int,
     security: TransportSecuritySettings | None = None,
+    stopper: Stopper | None = None,
 ) -> None:
     """Serve ``server`` on streamable HTTP until interrupted: what ``server.run("streamable-http")`` does, except
     that uvicorn writes an access line per HTTP request only at ``SIGNOFF_LOG_LEVEL=DEBUG``. At INFO, signoff
@@ -178,7 +184,8 @@ def serve_http(
 
     Every route (``/mcp``, ``/api/…``, ``/slack/…``) gets the same Host/Origin check; a connection that sends no
     whole request in ``SIGNOFF_HTTP_REQUEST_TIMEOUT`` seconds, or idles that long after a response, is closed;
-    beyond ``SIGNOFF_HTTP_MAX_CONNECTIONS`` requests get 503 (see ``signoff.server.http_guard``)."""
+    beyond ``SIGNOFF_HTTP_MAX_CONNECTIONS`` requests get 503 (see ``signoff.server.http_guard``).
+    SIGINT and SIGTERM stop it (server/stopping.py)."""
     import uvicorn  # imported here: only the HTTP transport needs it
     from signoff.server.http_guard import HostOriginGuard, RateLimitedAccept, effective_security, timed_protocol
 
@@ -195,8 +202,9 @@ def serve_http(
         http=timed_protocol(settings.http_request_timeout, settings.http_idle_timeout),
         limit_concurrency=settings.http_max_connections + 1,  # uvicorn refuses at this many, not beyond
     )
+    config.timeout_graceful_shutdown = 1  # then open streams (an SDK client's listening GET) are cut
     logging.getLogger("asyncio").addFilter(RateLimitedAccept())
-    anyio.run(uvicorn.Server(config).serve)
+    anyio.run(serve_uvicorn, config, stopper or Stopper())
 
 
 def default_notifier(settings: Settings, slack: SlackParts | None) -> Notifier:

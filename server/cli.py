@@ -364,16 +364,19 @@ def configure_logging(level: str | int) -> None:
 
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     # imported here: the other commands start faster without mcp
+    import anyio
     from mcp.server.transport_security import TransportSecuritySettings
     from signoff.server.app import build_server, load_policy, serve_http
     from signoff.server.auth import LOOPBACK_HOSTS
-    from signoff.server.duplicate_keys import serve_stdio
+    from signoff.server.stopping import Stopper, serve_stdio
+
+    stopper = Stopper()  # SIGINT and SIGTERM: answer every waiting call, stop within seconds, exit 0
 
     if args.transport == "stdio":
-        server = build_server(settings)
+        server = build_server(settings, stopper=stopper)
         asyncio.run(_open_database(settings))  # a bad path stops here with one line, not inside the transport
         logger.info("signoff %s serving on stdio, database %s", package_version(), settings.db_path)
-        asyncio.run(serve_stdio(server))  # server.run(), with each line checked for repeated JSON keys
+        anyio.run(serve_stdio, server, stopper)  # server.run(), stoppable, each line checked for repeated keys
         return 0
     host, port = args.host, args.port
     authenticated = bool(load_policy(settings).config.auth.tokens)
@@ -388,7 +391,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
             "SERVING ON %s WITHOUT AUTHENTICATION: anyone who reaches port %d can call the tools", host, port
         )
     url_host = f"[{host}]" if ":" in host else host
-    server = build_server(settings, http_url=f"http://{url_host}:{port}")
+    server = build_server(settings, http_url=f"http://{url_host}:{port}", stopper=stopper)
     asyncio.run(_open_database(settings))
     security = None  # on loopback the SDK checks Host and Origin itself
     if not loopback:
@@ -398,7 +401,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     logger.info(
         "signoff %s serving on http://%s:%d/mcp, database %s", package_version(), url_host, port, settings.db_path
     )
-    serve_http(server, settings, host=host, port=port, security=security)
+    serve_http(server, settings, host=host, port=port, security=security, stopper=stopper)
     return 0
 
 

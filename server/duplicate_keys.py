@@ -5,7 +5,7 @@ signoff's policy would judge ``amount = 5`` while a tool that parses the same te
 SDK parses each message before any signoff code sees it (with pydantic, which keeps the last key silently), so
 the check sits where raw JSON enters, in front of the SDK:
 
-- stdio: ``serve_stdio`` hands the SDK's ``stdio_server`` a stdin that checks each line;
+- stdio: ``CheckedLines`` is the stdin ``signoff.server.stopping.serve_stdio`` hands the SDK: it checks each line;
 - streamable HTTP: ``DuplicateKeysASGI`` checks the body of a POST to the MCP endpoint.
 
 Both only *mark* a ``tools/call`` whose JSON has a repeated key (under ``params._meta``) and pass it on; the server
@@ -19,15 +19,10 @@ rare message with a repeated key is re-encoded once. Other messages pass untouch
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import AsyncIterator, Mapping
-from io import TextIOWrapper
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any
 
-import anyio
-from mcp.server import MCPServer
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp.server.stdio import stdio_server
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
 from mcp.types import CallToolResult, TextContent
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -88,27 +83,15 @@ class RejectDuplicateKeys:
         return await call_next(ctx)
 
 
-class _CheckedLines:
+class CheckedLines:
     """stdin for the SDK's ``stdio_server``: the same lines, tools/calls with repeated keys marked."""
 
-    def __init__(self, lines: anyio.AsyncFile[str]) -> None:
+    def __init__(self, lines: AsyncIterable[str]) -> None:
         self._lines = lines
 
     async def __aiter__(self) -> AsyncIterator[str]:
         async for line in self._lines:
             yield mark_duplicate_keys(line)
-
-
-async def serve_stdio(server: MCPServer[Any]) -> None:
-    """What ``server.run()`` does on stdio, with every line checked for repeated keys first.
-
-    stdin is read as the SDK reads it (UTF-8, undecodable bytes replaced); stdout is still claimed by the SDK.
-    """
-    lowlevel = server._lowlevel_server  # MCPServer.run_stdio_async does the same; it takes no stdin of its own
-    text = TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
-    stdin: Any = _CheckedLines(anyio.wrap_file(text))
-    async with stdio_server(stdin=stdin) as (read_stream, write_stream):
-        await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
 
 
 class DuplicateKeysASGI:

@@ -100,6 +100,18 @@ def _damaged(path: Path) -> bool:
         return False
 
 
+def _zero_header(path: Path) -> bool:
+    """Whether the file starts with zeros where SQLite's header belongs: a database truncated (and perhaps written
+    to again by a server that still had it open), not some other file. SQLite never writes a zero header.
+    (Reading the file drops this process's POSIX locks on it: call this only where no connection needs them.)"""
+    try:
+        with path.open("rb") as file:
+            head = file.read(100)
+    except OSError:
+        return False
+    return len(head) == 100 and not any(head)
+
+
 @contextmanager
 def storage_errors(path: str | Path | None = None) -> Iterator[None]:
     """Turn a failure of the database itself into its ``StorageError`` (one sentence for agents and the CLI)."""
@@ -322,8 +334,7 @@ def _schema_version(uri: str, path: Path) -> int:
             raise NotASignoffDatabase(f"{path} is not a signoff database: it has no signoff tables")
         return int(conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0])
     except sqlite3.DatabaseError as exc:
-        # A write-ahead log or its index beside it: this was a database a server had open, now overwritten
-        overwritten = any(path.with_name(path.name + suffix).exists() for suffix in ("-wal", "-shm"))
+        overwritten = _zero_header(path) or any(path.with_name(path.name + s).exists() for s in ("-wal", "-shm"))
         if getattr(exc, "sqlite_errorname", "") == "SQLITE_CORRUPT" or overwritten:
             raise DatabaseCorrupt(f"cannot read the database {path}: {DatabaseCorrupt().message}") from exc
         if getattr(exc, "sqlite_errorname", "") == "SQLITE_NOTADB":

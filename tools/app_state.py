@@ -48,11 +48,13 @@ class AppState:
         edited behind signoff's back never gets a signed receipt. ``strict`` refuses the call; otherwise (a list)
         the item comes without a receipt and says why."""
         if not self.receipt_key or request.status is not Status.APPROVED:
-            return ApprovalStatus.of(request)
+            return ApprovalStatus.of(request, stopping=self.service.stopping)
         finding = await check_request(self.service.store, request)
         if finding is None:
             ttl = self.service.policy.config.receipt_ttl_seconds
-            return ApprovalStatus.of(request, receipts.issue(self.receipt_key, request, ttl))
+            return ApprovalStatus.of(
+                request, receipts.issue(self.receipt_key, request, ttl), stopping=self.service.stopping
+            )
         logger.error(
             "request %s disagrees with its audit log (%s, column %s: %s); no receipt issued",
             request.id,
@@ -67,7 +69,7 @@ class AppState:
         )
         if strict:
             raise ToolError(message)
-        return ApprovalStatus.of(request).model_copy(update={"message": message})
+        return ApprovalStatus.of(request, stopping=self.service.stopping).model_copy(update={"message": message})
 
 
 @asynccontextmanager

@@ -52,9 +52,12 @@ async def permission(
             return _deny(f"the approval of signoff request {request.id} was already used; retry to ask again")
         return {"behavior": "allow", "updatedInput": tool_input}
     if request.status is Status.PENDING:
+        stopping = ""
+        if service.stopping:
+            stopping = " The signoff server is stopping: retry on it once it is back, or on another."
         return _deny(
             f"signoff request {request.id} is waiting for a person to approve {tool_name}. "
-            "Once it is approved, retry the same call."
+            f"Once it is approved, retry the same call.{stopping}"
         )
     return _deny(f"signoff request {request.id}: {next_step(request)}")
 

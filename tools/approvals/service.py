@@ -110,6 +110,14 @@ class ApprovalService:
         self.policy = policy or Policy()
         self.clock = clock or SystemClock()
         self.progress_interval = progress_interval
+        self.stopping = False  #: set by stop(): the server is shutting down, waits answer at once
+        self._sleeping: set[anyio.CancelScope] = set()  # the waits now asleep in wait_for_change
+
+    def stop(self) -> None:
+        """The server is stopping: every wait (now or later) answers at once with the request as it stands."""
+        self.stopping = True
+        for scope in self._sleeping:
+            scope.cancel()
 
     async def request_approval(self, draft: Draft) -> ApprovalRequest:
         """Run the policy and record the request with its verdict (or as pending, for people to decide)."""
@@ -219,7 +227,8 @@ class ApprovalService:
     async def wait(
         self, request_id: str, wait_seconds: float, on_progress: ProgressCallback | None = None
     ) -> ApprovalRequest:
-        """Return as soon as the request is decided, or when ``wait_seconds`` have passed (still pending)."""
+        """Return as soon as the request is decided, or when ``wait_seconds`` have passed (still pending), or at
+        once when the server is stopping (``stop``; the caller then tells the agent to ask again)."""
         start = anyio.current_time()
         deadline = start + wait_seconds
         next_progress = start
@@ -227,7 +236,7 @@ class ApprovalService:
             token = await self.store.change_token()
             request = await self.get(request_id)
             now = anyio.current_time()
-            if request.status.is_terminal or now >= deadline:
+            if request.status.is_terminal or now >= deadline or self.stopping:
                 return request
             if on_progress is not None and now >= next_progress:
                 message = f"waiting for reviewers: {len(request.approvals)} of {request.approvals_required} approvals"
@@ -235,7 +244,14 @@ class ApprovalService:
                 next_progress = now + self.progress_interval
             wake_at = min(deadline, next_progress) if on_progress is not None else deadline
             until_expiry = (request.expires_at - self.clock.now()).total_seconds()
-            await self.store.wait_for_change(token, max(0.0, min(wake_at - now, until_expiry + 0.001)))
+            with anyio.CancelScope() as sleep:
+                self._sleeping.add(sleep)
+                if self.stopping:  # stop() came while the progress was reported
+                    sleep.cancel()
+                try:
+                    await self.store.wait_for_change(token, max(0.0, min(wake_at - now, until_expiry + 0.001)))
+                finally:
+                    self._sleeping.discard(sleep)
 
     async def vote(
         self,

@@ -54,7 +54,7 @@ class ApprovalStatus(WireModel):
     )
 
     @classmethod
-    def of(cls, request: ApprovalRequest, receipt: Receipt | None = None) -> ApprovalStatus:
+    def of(cls, request: ApprovalRequest, receipt: Receipt | None = None, *, stopping: bool = False) -> ApprovalStatus:
         return cls(
             receipt=receipt,
             request_id=request.id,
@@ -75,7 +75,7 @@ class ApprovalStatus(WireModel):
             expires_at=request.expires_at,
             decided_at=request.decided_at,
             escalated_at=request.escalated_at,
-            message=next_step(request),
+            message=stopping_step(request) if stopping and request.status is Status.PENDING else next_step(request),
         )
 
 
@@ -123,6 +123,16 @@ def next_step(request: ApprovalRequest) -> str:
                 f"expires {to_text(request.expires_at)}). Do not perform the action yet: call get_status with "
                 f"request_id={request.id} and wait_seconds=60 to wait for the decision."
             )
+
+
+def stopping_step(request: ApprovalRequest) -> str:
+    """What a pending request's waiter is told when the server stops under it."""
+    return (
+        f"This signoff server is stopping, so it answered before a decision; the request is still waiting for a "
+        f"human ({len(request.approvals)} of {request.approvals_required} approvals). Do not perform the action "
+        f"yet: call get_status with request_id={request.id} again, on this server once it is back or on another "
+        "signoff server using the same database."
+    )
 
 
 def _names(request: ApprovalRequest, verdict: Verdict) -> str:
