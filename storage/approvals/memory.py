@@ -12,6 +12,7 @@ from signoff.storage.audit import GENESIS_HASH, link
 from signoff.storage.canonical import numeric_leaves
 from signoff.storage.change_signal import ChangeSignal
 from signoff.storage.errors import unknown_request
+from signoff.storage.metrics_queries import ApprovalMetrics, approval_metrics_of
 from signoff.storage.records import (
     ActionHistory,
     ApprovalRequest,
@@ -202,3 +203,7 @@ class MemoryStore:
 
     async def save_message_ref(self, ref: MessageRef) -> None:
         self._refs[(ref.request_id, ref.notifier)] = ref
+
+    async def metrics(self) -> ApprovalMetrics:
+        outbox = ((o.item.attempts, o.delivered) for o in self._outbox.values())
+        return approval_metrics_of(self._requests.values(), self._events, outbox)

@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from signoff.storage import metrics_queries as mq
 from signoff.storage.approvals import queries as q
 from signoff.storage.approvals.store import Change
 from signoff.storage.audit import GENESIS_HASH, EncodedEvent
@@ -202,6 +203,15 @@ class SqliteStore:
             db.execute(q.RETRY_OUTBOX, (to_text(next_attempt_at), error[:500], item_id))
 
         await self._write(body)
+
+    # -- metrics ---------------------------------------------------------------------------------
+
+    async def metrics(self) -> mq.ApprovalMetrics:
+        counts = await self._read(mq.APPROVAL_COUNTS)
+        pending = await self._read(mq.PENDING_BY_PRIORITY)
+        oldest = (await self._read(mq.OLDEST_PENDING))[0][0]
+        retrying = (await self._read(mq.NOTIFICATIONS_RETRYING))[0][0]
+        return mq.approval_metrics(counts, pending, oldest, retrying)
 
     # -- message references ----------------------------------------------------------------------
 
