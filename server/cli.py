@@ -33,6 +33,7 @@ EXAMPLES = {
     "history": "examples:\n  signoff history --status approved --since 2026-01-01\n"
     "  signoff history --action payments.transfer --json",
     "audit verify": "example:\n  signoff audit verify",
+    "stats": "examples:\n  signoff stats\n  signoff stats --json --db /var/lib/signoff/signoff.db",
     "token new": "example:\n  signoff token new --identity billing-bot --role agent",
     "slack check": "example:\n  SIGNOFF_SLACK_BOT_TOKEN=xoxb-… SIGNOFF_SLACK_APP_TOKEN=xapp-… signoff slack check",
     "slack manifest": "examples:\n  signoff slack manifest                 # Socket Mode: no public URL needed\n"
@@ -119,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
     history.add_argument("--json", action="store_true", help="print JSON")
 
+    stats = sub(commands, "stats", "stats", "print the numbers GET /metrics serves, read from the database")
+    stats.add_argument("--json", action="store_true", help="print JSON: every sample's name, labels and value")
+
     audit_actions = group(commands, "audit", "check the tamper-evident audit log", "signoff audit verify")
     verify = sub(
         audit_actions,
@@ -142,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     new = sub(token_actions, "new", "token new", "print a new token and the lines to add to the config file")
     new.add_argument("--identity", required=True, help="who the token acts as: an agent_id, or a reviewer's name")
-    new.add_argument("--role", required=True, choices=[r.value for r in Role], help="agent, reviewer or models")
+    new.add_argument(
+        "--role", required=True, choices=[r.value for r in Role], help="agent, reviewer, models or metrics"
+    )
     slack_actions = group(commands, "slack", "set up Slack reviewers", "signoff slack manifest")
     sub(slack_actions, "check", "slack check", "check the Slack tokens, channels and approvers; say what is missing")
     manifest = sub(
@@ -321,6 +327,19 @@ async def _history(service: ApprovalService, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _stats(service: ApprovalService, args: argparse.Namespace) -> int:
+    from signoff.server.metrics import read_snapshot, samples, table
+    from signoff.storage.models.sqlite import SqliteModelStore
+
+    models = await SqliteModelStore.open(Settings.from_env(db_path=args.db, config_path=args.config).db_path)
+    try:
+        snapshot = await read_snapshot(service.store, models, service.clock.now())
+    finally:
+        await models.close()
+    print(json.dumps({"metrics": samples(snapshot)}, indent=2) if args.json else table(snapshot))
+    return 0
+
+
 async def _audit_verify(service: ApprovalService, args: argparse.Namespace) -> int:
     from signoff.storage.audit import verify_store
     from signoff.storage.models.sqlite import SqliteModelStore
@@ -377,6 +396,7 @@ _HANDLERS: dict[tuple[str, str | None], Callable[[ApprovalService, argparse.Name
     ("review", "approve"): _decide(Verdict.APPROVE),
     ("review", "reject"): _decide(Verdict.REJECT),
     ("history", None): _history,
+    ("stats", None): _stats,
     ("audit", "verify"): _audit_verify,
 }
 
