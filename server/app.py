@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
+from urllib.parse import urlsplit
 
 import anyio
 from mcp.server import MCPServer
@@ -14,9 +15,9 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import AnyHttpUrl
 from signoff.notifiers import ConsoleNotifier, FanOut, Notifier, WebhookNotifier
-from signoff.server import review_api
+from signoff.server import metrics, review_api
 from signoff.server.argument_errors import SignoffMCPServer
-from signoff.server.auth import ConfigTokenVerifier
+from signoff.server.auth import LOOPBACK_HOSTS, ConfigTokenVerifier
 from signoff.server.config import Settings, package_version, receipt_key
 from signoff.server.duplicate_keys import DuplicateKeysASGI, RejectDuplicateKeys
 from signoff.server.model_plane import model_plane
@@ -76,13 +77,20 @@ def build_server(
     tokens = policy.config.auth.tokens
     verifier = ConfigTokenVerifier(tokens) if tokens else None
     running = _Running()  # filled by the lifespan, read by the HTTP routes
+    process_metrics = metrics.ProcessMetrics()
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         own_store = store is None
         active: Store = await SqliteStore.open(settings.db_path) if store is None else store
         try:
-            service = ApprovalService(active, policy, clock, progress_interval=settings.progress_interval)
+            service = ApprovalService(
+                active,
+                policy,
+                clock,
+                progress_interval=settings.progress_interval,
+                on_policy_seconds=process_metrics.observe_policy,
+            )
             if stopper is not None:
                 stopper.attach(service)
             async with (
@@ -156,6 +164,16 @@ def build_server(
     async def reviewer_vote(request: Request) -> Response:
         assert running.state is not None
         return await review_api.vote(request, running.state, verifier)
+
+    # without tokens, /metrics is open only to this machine (http_url names the address the server binds)
+    metrics_open = verifier is None and http_url is not None and urlsplit(http_url).hostname in LOOPBACK_HOSTS
+
+    @mcp.custom_route("/metrics", methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]
+    async def metrics_route(request: Request) -> Response:
+        assert running.state is not None
+        return await metrics.endpoint(
+            request, running.state, verifier, open_on_loopback=metrics_open, process=process_metrics
+        )
 
     return mcp
 

@@ -1,4 +1,4 @@
-"""Bearer tokens on the HTTP transport: each token is an identity with a role (agent, reviewer or models)."""
+"""Bearer tokens on the HTTP transport: each token is an identity with a role (agent, reviewer, models or metrics)."""
 
 from __future__ import annotations
 

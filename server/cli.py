@@ -54,6 +54,7 @@ EXAMPLES = {
     "  signoff history --agent billing-bot --format csv > decisions.csv\n"
     "  signoff history --action payments.transfer --json",
     "audit verify": "example:\n  signoff audit verify",
+    "stats": "examples:\n  signoff stats\n  signoff stats --json --db /var/lib/signoff/signoff.db",
     "token new": "example:\n  signoff token new --identity billing-bot --role agent",
     "outbox list": "example:\n  signoff outbox list",
     "outbox retry": "examples:\n  signoff outbox retry 42\n  signoff outbox retry --all-dead",
@@ -73,7 +74,7 @@ FORMATS = ("table", "csv", "jsonl", "json")
 
 #: The commands that read the database and never write it: they open it read-only (``mode=ro``), so a reviewer or
 #: an auditor without write access can run them, beside a running server.
-READ_ONLY = {("review", "list"), ("review", "show"), ("history",), ("audit", "verify"), ("outbox", "list")}
+READ_ONLY = {("review", "list"), ("review", "show"), ("history",), ("stats",), ("audit", "verify"), ("outbox", "list")}
 MIN_PREFIX = 6  #: characters after ``req_`` that a prefix of a request id needs
 
 
@@ -192,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     history.add_argument("--json", dest="format", action="store_const", const="json", help="the same as --format json")
 
+    stats = sub(commands, "stats", "stats", "print the numbers GET /metrics serves, read from the database", DB, CONFIG)
+    stats.add_argument("--json", action="store_true", help="print JSON: every sample's name, labels and value")
+
     audit_actions = group(commands, "audit", "check the tamper-evident audit log", "signoff audit verify")
     verify = sub(
         audit_actions,
@@ -216,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     new = sub(token_actions, "new", "token new", "print a new token and the lines to add to the config file")
     new.add_argument("--identity", required=True, help="who the token acts as: an agent_id, or a reviewer's name")
-    new.add_argument("--role", required=True, choices=[r.value for r in Role], help="agent, reviewer or models")
+    new.add_argument(
+        "--role", required=True, choices=[r.value for r in Role], help="agent, reviewer, models or metrics"
+    )
     outbox_actions = group(
         commands, "outbox", "see and re-queue notifications that wait or failed for good", "signoff outbox list"
     )
@@ -584,6 +590,19 @@ def _receipt_key(settings: Settings) -> bytes | None:
     return receipt_key(settings) if os.access(path, os.R_OK) else None
 
 
+async def _stats(service: ApprovalService, context: _Context) -> int:
+    from signoff.server.metrics import read_snapshot, samples, table
+    from signoff.storage.models.sqlite import SqliteModelStore
+
+    models = SqliteModelStore(await open_read_only(context.database.path), poll_interval=1.0, seed=None)
+    try:
+        snapshot = await read_snapshot(service.store, models, service.clock.now())
+    finally:
+        await models.close()
+    print(json.dumps({"metrics": samples(snapshot)}, indent=2) if context.args.json else table(snapshot))
+    return 0
+
+
 async def _audit_verify(service: ApprovalService, context: _Context) -> int:
     from signoff.storage.audit import verify_store
     from signoff.storage.models.sqlite import SqliteModelStore
@@ -640,6 +659,7 @@ _HANDLERS: dict[tuple[str, ...], Callable[[ApprovalService, _Context], Awaitable
     ("review", "approve"): _decide(Verdict.APPROVE),
     ("review", "reject"): _decide(Verdict.REJECT),
     ("history",): _history,
+    ("stats",): _stats,
     ("audit", "verify"): _audit_verify,
     ("outbox", "list"): lambda service, context: outbox_cli.outbox_list(service, context.args),
     ("outbox", "retry"): lambda service, context: outbox_cli.outbox_retry(service, context.args),

@@ -16,6 +16,7 @@ class Role(enum.StrEnum):
     #: runs the model control plane over HTTP: the model tools that change models or record telemetry (agent
     #: tokens may only read models), and the agent tools (to follow its changes' approvals), as its own identity
     MODELS = "models"
+    METRICS = "metrics"  #: reads GET /metrics (Prometheus), and nothing else
 
     @property
     def scopes(self) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from signoff.storage.audit import GENESIS_HASH, link
 from signoff.storage.canonical import numeric_leaves
 from signoff.storage.change_signal import ChangeSignal
 from signoff.storage.errors import unknown_request
+from signoff.storage.metrics_queries import ApprovalMetrics, approval_metrics_of
 from signoff.storage.records import (
     ActionHistory,
     ApprovalRequest,
@@ -294,6 +295,10 @@ class MemoryStore:
 
     async def save_message_ref(self, ref: MessageRef) -> None:
         self._refs[(ref.request_id, ref.notifier)] = ref
+
+    async def metrics(self) -> ApprovalMetrics:
+        marks = ((o.delivered, mark) for o in self._outbox.values() for mark in self._marks[o.item.id].values())
+        return approval_metrics_of(self._requests.values(), self._events, marks)
 
 
 def _priority_order(request: ApprovalRequest) -> tuple[int, datetime, str]:

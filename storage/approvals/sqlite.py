@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from signoff.storage import metrics_queries as mq
 from signoff.storage.approvals import queries as q
 from signoff.storage.approvals.deliveries import claim_marks, is_settled
 from signoff.storage.approvals.store import Change
@@ -287,6 +288,15 @@ class SqliteStore:
             return ids
 
         return await self._write(body)
+
+    # -- metrics ---------------------------------------------------------------------------------
+
+    async def metrics(self) -> mq.ApprovalMetrics:
+        counts = await self._read(mq.APPROVAL_COUNTS)
+        pending = await self._read(mq.PENDING_BY_PRIORITY)
+        oldest = (await self._read(mq.OLDEST_PENDING))[0][0]
+        stuck = await self._read(mq.DELIVERIES_STUCK)
+        return mq.approval_metrics(counts, pending, oldest, stuck)
 
     # -- message references ----------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from signoff.storage.metrics_queries import ApprovalMetrics
 from signoff.storage.records import (
     ActionHistory,
     ApprovalRequest,
@@ -128,6 +129,10 @@ class Store(Protocol):
 
     async def save_message_ref(self, ref: MessageRef) -> None:
         """Insert or replace the notifier's message reference for the request."""
+        ...
+
+    async def metrics(self) -> ApprovalMetrics:
+        """The shared counts and gauges of ``GET /metrics`` and ``signoff stats`` (``storage.metrics_queries``)."""
         ...
 
     async def close(self) -> None: ...

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from signoff.storage.change_signal import ChangeSignal
 from signoff.storage.errors import Conflict, NotFound
+from signoff.storage.metrics_queries import InferenceTotals
 from signoff.storage.models.records import (
     ChangeStatus,
     Inference,
@@ -188,6 +189,21 @@ class MemoryModelStore:
         return result
 
     # -- change notification ---------------------------------------------------------------------
+
+    async def inference_totals(self) -> list[InferenceTotals]:
+        totals = []
+        for (model, version), minutes in sorted(self._minutes.items()):
+            sums = minutes.values()
+            totals.append(
+                InferenceTotals(
+                    model=model,
+                    version=version,
+                    inferences=sum(s.count for s in sums),
+                    errors=sum(s.errors for s in sums),
+                    latency_seconds_sum=sum(s.latency_sum for s in sums) / 1000,
+                )
+            )
+        return totals
 
     async def state_version(self) -> int:
         return self._signal.generation

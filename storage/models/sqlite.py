@@ -23,6 +23,7 @@ from signoff.storage.audit_models import baseline_event, model_event
 from signoff.storage.canonical import canonical_json
 from signoff.storage.change_signal import ChangeSignal
 from signoff.storage.errors import Conflict, NotFound
+from signoff.storage.metrics_queries import MODEL_COUNTS, InferenceTotals, inference_totals
 from signoff.storage.models import queries as q
 from signoff.storage.models.records import (
     ChangeKind,
@@ -222,6 +223,9 @@ class SqliteModelStore:
         return result
 
     # -- change notification ---------------------------------------------------------------------
+
+    async def inference_totals(self) -> list[InferenceTotals]:
+        return inference_totals(await self._reader.execute_fetchall(MODEL_COUNTS))
 
     async def state_version(self) -> int:
         async with self._reader.execute(q.STATE_VERSION) as cur:

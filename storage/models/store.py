@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from signoff.storage.metrics_queries import InferenceTotals
 from signoff.storage.models.records import (
     Inference,
     ModelChange,
@@ -73,6 +74,10 @@ class ModelStore(Protocol):
 
     async def telemetry(self, name: str, since: datetime, until: datetime) -> list[VersionTelemetry]:
         """Per version with data, the sums and latency samples of whole minutes in ``[since, until)``."""
+        ...
+
+    async def inference_totals(self) -> list[InferenceTotals]:
+        """Per model and version, every inference recorded since the version was registered (``GET /metrics``)."""
         ...
 
     async def state_version(self) -> int:

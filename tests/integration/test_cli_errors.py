@@ -32,6 +32,7 @@ ARGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("review", "approve"): (KNOWN, "--as", "alice"),
     ("review", "reject"): (KNOWN, "--as", "alice", "--comment", "wrong account"),
     ("history",): (),
+    ("stats",): (),
     ("audit", "verify"): (),
     ("token", "new"): ("--identity", "billing-bot", "--role", "agent"),
     ("outbox", "list"): (),

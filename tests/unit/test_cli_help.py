@@ -13,6 +13,7 @@ COMMANDS = [
     ["review", "approve"],
     ["review", "reject"],
     ["history"],
+    ["stats"],
     ["audit", "verify"],
     ["token", "new"],
     ["outbox", "list"],
@@ -47,4 +48,4 @@ def test_the_list_above_covers_every_command() -> None:
             leaves.add((name,))
         else:
             leaves |= {(name, leaf) for leaf in nested._group_actions[0].choices}
-    assert leaves == {tuple(c) for c in COMMANDS if len(c) == 2 or c in (["serve"], ["init"], ["history"])}
+    assert leaves == {tuple(c) for c in COMMANDS if len(c) == 2 or c in (["serve"], ["init"], ["history"], ["stats"])}

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,6 +15,7 @@ from typing import Any
 
 import anyio
 from signoff.storage import (
+    ActionHistory,
     ApprovalRequest,
     Conflict,
     DecidedBy,
@@ -105,11 +107,13 @@ class ApprovalService:
         clock: Clock | None = None,
         *,
         progress_interval: float = 5.0,
+        on_policy_seconds: Callable[[float], None] | None = None,
     ) -> None:
         self.store = store
         self.policy = policy or Policy()
         self.clock = clock or SystemClock()
         self.progress_interval = progress_interval
+        self.on_policy_seconds = on_policy_seconds  #: told how long each policy evaluation took (metrics)
         self.stopping = False  #: set by stop(): the server is shutting down, waits answer at once
         self._sleeping: set[anyio.CancelScope] = set()  # the waits now asleep in wait_for_change
 
@@ -143,7 +147,7 @@ class ApprovalService:
             self.policy.validate(policy_input)  # before reading history for it; evaluate validates in any case
             fields = list(numeric_leaves(draft.payload))
             history = await self.store.action_history(draft.action, draft.agent_id, fields)
-        decision = self.policy.evaluate(policy_input, history)
+        decision = self._evaluate(policy_input, history)
         if draft.human_only and decision.outcome is Outcome.APPROVE:
             person = Trigger(kind=TriggerKind.RULE, detail=f"{draft.action} always needs a person's approval")
             decision = dataclasses.replace(decision, outcome=Outcome.REVIEW, triggers=(person, *decision.triggers))
@@ -179,13 +183,21 @@ class ApprovalService:
             agent_id=draft.agent_id,
             expires_in_seconds=None,
         )
-        decision = self.policy.evaluate(policy_input, None)
+        decision = self._evaluate(policy_input, None)
         because = Trigger(kind=TriggerKind.RULE, detail=rule)
         decision = dataclasses.replace(decision, outcome=Outcome.APPROVE, triggers=(because,))
         request = self._new_request(draft, decision, Status.APPROVED)
         stored, _ = await self.store.create_request(request, lifecycle.creation_events(request), notify=notify)
         # used at once: a record is not an approval anything may act on (a permission prompt, a second change)
         return await self.store.update(stored.id, lifecycle.consume(self.clock.now()))
+
+    def _evaluate(self, policy_input: PolicyInput, history: ActionHistory | None) -> PolicyDecision:
+        started = time.perf_counter()  # a duration for metrics, not a time any decision depends on
+        try:
+            return self.policy.evaluate(policy_input, history)
+        finally:
+            if self.on_policy_seconds is not None:
+                self.on_policy_seconds(time.perf_counter() - started)
 
     def _new_request(self, draft: Draft, decision: PolicyDecision, status: Status) -> ApprovalRequest:
         now = self.clock.now()
