@@ -26,6 +26,8 @@ logger = logging.getLogger("signoff")
 EXAMPLES = {
     "serve": "examples:\n  signoff serve                      # stdio, what mcp.json runs\n"
     "  signoff serve --transport http --port 8765",
+    "console": "examples:\n  signoff console                    # on loopback: prints a one-time sign-in link\n"
+    "  signoff console --port 8800 --as alice",
     "review list": "example:\n  signoff review list",
     "review show": "example:\n  signoff review show req_abc123",
     "review approve": "example:\n  signoff review approve req_abc123 --as alice --comment 'checked the invoice'",
@@ -95,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve HTTP beyond loopback without [[auth.tokens]]: anyone who reaches the port can call the tools",
     )
+
+    console = sub(commands, "console", "console", "serve the reviewers' web console alone, over the same database")
+    console.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    console.add_argument("--port", type=int, default=8766, help="port (default 8766)")
+    console.add_argument("--as", dest="reviewer", help="without reviewer tokens: your name on votes (default: OS user)")
 
     actions = group(commands, "review", "list and decide pending requests", "signoff review list")
     listing = sub(actions, "list", "review list", "list pending requests, oldest deadline first")
@@ -185,6 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log_level)
         if args.command == "serve":
             return serve(settings, args)
+        if args.command == "console":
+            from signoff.server.console.standalone import run
+
+            return run(settings, host=args.host, port=args.port, as_name=args.reviewer)
         if args.command == "token":
             return _new_token(args.identity, args.role)
         if args.command == "slack":

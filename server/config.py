@@ -64,6 +64,7 @@ class Settings:
     webhook_url: str | None = None  #: SIGNOFF_WEBHOOK_URL: also POST every state change here, signed
     webhook_secret: str | None = None  #: SIGNOFF_WEBHOOK_SECRET: the HMAC key for the webhook
     receipt_key: str | None = None  #: SIGNOFF_RECEIPT_KEY: signs approval receipts; else a key file by the database
+    console_idle_minutes: float = 30.0  #: SIGNOFF_CONSOLE_IDLE_MINUTES: a console session ends after this idle time
     models: ModelSettings = field(default_factory=ModelSettings)  #: SIGNOFF_MODEL_*: the model control plane
 
     @classmethod
@@ -84,6 +85,7 @@ class Settings:
             webhook_url=env.get("SIGNOFF_WEBHOOK_URL") or None,
             webhook_secret=env.get("SIGNOFF_WEBHOOK_SECRET") or None,
             receipt_key=env.get("SIGNOFF_RECEIPT_KEY") or None,
+            console_idle_minutes=_bounded(env, "SIGNOFF_CONSOLE_IDLE_MINUTES", 30.0, 1, 7 * 24 * 60),
             models=_model_settings(env),
         )
         settings.check()
