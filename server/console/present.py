@@ -17,6 +17,7 @@ from signoff.storage.timefmt import to_text
 
 FOLD_CHARS = 2000  #: a payload value (as pretty JSON) longer than this is folded: a preview, and the whole in a fold
 FOLD_LINES = 40  #: likewise a value spanning more lines than this
+EVENT_LINES = 8  #: an event's data longer than this is folded in the timeline
 PREVIEW_CHARS = 200
 SUMMARY_CHARS = 300  #: summaries longer than this are folded in queue rows, and say so
 
@@ -140,11 +141,17 @@ def timeline(events: Sequence[Event]) -> list[dict[str, Any]]:
                 "kind": event.kind.value,
                 "at": moment(event.at),
                 "data": data,
-                "folded": len(data) > FOLD_CHARS,
-                "preview": data[:PREVIEW_CHARS].split("\n", 1)[0],
+                "folded": len(data) > FOLD_CHARS or data.count("\n") >= EVENT_LINES,
+                "preview": _gist(event.data),
             }
         )
     return rows
+
+
+def _gist(data: Mapping[str, Any]) -> str:
+    """A line naming an event's fields, to show before its data is unfolded."""
+    keys = ", ".join(text(str(k)) for k in list(data)[:8])
+    return f"{keys}{', …' if len(data) > 8 else ''}"[:PREVIEW_CHARS]
 
 
 def detail(request: ApprovalRequest, events: Sequence[Event]) -> dict[str, Any]:

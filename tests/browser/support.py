@@ -190,15 +190,16 @@ def row(page: Page, request_id: str) -> object:
     return page.locator(f'tr[data-request="{request_id}"]')
 
 
-async def http_session(base: str, token: str) -> tuple[httpx2.AsyncClient, str]:
+@asynccontextmanager
+async def http_session(base: str, token: str) -> AsyncIterator[tuple[httpx2.AsyncClient, str]]:
     """A signed-in HTTP client (as a browser would be) and the session's CSRF token, read from the queue page."""
-    http = httpx2.AsyncClient(base_url=base, follow_redirects=False, timeout=30)
-    form = await http.get("/sign-in")
-    csrf = _csrf(form.text)
-    signed = await http.post("/sign-in", data={"csrf": csrf, "token": token}, headers={"Origin": base})
-    assert signed.status_code == 303, signed.text
-    queue = await http.get("/")
-    return http, _csrf(queue.text)
+    async with httpx2.AsyncClient(base_url=base, follow_redirects=False, timeout=30) as http:
+        form = await http.get("/sign-in")
+        csrf = _csrf(form.text)
+        signed = await http.post("/sign-in", data={"csrf": csrf, "token": token}, headers={"Origin": base})
+        assert signed.status_code == 303, signed.text
+        queue = await http.get("/")
+        yield http, _csrf(queue.text)
 
 
 def _csrf(html: str) -> str:
