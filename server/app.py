@@ -183,7 +183,9 @@ def serve_http(
 
     app = server.streamable_http_app(transport_security=security, host=host)
     level = settings.log_level.lower()
-    config = uvicorn.Config(app, host=host, port=port, log_level=level, access_log=level == "debug")
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=level, access_log=level == "debug", timeout_graceful_shutdown=5
+    )  # open streams (the console's live queue, waits) end 5 s after a stop instead of holding it up
     anyio.run(uvicorn.Server(config).serve)
 
 

@@ -66,11 +66,11 @@ class Console:
     def reviewer_tokens(self) -> bool:
         return self.verifier is not None and any(t.role is Role.REVIEWER for t in self.verifier.tokens)
 
-    def session(self, request: Request) -> Session | None:
-        return self.sessions.get(request.cookies.get(COOKIE))
+    def session(self, request: Request, *, activity: bool = True) -> Session | None:
+        return self.sessions.get(request.cookies.get(COOKIE), activity=activity)
 
-    def signed_in(self, request: Request) -> Session | None:
-        session = self.session(request)
+    def signed_in(self, request: Request, *, activity: bool = True) -> Session | None:
+        session = self.session(request, activity=activity)
         return session if session is not None and session.identity is not None else None
 
     def page(self, name: str, status: int = 200, **context: Any) -> Response:

@@ -36,8 +36,9 @@ async def queue(console: Console, request: Request) -> Response:
 
 async def events(console: Console, request: Request) -> Response:
     """Server-sent events: ``queue`` with the queue's data whenever it changes; ``signed-out`` when the session
-    ends. The data is JSON; the page builds rows from it with ``textContent``."""
-    session = console.signed_in(request)
+    ends. The data is JSON; the page builds rows from it with ``textContent``. An open stream is not activity: a
+    queue left open in a tab does not keep its session alive."""
+    session = console.signed_in(request, activity=False)
     if session is None:
         return secured(Response("sign in first", status_code=401))
     filters = present.Filters.of(request.query_params)

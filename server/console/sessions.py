@@ -60,8 +60,9 @@ class Sessions:
             self._by_id.pop(previous.id, None)
         return self._new(identity, self.idle_seconds)
 
-    def get(self, session_id: str | None) -> Session | None:
-        """The live session with this id, its idle time restarted; None if unknown or expired."""
+    def get(self, session_id: str | None, *, activity: bool = True) -> Session | None:
+        """The live session with this id, its idle time restarted if this is a person's ``activity`` (a live-update
+        stream reconnecting is not); None if unknown or expired."""
         if not session_id:
             return None
         session = self._by_id.get(session_id)
@@ -71,7 +72,7 @@ class Sessions:
         if session.expires_at <= now:
             del self._by_id[session.id]
             return None
-        if session.identity is not None:
+        if session.identity is not None and activity:
             session.expires_at = now + self.idle_seconds
         return session
 

@@ -61,3 +61,13 @@ def test_the_idle_time_is_a_setting_with_bounds() -> None:
     assert Settings.from_env({}).console_idle_minutes == 30
     with pytest.raises(ConfigError, match="SIGNOFF_CONSOLE_IDLE_MINUTES"):
         Settings.from_env({"SIGNOFF_CONSOLE_IDLE_MINUTES": "0"})
+
+
+def test_a_live_stream_reconnecting_does_not_keep_a_session_alive() -> None:
+    clock = Ticks()
+    sessions = Sessions(idle_seconds=600, clock=clock)
+    session = sessions.sign_in(None, "alice")
+    clock.now += 500
+    assert sessions.get(session.id, activity=False) is session
+    clock.now += 101
+    assert sessions.get(session.id, activity=False) is None

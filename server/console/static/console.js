@@ -104,7 +104,13 @@ function liveQueue() {
   const live = document.getElementById("live");
   const source = new EventSource("/events" + window.location.search);
   source.addEventListener("open", () => { live.textContent = "Live updates: on"; });
-  source.addEventListener("error", () => { live.textContent = "Live updates: reconnecting…"; });
+  source.addEventListener("error", () => {
+    if (source.readyState === EventSource.CLOSED) {
+      window.location.reload();  // refused (signed out): the page itself says where to go
+    } else {
+      live.textContent = "Live updates: reconnecting…";
+    }
+  });
   source.addEventListener("queue", (event) => {
     showQueue(JSON.parse(event.data));
     live.textContent = "Live updates: on";
