@@ -101,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     console = sub(commands, "console", "console", "serve the reviewers' web console alone, over the same database")
     console.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     console.add_argument("--port", type=int, default=8766, help="port (default 8766)")
-    console.add_argument("--as", dest="reviewer", help="without reviewer tokens: your name on votes (default: OS user)")
+    console.add_argument(
+        "--as", dest="reviewer", metavar="NAME", help="without reviewer tokens: your name on votes (default: OS user)"
+    )
 
     actions = group(commands, "review", "list and decide pending requests", "signoff review list")
     listing = sub(actions, "list", "review list", "list pending requests, oldest deadline first")

@@ -51,7 +51,7 @@ def run(settings: Settings, *, host: str, port: int, as_name: str | None) -> int
     else:
         raise ConfigError(
             f"refusing to serve the console on {host} without reviewer tokens: add [[auth.tokens]] with role "
-            '"reviewer" to the config file (signoff token new --role reviewer), or bind to 127.0.0.1'
+            '"reviewer" to the config file (signoff token new --identity NAME --role reviewer), or bind to 127.0.0.1'
         )
 
     @asynccontextmanager
