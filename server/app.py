@@ -19,6 +19,8 @@ from signoff.server import metrics, review_api
 from signoff.server.argument_errors import SignoffMCPServer
 from signoff.server.auth import LOOPBACK_HOSTS, ConfigTokenVerifier
 from signoff.server.config import Settings, package_version, receipt_key
+from signoff.server.console import Console
+from signoff.server.console import routes as console_routes
 from signoff.server.duplicate_keys import DuplicateKeysASGI, RejectDuplicateKeys
 from signoff.server.model_plane import model_plane
 from signoff.server.slack import SlackParts, interactions_route, slack_session
@@ -175,6 +177,13 @@ def build_server(
             request, running.state, verifier, open_on_loopback=metrics_open, process=process_metrics
         )
 
+    console = Console(
+        service_of=lambda: running.state.service if running.state else None,
+        verifier=verifier,
+        idle_minutes=settings.console_idle_minutes,
+    )
+    for route in console_routes(console):  # the reviewers' web console at /, signed in by reviewer tokens
+        mcp.custom_route(route.path, methods=sorted(route.methods or ()), include_in_schema=False)(route.endpoint)
     return mcp
 
 

@@ -46,6 +46,8 @@ EXAMPLES = {
     "serve": "examples:\n  signoff serve                      # stdio, what mcp.json runs\n"
     "  signoff serve --transport http --port 8765",
     "init": "example:\n  signoff init --db ~/signoff/approvals.db",
+    "console": "examples:\n  signoff console                    # on loopback: prints a one-time sign-in link\n"
+    "  signoff console --port 8800 --as alice",
     "review list": "example:\n  signoff review list",
     "review show": "example:\n  signoff review show req_abc123   # the whole id, or a unique start of it",
     "review approve": "example:\n  signoff review approve req_abc123 --as alice --comment 'checked the invoice'",
@@ -154,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve HTTP beyond loopback without [[auth.tokens]]: anyone who reaches the port can call the tools",
     )
     sub(commands, "init", "init", "create the database (or bring its schema up to date) and print where it is", DB)
+
+    console = sub(
+        commands, "console", "console", "serve the reviewers' web console alone, over the same database", DB, CONFIG
+    )
+    console.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    console.add_argument("--port", type=int, default=8766, help="port (default 8766)")
+    console.add_argument(
+        "--as", dest="reviewer", metavar="NAME", help="without reviewer tokens: your name on votes (default: OS user)"
+    )
 
     actions = group(commands, "review", "list and decide pending requests", "signoff review list")
     listing = sub(
@@ -299,6 +310,14 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     if args.command == "serve":
         return serve(settings, args)
+    if args.command == "console":
+        from signoff.server.console.standalone import run
+
+        database = _database(settings, args)  # the console decides: a database that exists, and write access to it
+        database.must_exist()
+        database.must_be_writable()
+        asyncio.run(_open_database(settings))  # damaged, or a newer schema: one line here, not inside uvicorn
+        return run(settings, host=args.host, port=args.port, as_name=args.reviewer)
     if args.command == "token":
         return _new_token(args.identity, args.role)
     if args.command == "slack":
@@ -317,7 +336,7 @@ def _describe(exc: OSError | sqlite3.Error, args: argparse.Namespace) -> str:
     if "readonly" in text or "read-only" in text:
         return (
             f"cannot write to the database {database}: {text}; this command needs write access to the file and its"
-            " folder (review list, review show, history and audit verify only read it)"
+            " folder (review list, review show, history, stats, audit verify and outbox list only read it)"
         )
     return f"the database {database} could not be used: {text}" if database else text
 
@@ -350,6 +369,14 @@ class Database:
             )
         if not os.access(self.path, os.R_OK):
             raise ConfigError(f"cannot read the database {self.path} ({self.source}): permission denied")
+
+    def must_be_writable(self) -> None:
+        if not os.access(self.path, os.W_OK):
+            raise ConfigError(
+                f"cannot write to the database {self.path} ({self.source}): permission denied; deciding"
+                " needs write access to it (review list, review show, history, stats, audit verify and outbox list"
+                " only read it)"
+            )
 
 
 def _database(settings: Settings, args: argparse.Namespace) -> Database:
@@ -448,11 +475,7 @@ async def _offline(settings: Settings, args: argparse.Namespace) -> int:
     if read_only:
         store = await SqliteStore.open_read_only(database.path)
     else:
-        if not os.access(database.path, os.W_OK):
-            raise ConfigError(
-                f"cannot write to the database {database.path} ({database.source}): permission denied; deciding"
-                " needs write access to it (review list, review show, history and audit verify only read it)"
-            )
+        database.must_be_writable()
         store = await SqliteStore.open(database.path)
     try:
         service = ApprovalService(store, policy)

@@ -103,6 +103,7 @@ class Settings:
     http_idle_timeout: float = 5.0  #: SIGNOFF_HTTP_IDLE_TIMEOUT: an idle keep-alive connection closes after this
     #: SIGNOFF_HTTP_MAX_CONNECTIONS: beyond this many open connections (or requests in progress), requests get 503
     http_max_connections: int = 200
+    console_idle_minutes: float = 30.0  #: SIGNOFF_CONSOLE_IDLE_MINUTES: a console session ends after this idle time
     models: ModelSettings = field(default_factory=ModelSettings)  #: SIGNOFF_MODEL_*: the model control plane
 
     @classmethod
@@ -125,6 +126,7 @@ class Settings:
             receipt_key=env.get("SIGNOFF_RECEIPT_KEY") or None,
             notify_max_attempts=_whole(env, "SIGNOFF_NOTIFY_MAX_ATTEMPTS", 50, 1, 1_000_000),
             notify_give_up_seconds=_number(env, "SIGNOFF_NOTIFY_GIVE_UP_SECONDS", 86_400.0),
+            console_idle_minutes=_bounded(env, "SIGNOFF_CONSOLE_IDLE_MINUTES", 30.0, 1, 7 * 24 * 60),
             models=_model_settings(env),
             http_request_timeout=_bounded(env, "SIGNOFF_HTTP_REQUEST_TIMEOUT", 10.0, 0.01, 3600),
             http_idle_timeout=_bounded(env, "SIGNOFF_HTTP_IDLE_TIMEOUT", 5.0, 0.01, 3600),

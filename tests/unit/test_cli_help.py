@@ -8,6 +8,7 @@ from signoff.server.cli import build_parser, main
 COMMANDS = [
     ["serve"],
     ["init"],
+    ["console"],
     ["review", "list"],
     ["review", "show"],
     ["review", "approve"],
@@ -48,4 +49,6 @@ def test_the_list_above_covers_every_command() -> None:
             leaves.add((name,))
         else:
             leaves |= {(name, leaf) for leaf in nested._group_actions[0].choices}
-    assert leaves == {tuple(c) for c in COMMANDS if len(c) == 2 or c in (["serve"], ["init"], ["history"], ["stats"])}
+    assert leaves == {
+        tuple(c) for c in COMMANDS if len(c) == 2 or c in (["serve"], ["init"], ["console"], ["history"], ["stats"])
+    }

@@ -1,0 +1,96 @@
+"""The console's shared parts: the service it works on, who may sign in, sessions, templates, responses."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from signoff.server.auth import ConfigTokenVerifier
+from signoff.server.console.security import COOKIE, secured
+from signoff.server.console.sessions import Attempts, Session, Sessions, SignInLinks
+from signoff.storage import ApprovalRequest, RequestQuery, Status
+from signoff.storage.text import visible
+from signoff.tools.access import Role
+from signoff.tools.approvals.service import ApprovalService
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+logger = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),  # every template, whatever its name
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["v"] = lambda value: visible(str(value)) if value is not None else ""
+    return env
+
+
+@dataclass(kw_only=True)
+class Console:
+    """One console: the approval service it shows (read when a page is asked: the MCP server's lifespan makes it),
+    who may sign in (reviewer tokens, or one-time links for one local person), and its sessions."""
+
+    service_of: Callable[[], ApprovalService | None]
+    verifier: ConfigTokenVerifier | None = None
+    links: SignInLinks | None = None  #: loopback without tokens: sign in by a link printed on the terminal
+    announce_link: Callable[[str], None] | None = None  #: prints a new link's path where the person can see it
+    idle_minutes: float = 30.0
+    clock: Callable[[], float] = time.monotonic
+    sessions: Sessions = field(init=False)
+    attempts: Attempts = field(init=False)
+    templates: Environment = field(default_factory=_environment)
+
+    def __post_init__(self) -> None:
+        self.sessions = Sessions(idle_seconds=self.idle_minutes * 60, clock=self.clock)
+        self.attempts = Attempts(clock=self.clock)
+
+    @property
+    def service(self) -> ApprovalService:
+        service = self.service_of()
+        if service is None:
+            raise RuntimeError("the console was asked for a page before the server started")
+        return service
+
+    @property
+    def reviewer_tokens(self) -> bool:
+        return self.verifier is not None and any(t.role is Role.REVIEWER for t in self.verifier.tokens)
+
+    def session(self, request: Request, *, activity: bool = True) -> Session | None:
+        return self.sessions.get(request.cookies.get(COOKIE), activity=activity)
+
+    def signed_in(self, request: Request, *, activity: bool = True) -> Session | None:
+        session = self.session(request, activity=activity)
+        return session if session is not None and session.identity is not None else None
+
+    def page(self, name: str, status: int = 200, **context: Any) -> Response:
+        html = self.templates.get_template(name).render(**context)
+        return secured(HTMLResponse(html, status_code=status))
+
+    async def pending(self) -> list[ApprovalRequest]:
+        """Every pending request (paged through the store, 500 at a time)."""
+        found: list[ApprovalRequest] = []
+        cursor = None
+        while True:
+            page = await self.service.list_requests(RequestQuery(status=Status.PENDING, limit=500, before=cursor))
+            found += page.items
+            if (cursor := page.next_cursor) is None:
+                return found
+
+
+def redirect(url: str) -> Response:
+    return secured(RedirectResponse(url, status_code=303))
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

@@ -1,0 +1,133 @@
+"""The queue, one request, a vote, and the live-update stream."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from signoff.server.console import present
+from signoff.server.console.core import HERE, Console, redirect
+from signoff.server.console.security import foreign_origin, secured
+from signoff.server.console.sessions import Session
+from signoff.storage import Conflict, Forbidden, InvalidInput, NotFound, SignoffError, Verdict
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response, StreamingResponse
+
+logger = logging.getLogger(__name__)
+
+STREAM_SECONDS = 300.0  #: a live-update stream ends after this; the browser reconnects (and the session is rechecked)
+KEEPALIVE_SECONDS = 15.0
+POLL_SECONDS = 0.25  #: how often a stream looks for another process's changes
+STATIC = {"console.js": "text/javascript", "console.css": "text/css", "favicon.svg": "image/svg+xml"}
+_STATUS_OF_ERROR: dict[type[SignoffError], int] = {InvalidInput: 400, Forbidden: 403, NotFound: 404, Conflict: 409}
+
+
+async def queue(console: Console, request: Request) -> Response:
+    session = console.signed_in(request)
+    if session is None:
+        return redirect("/sign-in")
+    filters = present.Filters.of(request.query_params)
+    data = present.queue(await console.pending(), filters, console.service.clock.now())
+    return console.page("queue.html", session=session, filters=filters, **data)
+
+
+async def events(console: Console, request: Request) -> Response:
+    """Server-sent events: ``queue`` with the queue's data whenever it changes; ``signed-out`` when the session
+    ends. The data is JSON; the page builds rows from it with ``textContent``. An open stream is not activity: a
+    queue left open in a tab does not keep its session alive."""
+    session = console.signed_in(request, activity=False)
+    if session is None:
+        return secured(Response("sign in first", status_code=401))
+    filters = present.Filters.of(request.query_params)
+    stream = _queue_stream(console, session, filters)
+    return secured(StreamingResponse(stream, media_type="text/event-stream", headers={"X-Accel-Buffering": "no"}))
+
+
+async def _queue_stream(console: Console, session: Session, filters: present.Filters) -> AsyncIterator[str]:
+    store, clock = console.service.store, console.service.clock
+    yield "retry: 1000\n\n"
+    last = ""
+    ends = anyio.current_time() + STREAM_SECONDS
+    while console.sessions.alive(session) and anyio.current_time() < ends:
+        token = await store.change_token()
+        pending = await console.pending()
+        now = clock.now()
+        snapshot = json.dumps(present.queue(pending, filters, now))
+        yield f"event: queue\ndata: {snapshot}\n\n" if snapshot != last else ": unchanged\n\n"
+        last = snapshot
+        nearest = min(((r.expires_at - now).total_seconds() for r in pending if r.expires_at > now), default=None)
+        timeout = KEEPALIVE_SECONDS if nearest is None else min(KEEPALIVE_SECONDS, nearest + 0.05)
+        await store.wait_for_change(token, timeout, poll_interval=POLL_SECONDS)
+    if not console.sessions.alive(session):
+        yield "event: signed-out\ndata: {}\n\n"
+
+
+async def show(console: Console, request: Request) -> Response:
+    session = console.signed_in(request)
+    if session is None:
+        return redirect("/sign-in")
+    voted = request.query_params.get("voted", "")
+    notice = {"approve": "Your approval was recorded.", "reject": "Your rejection was recorded."}.get(voted, "")
+    return await _detail(console, session, request.path_params["request_id"], notice=notice)
+
+
+async def _detail(
+    console: Console,
+    session: Session,
+    request_id: str,
+    *,
+    error: str = "",
+    notice: str = "",
+    status: int = 200,
+    reason: str = "",
+) -> Response:
+    try:
+        found = await console.service.get(request_id)
+    except NotFound:
+        return console.page("missing.html", 404, session=session, request_id=request_id)
+    events = await console.service.store.request_events(found.id)
+    context: dict[str, Any] = {"session": session, "r": present.detail(found, events), "reason": reason}
+    return console.page("request.html", status, error=error, notice=notice, **context)
+
+
+async def vote(console: Console, request: Request) -> Response:
+    fields = await request.form()
+    session = console.signed_in(request)
+    csrf = fields.get("csrf")
+    if session is None:
+        return secured(Response("sign in first", status_code=401))
+    origin = foreign_origin(request)
+    if origin is not None or not session.csrf_ok(csrf if isinstance(csrf, str) else None):
+        logger.warning("console vote refused: no CSRF token, or Origin %s", origin)
+        return secured(Response("refused: vote from the console's own page", status_code=403))
+    request_id = request.path_params["request_id"]
+    verdict_text, reason = fields.get("verdict"), fields.get("reason")
+    reason = reason.strip() if isinstance(reason, str) else ""
+    assert session.identity is not None
+    try:
+        verdict = Verdict(verdict_text if isinstance(verdict_text, str) else "")
+    except ValueError:
+        return await _detail(console, session, request_id, error="Choose Approve or Reject.", status=400)
+    if verdict is Verdict.REJECT and not reason:
+        error = "A reason is required to reject: write in Reason what the agent should know."
+        return await _detail(console, session, request_id, error=error, status=400)
+    try:
+        await console.service.vote(request_id, session.identity, verdict, reason or None)
+    except SignoffError as exc:
+        if isinstance(exc, Forbidden):
+            await console.service.record_refusal(request_id, session.identity, exc.message)
+        logger.info("console vote refused: %s", exc.message, extra={"reviewer": session.identity})
+        status = _STATUS_OF_ERROR.get(type(exc), 400)
+        return await _detail(console, session, request_id, error=exc.message, status=status, reason=reason)
+    logger.info("console vote: %s %s %s", session.identity, verdict.value, request_id)
+    return redirect(f"/requests/{request_id}?voted={verdict.value}")
+
+
+async def static(_: Console, request: Request) -> Response:
+    name = request.path_params["name"]
+    if name not in STATIC:
+        return secured(Response("not found", status_code=404))
+    return secured(FileResponse(HERE / "static" / name, media_type=STATIC[name]))

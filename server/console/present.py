@@ -1,0 +1,177 @@
+"""Requests as the console shows them: plain data with every agent-written string made visible (``visible``).
+
+The templates render these with autoescape on, and the page's script builds queue rows from the same data with
+``textContent``: no string that came from an agent is ever parsed as HTML."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from signoff.storage import ApprovalRequest, Event, Priority, Status
+from signoff.storage.text import visible
+from signoff.storage.timefmt import to_text
+
+FOLD_CHARS = 2000  #: a payload value (as pretty JSON) longer than this is folded: a preview, and the whole in a fold
+FOLD_LINES = 40  #: likewise a value spanning more lines than this
+EVENT_LINES = 8  #: an event's data longer than this is folded in the timeline
+PREVIEW_CHARS = 200
+SUMMARY_CHARS = 300  #: summaries longer than this are folded in queue rows, and say so
+
+
+def text(value: str | None) -> str:
+    return visible(value) if value else ""
+
+
+def pretty(value: Any) -> str:
+    """JSON for people: indented, non-ASCII kept as itself, every control or format character shown as an escape."""
+    return visible(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True), keep_newlines=True)
+
+
+def moment(value: datetime | None) -> str:
+    return to_text(value)[:19].replace("T", " ") + " UTC" if value else "-"
+
+
+def quorum(request: ApprovalRequest) -> str:
+    return f"{len(request.approvals)} of {request.approvals_required}"
+
+
+def confidence(request: ApprovalRequest) -> str:
+    return "-" if request.confidence is None else f"{request.confidence:.2f}"
+
+
+def queue_row(request: ApprovalRequest) -> dict[str, Any]:
+    summary = text(request.summary)
+    return {
+        "id": request.id,
+        "url": f"/requests/{request.id}",
+        "action": text(request.action),
+        "summary": summary
+        if len(summary) <= SUMMARY_CHARS
+        else f"{summary[:SUMMARY_CHARS]} … ({len(summary)} characters)",
+        "agent": text(request.agent_id) or "-",
+        "confidence": confidence(request),
+        "triggers": [text(t.detail) for t in request.triggers],
+        "quorum": quorum(request),
+        "priority": request.priority.value,
+        "expires_at": to_text(request.expires_at),
+        "expires": moment(request.expires_at),
+    }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Filters:
+    action: str = ""
+    agent: str = ""
+    priority: str = ""
+
+    @classmethod
+    def of(cls, params: Mapping[str, str]) -> Filters:
+        priority = params.get("priority", "")
+        return cls(
+            action=params.get("action", ""),
+            agent=params.get("agent", ""),
+            priority=priority if priority in {p.value for p in Priority} else "",
+        )
+
+    def keep(self, request: ApprovalRequest) -> bool:
+        return (
+            (not self.action or request.action == self.action)
+            and (not self.agent or (request.agent_id or "") == self.agent)
+            and (not self.priority or request.priority.value == self.priority)
+        )
+
+
+def queue(pending: Sequence[ApprovalRequest], filters: Filters, now: datetime) -> dict[str, Any]:
+    """The queue page's data: pending requests, most urgent first, then the nearest deadline; counts; filter
+    choices as (value, as shown). Requests past their expiry are left out (closed by the next read or sweep)."""
+    live = [r for r in pending if r.status is Status.PENDING and r.expires_at > now]
+    live.sort(key=lambda r: (-r.priority.rank, r.expires_at, r.id))
+    shown = [r for r in live if filters.keep(r)]
+    by_priority = {p.value: sum(r.priority is p for r in live) for p in reversed(Priority)}
+    return {
+        "rows": [queue_row(r) for r in shown],
+        "counts": {"pending": len(live), "shown": len(shown), "by_priority": by_priority},
+        "choices": {
+            "action": [(a, text(a)) for a in sorted({r.action for r in live})],
+            "agent": [(a, text(a)) for a in sorted({r.agent_id for r in live if r.agent_id})],
+            "priority": [(p.value, p.value) for p in reversed(Priority)],
+        },
+    }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Field:
+    """One payload entry: the key, the value as pretty JSON, and whether it is folded (a preview shown first)."""
+
+    key: str
+    value: str
+    folded: bool
+    preview: str
+    size: str
+
+
+def payload_fields(payload: Mapping[str, Any]) -> list[Field]:
+    fields = []
+    for key in sorted(payload):
+        value = pretty(payload[key])
+        folded = len(value) > FOLD_CHARS or value.count("\n") >= FOLD_LINES
+        fields.append(
+            Field(
+                key=text(str(key)),
+                value=value,
+                folded=folded,
+                preview=value[:PREVIEW_CHARS].split("\n", 1)[0] if folded else "",
+                size=f"{len(value):,} characters, {value.count(chr(10)) + 1:,} lines" if folded else "",
+            )
+        )
+    return fields
+
+
+def timeline(events: Sequence[Event]) -> list[dict[str, Any]]:
+    rows = []
+    for event in events:
+        data = pretty(dict(event.data)) if event.data else ""
+        rows.append(
+            {
+                "seq": event.seq,
+                "kind": event.kind.value,
+                "at": moment(event.at),
+                "data": data,
+                "folded": len(data) > FOLD_CHARS or data.count("\n") >= EVENT_LINES,
+                "preview": _gist(event.data),
+            }
+        )
+    return rows
+
+
+def _gist(data: Mapping[str, Any]) -> str:
+    """A line naming an event's fields, to show before its data is unfolded."""
+    keys = ", ".join(text(str(k)) for k in list(data)[:8])
+    return f"{keys}{', …' if len(data) > 8 else ''}"[:PREVIEW_CHARS]
+
+
+def detail(request: ApprovalRequest, events: Sequence[Event]) -> dict[str, Any]:
+    return {
+        **queue_row(request),
+        "summary": text(request.summary),
+        "status": request.status.value,
+        "decided_by": request.decided_by.value if request.decided_by else "",
+        "decided_at": moment(request.decided_at),
+        "created": moment(request.created_at),
+        "note": text(request.note),
+        "flags": [text(f) for f in request.flags],
+        "trigger_list": [{"kind": t.kind.value, "detail": text(t.detail)} for t in request.triggers],
+        "approvers": [text(a) for a in request.approvers],
+        "votes": [
+            {"reviewer": text(v.reviewer), "verdict": v.verdict.value, "comment": text(v.comment), "at": moment(v.at)}
+            for v in request.votes
+        ],
+        "payload_sha256": request.payload_sha256,
+        "payload": payload_fields(request.payload),
+        "events": timeline(events),
+        "pending": request.status is Status.PENDING,
+    }

@@ -1,0 +1,102 @@
+"""Signing in and out: a reviewer token (never an agent's), or on loopback without tokens a one-time link."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from signoff.server.console.core import Console, client_address, redirect
+from signoff.server.console.security import clear_session_cookie, foreign_origin, secured, set_session_cookie
+from signoff.server.console.sessions import Session
+from signoff.tools.access import Role
+from starlette.requests import Request
+from starlette.responses import Response
+
+logger = logging.getLogger(__name__)
+
+LINK_PATH = "/sign-in/link"
+
+
+async def form(console: Console, request: Request) -> Response:
+    if console.signed_in(request) is not None:
+        return redirect("/")
+    return _form(console, request, console.sessions.anonymous())
+
+
+def _form(console: Console, request: Request, session: Session, error: str = "", status: int = 200) -> Response:
+    if console.links is not None and not console.links.unused and console.announce_link is not None:
+        console.announce_link(f"{LINK_PATH}?key={console.links.new_key()}")
+    response = console.page(
+        "signin.html",
+        status,
+        csrf=session.csrf,
+        error=error,
+        tokens=console.reviewer_tokens,
+        local=console.links is not None,
+    )
+    set_session_cookie(response, request, session.id, max_age=None)
+    return response
+
+
+async def sign_in(console: Console, request: Request) -> Response:
+    client = client_address(request)
+    fields = await request.form()
+    session = console.session(request)
+    if foreign_origin(request) is not None or session is None or not session.csrf_ok(_text(fields.get("csrf"))):
+        logger.warning("console sign-in refused: no valid sign-in form", extra={"client": client})
+        return _form(console, request, console.sessions.anonymous(), "This sign-in form expired. Try again.", 403)
+    wait = console.attempts.wait_seconds(client)
+    if wait > 0:
+        logger.warning("console sign-in refused: too many attempts", extra={"client": client})
+        message = f"Too many failed sign-ins from your address. Wait {math.ceil(wait)} seconds and try again."
+        return _form(console, request, session, message, 429)
+    token = (_text(fields.get("token")) or "").strip()
+    found = console.verifier.lookup(token) if console.verifier is not None and token else None
+    if found is None or Role.REVIEWER.value not in found.scopes:
+        console.attempts.failed(client)
+        why = "unknown token" if found is None else f"a {found.scopes[0]} token ({found.client_id})"
+        logger.warning("console sign-in refused: %s", why, extra={"client": client})
+        message = (
+            "That token is not a reviewer's token. Agents' tokens cannot sign in."
+            if found is not None
+            else "That token is not valid. Paste a reviewer token from `signoff token new --role reviewer`."
+        )
+        return _form(console, request, session, message, 403 if found is not None else 401)
+    return _start(console, request, session, found.client_id)
+
+
+async def link(console: Console, request: Request) -> Response:
+    client = client_address(request)
+    wait = console.attempts.wait_seconds(client)
+    key = request.query_params.get("key", "")
+    if console.links is None or wait > 0 or not console.links.redeem(key):
+        console.attempts.failed(client)
+        logger.warning("console sign-in link refused", extra={"client": client})
+        message = "That sign-in link was already used or is not valid. A new one is printed where signoff runs."
+        return _form(console, request, console.sessions.anonymous(), message, 403)
+    return _start(console, request, console.session(request), console.links.identity)
+
+
+def _start(console: Console, request: Request, previous: Session | None, identity: str) -> Response:
+    session = console.sessions.sign_in(previous, identity)
+    logger.info("console sign-in: %s", identity, extra={"reviewer": identity, "client": client_address(request)})
+    response = redirect("/")
+    set_session_cookie(response, request, session.id, max_age=None)
+    return response
+
+
+async def sign_out(console: Console, request: Request) -> Response:
+    fields = await request.form()
+    session = console.session(request)
+    if foreign_origin(request) is not None or session is None or not session.csrf_ok(_text(fields.get("csrf"))):
+        return secured(Response("refused: sign out from the console's own page", status_code=403))
+    console.sessions.end(session)
+    if session.identity is not None:
+        logger.info("console sign-out: %s", session.identity, extra={"reviewer": session.identity})
+    response = redirect("/sign-in")
+    clear_session_cookie(response, request)
+    return response
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None

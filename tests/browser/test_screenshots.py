@@ -1,0 +1,46 @@
+"""Each console page, photographed: into the test's folder always, and into docs/img when CONSOLE_SCREENSHOTS
+names that folder (``CONSOLE_SCREENSHOTS=docs/img pytest tests/browser/test_screenshots.py``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.async_api import expect
+
+from tests.browser.support import ALICE, BOT, Served, chromium, new_page, sign_in
+from tests.integration.test_http_auth import agent, call
+
+pytestmark = pytest.mark.slow
+
+
+async def test_every_page_renders_for_a_screenshot(served: Served, tmp_path: Path) -> None:
+    async with agent(served.base, BOT) as bot:
+        for action, summary, payload, confidence in [
+            ("payments.transfer", "Pay invoice 1042 to ACME Ltd", {"amount": 25000, "currency": "EUR"}, 0.62),
+            ("deploy.web", "Ship web 2.3 to production", {"version": "2.3", "environment": "production"}, None),
+            ("email.send", "Send the December newsletter", {"recipients": 18250, "template": "dec"}, 0.71),
+        ]:
+            extra = {"confidence": confidence} if confidence is not None else {}
+            _, asked = await call(bot, "request_approval", action=action, summary=summary, payload=payload, **extra)
+    shots = {}
+    async with chromium() as browser:
+        _, page, watched = await new_page(browser)
+        await page.set_viewport_size({"width": 1280, "height": 720})
+        await page.goto(f"{served.base}/sign-in")
+        shots["console-sign-in.png"] = await page.screenshot()
+        await sign_in(page, served.base, ALICE, "alice")
+        await expect(page.get_by_text("Live updates: on")).to_be_visible()
+        shots["console-queue.png"] = await page.screenshot()
+        await page.locator(f'tr[data-request="{asked["request_id"]}"]').get_by_role("link").click()
+        await expect(page.get_by_role("button", name="Approve")).to_be_visible()
+        shots["console-request.png"] = await page.screenshot(full_page=True)
+        assert watched.errors == [] and watched.dialogs == []
+    target = os.environ.get("CONSOLE_SCREENSHOTS")
+    for name, png in shots.items():
+        assert png.startswith(b"\x89PNG") and len(png) > 5000, name  # an image of a page, not a blank
+        (tmp_path / name).write_bytes(png)
+        if target:
+            shutil.copy(tmp_path / name, Path(target) / name)
