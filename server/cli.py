@@ -148,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="HOST[:PORT]",
-        help="a Host header to accept when binding beyond loopback (repeat; default: the bind address)",
+        help="one more Host header to accept (repeat it); always accepted: the loopback names, and beyond loopback"
+        " the bind address and this machine's host name, with the port",
     )
     serve.add_argument(
         "--allow-unauthenticated",
@@ -398,9 +399,9 @@ def configure_logging(level: str | int) -> None:
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     # imported here: the other commands start faster without mcp
     import anyio
-    from mcp.server.transport_security import TransportSecuritySettings
     from signoff.server.app import build_server, load_policy, serve_http
     from signoff.server.auth import LOOPBACK_HOSTS
+    from signoff.server.http_guard import allowed_hosts
     from signoff.server.stopping import Stopper, serve_stdio
 
     stopper = Stopper()  # SIGINT and SIGTERM: answer every waiting call, stop within seconds, exit 0
@@ -426,11 +427,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     url_host = f"[{host}]" if ":" in host else host
     server = build_server(settings, http_url=f"http://{url_host}:{port}", stopper=stopper)
     asyncio.run(_open_database(settings))
-    security = None  # on loopback the SDK checks Host and Origin itself
-    if not loopback:
-        hosts = args.allowed_host or [f"{url_host}:{port}"]
-        origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
-        security = TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=origins)
+    security = allowed_hosts(host, port, args.allowed_host or ())  # checked on every route, /mcp included
     logger.info(
         "signoff %s serving on http://%s:%d/mcp, database %s", package_version(), url_host, port, settings.db_path
     )

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import h11
@@ -74,15 +75,38 @@ def timed_protocol(request_timeout: float, idle_timeout: float) -> type[H11Proto
     return TimedH11Protocol
 
 
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})  #: bind addresses that mean "every interface"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def allowed_hosts(host: str, port: int, extra: Sequence[str] = ()) -> TransportSecuritySettings:
+    """The ``Host`` (and ``Origin``) values an HTTP server bound to ``host:port`` accepts: on loopback, the loopback
+    names with any port (what the MCP SDK allows there); beyond, the bind address (unless it is a wildcard), this
+    machine's host name and the loopback names, each with the port. ``extra`` (``--allowed-host``) adds to these."""
+    if host in LOOPBACK_HOSTS:
+        hosts = [f"{name}:*" for name in LOOPBACK_NAMES]
+    else:
+        names = [] if host in WILDCARD_HOSTS else [f"[{host}]" if ":" in host else host]
+        names += _machine_names()
+        names += LOOPBACK_NAMES
+        hosts = [f"{name}:{port}" for name in dict.fromkeys(names)]
+    hosts += [h for h in extra if h not in hosts]
+    origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
+    return TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=origins)
+
+
+def _machine_names() -> list[str]:
+    """The host name, and its first label when it is a dotted name (no DNS lookup: start-up must not wait on it)."""
+    name = socket.gethostname().strip().lower()
+    return [n for n in dict.fromkeys([name, name.split(".")[0]]) if n]
+
+
 def effective_security(security: TransportSecuritySettings | None, host: str) -> TransportSecuritySettings:
     """The Host/Origin rules the SDK applies to ``/mcp``: the given ones, else on loopback the SDK's own."""
     if security is not None:
         return security
     if host in LOOPBACK_HOSTS:
-        return TransportSecuritySettings(
-            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
-            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
-        )
+        return allowed_hosts(host, 0)
     return TransportSecuritySettings(enable_dns_rebinding_protection=False)
 
 
@@ -104,7 +128,7 @@ class HostOriginGuard:
             host, origin = headers.get("host"), headers.get("origin")
             refusal = None
             if not host or not _allowed(host, self.security.allowed_hosts):
-                refusal = PlainTextResponse("Invalid Host header", status_code=421)
+                refusal = PlainTextResponse(_host_refusal(host, self.security.allowed_hosts), status_code=421)
             elif origin and not _allowed(origin, self.security.allowed_origins):
                 refusal = PlainTextResponse("Invalid Origin header", status_code=403)
             if refusal is not None:
@@ -114,6 +138,14 @@ class HostOriginGuard:
                     await send({"type": "websocket.close", "code": 1008})
                 return
         await self.app(scope, receive, send)
+
+
+def _host_refusal(host: str | None, allowed: list[str]) -> str:
+    shown = repr(host[:100]) if host else "(none)"
+    return (
+        f"Invalid Host header {shown}: this signoff server answers to {', '.join(allowed)}. To reach it under"
+        " another name, start it with --allowed-host NAME:PORT (repeat it for each name)."
+    )
 
 
 class RateLimitedAccept(logging.Filter):

@@ -170,12 +170,14 @@ def free_port() -> int:
         return port
 
 
-async def wait_for_port(port: int, proc: Process, log: Path, deadline: float = 20.0) -> None:
+async def wait_for_port(
+    port: int, proc: Process, log: Path, deadline: float = 20.0, host: str = "127.0.0.1"
+) -> None:
     """Return once ``port`` accepts connections; fail if the process exits first or the deadline passes."""
     with anyio.fail_after(deadline):
         while True:
             try:
-                stream = await anyio.connect_tcp("127.0.0.1", port)
+                stream = await anyio.connect_tcp(host, port)
             except OSError:
                 pass
             else:
@@ -190,12 +192,15 @@ async def wait_for_port(port: int, proc: Process, log: Path, deadline: float = 2
 
 
 @asynccontextmanager
-async def http_server(env: Mapping[str, str], log: Path) -> AsyncIterator[str]:
-    """``signoff serve --transport http`` on a free port; yields the MCP URL; terminates it afterwards."""
+async def http_server(
+    env: Mapping[str, str], log: Path, *options: str, host: str = "127.0.0.1"
+) -> AsyncIterator[str]:
+    """``signoff serve --transport http`` (with ``options``) on a free port; yields the MCP URL; terminates it
+    afterwards."""
     port = free_port()
     with log.open("wb") as out:
         proc = await anyio.open_process(
-            [str(SIGNOFF), "serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port)],
+            [str(SIGNOFF), "serve", "--transport", "http", "--host", host, "--port", str(port), *options],
             env=dict(env),
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -204,8 +209,8 @@ async def http_server(env: Mapping[str, str], log: Path) -> AsyncIterator[str]:
         )
         async with proc:
             try:
-                await wait_for_port(port, proc, log)
-                yield f"http://127.0.0.1:{port}/mcp"
+                await wait_for_port(port, proc, log, host=host)
+                yield f"http://{host}:{port}/mcp"
             finally:
                 with anyio.CancelScope(shield=True):
                     if proc.returncode is None:
