@@ -170,9 +170,7 @@ def free_port() -> int:
         return port
 
 
-async def wait_for_port(
-    port: int, proc: Process, log: Path, deadline: float = 20.0, host: str = "127.0.0.1"
-) -> None:
+async def wait_for_port(port: int, proc: Process, log: Path, deadline: float = 20.0, host: str = "127.0.0.1") -> None:
     """Return once ``port`` accepts connections; fail if the process exits first or the deadline passes."""
     with anyio.fail_after(deadline):
         while True:
@@ -192,9 +190,7 @@ async def wait_for_port(
 
 
 @asynccontextmanager
-async def http_server(
-    env: Mapping[str, str], log: Path, *options: str, host: str = "127.0.0.1"
-) -> AsyncIterator[str]:
+async def http_server(env: Mapping[str, str], log: Path, *options: str, host: str = "127.0.0.1") -> AsyncIterator[str]:
     """``signoff serve --transport http`` (with ``options``) on a free port; yields the MCP URL; terminates it
     afterwards."""
     port = free_port()
