@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import fnmatch
 import json
 import re
 from pathlib import Path
@@ -227,3 +228,18 @@ def test_the_readme_shows_mcp_json_as_it_is() -> None:
     shown = re.search(r"```json\n(.*?)```", readme, re.DOTALL)
     assert shown, "README.md shows no mcp.json"
     assert json.loads(shown.group(1)) == json.loads((ROOT / "mcp.json").read_text(encoding="utf-8"))
+
+
+def test_every_module_has_a_room_in_the_architecture_page() -> None:
+    """The rooms table names every module and sub-package of the four packages (``slack_*`` may name several)."""
+    rooms = read("architecture.md").split("## Rooms", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`([\w*]+/?)`", rooms))
+    missing = [
+        f"{package}/{name}"
+        for package in ("server", "tools", "notifiers", "storage")
+        for path in (ROOT / package).iterdir()
+        if (name := f"{path.name}/" if (path / "__init__.py").is_file() else path.stem) != "__init__"
+        and (path.suffix == ".py" or name.endswith("/"))
+        and not any(fnmatch.fnmatch(name, pattern) for pattern in named)
+    ]
+    assert not missing, "docs/architecture.md's rooms table does not name: " + ", ".join(sorted(missing))
