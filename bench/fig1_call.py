@@ -15,8 +15,6 @@ from typing import Any
 
 from mcp import Client
 from mcp.types import CallToolResult
-from signoff.server.app import build_server
-from signoff.server.config import Settings
 
 from bench import samples
 from bench.config import Config
@@ -24,6 +22,8 @@ from bench.floor_tools import NOOP, NOOP_PLUS_WRITE, add_noop, add_noop_plus_wri
 from bench.rawdb import RawWriter, rowsets
 from bench.report import Check, FigureResult, Row, Target
 from bench.stats import percentile, summary_ms
+from signoff.server.app import build_server
+from signoff.server.config import Settings
 
 KINDS = ("subject", "floor", "noop", "write")
 

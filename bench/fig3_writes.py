@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import time
 
-from signoff.storage.approvals.sqlite import SqliteStore
-from signoff.tools.approvals.lifecycle import creation_events
-
 from bench import samples
 from bench.config import Config
 from bench.rawdb import RawWriter, rowsets
 from bench.report import Check, FigureResult, Row, Target
 from bench.stats import median
+from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.tools.approvals.lifecycle import creation_events
 
 
 async def run(cfg: Config) -> FigureResult:

@@ -27,16 +27,16 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp import Client
-from signoff.server.app import build_server
-from signoff.server.config import Settings
-from signoff.storage import ApprovalRequest, Verdict
-from signoff.storage.approvals.sqlite import SqliteStore
-from signoff.tools.approvals.service import ApprovalService
 
 from bench import samples
 from bench.config import REPO, Config
 from bench.report import Check, FigureResult, Row, Target
 from bench.stats import percentile, summary_ms
+from signoff.server.app import build_server
+from signoff.server.config import Settings
+from signoff.storage import ApprovalRequest, Verdict
+from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.tools.approvals.service import ApprovalService
 
 WAIT_SECONDS = 30
 MAX_DELAY_MS = 50.0

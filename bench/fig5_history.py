@@ -16,15 +16,14 @@ import sys
 import time
 from dataclasses import dataclass, replace
 
-from signoff.storage import RequestQuery, Status
-from signoff.storage.approvals import queries as q
-from signoff.storage.approvals.sqlite import SqliteStore
-from signoff.storage.sqlite_db import connect
-
 from bench import history_db
 from bench.config import Config
 from bench.report import Check, FigureResult, Row, Target
 from bench.stats import percentile, summary_ms
+from signoff.storage import RequestQuery, Status
+from signoff.storage.approvals import queries as q
+from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.storage.sqlite_db import connect
 
 PAGE = 50
 BUDGET_SECONDS = 8.0  #: per shape; past it, a shape stops once it has MIN_SAMPLES

@@ -27,6 +27,10 @@ import time
 from pathlib import Path
 
 import anyio
+
+from bench.config import Config
+from bench.report import Check, FigureResult, Row, Target
+from bench.stats import percentile, summary_ms
 from signoff.storage import Verdict
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.storage.models.sqlite import SqliteModelStore
@@ -35,10 +39,6 @@ from signoff.tools.approvals.service import ApprovalService
 from signoff.tools.models.routing import bucket_of
 from signoff.tools.models.service import ChangeOutcome, ModelService, ModelSettings
 from signoff.tools.models.telemetry import Report
-
-from bench.config import Config
-from bench.report import Check, FigureResult, Row, Target
-from bench.stats import percentile, summary_ms
 
 MODEL = "fraud"
 BATCH = 1000

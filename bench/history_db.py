@@ -28,6 +28,8 @@ from typing import Any
 
 import aiosqlite
 import anyio
+
+from bench import samples
 from signoff.storage import ApprovalRequest, EventKind, NewEvent, Status, Transition, Verdict
 from signoff.storage.approvals import queries as q
 from signoff.storage.audit import GENESIS_HASH, link
@@ -38,8 +40,6 @@ from signoff.storage.sqlite_db import connect
 from signoff.storage.timefmt import to_text
 from signoff.tools.approvals import lifecycle
 from signoff.tools.approvals.service import new_request_id
-
-from bench import samples
 
 GENERATOR_VERSION = 4  #: bump when what this module writes changes, to rebuild cached databases
 START = datetime(2025, 1, 1, tzinfo=UTC)

@@ -11,11 +11,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from bench.floor_tools import add_noop
 from signoff.server.app import build_server, serve_http
 from signoff.server.cli import configure_logging
 from signoff.server.config import Settings
-
-from bench.floor_tools import add_noop
 
 
 def main(db: str, port: int) -> None:

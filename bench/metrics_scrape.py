@@ -26,15 +26,15 @@ from pathlib import Path
 import anyio
 import httpx2
 import uvicorn
+
+from bench import history_db
+from bench.config import RESULTS_DIR
+from bench.stats import percentile
 from signoff.server.app import build_server
 from signoff.server.config import Settings
 from signoff.server.metrics import exposition, read_snapshot
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.storage.models.sqlite import SqliteModelStore
-
-from bench import history_db
-from bench.config import RESULTS_DIR
-from bench.stats import percentile
 
 TARGET_MS = 50.0
 WARMUP = 20

@@ -24,13 +24,13 @@ from typing import Any
 
 import anyio
 from mcp import Client
-from signoff.server.app import build_server
-from signoff.server.config import Settings
-from signoff.storage.approvals.memory import MemoryStore
 
 from bench import samples
 from bench.floor_tools import NOOP, add_noop
 from bench.stats import median
+from signoff.server.app import build_server
+from signoff.server.config import Settings
+from signoff.storage.approvals.memory import MemoryStore
 
 CALLERS = 32
 SUBJECT = "request_approval"

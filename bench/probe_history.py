@@ -13,12 +13,12 @@ import time
 
 import aiosqlite
 import anyio
-from signoff.storage.sqlite_db import connect
 
 from bench import history_db
 from bench.config import RESULTS_DIR
 from bench.fig5_history import FILTERED_SQL, PAGE, SHAPES
 from bench.stats import percentile
+from signoff.storage.sqlite_db import connect
 
 PROPOSED_INDEX = "CREATE INDEX requests_status_action_created ON requests (status, action, created_at DESC, id DESC)"
 RUNS = 50

@@ -25,14 +25,14 @@ import time
 from collections.abc import Awaitable, Callable
 
 import anyio
-from signoff.storage.approvals.sqlite import SqliteStore
-from signoff.storage.sqlite_db import connect_sync
-from signoff.tools.approvals.lifecycle import creation_events
 
 from bench import samples
 from bench.config import Config
 from bench.rawdb import AiosqliteRawWriter, RowSet, create_schema, rowsets, write_rows
 from bench.stats import percentile
+from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.storage.sqlite_db import connect_sync
+from signoff.tools.approvals.lifecycle import creation_events
 
 CONCURRENCY = 32
 PER_TASK = 40

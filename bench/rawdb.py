@@ -21,6 +21,7 @@ from typing import Any
 
 import aiosqlite
 import anyio
+
 from signoff.storage import ApprovalRequest, Status
 from signoff.storage.approvals import queries as q
 from signoff.storage.audit import GENESIS_HASH, link

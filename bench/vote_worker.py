@@ -11,11 +11,11 @@ import sys
 import time
 
 import anyio
+
+from bench.samples import REVIEWER
 from signoff.storage import Verdict
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.tools.approvals.service import ApprovalService
-
-from bench.samples import REVIEWER
 
 
 async def serve(db: str) -> None:

@@ -8,9 +8,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from signoff.notifiers.slack_text import code, code_block, escape, plain
-from signoff.storage import ApprovalRequest, DecidedBy, Status, Verdict, Vote
-from signoff.storage.canonical import is_number
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
@@ -24,6 +21,10 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 from slack_sdk.models.views import View
+
+from signoff.notifiers.slack_text import code, code_block, escape, plain
+from signoff.storage import ApprovalRequest, DecidedBy, Status, Verdict, Vote
+from signoff.storage.canonical import is_number
 
 APPROVE_ACTION = "signoff_approve"
 REJECT_ACTION = "signoff_reject"

@@ -15,6 +15,9 @@ from typing import Any, Protocol
 
 import aiohttp
 import anyio
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
 from signoff.notifiers.slack_blocks import (
     APPROVE_ACTION,
     REASON_BLOCK,
@@ -25,8 +28,6 @@ from signoff.notifiers.slack_blocks import (
 )
 from signoff.notifiers.slack_text import escape
 from signoff.storage import ApprovalRequest, Forbidden, NotFound, SignoffError, Status, Store, Verdict
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 logger = logging.getLogger(__name__)
 

@@ -18,15 +18,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
-from signoff.notifiers.base import DeliveryFailed, DeliveryRefused
-from signoff.notifiers.slack_blocks import escalation_note, headline, request_blocks, vote_reply
-from signoff.notifiers.slack_setup import network_reason
-from signoff.storage import ApprovalRequest, MessageRef, Store
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
+
+from signoff.notifiers.base import DeliveryFailed, DeliveryRefused
+from signoff.notifiers.slack_blocks import escalation_note, headline, request_blocks, vote_reply
+from signoff.notifiers.slack_setup import network_reason
+from signoff.storage import ApprovalRequest, MessageRef, Store
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import aiohttp
-from signoff.notifiers.slack_inbound import SlackInteractions, modal_error
-from signoff.notifiers.slack_setup import network_reason
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
@@ -20,6 +18,9 @@ from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
+
+from signoff.notifiers.slack_inbound import SlackInteractions, modal_error
+from signoff.notifiers.slack_setup import network_reason
 
 logger = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
+
 from signoff.notifiers.base import DeliveryFailed, DeliveryRefused
 from signoff.storage import ApprovalRequest
 

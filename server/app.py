@@ -14,6 +14,9 @@ from mcp.server import MCPServer
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import AnyHttpUrl
+from starlette.requests import Request
+from starlette.responses import Response
+
 from signoff.notifiers import ConsoleNotifier, FanOut, Notifier, WebhookNotifier
 from signoff.server import metrics, review_api
 from signoff.server.argument_errors import SignoffMCPServer
@@ -27,10 +30,9 @@ from signoff.server.slack import SlackParts, interactions_route, slack_session
 from signoff.server.stopping import Stopper, serve_uvicorn
 from signoff.server.unknown_arguments import RejectUnknownArguments
 from signoff.server.workers import DeliveryLimits, deliver_outbox, sweep_expired
-from signoff.storage import Store
+from signoff.storage import ModelStore, Store
 from signoff.storage.approvals.memory import MemoryStore
 from signoff.storage.approvals.sqlite import SqliteStore
-from signoff.storage.models.store import ModelStore
 from signoff.tools.access import Role
 from signoff.tools.app_state import AppState
 from signoff.tools.approvals.handlers import register_tools
@@ -39,8 +41,6 @@ from signoff.tools.approvals.policy_config import load_policy_config
 from signoff.tools.approvals.service import ApprovalService
 from signoff.tools.clock import Clock
 from signoff.tools.models.handlers import register_model_tools
-from starlette.requests import Request
-from starlette.responses import Response
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +214,7 @@ def serve_http(
     beyond ``SIGNOFF_HTTP_MAX_CONNECTIONS`` requests get 503 (see ``signoff.server.http_guard``).
     SIGINT and SIGTERM stop it (server/stopping.py)."""
     import uvicorn  # imported here: only the HTTP transport needs it
+
     from signoff.server.http_guard import HostOriginGuard, RateLimitedAccept, effective_security, timed_protocol
 
     app = server.streamable_http_app(transport_security=security, host=host)

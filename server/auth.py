@@ -8,8 +8,9 @@ import secrets
 from collections.abc import Sequence
 
 from mcp.server.auth.provider import AccessToken, TokenVerifier
-from signoff.tools.access import Role, Token
 from starlette.requests import Request
+
+from signoff.tools.access import Role, Token
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 

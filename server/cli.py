@@ -399,6 +399,7 @@ def configure_logging(level: str | int) -> None:
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     # imported here: the other commands start faster without mcp
     import anyio
+
     from signoff.server.app import build_server, load_policy, serve_http
     from signoff.server.auth import LOOPBACK_HOSTS
     from signoff.server.http_guard import allowed_hosts

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
+
 from signoff.storage import ConfigError
 from signoff.tools.models.canary import CanaryLimits
 from signoff.tools.models.service import ModelSettings

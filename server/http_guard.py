@@ -22,11 +22,12 @@ from typing import Any
 
 import h11
 from mcp.server.transport_security import TransportSecuritySettings
-from signoff.server.auth import LOOPBACK_HOSTS
 from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from signoff.server.auth import LOOPBACK_HOSTS
 
 logger = logging.getLogger(__name__)
 

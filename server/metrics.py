@@ -17,14 +17,15 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
 from signoff.server.auth import ConfigTokenVerifier, bearer_identity
 from signoff.storage import ModelStore, Store
 from signoff.storage.metrics_queries import ApprovalMetrics, InferenceTotals
 from signoff.storage.text import visible
 from signoff.tools.access import Role
 from signoff.tools.app_state import AppState
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 #: Policy evaluation is pure and fast: from 50 microseconds to 50 milliseconds.
 POLICY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05)

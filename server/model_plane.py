@@ -16,9 +16,10 @@ from pathlib import Path
 
 import anyio
 from anyio.abc import TaskGroup
+
+from signoff.storage import ModelStore
 from signoff.storage.models.memory import MemoryModelStore
 from signoff.storage.models.sqlite import SqliteModelStore
-from signoff.storage.models.store import ModelStore
 from signoff.tools.approvals.service import ApprovalService
 from signoff.tools.models.service import ModelService, ModelSettings
 

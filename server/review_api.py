@@ -15,6 +15,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
 from signoff.server.auth import ConfigTokenVerifier, bearer_identity
 from signoff.storage import (
     ApprovalRequest,
@@ -32,8 +35,6 @@ from signoff.storage.canonical import canonical_json
 from signoff.tools.access import Role
 from signoff.tools.app_state import AppState
 from signoff.tools.approvals.views import decode_cursor, encode_cursor
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 _STATUS_OF_ERROR: dict[type[SignoffError], int] = {InvalidInput: 400, Forbidden: 403, NotFound: 404, Conflict: 409}
 LIST_PARAMETERS = ("status", "action", "agent_id", "since", "until", "limit", "cursor")

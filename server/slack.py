@@ -10,13 +10,14 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
 from signoff.notifiers import SlackHttpEndpoint, SlackInteractions, SlackNotifier, socket_mode_client, web_client
 from signoff.notifiers.slack_transport import handle_safely
 from signoff.server.config import Settings
 from signoff.storage import ApprovalRequest, Verdict
 from signoff.tools.approvals.service import ApprovalService
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 logger = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ import mcp_types
 from mcp.server import MCPServer
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
+
 from signoff.server.duplicate_keys import CheckedLines
 from signoff.tools.approvals.service import ApprovalService
 

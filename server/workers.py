@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import anyio
+
 from signoff.notifiers import DeliveryFailed, DeliveryRefused, Notifier, members
 from signoff.notifiers.webhook import delivery_id
 from signoff.storage import ApprovalRequest, DeliveryMark, DeliveryState, EventKind, NewEvent, OutboxItem

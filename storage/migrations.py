@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 import aiosqlite
+
 from signoff.storage.errors import ConfigError
 
 logger = logging.getLogger(__name__)

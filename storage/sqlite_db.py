@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import aiosqlite
 import anyio
+
 from signoff.storage.errors import (
     ConfigError,
     DatabaseBusy,

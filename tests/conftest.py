@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from signoff.storage import Store
 from signoff.storage.approvals.memory import MemoryStore
 from signoff.storage.approvals.sqlite import SqliteStore

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from mcp import Client
+
 from signoff.server.app import build_server
 from signoff.server.cli import build_parser
 from signoff.server.config import Settings

@@ -11,6 +11,7 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
+
 from signoff.storage import ApprovalRequest, SignoffError, Status
 from signoff.storage.audit import check_request
 from signoff.storage.errors import unknown_request

@@ -13,8 +13,8 @@ import types
 from dataclasses import MISSING, fields, is_dataclass
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
+from signoff.storage import ConfigError
 from signoff.storage.canonical import is_number
-from signoff.storage.errors import ConfigError
 from signoff.tools.toml_positions import KeyPath
 
 _T = TypeVar("_T")

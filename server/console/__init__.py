@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from signoff.server.console import pages, signin
-from signoff.server.console.core import Console
-from signoff.server.console.sessions import SignInLinks
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from signoff.server.console import pages, signin
+from signoff.server.console.core import Console
+from signoff.server.console.sessions import SignInLinks
 
 __all__ = ["Console", "SignInLinks", "routes"]
 

@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
 from signoff.server.auth import ConfigTokenVerifier
 from signoff.server.console.security import COOKIE, secured
 from signoff.server.console.sessions import Attempts, Session, Sessions, SignInLinks
@@ -17,8 +20,6 @@ from signoff.storage import ApprovalRequest, RequestQuery, Status
 from signoff.storage.text import visible
 from signoff.tools.access import Role
 from signoff.tools.approvals.service import ApprovalService
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 logger = logging.getLogger(__name__)
 

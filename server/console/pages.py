@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response, StreamingResponse
+
 from signoff.server.console import present
 from signoff.server.console.core import HERE, Console, redirect
 from signoff.server.console.security import foreign_origin, secured
 from signoff.server.console.sessions import Session
 from signoff.storage import Conflict, Forbidden, InvalidInput, NotFound, SignoffError, Verdict
-from starlette.requests import Request
-from starlette.responses import FileResponse, Response, StreamingResponse
 
 logger = logging.getLogger(__name__)
 

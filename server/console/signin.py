@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import math
 
+from starlette.requests import Request
+from starlette.responses import Response
+
 from signoff.server.console.core import Console, client_address, redirect
 from signoff.server.console.security import clear_session_cookie, foreign_origin, secured, set_session_cookie
 from signoff.server.console.sessions import Session
 from signoff.tools.access import Role
-from starlette.requests import Request
-from starlette.responses import Response
 
 logger = logging.getLogger(__name__)
 

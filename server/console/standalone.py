@@ -9,15 +9,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+from starlette.applications import Starlette
+
 from signoff.server.auth import LOOPBACK_HOSTS, ConfigTokenVerifier
 from signoff.server.config import Settings, package_version
-from signoff.server.console import Console, SignInLinks, routes
+from signoff.server.console import routes
+from signoff.server.console.core import Console
+from signoff.server.console.sessions import SignInLinks
 from signoff.storage import ConfigError
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import load_policy_config
 from signoff.tools.approvals.service import ApprovalService
-from starlette.applications import Starlette
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +30,7 @@ def run(settings: Settings, *, host: str, port: int, as_name: str | None) -> int
     without, on loopback only, one person signs in by a one-time link printed here, and votes as ``as_name`` (or
     the OS user)."""
     import uvicorn  # imported here: the other commands start faster without it
+
     from signoff.server.http_guard import HostOriginGuard, effective_security, timed_protocol
     from signoff.server.stopping import Stopper, serve_uvicorn
 

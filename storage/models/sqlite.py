@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
 from signoff.storage.approvals.queries import INSERT_EVENT, LAST_EVENT
 from signoff.storage.audit import GENESIS_HASH, EncodedEvent
 from signoff.storage.audit_models import baseline_event, model_event

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx2
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Dialog, Page, async_playwright, expect
-from signoff.server.auth import new_token
 
+from signoff.server.auth import new_token
 from tests.integration.support import REPO, SIGNOFF, base_env, free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import anyio
 import pytest
-from signoff.storage import Conflict, EventKind, Status, Store, Verdict
+
+from signoff.storage import Conflict, EventKind, NewEvent, Status, Store, Verdict
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.storage.audit import GENESIS_HASH, EncodedEvent, link, verify_store
 from signoff.storage.canonical import canonical_json
 from signoff.storage.codec import event_row
-from signoff.storage.records import NewEvent
 from signoff.tools.approvals import lifecycle
-
 from tests.factories import T0, add
 
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+
 from signoff.storage import (
     DecidedBy,
     DeliveryMark,
@@ -30,7 +31,6 @@ from signoff.storage.migrations import available, statements
 from signoff.storage.models.memory import MemoryModelStore
 from signoff.storage.models.sqlite import SqliteModelStore
 from signoff.tools.approvals import lifecycle
-
 from tests.factories import T0, add
 
 

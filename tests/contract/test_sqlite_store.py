@@ -8,11 +8,11 @@ from pathlib import Path
 
 import anyio
 import pytest
+
 from signoff.storage import Status, Verdict
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.storage.migrations import available, statements
 from signoff.tools.approvals import lifecycle
-
 from tests.factories import T0, add
 
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
+
 from signoff.storage import Verdict
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.storage.audit import verify_store
 from signoff.storage.sqlite_db import SqliteDatabase
 from signoff.tools.approvals import lifecycle
-
 from tests.factories import T0, add
 
 

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import anyio
 import pytest
+
 from signoff.storage import (
     ApprovalRequest,
     Conflict,
@@ -27,7 +28,6 @@ from signoff.storage import (
 )
 from signoff.storage.audit import verify_chain
 from signoff.tools.approvals import lifecycle
-
 from tests.factories import T0, add, make_request
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+
 from signoff.server.render import HISTORY_FIELDS
 from signoff.storage import Priority, Status, Verdict
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.tools.approvals import receipts
 from signoff.tools.approvals.service import ApprovalService
-
 from tests.factories import add
 from tests.integration.support import REPO, SIGNOFF, signoff
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import anyio
 import pytest
+
 from signoff.server.cli import READ_ONLY, build_parser
 from signoff.storage.approvals.sqlite import SqliteStore
-
 from tests.factories import add
 from tests.integration.support import REPO, SIGNOFF, Ran, base_env
 

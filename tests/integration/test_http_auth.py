@@ -15,6 +15,7 @@ import httpx2
 import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+
 from signoff.server.app import build_server
 from signoff.server.auth import new_token
 from signoff.server.config import Settings

@@ -20,13 +20,13 @@ import yaml
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from prometheus_client.parser import text_string_to_metric_families
+
 from signoff.notifiers import DeliveryFailed
 from signoff.server.app import build_server
 from signoff.server.auth import new_token
 from signoff.server.config import Settings
 from signoff.storage import ApprovalRequest, EventKind, Status
 from signoff.storage.approvals.sqlite import SqliteStore
-
 from tests.fakes.clock import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,13 +15,20 @@ from pathlib import Path
 import anyio
 import pytest
 from aiohttp import web
-from signoff.notifiers import ConsoleNotifier, FanOut, SlackNotifier, WebhookNotifier, socket_mode_client, web_client
-from signoff.notifiers.slack_inbound import SlackInteractions
+
+from signoff.notifiers import (
+    ConsoleNotifier,
+    FanOut,
+    SlackInteractions,
+    SlackNotifier,
+    WebhookNotifier,
+    socket_mode_client,
+    web_client,
+)
 from signoff.server.workers import DeliveryLimits, backoff, deliver_due
 from signoff.storage import EventKind, MessageRef
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.tools.approvals.service import ApprovalService, Draft
-
 from tests.fakes.clock import FakeClock
 from tests.fakes.slack import FakeSlack
 from tests.integration.support import webhook_receiver

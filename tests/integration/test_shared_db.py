@@ -9,8 +9,8 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client
-from signoff.storage.migrations import available
 
+from signoff.storage.migrations import available
 from tests.integration.support import ask, signoff, signoff_each, status_of, stdio_params, wait_during
 
 pytestmark = pytest.mark.slow

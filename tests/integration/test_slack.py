@@ -10,12 +10,12 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
+
 from signoff.notifiers.slack_blocks import APPROVE_ACTION, REJECT_ACTION
 from signoff.server.app import build_server
 from signoff.server.config import Settings
 from signoff.storage import EventKind, Status
 from signoff.storage.approvals.sqlite import SqliteStore
-
 from tests.fakes.slack import FakeSlack, click, submission
 
 POLICY = """

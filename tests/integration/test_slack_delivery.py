@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from mcp import Client
+
 from signoff.notifiers import SlackNotifier, web_client
 from signoff.server.app import build_server
 from signoff.server.config import Settings
@@ -18,7 +19,6 @@ from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import parse_policy_config
 from signoff.tools.approvals.service import ApprovalService, Draft
-
 from tests.fakes.clock import FakeClock
 from tests.fakes.slack import FakeSlack
 

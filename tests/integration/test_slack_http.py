@@ -14,6 +14,8 @@ from urllib.parse import urlencode
 import anyio
 import httpx2
 import uvicorn
+from slack_sdk.signature import SignatureVerifier
+
 from signoff.notifiers.slack_blocks import APPROVE_ACTION
 from signoff.server.app import build_server
 from signoff.server.config import Settings
@@ -22,8 +24,6 @@ from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import parse_policy_config
 from signoff.tools.approvals.service import ApprovalService, Draft
-from slack_sdk.signature import SignatureVerifier
-
 from tests.fakes.slack import FakeSlack, click
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"

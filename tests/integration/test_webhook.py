@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
+
 from signoff.notifiers import DeliveryFailed, WebhookNotifier
 from signoff.notifiers.webhook import verify
-
 from tests.factories import make_request
 from tests.integration.support import webhook_receiver
 

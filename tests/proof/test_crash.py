@@ -29,11 +29,11 @@ import pytest
 from anyio.abc import Process
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
+
 from signoff.notifiers import ConsoleNotifier
 from signoff.server.workers import deliver_due
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.tools.approvals.service import ApprovalService
-
 from tests.fakes.clock import FakeClock
 from tests.integration.support import REPO, SIGNOFF, Ran, base_env, free_port, signoff, wait_for_port
 

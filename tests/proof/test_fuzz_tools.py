@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
+
 from signoff.server.app import build_server
 from signoff.server.cli import main as cli_main
 from signoff.server.config import Settings
@@ -38,7 +39,6 @@ from signoff.storage import EventKind, RequestQuery
 from signoff.storage.approvals.memory import MemoryStore
 from signoff.storage.models.memory import MemoryModelStore
 from signoff.tools.models.service import ModelSettings
-
 from tests.fakes.clock import FakeClock
 from tests.integration.support import SIGNOFF, base_env
 

@@ -31,6 +31,7 @@ import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, multiple, rule
+
 from signoff.storage import (
     ApprovalRequest,
     Conflict,
@@ -52,7 +53,6 @@ from signoff.tools.approvals.permissions import RECENT, permission
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import parse_policy_config
 from signoff.tools.approvals.service import PERMISSION_PROMPT_FLAG, ApprovalService, Draft
-
 from tests.fakes.clock import FakeClock
 
 T = TypeVar("T")

@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
+
 from signoff.server.app import build_server
 from signoff.server.cli import main
 from signoff.server.config import Settings
@@ -37,7 +38,6 @@ from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import load_policy_config
 from signoff.tools.approvals.service import ApprovalService, Draft
 from signoff.tools.models.service import ModelService
-
 from tests.factories import T0, make_request
 
 CONFIG = """

@@ -20,6 +20,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.types import TextContent
+
 from signoff.server.app import build_server
 from signoff.server.auth import new_token
 from signoff.server.config import Settings
@@ -30,7 +31,6 @@ from signoff.tools.approvals import receipts
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import parse_policy_config
 from signoff.tools.approvals.service import ApprovalService, Draft
-
 from tests.fakes.clock import FakeClock
 from tests.integration.support import base_env, signoff, stdio_params
 from tests.integration.test_http_auth import agent as as_token

@@ -17,6 +17,7 @@ import anyio
 import pytest
 from aiohttp import web
 from mcp import Client, StdioServerParameters
+
 from signoff.notifiers import WebhookNotifier
 from signoff.notifiers.webhook import verify
 from signoff.server.app import build_server
@@ -27,7 +28,6 @@ from signoff.storage.approvals.memory import MemoryStore
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import load_policy_config
 from signoff.tools.approvals.service import ApprovalService, Draft
-
 from tests.fakes.clock import FakeClock
 from tests.integration.support import (
     REPO,

@@ -16,6 +16,7 @@ from typing import Any
 
 import pyte
 import pytest
+
 from signoff.notifiers import SlackNotifier, web_client
 from signoff.notifiers.slack_blocks import escalation_note, request_blocks
 from signoff.server import cli
@@ -27,7 +28,6 @@ from signoff.storage.text import visible
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import parse_policy_config
 from signoff.tools.approvals.service import ApprovalService, Draft
-
 from tests.factories import T0, make_request
 from tests.fakes.slack import FakeSlack
 

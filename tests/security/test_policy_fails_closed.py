@@ -15,6 +15,7 @@ import anyio
 import httpx2
 import pytest
 from mcp import Client
+
 from signoff.server.app import build_server
 from signoff.server.config import Settings
 from signoff.storage import InvalidInput, RequestQuery, Status, Verdict
@@ -22,7 +23,6 @@ from signoff.storage.approvals.memory import MemoryStore
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import parse_policy_config
 from signoff.tools.approvals.service import ApprovalService, Draft
-
 from tests.integration.support import base_env, http_server, stdio_params
 
 RULES = """

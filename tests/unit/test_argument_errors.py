@@ -14,6 +14,7 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.types import Tool
+
 from signoff.server.app import build_server
 from signoff.server.argument_errors import allowed
 from signoff.server.config import Settings

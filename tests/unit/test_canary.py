@@ -9,14 +9,15 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
 import pytest
-from signoff.storage.models.records import Inference, VersionTelemetry
+
+from signoff.storage import Inference, VersionTelemetry
 from signoff.storage.models.sampling import RESERVOIR_SIZE, minute_of, period_of, reservoir_writes
 from signoff.tools.models.canary import (
     FISHER_TEST,
     Z_TEST,
     CanaryLimits,
+    CanaryVerdict,
     Evidence,
-    Verdict,
     analyze,
     contrast_upper_bound,
     difference_upper_bound,
@@ -89,37 +90,37 @@ def test_mann_whitney_tie_correction_shrinks_the_variance() -> None:
 
 def test_a_clearly_worse_error_rate_fails() -> None:
     result = analyze(sample(5000, 50, 100, 1), sample(5000, 250, 100, 2), LIMITS, 100)
-    assert result.verdict is Verdict.FAIL
+    assert result.verdict is CanaryVerdict.FAIL
     errors = result.metrics[0]
-    assert errors.metric == "error_rate" and errors.verdict is Verdict.FAIL
+    assert errors.metric == "error_rate" and errors.verdict is CanaryVerdict.FAIL
     assert "two-proportion" in errors.test and errors.p_value is not None and errors.p_value < 1e-10
 
 
 def test_clearly_slower_latency_fails() -> None:
     result = analyze(sample(3000, 30, 100, 1), sample(3000, 30, 200, 2), LIMITS, 100)
     latency = result.metrics[1]
-    assert result.verdict is Verdict.FAIL
-    assert latency.metric == "latency_ms" and latency.verdict is Verdict.FAIL and "Mann-Whitney" in latency.test
+    assert result.verdict is CanaryVerdict.FAIL
+    assert latency.metric == "latency_ms" and latency.verdict is CanaryVerdict.FAIL and "Mann-Whitney" in latency.test
     assert latency.candidate == pytest.approx(200, rel=0.1)
 
 
 def test_an_equal_candidate_passes() -> None:
     result = analyze(sample(5000, 50, 100, 1), sample(5000, 50, 100, 2), LIMITS, 100)
-    assert result.verdict is Verdict.PASS, result
-    assert [m.verdict for m in result.metrics] == [Verdict.PASS, Verdict.PASS]
+    assert result.verdict is CanaryVerdict.PASS, result
+    assert [m.verdict for m in result.metrics] == [CanaryVerdict.PASS, CanaryVerdict.PASS]
 
 
 def test_too_few_samples_is_insufficient_data_whatever_the_numbers() -> None:
     result = analyze(sample(5000, 0, 100, 1), sample(99, 99, 900, 2), LIMITS, 100)
-    assert result.verdict is Verdict.INSUFFICIENT_DATA
-    assert {m.verdict for m in result.metrics} == {Verdict.INSUFFICIENT_DATA}
+    assert result.verdict is CanaryVerdict.INSUFFICIENT_DATA
+    assert {m.verdict for m in result.metrics} == {CanaryVerdict.INSUFFICIENT_DATA}
     assert "at least 100" in result.metrics[0].detail
 
 
 def test_a_difference_that_is_not_significant_passes_and_shows_its_bound() -> None:
     # 1% vs 3% on 150 each: not significantly worse, so it passes (as Kayenta would), with the uncertainty in words
     metric = analyze(sample(150, 2, 100, 1), sample(150, 5, 100, 2), LIMITS, 100).metrics[0]
-    assert metric.verdict is Verdict.PASS
+    assert metric.verdict is CanaryVerdict.PASS
     assert "no significant increase" in metric.detail and "could be up to" in metric.detail
 
 
@@ -127,7 +128,7 @@ def test_a_candidate_identical_to_its_baseline_passes() -> None:
     # 400 samples each, 2% errors, the same latencies: the first-hour report saw "inconclusive" here
     same = Evidence(count=400, errors=8, latencies=sample(400, 8, 80, 5).latencies)
     result = analyze(same, same, LIMITS, 100)
-    assert result.verdict is Verdict.PASS
+    assert result.verdict is CanaryVerdict.PASS
     assert "could be up to" in result.metrics[0].detail  # the bound stays visible
 
 
@@ -135,7 +136,7 @@ def test_a_significant_increase_within_tolerance_is_inconclusive() -> None:
     # 1.0% vs 1.65% on 20,000 each: significantly higher, yet not shown past a limit nor within both
     significant = analyze(counts(20_000, 200), counts(20_000, 330), LIMITS, 100).metrics[0]
     assert significant.p_value is not None and significant.p_value < LIMITS.alpha
-    assert significant.verdict is Verdict.INCONCLUSIVE and "significantly higher" in significant.detail
+    assert significant.verdict is CanaryVerdict.INCONCLUSIVE and "significantly higher" in significant.detail
 
 
 def test_algorithm_r_keeps_a_bounded_uniform_sample() -> None:
@@ -211,7 +212,7 @@ def counts(n: int, errors: int) -> Evidence:
     return Evidence(count=n, errors=errors, latencies=[50.0] * 30)
 
 
-def error_verdict(baseline: Evidence, candidate: Evidence, limits: CanaryLimits = LIMITS) -> Verdict:
+def error_verdict(baseline: Evidence, candidate: Evidence, limits: CanaryLimits = LIMITS) -> CanaryVerdict:
     return analyze(baseline, candidate, limits, 100).metrics[0].verdict
 
 
@@ -225,12 +226,14 @@ def exact_mid_p(errors_b: int, n_b: int, errors_c: int, n_c: int) -> Fraction:
 def test_the_absolute_limit_is_one_percentage_point() -> None:
     # at a 5% baseline the relative limit (x2: +5 points) is looser, so +1 point decides; both are significant
     baseline = counts(40_000, 2000)
-    assert error_verdict(baseline, counts(40_000, 2380)) is Verdict.INCONCLUSIVE  # +0.95 points
+    assert error_verdict(baseline, counts(40_000, 2380)) is CanaryVerdict.INCONCLUSIVE  # +0.95 points
     # +1.05 points observed is not enough: the true increase could still be within the limit
-    assert error_verdict(baseline, counts(40_000, 2420)) is Verdict.INCONCLUSIVE
-    assert error_verdict(baseline, counts(40_000, 2600)) is Verdict.FAIL  # +1.5 points: at least +1.14 with confidence
+    assert error_verdict(baseline, counts(40_000, 2420)) is CanaryVerdict.INCONCLUSIVE
+    assert (
+        error_verdict(baseline, counts(40_000, 2600)) is CanaryVerdict.FAIL
+    )  # +1.5 points: at least +1.14 with confidence
     looser = CanaryLimits(max_error_rate_increase=0.02)
-    assert error_verdict(baseline, counts(40_000, 2600), looser) is not Verdict.FAIL
+    assert error_verdict(baseline, counts(40_000, 2600), looser) is not CanaryVerdict.FAIL
     detail = analyze(baseline, counts(40_000, 2600), LIMITS, 100).metrics[0].detail
     assert "by more than 1.00%" in detail and "x the baseline" not in detail
 
@@ -238,17 +241,19 @@ def test_the_absolute_limit_is_one_percentage_point() -> None:
 def test_the_relative_limit_fails_a_rate_eight_times_the_baseline() -> None:
     baseline, candidate = counts(20_000, 20), counts(20_000, 160)  # 0.1% vs 0.8%: only 0.7 points higher
     result = analyze(baseline, candidate, LIMITS, 100).metrics[0]
-    assert result.verdict is Verdict.FAIL and "more than 2x the baseline's rate" in result.detail, result
+    assert result.verdict is CanaryVerdict.FAIL and "more than 2x the baseline's rate" in result.detail, result
     absolute_only = CanaryLimits(max_error_rate_ratio=math.inf)
-    assert error_verdict(baseline, candidate, absolute_only) is not Verdict.FAIL
+    assert error_verdict(baseline, candidate, absolute_only) is not CanaryVerdict.FAIL
 
 
 def test_the_relative_limit_is_twice_the_baseline() -> None:
     baseline = counts(100_000, 500)  # 0.5%: the relative limit (+0.5 points) is stricter than +1 point
-    assert error_verdict(baseline, counts(100_000, 950)) is Verdict.INCONCLUSIVE  # 1.9x, significantly higher
-    assert error_verdict(baseline, counts(100_000, 1050)) is Verdict.INCONCLUSIVE  # 2.1x, but could be under 2x
-    assert error_verdict(baseline, counts(100_000, 1200)) is Verdict.FAIL  # 2.4x: over 2x with confidence
-    assert error_verdict(baseline, counts(100_000, 1200), CanaryLimits(max_error_rate_ratio=2.2)) is not Verdict.FAIL
+    assert error_verdict(baseline, counts(100_000, 950)) is CanaryVerdict.INCONCLUSIVE  # 1.9x, significantly higher
+    assert error_verdict(baseline, counts(100_000, 1050)) is CanaryVerdict.INCONCLUSIVE  # 2.1x, but could be under 2x
+    assert error_verdict(baseline, counts(100_000, 1200)) is CanaryVerdict.FAIL  # 2.4x: over 2x with confidence
+    assert (
+        error_verdict(baseline, counts(100_000, 1200), CanaryLimits(max_error_rate_ratio=2.2)) is not CanaryVerdict.FAIL
+    )
 
 
 def test_a_canary_truly_within_the_limits_rarely_fails() -> None:
@@ -259,22 +264,22 @@ def test_a_canary_truly_within_the_limits_rarely_fails() -> None:
     for _ in range(300):
         errors_b = sum(rng.random() < 0.01 for _ in range(9000))
         errors_c = sum(rng.random() < 0.018 for _ in range(1000))
-        fails += error_verdict(counts(9000, errors_b), counts(1000, errors_c)) is Verdict.FAIL
+        fails += error_verdict(counts(9000, errors_b), counts(1000, errors_c)) is CanaryVerdict.FAIL
     assert fails <= 9, fails  # at most 3% (alpha is 1%)
 
 
 def test_a_relative_limit_does_not_fail_on_a_single_error() -> None:
-    assert error_verdict(counts(1000, 0), counts(1000, 1)) is Verdict.PASS  # "infinitely worse", p = 0.25: noise
-    assert error_verdict(counts(1000, 0), counts(1000, 12)) is Verdict.FAIL  # but a dozen is not noise
+    assert error_verdict(counts(1000, 0), counts(1000, 1)) is CanaryVerdict.PASS  # "infinitely worse", p = 0.25: noise
+    assert error_verdict(counts(1000, 0), counts(1000, 12)) is CanaryVerdict.FAIL  # but a dozen is not noise
 
 
 def test_a_limit_that_cannot_be_shown_is_named_in_a_pass() -> None:
     # equal rates of 1% pass; no errors at all pass too, but cannot show "at most twice the baseline", and say so
-    assert error_verdict(counts(5000, 50), counts(5000, 50)) is Verdict.PASS
+    assert error_verdict(counts(5000, 50), counts(5000, 50)) is CanaryVerdict.PASS
     silent = analyze(counts(10_000, 0), counts(10_000, 0), LIMITS, 100).metrics[0]
-    assert silent.verdict is Verdict.PASS and "cannot yet rule out more than 2x" in silent.detail
+    assert silent.verdict is CanaryVerdict.PASS and "cannot yet rule out more than 2x" in silent.detail
     assert error_verdict(counts(10_000, 0), counts(10_000, 0), CanaryLimits(max_error_rate_ratio=math.inf)) is (
-        Verdict.PASS
+        CanaryVerdict.PASS
     )
     # the ratio bound: at or below 0 shows the candidate's rate is at most `factor` times the baseline's
     assert contrast_upper_bound(500, 100_000, 500, 100_000, 2.326, 2.0) < 0
@@ -317,7 +322,7 @@ def test_the_exact_test_decides_small_and_unequal_counts() -> None:
     # a 10% canary: 3% of 200 vs 1% of 1,800. The z-test calls it significant (p = 0.007); the exact test does not
     assert two_proportion_z(18, 1800, 6, 200)[1] < 0.01
     result = analyze(counts(1800, 18), counts(200, 6), LIMITS, 100).metrics[0]
-    assert result.test == FISHER_TEST and result.verdict is Verdict.PASS  # not significant: no increase shown
+    assert result.test == FISHER_TEST and result.verdict is CanaryVerdict.PASS  # not significant: no increase shown
     assert result.p_value == pytest.approx(float(exact_mid_p(18, 1800, 6, 200)), rel=1e-9)
 
 
@@ -343,6 +348,6 @@ def test_wilson_bounds_solve_the_score_equation() -> None:
 
 def test_min_samples_is_inclusive() -> None:
     even = counts(100, 1)
-    assert analyze(even, even, LIMITS, 100).verdict is not Verdict.INSUFFICIENT_DATA
-    assert analyze(counts(99, 1), even, LIMITS, 100).verdict is Verdict.INSUFFICIENT_DATA
-    assert analyze(even, counts(99, 1), LIMITS, 100).verdict is Verdict.INSUFFICIENT_DATA
+    assert analyze(even, even, LIMITS, 100).verdict is not CanaryVerdict.INSUFFICIENT_DATA
+    assert analyze(counts(99, 1), even, LIMITS, 100).verdict is CanaryVerdict.INSUFFICIENT_DATA
+    assert analyze(even, counts(99, 1), LIMITS, 100).verdict is CanaryVerdict.INSUFFICIENT_DATA

@@ -8,14 +8,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from signoff.tools.models.canary import CanaryLimits, CanaryResult, Evidence, MetricResult, Verdict, analyze
+
+from signoff.tools.models.canary import CanaryLimits, CanaryResult, CanaryVerdict, Evidence, MetricResult, analyze
 from signoff.tools.models.guard import GuardMemory, GuardRule
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 KEY = ("fraud", "v2")
 
 
-def result(verdict: Verdict, p_value: float | None = 1e-5) -> CanaryResult:
+def result(verdict: CanaryVerdict, p_value: float | None = 1e-5) -> CanaryResult:
     metric = MetricResult(
         metric="error_rate",
         test="test",
@@ -45,42 +46,42 @@ def test_the_rule_spreads_alpha_over_one_window_of_looks() -> None:
 
 def test_a_fail_acts_only_when_a_later_window_fails_too() -> None:
     memory = GuardMemory(GuardRule())
-    assert memory.observe(KEY, result(Verdict.FAIL), minute(10)) is False  # one look never acts
-    assert memory.observe(KEY, result(Verdict.FAIL), minute(10)) is False  # 30 s later, the same minute
-    assert memory.observe(KEY, result(Verdict.FAIL), minute(11)) is True  # a window with a new minute fails too
-    assert memory.observe(KEY, result(Verdict.FAIL), minute(11)) is False  # acting ended the streak
+    assert memory.observe(KEY, result(CanaryVerdict.FAIL), minute(10)) is False  # one look never acts
+    assert memory.observe(KEY, result(CanaryVerdict.FAIL), minute(10)) is False  # 30 s later, the same minute
+    assert memory.observe(KEY, result(CanaryVerdict.FAIL), minute(11)) is True  # a window with a new minute fails too
+    assert memory.observe(KEY, result(CanaryVerdict.FAIL), minute(11)) is False  # acting ended the streak
 
 
 def test_any_other_verdict_ends_the_streak() -> None:
     memory = GuardMemory(GuardRule())
-    for verdict in (Verdict.INCONCLUSIVE, Verdict.PASS, Verdict.INSUFFICIENT_DATA):
-        assert memory.observe(KEY, result(Verdict.FAIL), minute(10)) is False
+    for verdict in (CanaryVerdict.INCONCLUSIVE, CanaryVerdict.PASS, CanaryVerdict.INSUFFICIENT_DATA):
+        assert memory.observe(KEY, result(CanaryVerdict.FAIL), minute(10)) is False
         assert memory.observe(KEY, result(verdict), minute(11)) is False
-        assert memory.observe(KEY, result(Verdict.FAIL), minute(12)) is False  # a new streak starts here
-        assert memory.observe(KEY, result(Verdict.FAIL), minute(13)) is True
+        assert memory.observe(KEY, result(CanaryVerdict.FAIL), minute(12)) is False  # a new streak starts here
+        assert memory.observe(KEY, result(CanaryVerdict.FAIL), minute(13)) is True
 
 
 def test_canaries_are_remembered_apart_and_forgotten_when_they_stop() -> None:
     memory = GuardMemory(GuardRule())
     other = ("fraud", "v3")
-    assert memory.observe(KEY, result(Verdict.FAIL), minute(1)) is False
-    assert memory.observe(other, result(Verdict.INCONCLUSIVE), minute(2)) is False  # v3 does not end v2's streak
+    assert memory.observe(KEY, result(CanaryVerdict.FAIL), minute(1)) is False
+    assert memory.observe(other, result(CanaryVerdict.INCONCLUSIVE), minute(2)) is False  # v3 does not end v2's streak
     memory.retain([other])  # e.g. someone set v2's traffic to 0
-    assert memory.observe(KEY, result(Verdict.FAIL), minute(30)) is False  # restarted: a new streak
-    assert memory.observe(other, result(Verdict.FAIL), minute(30)) is False
+    assert memory.observe(KEY, result(CanaryVerdict.FAIL), minute(30)) is False  # restarted: a new streak
+    assert memory.observe(other, result(CanaryVerdict.FAIL), minute(30)) is False
     memory.retain([other])  # v2 is no longer running again
-    assert memory.observe(KEY, result(Verdict.FAIL), minute(31)) is False
-    assert memory.observe(other, result(Verdict.FAIL), minute(31)) is True  # v3 was kept
+    assert memory.observe(KEY, result(CanaryVerdict.FAIL), minute(31)) is False
+    assert memory.observe(other, result(CanaryVerdict.FAIL), minute(31)) is True  # v3 was kept
 
 
 def test_an_overwhelming_fail_acts_at_once() -> None:
     memory = GuardMemory(GuardRule())
-    assert memory.observe(KEY, result(Verdict.FAIL, p_value=1e-12), minute(5)) is True
-    assert memory.observe(KEY, result(Verdict.FAIL, p_value=2e-9), minute(5)) is False
-    assert GuardMemory(GuardRule(decisive_p=0)).observe(KEY, result(Verdict.FAIL, 1e-300), minute(5)) is False
+    assert memory.observe(KEY, result(CanaryVerdict.FAIL, p_value=1e-12), minute(5)) is True
+    assert memory.observe(KEY, result(CanaryVerdict.FAIL, p_value=2e-9), minute(5)) is False
+    assert GuardMemory(GuardRule(decisive_p=0)).observe(KEY, result(CanaryVerdict.FAIL, 1e-300), minute(5)) is False
     # only a failing metric's p-value counts
-    passing = replace(result(Verdict.PASS, p_value=1e-12).metrics[0], metric="latency_ms")
-    mixed = CanaryResult(verdict=Verdict.FAIL, metrics=(*result(Verdict.FAIL, 0.001).metrics, passing))
+    passing = replace(result(CanaryVerdict.PASS, p_value=1e-12).metrics[0], metric="latency_ms")
+    mixed = CanaryResult(verdict=CanaryVerdict.FAIL, metrics=(*result(CanaryVerdict.FAIL, 0.001).metrics, passing))
     assert GuardMemory(GuardRule()).observe(KEY, mixed, minute(5)) is False
 
 
@@ -144,10 +145,10 @@ def first_actions(rng: random.Random, candidate_rate: float) -> tuple[int | None
         first = max(0, 2 * (look // 2 - (WINDOW_MINUTES - 1)))  # the window: 60 whole minutes, this one included
         b, c = baseline.evidence(first, look), candidate.evidence(first, look)
         plain = analyze(b, c, LIMITS, MIN_SAMPLES)
-        if old is None and plain.verdict is Verdict.FAIL:
+        if old is None and plain.verdict is CanaryVerdict.FAIL:
             old = look
         # a stricter alpha can only turn a FAIL into something else: analyze again only when the plain one fails
-        strict = analyze(b, c, guard_limits, MIN_SAMPLES) if plain.verdict is Verdict.FAIL else plain
+        strict = analyze(b, c, guard_limits, MIN_SAMPLES) if plain.verdict is CanaryVerdict.FAIL else plain
         if memory.observe(KEY, strict, T0 + timedelta(minutes=look // 2 + 1)):
             return old, look
     return old, None

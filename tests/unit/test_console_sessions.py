@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+
 from signoff.server.config import Settings
-from signoff.server.console.sessions import Attempts, Sessions, SignInLinks
+from signoff.server.console import SignInLinks
+from signoff.server.console.sessions import Attempts, Sessions
 from signoff.storage import ConfigError
 
 

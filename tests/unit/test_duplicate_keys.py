@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from mcp import Client
-from signoff.server.duplicate_keys import MARK, mark_duplicate_keys
 
+from signoff.server.duplicate_keys import MARK, mark_duplicate_keys
 from tests.unit.test_mcp_tools import history, make_server
 
 CALL = '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"request_approval","arguments":%s}}'

@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 from mcp import Client
 from mcp.server import MCPServer
+
 from signoff.server.app import build_server
 from signoff.server.config import Settings
 from signoff.storage import DecidedBy, EventKind, Priority, RequestQuery, Status, Verdict
@@ -17,7 +18,6 @@ from signoff.storage.approvals.memory import MemoryStore
 from signoff.tools.app_state import AppState
 from signoff.tools.approvals import receipts
 from signoff.tools.approvals.service import ApprovalService
-
 from tests.factories import T0, make_request
 from tests.fakes.clock import FakeClock
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import unicodedata
 
 from prometheus_client.parser import text_string_to_metric_families
+
 from signoff.server.metrics import MAX_ACTIONS, MAX_LABEL_CHARS, OTHER, ProcessMetrics, exposition, read_snapshot
 from signoff.storage import Inference
 from signoff.storage.approvals.memory import MemoryStore
 from signoff.storage.models.memory import MemoryModelStore
-
 from tests.factories import T0, add
 
 HOSTILE = [

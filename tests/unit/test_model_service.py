@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from signoff.storage import (
     ChangeKind,
     ChangeStatus,
@@ -31,10 +32,9 @@ from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import parse_policy_config
 from signoff.tools.approvals.service import ApprovalService
 from signoff.tools.models import rollout
-from signoff.tools.models.canary import Verdict as CanaryVerdict
+from signoff.tools.models.canary import CanaryVerdict
 from signoff.tools.models.service import ModelService, ModelSettings
 from signoff.tools.models.telemetry import Report
-
 from tests.fakes.clock import FakeClock
 
 

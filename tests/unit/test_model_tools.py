@@ -12,6 +12,7 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.server import MCPServer
+
 from signoff.server.app import build_server
 from signoff.server.config import Settings
 from signoff.storage import ConfigError, ModelState, Verdict
@@ -20,7 +21,6 @@ from signoff.storage.models.memory import MemoryModelStore
 from signoff.tools.app_state import AppState
 from signoff.tools.approvals.service import ApprovalService
 from signoff.tools.models.service import ModelSettings
-
 from tests.fakes.clock import FakeClock
 
 MODEL_TOOLS = {

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from signoff.storage.errors import InvalidInput
-from signoff.storage.records import ActionHistory, Priority, Trigger, TriggerKind
+
+from signoff.storage import ActionHistory, InvalidInput, Priority, Trigger, TriggerKind
 from signoff.tools.approvals.policy import Outcome, Policy, PolicyDecision, PolicyInput, modified_z_score
 from signoff.tools.approvals.policy_config import (
     Condition,

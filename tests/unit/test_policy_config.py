@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-from signoff.storage.errors import ConfigError
-from signoff.storage.records import Priority
+
+from signoff.storage import ConfigError, Priority
 from signoff.tools.approvals.policy_config import (
     Condition,
     Op,

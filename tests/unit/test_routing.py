@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from signoff.storage import InvalidInput
 from signoff.tools.models.routing import BUCKETS, Split, bucket_of, check_sticky, layout, sticky_steps, to_basis_points
 

@@ -6,6 +6,7 @@ import os
 
 import anyio
 import pytest
+
 from signoff.storage import (
     ConfigError,
     Conflict,
@@ -24,7 +25,6 @@ from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import parse_policy_config
 from signoff.tools.approvals.service import ApprovalService, Draft
 from signoff.tools.approvals.views import next_step
-
 from tests.fakes.clock import FakeClock
 
 QUORUM_CONFIG = """

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from signoff.notifiers.slack_blocks import headline, request_blocks
 from signoff.storage import DecidedBy, Status, Verdict, Vote
-
 from tests.factories import T0, make_request
 
 WORST_CASES = {

@@ -7,6 +7,7 @@ from typing import Any, Literal
 import pytest
 from jsonschema import Draft202012Validator
 from pydantic import Field
+
 from signoff.tools.wire import WireModel
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client
+
 from signoff.notifiers import DeliveryFailed
 from signoff.server.app import build_server
 from signoff.server.config import Settings
@@ -14,7 +15,6 @@ from signoff.server.workers import backoff, deliver_due
 from signoff.storage import ApprovalRequest, ConfigError, EventKind, Status
 from signoff.storage.approvals.memory import MemoryStore
 from signoff.tools.approvals.service import ApprovalService, Draft
-
 from tests.fakes.clock import FakeClock
 
 

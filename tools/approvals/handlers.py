@@ -14,6 +14,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.types import TextContent, ToolAnnotations
 from pydantic import Field
+
 from signoff.storage import ApprovalRequest, InvalidInput, Order, RequestQuery, Status
 from signoff.tools.app_state import READ_ONLY, AppState, caller_identity, domain_errors, state_of
 from signoff.tools.approvals.permissions import permission

@@ -17,9 +17,9 @@ from typing import Any
 
 from jsonschema.exceptions import ValidationError, best_match
 from referencing.exceptions import Unresolvable
+
+from signoff.storage import ActionHistory, InvalidInput, Priority, Trigger, TriggerKind
 from signoff.storage.canonical import canonical_json, is_number, numeric_leaves
-from signoff.storage.errors import InvalidInput
-from signoff.storage.records import ActionHistory, Priority, Trigger, TriggerKind
 from signoff.tools.access import person_of
 from signoff.tools.approvals.conditions import action_glob, match_rule, show
 from signoff.tools.approvals.policy_config import ActionSchema, Outcome, PolicyConfig

@@ -21,9 +21,9 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
+
+from signoff.storage import ConfigError, Priority
 from signoff.storage.canonical import is_number
-from signoff.storage.errors import ConfigError
-from signoff.storage.records import Priority
 from signoff.tools.access import SLACK_ID, Auth, Person, Role, SlackRouting, normal_name
 from signoff.tools.toml_positions import KeyPath, Locator
 from signoff.tools.typed_toml import Fault, at_least, at_most, build, describe, is_scalar, non_empty_strings

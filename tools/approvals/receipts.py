@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import Field, ValidationError
+
 from signoff.storage import ApprovalRequest, DecidedBy, Status, Verdict
 from signoff.storage.canonical import canonical_json, payload_sha256
 from signoff.storage.timefmt import from_text, to_text

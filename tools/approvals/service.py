@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import anyio
+
 from signoff.storage import (
     ActionHistory,
     ApprovalRequest,

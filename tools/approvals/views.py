@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
+
 from signoff.storage import ApprovalRequest, DecidedBy, InvalidInput, Order, Status, Verdict
 from signoff.storage.records import Cursor
 from signoff.storage.timefmt import from_text, to_text

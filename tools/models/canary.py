@@ -61,7 +61,7 @@ Z_TEST_MIN_EXPECTED = 100.0  #: the z-test needs at least this many expected in 
 Z_TEST_MAX_SKEW = 0.01  #: and a hypergeometric distribution this close to symmetric; else Fisher's test
 
 
-class Verdict(enum.StrEnum):
+class CanaryVerdict(enum.StrEnum):
     PASS = "pass"  #: No worse than the baseline within the limits, with confidence.
     FAIL = "fail"  #: Significantly worse than the baseline, by more than the limits allow.
     INCONCLUSIVE = "inconclusive"  #: Enough data to look at, not enough to tell.
@@ -101,7 +101,7 @@ class Evidence:
 class MetricResult:
     metric: Literal["error_rate", "latency_ms"]
     test: str
-    verdict: Verdict
+    verdict: CanaryVerdict
     baseline: float | None
     candidate: float | None
     p_value: float | None
@@ -110,7 +110,7 @@ class MetricResult:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CanaryResult:
-    verdict: Verdict
+    verdict: CanaryVerdict
     metrics: tuple[MetricResult, ...]
 
 
@@ -236,22 +236,22 @@ def analyze(baseline: Evidence, candidate: Evidence, limits: CanaryLimits, min_s
         unjudged = MetricResult(
             metric="error_rate",
             test=ERROR_RATE_TEST,
-            verdict=Verdict.INSUFFICIENT_DATA,
+            verdict=CanaryVerdict.INSUFFICIENT_DATA,
             baseline=None,
             candidate=None,
             p_value=None,
             detail=detail,
         )
         metrics = (unjudged, dataclasses.replace(unjudged, metric="latency_ms", test=LATENCY_TEST))
-        return CanaryResult(verdict=Verdict.INSUFFICIENT_DATA, metrics=metrics)
+        return CanaryResult(verdict=CanaryVerdict.INSUFFICIENT_DATA, metrics=metrics)
     metrics = (_error_rate(baseline, candidate, limits), _latency(baseline, candidate, limits))
     verdicts = {m.verdict for m in metrics}
-    if Verdict.FAIL in verdicts:
-        verdict = Verdict.FAIL
-    elif verdicts == {Verdict.PASS}:
-        verdict = Verdict.PASS
+    if CanaryVerdict.FAIL in verdicts:
+        verdict = CanaryVerdict.FAIL
+    elif verdicts == {CanaryVerdict.PASS}:
+        verdict = CanaryVerdict.PASS
     else:
-        verdict = Verdict.INCONCLUSIVE
+        verdict = CanaryVerdict.INCONCLUSIVE
     return CanaryResult(verdict=verdict, metrics=metrics)
 
 
@@ -271,20 +271,26 @@ def _error_rate(baseline: Evidence, candidate: Evidence, limits: CanaryLimits) -
     if p < limits.alpha and (over_limit or over_ratio):
         broken = [f"by more than {limit:.2%} (at least {at_least:+.2%} with confidence)"] if over_limit else []
         broken += [f"more than {ratio:g}x the baseline's rate with confidence"] if over_ratio else []
-        verdict, why = Verdict.FAIL, f"{seen}: significantly higher (p={p:.2g}), {' and '.join(broken)}"
+        verdict, why = CanaryVerdict.FAIL, f"{seen}: significantly higher (p={p:.2g}), {' and '.join(broken)}"
     else:
         bound = difference_upper_bound(e_b, n_b, e_c, n_c, z)
         within_ratio = not relative or contrast_upper_bound(e_b, n_b, e_c, n_c, z, ratio) <= 0
         if bound <= limit and within_ratio:
-            verdict, why = Verdict.PASS, f"{seen}: at most {bound:+.2%} higher with confidence, within {limit:.2%}"
+            verdict, why = (
+                CanaryVerdict.PASS,
+                f"{seen}: at most {bound:+.2%} higher with confidence, within {limit:.2%}",
+            )
             why += f" and {ratio:g}x the baseline's rate" if relative else ""
         else:
             doubts = [f"could be up to {bound:+.2%} higher; the limit is {limit:.2%}"] if bound > limit else []
             doubts += [] if within_ratio else [f"cannot yet rule out more than {ratio:g}x the baseline's rate"]
             if p < limits.alpha:
-                verdict, why = Verdict.INCONCLUSIVE, f"{seen}: significantly higher (p={p:.2g}); {'; '.join(doubts)}"
+                verdict, why = (
+                    CanaryVerdict.INCONCLUSIVE,
+                    f"{seen}: significantly higher (p={p:.2g}); {'; '.join(doubts)}",
+                )
             else:
-                verdict, why = Verdict.PASS, f"{seen}: no significant increase (p={p:.2g}); {'; '.join(doubts)}"
+                verdict, why = CanaryVerdict.PASS, f"{seen}: no significant increase (p={p:.2g}); {'; '.join(doubts)}"
     return MetricResult(
         metric="error_rate",
         test=test,
@@ -302,7 +308,7 @@ def _latency(baseline: Evidence, candidate: Evidence, limits: CanaryLimits) -> M
         return MetricResult(
             metric="latency_ms",
             test=LATENCY_TEST,
-            verdict=Verdict.INSUFFICIENT_DATA,
+            verdict=CanaryVerdict.INSUFFICIENT_DATA,
             baseline=None,
             candidate=None,
             p_value=None,
@@ -315,17 +321,20 @@ def _latency(baseline: Evidence, candidate: Evidence, limits: CanaryLimits) -> M
     ratio = median_c / median_b if median_b > 0 else math.inf if median_c > 0 else 1.0
     seen = f"median {median_c:.1f} ms vs {median_b:.1f} ms"
     if p_worse < limits.alpha and ratio > scale:
-        verdict, why = Verdict.FAIL, f"{seen}: significantly slower (p={p_worse:.2g}), by more than {scale - 1:.0%}"
+        verdict, why = (
+            CanaryVerdict.FAIL,
+            f"{seen}: significantly slower (p={p_worse:.2g}), by more than {scale - 1:.0%}",
+        )
     elif p_within < limits.alpha:
-        verdict, why = Verdict.PASS, f"{seen}: shown to be less than {scale - 1:.0%} slower (p={p_within:.2g})"
+        verdict, why = CanaryVerdict.PASS, f"{seen}: shown to be less than {scale - 1:.0%} slower (p={p_within:.2g})"
     elif p_worse < limits.alpha:
         verdict, why = (
-            Verdict.INCONCLUSIVE,
+            CanaryVerdict.INCONCLUSIVE,
             f"{seen}: significantly slower (p={p_worse:.2g}), perhaps within {scale - 1:.0%}",
         )
     else:
         why = f"no significant slowdown (p={p_worse:.2g}); cannot yet rule out being more than {scale - 1:.0%} slower"
-        verdict, why = Verdict.PASS, f"{seen}: {why}"
+        verdict, why = CanaryVerdict.PASS, f"{seen}: {why}"
     return MetricResult(
         metric="latency_ms",
         test=LATENCY_TEST,

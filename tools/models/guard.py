@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from signoff.tools.models.canary import CanaryLimits, CanaryResult, Verdict
+from signoff.tools.models.canary import CanaryLimits, CanaryResult, CanaryVerdict
 
 Key = tuple[str, str]  #: (model, candidate version)
 
@@ -79,10 +79,10 @@ class GuardMemory:
         ``result`` is ``canary.analyze`` with ``rule.limits_for(limits)``; ``window_end`` is the end of the window
         it judged (``CanaryReport.until``). True ends the streak: the next look starts a new one.
         """
-        if result.verdict is not Verdict.FAIL:
+        if result.verdict is not CanaryVerdict.FAIL:
             self._failing_since.pop(key, None)
             return False
-        p_values = [m.p_value for m in result.metrics if m.verdict is Verdict.FAIL and m.p_value is not None]
+        p_values = [m.p_value for m in result.metrics if m.verdict is CanaryVerdict.FAIL and m.p_value is not None]
         since = self._failing_since.setdefault(key, window_end)
         if min(p_values, default=1.0) < self.rule.decisive_p or window_end - since >= self.rule.confirm_after:
             del self._failing_since[key]

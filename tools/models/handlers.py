@@ -18,6 +18,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
+
 from signoff.tools.access import Role
 from signoff.tools.app_state import READ_ONLY, AppState, domain_errors
 from signoff.tools.models.service import ModelService, Overview

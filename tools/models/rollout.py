@@ -12,17 +12,21 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from signoff.storage import ApprovalRequest, Conflict, InvalidInput, Status, Verdict
-from signoff.storage.canonical import payload_sha256
-from signoff.storage.models.records import (
-    TOTAL_WEIGHT,
+from signoff.storage import (
+    ApprovalRequest,
     ChangeKind,
     ChangeStatus,
+    Conflict,
+    InvalidInput,
     ModelChange,
     ModelState,
     Serving,
     Settlement,
+    Status,
+    Verdict,
 )
+from signoff.storage.canonical import payload_sha256
+from signoff.storage.models.records import TOTAL_WEIGHT
 from signoff.storage.models.store import Decide, Settle
 from signoff.tools.models.routing import percent
 

@@ -17,22 +17,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from signoff.storage import ApprovalRequest, Conflict, InvalidInput, NotFound, Status
-from signoff.storage.models.records import (
+from signoff.storage import (
+    ApprovalRequest,
     ChangeKind,
     ChangeStatus,
+    Conflict,
+    InvalidInput,
     ModelChange,
     ModelState,
+    ModelStore,
     ModelVersion,
     NewChange,
+    NotFound,
     Serving,
+    Status,
 )
-from signoff.storage.models.store import Decide, ModelStore
+from signoff.storage.models.store import Decide
 from signoff.tools.approvals.service import ApprovalService, Draft
 from signoff.tools.clock import Clock
 from signoff.tools.models import rollout
-from signoff.tools.models.canary import CanaryLimits
-from signoff.tools.models.canary import Verdict as CanaryVerdict
+from signoff.tools.models.canary import CanaryLimits, CanaryVerdict
 from signoff.tools.models.guard import GuardMemory, GuardRule
 from signoff.tools.models.input import check_endpoint, check_json, check_name, check_reason
 from signoff.tools.models.routing import check_sticky, to_basis_points

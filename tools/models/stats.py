@@ -11,7 +11,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from signoff.storage.models.records import VersionTelemetry
+from signoff.storage import VersionTelemetry
 from signoff.tools.models.canary import Evidence, wilson_interval
 
 

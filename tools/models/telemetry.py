@@ -16,10 +16,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import anyio
-from signoff.storage import Conflict, InvalidInput, NotFound
-from signoff.storage.models.records import Inference, ModelState, VersionTelemetry
+
+from signoff.storage import Conflict, Inference, InvalidInput, ModelState, ModelStore, NotFound, VersionTelemetry
 from signoff.storage.models.sampling import minute_of
-from signoff.storage.models.store import ModelStore
 from signoff.tools.clock import Clock
 from signoff.tools.models import canary
 from signoff.tools.models.routing import BUCKETS, Split, bucket_of

@@ -6,7 +6,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
-from signoff.storage.models.records import ChangeStatus, ModelChange, Serving
+
+from signoff.storage import ChangeStatus, ModelChange, Serving
 from signoff.tools.models.routing import Split, percent
 from signoff.tools.models.service import ChangeOutcome, History, Overview
 from signoff.tools.models.stats import VersionStats
