@@ -10,6 +10,7 @@ import ast
 import fnmatch
 import json
 import re
+import tomllib
 from pathlib import Path
 
 from mcp import Client
@@ -244,3 +245,15 @@ def test_every_module_has_a_room_in_the_architecture_page() -> None:
         and not any(fnmatch.fnmatch(name, pattern) for pattern in named)
     ]
     assert not missing, "docs/architecture.md's rooms table does not name: " + ", ".join(sorted(missing))
+
+
+def test_the_layer_picture_draws_the_layers_import_linter_enforces() -> None:
+    """The picture in docs/architecture.md: each layer of pyproject's import-linter contract on its own row, top to
+    bottom, and nothing else on those rows (import-linter checks the code; this checks the picture against it)."""
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (layers,) = [c["layers"] for c in contracts if c["type"] == "layers"]
+    drawn = read("architecture.md").split("## Layers", 1)[1].split("```")[1]
+    rows = [set(re.findall(r"\b(server|tools|notifiers|storage)\b", line)) for line in drawn.splitlines()]
+    rows = [row for row in rows if row]
+    expected = [{name.strip().removeprefix("signoff.") for name in layer.split("|")} for layer in layers]
+    assert rows == expected, f"the picture shows {rows}, the contract says {expected}"
