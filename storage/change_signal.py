@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
+HURRY_FIRST = 0.0005  #: seconds from a write to the log to the second read of the version, doubling after
+
 
 class ChangeSignal:
     def __init__(self) -> None:
@@ -64,12 +66,20 @@ class CommitWatch:
     The waiter that finds nobody polling polls for everyone, at the shortest interval any waiter asked for, and
     calls ``signal.notify_remote()`` when the version it reads moves on. When its own wait ends it stops and wakes the
     others (``signal.wake()``), one of which takes over. So a hundred agents waiting in ``get_status`` cost one
-    read every 20 ms, not a hundred.
+    read every 20 ms, not a hundred. With ``file_changes`` (``FileWatch.changed`` on the write-ahead log), the
+    poller reads the version as soon as another process writes, instead of at the end of the interval.
     """
 
-    def __init__(self, signal: ChangeSignal, read_version: Callable[[], Awaitable[int]]) -> None:
+    def __init__(
+        self,
+        signal: ChangeSignal,
+        read_version: Callable[[], Awaitable[int]],
+        file_changes: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._signal = signal
         self._read_version = read_version
+        self._file_changes = file_changes  #: returns when the database's files were written: poll at once
+        self._hurried = False  #: set by a file change: the poll reads at once and then soon again
         self._latest: int | None = None  #: the version last read (by a poll, or a first waiter's token)
         self._intervals: Counter[float] = Counter()  #: the poll intervals of the waiters now waiting
         self._polling = False
@@ -99,16 +109,38 @@ class CommitWatch:
         if self._latest is None:
             self._latest = version
         try:
-            while self._unchanged(generation, remote):
-                with anyio.move_on_after(min(self._intervals)):
-                    await self._signal.event().wait()
-                if not self._unchanged(generation, remote):
-                    return
-                current = await self._read_version()
-                self.polls += 1
-                if current != self._latest:
-                    self._latest = current
-                    self._signal.notify_remote()
+            if self._file_changes is None:
+                await self._poll_until_changed(generation, remote)
+                return
+            async with anyio.create_task_group() as hurry:
+                hurry.start_soon(self._wake_on_file_changes, self._file_changes)
+                await self._poll_until_changed(generation, remote)
+                hurry.cancel_scope.cancel()
         finally:
             self._polling = False
             self._signal.wake()  # someone still waiting takes the polling over
+
+    async def _wake_on_file_changes(self, changed: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await changed()
+            self._hurried = True
+            self._signal.wake()  # the poll below reads the version now
+
+    async def _poll_until_changed(self, generation: int, remote: int) -> None:
+        # After a write to the log, the commit shows in the version only once SQLite has synced the log and updated
+        # its index: read again after 0.5, 1, 2, ... ms until it does, then back to the interval.
+        hurry: float | None = None
+        while self._unchanged(generation, remote):
+            with anyio.move_on_after(min(self._intervals) if hurry is None else hurry):
+                await self._signal.event().wait()
+            if not self._unchanged(generation, remote):
+                return
+            if self._hurried:
+                self._hurried, hurry = False, HURRY_FIRST
+            current = await self._read_version()
+            self.polls += 1
+            if current != self._latest:
+                self._latest = current
+                self._signal.notify_remote()
+            elif hurry is not None:
+                hurry = hurry * 2 if hurry * 2 < min(self._intervals) else None

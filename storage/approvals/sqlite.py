@@ -28,6 +28,7 @@ from signoff.storage.canonical import numeric_leaves
 from signoff.storage.change_signal import ChangeSignal, CommitWatch
 from signoff.storage.codec import event_from_row, request_from_row, request_row
 from signoff.storage.errors import Conflict, unknown_request
+from signoff.storage.file_watch import FileWatch
 from signoff.storage.group_commit import Body
 from signoff.storage.records import (
     ActionHistory,
@@ -60,7 +61,10 @@ class SqliteStore:
         self._reader = db.reader
         self._poll_interval = poll_interval
         self._signal = ChangeSignal()
-        self._commits = CommitWatch(self._signal, db.data_version)  #: other processes' commits, one poll for all
+        self._log_watch = FileWatch.open(Path(f"{db.path}-wal")) if db.path not in (None, ":memory:") else None
+        hurry = self._log_watch.changed if self._log_watch is not None else None
+        #: other processes' commits: one poll for all waiters, hurried by writes to the write-ahead log
+        self._commits = CommitWatch(self._signal, db.data_version, hurry)
 
     @classmethod
     async def open(cls, path: str | Path, *, poll_interval: float = 0.02) -> SqliteStore:
@@ -73,6 +77,8 @@ class SqliteStore:
         return cls(await open_read_only(path), poll_interval)
 
     async def close(self) -> None:
+        if self._log_watch is not None:
+            self._log_watch.close()
         await self._db.close()
 
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:

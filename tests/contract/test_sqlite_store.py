@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -75,6 +76,26 @@ async def test_a_waiter_sees_a_decision_made_through_another_connection(tmp_path
             async with anyio.create_task_group() as tg:
                 tg.start_soon(decider_store.update, request.id, lifecycle.vote("alice", Verdict.APPROVE, None, T0))
                 await waiter_store.wait_for_change(token, timeout=30)
+        seen = await waiter_store.get(request.id)
+        assert seen is not None and seen.status is Status.APPROVED
+    finally:
+        await waiter_store.close()
+        await decider_store.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the write-ahead log is watched with inotify")
+async def test_another_connections_commit_wakes_a_waiter_without_waiting_for_the_poll(tmp_path: Path) -> None:
+    """On Linux the write-ahead log is watched: the waiter below polls once an hour, and still sees the commit."""
+    path = tmp_path / "x.db"
+    waiter_store = await SqliteStore.open(path, poll_interval=3600)
+    decider_store = await SqliteStore.open(path)
+    try:
+        request = await add(waiter_store)
+        token = await waiter_store.change_token()
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(decider_store.update, request.id, lifecycle.vote("alice", Verdict.APPROVE, None, T0))
+                await waiter_store.wait_for_change(token, timeout=3600)
         seen = await waiter_store.get(request.id)
         assert seen is not None and seen.status is Status.APPROVED
     finally:
