@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from signoff.storage.canonical import canonical_json
+from signoff.storage.canonical import canonical_json, numeric_leaves
 from signoff.storage.errors import CorruptRecord
 from signoff.storage.records import (
     ApprovalRequest,
@@ -90,6 +90,12 @@ def request_from_row(row: Sequence[Any]) -> ApprovalRequest:
         escalate_to=row[23],
         escalated_at=from_text(row[24]) if row[24] else None,
     )
+
+
+def approved_values(request: ApprovalRequest) -> list[tuple[str, str, float]]:
+    """The rows that add an approved request's numbers to its action's history (what anomaly detection compares
+    with): only approved requests count, so requests people rejected cannot shift what looks normal."""
+    return [(request.action, name, value) for name, value in numeric_leaves(request.payload).items()]
 
 
 def event_row(e: Event) -> tuple[Any, ...]:

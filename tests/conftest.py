@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -9,11 +9,40 @@ from signoff.storage import Store
 from signoff.storage.approvals.memory import MemoryStore
 from signoff.storage.approvals.sqlite import SqliteStore
 
+from tests.pg_cluster import Cluster, start_cluster
 
-@pytest.fixture(params=["memory", "sqlite"])
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL cluster for the whole run (tests/pg_cluster.py); fails, never skips, without one."""
+    try:
+        cluster = start_cluster()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> str:
+    """The URL of a fresh, empty PostgreSQL database."""
+    return pg_cluster.new_database()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     """Every Store implementation; the contract suite runs once per backend."""
-    backend: Store = MemoryStore() if request.param == "memory" else await SqliteStore.open(tmp_path / "signoff.db")
+    backend: Store
+    if request.param == "memory":
+        backend = MemoryStore()
+    elif request.param == "sqlite":
+        backend = await SqliteStore.open(tmp_path / "signoff.db")
+    else:
+        from signoff.storage.approvals.postgres import PostgresStore  # psycopg: the optional `postgres` extra
+
+        backend = await PostgresStore.open(request.getfixturevalue("pg_url"))
     try:
         yield backend
     finally:

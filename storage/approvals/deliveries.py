@@ -9,8 +9,11 @@ the claimed row, if it has one.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
 
 from signoff.storage.records import DeliveryMark, DeliveryState
+from signoff.storage.timefmt import from_text, to_text
 
 
 def claim_marks(item_id: int, covered: Mapping[int, Sequence[DeliveryMark]]) -> tuple[DeliveryMark, ...]:
@@ -32,3 +35,38 @@ def is_settled(marks: Sequence[DeliveryMark], notifiers: Sequence[str]) -> bool:
     """Whether every one of ``notifiers`` has delivered or given up on the row with these marks."""
     final = {m.notifier for m in marks if m.state.is_final}
     return all(name in final for name in notifiers)
+
+
+def mark_row(outbox_id: int, mark: DeliveryMark) -> tuple[Any, ...]:
+    """An ``outbox_deliveries`` row (``queries.MARK_COLUMNS``) for ``mark`` on row ``outbox_id``."""
+
+    def text(moment: datetime | None) -> str | None:
+        return to_text(moment) if moment is not None else None
+
+    return (
+        outbox_id,
+        mark.notifier,
+        mark.state.value,
+        mark.attempts,
+        text(mark.next_attempt_at),
+        text(mark.first_failed_at),
+        mark.last_error[:500] if mark.last_error else None,
+        text(mark.at),
+    )
+
+
+def mark_from_row(row: Sequence[Any]) -> DeliveryMark:
+    """The inverse of ``mark_row``."""
+
+    def moment(text: str | None) -> datetime | None:
+        return from_text(text) if text else None
+
+    return DeliveryMark(
+        notifier=row[1],
+        state=DeliveryState(row[2]),
+        attempts=row[3],
+        next_attempt_at=moment(row[4]),
+        first_failed_at=moment(row[5]),
+        last_error=row[6],
+        at=moment(row[7]),
+    )

@@ -21,12 +21,11 @@ from typing import Any, TypeVar
 
 from signoff.storage import metrics_queries as mq
 from signoff.storage.approvals import queries as q
-from signoff.storage.approvals.deliveries import claim_marks, is_settled
+from signoff.storage.approvals.deliveries import claim_marks, is_settled, mark_from_row, mark_row
 from signoff.storage.approvals.store import Change
 from signoff.storage.audit import GENESIS_HASH, EncodedEvent
-from signoff.storage.canonical import numeric_leaves
 from signoff.storage.change_signal import ChangeSignal, CommitWatch
-from signoff.storage.codec import event_from_row, request_from_row, request_row
+from signoff.storage.codec import approved_values, event_from_row, request_from_row, request_row
 from signoff.storage.errors import Conflict, unknown_request
 from signoff.storage.file_watch import FileWatch
 from signoff.storage.group_commit import Body
@@ -34,7 +33,6 @@ from signoff.storage.records import (
     ActionHistory,
     ApprovalRequest,
     DeliveryMark,
-    DeliveryState,
     Event,
     MessageRef,
     NewEvent,
@@ -99,7 +97,7 @@ class SqliteStore:
     ) -> tuple[ApprovalRequest, bool]:
         # Rows and events are encoded here, before the write lock; inside it only the chain's hashes are left.
         row, encoded = request_row(request), [EncodedEvent.of(e) for e in events]
-        values = _approved_values(request) if request.status is Status.APPROVED else []
+        values = approved_values(request) if request.status is Status.APPROVED else []
         created = to_text(request.created_at)
 
         def body(db: sqlite3.Connection) -> tuple[ApprovalRequest, bool]:
@@ -258,9 +256,9 @@ class SqliteStore:
             covered = [r[0] for r in db.execute(q.UNSETTLED_UPTO, (item.request_id, item.id, item.upto)).fetchall()]
             for mark in marks:
                 rows = covered if mark.state.is_final else [item.id]
-                db.executemany(q.UPSERT_MARK, [_mark_row(row, mark) for row in rows])
+                db.executemany(q.UPSERT_MARK, [mark_row(row, mark) for row in rows])
             for row in covered:
-                marks_now = [_mark_from_row(r) for r in db.execute(q.SELECT_MARKS, (row,)).fetchall()]
+                marks_now = [mark_from_row(r) for r in db.execute(q.SELECT_MARKS, (row,)).fetchall()]
                 if is_settled(marks_now, notifiers):
                     db.execute(q.SETTLE_OUTBOX, (to_text(now), row))
             db.execute(q.LEASE_OUTBOX_IF_UNSETTLED, (to_text(next_attempt_at), item.id))
@@ -272,7 +270,7 @@ class SqliteStore:
         rows = await self._read(q.OUTBOX_ENTRIES, (limit,))
         entries = []
         for r in rows:
-            marks = tuple(_mark_from_row(m) for m in await self._read(q.SELECT_MARKS, (r[0],)))
+            marks = tuple(mark_from_row(m) for m in await self._read(q.SELECT_MARKS, (r[0],)))
             entries.append(
                 OutboxEntry(
                     id=r[0],
@@ -354,7 +352,7 @@ def _update(db: sqlite3.Connection, *, request_id: str, change: Change) -> Appro
         if cur.rowcount != 1:  # the lifecycle saw 'pending' under this same lock; defence in depth
             raise Conflict(f"request {request_id} is no longer pending")
         if transition.status is Status.APPROVED:
-            _record_approved(db, current, _approved_values(current))
+            _record_approved(db, current, approved_values(current))
     if transition.escalated_at is not None:
         cur = db.execute(q.ESCALATE_REQUEST, (to_text(transition.escalated_at), request_id))
         if cur.rowcount != 1:
@@ -373,44 +371,7 @@ def _update(db: sqlite3.Connection, *, request_id: str, change: Change) -> Appro
 def _covered(db: sqlite3.Connection, request_id: str, item_id: int, upto: int) -> dict[int, list[DeliveryMark]]:
     """The marks of the request's unsettled rows from ``item_id`` up to ``upto``, by row."""
     rows = [r[0] for r in db.execute(q.UNSETTLED_UPTO, (request_id, item_id, max(item_id, upto))).fetchall()]
-    return {row: [_mark_from_row(m) for m in db.execute(q.SELECT_MARKS, (row,)).fetchall()] for row in rows}
-
-
-def _mark_row(outbox_id: int, mark: DeliveryMark) -> tuple[Any, ...]:
-    def text(moment: datetime | None) -> str | None:
-        return to_text(moment) if moment is not None else None
-
-    return (
-        outbox_id,
-        mark.notifier,
-        mark.state.value,
-        mark.attempts,
-        text(mark.next_attempt_at),
-        text(mark.first_failed_at),
-        mark.last_error[:500] if mark.last_error else None,
-        text(mark.at),
-    )
-
-
-def _mark_from_row(row: Sequence[Any]) -> DeliveryMark:
-    def moment(text: str | None) -> datetime | None:
-        return from_text(text) if text else None
-
-    return DeliveryMark(
-        notifier=row[1],
-        state=DeliveryState(row[2]),
-        attempts=row[3],
-        next_attempt_at=moment(row[4]),
-        first_failed_at=moment(row[5]),
-        last_error=row[6],
-        at=moment(row[7]),
-    )
-
-
-def _approved_values(request: ApprovalRequest) -> list[tuple[str, str, float]]:
-    """The rows that add an approved request's numbers to its action's history (what anomaly detection compares
-    with): only approved requests count, so requests people rejected cannot shift what looks normal."""
-    return [(request.action, name, value) for name, value in numeric_leaves(request.payload).items()]
+    return {row: [mark_from_row(m) for m in db.execute(q.SELECT_MARKS, (row,)).fetchall()] for row in rows}
 
 
 def _record_approved(db: sqlite3.Connection, request: ApprovalRequest, values: list[tuple[str, str, float]]) -> None:

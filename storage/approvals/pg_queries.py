@@ -1,0 +1,184 @@
+"""Named SQL for the PostgreSQL store: ``queries.py``'s statements in PostgreSQL's dialect (``%s`` parameters)."""
+
+from __future__ import annotations
+
+REQUEST_COLUMNS = """
+    r.id, r.action, r.summary, r.payload, r.payload_sha256, r.confidence, r.flags, r.agent_id,
+    r.idempotency_key, r.status, r.decided_by, r.triggers, r.approvals_required, r.priority,
+    r.created_at, r.expires_at, r.decided_at, r.note,
+    (SELECT json_agg(json_build_object('reviewer', v.reviewer, 'verdict', v.verdict, 'comment', v.comment,
+                                       'at', v.at, 'ids', v.reviewer_ids::json) ORDER BY v.at, v.reviewer)::text
+       FROM votes AS v WHERE v.request_id = r.id) AS votes,
+    r.channel, r.approvers, r.consumed_at, r.escalate_at, r.escalate_to, r.escalated_at
+"""
+
+SELECT_REQUEST = f"SELECT {REQUEST_COLUMNS} FROM requests AS r WHERE r.id = %s"
+
+LOCK_REQUEST = "SELECT 1 FROM requests WHERE id = %s FOR UPDATE"
+
+SELECT_BY_IDEMPOTENCY_KEY = f"""
+SELECT {REQUEST_COLUMNS} FROM requests AS r
+ WHERE coalesce(r.agent_id, '') = %s AND r.idempotency_key = %s
+"""
+
+SELECT_REQUESTS = f"SELECT {REQUEST_COLUMNS} FROM requests AS r"
+
+#: ``Priority.rank`` in SQL: urgent 3, high 2, normal 1, low 0.
+PRIORITY_RANK = "(CASE r.priority WHEN 'urgent' THEN 3 WHEN 'high' THEN 2 WHEN 'normal' THEN 1 ELSE 0 END)"
+
+ORDER_BY_PRIORITY = f"{PRIORITY_RANK} DESC, r.expires_at, r.id"
+
+IDS_WITH_PREFIX = "SELECT id FROM requests WHERE id >= %s AND id < %s ORDER BY id LIMIT %s"
+
+INSERT_REQUEST = """
+INSERT INTO requests (id, action, summary, payload, payload_sha256, confidence, flags, agent_id,
+                      idempotency_key, status, decided_by, triggers, approvals_required, priority,
+                      created_at, expires_at, decided_at, note, channel, approvers, escalate_at, escalate_to)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+"""
+
+UPDATE_REQUEST_STATE = """
+UPDATE requests SET status = %s, decided_by = %s, decided_at = %s, note = %s
+ WHERE id = %s AND status = 'pending'
+"""
+
+CONSUME_REQUEST = """
+UPDATE requests SET consumed_at = %s WHERE id = %s AND status = 'approved' AND consumed_at IS NULL
+"""
+
+ESCALATE_REQUEST = """
+UPDATE requests SET escalated_at = %s WHERE id = %s AND status = 'pending' AND escalated_at IS NULL
+"""
+
+ESCALATIONS_DUE = """
+SELECT id FROM requests WHERE status = 'pending' AND escalated_at IS NULL AND escalate_at <= %s
+ ORDER BY escalate_at LIMIT %s
+"""
+
+INSERT_VOTE = """
+INSERT INTO votes (request_id, reviewer, verdict, comment, at, reviewer_ids) VALUES (%s, %s, %s, %s, %s, %s)
+"""
+
+LAST_EVENT = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+
+HEAD_SEQ = "SELECT coalesce(max(seq), 0) FROM events"
+
+INSERT_EVENT = """
+INSERT INTO events (seq, kind, request_id, at, data, prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s)
+"""
+
+SELECT_EVENTS_AFTER = """
+SELECT seq, kind, request_id, at, data, prev_hash, hash FROM events WHERE seq > %s ORDER BY seq LIMIT %s
+"""
+
+SELECT_REQUEST_EVENTS = """
+SELECT seq, kind, request_id, at, data, prev_hash, hash FROM events WHERE request_id = %s ORDER BY seq
+"""
+
+PENDING_DUE = """
+SELECT id FROM requests WHERE status = 'pending' AND expires_at <= %s ORDER BY expires_at LIMIT %s
+"""
+
+INSERT_AGENT_ACTION = "INSERT INTO agent_actions (agent_id, action) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+
+SEEN_AGENT_ACTION = "SELECT 1 FROM agent_actions WHERE agent_id = %s AND action = %s"
+
+INSERT_ACTION_VALUE = "INSERT INTO action_values (action, field, value) VALUES (%s, %s, %s)"
+
+RECENT_ACTION_VALUES = """
+SELECT value FROM action_values WHERE action = %s AND field = %s ORDER BY seq DESC LIMIT %s
+"""
+
+INSERT_OUTBOX = "INSERT INTO outbox (request_id, created_at, next_attempt_at) VALUES (%s, %s, %s)"
+
+_DUE = """
+SELECT o.id, o.request_id, o.attempts, o.created_at,
+       (SELECT max(m.id) FROM outbox AS m WHERE m.request_id = o.request_id AND m.delivered_at IS NULL)
+  FROM outbox AS o
+ WHERE o.delivered_at IS NULL AND o.next_attempt_at <= %s
+   AND o.id = (SELECT min(f.id) FROM outbox AS f WHERE f.request_id = o.request_id AND f.delivered_at IS NULL)
+ ORDER BY o.id LIMIT %s
+"""
+
+#: Is anything due? (no lock: the common case is nothing)
+DUE_OUTBOX = _DUE
+
+#: Claim what is due: rows another worker is claiming right now are skipped, not waited for.
+CLAIM_OUTBOX = _DUE + " FOR UPDATE OF o SKIP LOCKED"
+
+LEASE_OUTBOX = "UPDATE outbox SET next_attempt_at = %s WHERE id = %s"
+
+OUTBOX_REQUEST = "SELECT request_id FROM outbox WHERE id = %s AND delivered_at IS NULL FOR UPDATE"
+
+COMPLETE_OUTBOX = """
+UPDATE outbox SET delivered_at = %s, attempts = attempts + 1
+ WHERE request_id = %s AND id <= %s AND delivered_at IS NULL
+"""
+
+RETRY_OUTBOX = """
+UPDATE outbox SET attempts = attempts + 1, next_attempt_at = %s, last_error = %s
+ WHERE id = %s AND delivered_at IS NULL
+"""
+
+SELECT_MESSAGE_REF = """
+SELECT request_id, notifier, channel, ts, votes_posted, reserved_at FROM message_refs
+ WHERE request_id = %s AND notifier = %s
+"""
+
+UPSERT_MESSAGE_REF = """
+INSERT INTO message_refs (request_id, notifier, channel, ts, votes_posted, reserved_at)
+VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (request_id, notifier) DO UPDATE SET channel = excluded.channel, ts = excluded.ts,
+                                                 votes_posted = excluded.votes_posted,
+                                                 reserved_at = excluded.reserved_at
+"""
+
+MARK_COLUMNS = "outbox_id, notifier, state, attempts, next_attempt_at, first_failed_at, last_error, at"
+
+SELECT_MARKS = f"SELECT {MARK_COLUMNS} FROM outbox_deliveries WHERE outbox_id = %s ORDER BY notifier"
+
+UPSERT_MARK = f"""
+INSERT INTO outbox_deliveries ({MARK_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (outbox_id, notifier) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,
+    next_attempt_at = excluded.next_attempt_at, first_failed_at = excluded.first_failed_at,
+    last_error = excluded.last_error, at = excluded.at
+"""
+
+UNSETTLED_UPTO = """
+SELECT id FROM outbox WHERE request_id = %s AND id >= %s AND id <= %s AND delivered_at IS NULL ORDER BY id
+"""
+
+SETTLE_OUTBOX = """
+UPDATE outbox SET delivered_at = %s, attempts = attempts + 1 WHERE id = %s AND delivered_at IS NULL
+"""
+
+OUTBOX_ENTRIES = """
+SELECT o.id, o.request_id, o.created_at, o.next_attempt_at, o.delivered_at IS NOT NULL
+  FROM outbox AS o
+ WHERE o.delivered_at IS NULL OR o.id IN (SELECT outbox_id FROM outbox_deliveries WHERE state = 'dead')
+ ORDER BY o.id LIMIT %s
+"""
+
+DEAD_OUTBOX_IDS = "SELECT DISTINCT outbox_id FROM outbox_deliveries WHERE state = 'dead' ORDER BY outbox_id"
+
+DROP_DEAD_MARKS = "DELETE FROM outbox_deliveries WHERE outbox_id = %s AND state = 'dead'"
+
+REQUEUE_OUTBOX = "UPDATE outbox SET delivered_at = NULL, next_attempt_at = %s WHERE id = %s"
+
+LEASE_OUTBOX_IF_UNSETTLED = "UPDATE outbox SET next_attempt_at = %s WHERE id = %s AND delivered_at IS NULL"
+
+# -- metrics (storage/metrics_queries.py has SQLite's; these read the same counters) -----------------------------
+
+APPROVAL_COUNTS = """
+SELECT metric, a, b, c, value FROM metric_counts
+ WHERE metric IN ('requests', 'triggers', 'decision_seconds_bucket', 'decision_seconds_sum', 'escalations', 'votes',
+                  'notifications')
+"""
+PENDING_BY_PRIORITY = "SELECT priority, count(*) FROM requests WHERE status = 'pending' GROUP BY priority"
+OLDEST_PENDING = "SELECT min(created_at) FROM requests WHERE status = 'pending'"
+DELIVERIES_STUCK = """
+SELECT d.notifier, d.state, count(*) FROM outbox AS o JOIN outbox_deliveries AS d ON d.outbox_id = o.id
+ WHERE o.delivered_at IS NULL AND d.state = 'pending' AND d.attempts > 0 GROUP BY 1, 2
+UNION ALL
+SELECT notifier, state, count(*) FROM outbox_deliveries WHERE state = 'dead' GROUP BY 1, 2
+"""

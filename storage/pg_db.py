@@ -1,0 +1,198 @@
+"""A PostgreSQL database for signoff's stores: a connection pool, migrations, the writers' lock, and wake-ups.
+
+- Writes run in one transaction each (``write``), after taking a transaction-scoped advisory lock that every
+  signoff process on the database shares: writes are serialised as SQLite serialises them, so the audit chain has
+  one head and never forks, and a decision is a compare-and-set (the request row is read ``FOR UPDATE`` and
+  updated ``WHERE status = 'pending'``), on one host or many. Reads take no lock.
+- Every write that matters sends ``NOTIFY signoff_changes`` (with the request id) in its transaction; a listener
+  connection per process turns those into wake-ups of its waiters. A slow poll of the log's head covers a
+  listener that lost its connection.
+- Migrations are ``sql_pg/NNNN_name.sql``, numbered on their own, applied in order under another advisory lock so
+  that several servers starting at once apply each one once.
+
+Importing this module loads psycopg, which is an optional extra (``pip install "signoff[postgres]"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+from signoff.storage.errors import DatabaseUnavailable
+from signoff.storage.migrations import SchemaTooNew
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[tuple[Any, ...]]
+
+CHANNEL = "signoff_changes"  #: the NOTIFY channel every write that matters signals on
+WRITE_LOCK = 0x5167_6E6F_6666_0001  #: pg_advisory_xact_lock key: one writer at a time, across hosts
+MIGRATE_LOCK = 0x5167_6E6F_6666_0002  #: pg_advisory_xact_lock key: one migrator at a time
+LISTEN_RETRY_SECONDS = 1.0  #: how soon a listener that lost its connection tries again
+
+
+def is_postgres_url(value: str) -> bool:
+    """Whether ``SIGNOFF_DB`` / ``--db`` names a PostgreSQL database rather than a SQLite file."""
+    return value.startswith(("postgresql://", "postgres://"))
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+@dataclass(frozen=True, slots=True)
+class PgMigration:
+    version: int
+    name: str
+    sql: str
+
+
+def available() -> list[PgMigration]:
+    found = []
+    for entry in resources.files(__package__).joinpath("sql_pg").iterdir():
+        if entry.name.endswith(".sql") and entry.name[:4].isdigit():
+            found.append(PgMigration(int(entry.name[:4]), entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found, key=lambda m: m.version)
+
+
+async def migrate(conn: Conn) -> int:
+    """Bring the schema to the latest version; safe when several processes start at once."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL)"
+        )
+        cur = await conn.execute("SELECT version FROM schema_migrations")
+        applied = {row[0] for row in await cur.fetchall()}
+        latest = max(applied, default=0)
+        known = available()
+        newest_known = max((m.version for m in known), default=0)
+        if latest > newest_known:
+            raise SchemaTooNew(found=latest, known=newest_known)
+        for migration in known:
+            if migration.version in applied:
+                continue
+            logger.info("applying PostgreSQL migration %s", migration.name)
+            await conn.execute(migration.sql.encode())  # bytes: no placeholders in a script
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (migration.version, migration.name)
+            )
+            latest = migration.version
+    return latest
+
+
+class PostgresDatabase:
+    """A pool of connections to one PostgreSQL database, and this process's listener for its changes."""
+
+    def __init__(self, url: str, pool: AsyncConnectionPool[Conn]) -> None:
+        self.url = url
+        self.pool = pool
+        self._listener: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, url: str, *, max_size: int = 10) -> PostgresDatabase:
+        """Connect, migrate, and return the database; a database that cannot be reached is ``DatabaseUnavailable``
+        with the reason (the URL is named without its password)."""
+        try:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                await migrate(conn)
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(f"cannot open the PostgreSQL database {redacted(url)}: {exc}".strip()) from exc
+        except SchemaTooNew as exc:
+            raise SchemaTooNew(found=exc.found, known=exc.known, path=f"the database {redacted(url)}") from None
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            url, min_size=1, max_size=max_size, kwargs={"autocommit": True}, open=False, name="signoff"
+        )
+        await pool.open(wait=True)
+        return cls(url, pool)
+
+    async def close(self) -> None:
+        await self.stop_listening()
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def _errors(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(f"the PostgreSQL database {redacted(self.url)} failed: {exc}".strip()) from exc
+
+    async def read(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        """Every row of one query, on a pooled connection."""
+        async with self._errors(), self.pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            rows = await cur.fetchall()
+        return rows
+
+    async def write(self, body: Callable[[Conn], Awaitable[T]], *, notify: str | None = None) -> T:
+        """Run ``body`` in a transaction holding the writers' lock; ``notify`` (a request id, or '') signals the
+        change to every listening process when it commits. If ``body`` raises, nothing is kept."""
+        with anyio.CancelScope(shield=True):  # a cancelled caller must not leave the outcome of a commit unknown
+            async with self._errors(), self.pool.connection() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                result = await body(conn)
+                if notify is not None:
+                    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, notify))
+        return result
+
+    async def unlocked(self, body: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run ``body`` in a transaction without the writers' lock (claiming outbox rows: ``SKIP LOCKED``)."""
+        with anyio.CancelScope(shield=True):
+            async with self._errors(), self.pool.connection() as conn, conn.transaction():
+                result = await body(conn)
+        return result
+
+    async def listen(self, on_change: Callable[[], None]) -> None:
+        """Call ``on_change`` for every change any process commits, from now until ``close``."""
+        conn = await self._listen_connection()
+        self._listener = asyncio.get_running_loop().create_task(self._listen(conn, on_change))
+
+    async def _listen_connection(self) -> Conn:
+        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        try:
+            await conn.execute(f"LISTEN {CHANNEL}")
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _listen(self, conn: Conn | None, on_change: Callable[[], None]) -> None:
+        while True:
+            try:
+                if conn is None:
+                    conn = await self._listen_connection()
+                    on_change()  # changes made while no one listened: waiters look again
+                async for _ in conn.notifies():
+                    on_change()
+            except psycopg.OperationalError as exc:
+                logger.warning("the PostgreSQL listener lost its connection (%s); waiters poll until it is back", exc)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.close()
+                conn = None
+            await anyio.sleep(LISTEN_RETRY_SECONDS)
+
+    async def stop_listening(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
