@@ -105,6 +105,7 @@ class PostgresDatabase:
         self.url = url
         self.pool = pool
         self._listener: asyncio.Task[None] | None = None
+        self._listen_conn: Conn | None = None
 
     @classmethod
     async def open(cls, url: str, *, max_size: int = 10) -> PostgresDatabase:
@@ -161,8 +162,8 @@ class PostgresDatabase:
 
     async def listen(self, on_change: Callable[[], None]) -> None:
         """Call ``on_change`` for every change any process commits, from now until ``close``."""
-        conn = await self._listen_connection()
-        self._listener = asyncio.get_running_loop().create_task(self._listen(conn, on_change))
+        self._listen_conn = await self._listen_connection()
+        self._listener = asyncio.get_running_loop().create_task(self._listen(on_change))
 
     async def _listen_connection(self) -> Conn:
         conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
@@ -173,22 +174,24 @@ class PostgresDatabase:
             raise
         return conn
 
-    async def _listen(self, conn: Conn | None, on_change: Callable[[], None]) -> None:
+    async def _listen(self, on_change: Callable[[], None]) -> None:
         while True:
             try:
-                if conn is None:
-                    conn = await self._listen_connection()
+                if self._listen_conn is None:
+                    self._listen_conn = await self._listen_connection()
                     on_change()  # changes made while no one listened: waiters look again
-                async for _ in conn.notifies():
+                async for _ in self._listen_conn.notifies():
                     on_change()
             except psycopg.OperationalError as exc:
                 logger.warning("the PostgreSQL listener lost its connection (%s); waiters poll until it is back", exc)
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(psycopg.Error):
-                        await conn.close()
-                conn = None
+                await self._close_listen_connection()
             await anyio.sleep(LISTEN_RETRY_SECONDS)
+
+    async def _close_listen_connection(self) -> None:
+        conn, self._listen_conn = self._listen_conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
 
     async def stop_listening(self) -> None:
         if self._listener is not None:
@@ -196,3 +199,4 @@ class PostgresDatabase:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
+        await self._close_listen_connection()
