@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from urllib.parse import urlsplit
@@ -28,11 +28,11 @@ from signoff.server.duplicate_keys import DuplicateKeysASGI, RejectDuplicateKeys
 from signoff.server.model_plane import model_plane
 from signoff.server.slack import SlackParts, interactions_route, slack_session
 from signoff.server.stopping import Stopper, serve_uvicorn
+from signoff.server.stores import open_store
 from signoff.server.unknown_arguments import RejectUnknownArguments
 from signoff.server.workers import DeliveryLimits, deliver_outbox, sweep_expired
 from signoff.storage import ModelStore, Store
 from signoff.storage.approvals.memory import MemoryStore
-from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.tools.access import Role
 from signoff.tools.app_state import AppState
 from signoff.tools.approvals.handlers import register_tools
@@ -68,11 +68,12 @@ def build_server(
     stopper: Stopper | None = None,
 ) -> MCPServer[AppState]:
     """The signoff MCP server. A given ``store`` is shared and left open; otherwise the lifespan opens
-    (and closes) the SQLite database at ``settings.db_path``. The model registry uses ``model_store`` if given,
-    else memory beside a MemoryStore, else ``settings.db_path`` (so a SqliteStore passed in should be on that
-    file, as the CLI's is). ``http_url`` (the server's own base URL) turns
-    on bearer-token auth for the HTTP transport when the config file lists ``[[auth.tokens]]``. A ``stopper``
-    ends every wait at once when the process is told to stop (SIGINT, SIGTERM)."""
+    (and closes) the SQLite database at ``settings.db_path``, or PostgreSQL at ``settings.db_url`` (then the model
+    plane is off: not on PostgreSQL yet). The model registry uses ``model_store`` if given, else memory beside a
+    MemoryStore, else ``settings.db_path`` (so a SqliteStore passed in should be on that file, as the CLI's is).
+    ``http_url`` (the server's own base URL) turns on bearer-token auth for the HTTP transport when the config file
+    lists ``[[auth.tokens]]``. A ``stopper`` ends every wait at once when the process is told to stop (SIGINT,
+    SIGTERM)."""
     policy = load_policy(settings)  # at build time, so a bad config stops the start-up
     signing_key = receipt_key(settings)  # likewise an unwritable key file
 
@@ -84,7 +85,7 @@ def build_server(
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         own_store = store is None
-        active: Store = await SqliteStore.open(settings.db_path) if store is None else store
+        active: Store = await open_store(settings) if store is None else store
         try:
             service = ApprovalService(
                 active,
@@ -98,13 +99,17 @@ def build_server(
             async with (
                 anyio.create_task_group() as workers,
                 slack_session(settings, service, workers) as parts,
-                model_plane(
-                    settings.db_path,
-                    service,
-                    workers,
-                    store=model_store,
-                    in_memory=isinstance(store, MemoryStore),
-                    settings=settings.models,
+                (
+                    nullcontext(None)  # the model plane is not on PostgreSQL yet (docs/postgresql.md)
+                    if settings.db_url is not None and model_store is None
+                    else model_plane(
+                        settings.db_path,
+                        service,
+                        workers,
+                        store=model_store,
+                        in_memory=isinstance(store, MemoryStore),
+                        settings=settings.models,
+                    )
                 ) as models,
             ):
                 workers.start_soon(sweep_expired, service, settings.sweep_interval)

@@ -18,6 +18,7 @@ from typing import Any
 
 from signoff.server import outbox_cli, render
 from signoff.server.config import Settings, package_version, receipt_key
+from signoff.server.stores import database_name, open_store
 from signoff.storage import (
     ApprovalRequest,
     ConfigError,
@@ -69,7 +70,10 @@ EXAMPLES = {
 #: The options each command reads; a command is given only these (``signoff token new`` has no ``--db``).
 DB, CONFIG = "db", "config"
 
-DB_HELP = "SQLite database file (default: SIGNOFF_DB, else signoff.db in the user data dir)"
+DB_HELP = (
+    "SQLite database file, or a postgresql:// URL for `serve` (default: SIGNOFF_DB, else signoff.db in the user"
+    " data dir)"
+)
 CONFIG_HELP = "policy TOML file (default: SIGNOFF_CONFIG; none = defaults)"
 ID_HELP = "the request id, or a unique start of it (req_ and at least 6 more characters)"
 FORMATS = ("table", "csv", "jsonl", "json")
@@ -86,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         command (``signoff --db X review list``) is not overwritten by the subcommand's default."""
         parent = argparse.ArgumentParser(add_help=False)
         if DB in names:
-            parent.add_argument("--db", type=Path, default=argparse.SUPPRESS, help=DB_HELP)
+            parent.add_argument("--db", default=argparse.SUPPRESS, help=DB_HELP)
         if CONFIG in names:
             parent.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=CONFIG_HELP)
         return [parent]
@@ -307,8 +311,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = Settings.from_env(db_path=getattr(args, DB, None), config_path=getattr(args, CONFIG, None))
+    settings = Settings.from_env(db=getattr(args, DB, None), config_path=getattr(args, CONFIG, None))
     configure_logging(settings.log_level)
+    if settings.db_url is not None and DB in args.uses and args.command != "serve":
+        raise ConfigError(
+            f"`signoff {' '.join(args.command_path)}` works on a SQLite database only for now; PostgreSQL"
+            " (SIGNOFF_DB or --db postgresql://…) is used by `signoff serve` (docs/postgresql.md)"
+        )
     if args.command == "serve":
         return serve(settings, args)
     if args.command == "console":
@@ -332,7 +341,7 @@ def _describe(exc: OSError | sqlite3.Error, args: argparse.Namespace) -> str:
     if isinstance(exc, OSError):
         where = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror or exc}{where}"
-    database = Settings.from_env(db_path=getattr(args, DB, None)).db_path if DB in args.uses else None
+    database = Settings.from_env(db=getattr(args, DB, None)).db_path if DB in args.uses else None
     text = str(exc) or type(exc).__name__
     if "readonly" in text or "read-only" in text:
         return (
@@ -410,7 +419,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.transport == "stdio":
         server = build_server(settings, stopper=stopper)
         asyncio.run(_open_database(settings))  # a bad path stops here with one line, not inside the transport
-        logger.info("signoff %s serving on stdio, database %s", package_version(), settings.db_path)
+        logger.info("signoff %s serving on stdio, database %s", package_version(), database_name(settings))
         anyio.run(serve_stdio, server, stopper)  # server.run(), stoppable, each line checked for repeated keys
         return 0
     host, port = args.host, args.port
@@ -430,7 +439,11 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(_open_database(settings))
     security = allowed_hosts(host, port, args.allowed_host or ())  # checked on every route, /mcp included
     logger.info(
-        "signoff %s serving on http://%s:%d/mcp, database %s", package_version(), url_host, port, settings.db_path
+        "signoff %s serving on http://%s:%d/mcp, database %s",
+        package_version(),
+        url_host,
+        port,
+        database_name(settings),
     )
     serve_http(server, settings, host=host, port=port, security=security, stopper=stopper)
     return 0
@@ -447,7 +460,7 @@ def _new_token(identity: str, role: str) -> int:
 
 
 async def _open_database(settings: Settings) -> None:
-    store = await SqliteStore.open(settings.db_path)
+    store = await open_store(settings)
     await store.close()
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import platformdirs
 
 from signoff.storage import ConfigError
+from signoff.storage.pg_url import is_postgres_url
 from signoff.tools.models.canary import CanaryLimits
 from signoff.tools.models.service import ModelSettings
 
@@ -80,9 +81,20 @@ def default_db_path() -> Path:
     return Path(platformdirs.user_data_dir("signoff")) / "signoff.db"
 
 
+def database_setting(value: str | None) -> dict[str, Any]:
+    """``db_path`` and ``db_url`` from SIGNOFF_DB or ``--db``: a ``postgresql://`` URL selects PostgreSQL (the SQLite
+    path stays the default one, where the receipt key file lives unless SIGNOFF_RECEIPT_KEY is set); anything else is
+    the SQLite file."""
+    if value is not None and is_postgres_url(value):
+        return {"db_path": default_db_path(), "db_url": value}
+    return {"db_path": Path(value).expanduser() if value else default_db_path(), "db_url": None}
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Settings:
     db_path: Path  #: SIGNOFF_DB
+    #: SIGNOFF_DB=postgresql://user:password@host:port/dbname: PostgreSQL instead of the SQLite file (``serve`` only)
+    db_url: str | None = None
     config_path: Path | None = None  #: SIGNOFF_CONFIG: the policy TOML; None applies the defaults
     log_level: str = "INFO"  #: SIGNOFF_LOG_LEVEL
     progress_interval: float = 5.0  #: SIGNOFF_PROGRESS_INTERVAL: seconds between progress notifications
@@ -111,7 +123,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if env is None else env
         settings = cls(
-            db_path=Path(env["SIGNOFF_DB"]).expanduser() if env.get("SIGNOFF_DB") else default_db_path(),
+            **database_setting(env.get("SIGNOFF_DB") or None),
             config_path=Path(env["SIGNOFF_CONFIG"]).expanduser() if env.get("SIGNOFF_CONFIG") else None,
             log_level=_log_level(env.get("SIGNOFF_LOG_LEVEL", "INFO")),
             progress_interval=_number(env, "SIGNOFF_PROGRESS_INTERVAL", 5.0),
@@ -134,7 +146,10 @@ class Settings:
             http_max_connections=_whole(env, "SIGNOFF_HTTP_MAX_CONNECTIONS", 200, 1, 100_000),
         )
         settings.check()
-        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        if overrides.get("db") is not None:  # --db: a path or a URL, instead of SIGNOFF_DB's
+            overrides.update(database_setting(str(overrides["db"])))
+        overrides.pop("db", None)
+        return replace(settings, **{k: v for k, v in overrides.items() if v is not None or k == "db_url"})
 
     def check(self) -> None:
         """Settings that only make sense together, or in a known shape."""

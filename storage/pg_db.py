@@ -23,13 +23,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 from signoff.storage.errors import DatabaseUnavailable
 from signoff.storage.migrations import SchemaTooNew
+from signoff.storage.pg_url import redacted
 
 logger = logging.getLogger(__name__)
 
@@ -42,19 +42,9 @@ MIGRATE_LOCK = 0x5167_6E6F_6666_0002  #: pg_advisory_xact_lock key: one migrator
 LISTEN_RETRY_SECONDS = 1.0  #: how soon a listener that lost its connection tries again
 
 
-def is_postgres_url(value: str) -> bool:
-    """Whether ``SIGNOFF_DB`` / ``--db`` names a PostgreSQL database rather than a SQLite file."""
-    return value.startswith(("postgresql://", "postgres://"))
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+def _one_line(exc: Exception) -> str:
+    """libpq's message, whose lines (a hint after a tab) become one."""
+    return " ".join(str(exc).split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +105,7 @@ class PostgresDatabase:
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                 await migrate(conn)
         except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(f"cannot open the PostgreSQL database {redacted(url)}: {exc}".strip()) from exc
+            raise DatabaseUnavailable(f"cannot open the PostgreSQL database {redacted(url)}: {_one_line(exc)}") from exc
         except SchemaTooNew as exc:
             raise SchemaTooNew(found=exc.found, known=exc.known, path=f"the database {redacted(url)}") from None
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
@@ -133,7 +123,7 @@ class PostgresDatabase:
         try:
             yield
         except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(f"the PostgreSQL database {redacted(self.url)} failed: {exc}".strip()) from exc
+            raise DatabaseUnavailable(f"the PostgreSQL database {redacted(self.url)} failed: {_one_line(exc)}") from exc
 
     async def read(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
         """Every row of one query, on a pooled connection."""

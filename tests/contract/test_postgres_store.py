@@ -19,7 +19,8 @@ from signoff.storage.approvals.postgres import PostgresStore
 from signoff.storage.audit import verify_store
 from signoff.storage.errors import DatabaseUnavailable
 from signoff.storage.migrations import SchemaTooNew
-from signoff.storage.pg_db import available, is_postgres_url, redacted
+from signoff.storage.pg_db import available
+from signoff.storage.pg_url import is_postgres_url, redacted
 from signoff.tools.approvals import lifecycle
 
 from tests.factories import T0, add

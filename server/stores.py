@@ -1,0 +1,27 @@
+"""The approval store the settings choose: the SQLite file (the default) or PostgreSQL (``SIGNOFF_DB=postgresql://…``)."""
+
+from __future__ import annotations
+
+from signoff.server.config import Settings
+from signoff.storage import ConfigError, Store
+from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.storage.pg_url import redacted
+
+
+async def open_store(settings: Settings) -> Store:
+    """Open (creating and migrating as needed) the database the settings name."""
+    if settings.db_url is None:
+        return await SqliteStore.open(settings.db_path)
+    try:
+        from signoff.storage.approvals.postgres import PostgresStore  # psycopg: the optional `postgres` extra
+    except ImportError as exc:
+        raise ConfigError(
+            f"SIGNOFF_DB names a PostgreSQL database, but its driver is not installed ({exc}):"
+            ' pip install "signoff[postgres]"'
+        ) from None
+    return await PostgresStore.open(settings.db_url)
+
+
+def database_name(settings: Settings) -> str:
+    """The database as logs and errors name it: the SQLite path, or the PostgreSQL URL without its password."""
+    return redacted(settings.db_url) if settings.db_url is not None else str(settings.db_path)

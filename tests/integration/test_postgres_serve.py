@@ -1,0 +1,74 @@
+"""`signoff serve` on PostgreSQL (SIGNOFF_DB=postgresql://…): two server processes share one database, a vote made
+elsewhere wakes an agent waiting on either, and the commands that are SQLite-only for now say so in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client
+from signoff.storage import Verdict
+from signoff.storage.approvals.postgres import PostgresStore
+from signoff.storage.audit import verify_store
+from signoff.tools.approvals.service import ApprovalService
+
+from tests.integration.support import ask, http_server, signoff, status_of, wait_during
+
+pytestmark = pytest.mark.slow
+
+
+async def test_two_http_servers_on_one_postgresql_database_share_requests_and_wake_on_a_vote_made_elsewhere(
+    env: dict[str, str], pg_url: str, tmp_path: Path
+) -> None:
+    pg_env = {**env, "SIGNOFF_DB": pg_url}
+    with anyio.fail_after(90):
+        async with (
+            http_server(pg_env, tmp_path / "a.log") as url_a,
+            http_server(pg_env, tmp_path / "b.log") as url_b,
+            Client(url_a) as agent_on_a,
+            Client(url_b) as agent_on_b,
+        ):
+            created = await ask(agent_on_a, confidence=0.3)
+            assert created["status"] == "pending"
+            request_id = created["request_id"]
+            seen = status_of(await agent_on_b.call_tool("get_status", {"request_id": request_id}))
+            assert seen["status"] == "pending" and seen["payload_sha256"] == created["payload_sha256"]
+
+            reviewer_host = await PostgresStore.open(pg_url)  # a third host, where a reviewer votes
+            try:
+                reviewers = ApprovalService(reviewer_host)
+                waited, _ = await wait_during(
+                    agent_on_b, request_id, lambda: reviewers.vote(request_id, "alice", Verdict.APPROVE, None)
+                )
+                assert waited.status["status"] == "approved"
+                assert waited.status["votes"][0]["reviewer"] == "alice"
+                assert waited.seconds_after_action < 10
+                on_a = status_of(await agent_on_a.call_tool("get_status", {"request_id": request_id}))
+                assert on_a["status"] == "approved"
+                assert (await verify_store(reviewer_host)).ok
+            finally:
+                await reviewer_host.close()
+    assert "postgresql://signoff@" in (tmp_path / "a.log").read_text()  # the log names the database it serves
+
+
+async def test_the_commands_that_are_sqlite_only_refuse_a_postgresql_url_in_one_line(
+    env: dict[str, str], pg_url: str
+) -> None:
+    for args in (("review", "list", "--db", pg_url), ("audit", "verify", "--db", pg_url), ("init", "--db", pg_url)):
+        ran = await signoff(env, *args)
+        assert ran.returncode == 1, ran
+        assert ran.stderr.count("\n") == 1 and "works on a SQLite database only for now" in ran.stderr, ran
+    ran = await signoff({**env, "SIGNOFF_DB": pg_url}, "history")
+    assert ran.returncode == 1 and "`signoff history` works on a SQLite database only" in ran.stderr, ran
+
+
+async def test_serve_on_an_unreachable_postgresql_says_so_in_one_line_without_the_password(
+    env: dict[str, str],
+) -> None:
+    url = "postgresql://signoff:s3cret@127.0.0.1:1/signoff?connect_timeout=5"
+    with anyio.fail_after(60):
+        ran = await signoff({**env, "SIGNOFF_DB": url}, "serve")
+    assert ran.returncode == 1, ran
+    assert "cannot open the PostgreSQL database postgresql://signoff:***@127.0.0.1:1" in ran.stderr, ran
+    assert "s3cret" not in ran.stderr and ran.stderr.count("\n") == 1
