@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from urllib.parse import urlsplit
@@ -68,9 +68,9 @@ def build_server(
     stopper: Stopper | None = None,
 ) -> MCPServer[AppState]:
     """The signoff MCP server. A given ``store`` is shared and left open; otherwise the lifespan opens
-    (and closes) the SQLite database at ``settings.db_path``, or PostgreSQL at ``settings.db_url`` (then the model
-    plane is off: not on PostgreSQL yet). The model registry uses ``model_store`` if given, else memory beside a
-    MemoryStore, else ``settings.db_path`` (so a SqliteStore passed in should be on that file, as the CLI's is).
+    (and closes) the SQLite database at ``settings.db_path``, or PostgreSQL at ``settings.db_url``. The model registry
+    uses ``model_store`` if given, else memory beside a MemoryStore, else the same database (so a store passed in
+    should be on it, as the CLI's is).
     ``http_url`` (the server's own base URL) turns on bearer-token auth for the HTTP transport when the config file
     lists ``[[auth.tokens]]``. A ``stopper`` ends every wait at once when the process is told to stop (SIGINT,
     SIGTERM)."""
@@ -99,17 +99,14 @@ def build_server(
             async with (
                 anyio.create_task_group() as workers,
                 slack_session(settings, service, workers) as parts,
-                (
-                    nullcontext(None)  # the model plane is not on PostgreSQL yet (docs/postgresql.md)
-                    if settings.db_url is not None and model_store is None
-                    else model_plane(
-                        settings.db_path,
-                        service,
-                        workers,
-                        store=model_store,
-                        in_memory=isinstance(store, MemoryStore),
-                        settings=settings.models,
-                    )
+                model_plane(
+                    settings.db_path,
+                    service,
+                    workers,
+                    store=model_store,
+                    in_memory=isinstance(store, MemoryStore),
+                    settings=settings.models,
+                    db_url=settings.db_url,
                 ) as models,
             ):
                 workers.start_soon(sweep_expired, service, settings.sweep_interval)

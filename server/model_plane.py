@@ -17,9 +17,9 @@ from pathlib import Path
 import anyio
 from anyio.abc import TaskGroup
 
+from signoff.server.stores import open_model_store
 from signoff.storage import ModelStore
 from signoff.storage.models.memory import MemoryModelStore
-from signoff.storage.models.sqlite import SqliteModelStore
 from signoff.tools.approvals.service import ApprovalService
 from signoff.tools.models.service import ModelService, ModelSettings
 
@@ -35,13 +35,15 @@ async def model_plane(
     store: ModelStore | None,
     in_memory: bool,
     settings: ModelSettings,
+    db_url: str | None = None,
 ) -> AsyncIterator[ModelService]:
-    """The ModelService on ``store`` (or one opened on ``db_path``, or in memory), with its workers running.
+    """The ModelService on ``store`` (or one opened on ``db_path``, or PostgreSQL at ``db_url``, or in memory), with
+    its workers running.
 
     ``in_memory``: the approvals are kept in memory (tests), so the models are too.
     """
     own = store is None
-    active: ModelStore = store or (MemoryModelStore() if in_memory else await SqliteModelStore.open(db_path))
+    active: ModelStore = store or (MemoryModelStore() if in_memory else await open_model_store(db_path, db_url))
     try:
         models = ModelService(active, approvals, settings=settings)
         workers.start_soon(apply_approved_changes, models)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from signoff.server.config import Settings
 from signoff.storage import ConfigError, Store
 from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.storage.models.sqlite import SqliteModelStore
+from signoff.storage.models.store import ModelStore
 from signoff.storage.pg_url import redacted
+
+NO_DRIVER = (
+    'SIGNOFF_DB names a PostgreSQL database, but its driver is not installed ({}): pip install "signoff[postgres]"'
+)
 
 
 async def open_store(settings: Settings) -> Store:
@@ -15,11 +23,19 @@ async def open_store(settings: Settings) -> Store:
     try:
         from signoff.storage.approvals.postgres import PostgresStore  # psycopg: the optional `postgres` extra
     except ImportError as exc:
-        raise ConfigError(
-            f"SIGNOFF_DB names a PostgreSQL database, but its driver is not installed ({exc}):"
-            ' pip install "signoff[postgres]"'
-        ) from None
+        raise ConfigError(NO_DRIVER.format(exc)) from None
     return await PostgresStore.open(settings.db_url)
+
+
+async def open_model_store(db_path: Path, db_url: str | None) -> ModelStore:
+    """The model store on the same database as the approval store: the SQLite file, or PostgreSQL at ``db_url``."""
+    if db_url is None:
+        return await SqliteModelStore.open(db_path)
+    try:
+        from signoff.storage.models.postgres import PostgresModelStore  # psycopg: the optional `postgres` extra
+    except ImportError as exc:
+        raise ConfigError(NO_DRIVER.format(exc)) from None
+    return await PostgresModelStore.open(db_url)
 
 
 def database_name(settings: Settings) -> str:

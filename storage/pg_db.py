@@ -143,6 +143,16 @@ class PostgresDatabase:
                     await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, notify))
         return result
 
+    @asynccontextmanager
+    async def transaction(self, *, notify: str | None = "") -> AsyncIterator[Conn]:
+        """``write`` as a context manager: the connection, in a transaction holding the writers' lock."""
+        with anyio.CancelScope(shield=True):
+            async with self._errors(), self.pool.connection() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                yield conn
+                if notify is not None:
+                    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, notify))
+
     async def unlocked(self, body: Callable[[Conn], Awaitable[T]]) -> T:
         """Run ``body`` in a transaction without the writers' lock (claiming outbox rows: ``SKIP LOCKED``)."""
         with anyio.CancelScope(shield=True):

@@ -34,11 +34,17 @@ from signoff.tools.approvals import lifecycle
 from tests.factories import T0, add
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 async def model_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ModelStore]:
-    backend: ModelStore = (
-        MemoryModelStore(seed=1) if request.param == "memory" else await SqliteModelStore.open(tmp_path / "m.db")
-    )
+    backend: ModelStore
+    if request.param == "memory":
+        backend = MemoryModelStore(seed=1)
+    elif request.param == "sqlite":
+        backend = await SqliteModelStore.open(tmp_path / "m.db")
+    else:
+        from signoff.storage.models.postgres import PostgresModelStore  # psycopg: the optional `postgres` extra
+
+        backend = await PostgresModelStore.open(request.getfixturevalue("pg_url"))
     try:
         yield backend
     finally:

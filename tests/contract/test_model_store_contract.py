@@ -33,13 +33,17 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SALT = "00" * 16
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 async def model_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ModelStore]:
-    backend: ModelStore = (
-        MemoryModelStore(seed=1)
-        if request.param == "memory"
-        else await SqliteModelStore.open(tmp_path / "m.db", seed=1)
-    )
+    backend: ModelStore
+    if request.param == "memory":
+        backend = MemoryModelStore(seed=1)
+    elif request.param == "sqlite":
+        backend = await SqliteModelStore.open(tmp_path / "m.db", seed=1)
+    else:
+        from signoff.storage.models.postgres import PostgresModelStore  # psycopg: the optional `postgres` extra
+
+        backend = await PostgresModelStore.open(request.getfixturevalue("pg_url"), seed=1)
     try:
         yield backend
     finally:

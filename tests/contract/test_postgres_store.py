@@ -233,3 +233,24 @@ async def test_a_waiter_is_woken_after_its_listener_lost_its_connection(
             tg.start_soon(agent)
             await voting_host.update(request.id, lifecycle.cancel("changed plan", T0))
             await woke.wait()
+
+
+async def test_the_model_plane_shares_the_database_and_the_one_chain_that_audit_verify_checks(pg_url: str) -> None:
+    from signoff.storage.models.postgres import PostgresModelStore
+
+    from tests.contract.test_model_store_contract import registered
+
+    approvals = await PostgresStore.open(pg_url)
+    models = await PostgresModelStore.open(pg_url)
+    try:
+        await add(approvals)
+        await registered(models, "v1", "v2")
+        await add(approvals)
+        report = await verify_store(approvals, models=models)
+        assert report.ok and report.events_checked == 6, report  # 2 requests (2 events each), 2 registrations
+        sql(pg_url, "UPDATE model_versions SET endpoint = 'http://evil/v2' WHERE version = 'v2'")
+        report = await verify_store(approvals, models=models)
+        assert not report.ok and report.column == "endpoint", report
+    finally:
+        await models.close()
+        await approvals.close()

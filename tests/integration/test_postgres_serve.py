@@ -1,5 +1,6 @@
-"""`signoff serve` on PostgreSQL (SIGNOFF_DB=postgresql://…): two server processes share one database, a vote made
-elsewhere wakes an agent waiting on either, and the commands that are SQLite-only for now say so in one line."""
+"""`signoff serve` on PostgreSQL (SIGNOFF_DB=postgresql://…): two server processes share one database (requests and
+the model plane), a vote made elsewhere wakes an agent waiting on either, and the commands that are SQLite-only for
+now say so in one line."""
 
 from __future__ import annotations
 
@@ -49,6 +50,13 @@ async def test_two_http_servers_on_one_postgresql_database_share_requests_and_wa
                 assert (await verify_store(reviewer_host)).ok
             finally:
                 await reviewer_host.close()
+
+            registered = await agent_on_a.call_tool(
+                "register_model_version", {"name": "fraud", "version": "v1", "endpoint": "http://fraud/1"}
+            )
+            assert not registered.is_error, registered.content
+            listed = await agent_on_b.call_tool("list_models", {})  # the model plane is on the shared database too
+            assert not listed.is_error and "fraud" in str(listed.structured_content), listed.content
     assert "postgresql://signoff@" in (tmp_path / "a.log").read_text()  # the log names the database it serves
 
 
