@@ -2,7 +2,7 @@
 -- 0001-0011), in one step. Times are fixed-width UTC text and JSON is canonical text, exactly as on SQLite, so the
 -- rows, their hashes and `signoff audit verify` are the same on both engines. Every text column is `ctext` (the
 -- "C" collation): ids, times and names compare and sort byte by byte, as SQLite's do, whatever the database's locale.
--- The model control plane's tables are not here yet (docs/postgresql.md).
+-- The model control plane's tables are in 0002.
 
 CREATE DOMAIN ctext AS text COLLATE "C";
 
