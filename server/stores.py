@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from signoff.server.config import Settings
-from signoff.storage import ConfigError, Store
+from signoff.storage import ConfigError, ModelStore, Store
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.storage.models.sqlite import SqliteModelStore
-from signoff.storage.models.store import ModelStore
 from signoff.storage.pg_url import redacted
 
 NO_DRIVER = (

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import anyio
 import psycopg
 from psycopg_pool import AsyncConnectionPool
+
 from signoff.storage.errors import DatabaseUnavailable
 from signoff.storage.migrations import SchemaTooNew
 from signoff.storage.pg_url import redacted

@@ -8,7 +8,6 @@ import pytest
 from signoff.storage import Store
 from signoff.storage.approvals.memory import MemoryStore
 from signoff.storage.approvals.sqlite import SqliteStore
-
 from tests.pg_cluster import Cluster, start_cluster
 
 

@@ -14,6 +14,7 @@ from datetime import timedelta
 import anyio
 import psycopg
 import pytest
+
 from signoff.storage import Conflict, Status, Verdict
 from signoff.storage.approvals.postgres import PostgresStore
 from signoff.storage.audit import verify_store
@@ -22,7 +23,6 @@ from signoff.storage.migrations import SchemaTooNew
 from signoff.storage.pg_db import available
 from signoff.storage.pg_url import is_postgres_url, redacted
 from signoff.tools.approvals import lifecycle
-
 from tests.factories import T0, add
 
 
@@ -237,7 +237,6 @@ async def test_a_waiter_is_woken_after_its_listener_lost_its_connection(
 
 async def test_the_model_plane_shares_the_database_and_the_one_chain_that_audit_verify_checks(pg_url: str) -> None:
     from signoff.storage.models.postgres import PostgresModelStore
-
     from tests.contract.test_model_store_contract import registered
 
     approvals = await PostgresStore.open(pg_url)

@@ -9,11 +9,11 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client
+
 from signoff.storage import Verdict
 from signoff.storage.approvals.postgres import PostgresStore
 from signoff.storage.audit import verify_store
 from signoff.tools.approvals.service import ApprovalService
-
 from tests.integration.support import ask, http_server, signoff, status_of, wait_during
 
 pytestmark = pytest.mark.slow
