@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from signoff.notifiers import ConsoleNotifier, FanOut, Notifier, WebhookNotifier
 from signoff.server import metrics, review_api
+from signoff.server.alerts import alert_worker
 from signoff.server.argument_errors import SignoffMCPServer
 from signoff.server.auth import LOOPBACK_HOSTS, ConfigTokenVerifier
 from signoff.server.config import Settings, package_version, receipt_key
@@ -106,6 +107,7 @@ def build_server(
                     in_memory=isinstance(store, MemoryStore),
                     settings=settings.models,
                 ) as models,
+                alert_worker(settings, service.clock, in_memory=isinstance(active, MemoryStore)),
             ):
                 workers.start_soon(sweep_expired, service, settings.sweep_interval)
                 limits = DeliveryLimits(settings.notify_max_attempts, settings.notify_give_up_seconds)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from signoff.server import outbox_cli, render
+from signoff.server import alerts_cli, outbox_cli, render
 from signoff.server.config import Settings, package_version, receipt_key
 from signoff.storage import (
     ApprovalRequest,
@@ -57,6 +57,7 @@ EXAMPLES = {
     "  signoff history --action payments.transfer --json",
     "audit verify": "example:\n  signoff audit verify",
     "stats": "examples:\n  signoff stats\n  signoff stats --json --db /var/lib/signoff/signoff.db",
+    "alerts": "examples:\n  signoff alerts\n  signoff alerts --json --limit 200",
     "token new": "example:\n  signoff token new --identity billing-bot --role agent",
     "outbox list": "example:\n  signoff outbox list",
     "outbox retry": "examples:\n  signoff outbox retry 42\n  signoff outbox retry --all-dead",
@@ -76,7 +77,15 @@ FORMATS = ("table", "csv", "jsonl", "json")
 
 #: The commands that read the database and never write it: they open it read-only (``mode=ro``), so a reviewer or
 #: an auditor without write access can run them, beside a running server.
-READ_ONLY = {("review", "list"), ("review", "show"), ("history",), ("stats",), ("audit", "verify"), ("outbox", "list")}
+READ_ONLY = {
+    ("review", "list"),
+    ("review", "show"),
+    ("history",),
+    ("stats",),
+    ("audit", "verify"),
+    ("outbox", "list"),
+    ("alerts",),
+}
 MIN_PREFIX = 6  #: characters after ``req_`` that a prefix of a request id needs
 
 
@@ -208,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub(commands, "stats", "stats", "print the numbers GET /metrics serves, read from the database", DB, CONFIG)
     stats.add_argument("--json", action="store_true", help="print JSON: every sample's name, labels and value")
 
+    alerts = sub(commands, "alerts", "alerts", "list the alerts firing now and the recent ones", DB, CONFIG)
+    alerts.add_argument("--limit", type=int, default=50, help="show at most this many (default 50)")
+    alerts.add_argument("--json", action="store_true", help="print JSON")
+
     audit_actions = group(commands, "audit", "check the tamper-evident audit log", "signoff audit verify")
     verify = sub(
         audit_actions,
@@ -337,7 +350,7 @@ def _describe(exc: OSError | sqlite3.Error, args: argparse.Namespace) -> str:
     if "readonly" in text or "read-only" in text:
         return (
             f"cannot write to the database {database}: {text}; this command needs write access to the file and its"
-            " folder (review list, review show, history, stats, audit verify and outbox list only read it)"
+            " folder (review list, review show, history, stats, audit verify, outbox list and alerts only read it)"
         )
     return f"the database {database} could not be used: {text}" if database else text
 
@@ -375,8 +388,8 @@ class Database:
         if not os.access(self.path, os.W_OK):
             raise ConfigError(
                 f"cannot write to the database {self.path} ({self.source}): permission denied; deciding"
-                " needs write access to it (review list, review show, history, stats, audit verify and outbox list"
-                " only read it)"
+                " needs write access to it (review list, review show, history, stats, audit verify, outbox list and"
+                " alerts only read it)"
             )
 
 
@@ -684,6 +697,7 @@ _HANDLERS: dict[tuple[str, ...], Callable[[ApprovalService, _Context], Awaitable
     ("audit", "verify"): _audit_verify,
     ("outbox", "list"): lambda service, context: outbox_cli.outbox_list(service, context.args),
     ("outbox", "retry"): lambda service, context: outbox_cli.outbox_retry(service, context.args),
+    ("alerts",): lambda service, context: alerts_cli.alerts_list(context.database.path, context.args),
 }
 
 

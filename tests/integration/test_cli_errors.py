@@ -40,6 +40,7 @@ ARGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("outbox", "retry"): ("--all-dead",),
     ("slack", "check"): (),
     ("slack", "manifest"): (),
+    ("alerts",): (),
 }
 CREATE = {("serve",), ("init",)}  #: the only commands that may create a database
 CASES = ("missing", "read-only", "directory", "not-a-database", "unknown-id")
