@@ -58,6 +58,8 @@ EXAMPLES = {
     "audit verify": "example:\n  signoff audit verify",
     "stats": "examples:\n  signoff stats\n  signoff stats --json --db /var/lib/signoff/signoff.db",
     "alerts": "examples:\n  signoff alerts\n  signoff alerts --json --limit 200",
+    "export training-data": "examples:\n  signoff export training-data --since 2026-11-01 > decisions.jsonl\n"
+    "  signoff export training-data --model fraud-scorer@2.1 --format csv --output fraud.csv",
     "token new": "example:\n  signoff token new --identity billing-bot --role agent",
     "outbox list": "example:\n  signoff outbox list",
     "outbox retry": "examples:\n  signoff outbox retry 42\n  signoff outbox retry --all-dead",
@@ -85,6 +87,7 @@ READ_ONLY = {
     ("audit", "verify"),
     ("outbox", "list"),
     ("alerts",),
+    ("export", "training-data"),
 }
 MIN_PREFIX = 6  #: characters after ``req_`` that a prefix of a request id needs
 
@@ -220,6 +223,28 @@ def build_parser() -> argparse.ArgumentParser:
     alerts = sub(commands, "alerts", "alerts", "list the alerts firing now and the recent ones", DB, CONFIG)
     alerts.add_argument("--limit", type=int, default=50, help="show at most this many (default 50)")
     alerts.add_argument("--json", action="store_true", help="print JSON")
+
+    export_actions = group(
+        commands, "export", "export people's decisions", "signoff export training-data > decisions.jsonl"
+    )
+    training = sub(
+        export_actions,
+        "training-data",
+        "export training-data",
+        "one record per request people decided: payload, model, confidence, triggers, verdict, reviewers, comments",
+        DB,
+        CONFIG,
+    )
+    training.add_argument("--since", type=_parse_time, help="made at or after: ISO date or time (UTC if no zone)")
+    training.add_argument("--until", type=_parse_time, help="made before: ISO date or time (UTC if no zone)")
+    training.add_argument("--action", help="only this action")
+    training.add_argument("--model", help="only requests naming this model (NAME or NAME@VERSION)")
+    training.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="jsonl (default) or csv")
+    training.add_argument("--output", type=Path, help="write to this file (default: standard output)")
+    training.add_argument("--model-path", default="model", help="the payload field naming the model (default model)")
+    training.add_argument(
+        "--version-path", default="model_version", help="the payload field naming its version (default model_version)"
+    )
 
     audit_actions = group(commands, "audit", "check the tamper-evident audit log", "signoff audit verify")
     verify = sub(
@@ -664,6 +689,22 @@ async def _audit_verify(service: ApprovalService, context: _Context) -> int:
     return 1
 
 
+async def _export_training_data(service: ApprovalService, context: _Context) -> int:
+    from signoff.server import export
+
+    args = context.args
+    requests = await export.decided_by_people(service.store, since=args.since, until=args.until, action=args.action)
+    records = [export.record(r, model_path=args.model_path, version_path=args.version_path) for r in requests]
+    records = export.select_model(records, args.model)
+    text = export.as_csv(records) if args.format == "csv" else export.as_jsonl(records)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+    print(f"exported {len(records)} request(s) decided by people", file=sys.stderr)
+    return 0
+
+
 async def _slack(settings: Settings, args: argparse.Namespace) -> int:
     from signoff.notifiers import slack_setup, web_client
 
@@ -698,6 +739,7 @@ _HANDLERS: dict[tuple[str, ...], Callable[[ApprovalService, _Context], Awaitable
     ("outbox", "list"): lambda service, context: outbox_cli.outbox_list(service, context.args),
     ("outbox", "retry"): lambda service, context: outbox_cli.outbox_retry(service, context.args),
     ("alerts",): lambda service, context: alerts_cli.alerts_list(context.database.path, context.args),
+    ("export", "training-data"): _export_training_data,
 }
 
 
