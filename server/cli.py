@@ -60,6 +60,8 @@ EXAMPLES = {
     "alerts": "examples:\n  signoff alerts\n  signoff alerts --json --limit 200",
     "export training-data": "examples:\n  signoff export training-data --since 2026-11-01 > decisions.jsonl\n"
     "  signoff export training-data --model fraud-scorer@2.1 --format csv --output fraud.csv",
+    "report": "examples:\n  signoff report --since 2026-10-01 --until 2027-01-01 --output q4.html\n"
+    "  signoff report --format json",
     "token new": "example:\n  signoff token new --identity billing-bot --role agent",
     "outbox list": "example:\n  signoff outbox list",
     "outbox retry": "examples:\n  signoff outbox retry 42\n  signoff outbox retry --all-dead",
@@ -88,6 +90,7 @@ READ_ONLY = {
     ("outbox", "list"),
     ("alerts",),
     ("export", "training-data"),
+    ("report",),
 }
 MIN_PREFIX = 6  #: characters after ``req_`` that a prefix of a request id needs
 
@@ -245,6 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument(
         "--version-path", default="model_version", help="the payload field naming its version (default model_version)"
     )
+
+    report = sub(
+        commands, "report", "report", "an audit report for a period: outcomes, times, reviewers, alerts", DB, CONFIG
+    )
+    report.add_argument(
+        "--since", type=_parse_time, help="requests made at or after: ISO date or time (UTC if no zone)"
+    )
+    report.add_argument("--until", type=_parse_time, help="requests made before: ISO date or time (UTC if no zone)")
+    report.add_argument("--format", choices=("html", "md", "json"), default="html", help="html (default), md or json")
+    report.add_argument("--output", type=Path, help="write to this file (default: standard output)")
+    report.add_argument("--sla-minutes", type=float, default=60.0, help="people's decisions slower than this breach")
 
     audit_actions = group(commands, "audit", "check the tamper-evident audit log", "signoff audit verify")
     verify = sub(
@@ -705,6 +719,42 @@ async def _export_training_data(service: ApprovalService, context: _Context) -> 
     return 0
 
 
+async def _report(service: ApprovalService, context: _Context) -> int:
+    from signoff.server import report
+    from signoff.storage.alerts import AlertStore
+    from signoff.storage.audit import verify_store
+    from signoff.storage.models.sqlite import SqliteModelStore
+
+    args, path = context.args, context.database.path
+    models = SqliteModelStore(await open_read_only(path), poll_interval=1.0, seed=None)
+    try:
+        audit = await verify_store(service.store, {}, models=models)
+    finally:
+        await models.close()
+    alerts = AlertStore(await open_read_only(path))
+    try:
+        episodes = await alerts.episodes(limit=10_000)
+    finally:
+        await alerts.close()
+    requests = await report.requests_in(service.store, args.since, args.until)
+    numbers = report.build(
+        requests,
+        episodes,
+        audit,
+        since=args.since,
+        until=args.until,
+        now=service.clock.now(),
+        sla_seconds=args.sla_minutes * 60,
+    )
+    render_as = {"html": report.as_html, "md": report.as_markdown, "json": report.as_json}
+    text = render_as[args.format](numbers)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+    return 0
+
+
 async def _slack(settings: Settings, args: argparse.Namespace) -> int:
     from signoff.notifiers import slack_setup, web_client
 
@@ -740,6 +790,7 @@ _HANDLERS: dict[tuple[str, ...], Callable[[ApprovalService, _Context], Awaitable
     ("outbox", "retry"): lambda service, context: outbox_cli.outbox_retry(service, context.args),
     ("alerts",): lambda service, context: alerts_cli.alerts_list(context.database.path, context.args),
     ("export", "training-data"): _export_training_data,
+    ("report",): _report,
 }
 
 

@@ -42,6 +42,7 @@ ARGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("slack", "manifest"): (),
     ("alerts",): (),
     ("export", "training-data"): ("--format", "csv"),  # a header even with nothing decided
+    ("report",): (),
 }
 CREATE = {("serve",), ("init",)}  #: the only commands that may create a database
 CASES = ("missing", "read-only", "directory", "not-a-database", "unknown-id")

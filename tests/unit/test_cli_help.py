@@ -24,6 +24,7 @@ COMMANDS = [
     ["slack", "manifest"],
     ["alerts"],
     ["export", "training-data"],
+    ["report"],
     ["review"],
     ["audit"],
     ["export"],
@@ -53,5 +54,5 @@ def test_the_list_above_covers_every_command() -> None:
             leaves.add((name,))
         else:
             leaves |= {(name, leaf) for leaf in nested._group_actions[0].choices}
-    single = (["serve"], ["init"], ["console"], ["history"], ["stats"], ["alerts"])
+    single = (["serve"], ["init"], ["console"], ["history"], ["stats"], ["alerts"], ["report"])
     assert leaves == {tuple(c) for c in COMMANDS if len(c) == 2 or c in single}
