@@ -91,6 +91,9 @@ class AlertStore:
     ) -> int | None:
         """Record that ``rule`` started (``firing``) or stopped, and queue one message per target; the episode's id,
         or None when the state already was so (another process recorded the change first, or nothing changed)."""
+        seen = list(await self._db.reader.execute_fetchall("SELECT firing FROM alert_state WHERE rule = ?", (rule,)))
+        if bool(seen[0][0] if seen else 0) == firing:  # the common case, without taking the write lock
+            return None
         async with self._db.transaction() as db:
             rows = list(await db.execute_fetchall("SELECT firing, episode FROM alert_state WHERE rule = ?", (rule,)))
             was_firing = bool(rows[0][0]) if rows else False

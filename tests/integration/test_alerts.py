@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -16,9 +19,9 @@ import anyio
 import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from mcp import Client
-from signoff.notifiers import DeliveryFailed, web_client
+from signoff.notifiers import DeliveryFailed, DeliveryRefused, web_client
 from signoff.notifiers.alerts import AlertSender, EmailAlerts, SlackAlerts, WebhookAlerts
 from signoff.notifiers.email import EmailSender, SmtpSecurity, SmtpSettings
 from signoff.notifiers.webhook import verify
@@ -330,3 +333,79 @@ async def test_a_running_server_raises_the_alert_itself(tmp_path: Path, hooks: H
                 await hooks.arrived.wait()
     [alert] = [body["alert"] for body, _ in hooks.received if body["event"] == "alert.firing"]
     assert alert["rule"] == "pending_backlog" and alert["value"] == 1
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made with the openssl tool."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def login(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
+    ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"signoff", b"s3cret")
+    return AuthResult(success=ok, handled=False)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl tool to make a certificate")
+@pytest.mark.filterwarnings("ignore:Session.login_data is deprecated")  # aiosmtpd 1.4 warns about itself
+async def test_email_goes_over_starttls_with_a_login_and_a_wrong_password_is_refused(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+    trusted = ssl.create_default_context(cafile=str(cert))
+    inbox, port = Inbox(), free_port()
+    controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=served,
+        require_starttls=True,
+        authenticator=login,
+        auth_require_tls=True,
+    )
+    controller.start()
+    try:
+        settings = SmtpSettings(
+            host="127.0.0.1",
+            port=port,
+            username="signoff",
+            password="s3cret",
+            recipients=(ONCALL,),
+            tls_context=trusted,
+        )
+        assert settings.security is SmtpSecurity.STARTTLS  # the default
+        await EmailSender(settings).send("[signoff FIRING] pending_backlog", "101 requests are waiting")
+        assert inbox.subjects() == ["[signoff FIRING] pending_backlog"]
+        wrong = SmtpSettings(
+            host="127.0.0.1", port=port, username="signoff", password="nope", recipients=(ONCALL,), tls_context=trusted
+        )
+        with pytest.raises(DeliveryRefused, match="refused"):
+            await EmailSender(wrong).send("subject", "body")
+        untrusted = SmtpSettings(host="127.0.0.1", port=port, recipients=(ONCALL,))  # the system's CAs only
+        with pytest.raises(DeliveryFailed):
+            await EmailSender(untrusted).send("subject", "body")
+        assert len(inbox.messages) == 1
+    finally:
+        controller.stop()
