@@ -131,6 +131,12 @@ class AlertStore:
         """The messages to these targets due now, each leased to this caller until ``now + lease`` (no other
         process sends them meanwhile); oldest first."""
         marks = ", ".join("?" for _ in targets)
+        due = (
+            "SELECT 1 FROM alert_outbox WHERE state = 'pending' AND next_attempt_at <= ?"
+            f" AND target IN ({marks}) LIMIT 1"
+        )
+        if not list(await self._db.reader.execute_fetchall(due, (to_text(now), *targets))):
+            return []  # the common case, without taking the write lock
         async with self._db.transaction() as db:
             rows = list(
                 await db.execute_fetchall(
