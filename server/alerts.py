@@ -18,7 +18,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import anyio
@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 REJECTION_RATE = "rejection_rate"
 PENDING_BACKLOG = "pending_backlog"
+OLDEST_PENDING = "oldest_pending"
+NOTIFICATIONS_DEAD = "notifications_dead"
 WINDOW = timedelta(hours=1)
 LEASE = timedelta(seconds=60)  #: a claimed message is not sent by another process for this long
 MAX_BACKOFF_SECONDS = 300.0
@@ -50,6 +52,8 @@ class AlertSettings:
     rejection_min_decisions: int = 20  #: SIGNOFF_ALERT_REJECTION_MIN_DECISIONS: ...among at least this many
     max_pending: int = 100  #: SIGNOFF_ALERT_MAX_PENDING: fire above this many pending requests
     interval: float = 30.0  #: SIGNOFF_ALERT_INTERVAL: seconds between evaluations
+    oldest_pending_minutes: float | None = None  #: SIGNOFF_ALERT_OLDEST_PENDING_MINUTES: opt-in rule
+    notifications_dead: bool = False  #: SIGNOFF_ALERT_NOTIFICATIONS_DEAD: opt-in rule (on/off)
     slack_channel: str | None = None  #: SIGNOFF_ALERT_SLACK_CHANNEL: post alerts there (the Slack app's bot)
     smtp: SmtpSettings | None = None  #: SIGNOFF_SMTP_HOST and SIGNOFF_ALERT_EMAIL_TO: e-mail alerts
     max_attempts: int = 50  #: a message is given up after this many failed attempts (SIGNOFF_NOTIFY_MAX_ATTEMPTS)
@@ -64,8 +68,8 @@ class Verdict:
     message: str
 
 
-def judge(measures: Measures, settings: AlertSettings) -> list[Verdict]:
-    """The state of each rule for these numbers (pure: no I/O, no clock)."""
+def judge(measures: Measures, settings: AlertSettings, now: datetime) -> list[Verdict]:
+    """The state of each rule for these numbers at ``now`` (pure: no I/O)."""
     decided, rejected = measures.human_decisions, measures.human_rejections
     share = rejected / decided if decided else 0.0
     enough = decided >= settings.rejection_min_decisions
@@ -74,10 +78,23 @@ def judge(measures: Measures, settings: AlertSettings) -> list[Verdict]:
         f"the threshold is {settings.rejection_rate:.1%} of at least {settings.rejection_min_decisions}"
     )
     backlog = f"{measures.pending} requests are waiting for people; the threshold is {settings.max_pending}"
-    return [
+    verdicts = [
         Verdict(REJECTION_RATE, enough and share > settings.rejection_rate, share, rate),
         Verdict(PENDING_BACKLOG, measures.pending > settings.max_pending, float(measures.pending), backlog),
     ]
+    if settings.oldest_pending_minutes is not None:
+        oldest = measures.oldest_pending
+        minutes = max(0.0, (now - oldest).total_seconds() / 60) if oldest else 0.0
+        text = (
+            f"the oldest pending request has waited {minutes:.0f} minutes; "
+            f"the threshold is {settings.oldest_pending_minutes:g}"
+        )
+        verdicts.append(Verdict(OLDEST_PENDING, minutes > settings.oldest_pending_minutes, minutes, text))
+    if settings.notifications_dead:
+        dead = measures.dead_notifications
+        text = f"{dead} notification(s) were given up on: see `signoff outbox list`, then `signoff outbox retry`"
+        verdicts.append(Verdict(NOTIFICATIONS_DEAD, dead > 0, float(dead), text))
+    return verdicts
 
 
 async def evaluate(store: AlertStore, settings: AlertSettings, targets: Sequence[str], clock: Clock) -> list[str]:
@@ -85,7 +102,7 @@ async def evaluate(store: AlertStore, settings: AlertSettings, targets: Sequence
     as ``"<rule> firing"`` or ``"<rule> resolved"``."""
     now = clock.now()
     changes: list[str] = []
-    for verdict in judge(await store.measure(now, WINDOW), settings):
+    for verdict in judge(await store.measure(now, WINDOW), settings, now):
         episode = await store.change(
             verdict.rule,
             firing=verdict.firing,

@@ -217,12 +217,16 @@ def _model_settings(env: Mapping[str, str]) -> ModelSettings:
     )
 
 
+def _switch(env: Mapping[str, str], name: str, default: str) -> bool:
+    switch = env.get(name, default).strip().lower()
+    if switch not in ("on", "off", "true", "false", "1", "0"):
+        raise ConfigError(f"{name}={switch!r}; use on or off")
+    return switch in ("on", "true", "1")
+
+
 def _alert_settings(env: Mapping[str, str]) -> AlertSettings:
     """The built-in alerts' settings from ``SIGNOFF_ALERTS``, ``SIGNOFF_ALERT_*``, ``SIGNOFF_SMTP_*`` (docs: Alerts)."""
     defaults = AlertSettings()
-    switch = env.get("SIGNOFF_ALERTS", "on").strip().lower()
-    if switch not in ("on", "off", "true", "false", "1", "0"):
-        raise ConfigError(f"SIGNOFF_ALERTS={switch!r}; use on or off")
     host = env.get("SIGNOFF_SMTP_HOST", "").strip()
     recipients = tuple(a.strip() for a in env.get("SIGNOFF_ALERT_EMAIL_TO", "").split(",") if a.strip())
     if bool(host) != bool(recipients):
@@ -247,13 +251,19 @@ def _alert_settings(env: Mapping[str, str]) -> AlertSettings:
             recipients=recipients,
         )
     return AlertSettings(
-        enabled=switch in ("on", "true", "1"),
+        enabled=_switch(env, "SIGNOFF_ALERTS", "on"),
         rejection_rate=_bounded(env, "SIGNOFF_ALERT_REJECTION_RATE", defaults.rejection_rate, 0, 1),
         rejection_min_decisions=_whole(
             env, "SIGNOFF_ALERT_REJECTION_MIN_DECISIONS", defaults.rejection_min_decisions, 1, 1_000_000_000
         ),
         max_pending=_whole(env, "SIGNOFF_ALERT_MAX_PENDING", defaults.max_pending, 0, 1_000_000_000),
         interval=_bounded(env, "SIGNOFF_ALERT_INTERVAL", defaults.interval, 0.01, 86_400),
+        oldest_pending_minutes=(
+            _bounded(env, "SIGNOFF_ALERT_OLDEST_PENDING_MINUTES", 0, 1, 525_600)
+            if env.get("SIGNOFF_ALERT_OLDEST_PENDING_MINUTES", "").strip()
+            else None
+        ),
+        notifications_dead=_switch(env, "SIGNOFF_ALERT_NOTIFICATIONS_DEAD", "off"),
         slack_channel=env.get("SIGNOFF_ALERT_SLACK_CHANNEL", "").strip() or None,
         smtp=smtp,
         max_attempts=_whole(env, "SIGNOFF_NOTIFY_MAX_ATTEMPTS", 50, 1, 1_000_000),

@@ -28,6 +28,8 @@ class Measures:
     human_decisions: int  #: requests people decided in the window
     human_rejections: int  #: of which rejected
     pending: int  #: requests pending now
+    oldest_pending: datetime | None = None  #: when the oldest pending request was made
+    dead_notifications: int = 0  #: notifications a notifier gave up on (until `signoff outbox retry`)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -63,7 +65,9 @@ class Episode:
 MEASURE = """
 SELECT (SELECT count(*) FROM requests WHERE decided_by = 'human' AND decided_at >= ?),
        (SELECT count(*) FROM requests WHERE decided_by = 'human' AND decided_at >= ? AND status = 'rejected'),
-       (SELECT count(*) FROM requests WHERE status = 'pending')
+       (SELECT count(*) FROM requests WHERE status = 'pending'),
+       (SELECT min(created_at) FROM requests WHERE status = 'pending'),
+       (SELECT count(*) FROM outbox_deliveries WHERE state = 'dead')
 """
 
 
@@ -83,8 +87,14 @@ class AlertStore:
     async def measure(self, now: datetime, window: timedelta) -> Measures:
         since = to_text(now - window)
         rows = list(await self._db.reader.execute_fetchall(MEASURE, (since, since)))
-        decided, rejected, pending = rows[0]
-        return Measures(human_decisions=int(decided), human_rejections=int(rejected), pending=int(pending))
+        decided, rejected, pending, oldest, dead = rows[0]
+        return Measures(
+            human_decisions=int(decided),
+            human_rejections=int(rejected),
+            pending=int(pending),
+            oldest_pending=from_text(oldest) if oldest else None,
+            dead_notifications=int(dead),
+        )
 
     async def change(
         self, rule: str, *, firing: bool, value: float, message: str, targets: list[str], now: datetime

@@ -29,6 +29,7 @@ from signoff.server import alerts
 from signoff.server.alerts import AlertSettings
 from signoff.server.app import build_server
 from signoff.server.config import Settings
+from signoff.server.workers import deliver_due
 from signoff.storage import Verdict
 from signoff.storage.alerts import AlertMessage, AlertStore
 from signoff.storage.approvals.sqlite import SqliteStore
@@ -409,3 +410,34 @@ async def test_email_goes_over_starttls_with_a_login_and_a_wrong_password_is_ref
         assert len(inbox.messages) == 1
     finally:
         controller.stop()
+
+
+class Refusing:
+    """A request notifier whose every delivery is refused: its notifications are dead-lettered at once."""
+
+    name = "webhook"
+
+    async def deliver(self, request: object) -> None:
+        raise DeliveryRefused("the receiver said 403")
+
+
+async def test_the_opt_in_rules_see_a_stale_request_and_a_dead_notification_in_the_database(
+    tmp_path: Path, store: SqliteStore
+) -> None:
+    clock = FakeClock()
+    service = ApprovalService(store, clock=clock)
+    settings = AlertSettings(oldest_pending_minutes=10, notifications_dead=True)
+    [made] = await ask(service, 1)
+    await deliver_due(service, Refusing())
+    process = await AlertStore.open(tmp_path / "signoff.db")
+    try:
+        measures = await process.measure(clock.now(), alerts.WINDOW)
+        assert measures.dead_notifications == 1
+        assert measures.oldest_pending == (await service.get(made)).created_at
+        assert await alerts.evaluate(process, settings, ["email"], clock) == ["notifications_dead firing"]
+        clock.advance(11 * 60)
+        assert await alerts.evaluate(process, settings, ["email"], clock) == ["oldest_pending firing"]
+        await service.vote(made, "alice", Verdict.APPROVE, None)
+        assert await alerts.evaluate(process, settings, ["email"], clock) == ["oldest_pending resolved"]
+    finally:
+        await process.close()
