@@ -11,6 +11,9 @@ import time
 from typing import Any, Protocol
 
 import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
 from signoff.notifiers.base import DeliveryFailed
 from signoff.notifiers.email import EmailSender
 from signoff.notifiers.slack_notifier import _failure as slack_failure
@@ -18,8 +21,6 @@ from signoff.notifiers.slack_setup import network_reason
 from signoff.notifiers.webhook import _failure as webhook_failure
 from signoff.notifiers.webhook import sign
 from signoff.storage.alerts import AlertKind, AlertMessage
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 
 class AlertSender(Protocol):

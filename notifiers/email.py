@@ -13,6 +13,7 @@ from email.utils import formatdate, make_msgid
 from enum import StrEnum
 
 import aiosmtplib
+
 from signoff.notifiers.base import DeliveryFailed, DeliveryRefused
 
 

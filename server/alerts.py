@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import anyio
+
 from signoff.notifiers import DeliveryFailed, DeliveryRefused, web_client
 from signoff.notifiers.alerts import AlertSender, EmailAlerts, SlackAlerts, WebhookAlerts
 from signoff.notifiers.email import EmailSender, SmtpSettings

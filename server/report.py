@@ -15,6 +15,7 @@ from importlib import resources
 from typing import Any
 
 import jinja2
+
 from signoff.storage import ApprovalRequest, DecidedBy, RequestQuery, Status, Store
 from signoff.storage.alerts import Episode
 from signoff.storage.audit import ChainReport

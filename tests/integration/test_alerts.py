@@ -21,6 +21,7 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from mcp import Client
+
 from signoff.notifiers import DeliveryFailed, DeliveryRefused, web_client
 from signoff.notifiers.alerts import AlertSender, EmailAlerts, SlackAlerts, WebhookAlerts
 from signoff.notifiers.email import EmailSender, SmtpSecurity, SmtpSettings
@@ -34,7 +35,6 @@ from signoff.storage import Verdict
 from signoff.storage.alerts import AlertMessage, AlertStore
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.tools.approvals.service import ApprovalService, Draft
-
 from tests.fakes.clock import FakeClock
 from tests.fakes.slack import FakeSlack
 from tests.integration.support import base_env, free_port, signoff, webhook_receiver

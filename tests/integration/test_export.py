@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pandas as pd
+
 from signoff.storage import Verdict
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.tools.approvals.service import ApprovalService, Draft
-
 from tests.fakes.clock import FakeClock
 from tests.integration.support import base_env, signoff
 

@@ -12,7 +12,6 @@ from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import parse_policy_config
 from signoff.tools.approvals.service import ApprovalService, Draft
-
 from tests.fakes.clock import FakeClock
 from tests.integration.support import base_env, signoff
 

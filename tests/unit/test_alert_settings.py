@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from signoff.notifiers.email import SmtpSecurity
 from signoff.server.alerts import AlertSettings, judge
 from signoff.server.config import Settings
