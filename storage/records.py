@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from signoff.storage.canonical import payload_sha256
+
 JsonObject = Mapping[str, Any]
 
 
@@ -122,10 +124,29 @@ class ApprovalRequest:
     escalate_at: datetime | None = None  #: when a still-pending request is escalated
     escalate_to: str | None = None  #: a Slack user group or channel
     escalated_at: datetime | None = None
+    #: the payload as a reviewer changed it when approving ("approve with changes"); None: approved as asked
+    approved_payload: JsonObject | None = None
 
     @property
     def approvals(self) -> tuple[Vote, ...]:
         return tuple(v for v in self.votes if v.verdict is Verdict.APPROVE)
+
+    @property
+    def payload_changed(self) -> bool:
+        """Whether a reviewer approved it with a payload other than the one asked."""
+        return self.approved_payload is not None
+
+    @property
+    def effective_payload(self) -> JsonObject:
+        """The payload the action may run with: the approved one when a reviewer changed it, else as asked."""
+        return self.payload if self.approved_payload is None else self.approved_payload
+
+    @property
+    def approved_sha256(self) -> str:
+        """The digest a receipt binds: of the approved payload when it was changed, else ``payload_sha256``."""
+        if self.approved_payload is None:
+            return self.payload_sha256
+        return payload_sha256(self.action, self.approved_payload)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -168,6 +189,7 @@ class Transition:
     notify: bool = False
     consumed_at: datetime | None = None  #: mark an approved request as used
     escalated_at: datetime | None = None  #: mark a pending request as escalated
+    approved_payload: JsonObject | None = None  #: with status approved: the payload as the reviewer changed it
 
 
 class Order(enum.StrEnum):

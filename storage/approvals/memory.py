@@ -80,7 +80,7 @@ class MemoryStore:
         """Only approved requests feed the action's history, as in the SQLite store: the action becomes known
         for the agent, and its numbers join the values anomaly detection compares with."""
         self._seen.add((request.agent_id or "", request.action))
-        for name, value in numeric_leaves(request.payload).items():
+        for name, value in numeric_leaves(request.effective_payload).items():
             self._values[(request.action, name)].append(value)
 
     async def get(self, request_id: str) -> ApprovalRequest | None:
@@ -101,9 +101,10 @@ class MemoryStore:
                 decided_by=transition.decided_by,
                 decided_at=transition.decided_at,
                 note=transition.note,
+                approved_payload=transition.approved_payload,
             )
             if transition.status is Status.APPROVED:
-                self._record_approved(current)
+                self._record_approved(updated)
         if transition.escalated_at is not None:
             updated = dataclasses.replace(updated, escalated_at=transition.escalated_at)
         if transition.consumed_at is not None:

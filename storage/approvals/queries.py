@@ -9,7 +9,7 @@ REQUEST_COLUMNS = """
     (SELECT json_group_array(json_object('reviewer', v.reviewer, 'verdict', v.verdict,
                                          'comment', v.comment, 'at', v.at, 'ids', json(v.reviewer_ids)))
        FROM (SELECT * FROM votes WHERE request_id = r.id ORDER BY at, reviewer) AS v) AS votes,
-    r.channel, r.approvers, r.consumed_at, r.escalate_at, r.escalate_to, r.escalated_at
+    r.channel, r.approvers, r.consumed_at, r.escalate_at, r.escalate_to, r.escalated_at, r.approved_payload
 """
 
 SELECT_REQUEST = f"SELECT {REQUEST_COLUMNS} FROM requests AS r WHERE r.id = ?"
@@ -36,7 +36,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 UPDATE_REQUEST_STATE = """
-UPDATE requests SET status = ?, decided_by = ?, decided_at = ?, note = ?
+UPDATE requests SET status = ?, decided_by = ?, decided_at = ?, note = ?, approved_payload = ?
  WHERE id = ? AND status = 'pending'
 """
 
