@@ -70,7 +70,11 @@ async def show(console: Console, request: Request) -> Response:
     if session is None:
         return redirect("/sign-in")
     voted = request.query_params.get("voted", "")
-    notice = {"approve": "Your approval was recorded.", "reject": "Your rejection was recorded."}.get(voted, "")
+    notice = {
+        "approve": "Your approval was recorded.",
+        "reject": "Your rejection was recorded.",
+        "changed": "Your approval with changes was recorded: the agent is told to act with the payload you approved.",
+    }.get(voted, "")
     return await _detail(console, session, request.path_params["request_id"], notice=notice)
 
 
@@ -83,14 +87,35 @@ async def _detail(
     notice: str = "",
     status: int = 200,
     reason: str = "",
+    amended: str | None = None,
 ) -> Response:
+    """The request page; ``amended``: the changed payload a reviewer sent (kept in the editor after a refusal)."""
     try:
         found = await console.service.get(request_id)
     except NotFound:
         return console.page("missing.html", 404, session=session, request_id=request_id)
     events = await console.service.store.request_events(found.id)
-    context: dict[str, Any] = {"session": session, "r": present.detail(found, events), "reason": reason}
+    r = present.detail(found, events)
+    context: dict[str, Any] = {"session": session, "r": r, "reason": reason, "amending": amended is not None}
+    context["amend_text"] = r["editable"] if amended is None else amended
     return console.page("request.html", status, error=error, notice=notice, **context)
+
+
+def _payload_of(text: str) -> object:
+    """The changed payload a reviewer typed, parsed; InvalidInput saying where the JSON is wrong."""
+
+    def no_constant(name: str) -> object:
+        raise InvalidInput(f"the changed payload holds {name}, which is not JSON: write a number or null")
+
+    try:
+        return json.loads(text, parse_constant=no_constant)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"the changed payload is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}):"
+            " correct it and approve again"
+        ) from None
+    except RecursionError:
+        raise InvalidInput("the changed payload is nested too deeply to read") from None
 
 
 async def vote(console: Console, request: Request) -> Response:
@@ -106,6 +131,8 @@ async def vote(console: Console, request: Request) -> Response:
     request_id = request.path_params["request_id"]
     verdict_text, reason = fields.get("verdict"), fields.get("reason")
     reason = reason.strip() if isinstance(reason, str) else ""
+    amended_text = fields.get("approved_payload")
+    amended = amended_text if isinstance(amended_text, str) else None
     assert session.identity is not None
     try:
         verdict = Verdict(verdict_text if isinstance(verdict_text, str) else "")
@@ -115,15 +142,22 @@ async def vote(console: Console, request: Request) -> Response:
         error = "A reason is required to reject: write in Reason what the agent should know."
         return await _detail(console, session, request_id, error=error, status=400)
     try:
-        await console.service.vote(request_id, session.identity, verdict, reason or None)
+        payload = _payload_of(amended) if amended is not None else None
+        if payload is not None and not isinstance(payload, dict):
+            raise InvalidInput("the changed payload must be a JSON object ({...}), like the payload the agent sent")
+        decided = await console.service.vote(
+            request_id, session.identity, verdict, reason or None, approved_payload=payload
+        )
     except SignoffError as exc:
         if isinstance(exc, Forbidden):
             await console.service.record_refusal(request_id, session.identity, exc.message)
         logger.info("console vote refused: %s", exc.message, extra={"reviewer": session.identity})
         status = _STATUS_OF_ERROR.get(type(exc), 400)
-        return await _detail(console, session, request_id, error=exc.message, status=status, reason=reason)
+        return await _detail(
+            console, session, request_id, error=exc.message, status=status, reason=reason, amended=amended
+        )
     logger.info("console vote: %s %s %s", session.identity, verdict.value, request_id)
-    return redirect(f"/requests/{request_id}?voted={verdict.value}")
+    return redirect(f"/requests/{request_id}?voted={'changed' if decided.payload_changed else verdict.value}")
 
 
 async def static(_: Console, request: Request) -> Response:

@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from signoff.storage import ApprovalRequest, Event, Priority, Status
-from signoff.storage.text import visible
+from signoff.storage.text import is_active, visible
 from signoff.storage.timefmt import to_text
+from signoff.tools.approvals.service import FIXED_PAYLOAD_PREFIX
 
 FOLD_CHARS = 2000  #: a payload value (as pretty JSON) longer than this is folded: a preview, and the whole in a fold
 FOLD_LINES = 40  #: likewise a value spanning more lines than this
@@ -154,6 +155,45 @@ def _gist(data: Mapping[str, Any]) -> str:
     return f"{keys}{', …' if len(data) > 8 else ''}"[:PREVIEW_CHARS]
 
 
+def editable(payload: Mapping[str, Any]) -> str:
+    """The payload as JSON for a reviewer to edit: indented, non-ASCII kept, and every control, format or separator
+    character (a bidi override, a zero-width space) written as a JSON escape, so the text in the editor hides
+    nothing and parses back to exactly the same payload."""
+    document = json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=True)
+    return "".join(_json_escape(char) if is_active(char) and char != "\n" else char for char in document)
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Change:
+    """One top-level key of the payload a reviewer changed: what was asked, and what was approved."""
+
+    key: str
+    kind: str  #: "changed", "added" or "removed"
+    before: str
+    after: str
+
+
+def changes(asked: Mapping[str, Any], approved: Mapping[str, Any]) -> list[Change]:
+    """The keys whose values differ between the payload asked and the payload approved, in key order."""
+    found = []
+    for key in sorted(set(asked) | set(approved)):
+        if key in asked and key in approved and asked[key] == approved[key]:
+            continue
+        kind = "changed" if key in asked and key in approved else "added" if key in approved else "removed"
+        before = pretty(asked[key]) if key in asked else ""
+        after = pretty(approved[key]) if key in approved else ""
+        found.append(Change(key=text(str(key)), kind=kind, before=before, after=after))
+    return found
+
+
 def detail(request: ApprovalRequest, events: Sequence[Event]) -> dict[str, Any]:
     return {
         **queue_row(request),
@@ -172,6 +212,13 @@ def detail(request: ApprovalRequest, events: Sequence[Event]) -> dict[str, Any]:
         ],
         "payload_sha256": request.payload_sha256,
         "payload": payload_fields(request.payload),
+        "editable": editable(request.payload),
+        "payload_changed": request.payload_changed,
+        "approved_payload": payload_fields(request.approved_payload) if request.approved_payload is not None else [],
+        "approved_sha256": request.approved_sha256,
+        "changes": changes(request.payload, request.approved_payload) if request.approved_payload is not None else [],
+        "approvals_required": request.approvals_required,
+        "can_change": request.approvals_required == 1 and not request.action.startswith(FIXED_PAYLOAD_PREFIX),
         "events": timeline(events),
         "pending": request.status is Status.PENDING,
     }

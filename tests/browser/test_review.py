@@ -68,14 +68,20 @@ async def test_the_queue_filters_by_action_agent_and_priority(served: Served) ->
         page, _ = await signed_in_page(browser, served.base, ALICE, "alice")
         await expect(row(page, deploy)).to_be_visible()
         await expect(row(page, purge)).to_be_visible()
+        # each choice submits the filter form: wait for the new page before the next choice, or it is lost
         await page.get_by_label("Action").select_option("deploy.web")
+        await expect(page).to_have_url(re.compile(r"action=deploy\.web"))
         await expect(row(page, deploy)).to_be_visible()
         await expect(row(page, purge)).to_have_count(0)
         await page.get_by_label("Action").select_option("")
+        await expect(page).to_have_url(re.compile(r"action=&"))
         await page.get_by_label("Priority").select_option("urgent")
+        await expect(page).to_have_url(re.compile(r"priority=urgent"))
         await expect(row(page, purge)).to_have_count(0)
         await page.get_by_label("Priority").select_option("")
+        await expect(page).to_have_url(re.compile(r"priority=(&|$)"))
         await page.get_by_label("Agent").select_option("billing-bot")
+        await expect(page).to_have_url(re.compile(r"agent=billing-bot"))
         await expect(row(page, purge)).to_be_visible()
 
 
@@ -125,13 +131,13 @@ async def test_refusals_are_shown_to_the_requesters_own_person_a_non_approver_an
     async with chromium() as browser:
         carol, _ = await signed_in_page(browser, served.base, CAROL, "carol")  # carol owns billing-bot
         await carol.goto(f"{served.base}/requests/{own}")
-        await carol.get_by_role("button", name="Approve").click()
+        await carol.get_by_role("button", name="Approve", exact=True).click()
         await expect(carol.get_by_role("alert")).to_contain_text("cannot vote on it")
         await expect(carol.locator("#status")).to_have_text("pending")
 
         bob, _ = await signed_in_page(browser, served.base, BOB, "bob")
         await bob.goto(f"{served.base}/requests/{deploy}")
-        await bob.get_by_role("button", name="Approve").click()
+        await bob.get_by_role("button", name="Approve", exact=True).click()
         await expect(bob.get_by_role("alert")).to_contain_text("bob is not an approver")
         await expect(bob.locator("#status")).to_have_text("pending")
         await expect(bob.locator(".timeline")).to_contain_text("refused")  # the refusal is in the audit log
@@ -139,7 +145,7 @@ async def test_refusals_are_shown_to_the_requesters_own_person_a_non_approver_an
         alice, _ = await signed_in_page(browser, served.base, ALICE, "alice")
         await alice.goto(f"{served.base}/requests/{late}")
         await bob.goto(f"{served.base}/requests/{late}")
-        await bob.get_by_role("button", name="Approve").click()
+        await bob.get_by_role("button", name="Approve", exact=True).click()
         await expect(bob.locator("#status")).to_have_text("approved")
-        await alice.get_by_role("button", name="Approve").click()  # her page still shows it pending
+        await alice.get_by_role("button", name="Approve", exact=True).click()  # her page still shows it pending
         await expect(alice.get_by_role("alert")).to_contain_text("already approved by bob")

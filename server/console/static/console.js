@@ -137,6 +137,12 @@ function shortcuts() {
     if (event.key === "a") {
       event.preventDefault();
       document.getElementById("approve").click();
+    } else if (event.key === "e") {
+      const box = document.getElementById("amend-box");
+      if (!box) return;
+      event.preventDefault();
+      box.open = true;
+      document.getElementById("approved-payload").focus();
     } else if (event.key === "r") {
       event.preventDefault();
       if (reason.value.trim() === "") {
