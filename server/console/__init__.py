@@ -19,6 +19,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("/", "GET", pages.queue),
     ("/events", "GET", pages.events),
     ("/requests/{request_id}", "GET", pages.show),
+    ("/requests/{request_id}/events", "GET", pages.request_stream),
     ("/requests/{request_id}/vote", "POST", pages.vote),
     ("/sign-in", "GET", signin.form),
     ("/sign-in", "POST", signin.sign_in),

@@ -12,7 +12,17 @@ from signoff.server.console import present
 from signoff.server.console.core import HERE, Console, redirect
 from signoff.server.console.security import foreign_origin, secured
 from signoff.server.console.sessions import Session
-from signoff.storage import Conflict, Forbidden, InvalidInput, NotFound, SignoffError, Verdict
+from signoff.storage import (
+    ApprovalRequest,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RequestQuery,
+    SignoffError,
+    Status,
+    Verdict,
+)
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
@@ -96,9 +106,67 @@ async def _detail(
         return console.page("missing.html", 404, session=session, request_id=request_id)
     events = await console.service.store.request_events(found.id)
     r = present.detail(found, events)
+    r["previous"] = await _previous(console, found)
     context: dict[str, Any] = {"session": session, "r": r, "reason": reason, "amending": amended is not None}
     context["amend_text"] = r["editable"] if amended is None else amended
     return console.page("request.html", status, error=error, notice=notice, **context)
+
+
+async def _previous(console: Console, request: ApprovalRequest) -> dict[str, Any] | None:
+    """The last approved request of the same action and agent before this one, and how this payload differs from
+    the payload it was approved with; None when there is none."""
+    query = RequestQuery(status=Status.APPROVED, action=request.action, agent_id=request.agent_id, limit=20)
+    for earlier in (await console.service.list_requests(query)).items:
+        if (
+            earlier.id != request.id
+            and earlier.agent_id == request.agent_id
+            and earlier.created_at <= request.created_at
+        ):
+            return {
+                "id": earlier.id,
+                "url": f"/requests/{earlier.id}",
+                "decided_at": present.moment(earlier.decided_at),
+                "changes": present.changes(earlier.effective_payload, request.payload),
+            }
+    return None
+
+
+async def request_stream(console: Console, request: Request) -> Response:
+    """Server-sent events for one request page: ``request`` with its new version and state in words whenever what
+    the page shows changes (a vote, a decision anywhere, an escalation); ``signed-out`` when the session ends."""
+    session = console.signed_in(request, activity=False)
+    if session is None:
+        return secured(Response("sign in first", status_code=401))
+    request_id = request.path_params["request_id"]
+    seen = request.query_params.get("version", "")
+    stream = _request_stream(console, session, request_id, seen)
+    return secured(StreamingResponse(stream, media_type="text/event-stream", headers={"X-Accel-Buffering": "no"}))
+
+
+async def _request_stream(console: Console, session: Session, request_id: str, seen: str) -> AsyncIterator[str]:
+    store = console.service.store
+    yield "retry: 1000\n\n"
+    ends = anyio.current_time() + STREAM_SECONDS
+    while console.sessions.alive(session) and anyio.current_time() < ends:
+        token = await store.change_token()
+        try:
+            found = await console.service.get(request_id)
+        except NotFound:
+            return
+        now = present.version(found)
+        if now != seen:
+            state = {"version": now, "status": found.status.value, "outcome": present.outcome(found)}
+            yield f"event: request\ndata: {json.dumps(state)}\n\n"
+            seen = now
+        else:
+            yield ": unchanged\n\n"
+        until_expiry = (found.expires_at - console.service.clock.now()).total_seconds()
+        timeout = (
+            KEEPALIVE_SECONDS if found.status is not Status.PENDING else min(KEEPALIVE_SECONDS, until_expiry + 0.05)
+        )
+        await store.wait_for_change(token, max(timeout, 0.05), poll_interval=POLL_SECONDS)
+    if not console.sessions.alive(session):
+        yield "event: signed-out\ndata: {}\n\n"
 
 
 def _payload_of(text: str) -> object:

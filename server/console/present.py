@@ -144,6 +144,7 @@ def timeline(events: Sequence[Event]) -> list[dict[str, Any]]:
                 "data": data,
                 "folded": len(data) > FOLD_CHARS or data.count("\n") >= EVENT_LINES,
                 "preview": _gist(event.data),
+                "says": event_sentence(event),
             }
         )
     return rows
@@ -194,6 +195,63 @@ def changes(asked: Mapping[str, Any], approved: Mapping[str, Any]) -> list[Chang
     return found
 
 
+#: What each kind of trigger means, for a reviewer who has never seen signoff.
+TRIGGER_KINDS = {
+    "confidence": "The agent was not sure enough of itself: its confidence is below the policy's threshold.",
+    "rule": "A rule in the policy file matched this request; its name and the condition that matched follow.",
+    "anomaly": "Unusual for this agent or action: a new action for the agent, or a number far from the usual range.",
+    "fairness": "The agent flagged a fairness concern the policy asks a person to look at.",
+    "default": "No rule decided it, so the policy's default outcome applied.",
+    "guardrail": "A rule that always rejects matched.",
+}
+
+
+def version(request: ApprovalRequest) -> str:
+    """What a person reading the request page would notice changing: its status, its votes, its escalation. The
+    page's live stream sends a new version when this changes."""
+    return f"{request.status.value}:{len(request.votes)}:{int(request.escalated_at is not None)}"
+
+
+def outcome(request: ApprovalRequest) -> str:
+    """The request's state in one sentence, for the live banner."""
+    votes = ", ".join(f"{text(v.reviewer)} voted {v.verdict.value}" for v in request.votes)
+    if request.status is Status.PENDING:
+        return f"still pending, {quorum(request)} approvals" + (f" ({votes})" if votes else "")
+    by = f" by {request.decided_by.value}" if request.decided_by else ""
+    changed = " with changes" if request.payload_changed else ""
+    return f"{request.status.value}{changed}{by}" + (f" ({votes})" if votes else "")
+
+
+def event_sentence(event: Event) -> str:
+    """What an audit event says, in words (its data is shown beside it)."""
+    data = event.data
+    match event.kind.value:
+        case "created":
+            return f"{text(str(data.get('agent_id') or 'an agent'))} asked for {text(str(data.get('action', '')))}"
+        case "triggered":
+            return f"the policy's outcome: {text(str(data.get('outcome', '')))}"
+        case "voted":
+            comment = f": {text(str(data['comment']))}" if data.get("comment") else ""
+            return f"{text(str(data.get('reviewer', '')))} voted {text(str(data.get('verdict', '')))}{comment}"
+        case "decided":
+            changed = " with changes" if data.get("approved_payload") is not None else ""
+            return f"{text(str(data.get('status', '')))}{changed} by {text(str(data.get('by', '')))}"
+        case "notified":
+            return f"shown to people by {text(str(data.get('notifier', 'a notifier')))}"
+        case "refused":
+            return f"{text(str(data.get('who', '')))} was refused a vote: {text(str(data.get('reason', '')))}"
+        case "expired":
+            return "nobody decided in time: expired, never to run"
+        case "cancelled":
+            return f"withdrawn: {text(str(data.get('reason', '')))}"
+        case "consumed":
+            return "the approval was used"
+        case "escalated":
+            return f"escalated to {text(str(data.get('to', '')))}"
+        case _:
+            return text(event.kind.value)
+
+
 def detail(request: ApprovalRequest, events: Sequence[Event]) -> dict[str, Any]:
     return {
         **queue_row(request),
@@ -204,7 +262,11 @@ def detail(request: ApprovalRequest, events: Sequence[Event]) -> dict[str, Any]:
         "created": moment(request.created_at),
         "note": text(request.note),
         "flags": [text(f) for f in request.flags],
-        "trigger_list": [{"kind": t.kind.value, "detail": text(t.detail)} for t in request.triggers],
+        "trigger_list": [
+            {"kind": t.kind.value, "detail": text(t.detail), "means": TRIGGER_KINDS.get(t.kind.value, "")}
+            for t in request.triggers
+        ],
+        "version": version(request),
         "approvers": [text(a) for a in request.approvers],
         "votes": [
             {"reviewer": text(v.reviewer), "verdict": v.verdict.value, "comment": text(v.comment), "at": moment(v.at)}

@@ -144,8 +144,49 @@ async def test_refusals_are_shown_to_the_requesters_own_person_a_non_approver_an
 
         alice, _ = await signed_in_page(browser, served.base, ALICE, "alice")
         await alice.goto(f"{served.base}/requests/{late}")
+        await alice.get_by_label("Reason").fill("fine by me")  # she is writing: her page is not reloaded under her
         await bob.goto(f"{served.base}/requests/{late}")
         await bob.get_by_role("button", name="Approve", exact=True).click()
         await expect(bob.locator("#status")).to_have_text("approved")
-        await alice.get_by_role("button", name="Approve", exact=True).click()  # her page still shows it pending
+        await expect(alice.locator("#changed")).to_contain_text("approved by human (bob voted approve)")
+        await alice.get_by_role("button", name="Approve", exact=True).click()  # too late all the same
         await expect(alice.get_by_role("alert")).to_contain_text("already approved by bob")
+
+
+async def test_an_open_request_page_follows_a_decision_made_elsewhere(served: Served) -> None:
+    rid = await ask(served.base, action="dns.update", summary="Point www at the new host", payload={"ttl": 300})
+    async with chromium() as browser:
+        page, watched = await signed_in_page(browser, served.base, CAROL, "carol")
+        await page.goto(f"{served.base}/requests/{rid}")
+        await expect(page.locator("#status")).to_have_text("pending")
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {BOB}"}) as api:  # another channel
+            voted = await api.post(f"{served.base}/api/requests/{rid}/votes", json={"verdict": "approve"})
+        assert voted.status_code == 200, voted.text
+        await expect(page.locator("#status")).to_have_text("approved", timeout=WAIT_MS)  # no reload by carol
+        await expect(page.locator(".votes")).to_contain_text("bob approve")
+        await expect(page.locator(".timeline")).to_contain_text("bob voted approve")
+        await expect(page.get_by_role("button", name="Approve", exact=True)).to_have_count(0)
+        assert watched.errors == [] and watched.dialogs == []
+
+
+async def test_the_request_page_explains_why_and_what_changed_since_the_last_approval(served: Served) -> None:
+    first = await ask(served.base, action="budget.raise", summary="Raise Q1 ads", payload={"eur": 1000, "team": "ads"})
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {BOB}"}) as api:
+        voted = await api.post(f"{served.base}/api/requests/{first}/votes", json={"verdict": "approve"})
+    assert voted.status_code == 200, voted.text
+    second = await ask(
+        served.base, action="budget.raise", summary="Raise Q2 ads", payload={"eur": 9000, "team": "ads"}, confidence=0.5
+    )
+    async with chromium() as browser:
+        page, _ = await signed_in_page(browser, served.base, ALICE, "alice")
+        await page.goto(f"{served.base}/requests/{second}")
+        why = page.locator(".triggers")
+        await expect(why).to_contain_text("confidence 0.5 is below the threshold 0.85")
+        await expect(why).to_contain_text("not sure enough of itself")  # the kind of trigger, in words
+        await expect(page.locator("#previous")).to_contain_text(first)
+        changed = page.locator("#previous-changes")
+        await expect(changed).to_contain_text("eur")
+        await expect(changed).to_contain_text("1000")
+        await expect(changed).to_contain_text("9000")
+        await expect(changed).not_to_contain_text("team")  # unchanged keys are left out
+        await expect(page.locator(".timeline")).to_contain_text("billing-bot asked for budget.raise")

@@ -107,3 +107,13 @@ async def test_every_page_has_the_security_headers(served: Served) -> None:
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers["referrer-policy"] == "same-origin"
         assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_live_streams_need_a_signed_in_session(served: Served) -> None:
+    async with agent(served.base, BOT) as bot:
+        _, status = await call(bot, "request_approval", action="files.read", summary="read /etc", payload={})
+    streams = ("/events", f"/requests/{status['request_id']}/events")
+    async with httpx2.AsyncClient(base_url=served.base) as stranger:
+        refused = [await stranger.get(path) for path in streams]
+    assert [r.status_code for r in refused] == [401, 401]
+    assert all("unsafe-inline" not in r.headers["content-security-policy"] for r in refused)
