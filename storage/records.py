@@ -214,10 +214,27 @@ class RequestQuery:
     limit: int = 50
     order: Order = Order.NEWEST
     before: Cursor | None = None  #: keyset cursor: the ``next_cursor`` of the previous page, in the same order
+    #: words found in the action, the summary or the agent id (ASCII letters in any case; ``matches_text``)
+    text: str | None = None
+    reviewer: str | None = None  #: only requests this reviewer voted on (the name as recorded)
 
     def __post_init__(self) -> None:
         if self.before is not None and len(self.before) != (3 if self.order is Order.PRIORITY else 2):
             raise ValueError(f"a cursor of another order than {self.order.value}: {self.before!r}")
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(value: str) -> str:
+    """Lower case for ASCII letters only, as SQLite's ``lower()``: every store compares text the same way."""
+    return value.translate(_ASCII_LOWER)
+
+
+def matches_text(request: ApprovalRequest, text: str) -> bool:
+    """``RequestQuery.text``: ``text`` occurs in the action, the summary or the agent id (ASCII case ignored)."""
+    needle = ascii_lower(text)
+    return any(needle in ascii_lower(field) for field in (request.action, request.summary, request.agent_id or ""))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from signoff.server.console import pages, signin
+from signoff.server.console import history, pages, signin
 from signoff.server.console.core import Console
 from signoff.server.console.sessions import SignInLinks
 from starlette.requests import Request
@@ -21,6 +21,9 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("/requests/{request_id}", "GET", pages.show),
     ("/requests/{request_id}/events", "GET", pages.request_stream),
     ("/requests/{request_id}/vote", "POST", pages.vote),
+    ("/history", "GET", history.page),
+    ("/history/export.{kind}", "GET", history.export),
+    ("/history/verify", "POST", history.verify),
     ("/sign-in", "GET", signin.form),
     ("/sign-in", "POST", signin.sign_in),
     (signin.LINK_PATH, "GET", signin.link),

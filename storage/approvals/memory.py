@@ -29,6 +29,7 @@ from signoff.storage.records import (
     Page,
     RequestQuery,
     Status,
+    matches_text,
     newest_key,
     priority_key,
 )
@@ -125,6 +126,8 @@ class MemoryStore:
                 and (query.since is None or r.created_at >= query.since)
                 and (query.until is None or r.created_at < query.until)
                 and (query.before is None or _after(r, query))
+                and (query.text is None or matches_text(r, query.text))
+                and (query.reviewer is None or any(v.reviewer == query.reviewer for v in r.votes))
             )
 
         if query.order is Order.PRIORITY:

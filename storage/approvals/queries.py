@@ -26,6 +26,16 @@ PRIORITY_RANK = "(CASE r.priority WHEN 'urgent' THEN 3 WHEN 'high' THEN 2 WHEN '
 
 ORDER_BY_PRIORITY = f"{PRIORITY_RANK} DESC, r.expires_at, r.id"
 
+#: ``RequestQuery.text``: in the action, the summary or the agent id, ASCII letters in any case (as
+#: ``records.matches_text``). instr, not LIKE: the words are matched as they are, with no wildcards to escape.
+TEXT_MATCHES = (
+    "(instr(lower(r.action), lower(?)) > 0 OR instr(lower(r.summary), lower(?)) > 0"
+    " OR instr(lower(coalesce(r.agent_id, '')), lower(?)) > 0)"
+)
+
+#: ``RequestQuery.reviewer``: a request this reviewer voted on.
+VOTED_BY = "EXISTS (SELECT 1 FROM votes AS v WHERE v.request_id = r.id AND v.reviewer = ?)"
+
 IDS_WITH_PREFIX = "SELECT id FROM requests WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"
 
 INSERT_REQUEST = """

@@ -130,6 +130,12 @@ class SqliteStore:
             if value is not None:
                 clauses.append(f"r.{column} = ?")
                 params.append(str(value))
+        if query.text is not None:
+            clauses.append(q.TEXT_MATCHES)
+            params.extend([query.text] * 3)
+        if query.reviewer is not None:
+            clauses.append(q.VOTED_BY)
+            params.append(query.reviewer)
         if query.since is not None:
             clauses.append("r.created_at >= ?")
             params.append(to_text(query.since))

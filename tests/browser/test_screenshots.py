@@ -46,6 +46,10 @@ async def test_every_page_renders_for_a_screenshot(served: Served, tmp_path: Pat
         await page.get_by_role("button", name="Approve the changed payload").click()
         await expect(page.locator("#status")).to_have_text("approved")
         shots["console-approved-with-changes.png"] = await page.screenshot(full_page=True)
+        await page.get_by_role("link", name="History").click()
+        await page.get_by_role("button", name="Check the audit chain now").click()
+        await expect(page.locator("#chain")).to_contain_text("events verified")
+        shots["console-history.png"] = await page.screenshot(full_page=True)
         assert watched.errors == [] and watched.dialogs == []
     target = os.environ.get("CONSOLE_SCREENSHOTS")
     for name, png in shots.items():
