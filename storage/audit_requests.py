@@ -71,6 +71,7 @@ class RequestReplay:
                     status="pending", decided_by=None, decided_at=None, note=None, consumed_at=None, escalated_at=None
                 )
                 self.columns["approved_payload"] = None
+                self.columns.update(claimed_by=None, claimed_at=None, claim_expires_at=None)
             case EventKind.TRIGGERED:
                 self.columns["triggers"] = _triggers(data["triggers"]) if "triggers" in data else _UNKNOWN
             case EventKind.DECIDED:
@@ -94,6 +95,15 @@ class RequestReplay:
                     "at": at,
                     "reviewer_ids": list(data["reviewer_ids"]) if "reviewer_ids" in data else _UNKNOWN,
                 }
+            case EventKind.CLAIMED:
+                until = data.get("until")
+                self.columns.update(
+                    claimed_by=data.get("reviewer", _UNKNOWN),
+                    claimed_at=at,
+                    claim_expires_at=to_text(datetime.fromisoformat(until)) if isinstance(until, str) else _UNKNOWN,
+                )
+            case EventKind.RELEASED:
+                self.columns.update(claimed_by=None, claimed_at=None, claim_expires_at=None)
             case EventKind.CONSUMED:
                 self.columns["consumed_at"] = at
             case EventKind.ESCALATED:
@@ -130,6 +140,9 @@ def request_columns(request: ApprovalRequest) -> dict[str, Any]:
         "escalate_to": request.escalate_to,
         "escalated_at": _time(request.escalated_at),
         "approved_payload": canonical_json(request.approved_payload) if request.approved_payload is not None else None,
+        "claimed_by": request.claimed_by,
+        "claimed_at": _time(request.claimed_at),
+        "claim_expires_at": _time(request.claim_until),
     }
 
 

@@ -56,6 +56,8 @@ class EventKind(enum.StrEnum):
     CONSUMED = "consumed"  #: An approval was used to run its action (single-use approvals).
     ESCALATED = "escalated"  #: Still pending after escalate_after_seconds; shown to escalate_to.
     REFUSED = "refused"  #: Someone authenticated tried to vote and was refused; nothing else changed.
+    CLAIMED = "claimed"  #: A reviewer said they are looking at it (until ``until``); nobody is kept from voting.
+    RELEASED = "released"  #: The reviewer who claimed it let it go.
     # Model-plane events: ``request_id`` is ``model:<name>``; ``data`` holds the images of the rows written.
     MODEL_REGISTERED = "model_registered"  #: A version was registered (and the model created if new).
     MODEL_CHANGED = "model_changed"  #: A change was applied at once, or recorded as pending its approval.
@@ -126,10 +128,19 @@ class ApprovalRequest:
     escalated_at: datetime | None = None
     #: the payload as a reviewer changed it when approving ("approve with changes"); None: approved as asked
     approved_payload: JsonObject | None = None
+    claimed_by: str | None = None  #: the reviewer who said they are looking at it (see ``claim_at``)
+    claimed_at: datetime | None = None
+    claim_until: datetime | None = None  #: the claim lapses then, by itself
 
     @property
     def approvals(self) -> tuple[Vote, ...]:
         return tuple(v for v in self.votes if v.verdict is Verdict.APPROVE)
+
+    def claim_at(self, now: datetime) -> str | None:
+        """Who is reviewing it at ``now``: the claimer of a pending request whose claim has not lapsed, else None."""
+        if self.status is not Status.PENDING or self.claimed_by is None or self.claim_until is None:
+            return None
+        return self.claimed_by if now < self.claim_until else None
 
     @property
     def payload_changed(self) -> bool:
@@ -173,6 +184,15 @@ class Event:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Claim:
+    """A reviewer's "I am looking at this", which lapses at ``until``."""
+
+    by: str
+    at: datetime
+    until: datetime
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Transition:
     """What a lifecycle step changes, applied atomically by a Store.
 
@@ -190,6 +210,8 @@ class Transition:
     consumed_at: datetime | None = None  #: mark an approved request as used
     escalated_at: datetime | None = None  #: mark a pending request as escalated
     approved_payload: JsonObject | None = None  #: with status approved: the payload as the reviewer changed it
+    claim: Claim | None = None  #: set the request's claim (a pending request)
+    release: bool = False  #: clear the request's claim
 
 
 class Order(enum.StrEnum):

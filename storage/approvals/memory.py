@@ -106,6 +106,14 @@ class MemoryStore:
             )
             if transition.status is Status.APPROVED:
                 self._record_approved(updated)
+        if transition.claim is not None or transition.release:
+            c = transition.claim
+            updated = dataclasses.replace(
+                updated,
+                claimed_by=c.by if c else None,
+                claimed_at=c.at if c else None,
+                claim_until=c.until if c else None,
+            )
         if transition.escalated_at is not None:
             updated = dataclasses.replace(updated, escalated_at=transition.escalated_at)
         if transition.consumed_at is not None:

@@ -9,7 +9,8 @@ REQUEST_COLUMNS = """
     (SELECT json_group_array(json_object('reviewer', v.reviewer, 'verdict', v.verdict,
                                          'comment', v.comment, 'at', v.at, 'ids', json(v.reviewer_ids)))
        FROM (SELECT * FROM votes WHERE request_id = r.id ORDER BY at, reviewer) AS v) AS votes,
-    r.channel, r.approvers, r.consumed_at, r.escalate_at, r.escalate_to, r.escalated_at, r.approved_payload
+    r.channel, r.approvers, r.consumed_at, r.escalate_at, r.escalate_to, r.escalated_at, r.approved_payload,
+    r.claimed_by, r.claimed_at, r.claim_expires_at
 """
 
 SELECT_REQUEST = f"SELECT {REQUEST_COLUMNS} FROM requests AS r WHERE r.id = ?"
@@ -48,6 +49,10 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 UPDATE_REQUEST_STATE = """
 UPDATE requests SET status = ?, decided_by = ?, decided_at = ?, note = ?, approved_payload = ?
  WHERE id = ? AND status = 'pending'
+"""
+
+CLAIM_REQUEST = """
+UPDATE requests SET claimed_by = ?, claimed_at = ?, claim_expires_at = ? WHERE id = ? AND status = 'pending'
 """
 
 CONSUME_REQUEST = """

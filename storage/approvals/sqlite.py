@@ -358,6 +358,11 @@ def _update(db: sqlite3.Connection, *, request_id: str, change: Change) -> Appro
         if transition.status is Status.APPROVED:
             approved = dataclasses.replace(current, approved_payload=transition.approved_payload)
             _record_approved(db, approved, _approved_values(approved))
+    if transition.claim is not None or transition.release:
+        c = transition.claim
+        claim = (c.by, to_text(c.at), to_text(c.until)) if c is not None else (None, None, None)
+        if db.execute(q.CLAIM_REQUEST, (*claim, request_id)).rowcount != 1:
+            raise Conflict(f"request {request_id} is no longer pending")
     if transition.escalated_at is not None:
         cur = db.execute(q.ESCALATE_REQUEST, (to_text(transition.escalated_at), request_id))
         if cur.rowcount != 1:

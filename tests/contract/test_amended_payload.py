@@ -1,9 +1,10 @@
-"""A payload approved with changes, in every Store and in the audit check."""
+"""A payload approved with changes, and claims, in every Store and in the audit check."""
 
 from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,14 @@ async def test_audit_verify_catches_an_sql_edit_of_the_approved_payload(db: Path
         await store.close()
     assert not report.ok and report.request_id is not None
     assert "approved_payload" in report.reason or report.column == "approved_payload"
+
+
+async def test_a_claim_is_stored_read_back_and_released(store: Store) -> None:
+    request = await add(store)
+    claimed = await store.update(request.id, lifecycle.claim("alice", T0, 600))
+    assert await store.get(request.id) == claimed
+    assert claimed.claim_at(T0) == "alice" and claimed.claim_until is not None
+    assert claimed.claim_until - T0 == timedelta(seconds=600)
+    released = await store.update(request.id, lifecycle.release("alice", T0))
+    assert await store.get(request.id) == released and released.claimed_by is None
+    assert (await verify_store(store)).ok

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from signoff.storage import (
     ApprovalRequest,
@@ -25,7 +25,7 @@ from signoff.storage import (
 )
 from signoff.storage.approvals.store import Change
 from signoff.storage.canonical import payload_sha256
-from signoff.storage.records import JsonObject
+from signoff.storage.records import Claim, JsonObject
 
 MAX_REVIEWER_CHARS = 200
 MAX_COMMENT_CHARS = 2000
@@ -244,6 +244,49 @@ def escalate(now: datetime) -> Change:
             raise Conflict(f"request {request.id} is not due for escalation")
         event = NewEvent(kind=EventKind.ESCALATED, request_id=request.id, at=now, data={"to": request.escalate_to})
         return Transition(escalated_at=now, events=(event,), notify=True)
+
+    return change
+
+
+def claim(reviewer: str, now: datetime, seconds: float) -> Change:
+    """Say "I am looking at this" until ``now + seconds``. The request stays pending and anyone may still vote;
+    while another person's claim stands it is refused (Conflict, naming them); the claimer's own claim is renewed."""
+    reviewer = reviewer.strip()
+    if not reviewer:
+        raise InvalidInput("reviewer is empty: say who is claiming it")
+
+    def change(request: ApprovalRequest) -> Transition:
+        if (expired := _expire_if_due(request, now)) is not None:
+            return expired
+        _ensure_pending(request)
+        holder = request.claim_at(now)
+        if holder is not None and normal_name(holder) != normal_name(reviewer):
+            lapses = request.claim_until.isoformat() if request.claim_until else "?"
+            raise Conflict(f"{holder} is reviewing request {request.id} (claimed until {lapses}); you may still vote")
+        until = min(now + timedelta(seconds=seconds), request.expires_at)
+        event = NewEvent(
+            kind=EventKind.CLAIMED,
+            request_id=request.id,
+            at=now,
+            data={"reviewer": reviewer, "until": until.isoformat()},
+        )
+        return Transition(claim=Claim(by=reviewer, at=now, until=until), events=(event,))
+
+    return change
+
+
+def release(reviewer: str, now: datetime) -> Change:
+    """Let go of one's own claim; refused (Conflict) when one holds none."""
+
+    def change(request: ApprovalRequest) -> Transition:
+        if (expired := _expire_if_due(request, now)) is not None:
+            return expired
+        _ensure_pending(request)
+        holder = request.claim_at(now)
+        if holder is None or normal_name(holder) != normal_name(reviewer.strip()):
+            raise Conflict(f"{reviewer} holds no claim on request {request.id}; nothing was changed")
+        event = NewEvent(kind=EventKind.RELEASED, request_id=request.id, at=now, data={"reviewer": holder})
+        return Transition(release=True, events=(event,))
 
     return change
 

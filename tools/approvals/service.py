@@ -110,12 +110,14 @@ class ApprovalService:
         *,
         progress_interval: float = 5.0,
         on_policy_seconds: Callable[[float], None] | None = None,
+        claim_seconds: float = 900.0,
     ) -> None:
         self.store = store
         self.policy = policy or Policy()
         self.clock = clock or SystemClock()
         self.progress_interval = progress_interval
         self.on_policy_seconds = on_policy_seconds  #: told how long each policy evaluation took (metrics)
+        self.claim_seconds = claim_seconds  #: how long a reviewer's claim stands before it lapses by itself
         self.stopping = False  #: set by stop(): the server is shutting down, waits answer at once
         self._sleeping: set[anyio.CancelScope] = set()  # the waits now asleep in wait_for_change
 
@@ -434,6 +436,32 @@ class ApprovalService:
             f"{reviewer} is not an approver for request {request.id}; its approvers are {', '.join(approvers)}"
             " (names in [[people]] count with their aliases; Slack user groups count only for votes in Slack)"
         )
+
+    async def claim(self, request_id: str, reviewer: str) -> ApprovalRequest:
+        """Say that ``reviewer`` is looking at the request, for ``claim_seconds`` (renewed by claiming again). Only
+        someone who may vote on it may claim it (Forbidden otherwise); a claim keeps nobody from voting."""
+        now = self.clock.now()
+        claiming = lifecycle.claim(reviewer, now, self.claim_seconds)
+
+        def change(request: ApprovalRequest) -> Transition:
+            if request.status is Status.PENDING and not lifecycle.is_overdue(request, now):
+                if request.agent_id is not None and self.policy.same_person(request.agent_id, reviewer.strip()):
+                    raise Forbidden(f"{reviewer} asked for request {request.id} and cannot review it")
+                if (refusal := self._approver_refusal(request, reviewer.strip(), (), (), False)) is not None:
+                    raise Forbidden(refusal)
+            return claiming(request)
+
+        updated = await self.store.update(request_id, change)
+        if updated.status is Status.EXPIRED:
+            raise Conflict(f"request {request_id} {lifecycle.outcome_phrase(updated)}; it cannot be claimed")
+        return updated
+
+    async def release(self, request_id: str, reviewer: str) -> ApprovalRequest:
+        """Let go of ``reviewer``'s claim on the request."""
+        updated = await self.store.update(request_id, lifecycle.release(reviewer, self.clock.now()))
+        if updated.status is Status.EXPIRED:
+            raise Conflict(f"request {request_id} {lifecycle.outcome_phrase(updated)}; nothing to release")
+        return updated
 
     async def cancel(self, request_id: str, reason: str) -> ApprovalRequest:
         updated = await self.store.update(request_id, lifecycle.cancel(reason, self.clock.now()))

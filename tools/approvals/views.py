@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import Field
@@ -56,14 +56,29 @@ class ApprovalStatus(WireModel):
     expires_at: datetime
     decided_at: datetime | None
     escalated_at: datetime | None = Field(default=None, description="When it was escalated, if it was")
+    claimed_by: str | None = Field(
+        default=None, description="The reviewer looking at it now, if one said so (still pending: do not act yet)"
+    )
+    claimed_at: datetime | None = Field(default=None, description="When claimed_by said they are looking at it")
     message: str = Field(description="What to do next")
     receipt: Receipt | None = Field(
         default=None, description="When approved: signed proof to check with verify_receipt right before acting"
     )
 
     @classmethod
-    def of(cls, request: ApprovalRequest, receipt: Receipt | None = None, *, stopping: bool = False) -> ApprovalStatus:
+    def of(
+        cls,
+        request: ApprovalRequest,
+        receipt: Receipt | None = None,
+        *,
+        stopping: bool = False,
+        now: datetime | None = None,
+    ) -> ApprovalStatus:
+        """``now`` decides whether a claim has lapsed (the present moment when not given)."""
+        claimer = request.claim_at(now or datetime.now(UTC))
         return cls(
+            claimed_by=claimer,
+            claimed_at=request.claimed_at if claimer else None,
             receipt=receipt,
             request_id=request.id,
             status=request.status.value,
