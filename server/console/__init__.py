@@ -21,6 +21,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("/requests/{request_id}", "GET", pages.show),
     ("/requests/{request_id}/events", "GET", pages.request_stream),
     ("/requests/{request_id}/vote", "POST", pages.vote),
+    ("/requests/{request_id}/claim", "POST", pages.claim),
     ("/history", "GET", history.page),
     ("/history/export.{kind}", "GET", history.export),
     ("/history/verify", "POST", history.verify),

@@ -39,7 +39,7 @@ async def queue(console: Console, request: Request) -> Response:
     session = console.signed_in(request)
     if session is None:
         return redirect("/sign-in")
-    filters = present.Filters.of(request.query_params)
+    filters = present.Filters.of(request.query_params, session.identity or "")
     data = present.queue(await console.pending(), filters, console.service.clock.now())
     return console.page("queue.html", session=session, filters=filters, **data)
 
@@ -51,7 +51,7 @@ async def events(console: Console, request: Request) -> Response:
     session = console.signed_in(request, activity=False)
     if session is None:
         return secured(Response("sign in first", status_code=401))
-    filters = present.Filters.of(request.query_params)
+    filters = present.Filters.of(request.query_params, session.identity or "")
     stream = _queue_stream(console, session, filters)
     return secured(StreamingResponse(stream, media_type="text/event-stream", headers={"X-Accel-Buffering": "no"}))
 
@@ -84,6 +84,8 @@ async def show(console: Console, request: Request) -> Response:
         "approve": "Your approval was recorded.",
         "reject": "Your rejection was recorded.",
         "changed": "Your approval with changes was recorded: the agent is told to act with the payload you approved.",
+        "claimed": "You are reviewing this request: everyone sees it, until you decide, release it, or it lapses.",
+        "released": "You released this request: others see nobody is reviewing it.",
     }.get(voted, "")
     return await _detail(console, session, request.path_params["request_id"], notice=notice)
 
@@ -105,7 +107,7 @@ async def _detail(
     except NotFound:
         return console.page("missing.html", 404, session=session, request_id=request_id)
     events = await console.service.store.request_events(found.id)
-    r = present.detail(found, events)
+    r = present.detail(found, events, console.service.clock.now())
     r["previous"] = await _previous(console, found)
     context: dict[str, Any] = {"session": session, "r": r, "reason": reason, "amending": amended is not None}
     context["amend_text"] = r["editable"] if amended is None else amended
@@ -153,20 +155,46 @@ async def _request_stream(console: Console, session: Session, request_id: str, s
             found = await console.service.get(request_id)
         except NotFound:
             return
-        now = present.version(found)
+        moment = console.service.clock.now()
+        now = present.version(found, moment)
         if now != seen:
-            state = {"version": now, "status": found.status.value, "outcome": present.outcome(found)}
+            state = {"version": now, "status": found.status.value, "outcome": present.outcome(found, moment)}
             yield f"event: request\ndata: {json.dumps(state)}\n\n"
             seen = now
         else:
             yield ": unchanged\n\n"
-        until_expiry = (found.expires_at - console.service.clock.now()).total_seconds()
+        until_expiry = (found.expires_at - moment).total_seconds()
+        if found.claim_at(moment) and found.claim_until is not None:  # wake when the claim lapses, too
+            until_expiry = min(until_expiry, (found.claim_until - moment).total_seconds())
         timeout = (
             KEEPALIVE_SECONDS if found.status is not Status.PENDING else min(KEEPALIVE_SECONDS, until_expiry + 0.05)
         )
         await store.wait_for_change(token, max(timeout, 0.05), poll_interval=POLL_SECONDS)
     if not console.sessions.alive(session):
         yield "event: signed-out\ndata: {}\n\n"
+
+
+async def claim(console: Console, request: Request) -> Response:
+    """Claim (say "I am reviewing this") or release, from the request page; POST with the session's CSRF token."""
+    fields = await request.form()
+    session = console.signed_in(request)
+    if session is None:
+        return secured(Response("sign in first", status_code=401))
+    csrf = fields.get("csrf")
+    if foreign_origin(request) is not None or not session.csrf_ok(csrf if isinstance(csrf, str) else None):
+        return secured(Response("refused: claim from the console's own page", status_code=403))
+    request_id = request.path_params["request_id"]
+    assert session.identity is not None
+    releasing = fields.get("claim") == "release"
+    try:
+        if releasing:
+            await console.service.release(request_id, session.identity)
+        else:
+            await console.service.claim(request_id, session.identity)
+    except SignoffError as exc:
+        status = _STATUS_OF_ERROR.get(type(exc), 400)
+        return await _detail(console, session, request_id, error=exc.message, status=status)
+    return redirect(f"/requests/{request_id}?voted={'released' if releasing else 'claimed'}")
 
 
 def _payload_of(text: str) -> object:

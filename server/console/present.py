@@ -5,6 +5,7 @@ The templates render these with autoescape on, and the page's script builds queu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,8 +45,9 @@ def confidence(request: ApprovalRequest) -> str:
     return "-" if request.confidence is None else f"{request.confidence:.2f}"
 
 
-def queue_row(request: ApprovalRequest) -> dict[str, Any]:
+def queue_row(request: ApprovalRequest, now: datetime | None = None) -> dict[str, Any]:
     summary = text(request.summary)
+    claimer = request.claim_at(now) if now is not None else None
     return {
         "id": request.id,
         "url": f"/requests/{request.id}",
@@ -60,7 +62,12 @@ def queue_row(request: ApprovalRequest) -> dict[str, Any]:
         "priority": request.priority.value,
         "expires_at": to_text(request.expires_at),
         "expires": moment(request.expires_at),
+        "claimed_by": text(claimer) if claimer else "",
+        "claim": f"{text(claimer)} is reviewing" if claimer else "",
     }
+
+
+CLAIM_FILTERS = (("mine", "claimed by me"), ("unclaimed", "unclaimed"))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -68,21 +75,29 @@ class Filters:
     action: str = ""
     agent: str = ""
     priority: str = ""
+    claim: str = ""  #: "mine", "unclaimed", or "" (any)
+    me: str = ""  #: who "mine" is
+    now: datetime | None = None  #: when claims are judged (lapsed ones count as none)
 
     @classmethod
-    def of(cls, params: Mapping[str, str]) -> Filters:
-        priority = params.get("priority", "")
+    def of(cls, params: Mapping[str, str], me: str = "") -> Filters:
+        priority, claim = params.get("priority", ""), params.get("claim", "")
         return cls(
             action=params.get("action", ""),
             agent=params.get("agent", ""),
             priority=priority if priority in {p.value for p in Priority} else "",
+            claim=claim if claim in dict(CLAIM_FILTERS) else "",
+            me=me,
         )
 
     def keep(self, request: ApprovalRequest) -> bool:
+        claimer = request.claim_at(self.now) if self.now is not None else None
         return (
             (not self.action or request.action == self.action)
             and (not self.agent or (request.agent_id or "") == self.agent)
             and (not self.priority or request.priority.value == self.priority)
+            and (self.claim != "mine" or claimer == self.me)
+            and (self.claim != "unclaimed" or claimer is None)
         )
 
 
@@ -91,15 +106,17 @@ def queue(pending: Sequence[ApprovalRequest], filters: Filters, now: datetime) -
     choices as (value, as shown). Requests past their expiry are left out (closed by the next read or sweep)."""
     live = [r for r in pending if r.status is Status.PENDING and r.expires_at > now]
     live.sort(key=lambda r: (-r.priority.rank, r.expires_at, r.id))
+    filters = dataclasses.replace(filters, now=now)
     shown = [r for r in live if filters.keep(r)]
     by_priority = {p.value: sum(r.priority is p for r in live) for p in reversed(Priority)}
     return {
-        "rows": [queue_row(r) for r in shown],
+        "rows": [queue_row(r, now) for r in shown],
         "counts": {"pending": len(live), "shown": len(shown), "by_priority": by_priority},
         "choices": {
             "action": [(a, text(a)) for a in sorted({r.action for r in live})],
             "agent": [(a, text(a)) for a in sorted({r.agent_id for r in live if r.agent_id})],
             "priority": [(p.value, p.value) for p in reversed(Priority)],
+            "claim": list(CLAIM_FILTERS),
         },
     }
 
@@ -206,17 +223,20 @@ TRIGGER_KINDS = {
 }
 
 
-def version(request: ApprovalRequest) -> str:
-    """What a person reading the request page would notice changing: its status, its votes, its escalation. The
-    page's live stream sends a new version when this changes."""
-    return f"{request.status.value}:{len(request.votes)}:{int(request.escalated_at is not None)}"
+def version(request: ApprovalRequest, now: datetime) -> str:
+    """What a person reading the request page would notice changing: its status, its votes, its escalation, who is
+    reviewing it. The page's live stream sends a new version when this changes."""
+    claim = request.claim_at(now) or ""
+    return f"{request.status.value}:{len(request.votes)}:{int(request.escalated_at is not None)}:{claim}"
 
 
-def outcome(request: ApprovalRequest) -> str:
+def outcome(request: ApprovalRequest, now: datetime) -> str:
     """The request's state in one sentence, for the live banner."""
     votes = ", ".join(f"{text(v.reviewer)} voted {v.verdict.value}" for v in request.votes)
     if request.status is Status.PENDING:
-        return f"still pending, {quorum(request)} approvals" + (f" ({votes})" if votes else "")
+        claimer = request.claim_at(now)
+        claim = f"; {text(claimer)} is reviewing it" if claimer else ""
+        return f"still pending, {quorum(request)} approvals" + (f" ({votes})" if votes else "") + claim
     by = f" by {request.decided_by.value}" if request.decided_by else ""
     changed = " with changes" if request.payload_changed else ""
     return f"{request.status.value}{changed}{by}" + (f" ({votes})" if votes else "")
@@ -244,6 +264,11 @@ def event_sentence(event: Event) -> str:
             return "nobody decided in time: expired, never to run"
         case "cancelled":
             return f"withdrawn: {text(str(data.get('reason', '')))}"
+        case "claimed":
+            until = text(str(data.get("until", "")))
+            return f"{text(str(data.get('reviewer', '')))} is reviewing it (claimed until {until})"
+        case "released":
+            return f"{text(str(data.get('reviewer', '')))} stopped reviewing it"
         case "consumed":
             return "the approval was used"
         case "escalated":
@@ -252,9 +277,11 @@ def event_sentence(event: Event) -> str:
             return text(event.kind.value)
 
 
-def detail(request: ApprovalRequest, events: Sequence[Event]) -> dict[str, Any]:
+def detail(request: ApprovalRequest, events: Sequence[Event], now: datetime) -> dict[str, Any]:
     return {
-        **queue_row(request),
+        **queue_row(request, now),
+        "claimed_at": moment(request.claimed_at) if request.claim_at(now) else "",
+        "claim_until": moment(request.claim_until) if request.claim_at(now) else "",
         "summary": text(request.summary),
         "status": request.status.value,
         "decided_by": request.decided_by.value if request.decided_by else "",
@@ -266,7 +293,7 @@ def detail(request: ApprovalRequest, events: Sequence[Event]) -> dict[str, Any]:
             {"kind": t.kind.value, "detail": text(t.detail), "means": TRIGGER_KINDS.get(t.kind.value, "")}
             for t in request.triggers
         ],
-        "version": version(request),
+        "version": version(request, now),
         "approvers": [text(a) for a in request.approvers],
         "votes": [
             {"reviewer": text(v.reviewer), "verdict": v.verdict.value, "comment": text(v.comment), "at": moment(v.at)}

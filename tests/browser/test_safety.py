@@ -77,6 +77,8 @@ async def test_posts_without_the_csrf_token_or_from_another_origin_are_refused(s
         foreign = await http.post(vote_url, data=approve, headers={"Origin": "http://evil.example"})
         changed = {"verdict": "approve", "approved_payload": '{"path": "/"}'}  # approve with changes, forged
         amend_without = await http.post(vote_url, data=changed, headers={"Origin": served.base})
+        claim_url = f"/requests/{status['request_id']}/claim"
+        claim_without = await http.post(claim_url, data={"claim": "claim"}, headers={"Origin": served.base})
         amend_foreign = await http.post(
             vote_url, data={**changed, "csrf": csrf}, headers={"Origin": "http://evil.example"}
         )
@@ -86,9 +88,8 @@ async def test_posts_without_the_csrf_token_or_from_another_origin_are_refused(s
         assert re.search(r'id="status">pending<', page.text), page.text  # nothing was recorded
         signed_in = await http.get("/")
         fine = await http.post(vote_url, data=approve, headers={"Origin": served.base})
-    assert [r.status_code for r in (without, wrong, foreign, opaque, sign_out, amend_without, amend_foreign)] == [
-        403
-    ] * 7
+    refused = (without, wrong, foreign, opaque, sign_out, amend_without, amend_foreign, claim_without)
+    assert [r.status_code for r in refused] == [403] * 8
     assert signed_in.status_code == 200  # the refused sign-out changed nothing
     assert fine.status_code == 303  # the same POST from the page itself is taken
 

@@ -55,6 +55,7 @@ function row(r) {
   why.appendChild(list);
   tr.appendChild(why);
   tr.appendChild(cell(r.quorum));
+  tr.appendChild(cell(r.claim, "text claim"));
   const time = document.createElement("time");
   time.dataset.expires = r.expires_at;
   time.title = r.expires;
