@@ -5,6 +5,7 @@ a receipt for it (and Claude Code's permission prompt runs the tool with the cha
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import anyio
@@ -44,6 +45,7 @@ async def test_a_new_reviewer_approves_the_most_urgent_request_with_a_change(ser
         await expect(why).to_contain_text("refunds go to a person first")  # the rule by name
         await expect(why).to_contain_text("confidence 0.3 is below the threshold 0.85")
 
+        await expect(page.locator("time[data-expires]")).to_have_text(re.compile(r"^in "))  # the page's script runs
         await page.keyboard.press("e")  # the shortcut opens the editor with the payload as asked
         editor = page.get_by_label("Approved payload (JSON)")
         await expect(editor).to_be_focused()

@@ -91,6 +91,7 @@ async def test_approving_in_the_browser_wakes_an_agent_waiting_in_get_status(ser
         page, watched = await signed_in_page(browser, served.base, ALICE, "alice")
         await page.goto(f"{served.base}/requests/{rid}")
         await expect(page.locator("#status")).to_have_text("pending")
+        await expect(page.locator("time[data-expires]")).to_have_text(re.compile(r"^in "))  # the page's script runs
 
         async def approve_with_the_keyboard() -> None:
             await page.keyboard.press("a")
@@ -113,6 +114,7 @@ async def test_a_rejection_needs_a_reason(served: Served) -> None:
         await page.get_by_role("button", name="Reject").click()
         await expect(page.get_by_role("alert")).to_contain_text("A reason is required to reject")
         await expect(page.locator("#status")).to_have_text("pending")
+        await expect(page.locator("time[data-expires]")).to_have_text(re.compile(r"^in "))  # the page's script runs
 
         await page.keyboard.press("r")  # with no reason written, r puts the cursor in Reason
         await expect(page.get_by_label("Reason")).to_be_focused()
