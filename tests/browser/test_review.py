@@ -68,20 +68,23 @@ async def test_the_queue_filters_by_action_agent_and_priority(served: Served) ->
         page, _ = await signed_in_page(browser, served.base, ALICE, "alice")
         await expect(row(page, deploy)).to_be_visible()
         await expect(row(page, purge)).to_be_visible()
-        # each choice submits the filter form: wait for the new page before the next choice, or it is lost
-        await page.get_by_label("Action").select_option("deploy.web")
-        await expect(page).to_have_url(re.compile(r"action=deploy\.web"))
+
+        async def choose(label: str, value: str, url: str) -> None:
+            """Each choice submits the filter form: wait for the new page, and for its script (which submits the
+            next choice) to be running, before the next choice, or that choice is lost."""
+            await page.get_by_label(label).select_option(value)
+            await expect(page).to_have_url(re.compile(url), timeout=WAIT_MS)
+            await expect(page.get_by_text("Live updates: on")).to_be_visible()
+
+        await expect(page.get_by_text("Live updates: on")).to_be_visible()
+        await choose("Action", "deploy.web", r"action=deploy\.web")
         await expect(row(page, deploy)).to_be_visible()
         await expect(row(page, purge)).to_have_count(0)
-        await page.get_by_label("Action").select_option("")
-        await expect(page).to_have_url(re.compile(r"action=&"))
-        await page.get_by_label("Priority").select_option("urgent")
-        await expect(page).to_have_url(re.compile(r"priority=urgent"))
+        await choose("Action", "", r"action=&")
+        await choose("Priority", "urgent", r"priority=urgent")
         await expect(row(page, purge)).to_have_count(0)
-        await page.get_by_label("Priority").select_option("")
-        await expect(page).to_have_url(re.compile(r"priority=(&|$)"))
-        await page.get_by_label("Agent").select_option("billing-bot")
-        await expect(page).to_have_url(re.compile(r"agent=billing-bot"))
+        await choose("Priority", "", r"priority=(&|$)")
+        await choose("Agent", "billing-bot", r"agent=billing-bot")
         await expect(row(page, purge)).to_be_visible()
 
 
