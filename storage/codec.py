@@ -89,6 +89,10 @@ def request_from_row(row: Sequence[Any]) -> ApprovalRequest:
         escalate_at=from_text(row[22]) if row[22] else None,
         escalate_to=row[23],
         escalated_at=from_text(row[24]) if row[24] else None,
+        approved_payload=json.loads(row[25]) if row[25] is not None else None,
+        claimed_by=row[26],
+        claimed_at=from_text(row[27]) if row[27] else None,
+        claim_until=from_text(row[28]) if row[28] else None,
     )
 
 

@@ -51,6 +51,7 @@ class Console:
     sessions: Sessions = field(init=False)
     attempts: Attempts = field(init=False)
     templates: Environment = field(default_factory=_environment)
+    chain_check: object | None = field(default=None, init=False)  #: the history page's last audit check
 
     def __post_init__(self) -> None:
         self.sessions = Sessions(idle_seconds=self.idle_minutes * 60, clock=self.clock)

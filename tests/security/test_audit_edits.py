@@ -188,6 +188,8 @@ def edited(table: str, column: str, value: Any, targets: dict[str, Any]) -> Any:
         return value + 100  # first registered becomes last: the routing order of the arms changes
     if (table, column) == ("model_changes", "seq"):
         return value + 1000
+    if (table, column) == ("requests", "approved_payload"):
+        return json.dumps({"amount": 1_000_000, "to": "ATTACKER"})  # as if a reviewer had approved another payload
     if value is None:
         return 0.5 if column == "confidence" else "2099-01-01T00:00:00.000000Z" if column.endswith("_at") else "edit"
     if isinstance(value, bool) or not isinstance(value, int | float | str):
