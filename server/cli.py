@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from signoff.server import outbox_cli, render
+from signoff.server import outbox_cli, policy_cli, render
 from signoff.server.config import Settings, package_version, receipt_key
 from signoff.storage import (
     ApprovalRequest,
@@ -60,6 +60,10 @@ EXAMPLES = {
     "token new": "example:\n  signoff token new --identity billing-bot --role agent",
     "outbox list": "example:\n  signoff outbox list",
     "outbox retry": "examples:\n  signoff outbox retry 42\n  signoff outbox retry --all-dead",
+    "policy check": "example:\n  signoff policy check signoff.toml",
+    "policy test": "examples:\n  signoff policy test signoff.toml               # cases in signoff.cases.toml\n"
+    "  signoff policy test signoff.toml more-cases.toml",
+    "policy replay": "examples:\n  signoff policy replay new.toml --since 30d\n  signoff policy replay new.toml --json",
     "slack check": "example:\n  SIGNOFF_SLACK_BOT_TOKEN=xoxb-… SIGNOFF_SLACK_APP_TOKEN=xapp-… signoff slack check",
     "slack manifest": "examples:\n  signoff slack manifest                 # Socket Mode: no public URL needed\n"
     "  signoff slack manifest --request-url https://signoff.example.com/slack/interactions",
@@ -76,7 +80,15 @@ FORMATS = ("table", "csv", "jsonl", "json")
 
 #: The commands that read the database and never write it: they open it read-only (``mode=ro``), so a reviewer or
 #: an auditor without write access can run them, beside a running server.
-READ_ONLY = {("review", "list"), ("review", "show"), ("history",), ("stats",), ("audit", "verify"), ("outbox", "list")}
+READ_ONLY = {
+    ("review", "list"),
+    ("review", "show"),
+    ("history",),
+    ("stats",),
+    ("audit", "verify"),
+    ("outbox", "list"),
+    ("policy", "replay"),
+}
 MIN_PREFIX = 6  #: characters after ``req_`` that a prefix of a request id needs
 
 
@@ -242,6 +254,27 @@ def build_parser() -> argparse.ArgumentParser:
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument("id", nargs="?", type=_positive, help="the outbox row's ID, as `signoff outbox list` shows")
     which.add_argument("--all-dead", action="store_true", help="every dead notification")
+    policy_actions = group(
+        commands,
+        "policy",
+        "check, test and replay a policy file before trusting it",
+        "signoff policy check signoff.toml",
+    )
+    policy_check = sub(policy_actions, "check", "policy check", "validate a policy file: one line per fault, exit 1")
+    policy_check.add_argument("file", type=Path, help="the policy TOML file")
+    policy_test = sub(
+        policy_actions, "test", "policy test", "run a policy's test cases; exit 1 naming each case that fails"
+    )
+    policy_test.add_argument("file", type=Path, help="the policy TOML file")
+    policy_test.add_argument("cases", type=Path, nargs="?", help="the cases file (default: FILE's name + .cases.toml)")
+    policy_replay = sub(
+        policy_actions, "replay", "policy replay", "what a policy would have decided differently on the history", DB
+    )
+    policy_replay.add_argument("file", type=Path, help="the candidate policy TOML file")
+    policy_replay.add_argument(
+        "--since", type=policy_cli.since, help="only requests created since: 30d, 12h, 90m or an ISO date or time"
+    )
+    policy_replay.add_argument("--json", action="store_true", help="print JSON")
     slack_actions = group(commands, "slack", "set up Slack reviewers", "signoff slack manifest")
     sub(
         slack_actions,
@@ -322,6 +355,8 @@ def _run(args: argparse.Namespace) -> int:
         return _new_token(args.identity, args.role)
     if args.command == "slack":
         return asyncio.run(_slack(settings, args))
+    if args.command == "policy" and args.policy_command in ("check", "test"):
+        return policy_cli.check(args) if args.policy_command == "check" else policy_cli.test(args)
     if args.command == "init":
         return asyncio.run(_init(_database(settings, args)))
     return asyncio.run(_offline(settings, args))
@@ -686,6 +721,7 @@ _HANDLERS: dict[tuple[str, ...], Callable[[ApprovalService, _Context], Awaitable
     ("audit", "verify"): _audit_verify,
     ("outbox", "list"): lambda service, context: outbox_cli.outbox_list(service, context.args),
     ("outbox", "retry"): lambda service, context: outbox_cli.outbox_retry(service, context.args),
+    ("policy", "replay"): lambda service, context: policy_cli.replay_command(service, context.args),
 }
 
 

@@ -1,0 +1,189 @@
+"""``signoff policy``: check a policy file, run its test cases, and replay it over the recorded history."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from signoff.storage import ApprovalRequest, ConfigError, RequestQuery
+from signoff.storage.text import visible
+from signoff.tools.approvals.policy import Policy
+from signoff.tools.approvals.policy_cases import Expect, parse_cases, run_cases
+from signoff.tools.approvals.policy_check import policy_faults, policy_summary, policy_version
+from signoff.tools.approvals.policy_config import parse_policy_config
+from signoff.tools.approvals.replay import ReplayReport, replay
+from signoff.tools.approvals.service import ApprovalService
+
+_BEFORE = {Expect.APPROVE: "approved by policy", Expect.REVIEW: "went to people", Expect.REJECT: "rejected by policy"}
+_AFTER = {
+    Expect.APPROVE: "would be approved at once",
+    Expect.REVIEW: "would go to people",
+    Expect.REJECT: "would be rejected by a guardrail",
+    Expect.INVALID: "would be refused as invalid input",
+}
+_DURATION = re.compile(r"(\d+)([dhm])")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def read_text(path: Path, what: str = "policy file") -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a directory; name the TOML file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text: {exc.reason}") from None
+
+
+def load(path: Path) -> tuple[Policy, str]:
+    """The policy in ``path`` and its version; a file with faults is one error line pointing at ``policy check``."""
+    text = read_text(path)
+    faults = policy_faults(text, os.fspath(path))
+    if faults:
+        more = f" (and {len(faults) - 1} more: run `signoff policy check {path}`)" if len(faults) > 1 else ""
+        raise ConfigError(f"{faults[0]}{more}")
+    return Policy(parse_policy_config(text, os.fspath(path))), policy_version(text)
+
+
+def check(args: argparse.Namespace) -> int:
+    text = read_text(args.file)
+    faults = policy_faults(text, os.fspath(args.file))
+    for fault in faults:
+        print(visible(fault))
+    if faults:
+        return 1
+    config = parse_policy_config(text, os.fspath(args.file))
+    print(f"ok: {args.file} is a valid policy, version {policy_version(text)}")
+    for line in policy_summary(config):
+        print(f"  {visible(line)}")
+    return 0
+
+
+def default_cases(policy_file: Path) -> Path:
+    """``signoff.toml`` -> ``signoff.cases.toml``, beside it."""
+    return policy_file.with_name(f"{policy_file.stem}.cases.toml")
+
+
+def test(args: argparse.Namespace) -> int:
+    policy, version = load(args.file)
+    cases_path: Path = args.cases or default_cases(args.file)
+    if args.cases is None and not cases_path.exists():
+        raise ConfigError(
+            f"no cases file beside the policy: {cases_path} does not exist; write one, or name it: "
+            f"signoff policy test {args.file} CASES.toml"
+        )
+    results = run_cases(policy, parse_cases(read_text(cases_path, "cases file"), os.fspath(cases_path)))
+    failed = [r for r in results if not r.ok]
+    for result in results:
+        if result.ok:
+            print(f"ok    {visible(result.case.name)}")
+        else:
+            print(
+                f"FAIL  {visible(result.case.name)} ({cases_path} line {result.line}): {visible(result.problem or '')}"
+            )
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed (policy {args.file}, version {version})")
+    return 1 if failed else 0
+
+
+def since(text: str) -> datetime:
+    """``30d``, ``12h``, ``90m`` (before now), or an ISO date or time (UTC if no zone)."""
+    if match := _DURATION.fullmatch(text):
+        return datetime.now(UTC) - timedelta(**{_UNITS[match[2]]: int(match[1])})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (30d, 12h, 90m) or an ISO date or time") from None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def replay_command(service: ApprovalService, args: argparse.Namespace) -> int:
+    policy, version = load(args.file)
+    requests: list[ApprovalRequest] = []
+    cursor = None
+    while True:  # newest first, as the history lists them
+        page = await service.list_requests(RequestQuery(since=args.since, limit=500, before=cursor))
+        requests += page.items
+        if (cursor := page.next_cursor) is None:
+            break
+    report = replay(policy, requests)
+    if args.json:
+        print(json.dumps(as_json(report, args.file, version, args.since), indent=2))
+    else:
+        print(as_text(report, args.file, version, args.since))
+    return 0
+
+
+def as_text(report: ReplayReport, path: Path, version: str, start: datetime | None) -> str:
+    window = f" since {start.isoformat(timespec='seconds')}" if start else ""
+    lines = [f"replayed {report.requests:,} recorded requests{window} under {path} (version {version})"]
+    lines.append(f"unchanged: {report.unchanged:,}")
+    lines.append(f"changed: {report.changed:,}")
+    for (before, after), count in sorted(report.transitions.items()):
+        lines.append(f"  {before} -> {after}: {count:,} ({_BEFORE[before]}; {_AFTER[after]})")
+    if report.anomalies_kept:
+        lines.append(
+            f"note: {report.anomalies_kept:,} went to people for an anomaly; kept as reviews (the history each was"
+            " judged against is not rebuilt)"
+        )
+    if not report.changed:
+        return "\n".join(lines)
+    lines.append("by action:")
+    for action, steps in sorted(report.by_action.items()):
+        shown = ", ".join(f"{b} -> {a} {n:,}" for (b, a), n in sorted(steps.items()))
+        lines.append(f"  {visible(action)}: {shown}")
+    lines.append("by rule (the candidate's rules that match the changed requests):")
+    for name, count in sorted(report.by_rule.items(), key=lambda item: (-item[1], item[0])):
+        lines.append(f"  {visible(name)}: {count:,}")
+    lines.append("examples:")
+    for (before, after), changes in sorted(report.examples.items()):
+        for change in changes:
+            request = change.request
+            why = change.reason or "; ".join(f"{t.kind}: {t.detail}" for t in change.triggers)
+            lines.append(
+                f"  {before} -> {after}  {request.id}  {visible(request.action)}  {visible(_short(request.summary))}"
+            )
+            lines.append(f"      why: {visible(_short(why, 200))}")
+    return "\n".join(lines)
+
+
+def as_json(report: ReplayReport, path: Path, version: str, start: datetime | None) -> dict[str, Any]:
+    def steps(counts: Any) -> list[dict[str, Any]]:
+        return [{"from": b.value, "to": a.value, "count": n} for (b, a), n in sorted(counts.items())]
+
+    return {
+        "policy": os.fspath(path),
+        "version": version,
+        "since": start.isoformat() if start else None,
+        "requests": report.requests,
+        "unchanged": report.unchanged,
+        "changed": report.changed,
+        "transitions": steps(report.transitions),
+        "by_action": {action: steps(counts) for action, counts in sorted(report.by_action.items())},
+        "by_rule": dict(sorted(report.by_rule.items())),
+        "anomalies_kept": report.anomalies_kept,
+        "examples": [
+            {
+                "from": change.before.value,
+                "to": change.after.value,
+                "request_id": change.request.id,
+                "action": change.request.action,
+                "summary": change.request.summary,
+                "triggers": [{"kind": t.kind.value, "detail": t.detail} for t in change.triggers],
+                "reason": change.reason,
+            }
+            for _, changes in sorted(report.examples.items())
+            for change in changes
+        ],
+    }
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
