@@ -14,8 +14,8 @@ from signoff.storage import ApprovalRequest, ConfigError, RequestQuery
 from signoff.storage.text import visible
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_cases import Expect, parse_cases, run_cases
-from signoff.tools.approvals.policy_check import policy_faults, policy_summary, policy_version
-from signoff.tools.approvals.policy_config import parse_policy_config
+from signoff.tools.approvals.policy_check import policy_faults, policy_summary
+from signoff.tools.approvals.policy_config import parse_policy_config, policy_version
 from signoff.tools.approvals.replay import ReplayReport, replay
 from signoff.tools.approvals.service import ApprovalService
 

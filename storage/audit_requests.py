@@ -36,6 +36,7 @@ CREATED_COLUMNS = (
     "approvers",
     "escalate_at",
     "escalate_to",
+    "policy_version",
 )
 _TIMES = {"expires_at", "escalate_at"}
 
@@ -125,6 +126,7 @@ def request_columns(request: ApprovalRequest) -> dict[str, Any]:
         "escalate_at": _time(request.escalate_at),
         "escalate_to": request.escalate_to,
         "escalated_at": _time(request.escalated_at),
+        "policy_version": request.policy_version,
     }
 
 

@@ -48,6 +48,7 @@ def request_row(r: ApprovalRequest) -> tuple[Any, ...]:
         json.dumps(list(r.approvers)),
         to_text(r.escalate_at) if r.escalate_at else None,
         r.escalate_to,
+        r.policy_version,
     )
 
 
@@ -89,6 +90,7 @@ def request_from_row(row: Sequence[Any]) -> ApprovalRequest:
         escalate_at=from_text(row[22]) if row[22] else None,
         escalate_to=row[23],
         escalated_at=from_text(row[24]) if row[24] else None,
+        policy_version=row[25],
     )
 
 

@@ -122,6 +122,8 @@ class ApprovalRequest:
     escalate_at: datetime | None = None  #: when a still-pending request is escalated
     escalate_to: str | None = None  #: a Slack user group or channel
     escalated_at: datetime | None = None
+    #: the version (a hash of the policy file's text) of the policy that decided it; None: recorded before versions
+    policy_version: str | None = None
 
     @property
     def approvals(self) -> tuple[Vote, ...]:

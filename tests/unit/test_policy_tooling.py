@@ -6,8 +6,8 @@ import pytest
 from signoff.storage import ApprovalRequest, ConfigError, DecidedBy, Status, Trigger, TriggerKind
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_cases import Expect, parse_cases, run_cases
-from signoff.tools.approvals.policy_check import DEFAULT_VERSION, policy_faults, policy_version
-from signoff.tools.approvals.policy_config import parse_policy_config
+from signoff.tools.approvals.policy_check import policy_faults
+from signoff.tools.approvals.policy_config import DEFAULT_VERSION, parse_policy_config, policy_version
 from signoff.tools.approvals.replay import NO_RULE, recorded_outcome, replay
 
 from tests.factories import make_request

@@ -22,7 +22,7 @@ from signoff.storage.errors import InvalidInput
 from signoff.storage.records import ActionHistory, Priority, Trigger, TriggerKind
 from signoff.tools.access import person_of
 from signoff.tools.approvals.conditions import action_glob, match_rule, show
-from signoff.tools.approvals.policy_config import ActionSchema, Outcome, PolicyConfig
+from signoff.tools.approvals.policy_config import DEFAULT_VERSION, ActionSchema, Outcome, PolicyConfig
 
 __all__ = ["Outcome", "Policy", "PolicyDecision", "PolicyInput"]
 
@@ -56,10 +56,14 @@ class PolicyDecision:
 
 
 class Policy:
-    """Decides what happens to a request under one ``PolicyConfig``."""
+    """Decides what happens to a request under one ``PolicyConfig``.
 
-    def __init__(self, config: PolicyConfig | None = None) -> None:
+    ``version`` is recorded with every request it decides: ``policy_version`` of the file's text; without one,
+    ``defaults`` for the built-in policy and ``inline`` for a config built in code."""
+
+    def __init__(self, config: PolicyConfig | None = None, version: str | None = None) -> None:
         self.config = config if config is not None else PolicyConfig()
+        self.version = version or (DEFAULT_VERSION if config is None else "inline")
 
     def same_person(self, requester: str, *names: str) -> bool:
         """Whether any of ``names`` is the requester, directly or through a ``[[people]]`` alias."""

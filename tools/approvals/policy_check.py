@@ -5,7 +5,6 @@ Pure: the caller reads the file and passes its text in.
 
 from __future__ import annotations
 
-import hashlib
 import tomllib
 from typing import Any
 
@@ -13,20 +12,9 @@ from signoff.tools.approvals.policy_config import Outcome, PolicyConfig
 from signoff.tools.toml_positions import KeyPath, Locator
 from signoff.tools.typed_toml import Fault, build
 
-__all__ = ["DEFAULT_VERSION", "policy_faults", "policy_summary", "policy_version"]
+__all__ = ["policy_faults", "policy_summary"]
 
-DEFAULT_VERSION = "defaults"  #: the version of the built-in policy (no file)
 _MAX_FAULTS = 100
-
-
-def policy_version(text: str | None) -> str:
-    """The policy's version: the first 16 hex digits of the SHA-256 of the file's text (UTF-8), or ``defaults``.
-
-    Two files with the same bytes have the same version wherever they live; any edit, even a comment, makes a new one.
-    """
-    if text is None:
-        return DEFAULT_VERSION
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def policy_faults(text: str, source: str) -> list[str]:

@@ -8,6 +8,7 @@ turns into ``<file> line <n>: <key path>: <problem>``.
 from __future__ import annotations
 
 import enum
+import hashlib
 import math
 import os
 import re
@@ -31,6 +32,7 @@ from signoff.tools.typed_toml import Fault, at_least, at_most, build, describe, 
 _T = TypeVar("_T")
 
 REQUEST_PATHS = ("action", "summary", "confidence", "flags", "agent_id", "payload")
+DEFAULT_VERSION = "defaults"  #: the version of the built-in policy (no file)
 
 
 class Outcome(enum.StrEnum):
@@ -267,17 +269,31 @@ def parse_policy_config(text: str, source: str = "<config>") -> PolicyConfig:
         raise ConfigError(f"{source} line {line}: {fault}") from None
 
 
+def policy_version(text: str | None) -> str:
+    """The policy's version: the first 16 hex digits of the SHA-256 of the file's text (UTF-8), or ``defaults``.
+
+    Two files with the same bytes have the same version wherever they live; any edit, even a comment, makes a new one.
+    """
+    if text is None:
+        return DEFAULT_VERSION
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def load_policy_config(path: str | os.PathLike[str]) -> PolicyConfig:
     """Read and parse a policy file; a missing or unreadable file is a ConfigError too."""
+    return parse_policy_config(read_policy_text(path), os.fspath(path))
+
+
+def read_policy_text(path: str | os.PathLike[str]) -> str:
+    """A policy file's text; a missing or unreadable file is a ConfigError."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"policy file {os.fspath(path)} does not exist; check the path") from None
     except OSError as exc:
         raise ConfigError(f"cannot read policy file {os.fspath(path)}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"policy file {os.fspath(path)} is not UTF-8 text: {exc.reason}") from None
-    return parse_policy_config(text, os.fspath(path))
 
 
 def _references(node: Any, key: KeyPath) -> Iterator[tuple[KeyPath, str]]:

@@ -225,6 +225,7 @@ class ApprovalService:
             if status is Status.PENDING and decision.escalate_after_seconds
             else None,
             escalate_to=decision.escalate_to if status is Status.PENDING else None,
+            policy_version=self.policy.version,
         )
 
     async def get(self, request_id: str) -> ApprovalRequest:
