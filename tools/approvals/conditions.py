@@ -18,7 +18,7 @@ from typing import Any
 from signoff.storage.canonical import canonical_json, is_number
 from signoff.tools.approvals.policy_config import NUMBER_OPS, Condition, Op, Outcome, Rule
 
-__all__ = ["action_glob", "match_rule", "show"]
+__all__ = ["Unclear", "action_glob", "match_rule", "resolve", "show"]
 
 _MISSING: Any = object()
 
@@ -73,6 +73,13 @@ def fold_key(key: str) -> str:
         return key.strip().lower()
     text = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", key).casefold())
     return "".join(c for c in text if unicodedata.category(c) != "Cf").strip()
+
+
+def resolve(request: Any, path: str) -> Any:
+    """The value at ``path`` in a request (a ``PolicyInput`` or a recorded ``ApprovalRequest``): None when it is
+    missing, ``Unclear`` when it is there only under another spelling."""
+    value = _Paths(request).resolve(path)
+    return None if value is _MISSING else value
 
 
 class _Paths:

@@ -21,7 +21,8 @@ from signoff.storage.canonical import canonical_json, is_number, numeric_leaves
 from signoff.storage.errors import InvalidInput
 from signoff.storage.records import ActionHistory, Priority, Trigger, TriggerKind
 from signoff.tools.access import person_of
-from signoff.tools.approvals.conditions import action_glob, match_rule, show
+from signoff.tools.approvals import fairness
+from signoff.tools.approvals.conditions import Unclear, action_glob, match_rule, resolve, show
 from signoff.tools.approvals.policy_config import DEFAULT_VERSION, ActionSchema, Outcome, PolicyConfig
 
 __all__ = ["Outcome", "Policy", "PolicyDecision", "PolicyInput"]
@@ -69,6 +70,11 @@ class Policy:
         """Whether any of ``names`` is the requester, directly or through a ``[[people]]`` alias."""
         person = person_of(self.config.people, requester)
         return any(person_of(self.config.people, name) == person for name in names)
+
+    def watched_groups(self, action: str) -> list[int]:
+        """The indexes of the ``[[fairness.groups]]`` that judge ``action``: ``evaluate`` wants their counts."""
+        groups = self.config.fairness.groups
+        return [i for i, g in enumerate(groups) if not g.action or action_glob(action, g.action) is not None]
 
     @property
     def wants_history(self) -> bool:
@@ -172,8 +178,14 @@ class Policy:
                     "(limits.max_flag_chars). Use a short flag such as fairness:age."
                 )
 
-    def evaluate(self, request: PolicyInput, history: ActionHistory | None = None) -> PolicyDecision:
-        """Validate the request, then decide. ``history`` is used only when ``wants_history``."""
+    def evaluate(
+        self,
+        request: PolicyInput,
+        history: ActionHistory | None = None,
+        streams: Mapping[int, fairness.Counts] | None = None,
+    ) -> PolicyDecision:
+        """Validate the request, then decide. ``history`` is used only when ``wants_history``; ``streams`` holds the
+        recent outcome counts of each of the ``watched_groups`` (by index); without them, those groups stay silent."""
         self.validate(request)
         config = self.config
         matched = [(rule, detail) for rule in config.rules if (detail := match_rule(rule, request)) is not None]
@@ -188,6 +200,7 @@ class Policy:
         if config.anomaly.enabled and history is not None:
             reviews.extend(self._anomalies(request, history))
         reviews.extend(self._fairness(request.flags))
+        reviews.extend(self._outcome_fairness(request, streams or {}))
 
         if guardrails:
             outcome, triggers = Outcome.REJECT, [*guardrails, *reviews, *approvals]
@@ -232,6 +245,23 @@ class Policy:
             if glob is not None:
                 detail = f"flag {flag!r} matches the fairness pattern {glob!r}"
                 yield Trigger(kind=TriggerKind.FAIRNESS, detail=detail)
+
+    def _outcome_fairness(self, request: PolicyInput, streams: Mapping[int, fairness.Counts]) -> Iterator[Trigger]:
+        groups = self.config.fairness.groups
+        for index in self.watched_groups(request.action):
+            group = groups[index]
+            value = resolve(request, group.attribute)
+            if isinstance(value, Unclear):  # fail closed: a misspelt group must not slip past the check
+                detail = f"cannot tell the group for {group.attribute}: {value.reason}"
+                yield Trigger(kind=TriggerKind.FAIRNESS, detail=detail)
+                continue
+            key = fairness.group_key(value)
+            counts = streams.get(index)
+            if key is None or counts is None:
+                continue
+            rate = next((r for r in fairness.judge_groups(group, counts) if r.key == key), None)
+            if rate is not None and rate.flagged:
+                yield Trigger(kind=TriggerKind.FAIRNESS, detail=fairness.detail(group, rate))
 
     def _anomalies(self, request: PolicyInput, history: ActionHistory) -> Iterator[Trigger]:
         anomaly = self.config.anomaly

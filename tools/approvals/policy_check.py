@@ -97,5 +97,6 @@ def policy_summary(config: PolicyConfig) -> list[str]:
             else "anomaly: off"
         ),
         f"fairness flags: {', '.join(config.fairness.flags) or 'none'}",
+        f"fairness groups: {', '.join(g.attribute for g in config.fairness.groups) or 'none'}",
     ]
     return lines

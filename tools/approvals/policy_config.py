@@ -95,9 +95,65 @@ class Anomaly:
             raise Fault(("threshold",), f"must be a number above 0 (3.5 is usual), not {self.threshold}")
 
 
+#: ``[[fairness.groups]]`` outcomes that are not a payload field: what signoff itself decided
+STREAM_OUTCOMES = {
+    "policy": "approved by policy at once",  #: every request counts; positive: the policy approved it
+    "approved": "approved",  #: approved or rejected requests count (by policy or people); positive: approved
+}
+
+
+def check_request_path(path: str, key: str) -> None:
+    """A path into a request: ``action``, ``agent_id``, … or ``payload.<field>``."""
+    head, dot, rest = path.partition(".")
+    if head not in REQUEST_PATHS or (dot and (head != "payload" or "" in rest.split("."))):
+        raise Fault(
+            (key,),
+            f"unknown path {path!r}; use {', '.join(REQUEST_PATHS)} or payload.<field> "
+            "(e.g. payload.amount, payload.recipient.country)",
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FairnessGroup:
+    """``[[fairness.groups]]``: watch an outcome's rate per group; a group far from the rest -> review."""
+
+    attribute: str  #: the request path whose value names the group, e.g. payload.applicant.age_band
+    outcome: str = "policy"  #: "policy", "approved", or a payload path compared with ``positive``
+    positive: Any = None  #: with a payload outcome: the value that counts as the positive outcome
+    action: tuple[str, ...] = ()  #: globs; empty: every action
+    window: int = 1000  #: the newest requests with a group and an outcome that are counted
+    min_samples: int = 30  #: requests a group and the rest each need before the group is judged
+    margin: float = 0.1  #: the smallest difference of rates (0-1) that matters
+    alpha: float = 0.05  #: the chance of a false alarm on a fair stream, shared by all groups (Bonferroni)
+
+    def __post_init__(self) -> None:
+        check_request_path(self.attribute, "attribute")
+        non_empty_strings(self.action, "action")
+        if self.outcome in STREAM_OUTCOMES:
+            if self.positive is not None:
+                raise Fault(("positive",), f'applies only to a payload outcome, not "{self.outcome}"')
+        else:
+            if not self.outcome.startswith("payload."):
+                raise Fault(
+                    ("outcome",),
+                    f'must be "policy", "approved" or a payload path such as payload.decision, not {self.outcome!r}',
+                )
+            check_request_path(self.outcome, "outcome")
+            if not is_scalar(self.positive):
+                raise Fault(("positive",), 'a payload outcome needs the positive value, e.g. positive = "approve"')
+        if not 10 <= self.window <= 100_000:
+            raise Fault(("window",), f"must be from 10 to 100,000, not {self.window:,}")
+        at_least(self.min_samples, 5, "min_samples")
+        if not 0 < self.margin < 1:
+            raise Fault(("margin",), f"must be between 0 and 1 (0.1 is ten points), not {self.margin}")
+        if not 0 < self.alpha <= 0.5:
+            raise Fault(("alpha",), f"must be above 0 and at most 0.5 (0.05 is usual), not {self.alpha}")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Fairness:
     flags: tuple[str, ...] = ()  #: globs; a request flag matching one -> review
+    groups: tuple[FairnessGroup, ...] = ()  #: outcome rates watched per group
 
     def __post_init__(self) -> None:
         non_empty_strings(self.flags, "flags")
@@ -111,13 +167,7 @@ class Condition:
     pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        head, dot, rest = self.path.partition(".")
-        if head not in REQUEST_PATHS or (dot and (head != "payload" or "" in rest.split("."))):
-            raise Fault(
-                ("path",),
-                f"unknown path {self.path!r}; use {', '.join(REQUEST_PATHS)} or payload.<field> "
-                "(e.g. payload.amount, payload.recipient.country)",
-            )
+        check_request_path(self.path, "path")
         accepts, wanted = _VALUE_CHECKS[self.op]
         if not accepts(self.value):
             several = self.op in (Op.EQ, Op.NE) and isinstance(self.value, tuple | list)
