@@ -20,7 +20,7 @@ async def test_check_accepts_the_example_and_summarises_it(env: dict[str, str]) 
     ran = await signoff(env, "policy", "check", str(EXAMPLE))
     assert ran.returncode == 0, ran
     assert ran.stdout.startswith(f"ok: {EXAMPLE} is a valid policy, version ")
-    assert "rules: 6 (1 approve, 4 review, 1 reject)" in ran.stdout
+    assert "rules: 7 (1 approve, 5 review, 1 reject)" in ran.stdout
 
 
 async def test_check_prints_one_line_per_fault_and_exits_1(env: dict[str, str], tmp_path: Path) -> None:
@@ -55,7 +55,7 @@ async def test_an_edit_that_breaks_a_case_exits_1_naming_the_case(env: dict[str,
     [failed] = [line for line in ran.stdout.splitlines() if line.startswith("FAIL")]
     assert failed.startswith("FAIL  a large transfer waits for two people (")
     assert "expected review, got approve" in failed
-    assert ran.stdout.splitlines()[-1].startswith("11 passed, 1 failed")
+    assert ran.stdout.splitlines()[-1].startswith("13 passed, 1 failed")
 
 
 async def test_test_without_a_cases_file_says_where_it_looked(env: dict[str, str], tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import re
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -159,15 +160,29 @@ class Fairness:
         non_empty_strings(self.flags, "flags")
 
 
+FIELD_OPS = frozenset({Op.EQ, Op.NE, *NUMBER_OPS})  #: the operators that compare two fields of a request
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Condition:
     path: str
     op: Op
-    value: Any
-    pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+    value: Any = None  #: a constant; or, instead, ``field``
+    field: str | None = None  #: another path of the same request to compare with (a contradiction check)
+    pattern: re.Pattern[str] | None = dataclass_field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_request_path(self.path, "path")
+        if self.field is not None:
+            check_request_path(self.field, "field")
+            if self.value is not None:
+                raise Fault(("field",), "give either value (a constant) or field (another path), not both")
+            if self.op not in FIELD_OPS:
+                ops = ", ".join(sorted(FIELD_OPS))
+                raise Fault(("op",), f"{self.op} cannot compare two fields; use one of {ops}")
+            return
+        if self.value is None:
+            raise Fault((), "missing required key 'value' (a constant; or field = another path of the request)")
         accepts, wanted = _VALUE_CHECKS[self.op]
         if not accepts(self.value):
             several = self.op in (Op.EQ, Op.NE) and isinstance(self.value, tuple | list)
