@@ -124,6 +124,9 @@ async def replay_command(service: ApprovalService, args: argparse.Namespace) -> 
 def as_text(report: ReplayReport, path: Path, version: str, start: datetime | None) -> str:
     window = f" since {start.isoformat(timespec='seconds')}" if start else ""
     lines = [f"replayed {report.requests:,} recorded requests{window} under {path} (version {version})"]
+    versions = sorted(report.recorded_versions.items(), key=lambda item: (-item[1], item[0]))
+    shown = ", ".join(f"{v or 'before versions were kept'} {n:,}" for v, n in versions)
+    lines.append(f"decided then by policy version: {shown or 'none'}")
     lines.append(f"unchanged: {report.unchanged:,}")
     lines.append(f"changed: {report.changed:,}")
     for (before, after), count in sorted(report.transitions.items()):
@@ -169,6 +172,9 @@ def as_json(report: ReplayReport, path: Path, version: str, start: datetime | No
         "by_action": {action: steps(counts) for action, counts in sorted(report.by_action.items())},
         "by_rule": dict(sorted(report.by_rule.items())),
         "anomalies_kept": report.anomalies_kept,
+        "recorded_versions": [
+            {"version": v or None, "requests": n} for v, n in sorted(report.recorded_versions.items())
+        ],
         "examples": [
             {
                 "from": change.before.value,

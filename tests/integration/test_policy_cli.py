@@ -102,6 +102,7 @@ async def test_replay_reports_what_a_candidate_changes_and_writes_nothing(
     assert ran.returncode == 0, ran
     report = json.loads(ran.stdout)
     assert (report["requests"], report["unchanged"], report["changed"]) == (6, 3, 3)
+    assert report["recorded_versions"] == [{"version": None, "requests": 6}]  # the factories record no version
     assert report["transitions"] == [  # the 40,000 transfer now goes to people; two emails no longer do
         {"from": "approve", "to": "review", "count": 1},
         {"from": "review", "to": "approve", "count": 2},

@@ -198,7 +198,7 @@ def test_recorded_outcome_is_what_the_policy_in_force_decided() -> None:
 def test_replay_counts_what_a_stricter_and_a_looser_policy_change_per_action_and_rule() -> None:
     history = [approved_by_policy(a) for a in (500, 20000, 30000)] + [reviewed(a) for a in (10, 20)]
     report = replay(POLICY, history)
-    assert report.requests == 5 and report.changed == 2
+    assert report.requests == 5 and report.changed == 2 and report.recorded_versions == {"": 5}
     assert report.transitions == {(Expect.APPROVE, Expect.REVIEW): 2}
     assert report.by_action == {"payments.transfer": {(Expect.APPROVE, Expect.REVIEW): 2}}
     assert report.by_rule == {"large transfers": 2}

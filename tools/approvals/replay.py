@@ -42,6 +42,8 @@ class ReplayReport:
     by_rule: Counter[str] = field(default_factory=Counter)  #: changed requests per candidate rule that matches them
     examples: dict[tuple[Expect, Expect], list[Change]] = field(default_factory=dict)
     anomalies_kept: int = 0  #: recorded anomaly reviews kept as reviews (anomaly history is not replayed)
+    #: the policy versions that decided the replayed requests, and how many each ("" before versions were kept)
+    recorded_versions: Counter[str] = field(default_factory=Counter)
 
     @property
     def changed(self) -> int:
@@ -65,6 +67,7 @@ def replay(policy: Policy, requests: Iterable[ApprovalRequest]) -> ReplayReport:
     report = ReplayReport()
     for request in requests:
         report.requests += 1
+        report.recorded_versions[request.policy_version or ""] += 1
         before = recorded_outcome(request)
         change = _decide(policy, request, before)
         if change.after is Expect.REVIEW and change.triggers and change.triggers[0].kind is TriggerKind.ANOMALY:
