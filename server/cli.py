@@ -60,6 +60,7 @@ EXAMPLES = {
     "token new": "example:\n  signoff token new --identity billing-bot --role agent",
     "outbox list": "example:\n  signoff outbox list",
     "outbox retry": "examples:\n  signoff outbox retry 42\n  signoff outbox retry --all-dead",
+    "fairness": "examples:\n  signoff fairness --config signoff.toml\n  signoff fairness --json",
     "policy check": "example:\n  signoff policy check signoff.toml",
     "policy test": "examples:\n  signoff policy test signoff.toml               # cases in signoff.cases.toml\n"
     "  signoff policy test signoff.toml more-cases.toml",
@@ -88,6 +89,7 @@ READ_ONLY = {
     ("audit", "verify"),
     ("outbox", "list"),
     ("policy", "replay"),
+    ("fairness",),
 }
 MIN_PREFIX = 6  #: characters after ``req_`` that a prefix of a request id needs
 
@@ -254,6 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument("id", nargs="?", type=_positive, help="the outbox row's ID, as `signoff outbox list` shows")
     which.add_argument("--all-dead", action="store_true", help="every dead notification")
+    fairness = sub(
+        commands,
+        "fairness",
+        "fairness",
+        "print each watched group's outcome rate against the rest, and flags",
+        DB,
+        CONFIG,
+    )
+    fairness.add_argument("--json", action="store_true", help="print JSON")
     policy_actions = group(
         commands,
         "policy",
@@ -722,6 +733,7 @@ _HANDLERS: dict[tuple[str, ...], Callable[[ApprovalService, _Context], Awaitable
     ("outbox", "list"): lambda service, context: outbox_cli.outbox_list(service, context.args),
     ("outbox", "retry"): lambda service, context: outbox_cli.outbox_retry(service, context.args),
     ("policy", "replay"): lambda service, context: policy_cli.replay_command(service, context.args),
+    ("fairness",): lambda service, context: policy_cli.fairness_command(service, context.args),
 }
 
 

@@ -12,12 +12,14 @@ from typing import Any
 
 from signoff.storage import ApprovalRequest, ConfigError, RequestQuery
 from signoff.storage.text import visible
+from signoff.tools.approvals.fairness import judge_groups, outcome_words
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_cases import Expect, parse_cases, run_cases
 from signoff.tools.approvals.policy_check import policy_faults, policy_summary
 from signoff.tools.approvals.policy_config import parse_policy_config, policy_version
 from signoff.tools.approvals.replay import ReplayReport, replay
 from signoff.tools.approvals.service import ApprovalService
+from signoff.tools.approvals.streams import outcome_counts
 
 _BEFORE = {Expect.APPROVE: "approved by policy", Expect.REVIEW: "went to people", Expect.REJECT: "rejected by policy"}
 _AFTER = {
@@ -193,3 +195,62 @@ def as_json(report: ReplayReport, path: Path, version: str, start: datetime | No
 
 def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+async def fairness_command(service: ApprovalService, args: argparse.Namespace) -> int:
+    """``signoff fairness``: every ``[[fairness.groups]]`` stream's rates per group, as the server judges them now."""
+    groups = service.policy.config.fairness.groups
+    report = []
+    for group in groups:
+        rates = judge_groups(group, await outcome_counts(service.store, group))
+        report.append((group, rates))
+    if args.json:
+        print(json.dumps([_group_json(group, rates) for group, rates in report], indent=2))
+        return 0
+    if not groups:
+        print("no [[fairness.groups]] in the policy: nothing is watched (see docs/policy.md, outcome fairness)")
+        return 0
+    for group, rates in report:
+        actions = ", ".join(group.action) or "every action"
+        print(
+            f"{group.attribute} ({actions}; {outcome_words(group)}; window {group.window:,}, margin"
+            f" {group.margin * 100:g} points, alpha {group.alpha:g}, min_samples {group.min_samples})"
+        )
+        if not rates:
+            print("  no requests with a group and an outcome yet")
+        for rate in rates:
+            p_value = f"p = {rate.p_value:.2g}" if rate.p_value is not None else "too few to test"
+            mark = f"  FLAGGED ({'below' if rate.rate < rate.rest_rate else 'above'} the rest)" if rate.flagged else ""
+            print(
+                f"  {visible(_short(rate.key, 40))}: {rate.rate:.0%} of {rate.total:,} against {rate.rest_rate:.0%}"
+                f" of the other {rate.rest_total:,}, {p_value}{mark}"
+            )
+    return 0
+
+
+def _group_json(group: Any, rates: list[Any]) -> dict[str, Any]:
+    return {
+        "attribute": group.attribute,
+        "action": list(group.action),
+        "outcome": group.outcome,
+        "positive": group.positive,
+        "window": group.window,
+        "margin": group.margin,
+        "alpha": group.alpha,
+        "min_samples": group.min_samples,
+        "groups": [
+            {
+                "group": json.loads(rate.key),
+                "positive": rate.positive,
+                "total": rate.total,
+                "rate": rate.rate,
+                "rest_positive": rate.rest_positive,
+                "rest_total": rate.rest_total,
+                "rest_rate": rate.rest_rate,
+                "p_value": rate.p_value,
+                "tested": rate.tested,
+                "flagged": rate.flagged,
+            }
+            for rate in rates
+        ],
+    }

@@ -38,6 +38,7 @@ ARGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("token", "new"): ("--identity", "billing-bot", "--role", "agent"),
     ("outbox", "list"): (),
     ("outbox", "retry"): ("--all-dead",),
+    ("fairness",): (),
     ("policy", "check"): ("signoff.example.toml",),
     ("policy", "test"): ("signoff.example.toml",),
     ("policy", "replay"): ("signoff.example.toml",),

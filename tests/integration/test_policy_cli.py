@@ -114,3 +114,30 @@ async def test_replay_reports_what_a_candidate_changes_and_writes_nothing(
     assert text.returncode == 0 and "review -> approve: 2 (went to people; would be approved at once)" in text.stdout
     with sqlite3.connect(db) as after:
         assert after.execute("SELECT count(*) FROM events").fetchone() == events
+
+
+async def test_fairness_prints_each_groups_rate_and_flags_the_outlier(
+    db: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    store = await SqliteStore.open(db)
+    try:
+        for band, approved in (("18-30", 45), ("31-50", 44), ("65+", 20)):
+            for index in range(60):
+                decision = "approve" if index < approved else "deny"
+                await add(store, action="loans.decide", payload={"band": band, "decision": decision}, flags=())
+    finally:
+        await store.close()
+    config = tmp_path / "signoff.toml"
+    config.write_text(
+        '[[fairness.groups]]\nattribute = "payload.band"\noutcome = "payload.decision"\npositive = "approve"\n'
+    )
+    ran = await signoff(env, "fairness", "--config", str(config))
+    assert ran.returncode == 0, ran
+    lines = ran.stdout.splitlines()
+    assert lines[0].startswith('payload.band (every action; payload.decision = "approve"; window 1,000')
+    [old] = [line for line in lines if '"65+"' in line]
+    assert old == '  "65+": 33% of 60 against 74% of the other 120, p = 1.3e-07  FLAGGED (below the rest)'
+    as_json = json.loads((await signoff(env, "fairness", "--config", str(config), "--json")).stdout)
+    assert {g["group"]: g["flagged"] for g in as_json[0]["groups"]}["65+"] is True
+    bare = await signoff(env, "fairness")
+    assert bare.returncode == 0 and bare.stdout.startswith("no [[fairness.groups]] in the policy")

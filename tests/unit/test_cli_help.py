@@ -19,6 +19,7 @@ COMMANDS = [
     ["token", "new"],
     ["outbox", "list"],
     ["outbox", "retry"],
+    ["fairness"],
     ["policy", "check"],
     ["policy", "test"],
     ["policy", "replay"],
@@ -54,5 +55,7 @@ def test_the_list_above_covers_every_command() -> None:
         else:
             leaves |= {(name, leaf) for leaf in nested._group_actions[0].choices}
     assert leaves == {
-        tuple(c) for c in COMMANDS if len(c) == 2 or c in (["serve"], ["init"], ["console"], ["history"], ["stats"])
+        tuple(c)
+        for c in COMMANDS
+        if len(c) == 2 or c in (["serve"], ["init"], ["console"], ["history"], ["stats"], ["fairness"])
     }
