@@ -21,7 +21,7 @@ from signoff.storage.canonical import canonical_json, is_number, numeric_leaves
 from signoff.storage.errors import InvalidInput
 from signoff.storage.records import ActionHistory, Priority, Trigger, TriggerKind
 from signoff.tools.access import person_of
-from signoff.tools.approvals import fairness
+from signoff.tools.approvals import fairness, shape
 from signoff.tools.approvals.conditions import Unclear, action_glob, match_rule, resolve, show
 from signoff.tools.approvals.policy_config import DEFAULT_VERSION, ActionSchema, Outcome, PolicyConfig
 
@@ -75,6 +75,12 @@ class Policy:
         """The indexes of the ``[[fairness.groups]]`` that judge ``action``: ``evaluate`` wants their counts."""
         groups = self.config.fairness.groups
         return [i for i, g in enumerate(groups) if not g.action or action_glob(action, g.action) is not None]
+
+    @property
+    def wants_profile(self) -> bool:
+        """Whether ``evaluate`` uses a ``PayloadProfile`` (an out-of-distribution check is on)."""
+        anomaly = self.config.anomaly
+        return anomaly.enabled and (anomaly.new_values or anomaly.key_set or anomaly.text_length)
 
     @property
     def wants_history(self) -> bool:
@@ -183,9 +189,11 @@ class Policy:
         request: PolicyInput,
         history: ActionHistory | None = None,
         streams: Mapping[int, fairness.Counts] | None = None,
+        profile: shape.PayloadProfile | None = None,
     ) -> PolicyDecision:
         """Validate the request, then decide. ``history`` is used only when ``wants_history``; ``streams`` holds the
-        recent outcome counts of each of the ``watched_groups`` (by index); without them, those groups stay silent."""
+        recent outcome counts of each of the ``watched_groups`` (by index); without them, those groups stay silent.
+        ``profile`` summarises recent approved payloads of the action, for the out-of-distribution checks."""
         self.validate(request)
         config = self.config
         matched = [(rule, detail) for rule in config.rules if (detail := match_rule(rule, request)) is not None]
@@ -199,6 +207,9 @@ class Policy:
             reviews.append(Trigger(kind=TriggerKind.CONFIDENCE, detail=detail))
         if config.anomaly.enabled and history is not None:
             reviews.extend(self._anomalies(request, history))
+        if config.anomaly.enabled and profile is not None:
+            for detail in shape.unusual(config.anomaly, request.action, request.payload, profile):
+                reviews.append(Trigger(kind=TriggerKind.ANOMALY, detail=detail))
         reviews.extend(self._fairness(request.flags))
         reviews.extend(self._outcome_fairness(request, streams or {}))
 

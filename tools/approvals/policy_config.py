@@ -89,9 +89,26 @@ class Anomaly:
     novel_action: bool = True  #: first request for an action from an agent -> review
     min_samples: int = 20  #: recorded values a field needs before its numbers are judged
     threshold: float = 3.5  #: modified z-score limit
+    # Out of distribution, learnt from the newest ``window`` approved requests of the same action:
+    new_values: bool = True  #: a value never seen for a categorical string field -> review
+    key_set: bool = True  #: keys never sent with this action, or missing keys every request had -> review
+    text_length: bool = True  #: a string ``text_factor`` times longer than any seen for the field -> review
+    warmup: int = 50  #: approved requests of the action needed before the three checks above judge it
+    window: int = 500  #: the newest approved requests of the action they learn from
+    #: a field with more distinct values than this, or than half its samples, is free text, not a category
+    max_categories: int = 50
+    text_factor: float = 3.0
 
     def __post_init__(self) -> None:
         at_least(self.min_samples, 1, "min_samples")
+        at_least(self.warmup, 1, "warmup")
+        at_least(self.max_categories, 1, "max_categories")
+        if not 1 <= self.window <= 10_000:
+            raise Fault(("window",), f"must be from 1 to 10,000, not {self.window:,}")
+        if self.warmup > self.window:
+            raise Fault(("warmup",), f"must be at most window ({self.window:,}), not {self.warmup:,}")
+        if not (math.isfinite(self.text_factor) and self.text_factor > 1):
+            raise Fault(("text_factor",), f"must be a number above 1 (3 is usual), not {self.text_factor}")
         if not (math.isfinite(self.threshold) and self.threshold > 0):
             raise Fault(("threshold",), f"must be a number above 0 (3.5 is usual), not {self.threshold}")
 

@@ -36,7 +36,8 @@ from signoff.storage.errors import unknown_request
 from signoff.tools.access import normal_name
 from signoff.tools.approvals import fairness, lifecycle, receipts
 from signoff.tools.approvals.policy import Outcome, Policy, PolicyDecision, PolicyInput
-from signoff.tools.approvals.streams import outcome_counts
+from signoff.tools.approvals.shape import PayloadProfile
+from signoff.tools.approvals.streams import outcome_counts, recent_profile
 from signoff.tools.clock import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
@@ -153,7 +154,10 @@ class ApprovalService:
             history = await self.store.action_history(draft.action, draft.agent_id, fields)
         if watched:
             streams = {i: await outcome_counts(self.store, policy.config.fairness.groups[i]) for i in watched}
-        decision = self._evaluate(policy, policy_input, history, streams)
+        profile = (
+            await recent_profile(self.store, draft.action, policy.config.anomaly) if policy.wants_profile else None
+        )
+        decision = self._evaluate(policy, policy_input, history, streams, profile)
         if draft.human_only and decision.outcome is Outcome.APPROVE:
             person = Trigger(kind=TriggerKind.RULE, detail=f"{draft.action} always needs a person's approval")
             decision = dataclasses.replace(decision, outcome=Outcome.REVIEW, triggers=(person, *decision.triggers))
@@ -203,10 +207,11 @@ class ApprovalService:
         policy_input: PolicyInput,
         history: ActionHistory | None,
         streams: Mapping[int, fairness.Counts] | None = None,
+        profile: PayloadProfile | None = None,
     ) -> PolicyDecision:
         started = time.perf_counter()  # a duration for metrics, not a time any decision depends on
         try:
-            return policy.evaluate(policy_input, history, streams)
+            return policy.evaluate(policy_input, history, streams, profile)
         finally:
             if self.on_policy_seconds is not None:
                 self.on_policy_seconds(time.perf_counter() - started)
