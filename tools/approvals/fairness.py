@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from signoff.storage import ApprovalRequest, DecidedBy, Status
 from signoff.storage.canonical import canonical_json, is_number
-from signoff.storage.records import ApprovalRequest, DecidedBy, Status
 from signoff.tools.approvals.conditions import Unclear, action_glob, resolve, show
 from signoff.tools.approvals.policy_config import STREAM_OUTCOMES, FairnessGroup
 

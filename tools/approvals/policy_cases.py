@@ -12,9 +12,8 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
+from signoff.storage import ActionHistory, ConfigError, InvalidInput, TriggerKind
 from signoff.storage.canonical import is_number
-from signoff.storage.errors import ConfigError, InvalidInput
-from signoff.storage.records import ActionHistory, TriggerKind
 from signoff.tools.approvals.policy import Policy, PolicyInput
 from signoff.tools.toml_positions import Locator
 from signoff.tools.typed_toml import Fault, build, non_empty_strings

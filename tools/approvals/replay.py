@@ -10,8 +10,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from signoff.storage.errors import InvalidInput
-from signoff.storage.records import ApprovalRequest, DecidedBy, Status, Trigger, TriggerKind
+from signoff.storage import ApprovalRequest, DecidedBy, InvalidInput, Status, Trigger, TriggerKind
 from signoff.tools.approvals.conditions import match_rule
 from signoff.tools.approvals.policy import Policy, PolicyInput
 from signoff.tools.approvals.policy_cases import Expect
