@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from signoff.server import alerts_cli, outbox_cli, render
+from signoff.server import alerts_cli, outbox_cli, policy_cli, render
 from signoff.server.config import Settings, package_version, receipt_key
 from signoff.storage import (
     ApprovalRequest,
@@ -65,6 +65,11 @@ EXAMPLES = {
     "token new": "example:\n  signoff token new --identity billing-bot --role agent",
     "outbox list": "example:\n  signoff outbox list",
     "outbox retry": "examples:\n  signoff outbox retry 42\n  signoff outbox retry --all-dead",
+    "fairness": "examples:\n  signoff fairness --config signoff.toml\n  signoff fairness --json",
+    "policy check": "example:\n  signoff policy check signoff.toml",
+    "policy test": "examples:\n  signoff policy test signoff.toml               # cases in signoff.cases.toml\n"
+    "  signoff policy test signoff.toml more-cases.toml",
+    "policy replay": "examples:\n  signoff policy replay new.toml --since 30d\n  signoff policy replay new.toml --json",
     "slack check": "example:\n  SIGNOFF_SLACK_BOT_TOKEN=xoxb-… SIGNOFF_SLACK_APP_TOKEN=xapp-… signoff slack check",
     "slack manifest": "examples:\n  signoff slack manifest                 # Socket Mode: no public URL needed\n"
     "  signoff slack manifest --request-url https://signoff.example.com/slack/interactions",
@@ -91,6 +96,8 @@ READ_ONLY = {
     ("alerts",),
     ("export", "training-data"),
     ("report",),
+    ("policy", "replay"),
+    ("fairness",),
 }
 MIN_PREFIX = 6  #: characters after ``req_`` that a prefix of a request id needs
 
@@ -295,6 +302,36 @@ def build_parser() -> argparse.ArgumentParser:
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument("id", nargs="?", type=_positive, help="the outbox row's ID, as `signoff outbox list` shows")
     which.add_argument("--all-dead", action="store_true", help="every dead notification")
+    fairness = sub(
+        commands,
+        "fairness",
+        "fairness",
+        "print each watched group's outcome rate against the rest, and flags",
+        DB,
+        CONFIG,
+    )
+    fairness.add_argument("--json", action="store_true", help="print JSON")
+    policy_actions = group(
+        commands,
+        "policy",
+        "check, test and replay a policy file before trusting it",
+        "signoff policy check signoff.toml",
+    )
+    policy_check = sub(policy_actions, "check", "policy check", "validate a policy file: one line per fault, exit 1")
+    policy_check.add_argument("file", type=Path, help="the policy TOML file")
+    policy_test = sub(
+        policy_actions, "test", "policy test", "run a policy's test cases; exit 1 naming each case that fails"
+    )
+    policy_test.add_argument("file", type=Path, help="the policy TOML file")
+    policy_test.add_argument("cases", type=Path, nargs="?", help="the cases file (default: FILE's name + .cases.toml)")
+    policy_replay = sub(
+        policy_actions, "replay", "policy replay", "what a policy would have decided differently on the history", DB
+    )
+    policy_replay.add_argument("file", type=Path, help="the candidate policy TOML file")
+    policy_replay.add_argument(
+        "--since", type=policy_cli.since, help="only requests created since: 30d, 12h, 90m or an ISO date or time"
+    )
+    policy_replay.add_argument("--json", action="store_true", help="print JSON")
     slack_actions = group(commands, "slack", "set up Slack reviewers", "signoff slack manifest")
     sub(
         slack_actions,
@@ -375,6 +412,8 @@ def _run(args: argparse.Namespace) -> int:
         return _new_token(args.identity, args.role)
     if args.command == "slack":
         return asyncio.run(_slack(settings, args))
+    if args.command == "policy" and args.policy_command in ("check", "test"):
+        return policy_cli.check(args) if args.policy_command == "check" else policy_cli.test(args)
     if args.command == "init":
         return asyncio.run(_init(_database(settings, args)))
     return asyncio.run(_offline(settings, args))
@@ -791,6 +830,8 @@ _HANDLERS: dict[tuple[str, ...], Callable[[ApprovalService, _Context], Awaitable
     ("alerts",): lambda service, context: alerts_cli.alerts_list(context.database.path, context.args),
     ("export", "training-data"): _export_training_data,
     ("report",): _report,
+    ("policy", "replay"): lambda service, context: policy_cli.replay_command(service, context.args),
+    ("fairness",): lambda service, context: policy_cli.fairness_command(service, context.args),
 }
 
 

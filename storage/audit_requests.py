@@ -36,6 +36,7 @@ CREATED_COLUMNS = (
     "approvers",
     "escalate_at",
     "escalate_to",
+    "policy_version",
 )
 _TIMES = {"expires_at", "escalate_at"}
 
@@ -143,6 +144,7 @@ def request_columns(request: ApprovalRequest) -> dict[str, Any]:
         "claimed_by": request.claimed_by,
         "claimed_at": _time(request.claimed_at),
         "claim_expires_at": _time(request.claim_until),
+        "policy_version": request.policy_version,
     }
 
 

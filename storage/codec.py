@@ -48,6 +48,7 @@ def request_row(r: ApprovalRequest) -> tuple[Any, ...]:
         json.dumps(list(r.approvers)),
         to_text(r.escalate_at) if r.escalate_at else None,
         r.escalate_to,
+        r.policy_version,
     )
 
 
@@ -93,6 +94,7 @@ def request_from_row(row: Sequence[Any]) -> ApprovalRequest:
         claimed_by=row[26],
         claimed_at=from_text(row[27]) if row[27] else None,
         claim_until=from_text(row[28]) if row[28] else None,
+        policy_version=row[29],
     )
 
 

@@ -131,6 +131,8 @@ class ApprovalRequest:
     claimed_by: str | None = None  #: the reviewer who said they are looking at it (see ``claim_at``)
     claimed_at: datetime | None = None
     claim_until: datetime | None = None  #: the claim lapses then, by itself
+    #: the version (a hash of the policy file's text) of the policy that decided it; None: recorded before versions
+    policy_version: str | None = None
 
     @property
     def approvals(self) -> tuple[Vote, ...]:

@@ -10,7 +10,7 @@ REQUEST_COLUMNS = """
                                          'comment', v.comment, 'at', v.at, 'ids', json(v.reviewer_ids)))
        FROM (SELECT * FROM votes WHERE request_id = r.id ORDER BY at, reviewer) AS v) AS votes,
     r.channel, r.approvers, r.consumed_at, r.escalate_at, r.escalate_to, r.escalated_at, r.approved_payload,
-    r.claimed_by, r.claimed_at, r.claim_expires_at
+    r.claimed_by, r.claimed_at, r.claim_expires_at, r.policy_version
 """
 
 SELECT_REQUEST = f"SELECT {REQUEST_COLUMNS} FROM requests AS r WHERE r.id = ?"
@@ -42,8 +42,9 @@ IDS_WITH_PREFIX = "SELECT id FROM requests WHERE id >= ? AND id < ? ORDER BY id 
 INSERT_REQUEST = """
 INSERT INTO requests (id, action, summary, payload, payload_sha256, confidence, flags, agent_id,
                       idempotency_key, status, decided_by, triggers, approvals_required, priority,
-                      created_at, expires_at, decided_at, note, channel, approvers, escalate_at, escalate_to)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      created_at, expires_at, decided_at, note, channel, approvers, escalate_at, escalate_to,
+                      policy_version)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 UPDATE_REQUEST_STATE = """

@@ -55,6 +55,7 @@ def creation_events(request: ApprovalRequest) -> tuple[NewEvent, ...]:
             "approvers": list(request.approvers),
             "escalate_at": request.escalate_at.isoformat() if request.escalate_at else None,
             "escalate_to": request.escalate_to,
+            "policy_version": request.policy_version,
         },
     )
     triggered = NewEvent(

@@ -35,8 +35,10 @@ from signoff.storage.audit import ChainReport, verify_store
 from signoff.storage.canonical import numeric_leaves, payload_sha256
 from signoff.storage.errors import unknown_request
 from signoff.tools.access import normal_name
-from signoff.tools.approvals import lifecycle, receipts
+from signoff.tools.approvals import fairness, lifecycle, receipts
 from signoff.tools.approvals.policy import Outcome, Policy, PolicyDecision, PolicyInput
+from signoff.tools.approvals.shape import PayloadProfile
+from signoff.tools.approvals.streams import outcome_counts, recent_profile
 from signoff.tools.clock import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
@@ -147,16 +149,24 @@ class ApprovalService:
             agent_id=draft.agent_id,
             expires_in_seconds=draft.expires_in_seconds,
         )
-        history = None
-        if self.policy.wants_history:
-            self.policy.validate(policy_input)  # before reading history for it; evaluate validates in any case
+        history, streams = None, None
+        policy = self.policy  # one policy decides the whole request, even if a reload replaces it meanwhile
+        watched = policy.watched_groups(draft.action)
+        if policy.wants_history or watched:
+            policy.validate(policy_input)  # before reading history for it; evaluate validates in any case
+        if policy.wants_history:
             fields = list(numeric_leaves(draft.payload))
             history = await self.store.action_history(draft.action, draft.agent_id, fields)
-        decision = self._evaluate(policy_input, history)
+        if watched:
+            streams = {i: await outcome_counts(self.store, policy.config.fairness.groups[i]) for i in watched}
+        profile = (
+            await recent_profile(self.store, draft.action, policy.config.anomaly) if policy.wants_profile else None
+        )
+        decision = self._evaluate(policy, policy_input, history, streams, profile)
         if draft.human_only and decision.outcome is Outcome.APPROVE:
             person = Trigger(kind=TriggerKind.RULE, detail=f"{draft.action} always needs a person's approval")
             decision = dataclasses.replace(decision, outcome=Outcome.REVIEW, triggers=(person, *decision.triggers))
-        request = self._new_request(draft, decision, _STATUS_OF[decision.outcome])
+        request = self._new_request(draft, decision, _STATUS_OF[decision.outcome], policy.version)
         stored, created = await self.store.create_request(
             request, lifecycle.creation_events(request), notify=request.status is Status.PENDING
         )
@@ -188,23 +198,32 @@ class ApprovalService:
             agent_id=draft.agent_id,
             expires_in_seconds=None,
         )
-        decision = self._evaluate(policy_input, None)
+        decision = self._evaluate(self.policy, policy_input, None)
         because = Trigger(kind=TriggerKind.RULE, detail=rule)
         decision = dataclasses.replace(decision, outcome=Outcome.APPROVE, triggers=(because,))
-        request = self._new_request(draft, decision, Status.APPROVED)
+        request = self._new_request(draft, decision, Status.APPROVED, self.policy.version)
         stored, _ = await self.store.create_request(request, lifecycle.creation_events(request), notify=notify)
         # used at once: a record is not an approval anything may act on (a permission prompt, a second change)
         return await self.store.update(stored.id, lifecycle.consume(self.clock.now()))
 
-    def _evaluate(self, policy_input: PolicyInput, history: ActionHistory | None) -> PolicyDecision:
+    def _evaluate(
+        self,
+        policy: Policy,
+        policy_input: PolicyInput,
+        history: ActionHistory | None,
+        streams: Mapping[int, fairness.Counts] | None = None,
+        profile: PayloadProfile | None = None,
+    ) -> PolicyDecision:
         started = time.perf_counter()  # a duration for metrics, not a time any decision depends on
         try:
-            return self.policy.evaluate(policy_input, history)
+            return policy.evaluate(policy_input, history, streams, profile)
         finally:
             if self.on_policy_seconds is not None:
                 self.on_policy_seconds(time.perf_counter() - started)
 
-    def _new_request(self, draft: Draft, decision: PolicyDecision, status: Status) -> ApprovalRequest:
+    def _new_request(
+        self, draft: Draft, decision: PolicyDecision, status: Status, policy_version: str
+    ) -> ApprovalRequest:
         now = self.clock.now()
         return ApprovalRequest(
             id=new_request_id(),
@@ -230,6 +249,7 @@ class ApprovalService:
             if status is Status.PENDING and decision.escalate_after_seconds
             else None,
             escalate_to=decision.escalate_to if status is Status.PENDING else None,
+            policy_version=policy_version,
         )
 
     async def get(self, request_id: str) -> ApprovalRequest:
@@ -360,7 +380,7 @@ class ApprovalService:
                 self.policy.validate(policy_input)
                 fields = list(numeric_leaves(changed))
                 history = await self.store.action_history(request.action, request.agent_id, fields)
-            decision = self._evaluate(policy_input, history)
+            decision = self._evaluate(self.policy, policy_input, history)
         except InvalidInput as exc:
             raise InvalidInput(f"the changed payload is refused: {exc.message}") from None
         if decision.outcome is Outcome.REJECT:

@@ -61,6 +61,9 @@ class ApprovalStatus(WireModel):
         default=None, description="The reviewer looking at it now, if one said so (still pending: do not act yet)"
     )
     claimed_at: datetime | None = Field(default=None, description="When claimed_by said they are looking at it")
+    policy_version: str | None = Field(
+        default=None, description="The version (a hash of the policy file) of the policy that decided this request"
+    )
     message: str = Field(description="What to do next")
     receipt: Receipt | None = Field(
         default=None, description="When approved: signed proof to check with verify_receipt right before acting"
@@ -101,6 +104,7 @@ class ApprovalStatus(WireModel):
             expires_at=request.expires_at,
             decided_at=request.decided_at,
             escalated_at=request.escalated_at,
+            policy_version=request.policy_version,
             message=stopping_step(request) if stopping and request.status is Status.PENDING else next_step(request),
         )
 
