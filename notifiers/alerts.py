@@ -18,8 +18,7 @@ from signoff.notifiers.base import DeliveryFailed
 from signoff.notifiers.email import EmailSender
 from signoff.notifiers.slack_notifier import _failure as slack_failure
 from signoff.notifiers.slack_setup import network_reason
-from signoff.notifiers.webhook import _failure as webhook_failure
-from signoff.notifiers.webhook import sign
+from signoff.notifiers.webhook import post_signed
 from signoff.storage.alerts import AlertKind, AlertMessage
 
 
@@ -83,21 +82,7 @@ class WebhookAlerts:
     async def send(self, alert: AlertMessage) -> None:
         body = json.dumps(document(alert), sort_keys=True).encode()
         timestamp, delivery = str(int(time.time())), f"alert:{alert.id}"
-        headers = {
-            "Content-Type": "application/json",
-            "X-Signoff-Timestamp": timestamp,
-            "X-Signoff-Delivery": delivery,
-            "X-Signoff-Signature": sign(self.secret, timestamp, delivery, body),
-        }
-        try:
-            async with (
-                aiohttp.ClientSession(timeout=self.timeout) as session,
-                session.post(self.url, data=body, headers=headers, allow_redirects=False) as response,
-            ):
-                if response.status >= 300:
-                    raise webhook_failure(response.status, response.headers.get("Retry-After"))
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise DeliveryFailed(f"webhook could not be reached: {exc!r}") from exc
+        await post_signed(self.url, self.secret, self.timeout, body, timestamp, delivery)
 
 
 class EmailAlerts:

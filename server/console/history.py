@@ -19,7 +19,7 @@ from starlette.responses import Response, StreamingResponse
 
 from signoff.server.console import present
 from signoff.server.console.core import Console, redirect
-from signoff.server.console.security import foreign_origin, secured
+from signoff.server.console.security import secured
 from signoff.storage import ApprovalRequest, InvalidInput, RequestQuery, Status
 from signoff.storage.audit import ChainReport
 from signoff.storage.timefmt import to_text
@@ -161,13 +161,10 @@ def _chain(check: ChainCheck | None) -> dict[str, Any] | None:
 
 async def verify(console: Console, request: Request) -> Response:
     """Check the audit chain now (POST, with the session's CSRF token); the page shows the result and when."""
-    fields = await request.form()
-    session = console.signed_in(request)
-    if session is None:
-        return secured(Response("sign in first", status_code=401))
-    csrf = fields.get("csrf")
-    if foreign_origin(request) is not None or not session.csrf_ok(csrf if isinstance(csrf, str) else None):
-        return secured(Response("refused: check from the console's own page", status_code=403))
+    posted = await console.posted(request, "check")
+    if isinstance(posted, Response):
+        return posted
+    session, _ = posted
     report = await console.service.verify_audit()
     assert session.identity is not None
     console.chain_check = ChainCheck(report=report, at=console.service.clock.now(), by=session.identity)

@@ -13,7 +13,7 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 
 from signoff.server.console import present
 from signoff.server.console.core import HERE, Console, redirect
-from signoff.server.console.security import foreign_origin, secured
+from signoff.server.console.security import secured
 from signoff.server.console.sessions import Session
 from signoff.storage import (
     ApprovalRequest,
@@ -177,13 +177,10 @@ async def _request_stream(console: Console, session: Session, request_id: str, s
 
 async def claim(console: Console, request: Request) -> Response:
     """Claim (say "I am reviewing this") or release, from the request page; POST with the session's CSRF token."""
-    fields = await request.form()
-    session = console.signed_in(request)
-    if session is None:
-        return secured(Response("sign in first", status_code=401))
-    csrf = fields.get("csrf")
-    if foreign_origin(request) is not None or not session.csrf_ok(csrf if isinstance(csrf, str) else None):
-        return secured(Response("refused: claim from the console's own page", status_code=403))
+    posted = await console.posted(request, "claim")
+    if isinstance(posted, Response):
+        return posted
+    session, fields = posted
     request_id = request.path_params["request_id"]
     assert session.identity is not None
     releasing = fields.get("claim") == "release"
@@ -216,15 +213,10 @@ def _payload_of(text: str) -> object:
 
 
 async def vote(console: Console, request: Request) -> Response:
-    fields = await request.form()
-    session = console.signed_in(request)
-    csrf = fields.get("csrf")
-    if session is None:
-        return secured(Response("sign in first", status_code=401))
-    origin = foreign_origin(request)
-    if origin is not None or not session.csrf_ok(csrf if isinstance(csrf, str) else None):
-        logger.warning("console vote refused: no CSRF token, or Origin %s", origin)
-        return secured(Response("refused: vote from the console's own page", status_code=403))
+    posted = await console.posted(request, "vote")
+    if isinstance(posted, Response):
+        return posted
+    session, fields = posted
     request_id = request.path_params["request_id"]
     verdict_text, reason = fields.get("verdict"), fields.get("reason")
     reason = reason.strip() if isinstance(reason, str) else ""
