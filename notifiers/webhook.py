@@ -87,21 +87,29 @@ class WebhookNotifier:
         body = json.dumps(document(request), sort_keys=True).encode()
         timestamp = str(int(time.time()))
         delivery = delivery_id.get() or f"{request.id}:{secrets.token_hex(8)}"
-        headers = {
-            "Content-Type": "application/json",
-            "X-Signoff-Timestamp": timestamp,
-            "X-Signoff-Delivery": delivery,
-            "X-Signoff-Signature": sign(self.secret, timestamp, delivery, body),
-        }
-        try:
-            async with (
-                aiohttp.ClientSession(timeout=self.timeout) as session,
-                session.post(self.url, data=body, headers=headers, allow_redirects=False) as response,
-            ):
-                if response.status >= 300:
-                    raise _failure(response.status, response.headers.get("Retry-After"))
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise DeliveryFailed(f"webhook could not be reached: {exc!r}") from exc
+        await post_signed(self.url, self.secret, self.timeout, body, timestamp, delivery)
+
+
+async def post_signed(
+    url: str, secret: str, timeout: aiohttp.ClientTimeout, body: bytes, timestamp: str, delivery: str
+) -> None:
+    """POST ``body`` with signoff's signature headers; DeliveryFailed (with any Retry-After) unless a 2xx answers.
+    Notifications and alerts both go out this way, so a receiver checks them with the same ``verify``."""
+    headers = {
+        "Content-Type": "application/json",
+        "X-Signoff-Timestamp": timestamp,
+        "X-Signoff-Delivery": delivery,
+        "X-Signoff-Signature": sign(secret, timestamp, delivery, body),
+    }
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(url, data=body, headers=headers, allow_redirects=False) as response,
+        ):
+            if response.status >= 300:
+                raise _failure(response.status, response.headers.get("Retry-After"))
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise DeliveryFailed(f"webhook could not be reached: {exc!r}") from exc
 
 
 def _failure(status: int, retry_after: str | None) -> DeliveryFailed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from starlette.responses import Response
 
 from signoff.notifiers import ConsoleNotifier, FanOut, Notifier, WebhookNotifier
 from signoff.server import metrics, review_api
+from signoff.server.alerts import alert_worker
 from signoff.server.argument_errors import SignoffMCPServer
 from signoff.server.auth import LOOPBACK_HOSTS, ConfigTokenVerifier
 from signoff.server.config import Settings, package_version, receipt_key
@@ -26,6 +28,7 @@ from signoff.server.console import Console
 from signoff.server.console import routes as console_routes
 from signoff.server.duplicate_keys import DuplicateKeysASGI, RejectDuplicateKeys
 from signoff.server.model_plane import model_plane
+from signoff.server.policy_reload import PolicyReloader
 from signoff.server.slack import SlackParts, interactions_route, slack_session
 from signoff.server.stopping import Stopper, serve_uvicorn
 from signoff.server.stores import open_store
@@ -37,7 +40,7 @@ from signoff.tools.access import Role
 from signoff.tools.app_state import AppState
 from signoff.tools.approvals.handlers import register_tools
 from signoff.tools.approvals.policy import Policy
-from signoff.tools.approvals.policy_config import load_policy_config
+from signoff.tools.approvals.policy_config import parse_policy_config, policy_version, read_policy_text
 from signoff.tools.approvals.service import ApprovalService
 from signoff.tools.clock import Clock
 from signoff.tools.models.handlers import register_model_tools
@@ -53,8 +56,11 @@ mean: do not perform the action. You cannot approve requests yourself."""
 
 
 def load_policy(settings: Settings) -> Policy:
-    """The policy from the config file (errors name the line at fault), or the safe defaults."""
-    return Policy(load_policy_config(settings.config_path)) if settings.config_path else Policy()
+    """The policy from the config file (errors name the line at fault), or the safe defaults; with its version."""
+    if settings.config_path is None:
+        return Policy()
+    text = read_policy_text(settings.config_path)
+    return Policy(parse_policy_config(text, os.fspath(settings.config_path)), policy_version(text))
 
 
 def build_server(
@@ -108,8 +114,11 @@ def build_server(
                     settings=settings.models,
                     db_url=settings.db_url,
                 ) as models,
+                alert_worker(settings, service.clock, in_memory=isinstance(active, MemoryStore)),
             ):
                 workers.start_soon(sweep_expired, service, settings.sweep_interval)
+                if settings.config_path is not None:  # SIGHUP or an edit: the new policy decides from then on
+                    await workers.start(PolicyReloader(settings.config_path, service).watch)
                 limits = DeliveryLimits(settings.notify_max_attempts, settings.notify_give_up_seconds)
                 chosen = notifier or default_notifier(settings, parts)
                 workers.start_soon(partial(deliver_outbox, service, chosen, limits=limits))

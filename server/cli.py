@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from signoff.server import outbox_cli, render
+from signoff.server import alerts_cli, outbox_cli, policy_cli, render
 from signoff.server.config import Settings, package_version, receipt_key
 from signoff.server.stores import database_name, open_store
 from signoff.storage import (
@@ -58,9 +58,19 @@ EXAMPLES = {
     "  signoff history --action payments.transfer --json",
     "audit verify": "example:\n  signoff audit verify",
     "stats": "examples:\n  signoff stats\n  signoff stats --json --db /var/lib/signoff/signoff.db",
+    "alerts": "examples:\n  signoff alerts\n  signoff alerts --json --limit 200",
+    "export training-data": "examples:\n  signoff export training-data --since 2026-11-01 > decisions.jsonl\n"
+    "  signoff export training-data --model fraud-scorer@2.1 --format csv --output fraud.csv",
+    "report": "examples:\n  signoff report --since 2026-10-01 --until 2027-01-01 --output q4.html\n"
+    "  signoff report --format json",
     "token new": "example:\n  signoff token new --identity billing-bot --role agent",
     "outbox list": "example:\n  signoff outbox list",
     "outbox retry": "examples:\n  signoff outbox retry 42\n  signoff outbox retry --all-dead",
+    "fairness": "examples:\n  signoff fairness --config signoff.toml\n  signoff fairness --json",
+    "policy check": "example:\n  signoff policy check signoff.toml",
+    "policy test": "examples:\n  signoff policy test signoff.toml               # cases in signoff.cases.toml\n"
+    "  signoff policy test signoff.toml more-cases.toml",
+    "policy replay": "examples:\n  signoff policy replay new.toml --since 30d\n  signoff policy replay new.toml --json",
     "slack check": "example:\n  SIGNOFF_SLACK_BOT_TOKEN=xoxb-… SIGNOFF_SLACK_APP_TOKEN=xapp-… signoff slack check",
     "slack manifest": "examples:\n  signoff slack manifest                 # Socket Mode: no public URL needed\n"
     "  signoff slack manifest --request-url https://signoff.example.com/slack/interactions",
@@ -80,7 +90,19 @@ FORMATS = ("table", "csv", "jsonl", "json")
 
 #: The commands that read the database and never write it: they open it read-only (``mode=ro``), so a reviewer or
 #: an auditor without write access can run them, beside a running server.
-READ_ONLY = {("review", "list"), ("review", "show"), ("history",), ("stats",), ("audit", "verify"), ("outbox", "list")}
+READ_ONLY = {
+    ("review", "list"),
+    ("review", "show"),
+    ("history",),
+    ("stats",),
+    ("audit", "verify"),
+    ("outbox", "list"),
+    ("alerts",),
+    ("export", "training-data"),
+    ("report",),
+    ("policy", "replay"),
+    ("fairness",),
+}
 MIN_PREFIX = 6  #: characters after ``req_`` that a prefix of a request id needs
 
 
@@ -212,6 +234,43 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub(commands, "stats", "stats", "print the numbers GET /metrics serves, read from the database", DB, CONFIG)
     stats.add_argument("--json", action="store_true", help="print JSON: every sample's name, labels and value")
 
+    alerts = sub(commands, "alerts", "alerts", "list the alerts firing now and the recent ones", DB, CONFIG)
+    alerts.add_argument("--limit", type=int, default=50, help="show at most this many (default 50)")
+    alerts.add_argument("--json", action="store_true", help="print JSON")
+
+    export_actions = group(
+        commands, "export", "export people's decisions", "signoff export training-data > decisions.jsonl"
+    )
+    training = sub(
+        export_actions,
+        "training-data",
+        "export training-data",
+        "one record per request people decided: payload, model, confidence, triggers, verdict, reviewers, comments",
+        DB,
+        CONFIG,
+    )
+    training.add_argument("--since", type=_parse_time, help="made at or after: ISO date or time (UTC if no zone)")
+    training.add_argument("--until", type=_parse_time, help="made before: ISO date or time (UTC if no zone)")
+    training.add_argument("--action", help="only this action")
+    training.add_argument("--model", help="only requests naming this model (NAME or NAME@VERSION)")
+    training.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="jsonl (default) or csv")
+    training.add_argument("--output", type=Path, help="write to this file (default: standard output)")
+    training.add_argument("--model-path", default="model", help="the payload field naming the model (default model)")
+    training.add_argument(
+        "--version-path", default="model_version", help="the payload field naming its version (default model_version)"
+    )
+
+    report = sub(
+        commands, "report", "report", "an audit report for a period: outcomes, times, reviewers, alerts", DB, CONFIG
+    )
+    report.add_argument(
+        "--since", type=_parse_time, help="requests made at or after: ISO date or time (UTC if no zone)"
+    )
+    report.add_argument("--until", type=_parse_time, help="requests made before: ISO date or time (UTC if no zone)")
+    report.add_argument("--format", choices=("html", "md", "json"), default="html", help="html (default), md or json")
+    report.add_argument("--output", type=Path, help="write to this file (default: standard output)")
+    report.add_argument("--sla-minutes", type=float, default=60.0, help="people's decisions slower than this breach")
+
     audit_actions = group(commands, "audit", "check the tamper-evident audit log", "signoff audit verify")
     verify = sub(
         audit_actions,
@@ -247,6 +306,36 @@ def build_parser() -> argparse.ArgumentParser:
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument("id", nargs="?", type=_positive, help="the outbox row's ID, as `signoff outbox list` shows")
     which.add_argument("--all-dead", action="store_true", help="every dead notification")
+    fairness = sub(
+        commands,
+        "fairness",
+        "fairness",
+        "print each watched group's outcome rate against the rest, and flags",
+        DB,
+        CONFIG,
+    )
+    fairness.add_argument("--json", action="store_true", help="print JSON")
+    policy_actions = group(
+        commands,
+        "policy",
+        "check, test and replay a policy file before trusting it",
+        "signoff policy check signoff.toml",
+    )
+    policy_check = sub(policy_actions, "check", "policy check", "validate a policy file: one line per fault, exit 1")
+    policy_check.add_argument("file", type=Path, help="the policy TOML file")
+    policy_test = sub(
+        policy_actions, "test", "policy test", "run a policy's test cases; exit 1 naming each case that fails"
+    )
+    policy_test.add_argument("file", type=Path, help="the policy TOML file")
+    policy_test.add_argument("cases", type=Path, nargs="?", help="the cases file (default: FILE's name + .cases.toml)")
+    policy_replay = sub(
+        policy_actions, "replay", "policy replay", "what a policy would have decided differently on the history", DB
+    )
+    policy_replay.add_argument("file", type=Path, help="the candidate policy TOML file")
+    policy_replay.add_argument(
+        "--since", type=policy_cli.since, help="only requests created since: 30d, 12h, 90m or an ISO date or time"
+    )
+    policy_replay.add_argument("--json", action="store_true", help="print JSON")
     slack_actions = group(commands, "slack", "set up Slack reviewers", "signoff slack manifest")
     sub(
         slack_actions,
@@ -332,6 +421,8 @@ def _run(args: argparse.Namespace) -> int:
         return _new_token(args.identity, args.role)
     if args.command == "slack":
         return asyncio.run(_slack(settings, args))
+    if args.command == "policy" and args.policy_command in ("check", "test"):
+        return policy_cli.check(args) if args.policy_command == "check" else policy_cli.test(args)
     if args.command == "init":
         return asyncio.run(_init(_database(settings, args)))
     return asyncio.run(_offline(settings, args))
@@ -346,7 +437,7 @@ def _describe(exc: OSError | sqlite3.Error, args: argparse.Namespace) -> str:
     if "readonly" in text or "read-only" in text:
         return (
             f"cannot write to the database {database}: {text}; this command needs write access to the file and its"
-            " folder (review list, review show, history, stats, audit verify and outbox list only read it)"
+            " folder (review list, review show, history, stats, audit verify, outbox list and alerts only read it)"
         )
     return f"the database {database} could not be used: {text}" if database else text
 
@@ -384,8 +475,8 @@ class Database:
         if not os.access(self.path, os.W_OK):
             raise ConfigError(
                 f"cannot write to the database {self.path} ({self.source}): permission denied; deciding"
-                " needs write access to it (review list, review show, history, stats, audit verify and outbox list"
-                " only read it)"
+                " needs write access to it (review list, review show, history, stats, audit verify, outbox list and"
+                " alerts only read it)"
             )
 
 
@@ -664,6 +755,58 @@ async def _audit_verify(service: ApprovalService, context: _Context) -> int:
     return 1
 
 
+async def _export_training_data(service: ApprovalService, context: _Context) -> int:
+    from signoff.server import export
+
+    args = context.args
+    requests = await export.decided_by_people(service.store, since=args.since, until=args.until, action=args.action)
+    records = [export.record(r, model_path=args.model_path, version_path=args.version_path) for r in requests]
+    records = export.select_model(records, args.model)
+    text = export.as_csv(records) if args.format == "csv" else export.as_jsonl(records)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+    print(f"exported {len(records)} request(s) decided by people", file=sys.stderr)
+    return 0
+
+
+async def _report(service: ApprovalService, context: _Context) -> int:
+    from signoff.server import report
+    from signoff.storage.alerts import AlertStore
+    from signoff.storage.audit import verify_store
+    from signoff.storage.models.sqlite import SqliteModelStore
+
+    args, path = context.args, context.database.path
+    models = SqliteModelStore(await open_read_only(path), poll_interval=1.0, seed=None)
+    try:
+        audit = await verify_store(service.store, {}, models=models)
+    finally:
+        await models.close()
+    alerts = AlertStore(await open_read_only(path))
+    try:
+        episodes = await alerts.episodes(limit=10_000)
+    finally:
+        await alerts.close()
+    requests = await report.requests_in(service.store, args.since, args.until)
+    numbers = report.build(
+        requests,
+        episodes,
+        audit,
+        since=args.since,
+        until=args.until,
+        now=service.clock.now(),
+        sla_seconds=args.sla_minutes * 60,
+    )
+    render_as = {"html": report.as_html, "md": report.as_markdown, "json": report.as_json}
+    text = render_as[args.format](numbers)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+    return 0
+
+
 async def _slack(settings: Settings, args: argparse.Namespace) -> int:
     from signoff.notifiers import slack_setup, web_client
 
@@ -697,6 +840,11 @@ _HANDLERS: dict[tuple[str, ...], Callable[[ApprovalService, _Context], Awaitable
     ("audit", "verify"): _audit_verify,
     ("outbox", "list"): lambda service, context: outbox_cli.outbox_list(service, context.args),
     ("outbox", "retry"): lambda service, context: outbox_cli.outbox_retry(service, context.args),
+    ("alerts",): lambda service, context: alerts_cli.alerts_list(context.database.path, context.args),
+    ("export", "training-data"): _export_training_data,
+    ("report",): _report,
+    ("policy", "replay"): lambda service, context: policy_cli.replay_command(service, context.args),
+    ("fairness",): lambda service, context: policy_cli.fairness_command(service, context.args),
 }
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import platformdirs
 
+from signoff.notifiers.email import SmtpSecurity, SmtpSettings
+from signoff.server.alerts import AlertSettings
 from signoff.storage import ConfigError
 from signoff.storage.pg_url import is_postgres_url
 from signoff.tools.models.canary import CanaryLimits
@@ -118,6 +120,7 @@ class Settings:
     http_max_connections: int = 200
     console_idle_minutes: float = 30.0  #: SIGNOFF_CONSOLE_IDLE_MINUTES: a console session ends after this idle time
     models: ModelSettings = field(default_factory=ModelSettings)  #: SIGNOFF_MODEL_*: the model control plane
+    alerts: AlertSettings = field(default_factory=AlertSettings)  #: SIGNOFF_ALERT_*, SIGNOFF_SMTP_*: built-in alerts
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -141,6 +144,7 @@ class Settings:
             notify_give_up_seconds=_number(env, "SIGNOFF_NOTIFY_GIVE_UP_SECONDS", 86_400.0),
             console_idle_minutes=_bounded(env, "SIGNOFF_CONSOLE_IDLE_MINUTES", 30.0, 1, 7 * 24 * 60),
             models=_model_settings(env),
+            alerts=_alert_settings(env),
             http_request_timeout=_bounded(env, "SIGNOFF_HTTP_REQUEST_TIMEOUT", 10.0, 0.01, 3600),
             http_idle_timeout=_bounded(env, "SIGNOFF_HTTP_IDLE_TIMEOUT", 5.0, 0.01, 3600),
             http_max_connections=_whole(env, "SIGNOFF_HTTP_MAX_CONNECTIONS", 200, 1, 100_000),
@@ -165,6 +169,8 @@ class Settings:
                 "random bytes (e.g. python -c 'import secrets; print(secrets.token_hex(32))'), or unset it to use a "
                 "key file beside the database"
             )
+        if self.alerts.slack_channel and not self.slack_bot_token:
+            raise ConfigError("SIGNOFF_ALERT_SLACK_CHANNEL needs SIGNOFF_SLACK_BOT_TOKEN: alerts are posted by the bot")
         if bool(self.webhook_url) != bool(self.webhook_secret):
             raise ConfigError("set SIGNOFF_WEBHOOK_URL and SIGNOFF_WEBHOOK_SECRET together: webhooks are always signed")
 
@@ -223,6 +229,60 @@ def _model_settings(env: Mapping[str, str]) -> ModelSettings:
                 env, "SIGNOFF_MODEL_MAX_LATENCY_INCREASE", limits.max_latency_increase, 0, 100
             ),
         ),
+    )
+
+
+def _switch(env: Mapping[str, str], name: str, default: str) -> bool:
+    switch = env.get(name, default).strip().lower()
+    if switch not in ("on", "off", "true", "false", "1", "0"):
+        raise ConfigError(f"{name}={switch!r}; use on or off")
+    return switch in ("on", "true", "1")
+
+
+def _alert_settings(env: Mapping[str, str]) -> AlertSettings:
+    """The built-in alerts' settings from ``SIGNOFF_ALERTS``, ``SIGNOFF_ALERT_*``, ``SIGNOFF_SMTP_*`` (docs: Alerts)."""
+    defaults = AlertSettings()
+    host = env.get("SIGNOFF_SMTP_HOST", "").strip()
+    recipients = tuple(a.strip() for a in env.get("SIGNOFF_ALERT_EMAIL_TO", "").split(",") if a.strip())
+    if bool(host) != bool(recipients):
+        raise ConfigError("set SIGNOFF_SMTP_HOST and SIGNOFF_ALERT_EMAIL_TO together: e-mail alerts need both")
+    smtp = None
+    if host:
+        security = env.get("SIGNOFF_SMTP_SECURITY", "starttls").strip().lower()
+        if security not in {s.value for s in SmtpSecurity}:
+            raise ConfigError(f"SIGNOFF_SMTP_SECURITY={security!r}; use starttls, tls or none")
+        username = env.get("SIGNOFF_SMTP_USERNAME") or None
+        password = env.get("SIGNOFF_SMTP_PASSWORD") or None
+        if bool(username) != bool(password):
+            raise ConfigError("set SIGNOFF_SMTP_USERNAME and SIGNOFF_SMTP_PASSWORD together")
+        default_port = {"starttls": 587, "tls": 465, "none": 25}[security]
+        smtp = SmtpSettings(
+            host=host,
+            port=_whole(env, "SIGNOFF_SMTP_PORT", default_port, 1, 65535),
+            security=SmtpSecurity(security),
+            username=username,
+            password=password,
+            sender=env.get("SIGNOFF_ALERT_EMAIL_FROM", "").strip() or "signoff@localhost",
+            recipients=recipients,
+        )
+    return AlertSettings(
+        enabled=_switch(env, "SIGNOFF_ALERTS", "on"),
+        rejection_rate=_bounded(env, "SIGNOFF_ALERT_REJECTION_RATE", defaults.rejection_rate, 0, 1),
+        rejection_min_decisions=_whole(
+            env, "SIGNOFF_ALERT_REJECTION_MIN_DECISIONS", defaults.rejection_min_decisions, 1, 1_000_000_000
+        ),
+        max_pending=_whole(env, "SIGNOFF_ALERT_MAX_PENDING", defaults.max_pending, 0, 1_000_000_000),
+        interval=_bounded(env, "SIGNOFF_ALERT_INTERVAL", defaults.interval, 0.01, 86_400),
+        oldest_pending_minutes=(
+            _bounded(env, "SIGNOFF_ALERT_OLDEST_PENDING_MINUTES", 0, 1, 525_600)
+            if env.get("SIGNOFF_ALERT_OLDEST_PENDING_MINUTES", "").strip()
+            else None
+        ),
+        notifications_dead=_switch(env, "SIGNOFF_ALERT_NOTIFICATIONS_DEAD", "off"),
+        slack_channel=env.get("SIGNOFF_ALERT_SLACK_CHANNEL", "").strip() or None,
+        smtp=smtp,
+        max_attempts=_whole(env, "SIGNOFF_NOTIFY_MAX_ATTEMPTS", 50, 1, 1_000_000),
+        give_up_seconds=_number(env, "SIGNOFF_NOTIFY_GIVE_UP_SECONDS", 86_400.0),
     )
 
 

@@ -79,6 +79,7 @@ def detail(request: ApprovalRequest, events: Sequence[Event], *, overdue: bool =
         ("created", short_time(request.created_at)),
         ("expires", deadline),
         ("decided", short_time(request.decided_at)),
+        ("policy", request.policy_version or "- (recorded before policy versions were kept)"),
     ]
     if request.note:
         rows.append(("note", v(request.note)))
@@ -126,6 +127,7 @@ HISTORY_FIELDS = (
     "escalated_at",
     "message",
     "receipt",
+    "policy_version",
 )
 #: CSV cells a spreadsheet would run as a formula start with one of these; such a cell gets a leading ``'``.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -4,7 +4,8 @@
   every status), ``action``, ``agent_id``, ``since``, ``until`` (ISO 8601), ``limit`` (1-200, default 50) and
   ``cursor`` (``next_cursor`` of the previous page). Each item carries its priority and a payload excerpt.
 - ``GET /api/requests/{id}``: one request with everything a reviewer needs: payload, triggers, votes, events, receipt.
-- ``POST /api/requests/{id}/votes`` with ``{"verdict": "approve" | "reject", "comment": "..."}``: the request after the
+- ``POST /api/requests/{id}/votes`` with ``{"verdict": "approve" | "reject", "comment": "..."}`` (and
+  ``"approved_payload": {...}`` to approve with changes): the request after the
   vote, with its receipt when the vote approved it.
 """
 
@@ -38,7 +39,7 @@ from signoff.tools.approvals.views import decode_cursor, encode_cursor
 
 _STATUS_OF_ERROR: dict[type[SignoffError], int] = {InvalidInput: 400, Forbidden: 403, NotFound: 404, Conflict: 409}
 LIST_PARAMETERS = ("status", "action", "agent_id", "since", "until", "limit", "cursor")
-VOTE_FIELDS = ("verdict", "comment")
+VOTE_FIELDS = ("verdict", "comment", "approved_payload")
 MAX_LIMIT = 200
 EXCERPT_VALUE_CHARS = 200  #: a payload value longer than this (as JSON) is folded in list items
 EXCERPT_KEYS = 20  #: list items show at most this many payload keys
@@ -114,8 +115,12 @@ def list_query(params: Mapping[str, str]) -> RequestQuery:
     )
 
 
-def vote_body(raw: bytes) -> tuple[Verdict, str | None]:
-    usage = 'send a JSON object {"verdict": "approve" | "reject", "comment": "why"} (a reason is required to reject)'
+def vote_body(raw: bytes) -> tuple[Verdict, str | None, dict[str, Any] | None]:
+    """The verdict, the comment and, to approve with changes, the changed payload."""
+    usage = (
+        'send a JSON object {"verdict": "approve" | "reject", "comment": "why"} (a reason is required to reject;'
+        ' "approved_payload": {...} with approve approves with changes)'
+    )
     try:
         body = json.loads(raw)
     except ValueError:
@@ -132,7 +137,10 @@ def vote_body(raw: bytes) -> tuple[Verdict, str | None]:
     comment = body.get("comment")
     if comment is not None and not isinstance(comment, str):
         raise InvalidInput(f"comment must be a string; {usage}")
-    return verdict, comment
+    changed = body.get("approved_payload")
+    if changed is not None and not isinstance(changed, dict):
+        raise InvalidInput(f"approved_payload must be a JSON object; {usage}")
+    return verdict, comment, changed
 
 
 async def list_requests(request: Request, state: AppState, verifier: ConfigTokenVerifier | None) -> JSONResponse:
@@ -166,8 +174,9 @@ async def vote(request: Request, state: AppState, verifier: ConfigTokenVerifier 
     if code != 200:
         return _error(code, who)
     try:
-        verdict, comment = vote_body(await request.body())
-        decided = await state.service.vote(request.path_params["request_id"], who, verdict, comment)
+        verdict, comment, changed = vote_body(await request.body())
+        request_id = request.path_params["request_id"]
+        decided = await state.service.vote(request_id, who, verdict, comment, approved_payload=changed)
     except SignoffError as exc:
         return _error(_STATUS_OF_ERROR.get(type(exc), 400), exc.message)
     return JSONResponse({**(await state.status(decided, strict=False)).model_dump(mode="json")})

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from signoff.server.config import Settings
 from signoff.storage import ConfigError, ModelStore, Store
+from signoff.storage.alerts import Alerts, AlertStore
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.storage.models.sqlite import SqliteModelStore
 from signoff.storage.pg_url import redacted
@@ -35,6 +36,17 @@ async def open_model_store(db_path: Path, db_url: str | None) -> ModelStore:
     except ImportError as exc:
         raise ConfigError(NO_DRIVER.format(exc)) from None
     return await PostgresModelStore.open(db_url)
+
+
+async def open_alert_store(db_path: Path, db_url: str | None) -> Alerts:
+    """The alerts' state and outbox on the same database as the approval store."""
+    if db_url is None:
+        return await AlertStore.open(db_path)
+    try:
+        from signoff.storage.alerts_pg import PostgresAlertStore  # psycopg: the optional `postgres` extra
+    except ImportError as exc:
+        raise ConfigError(NO_DRIVER.format(exc)) from None
+    return await PostgresAlertStore.open(db_url)
 
 
 def database_name(settings: Settings) -> str:

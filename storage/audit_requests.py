@@ -1,10 +1,10 @@
 """Replaying a request's events into the columns of its ``requests`` and ``votes`` rows, and comparing.
 
 Every column a request has is compared with the event that set it: what it asked for with ``created``, its
-triggers with ``triggered``, its decision with ``decided`` / ``expired`` / ``cancelled``, its use with
-``consumed``, its escalation with ``escalated``, and each vote row with its ``voted`` event. An event written
-before a column was recorded in it does not carry that column: the column is then *unchecked* for that
-request, and the report says so instead of passing it silently. Pure: no I/O.
+triggers with ``triggered``, its decision (and a payload a reviewer changed, ``approved_payload``) with ``decided``
+/ ``expired`` / ``cancelled``, its use with ``consumed``, its escalation with ``escalated``, and each vote row with
+its ``voted`` event. An event written before a column was recorded in it does not carry that column: the column
+is then *unchecked* for that request, and the report says so instead of passing it silently. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ CREATED_COLUMNS = (
     "approvers",
     "escalate_at",
     "escalate_to",
+    "policy_version",
 )
 _TIMES = {"expires_at", "escalate_at"}
 
@@ -70,11 +71,16 @@ class RequestReplay:
                 self.columns.update(
                     status="pending", decided_by=None, decided_at=None, note=None, consumed_at=None, escalated_at=None
                 )
+                self.columns["approved_payload"] = None
+                self.columns.update(claimed_by=None, claimed_at=None, claim_expires_at=None)
             case EventKind.TRIGGERED:
                 self.columns["triggers"] = _triggers(data["triggers"]) if "triggers" in data else _UNKNOWN
             case EventKind.DECIDED:
                 by = data.get("by", _UNKNOWN)
                 self.columns.update(status=data.get("status", _UNKNOWN), decided_by=by, decided_at=at, note=None)
+                # a decision before approve-with-changes existed carries no approved_payload, and had none
+                amended = data.get("approved_payload")
+                self.columns["approved_payload"] = canonical_json(amended) if amended is not None else None
             case EventKind.EXPIRED:
                 self.columns.update(status="expired", decided_by=None, decided_at=at, note=data.get("note", _UNKNOWN))
             case EventKind.CANCELLED:
@@ -90,6 +96,15 @@ class RequestReplay:
                     "at": at,
                     "reviewer_ids": list(data["reviewer_ids"]) if "reviewer_ids" in data else _UNKNOWN,
                 }
+            case EventKind.CLAIMED:
+                until = data.get("until")
+                self.columns.update(
+                    claimed_by=data.get("reviewer", _UNKNOWN),
+                    claimed_at=at,
+                    claim_expires_at=to_text(datetime.fromisoformat(until)) if isinstance(until, str) else _UNKNOWN,
+                )
+            case EventKind.RELEASED:
+                self.columns.update(claimed_by=None, claimed_at=None, claim_expires_at=None)
             case EventKind.CONSUMED:
                 self.columns["consumed_at"] = at
             case EventKind.ESCALATED:
@@ -125,6 +140,11 @@ def request_columns(request: ApprovalRequest) -> dict[str, Any]:
         "escalate_at": _time(request.escalate_at),
         "escalate_to": request.escalate_to,
         "escalated_at": _time(request.escalated_at),
+        "approved_payload": canonical_json(request.approved_payload) if request.approved_payload is not None else None,
+        "claimed_by": request.claimed_by,
+        "claimed_at": _time(request.claimed_at),
+        "claim_expires_at": _time(request.claim_until),
+        "policy_version": request.policy_version,
     }
 
 

@@ -48,6 +48,7 @@ def request_row(r: ApprovalRequest) -> tuple[Any, ...]:
         json.dumps(list(r.approvers)),
         to_text(r.escalate_at) if r.escalate_at else None,
         r.escalate_to,
+        r.policy_version,
     )
 
 
@@ -89,13 +90,18 @@ def request_from_row(row: Sequence[Any]) -> ApprovalRequest:
         escalate_at=from_text(row[22]) if row[22] else None,
         escalate_to=row[23],
         escalated_at=from_text(row[24]) if row[24] else None,
+        approved_payload=json.loads(row[25]) if row[25] is not None else None,
+        claimed_by=row[26],
+        claimed_at=from_text(row[27]) if row[27] else None,
+        claim_until=from_text(row[28]) if row[28] else None,
+        policy_version=row[29],
     )
 
 
 def approved_values(request: ApprovalRequest) -> list[tuple[str, str, float]]:
     """The rows that add an approved request's numbers to its action's history (what anomaly detection compares
     with): only approved requests count, so requests people rejected cannot shift what looks normal."""
-    return [(request.action, name, value) for name, value in numeric_leaves(request.payload).items()]
+    return [(request.action, name, value) for name, value in numeric_leaves(request.effective_payload).items()]
 
 
 def event_row(e: Event) -> tuple[Any, ...]:

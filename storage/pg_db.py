@@ -7,7 +7,8 @@
 - Every write that matters sends ``NOTIFY signoff_changes`` (with the request id) in its transaction; a listener
   connection per process turns those into wake-ups of its waiters. A slow poll of the log's head covers a
   listener that lost its connection.
-- Migrations are ``sql_pg/NNNN_name.sql``, numbered on their own, applied in order under another advisory lock so
+- Migrations are ``sql_pg/NNNN_name.sql``, numbered as the SQLite migrations they stand for (0011 is SQLite's
+  0001-0011 in one), applied in order under another advisory lock so
   that several servers starting at once apply each one once.
 
 Importing this module loads psycopg, which is an optional extra (``pip install "signoff[postgres]"``).

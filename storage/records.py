@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from signoff.storage.canonical import payload_sha256
+
 JsonObject = Mapping[str, Any]
 
 
@@ -54,6 +56,8 @@ class EventKind(enum.StrEnum):
     CONSUMED = "consumed"  #: An approval was used to run its action (single-use approvals).
     ESCALATED = "escalated"  #: Still pending after escalate_after_seconds; shown to escalate_to.
     REFUSED = "refused"  #: Someone authenticated tried to vote and was refused; nothing else changed.
+    CLAIMED = "claimed"  #: A reviewer said they are looking at it (until ``until``); nobody is kept from voting.
+    RELEASED = "released"  #: The reviewer who claimed it let it go.
     # Model-plane events: ``request_id`` is ``model:<name>``; ``data`` holds the images of the rows written.
     MODEL_REGISTERED = "model_registered"  #: A version was registered (and the model created if new).
     MODEL_CHANGED = "model_changed"  #: A change was applied at once, or recorded as pending its approval.
@@ -122,10 +126,40 @@ class ApprovalRequest:
     escalate_at: datetime | None = None  #: when a still-pending request is escalated
     escalate_to: str | None = None  #: a Slack user group or channel
     escalated_at: datetime | None = None
+    #: the payload as a reviewer changed it when approving ("approve with changes"); None: approved as asked
+    approved_payload: JsonObject | None = None
+    claimed_by: str | None = None  #: the reviewer who said they are looking at it (see ``claim_at``)
+    claimed_at: datetime | None = None
+    claim_until: datetime | None = None  #: the claim lapses then, by itself
+    #: the version (a hash of the policy file's text) of the policy that decided it; None: recorded before versions
+    policy_version: str | None = None
 
     @property
     def approvals(self) -> tuple[Vote, ...]:
         return tuple(v for v in self.votes if v.verdict is Verdict.APPROVE)
+
+    def claim_at(self, now: datetime) -> str | None:
+        """Who is reviewing it at ``now``: the claimer of a pending request whose claim has not lapsed, else None."""
+        if self.status is not Status.PENDING or self.claimed_by is None or self.claim_until is None:
+            return None
+        return self.claimed_by if now < self.claim_until else None
+
+    @property
+    def payload_changed(self) -> bool:
+        """Whether a reviewer approved it with a payload other than the one asked."""
+        return self.approved_payload is not None
+
+    @property
+    def effective_payload(self) -> JsonObject:
+        """The payload the action may run with: the approved one when a reviewer changed it, else as asked."""
+        return self.payload if self.approved_payload is None else self.approved_payload
+
+    @property
+    def approved_sha256(self) -> str:
+        """The digest a receipt binds: of the approved payload when it was changed, else ``payload_sha256``."""
+        if self.approved_payload is None:
+            return self.payload_sha256
+        return payload_sha256(self.action, self.approved_payload)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -152,6 +186,15 @@ class Event:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Claim:
+    """A reviewer's "I am looking at this", which lapses at ``until``."""
+
+    by: str
+    at: datetime
+    until: datetime
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Transition:
     """What a lifecycle step changes, applied atomically by a Store.
 
@@ -168,6 +211,9 @@ class Transition:
     notify: bool = False
     consumed_at: datetime | None = None  #: mark an approved request as used
     escalated_at: datetime | None = None  #: mark a pending request as escalated
+    approved_payload: JsonObject | None = None  #: with status approved: the payload as the reviewer changed it
+    claim: Claim | None = None  #: set the request's claim (a pending request)
+    release: bool = False  #: clear the request's claim
 
 
 class Order(enum.StrEnum):
@@ -192,10 +238,27 @@ class RequestQuery:
     limit: int = 50
     order: Order = Order.NEWEST
     before: Cursor | None = None  #: keyset cursor: the ``next_cursor`` of the previous page, in the same order
+    #: words found in the action, the summary or the agent id (ASCII letters in any case; ``matches_text``)
+    text: str | None = None
+    reviewer: str | None = None  #: only requests this reviewer voted on (the name as recorded)
 
     def __post_init__(self) -> None:
         if self.before is not None and len(self.before) != (3 if self.order is Order.PRIORITY else 2):
             raise ValueError(f"a cursor of another order than {self.order.value}: {self.before!r}")
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(value: str) -> str:
+    """Lower case for ASCII letters only, as SQLite's ``lower()``: every store compares text the same way."""
+    return value.translate(_ASCII_LOWER)
+
+
+def matches_text(request: ApprovalRequest, text: str) -> bool:
+    """``RequestQuery.text``: ``text`` occurs in the action, the summary or the agent id (ASCII case ignored)."""
+    needle = ascii_lower(text)
+    return any(needle in ascii_lower(field) for field in (request.action, request.summary, request.agent_id or ""))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

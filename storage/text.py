@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import unicodedata
+from collections.abc import Mapping
 
 #: Unicode categories that do something instead of showing something: controls (C0, DEL, C1), format characters
 #: (bidi overrides and isolates, zero-width space and joiners, soft hyphen, byte-order mark), lone surrogates,
@@ -65,3 +66,22 @@ class InertFormatter(logging.Formatter):
 
 def _indented(text: str) -> str:
     return "\n".join("    " + line for line in visible(text, keep_newlines=True).split("\n"))
+
+
+def nul_at(value: object, where: str) -> str | None:
+    """Where in ``value`` (a string, or JSON made of dicts, lists and scalars) a NUL character is, written as a path
+    from ``where`` (``payload.items[2].name``), or None. PostgreSQL's text refuses NUL, so signoff refuses it on
+    every engine, before anything is stored: the same input gets the same answer whichever database is behind."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                return f"a key in {where}"
+            if (found := nul_at(item, f"{where}.{key}")) is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            if (found := nul_at(item, f"{where}[{i}]")) is not None:
+                return found
+    return None

@@ -49,7 +49,7 @@ class AppState:
         edited behind signoff's back never gets a signed receipt. ``strict`` refuses the call; otherwise (a list)
         the item comes without a receipt and says why."""
         if not self.receipt_key or request.status is not Status.APPROVED:
-            return ApprovalStatus.of(request, stopping=self.service.stopping)
+            return ApprovalStatus.of(request, stopping=self.service.stopping, now=self.service.clock.now())
         finding = await check_request(self.service.store, request)
         if finding is None:
             ttl = self.service.policy.config.receipt_ttl_seconds
@@ -70,7 +70,8 @@ class AppState:
         )
         if strict:
             raise ToolError(message)
-        return ApprovalStatus.of(request, stopping=self.service.stopping).model_copy(update={"message": message})
+        status = ApprovalStatus.of(request, stopping=self.service.stopping, now=self.service.clock.now())
+        return status.model_copy(update={"message": message})
 
 
 @asynccontextmanager

@@ -18,7 +18,8 @@ from signoff.storage.canonical import is_number
 from signoff.tools.toml_positions import KeyPath
 
 _T = TypeVar("_T")
-_ENUM_NOUNS = {"Op": "operator"}  #: how an error names an enum's values, when not by its class name
+#: how an error names an enum's values, when not by its class name
+_ENUM_NOUNS = {"Op": "operator", "Expect": "outcome", "TriggerKind": "trigger kind"}
 
 
 class Fault(ConfigError):

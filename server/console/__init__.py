@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from signoff.server.console import pages, signin
+from signoff.server.console import history, pages, signin
 from signoff.server.console.core import Console
 from signoff.server.console.sessions import SignInLinks
 
@@ -20,7 +20,12 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("/", "GET", pages.queue),
     ("/events", "GET", pages.events),
     ("/requests/{request_id}", "GET", pages.show),
+    ("/requests/{request_id}/events", "GET", pages.request_stream),
     ("/requests/{request_id}/vote", "POST", pages.vote),
+    ("/requests/{request_id}/claim", "POST", pages.claim),
+    ("/history", "GET", history.page),
+    ("/history/export.{kind}", "GET", history.export),
+    ("/history/verify", "POST", history.verify),
     ("/sign-in", "GET", signin.form),
     ("/sign-in", "POST", signin.sign_in),
     (signin.LINK_PATH, "GET", signin.link),

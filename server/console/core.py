@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from signoff.server.auth import ConfigTokenVerifier
-from signoff.server.console.security import COOKIE, secured
+from signoff.server.console.security import COOKIE, foreign_origin, secured
 from signoff.server.console.sessions import Attempts, Session, Sessions, SignInLinks
 from signoff.storage import ApprovalRequest, RequestQuery, Status
 from signoff.storage.text import visible
@@ -51,6 +52,7 @@ class Console:
     sessions: Sessions = field(init=False)
     attempts: Attempts = field(init=False)
     templates: Environment = field(default_factory=_environment)
+    chain_check: object | None = field(default=None, init=False)  #: the history page's last audit check
 
     def __post_init__(self) -> None:
         self.sessions = Sessions(idle_seconds=self.idle_minutes * 60, clock=self.clock)
@@ -73,6 +75,20 @@ class Console:
     def signed_in(self, request: Request, *, activity: bool = True) -> Session | None:
         session = self.session(request, activity=activity)
         return session if session is not None and session.identity is not None else None
+
+    async def posted(self, request: Request, what: str) -> tuple[Session, FormData] | Response:
+        """The signed-in session and the fields of a form POST from the console's own page (its CSRF token, no
+        foreign Origin), or the refusal to send: 401 not signed in, 403 "refused: ``what`` from the console's own
+        page"."""
+        fields = await request.form()
+        session = self.signed_in(request)
+        if session is None:
+            return secured(Response("sign in first", status_code=401))
+        csrf, origin = fields.get("csrf"), foreign_origin(request)
+        if origin is not None or not session.csrf_ok(csrf if isinstance(csrf, str) else None):
+            logger.warning("console %s refused: no CSRF token, or Origin %s", what, origin)
+            return secured(Response(f"refused: {what} from the console's own page", status_code=403))
+        return session, fields
 
     def page(self, name: str, status: int = 200, **context: Any) -> Response:
         html = self.templates.get_template(name).render(**context)

@@ -29,6 +29,7 @@ from signoff.storage.records import (
     Page,
     RequestQuery,
     Status,
+    matches_text,
     newest_key,
     priority_key,
 )
@@ -80,7 +81,7 @@ class MemoryStore:
         """Only approved requests feed the action's history, as in the SQLite store: the action becomes known
         for the agent, and its numbers join the values anomaly detection compares with."""
         self._seen.add((request.agent_id or "", request.action))
-        for name, value in numeric_leaves(request.payload).items():
+        for name, value in numeric_leaves(request.effective_payload).items():
             self._values[(request.action, name)].append(value)
 
     async def get(self, request_id: str) -> ApprovalRequest | None:
@@ -101,9 +102,18 @@ class MemoryStore:
                 decided_by=transition.decided_by,
                 decided_at=transition.decided_at,
                 note=transition.note,
+                approved_payload=transition.approved_payload,
             )
             if transition.status is Status.APPROVED:
-                self._record_approved(current)
+                self._record_approved(updated)
+        if transition.claim is not None or transition.release:
+            c = transition.claim
+            updated = dataclasses.replace(
+                updated,
+                claimed_by=c.by if c else None,
+                claimed_at=c.at if c else None,
+                claim_until=c.until if c else None,
+            )
         if transition.escalated_at is not None:
             updated = dataclasses.replace(updated, escalated_at=transition.escalated_at)
         if transition.consumed_at is not None:
@@ -124,6 +134,8 @@ class MemoryStore:
                 and (query.since is None or r.created_at >= query.since)
                 and (query.until is None or r.created_at < query.until)
                 and (query.before is None or _after(r, query))
+                and (query.text is None or matches_text(r, query.text))
+                and (query.reviewer is None or any(v.reviewer == query.reviewer for v in r.votes))
             )
 
         if query.order is Order.PRIORITY:

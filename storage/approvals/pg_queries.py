@@ -9,7 +9,8 @@ REQUEST_COLUMNS = """
     (SELECT json_agg(json_build_object('reviewer', v.reviewer, 'verdict', v.verdict, 'comment', v.comment,
                                        'at', v.at, 'ids', v.reviewer_ids::json) ORDER BY v.at, v.reviewer)::text
        FROM votes AS v WHERE v.request_id = r.id) AS votes,
-    r.channel, r.approvers, r.consumed_at, r.escalate_at, r.escalate_to, r.escalated_at
+    r.channel, r.approvers, r.consumed_at, r.escalate_at, r.escalate_to, r.escalated_at, r.approved_payload,
+    r.claimed_by, r.claimed_at, r.claim_expires_at, r.policy_version
 """
 
 SELECT_REQUEST = f"SELECT {REQUEST_COLUMNS} FROM requests AS r WHERE r.id = %s"
@@ -28,18 +29,39 @@ PRIORITY_RANK = "(CASE r.priority WHEN 'urgent' THEN 3 WHEN 'high' THEN 2 WHEN '
 
 ORDER_BY_PRIORITY = f"{PRIORITY_RANK} DESC, r.expires_at, r.id"
 
+#: ``RequestQuery.text``: in the action, the summary or the agent id, ASCII letters in any case (as
+#: ``records.matches_text``; SQLite's ``lower`` folds ASCII only, so does this ``translate``). strpos, not LIKE: the
+#: words are matched as they are, with no wildcards to escape.
+_ASCII_LOWER = "translate({}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
+TEXT_MATCHES = (
+    "("
+    + " OR ".join(
+        f"strpos({_ASCII_LOWER.format(column)}, {_ASCII_LOWER.format('%s')}) > 0"
+        for column in ("r.action", "r.summary", "coalesce(r.agent_id, '')")
+    )
+    + ")"
+)
+
+#: ``RequestQuery.reviewer``: a request this reviewer voted on.
+VOTED_BY = "EXISTS (SELECT 1 FROM votes AS v WHERE v.request_id = r.id AND v.reviewer = %s)"
+
 IDS_WITH_PREFIX = "SELECT id FROM requests WHERE id >= %s AND id < %s ORDER BY id LIMIT %s"
 
 INSERT_REQUEST = """
 INSERT INTO requests (id, action, summary, payload, payload_sha256, confidence, flags, agent_id,
                       idempotency_key, status, decided_by, triggers, approvals_required, priority,
-                      created_at, expires_at, decided_at, note, channel, approvers, escalate_at, escalate_to)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                      created_at, expires_at, decided_at, note, channel, approvers, escalate_at, escalate_to,
+                      policy_version)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 """
 
 UPDATE_REQUEST_STATE = """
-UPDATE requests SET status = %s, decided_by = %s, decided_at = %s, note = %s
+UPDATE requests SET status = %s, decided_by = %s, decided_at = %s, note = %s, approved_payload = %s
  WHERE id = %s AND status = 'pending'
+"""
+
+CLAIM_REQUEST = """
+UPDATE requests SET claimed_by = %s, claimed_at = %s, claim_expires_at = %s WHERE id = %s AND status = 'pending'
 """
 
 CONSUME_REQUEST = """

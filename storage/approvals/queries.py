@@ -9,7 +9,8 @@ REQUEST_COLUMNS = """
     (SELECT json_group_array(json_object('reviewer', v.reviewer, 'verdict', v.verdict,
                                          'comment', v.comment, 'at', v.at, 'ids', json(v.reviewer_ids)))
        FROM (SELECT * FROM votes WHERE request_id = r.id ORDER BY at, reviewer) AS v) AS votes,
-    r.channel, r.approvers, r.consumed_at, r.escalate_at, r.escalate_to, r.escalated_at
+    r.channel, r.approvers, r.consumed_at, r.escalate_at, r.escalate_to, r.escalated_at, r.approved_payload,
+    r.claimed_by, r.claimed_at, r.claim_expires_at, r.policy_version
 """
 
 SELECT_REQUEST = f"SELECT {REQUEST_COLUMNS} FROM requests AS r WHERE r.id = ?"
@@ -26,18 +27,33 @@ PRIORITY_RANK = "(CASE r.priority WHEN 'urgent' THEN 3 WHEN 'high' THEN 2 WHEN '
 
 ORDER_BY_PRIORITY = f"{PRIORITY_RANK} DESC, r.expires_at, r.id"
 
+#: ``RequestQuery.text``: in the action, the summary or the agent id, ASCII letters in any case (as
+#: ``records.matches_text``). instr, not LIKE: the words are matched as they are, with no wildcards to escape.
+TEXT_MATCHES = (
+    "(instr(lower(r.action), lower(?)) > 0 OR instr(lower(r.summary), lower(?)) > 0"
+    " OR instr(lower(coalesce(r.agent_id, '')), lower(?)) > 0)"
+)
+
+#: ``RequestQuery.reviewer``: a request this reviewer voted on.
+VOTED_BY = "EXISTS (SELECT 1 FROM votes AS v WHERE v.request_id = r.id AND v.reviewer = ?)"
+
 IDS_WITH_PREFIX = "SELECT id FROM requests WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"
 
 INSERT_REQUEST = """
 INSERT INTO requests (id, action, summary, payload, payload_sha256, confidence, flags, agent_id,
                       idempotency_key, status, decided_by, triggers, approvals_required, priority,
-                      created_at, expires_at, decided_at, note, channel, approvers, escalate_at, escalate_to)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      created_at, expires_at, decided_at, note, channel, approvers, escalate_at, escalate_to,
+                      policy_version)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 UPDATE_REQUEST_STATE = """
-UPDATE requests SET status = ?, decided_by = ?, decided_at = ?, note = ?
+UPDATE requests SET status = ?, decided_by = ?, decided_at = ?, note = ?, approved_payload = ?
  WHERE id = ? AND status = 'pending'
+"""
+
+CLAIM_REQUEST = """
+UPDATE requests SET claimed_by = ?, claimed_at = ?, claim_expires_at = ? WHERE id = ? AND status = 'pending'
 """
 
 CONSUME_REQUEST = """

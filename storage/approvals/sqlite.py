@@ -10,6 +10,7 @@ commits made by other processes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -24,6 +25,7 @@ from signoff.storage.approvals import queries as q
 from signoff.storage.approvals.deliveries import claim_marks, is_settled, mark_from_row, mark_row
 from signoff.storage.approvals.store import Change
 from signoff.storage.audit import GENESIS_HASH, EncodedEvent
+from signoff.storage.canonical import canonical_json
 from signoff.storage.change_signal import ChangeSignal, CommitWatch
 from signoff.storage.codec import approved_values, event_from_row, request_from_row, request_row
 from signoff.storage.errors import Conflict, unknown_request
@@ -133,6 +135,12 @@ class SqliteStore:
             if value is not None:
                 clauses.append(f"r.{column} = ?")
                 params.append(str(value))
+        if query.text is not None:
+            clauses.append(q.TEXT_MATCHES)
+            params.extend([query.text] * 3)
+        if query.reviewer is not None:
+            clauses.append(q.VOTED_BY)
+            params.append(query.reviewer)
         if query.since is not None:
             clauses.append("r.created_at >= ?")
             params.append(to_text(query.since))
@@ -346,13 +354,20 @@ def _update(db: sqlite3.Connection, *, request_id: str, change: Change) -> Appro
                 transition.decided_by.value if transition.decided_by else None,
                 to_text(transition.decided_at) if transition.decided_at else None,
                 transition.note,
+                canonical_json(transition.approved_payload) if transition.approved_payload is not None else None,
                 request_id,
             ),
         )
         if cur.rowcount != 1:  # the lifecycle saw 'pending' under this same lock; defence in depth
             raise Conflict(f"request {request_id} is no longer pending")
         if transition.status is Status.APPROVED:
-            _record_approved(db, current, approved_values(current))
+            approved = dataclasses.replace(current, approved_payload=transition.approved_payload)
+            _record_approved(db, approved, approved_values(approved))
+    if transition.claim is not None or transition.release:
+        c = transition.claim
+        claim = (c.by, to_text(c.at), to_text(c.until)) if c is not None else (None, None, None)
+        if db.execute(q.CLAIM_REQUEST, (*claim, request_id)).rowcount != 1:
+            raise Conflict(f"request {request_id} is no longer pending")
     if transition.escalated_at is not None:
         cur = db.execute(q.ESCALATE_REQUEST, (to_text(transition.escalated_at), request_id))
         if cur.rowcount != 1:

@@ -57,6 +57,27 @@ outcome = "review"
 approvals_required = 2
 priority = "urgent"
 
+[[rules]]
+name = "refunds go to a person first"
+action = "refunds.*"
+outcome = "review"
+priority = "high"
+
+[[rules]]
+name = "no refunds to gift cards"
+action = "refunds.*"
+when = [ {{ path = "payload.method", op = "eq", value = "gift-card" }} ]
+outcome = "reject"
+
+[[schemas]]
+action = "refunds.*"
+[schemas.schema]
+type = "object"
+required = ["amount", "order"]
+[schemas.schema.properties.amount]
+type = "number"
+maximum = 5000
+
 [[auth.tokens]]
 identity = "billing-bot"
 role = "agent"

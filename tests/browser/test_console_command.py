@@ -45,7 +45,7 @@ async def test_the_console_alone_signs_in_by_a_one_time_link_and_decides_for_a_s
                 line = page.locator(f'tr[data-request="{asked["request_id"]}"]')
                 await expect(line).to_be_visible(timeout=WAIT_MS)
                 await line.get_by_role("link").click()
-                await page.get_by_role("button", name="Approve").click()
+                await page.get_by_role("button", name="Approve", exact=True).click()
                 await expect(page.locator("#status")).to_have_text("approved")
                 status = status_of(await agent.call_tool("get_status", {"request_id": asked["request_id"]}))
             assert status["status"] == "approved"

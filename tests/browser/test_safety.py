@@ -3,6 +3,7 @@ this site's Origin; every page carries the security headers."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import httpx2
@@ -20,6 +21,8 @@ LINK = "javascript:alert(document.cookie)"
 BIDI = "invoice \u202etxt.exe"  # a right-to-left override would show "exe.txt"
 ZERO_WIDTH = "pay\u200bpal"
 BIG = "B" * 1_000_000
+CLOSE = "</textarea><script>alert('editor')</script>"  # tries to leave the Approve-with-changes editor
+HOSTILE = {"html": IMG, "link": LINK, "bidi": BIDI, "zw": ZERO_WIDTH, "big": BIG, "close": CLOSE}
 
 
 async def test_hostile_strings_render_inert_in_the_queue_and_the_request(served: Served) -> None:
@@ -32,7 +35,7 @@ async def test_hostile_strings_render_inert_in_the_queue_and_the_request(served:
                 "request_approval",
                 action="ops.cleanup",
                 summary=f"{SCRIPT} {BIDI} {ZERO_WIDTH}",
-                payload={"html": IMG, "link": LINK, "bidi": BIDI, "zw": ZERO_WIDTH, "big": BIG},
+                payload=HOSTILE,
                 flags=[f"note:{SCRIPT}"],
             )
         assert not failed, status
@@ -55,6 +58,11 @@ async def test_hostile_strings_render_inert_in_the_queue_and_the_request(served:
         await expect(big).to_be_visible()
         await big.locator("summary").click()
         assert len(await big.locator("pre").inner_text()) == 1_000_002  # all of it, quotes included
+        await page.get_by_text("Approve with changes", exact=True).click()
+        editor = await page.get_by_label("Approved payload (JSON)").input_value()
+        assert json.loads(editor) == HOSTILE  # the editor holds exactly the payload, nothing escaped out of it
+        assert "\u202e" not in editor and "\\u202e" in editor  # the override is written as an escape, not obeyed
+        assert await page.locator("main script").count() == 0
         assert watched.dialogs == [] and watched.errors == []
 
 
@@ -67,13 +75,21 @@ async def test_posts_without_the_csrf_token_or_from_another_origin_are_refused(s
         without = await http.post(vote_url, data={"verdict": "approve"}, headers={"Origin": served.base})
         wrong = await http.post(vote_url, data={**approve, "csrf": "x" + csrf}, headers={"Origin": served.base})
         foreign = await http.post(vote_url, data=approve, headers={"Origin": "http://evil.example"})
+        changed = {"verdict": "approve", "approved_payload": '{"path": "/"}'}  # approve with changes, forged
+        amend_without = await http.post(vote_url, data=changed, headers={"Origin": served.base})
+        claim_url = f"/requests/{status['request_id']}/claim"
+        claim_without = await http.post(claim_url, data={"claim": "claim"}, headers={"Origin": served.base})
+        amend_foreign = await http.post(
+            vote_url, data={**changed, "csrf": csrf}, headers={"Origin": "http://evil.example"}
+        )
         opaque = await http.post(vote_url, data=approve, headers={"Origin": "null"})
         sign_out = await http.post("/sign-out", data={}, headers={"Origin": served.base})
         page = await http.get(f"/requests/{status['request_id']}")
         assert re.search(r'id="status">pending<', page.text), page.text  # nothing was recorded
         signed_in = await http.get("/")
         fine = await http.post(vote_url, data=approve, headers={"Origin": served.base})
-    assert [r.status_code for r in (without, wrong, foreign, opaque, sign_out)] == [403] * 5
+    refused = (without, wrong, foreign, opaque, sign_out, amend_without, amend_foreign, claim_without)
+    assert [r.status_code for r in refused] == [403] * 8
     assert signed_in.status_code == 200  # the refused sign-out changed nothing
     assert fine.status_code == 303  # the same POST from the page itself is taken
 
@@ -92,3 +108,13 @@ async def test_every_page_has_the_security_headers(served: Served) -> None:
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers["referrer-policy"] == "same-origin"
         assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_live_streams_need_a_signed_in_session(served: Served) -> None:
+    async with agent(served.base, BOT) as bot:
+        _, status = await call(bot, "request_approval", action="files.read", summary="read /etc", payload={})
+    streams = ("/events", f"/requests/{status['request_id']}/events")
+    async with httpx2.AsyncClient(base_url=served.base) as stranger:
+        refused = [await stranger.get(path) for path in streams]
+    assert [r.status_code for r in refused] == [401, 401]
+    assert all("unsafe-inline" not in r.headers["content-security-policy"] for r in refused)

@@ -3,6 +3,7 @@ names that folder (``CONSOLE_SCREENSHOTS=docs/img pytest tests/browser/test_scre
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -35,8 +36,20 @@ async def test_every_page_renders_for_a_screenshot(served: Served, tmp_path: Pat
         await expect(page.get_by_text("Live updates: on")).to_be_visible()
         shots["console-queue.png"] = await page.screenshot()
         await page.locator(f'tr[data-request="{asked["request_id"]}"]').get_by_role("link").click()
-        await expect(page.get_by_role("button", name="Approve")).to_be_visible()
+        await expect(page.get_by_role("button", name="Approve", exact=True)).to_be_visible()
         shots["console-request.png"] = await page.screenshot(full_page=True)
+        await page.get_by_text("Approve with changes", exact=True).click()
+        editor = page.get_by_label("Approved payload (JSON)")
+        await editor.fill(json.dumps({"recipients": 500, "template": "dec"}, indent=2))
+        await page.get_by_label("Comment for the agent").fill("a test batch of 500 first")
+        shots["console-approve-with-changes.png"] = await page.locator("#amend-box").screenshot()
+        await page.get_by_role("button", name="Approve the changed payload").click()
+        await expect(page.locator("#status")).to_have_text("approved")
+        shots["console-approved-with-changes.png"] = await page.screenshot(full_page=True)
+        await page.get_by_role("link", name="History").click()
+        await page.get_by_role("button", name="Check the audit chain now").click()
+        await expect(page.locator("#chain")).to_contain_text("events verified")
+        shots["console-history.png"] = await page.screenshot(full_page=True)
         assert watched.errors == [] and watched.dialogs == []
     target = os.environ.get("CONSOLE_SCREENSHOTS")
     for name, png in shots.items():

@@ -60,6 +60,7 @@ def test_decided_requests_votes_and_events_refuse_changes(db: Path) -> None:
     refused = [
         "UPDATE requests SET status = 'approved' WHERE status = 'rejected'",
         "UPDATE requests SET payload = '{}'",
+        "UPDATE requests SET policy_version = 'forged'",
         "DELETE FROM requests",
         "UPDATE votes SET verdict = 'approve'",
         "DELETE FROM votes",
@@ -100,6 +101,11 @@ def test_decided_requests_votes_and_events_refuse_changes(db: Path) -> None:
             ],
             "request",
             "row says approved but its events say rejected",
+        ),
+        (
+            ["DROP TRIGGER requests_policy_version_fixed", "UPDATE requests SET policy_version = 'forged'"],
+            "request",
+            "row says forged but its events say None",
         ),
         (
             ["DROP TRIGGER votes_append_only_delete", "DELETE FROM votes WHERE reviewer = 'alice'"],

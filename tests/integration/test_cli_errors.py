@@ -38,8 +38,15 @@ ARGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("token", "new"): ("--identity", "billing-bot", "--role", "agent"),
     ("outbox", "list"): (),
     ("outbox", "retry"): ("--all-dead",),
+    ("fairness",): (),
+    ("policy", "check"): ("signoff.example.toml",),
+    ("policy", "test"): ("signoff.example.toml",),
+    ("policy", "replay"): ("signoff.example.toml",),
     ("slack", "check"): (),
     ("slack", "manifest"): (),
+    ("alerts",): (),
+    ("export", "training-data"): ("--format", "csv"),  # a header even with nothing decided
+    ("report",): (),
 }
 CREATE = {("serve",), ("init",)}  #: the only commands that may create a database
 CASES = ("missing", "read-only", "directory", "not-a-database", "unknown-id")

@@ -91,3 +91,21 @@ async def test_unknown_parameters_and_fields_are_refused_and_change_nothing(tmp_
     assert extra.status_code == 400 and "unknown field 'approvals_required'" in extra.json()["error"]
     assert not_object.status_code == 400 and not_json.status_code == 400
     assert still["status"] == "pending" and still["votes"] == []
+
+
+async def test_a_reviewer_approves_with_changes_through_the_api(tmp_path: Path) -> None:
+    async with served(tmp_path) as base:
+        async with agent(base, AGENT_A) as a:
+            _, asked = await call(a, "request_approval", action="files.delete", summary="clean", payload={"path": "/"})
+            votes = f"{base}/api/requests/{asked['request_id']}/votes"
+            async with httpx2.AsyncClient(headers=AS_ALICE) as http:
+                not_object = await http.post(votes, json={"verdict": "approve", "approved_payload": ["/tmp"]})
+                on_reject = await http.post(
+                    votes, json={"verdict": "reject", "comment": "no", "approved_payload": {"path": "/tmp"}}
+                )
+                voted = await http.post(votes, json={"verdict": "approve", "approved_payload": {"path": "/tmp/x"}})
+            _, status = await call(a, "get_status", request_id=asked["request_id"])
+    assert not_object.status_code == 400 and "approved_payload must be a JSON object" in not_object.json()["error"]
+    assert on_reject.status_code == 400 and "only an approval" in on_reject.json()["error"]
+    assert voted.status_code == 200 and voted.json()["approved_payload"] == {"path": "/tmp/x"}
+    assert status["payload_changed"] is True and status["approved_payload"] == {"path": "/tmp/x"}

@@ -336,7 +336,9 @@ class World:
 
 
 #: What the background workers change on their own: notification deliveries and the messages they posted.
-WORKER_TABLES = {"outbox", "outbox_deliveries", "message_refs"}
+#: written by background workers, not by the call: deliveries, alerts, and the counters their events keep
+#: (``metric_counts`` counts ``notified`` events; the rows it counts are checked themselves)
+WORKER_TABLES = {"outbox", "outbox_deliveries", "message_refs", "alert_state", "alert_episodes", "alert_outbox"}
 
 
 def database_rows(db: Path) -> tuple[object, ...]:
@@ -345,7 +347,9 @@ def database_rows(db: Path) -> tuple[object, ...]:
         tables = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
         rows: list[tuple[str, list[str]]] = []
         for table in sorted(set(tables) - WORKER_TABLES):
-            where = " WHERE kind != 'notified'" if table == "events" else ""
+            where = {"events": " WHERE kind != 'notified'", "metric_counts": " WHERE metric != 'notifications'"}.get(
+                table, ""
+            )
             rows.append((table, sorted(map(repr, conn.execute(f'SELECT * FROM "{table}"{where}')))))
     return tuple(rows)
 

@@ -188,6 +188,8 @@ def edited(table: str, column: str, value: Any, targets: dict[str, Any]) -> Any:
         return value + 100  # first registered becomes last: the routing order of the arms changes
     if (table, column) == ("model_changes", "seq"):
         return value + 1000
+    if (table, column) == ("requests", "approved_payload"):
+        return json.dumps({"amount": 1_000_000, "to": "ATTACKER"})  # as if a reviewer had approved another payload
     if value is None:
         return 0.5 if column == "confidence" else "2099-01-01T00:00:00.000000Z" if column.endswith("_at") else "edit"
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -306,14 +308,15 @@ async def test_a_server_refuses_a_newer_database_at_start(future_db: Path) -> No
 
 def old_database(path: Path) -> None:
     """A schema-7 database as an older signoff left it: a model with no events, and an expired request whose
-    created event predates ``channel`` and ``approvers`` and whose expired event predates ``note``."""
+    created event predates ``channel``, ``approvers`` and ``policy_version`` and whose expired event predates
+    ``note``."""
     expires = T0 + timedelta(hours=1)
     request = make_request(
         status=Status.EXPIRED, decided_at=expires, note=f"no decision before {expires.isoformat()}", expires_at=expires
     )
     created, triggered = creation_events(dataclasses.replace(request, status=Status.PENDING))
     created = dataclasses.replace(
-        created, data={k: v for k, v in created.data.items() if k not in ("channel", "approvers")}
+        created, data={k: v for k, v in created.data.items() if k not in ("channel", "approvers", "policy_version")}
     )
     expired = NewEvent(
         kind=EventKind.EXPIRED, request_id=request.id, at=expires, data={"expires_at": expires.isoformat()}
@@ -323,7 +326,7 @@ def old_database(path: Path) -> None:
         event = link(new, *prev)
         chain.append(event_row(event))
         prev = (event.seq, event.hash)
-    row = request_row(request)
+    row = request_row(request)[: len(REQUEST_INSERT_COLUMNS.split(","))]  # the columns schema version 7 has
     with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL)")
         for migration in available():
@@ -359,6 +362,7 @@ def test_an_upgraded_database_verifies_and_says_what_its_old_events_cannot_vouch
     assert "not checked: requests.approvers of 1 row(s)" in output
     assert "not checked: requests.channel of 1 row(s)" in output
     assert "not checked: requests.note of 1 row(s)" in output
+    assert "not checked: requests.policy_version of 1 row(s)" in output
     assert re.search(r"not checked: the model plane before event #4\b", output), output
 
     targets = {"models": ("name = ?", ("old",), "")}

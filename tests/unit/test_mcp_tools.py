@@ -24,7 +24,7 @@ from tests.fakes.clock import FakeClock
 STATUS_FIELDS = {
     "request_id", "status", "decided_by", "action", "summary", "agent_id", "triggers", "votes",
     "approvals_required", "priority", "payload_sha256", "created_at", "expires_at", "decided_at", "escalated_at",
-    "message", "receipt",
+    "message", "receipt", "payload_changed", "approved_payload", "claimed_by", "claimed_at", "policy_version",
 }  # fmt: skip
 
 PERMISSION_CONFIG = """
@@ -342,3 +342,49 @@ async def test_list_requests_by_priority_lists_pending_requests_urgent_first_and
         assert newest is not None and newest["next_cursor"]
         mixed = await client.call_tool("list_requests", {"order": "priority", "cursor": newest["next_cursor"]})
         assert mixed.is_error and "order=newest" in str(mixed.content)
+
+
+async def test_an_agent_gets_the_changed_payload_and_a_receipt_for_it(tmp_path: Path) -> None:
+    """Approve with changes, as the agent sees it: get_status carries approved_payload and says it was changed;
+    the receipt verifies for the changed payload only, and the original is refused with the reason."""
+    server, _, reviewer = make_server(tmp_path)
+    asked = {"amount": 900, "to": "ACME"}
+    async with Client(server) as client:
+        created = await client.call_tool(
+            "request_approval", {"action": "payments.transfer", "summary": "pay", "payload": asked}
+        )
+        request_id = created.structured_content["request_id"]  # type: ignore[index]
+        await reviewer.vote(request_id, "alice", Verdict.APPROVE, "less", approved_payload={**asked, "amount": 90})
+        status = (await client.call_tool("get_status", {"request_id": request_id})).structured_content
+        assert status is not None
+        receipt = status["receipt"]
+
+        async def check(payload: dict[str, Any]) -> dict[str, Any]:
+            call = {"receipt": receipt, "action": "payments.transfer", "payload": payload}
+            result = (await client.call_tool("verify_receipt", call)).structured_content
+            assert result is not None
+            return result
+
+        as_changed = await check({**asked, "amount": 90})
+        as_asked = await check(asked)
+    assert status["status"] == "approved" and status["payload_changed"] is True
+    assert status["approved_payload"] == {"amount": 90, "to": "ACME"}
+    assert "approved_payload" in status["message"] and "changed" in status["message"]
+    assert as_changed == {"valid": True, "reason": None}
+    assert as_asked["valid"] is False
+    assert "approved request" in as_asked["reason"] and "with changes" in as_asked["reason"]
+
+
+async def test_permission_prompt_runs_the_tool_with_the_input_a_reviewer_approved(tmp_path: Path) -> None:
+    server, _, reviewer = make_server(tmp_path, PERMISSION_CONFIG)
+
+    async def prompt(client: Client, tool_input: dict[str, Any]) -> dict[str, Any]:
+        result = await client.call_tool("permission_prompt", {"tool_name": "Bash", "input": tool_input})
+        return json.loads(result.content[0].text)  # type: ignore[union-attr, no-any-return]
+
+    async with Client(server) as client:
+        waited = await prompt(client, {"command": "rm -rf /srv/build"})
+        request_id = waited["message"].split()[2]
+        await reviewer.vote(request_id, "alice", Verdict.APPROVE, None, approved_payload={"command": "rm -rf build"})
+        retried = await prompt(client, {"command": "rm -rf /srv/build"})
+    assert retried == {"behavior": "allow", "updatedInput": {"command": "rm -rf build"}}

@@ -18,7 +18,7 @@ from typing import Any
 from signoff.storage.canonical import canonical_json, is_number
 from signoff.tools.approvals.policy_config import NUMBER_OPS, Condition, Op, Outcome, Rule
 
-__all__ = ["action_glob", "match_rule", "show"]
+__all__ = ["Unclear", "action_glob", "match_rule", "resolve", "show"]
 
 _MISSING: Any = object()
 
@@ -47,6 +47,19 @@ def match_rule(rule: Rule, request: Any) -> str | None:
     paths = _Paths(request)
     for condition in rule.when:
         actual = paths.resolve(condition.path)
+        if condition.field is not None:
+            other = paths.resolve(condition.field)
+            verdict = _compare(condition, actual, other)
+            said = f"{condition.path} {condition.op} {condition.field}"
+            if isinstance(verdict, Unclear):
+                if rule.outcome is Outcome.APPROVE:
+                    return None
+                parts.append(f"{said} ({verdict.reason}: treated as matching)")
+            elif not verdict:
+                return None
+            else:
+                parts.append(f"{said} (was {show(actual)} against {show(other)})")
+            continue
         verdict = _judge(condition, actual)
         said = f"{condition.path} {condition.op} {show(condition.value)}"
         if isinstance(verdict, Unclear):
@@ -73,6 +86,13 @@ def fold_key(key: str) -> str:
         return key.strip().lower()
     text = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", key).casefold())
     return "".join(c for c in text if unicodedata.category(c) != "Cf").strip()
+
+
+def resolve(request: Any, path: str) -> Any:
+    """The value at ``path`` in a request (a ``PolicyInput`` or a recorded ``ApprovalRequest``): None when it is
+    missing, ``Unclear`` when it is there only under another spelling."""
+    value = _Paths(request).resolve(path)
+    return None if value is _MISSING else value
 
 
 class _Paths:
@@ -148,6 +168,34 @@ def _judge(condition: Condition, actual: Any) -> bool | Unclear:
     if True in verdicts:
         return True
     return next((v for v in verdicts if isinstance(v, Unclear)), False)
+
+
+def _compare(condition: Condition, actual: Any, other: Any) -> bool | Unclear:
+    """``path op field``: two values of one request. Either missing, or not a single value of the same kind, is
+    unclear: a contradiction check that cannot see both sides fails closed."""
+    sides = ((condition.path, actual), (condition.field, other))
+    for where, value in sides:
+        if isinstance(value, Unclear):
+            return value
+        if value is _MISSING or value is None:
+            return Unclear(f"{where} is missing, so the two cannot be compared")
+        if isinstance(value, Mapping | list | tuple):
+            return Unclear(f"{where} is {describe(value)}, not a single value")
+    op = condition.op
+    if op in NUMBER_OPS:
+        for where, value in sides:
+            if not is_number(value):
+                return Unclear(f"{where} is {describe(value)}, not a number")
+        if op is Op.GT:
+            return bool(actual > other)
+        if op is Op.GTE:
+            return bool(actual >= other)
+        if op is Op.LT:
+            return bool(actual < other)
+        return bool(actual <= other)
+    if _family(actual) != _family(other):
+        return Unclear(f"{condition.path} is {describe(actual)} but {condition.field} is {describe(other)}")
+    return _equal(actual, other, fold=False) is (op is Op.EQ)
 
 
 def _item(op: Op, condition: Condition, item: Any, where: str, fold: bool) -> bool | Unclear:

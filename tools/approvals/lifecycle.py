@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from signoff.storage import (
     ApprovalRequest,
@@ -24,6 +24,8 @@ from signoff.storage import (
     Vote,
 )
 from signoff.storage.approvals.store import Change
+from signoff.storage.canonical import payload_sha256
+from signoff.storage.records import Claim, JsonObject
 
 MAX_REVIEWER_CHARS = 200
 MAX_COMMENT_CHARS = 2000
@@ -53,6 +55,7 @@ def creation_events(request: ApprovalRequest) -> tuple[NewEvent, ...]:
             "approvers": list(request.approvers),
             "escalate_at": request.escalate_at.isoformat() if request.escalate_at else None,
             "escalate_to": request.escalate_to,
+            "policy_version": request.policy_version,
         },
     )
     triggered = NewEvent(
@@ -92,11 +95,17 @@ def vote(
     *,
     reviewer_ids: tuple[str, ...] = (),
     same_person: Callable[[str, str], bool] = same_name,
+    approved_payload: JsonObject | None = None,
 ) -> Change:
     """A reviewer's vote: one rejection vetoes; ``approvals_required`` distinct people approve.
 
     ``reviewer_ids`` are the reviewer's other names (a Slack user id). ``same_person(a, b)`` says whether two
     names are one person; the requester may not vote, and nobody votes twice under two names.
+
+    ``approved_payload`` approves with changes: the request is approved with that payload instead of the one
+    asked. Only a vote that decides alone may change the payload (a request one person approves): with a quorum,
+    the other approvers would be counted for a payload they never saw. The caller has checked the payload
+    against the policy (``ApprovalService.vote``); the ``decided`` event records it with its digest.
     """
     reviewer = reviewer.strip()
     comment = comment.strip() if comment else None
@@ -108,11 +117,19 @@ def vote(
         raise InvalidInput("a rejection needs a reason: give a comment that tells the agent why")
     if comment and len(comment) > MAX_COMMENT_CHARS:
         raise InvalidInput(f"comment is {len(comment)} characters; the limit is {MAX_COMMENT_CHARS}")
+    if approved_payload is not None and verdict is not Verdict.APPROVE:
+        raise InvalidInput("only an approval can change the payload: reject without one, saying what to change")
 
     def change(request: ApprovalRequest) -> Transition:
         if (expired := _expire_if_due(request, now)) is not None:
             return expired
         _ensure_pending(request)
+        if approved_payload is not None and request.approvals_required != 1:
+            raise InvalidInput(
+                f"request {request.id} needs {request.approvals_required} approvals, and approving with changes"
+                " works only on a request one person decides (the others would approve a payload they never saw):"
+                " approve it as asked, or reject it with the change you want in the reason so the agent asks again"
+            )
         names = (reviewer, *reviewer_ids)
         if request.agent_id is not None and any(same_person(request.agent_id, name) for name in names):
             raise Forbidden(
@@ -144,12 +161,11 @@ def vote(
             outcome = Status.APPROVED
         else:
             return Transition(vote=ballot, events=(voted,), notify=True)
-        decided = NewEvent(
-            kind=EventKind.DECIDED,
-            request_id=request.id,
-            at=now,
-            data={"status": outcome.value, "by": "human"},
-        )
+        data: dict[str, object] = {"status": outcome.value, "by": "human"}
+        if approved_payload is not None:
+            data["approved_payload"] = dict(approved_payload)
+            data["approved_payload_sha256"] = payload_sha256(request.action, approved_payload)
+        decided = NewEvent(kind=EventKind.DECIDED, request_id=request.id, at=now, data=data)
         return Transition(
             status=outcome,
             decided_by=DecidedBy.HUMAN,
@@ -157,6 +173,7 @@ def vote(
             vote=ballot,
             events=(voted, decided),
             notify=True,
+            approved_payload=approved_payload,
         )
 
     return change
@@ -232,6 +249,49 @@ def escalate(now: datetime) -> Change:
     return change
 
 
+def claim(reviewer: str, now: datetime, seconds: float) -> Change:
+    """Say "I am looking at this" until ``now + seconds``. The request stays pending and anyone may still vote;
+    while another person's claim stands it is refused (Conflict, naming them); the claimer's own claim is renewed."""
+    reviewer = reviewer.strip()
+    if not reviewer:
+        raise InvalidInput("reviewer is empty: say who is claiming it")
+
+    def change(request: ApprovalRequest) -> Transition:
+        if (expired := _expire_if_due(request, now)) is not None:
+            return expired
+        _ensure_pending(request)
+        holder = request.claim_at(now)
+        if holder is not None and normal_name(holder) != normal_name(reviewer):
+            lapses = request.claim_until.isoformat() if request.claim_until else "?"
+            raise Conflict(f"{holder} is reviewing request {request.id} (claimed until {lapses}); you may still vote")
+        until = min(now + timedelta(seconds=seconds), request.expires_at)
+        event = NewEvent(
+            kind=EventKind.CLAIMED,
+            request_id=request.id,
+            at=now,
+            data={"reviewer": reviewer, "until": until.isoformat()},
+        )
+        return Transition(claim=Claim(by=reviewer, at=now, until=until), events=(event,))
+
+    return change
+
+
+def release(reviewer: str, now: datetime) -> Change:
+    """Let go of one's own claim; refused (Conflict) when one holds none."""
+
+    def change(request: ApprovalRequest) -> Transition:
+        if (expired := _expire_if_due(request, now)) is not None:
+            return expired
+        _ensure_pending(request)
+        holder = request.claim_at(now)
+        if holder is None or normal_name(holder) != normal_name(reviewer.strip()):
+            raise Conflict(f"{reviewer} holds no claim on request {request.id}; nothing was changed")
+        event = NewEvent(kind=EventKind.RELEASED, request_id=request.id, at=now, data={"reviewer": holder})
+        return Transition(release=True, events=(event,))
+
+    return change
+
+
 def is_overdue(request: ApprovalRequest, now: datetime) -> bool:
     return request.status is Status.PENDING and now >= request.expires_at
 
@@ -264,7 +324,8 @@ def outcome_phrase(request: ApprovalRequest) -> str:
             return f"was already {request.status} by policy at {at}"
         case Status.APPROVED:
             names = ", ".join(v.reviewer for v in request.approvals)
-            return f"was already approved by {names} at {at}"
+            changes = " with changes" if request.payload_changed else ""
+            return f"was already approved{changes} by {names} at {at}"
         case Status.REJECTED:
             veto = next((v for v in request.votes if v.verdict is Verdict.REJECT), None)
             who = f"{veto.reviewer} ({veto.comment})" if veto else "a reviewer"

@@ -50,7 +50,8 @@ async def permission(
             await service.consume(request.id)
         except Conflict:
             return _deny(f"the approval of signoff request {request.id} was already used; retry to ask again")
-        return {"behavior": "allow", "updatedInput": tool_input}
+        # a reviewer may have approved it with changes: the tool runs with the input they approved
+        return {"behavior": "allow", "updatedInput": dict(request.effective_payload)}
     if request.status is Status.PENDING:
         stopping = ""
         if service.stopping:

@@ -21,8 +21,9 @@ from referencing.exceptions import Unresolvable
 from signoff.storage import ActionHistory, InvalidInput, Priority, Trigger, TriggerKind
 from signoff.storage.canonical import canonical_json, is_number, numeric_leaves
 from signoff.tools.access import person_of
-from signoff.tools.approvals.conditions import action_glob, match_rule, show
-from signoff.tools.approvals.policy_config import ActionSchema, Outcome, PolicyConfig
+from signoff.tools.approvals import fairness, shape
+from signoff.tools.approvals.conditions import Unclear, action_glob, match_rule, resolve, show
+from signoff.tools.approvals.policy_config import DEFAULT_VERSION, ActionSchema, Outcome, PolicyConfig
 
 __all__ = ["Outcome", "Policy", "PolicyDecision", "PolicyInput"]
 
@@ -56,15 +57,30 @@ class PolicyDecision:
 
 
 class Policy:
-    """Decides what happens to a request under one ``PolicyConfig``."""
+    """Decides what happens to a request under one ``PolicyConfig``.
 
-    def __init__(self, config: PolicyConfig | None = None) -> None:
+    ``version`` is recorded with every request it decides: ``policy_version`` of the file's text; without one,
+    ``defaults`` for the built-in policy and ``inline`` for a config built in code."""
+
+    def __init__(self, config: PolicyConfig | None = None, version: str | None = None) -> None:
         self.config = config if config is not None else PolicyConfig()
+        self.version = version or (DEFAULT_VERSION if config is None else "inline")
 
     def same_person(self, requester: str, *names: str) -> bool:
         """Whether any of ``names`` is the requester, directly or through a ``[[people]]`` alias."""
         person = person_of(self.config.people, requester)
         return any(person_of(self.config.people, name) == person for name in names)
+
+    def watched_groups(self, action: str) -> list[int]:
+        """The indexes of the ``[[fairness.groups]]`` that judge ``action``: ``evaluate`` wants their counts."""
+        groups = self.config.fairness.groups
+        return [i for i, g in enumerate(groups) if not g.action or action_glob(action, g.action) is not None]
+
+    @property
+    def wants_profile(self) -> bool:
+        """Whether ``evaluate`` uses a ``PayloadProfile`` (an out-of-distribution check is on)."""
+        anomaly = self.config.anomaly
+        return anomaly.enabled and (anomaly.new_values or anomaly.key_set or anomaly.text_length)
 
     @property
     def wants_history(self) -> bool:
@@ -168,8 +184,16 @@ class Policy:
                     "(limits.max_flag_chars). Use a short flag such as fairness:age."
                 )
 
-    def evaluate(self, request: PolicyInput, history: ActionHistory | None = None) -> PolicyDecision:
-        """Validate the request, then decide. ``history`` is used only when ``wants_history``."""
+    def evaluate(
+        self,
+        request: PolicyInput,
+        history: ActionHistory | None = None,
+        streams: Mapping[int, fairness.Counts] | None = None,
+        profile: shape.PayloadProfile | None = None,
+    ) -> PolicyDecision:
+        """Validate the request, then decide. ``history`` is used only when ``wants_history``; ``streams`` holds the
+        recent outcome counts of each of the ``watched_groups`` (by index); without them, those groups stay silent.
+        ``profile`` summarises recent approved payloads of the action, for the out-of-distribution checks."""
         self.validate(request)
         config = self.config
         matched = [(rule, detail) for rule in config.rules if (detail := match_rule(rule, request)) is not None]
@@ -183,7 +207,11 @@ class Policy:
             reviews.append(Trigger(kind=TriggerKind.CONFIDENCE, detail=detail))
         if config.anomaly.enabled and history is not None:
             reviews.extend(self._anomalies(request, history))
+        if config.anomaly.enabled and profile is not None:
+            for detail in shape.unusual(config.anomaly, request.action, request.payload, profile):
+                reviews.append(Trigger(kind=TriggerKind.ANOMALY, detail=detail))
         reviews.extend(self._fairness(request.flags))
+        reviews.extend(self._outcome_fairness(request, streams or {}))
 
         if guardrails:
             outcome, triggers = Outcome.REJECT, [*guardrails, *reviews, *approvals]
@@ -228,6 +256,23 @@ class Policy:
             if glob is not None:
                 detail = f"flag {flag!r} matches the fairness pattern {glob!r}"
                 yield Trigger(kind=TriggerKind.FAIRNESS, detail=detail)
+
+    def _outcome_fairness(self, request: PolicyInput, streams: Mapping[int, fairness.Counts]) -> Iterator[Trigger]:
+        groups = self.config.fairness.groups
+        for index in self.watched_groups(request.action):
+            group = groups[index]
+            value = resolve(request, group.attribute)
+            if isinstance(value, Unclear):  # fail closed: a misspelt group must not slip past the check
+                detail = f"cannot tell the group for {group.attribute}: {value.reason}"
+                yield Trigger(kind=TriggerKind.FAIRNESS, detail=detail)
+                continue
+            key = fairness.group_key(value)
+            counts = streams.get(index)
+            if key is None or counts is None:
+                continue
+            rate = next((r for r in fairness.judge_groups(group, counts) if r.key == key), None)
+            if rate is not None and rate.flagged:
+                yield Trigger(kind=TriggerKind.FAIRNESS, detail=fairness.detail(group, rate))
 
     def _anomalies(self, request: PolicyInput, history: ActionHistory) -> Iterator[Trigger]:
         anomaly = self.config.anomaly

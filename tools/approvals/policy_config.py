@@ -8,12 +8,14 @@ turns into ``<file> line <n>: <key path>: <problem>``.
 from __future__ import annotations
 
 import enum
+import hashlib
 import math
 import os
 import re
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +33,7 @@ from signoff.tools.typed_toml import Fault, at_least, at_most, build, describe, 
 _T = TypeVar("_T")
 
 REQUEST_PATHS = ("action", "summary", "confidence", "flags", "agent_id", "payload")
+DEFAULT_VERSION = "defaults"  #: the version of the built-in policy (no file)
 
 
 class Outcome(enum.StrEnum):
@@ -86,36 +89,117 @@ class Anomaly:
     novel_action: bool = True  #: first request for an action from an agent -> review
     min_samples: int = 20  #: recorded values a field needs before its numbers are judged
     threshold: float = 3.5  #: modified z-score limit
+    # Out of distribution, learnt from the newest ``window`` approved requests of the same action:
+    new_values: bool = True  #: a value never seen for a categorical string field -> review
+    key_set: bool = True  #: keys never sent with this action, or missing keys every request had -> review
+    text_length: bool = True  #: a string ``text_factor`` times longer than any seen for the field -> review
+    warmup: int = 50  #: approved requests of the action needed before the three checks above judge it
+    window: int = 500  #: the newest approved requests of the action they learn from
+    #: a field with more distinct values than this, or than half its samples, is free text, not a category
+    max_categories: int = 50
+    text_factor: float = 3.0
 
     def __post_init__(self) -> None:
         at_least(self.min_samples, 1, "min_samples")
+        at_least(self.warmup, 1, "warmup")
+        at_least(self.max_categories, 1, "max_categories")
+        if not 1 <= self.window <= 10_000:
+            raise Fault(("window",), f"must be from 1 to 10,000, not {self.window:,}")
+        if self.warmup > self.window:
+            raise Fault(("warmup",), f"must be at most window ({self.window:,}), not {self.warmup:,}")
+        if not (math.isfinite(self.text_factor) and self.text_factor > 1):
+            raise Fault(("text_factor",), f"must be a number above 1 (3 is usual), not {self.text_factor}")
         if not (math.isfinite(self.threshold) and self.threshold > 0):
             raise Fault(("threshold",), f"must be a number above 0 (3.5 is usual), not {self.threshold}")
+
+
+#: ``[[fairness.groups]]`` outcomes that are not a payload field: what signoff itself decided
+STREAM_OUTCOMES = {
+    "policy": "approved by policy at once",  #: every request counts; positive: the policy approved it
+    "approved": "approved",  #: approved or rejected requests count (by policy or people); positive: approved
+}
+
+
+def check_request_path(path: str, key: str) -> None:
+    """A path into a request: ``action``, ``agent_id``, … or ``payload.<field>``."""
+    head, dot, rest = path.partition(".")
+    if head not in REQUEST_PATHS or (dot and (head != "payload" or "" in rest.split("."))):
+        raise Fault(
+            (key,),
+            f"unknown path {path!r}; use {', '.join(REQUEST_PATHS)} or payload.<field> "
+            "(e.g. payload.amount, payload.recipient.country)",
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FairnessGroup:
+    """``[[fairness.groups]]``: watch an outcome's rate per group; a group far from the rest -> review."""
+
+    attribute: str  #: the request path whose value names the group, e.g. payload.applicant.age_band
+    outcome: str = "policy"  #: "policy", "approved", or a payload path compared with ``positive``
+    positive: Any = None  #: with a payload outcome: the value that counts as the positive outcome
+    action: tuple[str, ...] = ()  #: globs; empty: every action
+    window: int = 1000  #: the newest requests with a group and an outcome that are counted
+    min_samples: int = 30  #: requests a group and the rest each need before the group is judged
+    margin: float = 0.1  #: the smallest difference of rates (0-1) that matters
+    alpha: float = 0.05  #: the chance of a false alarm on a fair stream, shared by all groups (Bonferroni)
+
+    def __post_init__(self) -> None:
+        check_request_path(self.attribute, "attribute")
+        non_empty_strings(self.action, "action")
+        if self.outcome in STREAM_OUTCOMES:
+            if self.positive is not None:
+                raise Fault(("positive",), f'applies only to a payload outcome, not "{self.outcome}"')
+        else:
+            if not self.outcome.startswith("payload."):
+                raise Fault(
+                    ("outcome",),
+                    f'must be "policy", "approved" or a payload path such as payload.decision, not {self.outcome!r}',
+                )
+            check_request_path(self.outcome, "outcome")
+            if not is_scalar(self.positive):
+                raise Fault(("positive",), 'a payload outcome needs the positive value, e.g. positive = "approve"')
+        if not 10 <= self.window <= 100_000:
+            raise Fault(("window",), f"must be from 10 to 100,000, not {self.window:,}")
+        at_least(self.min_samples, 5, "min_samples")
+        if not 0 < self.margin < 1:
+            raise Fault(("margin",), f"must be between 0 and 1 (0.1 is ten points), not {self.margin}")
+        if not 0 < self.alpha <= 0.5:
+            raise Fault(("alpha",), f"must be above 0 and at most 0.5 (0.05 is usual), not {self.alpha}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Fairness:
     flags: tuple[str, ...] = ()  #: globs; a request flag matching one -> review
+    groups: tuple[FairnessGroup, ...] = ()  #: outcome rates watched per group
 
     def __post_init__(self) -> None:
         non_empty_strings(self.flags, "flags")
+
+
+FIELD_OPS = frozenset({Op.EQ, Op.NE, *NUMBER_OPS})  #: the operators that compare two fields of a request
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Condition:
     path: str
     op: Op
-    value: Any
-    pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+    value: Any = None  #: a constant; or, instead, ``field``
+    field: str | None = None  #: another path of the same request to compare with (a contradiction check)
+    pattern: re.Pattern[str] | None = dataclass_field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        head, dot, rest = self.path.partition(".")
-        if head not in REQUEST_PATHS or (dot and (head != "payload" or "" in rest.split("."))):
-            raise Fault(
-                ("path",),
-                f"unknown path {self.path!r}; use {', '.join(REQUEST_PATHS)} or payload.<field> "
-                "(e.g. payload.amount, payload.recipient.country)",
-            )
+        check_request_path(self.path, "path")
+        if self.field is not None:
+            check_request_path(self.field, "field")
+            if self.value is not None:
+                raise Fault(("field",), "give either value (a constant) or field (another path), not both")
+            if self.op not in FIELD_OPS:
+                ops = ", ".join(sorted(FIELD_OPS))
+                raise Fault(("op",), f"{self.op} cannot compare two fields; use one of {ops}")
+            return
+        if self.value is None:
+            raise Fault((), "missing required key 'value' (a constant; or field = another path of the request)")
         accepts, wanted = _VALUE_CHECKS[self.op]
         if not accepts(self.value):
             several = self.op in (Op.EQ, Op.NE) and isinstance(self.value, tuple | list)
@@ -267,17 +351,31 @@ def parse_policy_config(text: str, source: str = "<config>") -> PolicyConfig:
         raise ConfigError(f"{source} line {line}: {fault}") from None
 
 
+def policy_version(text: str | None) -> str:
+    """The policy's version: the first 16 hex digits of the SHA-256 of the file's text (UTF-8), or ``defaults``.
+
+    Two files with the same bytes have the same version wherever they live; any edit, even a comment, makes a new one.
+    """
+    if text is None:
+        return DEFAULT_VERSION
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def load_policy_config(path: str | os.PathLike[str]) -> PolicyConfig:
     """Read and parse a policy file; a missing or unreadable file is a ConfigError too."""
+    return parse_policy_config(read_policy_text(path), os.fspath(path))
+
+
+def read_policy_text(path: str | os.PathLike[str]) -> str:
+    """A policy file's text; a missing or unreadable file is a ConfigError."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"policy file {os.fspath(path)} does not exist; check the path") from None
     except OSError as exc:
         raise ConfigError(f"cannot read policy file {os.fspath(path)}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"policy file {os.fspath(path)} is not UTF-8 text: {exc.reason}") from None
-    return parse_policy_config(text, os.fspath(path))
 
 
 def _references(node: Any, key: KeyPath) -> Iterator[tuple[KeyPath, str]]:

@@ -25,7 +25,8 @@ VERSION = "v1"  #: the signing scheme: HMAC-SHA256 over the canonical JSON of th
 
 
 class Receipt(WireModel):
-    """Signed proof that ``action`` with the payload hashing to ``payload_sha256`` was approved."""
+    """Signed proof that ``action`` with the payload hashing to ``payload_sha256`` was approved (the approved
+    payload: when a reviewer approved with changes, the changed one, not the one asked)."""
 
     request_id: str
     action: str
@@ -46,7 +47,7 @@ def issue(key: bytes, request: ApprovalRequest, ttl_seconds: int | None = None) 
     fields: dict[str, Any] = {
         "request_id": request.id,
         "action": request.action,
-        "payload_sha256": request.payload_sha256,
+        "payload_sha256": request.approved_sha256,  # the payload a reviewer changed it to, if one did
         "decided_at": to_text(request.decided_at),
         "decided_by": (request.decided_by or DecidedBy.POLICY).value,
         "approvers": [v.reviewer for v in request.votes if v.verdict is Verdict.APPROVE],

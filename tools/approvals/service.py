@@ -34,9 +34,12 @@ from signoff.storage import (
 from signoff.storage.audit import ChainReport, verify_store
 from signoff.storage.canonical import numeric_leaves, payload_sha256
 from signoff.storage.errors import unknown_request
+from signoff.storage.text import nul_at
 from signoff.tools.access import normal_name
-from signoff.tools.approvals import lifecycle, receipts
+from signoff.tools.approvals import fairness, lifecycle, receipts
 from signoff.tools.approvals.policy import Outcome, Policy, PolicyDecision, PolicyInput
+from signoff.tools.approvals.shape import PayloadProfile
+from signoff.tools.approvals.streams import outcome_counts, recent_profile
 from signoff.tools.clock import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
@@ -47,6 +50,8 @@ ProgressCallback = Callable[[float, float, str], Awaitable[None]]
 #: ``signoff:`` flag), so an agent cannot make a request that a permission prompt would take for its own.
 PERMISSION_PROMPT_FLAG = "signoff:permission-prompt"
 RESERVED_FLAG_PREFIX = "signoff:"
+#: Actions of the model plane's own requests: it applies the change it recorded, so none is approved with changes.
+FIXED_PAYLOAD_PREFIX = "models."
 
 _STATUS_OF = {
     Outcome.APPROVE: Status.APPROVED,
@@ -100,6 +105,17 @@ class Draft:
     permission_prompt: bool = False  #: made by permission_prompt itself: stored with PERMISSION_PROMPT_FLAG
 
 
+def _refuse_nul(*fields: tuple[str, object]) -> None:
+    """InvalidInput naming the first field holding a NUL character (which PostgreSQL cannot store): refused on
+    every engine alike, and before anything is stored."""
+    for name, value in fields:
+        if (where := nul_at(value, name)) is not None:
+            raise InvalidInput(
+                f"{where} contains a NUL character (\\x00), which signoff does not store: remove it, or encode"
+                " binary data (base64, hex) before sending it"
+            )
+
+
 class ApprovalService:
     def __init__(
         self,
@@ -109,12 +125,14 @@ class ApprovalService:
         *,
         progress_interval: float = 5.0,
         on_policy_seconds: Callable[[float], None] | None = None,
+        claim_seconds: float = 900.0,
     ) -> None:
         self.store = store
         self.policy = policy or Policy()
         self.clock = clock or SystemClock()
         self.progress_interval = progress_interval
         self.on_policy_seconds = on_policy_seconds  #: told how long each policy evaluation took (metrics)
+        self.claim_seconds = claim_seconds  #: how long a reviewer's claim stands before it lapses by itself
         self.stopping = False  #: set by stop(): the server is shutting down, waits answer at once
         self._sleeping: set[anyio.CancelScope] = set()  # the waits now asleep in wait_for_change
 
@@ -128,6 +146,14 @@ class ApprovalService:
         """Run the policy and record the request with its verdict (or as pending, for people to decide)."""
         if draft.idempotency_key is not None and not draft.idempotency_key.strip():
             raise InvalidInput("idempotency_key is empty: omit it, or pass a non-empty key that is unique per action")
+        _refuse_nul(
+            ("action", draft.action),
+            ("summary", draft.summary),
+            ("payload", draft.payload),
+            ("flags", draft.flags),
+            ("agent_id", draft.agent_id),
+            ("idempotency_key", draft.idempotency_key),
+        )
         reserved = [f for f in draft.flags if isinstance(f, str) and normal_name(f).startswith(RESERVED_FLAG_PREFIX)]
         if reserved:
             raise InvalidInput(
@@ -143,16 +169,24 @@ class ApprovalService:
             agent_id=draft.agent_id,
             expires_in_seconds=draft.expires_in_seconds,
         )
-        history = None
-        if self.policy.wants_history:
-            self.policy.validate(policy_input)  # before reading history for it; evaluate validates in any case
+        history, streams = None, None
+        policy = self.policy  # one policy decides the whole request, even if a reload replaces it meanwhile
+        watched = policy.watched_groups(draft.action)
+        if policy.wants_history or watched:
+            policy.validate(policy_input)  # before reading history for it; evaluate validates in any case
+        if policy.wants_history:
             fields = list(numeric_leaves(draft.payload))
             history = await self.store.action_history(draft.action, draft.agent_id, fields)
-        decision = self._evaluate(policy_input, history)
+        if watched:
+            streams = {i: await outcome_counts(self.store, policy.config.fairness.groups[i]) for i in watched}
+        profile = (
+            await recent_profile(self.store, draft.action, policy.config.anomaly) if policy.wants_profile else None
+        )
+        decision = self._evaluate(policy, policy_input, history, streams, profile)
         if draft.human_only and decision.outcome is Outcome.APPROVE:
             person = Trigger(kind=TriggerKind.RULE, detail=f"{draft.action} always needs a person's approval")
             decision = dataclasses.replace(decision, outcome=Outcome.REVIEW, triggers=(person, *decision.triggers))
-        request = self._new_request(draft, decision, _STATUS_OF[decision.outcome])
+        request = self._new_request(draft, decision, _STATUS_OF[decision.outcome], policy.version)
         stored, created = await self.store.create_request(
             request, lifecycle.creation_events(request), notify=request.status is Status.PENDING
         )
@@ -184,23 +218,32 @@ class ApprovalService:
             agent_id=draft.agent_id,
             expires_in_seconds=None,
         )
-        decision = self._evaluate(policy_input, None)
+        decision = self._evaluate(self.policy, policy_input, None)
         because = Trigger(kind=TriggerKind.RULE, detail=rule)
         decision = dataclasses.replace(decision, outcome=Outcome.APPROVE, triggers=(because,))
-        request = self._new_request(draft, decision, Status.APPROVED)
+        request = self._new_request(draft, decision, Status.APPROVED, self.policy.version)
         stored, _ = await self.store.create_request(request, lifecycle.creation_events(request), notify=notify)
         # used at once: a record is not an approval anything may act on (a permission prompt, a second change)
         return await self.store.update(stored.id, lifecycle.consume(self.clock.now()))
 
-    def _evaluate(self, policy_input: PolicyInput, history: ActionHistory | None) -> PolicyDecision:
+    def _evaluate(
+        self,
+        policy: Policy,
+        policy_input: PolicyInput,
+        history: ActionHistory | None,
+        streams: Mapping[int, fairness.Counts] | None = None,
+        profile: PayloadProfile | None = None,
+    ) -> PolicyDecision:
         started = time.perf_counter()  # a duration for metrics, not a time any decision depends on
         try:
-            return self.policy.evaluate(policy_input, history)
+            return policy.evaluate(policy_input, history, streams, profile)
         finally:
             if self.on_policy_seconds is not None:
                 self.on_policy_seconds(time.perf_counter() - started)
 
-    def _new_request(self, draft: Draft, decision: PolicyDecision, status: Status) -> ApprovalRequest:
+    def _new_request(
+        self, draft: Draft, decision: PolicyDecision, status: Status, policy_version: str
+    ) -> ApprovalRequest:
         now = self.clock.now()
         return ApprovalRequest(
             id=new_request_id(),
@@ -226,6 +269,7 @@ class ApprovalService:
             if status is Status.PENDING and decision.escalate_after_seconds
             else None,
             escalate_to=decision.escalate_to if status is Status.PENDING else None,
+            policy_version=policy_version,
         )
 
     async def get(self, request_id: str) -> ApprovalRequest:
@@ -276,6 +320,7 @@ class ApprovalService:
         reviewer_ids: tuple[str, ...] = (),
         groups: tuple[str, ...] = (),
         named_only: bool = False,
+        approved_payload: Mapping[str, Any] | None = None,
     ) -> ApprovalRequest:
         """Record a reviewer's vote; raises Conflict naming who decided if the request is already closed.
 
@@ -286,15 +331,28 @@ class ApprovalService:
         ``reviewer_ids`` are other names of the same reviewer (a Slack user id); ``groups`` are the Slack user
         groups the channel found them in. ``named_only``: the channel does not make its users reviewers by itself
         (anyone in a Slack channel can click), so with no approvers named nobody may vote through it.
+
+        ``approved_payload`` approves with changes (``amendment``): the changed payload must pass the policy as a
+        new request would, and the reviewer must be one who could approve it.
         """
+        _refuse_nul(("reviewer", reviewer), ("comment", comment), ("approved_payload", approved_payload))
+        amended = await self.amendment(request_id, verdict, approved_payload) if approved_payload is not None else None
         now = self.clock.now()
         ballot = lifecycle.vote(
-            reviewer, verdict, comment, now, reviewer_ids=reviewer_ids, same_person=self.policy.same_person
+            reviewer,
+            verdict,
+            comment,
+            now,
+            reviewer_ids=reviewer_ids,
+            same_person=self.policy.same_person,
+            approved_payload=amended[0] if amended else None,
         )
 
         def change(request: ApprovalRequest) -> Transition:
             if request.status is Status.PENDING and not lifecycle.is_overdue(request, now):
                 refusal = self._approver_refusal(request, reviewer.strip(), reviewer_ids, groups, named_only)
+                if refusal is None and amended is not None:
+                    refusal = self._amended_refusal(request, amended[1], reviewer.strip(), reviewer_ids, groups)
                 if refusal is not None:
                     raise Forbidden(refusal)
             return ballot(request)
@@ -303,6 +361,80 @@ class ApprovalService:
         if updated.status is Status.EXPIRED:  # it ran out before this vote arrived; lifecycle closed it now
             raise Conflict(f"request {request_id} {lifecycle.outcome_phrase(updated)}; your vote was not recorded")
         return updated
+
+    async def amendment(
+        self, request_id: str, verdict: Verdict, payload: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], PolicyDecision] | None:
+        """Check a payload a reviewer wants to approve instead of the one asked: the policy judges it as it would
+        a new request with the same action, summary, confidence, flags and agent (limits, ``[[schemas]]``, rules,
+        anomaly). None when it is the payload as asked (a plain approval); InvalidInput when the policy's checks
+        refuse it; Forbidden when a guardrail rejects it, or for a request of the model plane (which applies the
+        change it recorded, so a changed payload could not be honoured). Changes nothing."""
+        if verdict is not Verdict.APPROVE:
+            raise InvalidInput("only an approval can change the payload: reject without one, saying what to change")
+        if not isinstance(payload, Mapping):
+            raise InvalidInput("the changed payload must be a JSON object ({...}), like the payload the agent sent")
+        request = await self.get(request_id)
+        changed = dict(payload)
+        try:
+            if payload_sha256(request.action, changed) == request.payload_sha256:
+                return None
+        except (TypeError, ValueError, RecursionError):
+            raise InvalidInput("the changed payload is not plain JSON (NaN, Infinity or another value)") from None
+        if request.action.startswith(FIXED_PAYLOAD_PREFIX):
+            raise Forbidden(
+                f"{request.action} cannot be approved with changes: the model plane applies the change it recorded;"
+                " approve or reject it as asked, and ask for the change you want separately"
+            )
+        policy_input = PolicyInput(
+            action=request.action,
+            summary=request.summary,
+            payload=changed,
+            confidence=request.confidence,
+            flags=tuple(f for f in request.flags if f != PERMISSION_PROMPT_FLAG),
+            agent_id=request.agent_id,
+            expires_in_seconds=None,
+        )
+        try:
+            history = None
+            if self.policy.wants_history:
+                self.policy.validate(policy_input)
+                fields = list(numeric_leaves(changed))
+                history = await self.store.action_history(request.action, request.agent_id, fields)
+            decision = self._evaluate(self.policy, policy_input, history)
+        except InvalidInput as exc:
+            raise InvalidInput(f"the changed payload is refused: {exc.message}") from None
+        if decision.outcome is Outcome.REJECT:
+            reasons = "; ".join(t.detail for t in decision.triggers if t.kind is TriggerKind.GUARDRAIL)
+            raise Forbidden(
+                f"the policy rejects the changed payload ({reasons}): change it so no guardrail matches, or reject"
+                " the request"
+            )
+        return changed, decision
+
+    def _amended_refusal(
+        self,
+        request: ApprovalRequest,
+        decision: PolicyDecision,
+        reviewer: str,
+        reviewer_ids: tuple[str, ...],
+        groups: tuple[str, ...],
+    ) -> str | None:
+        """Why this reviewer may not approve the changed payload although they may vote on the request: the
+        policy asks more for it (more approvals, or approvers the reviewer is not one of)."""
+        if decision.approvals_required > request.approvals_required:
+            return (
+                f"the changed payload needs {decision.approvals_required} approvals under the policy, more than"
+                f" request {request.id} asked for: reject it, saying what to change, so the agent asks again"
+            )
+        if decision.approvers:
+            routed = dataclasses.replace(request, approvers=decision.approvers)
+            if self._approver_refusal(routed, reviewer, reviewer_ids, groups, named_only=False) is not None:
+                return (
+                    f"{reviewer} may not approve the changed payload: the policy routes it to"
+                    f" {', '.join(decision.approvers)}"
+                )
+        return None
 
     async def vote_refusal(
         self,
@@ -346,6 +478,32 @@ class ApprovalService:
             f"{reviewer} is not an approver for request {request.id}; its approvers are {', '.join(approvers)}"
             " (names in [[people]] count with their aliases; Slack user groups count only for votes in Slack)"
         )
+
+    async def claim(self, request_id: str, reviewer: str) -> ApprovalRequest:
+        """Say that ``reviewer`` is looking at the request, for ``claim_seconds`` (renewed by claiming again). Only
+        someone who may vote on it may claim it (Forbidden otherwise); a claim keeps nobody from voting."""
+        now = self.clock.now()
+        claiming = lifecycle.claim(reviewer, now, self.claim_seconds)
+
+        def change(request: ApprovalRequest) -> Transition:
+            if request.status is Status.PENDING and not lifecycle.is_overdue(request, now):
+                if request.agent_id is not None and self.policy.same_person(request.agent_id, reviewer.strip()):
+                    raise Forbidden(f"{reviewer} asked for request {request.id} and cannot review it")
+                if (refusal := self._approver_refusal(request, reviewer.strip(), (), (), False)) is not None:
+                    raise Forbidden(refusal)
+            return claiming(request)
+
+        updated = await self.store.update(request_id, change)
+        if updated.status is Status.EXPIRED:
+            raise Conflict(f"request {request_id} {lifecycle.outcome_phrase(updated)}; it cannot be claimed")
+        return updated
+
+    async def release(self, request_id: str, reviewer: str) -> ApprovalRequest:
+        """Let go of ``reviewer``'s claim on the request."""
+        updated = await self.store.update(request_id, lifecycle.release(reviewer, self.clock.now()))
+        if updated.status is Status.EXPIRED:
+            raise Conflict(f"request {request_id} {lifecycle.outcome_phrase(updated)}; nothing to release")
+        return updated
 
     async def cancel(self, request_id: str, reason: str) -> ApprovalRequest:
         updated = await self.store.update(request_id, lifecycle.cancel(reason, self.clock.now()))
@@ -392,13 +550,35 @@ class ApprovalService:
         receipt must match and be unexpired, and its request must still stand (a used approval is spent)."""
         now = self.clock.now()
         problem = receipts.check(key, receipt, action, payload, now=now)
+        parsed = receipt if isinstance(receipt, receipts.Receipt) else None
         if problem is not None:
+            if problem.startswith("the payload differs") and isinstance(receipt, Mapping | receipts.Receipt):
+                return await self._changed_hint(receipt, action, payload) or problem
             return problem
-        parsed = receipt if isinstance(receipt, receipts.Receipt) else receipts.Receipt.model_validate(receipt)
+        parsed = parsed or receipts.Receipt.model_validate(receipt)
         request = await self.store.get(parsed.request_id)
         if request is None:
             return f"signoff has no request {parsed.request_id}: the receipt was signed with this key elsewhere"
         return receipts.standing(request, now)
+
+    async def _changed_hint(
+        self, receipt: Mapping[str, Any] | receipts.Receipt, action: str, payload: Mapping[str, Any]
+    ) -> str | None:
+        """For a genuine receipt checked against the payload as asked of a request a reviewer changed: say so."""
+        request_id = receipt.request_id if isinstance(receipt, receipts.Receipt) else receipt.get("request_id")
+        request = await self.store.get(request_id) if isinstance(request_id, str) else None
+        if request is None or not request.payload_changed or request.action != action:
+            return None
+        try:
+            asked = payload_sha256(action, payload) == request.payload_sha256
+        except (TypeError, ValueError, RecursionError):
+            return None
+        if not asked:
+            return None
+        return (
+            f"the payload differs from the approved one: a reviewer approved request {request.id} with changes;"
+            " act with its approved_payload (get_status shows it), not the payload you asked with"
+        )
 
     async def consume(self, request_id: str) -> ApprovalRequest:
         """Use a single-use approval once; a second use is refused (Conflict)."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -44,19 +44,45 @@ class ApprovalStatus(WireModel):
     priority: Literal["low", "normal", "high", "urgent"] = Field(
         description="How soon reviewers should look: urgent, high, normal or low (set by the policy's rules)"
     )
-    payload_sha256: str = Field(description="SHA-256 of the canonical action+payload this verdict is bound to")
+    payload_sha256: str = Field(description="SHA-256 of the canonical action+payload as asked")
+    payload_changed: bool = Field(
+        default=False,
+        description="True when a reviewer approved it with changes: act with approved_payload, not your payload",
+    )
+    approved_payload: dict[str, Any] | None = Field(
+        default=None,
+        description="When approved with changes: the payload to act with (the receipt binds this one); else null",
+    )
     created_at: datetime
     expires_at: datetime
     decided_at: datetime | None
     escalated_at: datetime | None = Field(default=None, description="When it was escalated, if it was")
+    claimed_by: str | None = Field(
+        default=None, description="The reviewer looking at it now, if one said so (still pending: do not act yet)"
+    )
+    claimed_at: datetime | None = Field(default=None, description="When claimed_by said they are looking at it")
+    policy_version: str | None = Field(
+        default=None, description="The version (a hash of the policy file) of the policy that decided this request"
+    )
     message: str = Field(description="What to do next")
     receipt: Receipt | None = Field(
         default=None, description="When approved: signed proof to check with verify_receipt right before acting"
     )
 
     @classmethod
-    def of(cls, request: ApprovalRequest, receipt: Receipt | None = None, *, stopping: bool = False) -> ApprovalStatus:
+    def of(
+        cls,
+        request: ApprovalRequest,
+        receipt: Receipt | None = None,
+        *,
+        stopping: bool = False,
+        now: datetime | None = None,
+    ) -> ApprovalStatus:
+        """``now`` decides whether a claim has lapsed (the present moment when not given)."""
+        claimer = request.claim_at(now or datetime.now(UTC))
         return cls(
+            claimed_by=claimer,
+            claimed_at=request.claimed_at if claimer else None,
             receipt=receipt,
             request_id=request.id,
             status=request.status.value,
@@ -72,10 +98,13 @@ class ApprovalStatus(WireModel):
             approvals_required=request.approvals_required,
             priority=request.priority.value,
             payload_sha256=request.payload_sha256,
+            payload_changed=request.payload_changed,
+            approved_payload=dict(request.approved_payload) if request.approved_payload is not None else None,
             created_at=request.created_at,
             expires_at=request.expires_at,
             decided_at=request.decided_at,
             escalated_at=request.escalated_at,
+            policy_version=request.policy_version,
             message=stopping_step(request) if stopping and request.status is Status.PENDING else next_step(request),
         )
 
@@ -97,6 +126,12 @@ class RequestList(WireModel):
 def next_step(request: ApprovalRequest) -> str:
     """One sentence telling the agent what to do now."""
     match request.status:
+        case Status.APPROVED if request.payload_changed:
+            return (
+                f"Approved with changes by {_names(request, Verdict.APPROVE)}: go ahead with exactly this action and"
+                " approved_payload (the reviewer changed your payload; the receipt binds the changed one), not the"
+                " payload you asked with."
+            )
         case Status.APPROVED:
             who = "policy" if request.decided_by is DecidedBy.POLICY else _names(request, Verdict.APPROVE)
             return (

@@ -55,6 +55,7 @@ function row(r) {
   why.appendChild(list);
   tr.appendChild(why);
   tr.appendChild(cell(r.quorum));
+  tr.appendChild(cell(r.claim, "text claim"));
   const time = document.createElement("time");
   time.dataset.expires = r.expires_at;
   time.title = r.expires;
@@ -124,6 +125,46 @@ function liveQueue() {
   }
 }
 
+function typing() {
+  // whether the reviewer has started writing on this page: then a change elsewhere does not reload it under them
+  const editor = document.getElementById("approved-payload");
+  for (const id of ["reason", "amend-comment"]) {
+    const el = document.getElementById(id);
+    if (el && el.value.trim() !== "") return true;
+  }
+  return Boolean(editor && editor.value !== editor.defaultValue);
+}
+
+function liveRequest() {
+  const live = document.getElementById("live-request");
+  if (!live) return;
+  const url = "/requests/" + encodeURIComponent(live.dataset.request) + "/events?version=" +
+    encodeURIComponent(live.dataset.version);
+  const source = new EventSource(url);
+  for (const form of document.querySelectorAll("form")) {
+    // this page's own vote (or sign-out) navigates by itself: a reload for the change it causes would cancel it
+    form.addEventListener("submit", () => source.close());
+  }
+  source.addEventListener("request", (event) => {
+    const state = JSON.parse(event.data);
+    if (!typing()) {
+      source.close();
+      window.location.reload();  // nothing written yet: show the request as it is now
+      return;
+    }
+    const status = document.getElementById("status");
+    status.textContent = state.status;
+    status.className = "status " + state.status;
+    const changed = document.getElementById("changed");
+    changed.textContent = "Changed since you opened this page: " + state.outcome + ". Reload to see it all.";
+    changed.hidden = false;
+  });
+  source.addEventListener("signed-out", () => {
+    source.close();
+    window.location.assign("/sign-in");
+  });
+}
+
 function shortcuts() {
   const form = document.getElementById("decide");
   if (!form) return;
@@ -137,6 +178,12 @@ function shortcuts() {
     if (event.key === "a") {
       event.preventDefault();
       document.getElementById("approve").click();
+    } else if (event.key === "e") {
+      const box = document.getElementById("amend-box");
+      if (!box) return;
+      event.preventDefault();
+      box.open = true;
+      document.getElementById("approved-payload").focus();
     } else if (event.key === "r") {
       event.preventDefault();
       if (reason.value.trim() === "") {
@@ -152,5 +199,6 @@ document.addEventListener("DOMContentLoaded", () => {
   tick();
   window.setInterval(tick, 1000);
   if (document.body.dataset.page === "queue") liveQueue();
+  if (document.body.dataset.page === "request") liveRequest();
   shortcuts();
 });

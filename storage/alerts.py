@@ -1,0 +1,244 @@
+"""Alert state and the alert outbox, kept in the database so every process that shares it agrees (sql/0012);
+``Alerts`` is what the alert worker needs of either engine (PostgreSQL: ``alerts_pg``).
+
+A rule's state changes by compare-and-set inside ``BEGIN IMMEDIATE``: of several processes that see the same change,
+one records it and queues its messages; the others find the state already changed and queue nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+from signoff.storage.sqlite_db import SqliteDatabase
+from signoff.storage.timefmt import from_text, to_text
+
+
+class AlertKind(StrEnum):
+    FIRING = "firing"  #: the condition started
+    RESOLVED = "resolved"  #: the condition ended
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Measures:
+    """What the built-in rules look at, read from the database at one moment."""
+
+    human_decisions: int  #: requests people decided in the window
+    human_rejections: int  #: of which rejected
+    pending: int  #: requests pending now
+    oldest_pending: datetime | None = None  #: when the oldest pending request was made
+    dead_notifications: int = 0  #: notifications a notifier gave up on (until `signoff outbox retry`)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AlertMessage:
+    """One queued message to one target."""
+
+    id: int
+    episode: int
+    rule: str
+    kind: AlertKind
+    target: str
+    message: str
+    value: float
+    at: datetime
+    attempts: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Episode:
+    """One episode of a rule: fired, and perhaps resolved."""
+
+    id: int
+    rule: str
+    fired_at: datetime
+    fired_value: float
+    message: str
+    resolved_at: datetime | None
+    resolved_value: float | None
+    undelivered: int  #: messages of this episode not delivered yet (retrying)
+    dead: int  #: messages given up on
+
+
+MEASURE = """
+SELECT (SELECT count(*) FROM requests WHERE decided_by = 'human' AND decided_at >= ?),
+       (SELECT count(*) FROM requests WHERE decided_by = 'human' AND decided_at >= ? AND status = 'rejected'),
+       (SELECT count(*) FROM requests WHERE status = 'pending'),
+       (SELECT min(created_at) FROM requests WHERE status = 'pending'),
+       (SELECT count(*) FROM outbox_deliveries WHERE state = 'dead')
+"""
+
+
+class Alerts(Protocol):
+    """The alerts' state and outbox on one engine: ``AlertStore`` (SQLite) or ``PostgresAlertStore``."""
+
+    async def close(self) -> None: ...
+
+    async def measure(self, now: datetime, window: timedelta) -> Measures: ...
+
+    async def change(
+        self, rule: str, *, firing: bool, value: float, message: str, targets: list[str], now: datetime
+    ) -> int | None: ...
+
+    async def claim(
+        self, targets: Sequence[str], now: datetime, lease: timedelta, limit: int = 20
+    ) -> list[AlertMessage]: ...
+
+    async def delivered(self, message_id: int, now: datetime) -> None: ...
+
+    async def failed(self, message_id: int, error: str, *, retry_at: datetime | None) -> None: ...
+
+    async def episodes(self, limit: int = 50) -> list[Episode]: ...
+
+
+class AlertStore:
+    def __init__(self, db: SqliteDatabase, *, own: bool = True) -> None:
+        self._db = db
+        self._own = own
+
+    @classmethod
+    async def open(cls, path: str | Path) -> AlertStore:
+        return cls(await SqliteDatabase.open(path))
+
+    async def close(self) -> None:
+        if self._own:
+            await self._db.close()
+
+    async def measure(self, now: datetime, window: timedelta) -> Measures:
+        since = to_text(now - window)
+        rows = list(await self._db.reader.execute_fetchall(MEASURE, (since, since)))
+        decided, rejected, pending, oldest, dead = rows[0]
+        return Measures(
+            human_decisions=int(decided),
+            human_rejections=int(rejected),
+            pending=int(pending),
+            oldest_pending=from_text(oldest) if oldest else None,
+            dead_notifications=int(dead),
+        )
+
+    async def change(
+        self, rule: str, *, firing: bool, value: float, message: str, targets: list[str], now: datetime
+    ) -> int | None:
+        """Record that ``rule`` started (``firing``) or stopped, and queue one message per target; the episode's id,
+        or None when the state already was so (another process recorded the change first, or nothing changed)."""
+        seen = list(await self._db.reader.execute_fetchall("SELECT firing FROM alert_state WHERE rule = ?", (rule,)))
+        if bool(seen[0][0] if seen else 0) == firing:  # the common case, without taking the write lock
+            return None
+        async with self._db.transaction() as db:
+            rows = list(await db.execute_fetchall("SELECT firing, episode FROM alert_state WHERE rule = ?", (rule,)))
+            was_firing = bool(rows[0][0]) if rows else False
+            if was_firing == firing:
+                return None
+            at = to_text(now)
+            if firing:
+                cursor = await db.execute(
+                    "INSERT INTO alert_episodes (rule, fired_at, fired_value, message) VALUES (?, ?, ?, ?)",
+                    (rule, at, value, message),
+                )
+                episode = int(cursor.lastrowid or 0)
+            else:
+                episode = int(rows[0][1])
+                await db.execute(
+                    "UPDATE alert_episodes SET resolved_at = ?, resolved_value = ? WHERE id = ?", (at, value, episode)
+                )
+            await db.execute(
+                "INSERT INTO alert_state (rule, firing, since, value, episode) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (rule) DO UPDATE SET firing = excluded.firing, since = excluded.since,"
+                " value = excluded.value, episode = excluded.episode",
+                (rule, int(firing), at, value, episode),
+            )
+            kind = AlertKind.FIRING if firing else AlertKind.RESOLVED
+            await db.executemany(
+                "INSERT INTO alert_outbox (episode, rule, kind, target, message, value, at, next_attempt_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(episode, rule, kind.value, target, message, value, at, at) for target in targets],
+            )
+            return episode
+
+    async def claim(
+        self, targets: Sequence[str], now: datetime, lease: timedelta, limit: int = 20
+    ) -> list[AlertMessage]:
+        """The messages to these targets due now, each leased to this caller until ``now + lease`` (no other
+        process sends them meanwhile); oldest first."""
+        marks = ", ".join("?" for _ in targets)
+        due = (
+            "SELECT 1 FROM alert_outbox WHERE state = 'pending' AND next_attempt_at <= ?"
+            f" AND target IN ({marks}) LIMIT 1"
+        )
+        if not list(await self._db.reader.execute_fetchall(due, (to_text(now), *targets))):
+            return []  # the common case, without taking the write lock
+        async with self._db.transaction() as db:
+            rows = list(
+                await db.execute_fetchall(
+                    "SELECT id, episode, rule, kind, target, message, value, at, attempts FROM alert_outbox"
+                    f" WHERE state = 'pending' AND next_attempt_at <= ? AND target IN ({marks}) ORDER BY id LIMIT ?",
+                    (to_text(now), *targets, limit),
+                )
+            )
+            await db.executemany(
+                "UPDATE alert_outbox SET next_attempt_at = ? WHERE id = ?",
+                [(to_text(now + lease), row[0]) for row in rows],
+            )
+        return [
+            AlertMessage(
+                id=row[0],
+                episode=row[1],
+                rule=row[2],
+                kind=AlertKind(row[3]),
+                target=row[4],
+                message=row[5],
+                value=row[6],
+                at=from_text(row[7]),
+                attempts=row[8],
+            )
+            for row in rows
+        ]
+
+    async def delivered(self, message_id: int, now: datetime) -> None:
+        async with self._db.transaction() as db:
+            await db.execute(
+                "UPDATE alert_outbox SET state = 'delivered', delivered_at = ?, attempts = attempts + 1 WHERE id = ?",
+                (to_text(now), message_id),
+            )
+
+    async def failed(self, message_id: int, error: str, *, retry_at: datetime | None) -> None:
+        """A failed attempt: retried at ``retry_at``, or given up on (dead) when it is None."""
+        async with self._db.transaction() as db:
+            if retry_at is None:
+                await db.execute(
+                    "UPDATE alert_outbox SET state = 'dead', attempts = attempts + 1, last_error = ? WHERE id = ?",
+                    (error[:500], message_id),
+                )
+            else:
+                await db.execute(
+                    "UPDATE alert_outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
+                    (error[:500], to_text(retry_at), message_id),
+                )
+
+    async def episodes(self, limit: int = 50) -> list[Episode]:
+        """The newest episodes first; the firing ones have no ``resolved_at``."""
+        rows = await self._db.reader.execute_fetchall(
+            "SELECT e.id, e.rule, e.fired_at, e.fired_value, e.message, e.resolved_at, e.resolved_value,"
+            " (SELECT count(*) FROM alert_outbox o WHERE o.episode = e.id AND o.state = 'pending'),"
+            " (SELECT count(*) FROM alert_outbox o WHERE o.episode = e.id AND o.state = 'dead')"
+            " FROM alert_episodes e ORDER BY e.id DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            Episode(
+                id=r[0],
+                rule=r[1],
+                fired_at=from_text(r[2]),
+                fired_value=r[3],
+                message=r[4],
+                resolved_at=from_text(r[5]) if r[5] else None,
+                resolved_value=r[6],
+                undelivered=r[7],
+                dead=r[8],
+            )
+            for r in rows
+        ]

@@ -1,0 +1,151 @@
+"""Policy test cases: requests with the outcome a policy must give them, like OPA's policy tests.
+
+A cases file is TOML with one ``[[cases]]`` table per request; ``run_cases`` evaluates each against a policy and
+says which do not get what they expect. Pure: the caller reads the files.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import tomllib
+from dataclasses import dataclass
+from typing import Any
+
+from signoff.storage import ActionHistory, ConfigError, InvalidInput, TriggerKind
+from signoff.storage.canonical import is_number
+from signoff.tools.approvals.policy import Policy, PolicyInput
+from signoff.tools.toml_positions import Locator
+from signoff.tools.typed_toml import Fault, build, non_empty_strings
+
+__all__ = ["Case", "CaseResult", "Expect", "parse_cases", "run_cases"]
+
+
+class Expect(enum.StrEnum):
+    APPROVE = "approve"  #: approved by policy at once
+    REVIEW = "review"  #: sent to people
+    REJECT = "reject"  #: refused by a guardrail
+    INVALID = "invalid"  #: refused as invalid input (a limit, a schema); nothing would be stored
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CaseHistory:
+    """What the anomaly checks know before the request: as the server would fetch it from the database."""
+
+    seen_from_agent: bool = True  #: this agent had this action approved before (false: a novel action)
+    values: Any = None  #: recent numbers per payload field, e.g. { amount = [120, 80, 95] }
+
+    def __post_init__(self) -> None:
+        values = {} if self.values is None else self.values
+        if not isinstance(values, dict):
+            raise Fault(("values",), "must be a table of arrays of numbers, e.g. { amount = [120, 80, 95] }")
+        for name, numbers in values.items():
+            if not (isinstance(numbers, list | tuple) and all(is_number(v) and math.isfinite(v) for v in numbers)):
+                raise Fault(("values", name), "must be an array of finite numbers")
+
+    def history(self) -> ActionHistory:
+        values = self.values or {}
+        return ActionHistory(
+            seen_from_agent=self.seen_from_agent, values={k: tuple(map(float, v)) for k, v in values.items()}
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Case:
+    name: str
+    action: str
+    expect: Expect
+    summary: str = "a policy test case"
+    payload: Any = None  #: a table; none: {}
+    confidence: float | None = None
+    flags: tuple[str, ...] = ()
+    agent_id: str | None = None
+    expires_in_seconds: int | None = None
+    triggers: tuple[TriggerKind, ...] = ()  #: kinds that must be among the triggers that fire
+    message: str | None = None  #: for expect = "invalid": words the refusal must contain
+    history: CaseHistory | None = None  #: none: no history, so anomaly checks stay silent
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise Fault(("name",), "must not be empty; the name is what a failure reports")
+        if self.payload is not None and not isinstance(self.payload, dict):
+            raise Fault(("payload",), "must be a table, e.g. { amount = 120, currency = 'EUR' }")
+        non_empty_strings(self.flags, "flags")
+        if self.message is not None and self.expect is not Expect.INVALID:
+            raise Fault(("message",), 'applies only to cases with expect = "invalid"')
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CaseFile:
+    cases: tuple[Case, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.cases:
+            raise Fault(("cases",), "is empty; add at least one [[cases]] table")
+        names = [c.name for c in self.cases]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise Fault(("cases", index, "name"), f"duplicate case name {name!r}; use unique names")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CaseResult:
+    case: Case
+    line: int  #: where the case starts in its file
+    got: Expect
+    problem: str | None  #: None: the case passed
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def parse_cases(text: str, source: str) -> list[tuple[Case, int]]:
+    """The cases in a file, each with the line it starts on; a ConfigError names the line and key at fault."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    locator = Locator(text)
+    try:
+        cases = build(CaseFile, document, ()).cases
+    except Fault as fault:
+        raise ConfigError(f"{source} line {locator.line(fault.key)}: {fault}") from None
+    return [(case, locator.line(("cases", index))) for index, case in enumerate(cases)]
+
+
+def run_cases(policy: Policy, cases: list[tuple[Case, int]]) -> list[CaseResult]:
+    """Evaluate each case; a result's ``problem`` says what the policy did instead of what was expected."""
+    return [_run(policy, case, line) for case, line in cases]
+
+
+def _run(policy: Policy, case: Case, line: int) -> CaseResult:
+    request = PolicyInput(
+        action=case.action,
+        summary=case.summary,
+        payload=case.payload or {},
+        confidence=case.confidence,
+        flags=case.flags,
+        agent_id=case.agent_id,
+        expires_in_seconds=case.expires_in_seconds,
+    )
+    history = case.history.history() if case.history is not None else None
+    try:
+        decision = policy.evaluate(request, history)
+    except InvalidInput as exc:
+        if case.expect is not Expect.INVALID:
+            return CaseResult(case=case, line=line, got=Expect.INVALID, problem=f"refused as invalid: {exc.message}")
+        if case.message is not None and case.message.lower() not in exc.message.lower():
+            problem = f"refused as invalid, but the message does not say {case.message!r}: {exc.message}"
+            return CaseResult(case=case, line=line, got=Expect.INVALID, problem=problem)
+        return CaseResult(case=case, line=line, got=Expect.INVALID, problem=None)
+    got = Expect(decision.outcome.value)
+    why = "; ".join(f"{t.kind}: {t.detail}" for t in decision.triggers)
+    if got is not case.expect:
+        return CaseResult(case=case, line=line, got=got, problem=f"expected {case.expect}, got {got} ({why})")
+    fired = {t.kind for t in decision.triggers}
+    missing = [kind.value for kind in case.triggers if kind not in fired]
+    if missing:
+        problem = f"{got} as expected, but no {', '.join(missing)} trigger fired ({why})"
+        return CaseResult(case=case, line=line, got=got, problem=problem)
+    return CaseResult(case=case, line=line, got=got, problem=None)

@@ -1,0 +1,116 @@
+"""Out-of-distribution checks on a payload's shape: categorical values never seen, keys that differ from what the
+action usually sends, and text far longer than usual. Learnt from recent approved payloads of the same action.
+
+Pure: the service fetches the payloads; ``profile`` summarises them and ``unusual`` judges a new payload.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from signoff.tools.approvals.conditions import show
+from signoff.tools.approvals.policy_config import Anomaly
+
+__all__ = ["PayloadProfile", "profile", "unusual"]
+
+_MAX_DEPTH = 4
+_MAX_FIELDS = 64  #: leaves read per payload, so a huge payload cannot make the check slow
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PayloadProfile:
+    """What recent approved payloads of one action looked like."""
+
+    count: int  #: payloads summarised
+    keys: Counter[str] = field(default_factory=Counter)  #: dotted key path -> payloads that had it
+    values: dict[str, Counter[str]] = field(default_factory=dict)  #: string field -> value -> how often (capped)
+    longest: dict[str, int] = field(default_factory=dict)  #: string field -> the longest value's length
+    strings: Counter[str] = field(default_factory=Counter)  #: string field -> payloads where it was a string
+
+
+def _leaves(node: Mapping[str, Any], prefix: str = "", depth: int = _MAX_DEPTH) -> Iterator[tuple[str, Any]]:
+    for key, value in sorted(node.items(), key=lambda item: str(item[0])):
+        path = f"{prefix}{key}"
+        yield path, value
+        if isinstance(value, Mapping) and depth > 1:
+            yield from _leaves(value, f"{path}.", depth - 1)
+
+
+def _read(payload: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    leaves = []
+    for index, leaf in enumerate(_leaves(payload)):
+        if index >= _MAX_FIELDS:
+            break
+        leaves.append(leaf)
+    return leaves
+
+
+def profile(payloads: Iterable[Mapping[str, Any]], max_categories: int) -> PayloadProfile:
+    found = PayloadProfile(count=0)
+    count = 0
+    for payload in payloads:
+        count += 1
+        for path, value in _read(payload):
+            found.keys[path] += 1
+            if isinstance(value, str):
+                found.strings[path] += 1
+                found.longest[path] = max(found.longest.get(path, 0), len(value))
+                seen = found.values.setdefault(path, Counter())
+                if len(seen) <= max_categories:  # one past the limit marks the field as free text
+                    seen[value] += 1
+    return PayloadProfile(
+        count=count, keys=found.keys, values=found.values, longest=found.longest, strings=found.strings
+    )
+
+
+def unusual(settings: Anomaly, action: str, payload: Mapping[str, Any], seen: PayloadProfile) -> list[str]:
+    """Why ``payload`` looks unlike the recent approved payloads of ``action`` (trigger details); empty if it does
+    not, or if fewer than ``warmup`` payloads were seen."""
+    if seen.count < settings.warmup:
+        return []
+    where = f"the last {seen.count:,} approved requests of {action}"
+    found: list[str] = []
+    leaves = _read(payload)
+    if settings.key_set:
+        paths = {path for path, _ in leaves}
+        new = sorted(p for p in paths if seen.keys[p] == 0 and ("." not in p or _parent_seen(p, seen)))
+        if new:
+            found.append(f"payload has keys never sent in {where}: {', '.join(show(p) for p in new[:5])}")
+        always = sorted(p for p, n in seen.keys.items() if n == seen.count and p not in paths and "." not in p)
+        if always:
+            found.append(f"payload lacks keys every one of {where} had: {', '.join(show(p) for p in always[:5])}")
+    for path, value in leaves:
+        if not isinstance(value, str):
+            continue
+        values = seen.values.get(path)
+        if (
+            settings.new_values
+            and values is not None
+            and seen.strings[path] >= settings.warmup
+            and len(values) <= settings.max_categories
+            and 2 * len(values) <= seen.strings[path]  # values repeat (twice each on average): a category
+            and value not in values
+        ):
+            known = ", ".join(show(v, 20) for v, _ in values.most_common(5))
+            more = f" and {len(values) - 5} more" if len(values) > 5 else ""
+            found.append(f"payload.{path} = {show(value, 40)} was never seen in {where} (seen: {known}{more})")
+        longest = seen.longest.get(path)
+        if (
+            settings.text_length
+            and longest
+            and seen.strings[path] >= settings.warmup
+            and len(value) > settings.text_factor * longest
+        ):
+            found.append(
+                f"payload.{path} is {len(value):,} characters, more than {settings.text_factor:g} times the longest"
+                f" in {where} ({longest:,})"
+            )
+    return found
+
+
+def _parent_seen(path: str, seen: PayloadProfile) -> bool:
+    """A new nested key is reported only where its parent object was seen (else the parent is the new key)."""
+    return seen.keys[path.rsplit(".", 1)[0]] > 0
