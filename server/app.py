@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from signoff.notifiers import ConsoleNotifier, FanOut, Notifier, WebhookNotifier
-from signoff.server import metrics, review_api
+from signoff.server import health, metrics, review_api
 from signoff.server.alerts import alert_worker
 from signoff.server.argument_errors import SignoffMCPServer
 from signoff.server.auth import LOOPBACK_HOSTS, ConfigTokenVerifier
@@ -187,6 +187,14 @@ def build_server(
         return await metrics.endpoint(
             request, running.state, verifier, open_on_loopback=metrics_open, process=process_metrics
         )
+
+    @mcp.custom_route("/healthz", methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]
+    async def healthz(request: Request) -> Response:
+        return await health.healthz(request)
+
+    @mcp.custom_route("/readyz", methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]
+    async def readyz(request: Request) -> Response:
+        return await health.readyz(request, running.state.service.store if running.state else None)
 
     console = Console(
         service_of=lambda: running.state.service if running.state else None,

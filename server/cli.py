@@ -47,6 +47,8 @@ EXAMPLES = {
     "serve": "examples:\n  signoff serve                      # stdio, what mcp.json runs\n"
     "  signoff serve --transport http --port 8765",
     "init": "example:\n  signoff init --db ~/signoff/approvals.db",
+    "db upgrade": "examples:\n  signoff db upgrade --db /var/lib/signoff/signoff.db\n"
+    "  SIGNOFF_DB=postgresql://signoff@db.internal/signoff signoff db upgrade",
     "console": "examples:\n  signoff console                    # on loopback: prints a one-time sign-in link\n"
     "  signoff console --port 8800 --as alice",
     "review list": "example:\n  signoff review list",
@@ -81,8 +83,8 @@ EXAMPLES = {
 DB, CONFIG = "db", "config"
 
 DB_HELP = (
-    "SQLite database file, or a postgresql:// URL for `serve` (default: SIGNOFF_DB, else signoff.db in the user"
-    " data dir)"
+    "SQLite database file, or a postgresql:// URL for `serve` and `db` (default: SIGNOFF_DB, else signoff.db in the"
+    " user data dir)"
 )
 CONFIG_HELP = "policy TOML file (default: SIGNOFF_CONFIG; none = defaults)"
 ID_HELP = "the request id, or a unique start of it (req_ and at least 6 more characters)"
@@ -183,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve HTTP beyond loopback without [[auth.tokens]]: anyone who reaches the port can call the tools",
     )
     sub(commands, "init", "init", "create the database (or bring its schema up to date) and print where it is", DB)
+
+    databases = group(commands, "db", "apply the database's migrations (SQLite or PostgreSQL)", "signoff db upgrade")
+    sub(databases, "upgrade", "db upgrade", "apply the migrations this signoff knows, and print the versions", DB)
 
     console = sub(
         commands, "console", "console", "serve the reviewers' web console alone, over the same database", DB, CONFIG
@@ -402,6 +407,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     settings = Settings.from_env(db=getattr(args, DB, None), config_path=getattr(args, CONFIG, None))
     configure_logging(settings.log_level)
+    if args.command == "db":
+        from signoff.server import db_cli
+
+        return asyncio.run(db_cli.upgrade(settings))
     if settings.db_url is not None and DB in args.uses and args.command != "serve":
         raise ConfigError(
             f"`signoff {' '.join(args.command_path)}` works on a SQLite database only for now; PostgreSQL"

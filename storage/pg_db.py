@@ -90,6 +90,19 @@ async def migrate(conn: Conn) -> int:
     return latest
 
 
+async def schema_version(url: str) -> int:
+    """The database's schema version without migrating it: 0 for a database signoff has not used yet."""
+    try:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            cur = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+            if not (await cur.fetchone() or (False,))[0]:
+                return 0
+            cur = await conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
+            return int((await cur.fetchone() or (0,))[0])
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot open the PostgreSQL database {redacted(url)}: {_one_line(exc)}") from exc
+
+
 class PostgresDatabase:
     """A pool of connections to one PostgreSQL database, and this process's listener for its changes."""
 

@@ -25,7 +25,7 @@ from signoff.storage.canonical import canonical_json
 from signoff.storage.change_signal import ChangeSignal, CommitWatch
 from signoff.storage.codec import approved_values, event_from_row, request_from_row, request_row
 from signoff.storage.errors import Conflict, unknown_request
-from signoff.storage.pg_db import Conn, PostgresDatabase
+from signoff.storage.pg_db import Conn, PostgresDatabase, available
 from signoff.storage.records import (
     ActionHistory,
     ApprovalRequest,
@@ -72,6 +72,11 @@ class PostgresStore:
 
     async def close(self) -> None:
         await self._db.close()
+
+    async def schema(self) -> tuple[int, int]:
+        """(the database's schema version, the newest this signoff knows): ``/readyz`` wants them equal."""
+        rows = await self._db.read("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        return int(rows[0][0]), max(m.version for m in available())
 
     async def _head(self) -> int:
         return int((await self._db.read(q.HEAD_SEQ))[0][0])

@@ -31,6 +31,7 @@ from signoff.storage.codec import approved_values, event_from_row, request_from_
 from signoff.storage.errors import Conflict, unknown_request
 from signoff.storage.file_watch import FileWatch
 from signoff.storage.group_commit import Body
+from signoff.storage.migrations import available
 from signoff.storage.records import (
     ActionHistory,
     ApprovalRequest,
@@ -80,6 +81,11 @@ class SqliteStore:
         if self._log_watch is not None:
             self._log_watch.close()
         await self._db.close()
+
+    async def schema(self) -> tuple[int, int]:
+        """(the database's schema version, the newest this signoff knows): ``/readyz`` wants them equal."""
+        rows = await self._read("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        return int(rows[0][0]), max(m.version for m in available())
 
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Every row of one query on the reader, in one round trip to its thread."""

@@ -1,0 +1,53 @@
+"""``signoff db upgrade``: apply the database's migrations explicitly, on SQLite or PostgreSQL.
+
+Servers still migrate the database they open (so the SQLite quick start stays one command); ``db upgrade`` lets an
+operator do it first, as its own step of a deployment (before replacing replicas one by one), and says which
+version the database had and has. Either way a database that a newer signoff migrated is refused: a replica of the
+older version does not start on it, and the running ones answer 503 on ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+from signoff.server.config import Settings
+from signoff.server.health import Versioned
+from signoff.server.stores import database_name, open_store
+from signoff.storage.migrations import available
+
+
+async def upgrade(settings: Settings) -> int:
+    """Bring the database's schema to the newest this signoff knows; print the versions before and after."""
+    before = await schema_version(settings)
+    store = await open_store(settings)  # migrates, under the engine's lock; refuses a newer schema
+    try:
+        after = (await store.schema())[0] if isinstance(store, Versioned) else max(m.version for m in available())
+    finally:
+        await store.close()
+    name = database_name(settings)
+    if before == after:
+        print(f"database {name}: schema version {after}, up to date")
+    else:
+        print(f"database {name}: schema version {before} -> {after}")
+    return 0
+
+
+async def schema_version(settings: Settings) -> int:
+    """The schema version of the database the settings name, 0 for a new (empty or missing) one."""
+    if settings.db_url is not None:
+        from signoff.storage.pg_db import schema_version as pg_version  # psycopg: the optional `postgres` extra
+
+        return await pg_version(settings.db_url)
+    return _sqlite_version(settings.db_path)
+
+
+def _sqlite_version(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
+        if found.fetchone() is None:
+            return 0
+        return int(conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0])
