@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
@@ -200,12 +201,17 @@ async def alert_worker(settings: Settings, clock: Clock, *, in_memory: bool) -> 
     if not settings.alerts.enabled or not chosen or in_memory:
         yield
         return
-    from signoff.server.stores import open_alert_store  # here: server.stores imports server.config, which imports this
+    from signoff.server.stores import (
+        once,
+        open_alert_store,
+    )  # here: server.stores imports server.config, which imports this
 
     store = await open_alert_store(settings.db_path, settings.db_url)
     try:
         async with anyio.create_task_group() as worker:
-            worker.start_soon(run_alerts, store, settings.alerts, chosen, clock)
+            worker.start_soon(
+                once(settings.db_url, "alerts", partial(run_alerts, store, settings.alerts, chosen, clock))
+            )
             logger.info("alerts on: %s", ", ".join(s.name for s in chosen))
             try:
                 yield

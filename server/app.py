@@ -31,7 +31,7 @@ from signoff.server.model_plane import model_plane
 from signoff.server.policy_reload import PolicyReloader
 from signoff.server.slack import SlackParts, interactions_route, slack_session
 from signoff.server.stopping import Stopper, serve_uvicorn
-from signoff.server.stores import open_store
+from signoff.server.stores import once, open_store
 from signoff.server.unknown_arguments import RejectUnknownArguments
 from signoff.server.workers import DeliveryLimits, deliver_outbox, sweep_expired
 from signoff.storage import ModelStore, Store
@@ -116,7 +116,8 @@ def build_server(
                 ) as models,
                 alert_worker(settings, service.clock, in_memory=isinstance(active, MemoryStore)),
             ):
-                workers.start_soon(sweep_expired, service, settings.sweep_interval)
+                sweeper = partial(sweep_expired, service, settings.sweep_interval)
+                workers.start_soon(once(settings.db_url, "expiry sweeper", sweeper))
                 if settings.config_path is not None:  # SIGHUP or an edit: the new policy decides from then on
                     await workers.start(PolicyReloader(settings.config_path, service).watch)
                 limits = DeliveryLimits(settings.notify_max_attempts, settings.notify_give_up_seconds)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import anyio
 from anyio.abc import TaskGroup
 
-from signoff.server.stores import open_model_store
+from signoff.server.stores import once, open_model_store
 from signoff.storage import ModelStore
 from signoff.storage.models.memory import MemoryModelStore
 from signoff.tools.approvals.service import ApprovalService
@@ -47,7 +48,7 @@ async def model_plane(
     try:
         models = ModelService(active, approvals, settings=settings)
         workers.start_soon(apply_approved_changes, models)
-        workers.start_soon(guard_canaries, models)
+        workers.start_soon(once(db_url, "canary guard", partial(guard_canaries, models)))
         yield models
     finally:
         if own:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from signoff.server.config import Settings
 from signoff.storage import ConfigError, ModelStore, Store
@@ -47,6 +50,20 @@ async def open_alert_store(db_path: Path, db_url: str | None) -> Alerts:
     except ImportError as exc:
         raise ConfigError(NO_DRIVER.format(exc)) from None
     return await PostgresAlertStore.open(db_url)
+
+
+Work = Callable[[], Coroutine[Any, Any, None]]
+
+
+def once(db_url: str | None, job: str, work: Work) -> Work:
+    """``work`` (a background job's loop) as this process should run it: on PostgreSQL only while this process
+    leads ``job`` among every server on the database (``storage.pg_leader``); on SQLite, one machine, in every
+    process as before (each of its rounds is a compare-and-set)."""
+    if db_url is None:
+        return work
+    from signoff.storage.pg_leader import lead  # psycopg: the optional `postgres` extra, there when db_url is
+
+    return partial(lead, db_url, job, work)
 
 
 def database_name(settings: Settings) -> str:
