@@ -18,11 +18,12 @@ from typing import Any
 
 from signoff.server import alerts_cli, outbox_cli, policy_cli, render
 from signoff.server.config import Settings, package_version, receipt_key
-from signoff.server.stores import database_name, open_store
+from signoff.server.stores import database_name, open_model_store, open_store
 from signoff.storage import (
     ApprovalRequest,
     ConfigError,
     InvalidInput,
+    ModelStore,
     NotFound,
     Order,
     RequestQuery,
@@ -89,6 +90,17 @@ DB_HELP = (
 CONFIG_HELP = "policy TOML file (default: SIGNOFF_CONFIG; none = defaults)"
 ID_HELP = "the request id, or a unique start of it (req_ and at least 6 more characters)"
 FORMATS = ("table", "csv", "jsonl", "json")
+
+#: The commands that work on PostgreSQL too (the others are SQLite-only for now: docs/postgresql.md)
+ON_POSTGRESQL = {
+    ("serve",),
+    ("db", "upgrade"),
+    ("review", "list"),
+    ("review", "show"),
+    ("review", "approve"),
+    ("review", "reject"),
+    ("audit", "verify"),
+}
 
 #: The commands that read the database and never write it: they open it read-only (``mode=ro``), so a reviewer or
 #: an auditor without write access can run them, beside a running server.
@@ -411,10 +423,11 @@ def _run(args: argparse.Namespace) -> int:
         from signoff.server import db_cli
 
         return asyncio.run(db_cli.upgrade(settings))
-    if settings.db_url is not None and DB in args.uses and args.command != "serve":
+    if settings.db_url is not None and DB in args.uses and args.command_path not in ON_POSTGRESQL:
         raise ConfigError(
-            f"`signoff {' '.join(args.command_path)}` works on a SQLite database only for now; PostgreSQL"
-            " (SIGNOFF_DB or --db postgresql://…) is used by `signoff serve` (docs/postgresql.md)"
+            f"`signoff {' '.join(args.command_path)}` works on a SQLite database only for now; on PostgreSQL"
+            " (SIGNOFF_DB or --db postgresql://…) use `signoff serve`, `db`, `review` or `audit verify`"
+            " (docs/postgresql.md)"
         )
     if args.command == "serve":
         return serve(settings, args)
@@ -581,11 +594,13 @@ async def _offline(settings: Settings, args: argparse.Namespace) -> int:
     # the server's policy: its [[people]] and approvers decide who may vote here as everywhere
     policy = Policy(load_policy_config(settings.config_path)) if settings.config_path else Policy()
     database = _database(settings, args)
-    database.must_exist()
-    read_only = args.command_path in READ_ONLY
-    if read_only:
+    if settings.db_url is not None:  # PostgreSQL: the database's own grants decide who may read or write
+        store: Store = await open_store(settings)
+    elif args.command_path in READ_ONLY:
+        database.must_exist()
         store = await SqliteStore.open_read_only(database.path)
     else:
+        database.must_exist()
         database.must_be_writable()
         store = await SqliteStore.open(database.path)
     try:
@@ -741,7 +756,12 @@ async def _audit_verify(service: ApprovalService, context: _Context) -> int:
     from signoff.storage.audit import verify_store
     from signoff.storage.models.sqlite import SqliteModelStore
 
-    models = SqliteModelStore(await open_read_only(context.database.path), poll_interval=1.0, seed=None)
+    settings = context.settings
+    models: ModelStore
+    if settings.db_url is not None:
+        models = await open_model_store(settings.db_path, settings.db_url)
+    else:
+        models = SqliteModelStore(await open_read_only(context.database.path), poll_interval=1.0, seed=None)
     try:
         report = await verify_store(service.store, dict(context.args.anchor), models=models)
     finally:

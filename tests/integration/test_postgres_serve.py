@@ -4,16 +4,17 @@ now say so in one line."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import anyio
 import pytest
 from mcp import Client
 
-from signoff.storage import Verdict
+from signoff.storage import Status, Verdict
 from signoff.storage.approvals.postgres import PostgresStore
 from signoff.storage.audit import verify_store
-from signoff.tools.approvals.service import ApprovalService
+from signoff.tools.approvals.service import ApprovalService, Draft
 from tests.integration.support import ask, http_server, signoff, status_of, wait_during
 
 pytestmark = pytest.mark.slow
@@ -63,12 +64,44 @@ async def test_two_http_servers_on_one_postgresql_database_share_requests_and_wa
 async def test_the_commands_that_are_sqlite_only_refuse_a_postgresql_url_in_one_line(
     env: dict[str, str], pg_url: str
 ) -> None:
-    for args in (("review", "list", "--db", pg_url), ("audit", "verify", "--db", pg_url), ("init", "--db", pg_url)):
+    for args in (("stats", "--db", pg_url), ("outbox", "list", "--db", pg_url), ("init", "--db", pg_url)):
         ran = await signoff(env, *args)
         assert ran.returncode == 1, ran
         assert ran.stderr.count("\n") == 1 and "works on a SQLite database only for now" in ran.stderr, ran
     ran = await signoff({**env, "SIGNOFF_DB": pg_url}, "history")
     assert ran.returncode == 1 and "`signoff history` works on a SQLite database only" in ran.stderr, ran
+
+
+async def test_reviewers_decide_and_auditors_verify_with_the_cli_on_postgresql(
+    env: dict[str, str], pg_url: str
+) -> None:
+    store = await PostgresStore.open(pg_url)
+    try:
+        agents = ApprovalService(store)
+        approve = await agents.request_approval(Draft(action="refunds.issue", summary="refund A-17", payload={"n": 1}))
+        reject = await agents.request_approval(Draft(action="db.drop", summary="drop users", payload={"t": "users"}))
+    finally:
+        await store.close()
+    env = {**env, "SIGNOFF_DB": pg_url}
+    listed = await signoff(env, "review", "list", "--json")
+    assert listed.returncode == 0, listed
+    assert {r["request_id"] for r in json.loads(listed.stdout)} == {approve.id, reject.id}
+    shown = await signoff(env, "review", "show", approve.id[:12])
+    assert shown.returncode == 0 and "refund A-17" in shown.stdout, shown
+    assert (await signoff(env, "review", "approve", approve.id, "--as", "alice")).returncode == 0
+    rejected = await signoff(env, "review", "reject", reject.id, "--as", "bob", "--comment", "not today")
+    assert rejected.returncode == 0, rejected
+    again = await signoff(env, "review", "approve", reject.id, "--as", "carol")
+    assert again.returncode == 1 and "bob" in again.stderr, again  # the loser is told who decided
+    verified = await signoff(env, "audit", "verify")
+    assert verified.returncode == 0 and verified.stdout.startswith("ok: "), verified
+
+    store = await PostgresStore.open(pg_url)
+    try:
+        assert (await store.get(approve.id)).status is Status.APPROVED  # type: ignore[union-attr]
+        assert (await store.get(reject.id)).status is Status.REJECTED  # type: ignore[union-attr]
+    finally:
+        await store.close()
 
 
 async def test_serve_on_an_unreachable_postgresql_says_so_in_one_line_without_the_password(
