@@ -40,7 +40,10 @@ async def schema_version(settings: Settings) -> int:
         from signoff.storage.pg_db import schema_version as pg_version  # psycopg: the optional `postgres` extra
 
         return await pg_version(settings.db_url)
-    return _sqlite_version(settings.db_path)
+    try:
+        return _sqlite_version(settings.db_path)
+    except sqlite3.Error:  # not a database, damaged, unreadable: opening it below says which, in one line
+        return 0
 
 
 def _sqlite_version(path: Path) -> int:

@@ -27,6 +27,7 @@ KNOWN = "req_errorcase0001"
 ARGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("serve",): (),
     ("init",): (),
+    ("db", "upgrade"): (),
     ("console",): ("--port", "0"),  # every case below is an error: it never gets to serving
     ("review", "list"): (),
     ("review", "show"): (KNOWN,),
@@ -48,7 +49,7 @@ ARGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("export", "training-data"): ("--format", "csv"),  # a header even with nothing decided
     ("report",): (),
 }
-CREATE = {("serve",), ("init",)}  #: the only commands that may create a database
+CREATE = {("serve",), ("init",), ("db", "upgrade")}  #: the only commands that may create a database
 CASES = ("missing", "read-only", "directory", "not-a-database", "unknown-id")
 
 
