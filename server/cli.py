@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from signoff.server import alerts_cli, outbox_cli, policy_cli, render
+from signoff.server import alerts_cli, outbox_cli, policy_cli, render, tracing
 from signoff.server.config import Settings, package_version, receipt_key
 from signoff.storage import (
     ApprovalRequest,
@@ -398,6 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     settings = Settings.from_env(db_path=getattr(args, DB, None), config_path=getattr(args, CONFIG, None))
     configure_logging(settings.log_level)
+    tracing.configure(os.environ)  # OTLP traces when OTEL_EXPORTER_OTLP_ENDPOINT is set (signoff[otel])
     if args.command == "serve":
         return serve(settings, args)
     if args.command == "console":

@@ -20,8 +20,10 @@ from signoff.storage import (
     ApprovalRequest,
     Conflict,
     DecidedBy,
+    EventKind,
     Forbidden,
     InvalidInput,
+    NewEvent,
     Page,
     RequestQuery,
     Status,
@@ -30,6 +32,7 @@ from signoff.storage import (
     Trigger,
     TriggerKind,
     Verdict,
+    tracing,
 )
 from signoff.storage.audit import ChainReport, verify_store
 from signoff.storage.canonical import numeric_leaves, payload_sha256
@@ -168,8 +171,9 @@ class ApprovalService:
             decision = dataclasses.replace(decision, outcome=Outcome.REVIEW, triggers=(person, *decision.triggers))
         request = self._new_request(draft, decision, _STATUS_OF[decision.outcome], policy.version)
         stored, created = await self.store.create_request(
-            request, lifecycle.creation_events(request), notify=request.status is Status.PENDING
+            request, _traced(lifecycle.creation_events(request)), notify=request.status is Status.PENDING
         )
+        tracing.annotate(request_id=stored.id, action=stored.action, status=stored.status.value, created=created)
         if not created and stored.payload_sha256 != request.payload_sha256:
             raise Conflict(
                 f"idempotency_key {draft.idempotency_key!r} was already used for request {stored.id} with"
@@ -215,11 +219,18 @@ class ApprovalService:
         profile: PayloadProfile | None = None,
     ) -> PolicyDecision:
         started = time.perf_counter()  # a duration for metrics, not a time any decision depends on
-        try:
-            return policy.evaluate(policy_input, history, streams, profile)
-        finally:
-            if self.on_policy_seconds is not None:
-                self.on_policy_seconds(time.perf_counter() - started)
+        with tracing.span("signoff.policy.evaluate", attributes={"signoff.action": policy_input.action}) as span:
+            try:
+                decision = policy.evaluate(policy_input, history, streams, profile)
+            finally:
+                if self.on_policy_seconds is not None:
+                    self.on_policy_seconds(time.perf_counter() - started)
+            span.set(
+                outcome=decision.outcome.value,
+                triggers=",".join(sorted({t.kind.value for t in decision.triggers})),
+                policy_version=policy.version,
+            )
+            return decision
 
     def _new_request(
         self, draft: Draft, decision: PolicyDecision, status: Status, policy_version: str
@@ -315,6 +326,41 @@ class ApprovalService:
         ``approved_payload`` approves with changes (``amendment``): the changed payload must pass the policy as a
         new request would, and the reviewer must be one who could approve it.
         """
+        parent = await self.traceparent(request_id) if tracing.recording() else None
+        with tracing.span("signoff.vote", parent=parent, attributes={"signoff.request_id": request_id}) as span:
+            span.set(verdict=verdict.value, reviewer=reviewer.strip())
+            updated = await self._vote(
+                request_id,
+                reviewer,
+                verdict,
+                comment,
+                reviewer_ids=reviewer_ids,
+                groups=groups,
+                named_only=named_only,
+                approved_payload=approved_payload,
+            )
+            span.set(status=updated.status.value, decided_by=updated.decided_by.value if updated.decided_by else None)
+            return updated
+
+    async def traceparent(self, request_id: str) -> str | None:
+        """The trace context stored with the request (its ``created`` event): the agent's trace, continued."""
+        for event in await self.store.request_events(request_id):
+            if event.kind is EventKind.CREATED:
+                return tracing.valid_traceparent(event.data.get(tracing.TRACEPARENT))
+        return None
+
+    async def _vote(
+        self,
+        request_id: str,
+        reviewer: str,
+        verdict: Verdict,
+        comment: str | None,
+        *,
+        reviewer_ids: tuple[str, ...],
+        groups: tuple[str, ...],
+        named_only: bool,
+        approved_payload: Mapping[str, Any] | None,
+    ) -> ApprovalRequest:
         amended = await self.amendment(request_id, verdict, approved_payload) if approved_payload is not None else None
         now = self.clock.now()
         ballot = lifecycle.vote(
@@ -570,3 +616,13 @@ class ApprovalService:
             request = await self.store.get(request_id)
             assert request is not None
             return request
+
+
+def _traced(events: tuple[NewEvent, ...]) -> tuple[NewEvent, ...]:
+    """The creation events, the ``created`` one carrying the current trace context (the agent's ``traceparent``
+    from the MCP request's ``_meta``, continued by the tool call's span) when there is one."""
+    traceparent = tracing.current_traceparent()
+    if traceparent is None or not events or events[0].kind is not EventKind.CREATED:
+        return events
+    first = dataclasses.replace(events[0], data={**events[0].data, tracing.TRACEPARENT: traceparent})
+    return (first, *events[1:])
