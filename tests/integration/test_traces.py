@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 from aiohttp import web
 from mcp import Client, StdioServerParameters
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -28,7 +29,16 @@ from signoff.notifiers.slack_blocks import APPROVE_ACTION
 from signoff.storage import EventKind
 from signoff.storage.approvals.sqlite import SqliteStore
 from tests.fakes.slack import FakeSlack, click
-from tests.integration.support import REPO, base_env, signoff, status_of, stdio_params, webhook_receiver
+from tests.integration.support import (
+    REPO,
+    base_env,
+    http_server,
+    signoff,
+    status_of,
+    stdio_params,
+    webhook_receiver,
+)
+from tests.integration.test_http_auth import AGENT_A, ALICE, CONFIG, agent, call
 
 POLICY = """
 [slack]
@@ -125,8 +135,8 @@ async def created_traceparent(db: Path, request_id: str) -> str | None:
 
 
 def slack_metadata(fake: FakeSlack, request_id: str) -> dict[str, Any]:
-    for call in fake.of("chat.postMessage"):
-        metadata = call.args.get("metadata")
+    for posted in fake.of("chat.postMessage"):
+        metadata = posted.args.get("metadata")
         metadata = json.loads(metadata) if isinstance(metadata, str) else metadata
         if isinstance(metadata, dict) and metadata["event_payload"]["request_id"] == request_id:
             return metadata
@@ -305,3 +315,31 @@ async def test_the_server_runs_untraced_when_the_extra_is_missing(db: Path) -> N
     done = await anyio.run_process([sys.executable, "-c", blocked, "stats"], env=env, check=False)
     assert done.returncode == 0, done.stderr
     assert "install signoff[otel] to export traces" in done.stderr.decode()
+
+
+async def test_a_vote_through_the_reviewer_api_over_http_joins_the_agents_trace(tmp_path: Path, db: Path) -> None:
+    (tmp_path / "signoff.toml").write_text(CONFIG)
+    async with otlp_collector() as (endpoint, collector):
+        env = base_env(
+            db,
+            SIGNOFF_CONFIG=str(tmp_path / "signoff.toml"),
+            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+            OTEL_BSP_SCHEDULE_DELAY="50",
+        )
+        async with http_server(env, tmp_path / "server.log") as url:
+            base = url.removesuffix("/mcp")
+            with agent_span("drop staging") as (mine, _):
+                async with agent(base, AGENT_A) as client:
+                    failed, asked = await call(client, "request_approval", action="db.drop", summary="drop staging")
+            assert not failed, asked
+            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ALICE}"}) as http:
+                voted = await http.post(
+                    f"{base}/api/requests/{asked['request_id']}/votes", json={"verdict": "approve", "comment": "ok"}
+                )
+            assert voted.status_code == 200, voted.text
+            await collector.wait_for("signoff.vote")
+    trace_id = f"{mine.get_span_context().trace_id:032x}"
+    tool = next(s for s in collector.named("tools/call request_approval") if s["trace_id"] == trace_id)
+    [vote] = collector.named("signoff.vote")
+    assert vote["trace_id"] == trace_id and vote["parent_id"] == tool["span_id"]
+    assert vote["attributes"]["signoff.reviewer"] == "alice" and vote["attributes"]["signoff.status"] == "approved"
