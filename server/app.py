@@ -188,6 +188,7 @@ def build_server(
 
     console = Console(
         service_of=lambda: running.state.service if running.state else None,
+        models_of=lambda: running.state.models if running.state else None,
         verifier=verifier,
         idle_minutes=settings.console_idle_minutes,
     )
