@@ -97,6 +97,7 @@ def build_server(
                 policy,
                 clock,
                 progress_interval=settings.progress_interval,
+                claim_seconds=settings.claim_minutes * 60,
                 on_policy_seconds=process_metrics.observe_policy,
             )
             if stopper is not None:

@@ -69,7 +69,7 @@ def run(settings: Settings, *, host: str, port: int, as_name: str | None) -> int
         store = await SqliteStore.open(settings.db_path)
         model_store = await SqliteModelStore.open(settings.db_path)
         try:
-            service.append(ApprovalService(store, policy))
+            service.append(ApprovalService(store, policy, claim_seconds=settings.claim_minutes * 60))
             models.append(ModelService(model_store, service[0], settings=settings.models))
             logger.info("signoff %s console on %s, database %s", package_version(), base, settings.db_path)
             if console.links is not None:
