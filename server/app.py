@@ -97,6 +97,7 @@ def build_server(
                 policy,
                 clock,
                 progress_interval=settings.progress_interval,
+                claim_seconds=settings.claim_minutes * 60,
                 on_policy_seconds=process_metrics.observe_policy,
             )
             if stopper is not None:
@@ -188,6 +189,7 @@ def build_server(
 
     console = Console(
         service_of=lambda: running.state.service if running.state else None,
+        models_of=lambda: running.state.models if running.state else None,
         verifier=verifier,
         idle_minutes=settings.console_idle_minutes,
     )

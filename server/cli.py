@@ -52,6 +52,8 @@ EXAMPLES = {
     "review show": "example:\n  signoff review show req_abc123   # the whole id, or a unique start of it",
     "review approve": "example:\n  signoff review approve req_abc123 --as alice --comment 'checked the invoice'",
     "review reject": "example:\n  signoff review reject req_abc123 --as alice --comment 'wrong account'",
+    "review claim": "example:\n  signoff review claim req_abc123 --as alice   # everyone sees: alice is reviewing",
+    "review release": "example:\n  signoff review release req_abc123 --as alice",
     "history": "examples:\n  signoff history --status approved --since 2026-01-01\n"
     "  signoff history --agent billing-bot --format csv > decisions.csv\n"
     "  signoff history --action payments.transfer --json",
@@ -208,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
             required=verdict is Verdict.REJECT,
             help="the reason (required to reject; the agent sees it)",
         )
+    for name, text in (
+        ("claim", "say you are reviewing a pending request (it lapses after SIGNOFF_CLAIM_MINUTES); blocks no vote"),
+        ("release", "let go of your claim on a pending request"),
+    ):
+        claiming = sub(actions, name, f"review {name}", text, DB, CONFIG)
+        claiming.add_argument("request_id", help=ID_HELP)
+        claiming.add_argument("--as", dest="reviewer", required=True, help="your name, as recorded in the audit log")
 
     history = sub(commands, "history", "history", "print the approval history, newest first", DB, CONFIG)
     history.add_argument("--status", choices=[s.value for s in Status])
@@ -568,7 +577,7 @@ async def _offline(settings: Settings, args: argparse.Namespace) -> int:
         database.must_be_writable()
         store = await SqliteStore.open(database.path)
     try:
-        service = ApprovalService(store, policy)
+        service = ApprovalService(store, policy, claim_seconds=settings.claim_minutes * 60)
         return await _HANDLERS[args.command_path](service, _Context(args, settings, database))
     finally:
         await store.close()
@@ -646,6 +655,22 @@ def _decide(verdict: Verdict) -> Callable[[ApprovalService, _Context], Awaitable
         return 0
 
     return run
+
+
+async def _claim(service: ApprovalService, context: _Context) -> int:
+    args = context.args
+    request_id = await resolve_id(service.store, args.request_id)
+    request = await service.claim(request_id, args.reviewer)
+    until = request.claim_until.isoformat() if request.claim_until else "?"
+    print(f"{visible(args.reviewer)} is reviewing {request.id} until {until}; anyone who may vote still can")
+    return 0
+
+
+async def _release(service: ApprovalService, context: _Context) -> int:
+    args = context.args
+    request = await service.release(await resolve_id(service.store, args.request_id), args.reviewer)
+    print(f"{visible(args.reviewer)} released {request.id}: nobody is reviewing it now")
+    return 0
 
 
 async def _history(service: ApprovalService, context: _Context) -> int:
@@ -823,6 +848,8 @@ _HANDLERS: dict[tuple[str, ...], Callable[[ApprovalService, _Context], Awaitable
     ("review", "show"): _review_show,
     ("review", "approve"): _decide(Verdict.APPROVE),
     ("review", "reject"): _decide(Verdict.REJECT),
+    ("review", "claim"): _claim,
+    ("review", "release"): _release,
     ("history",): _history,
     ("stats",): _stats,
     ("audit", "verify"): _audit_verify,

@@ -107,6 +107,7 @@ class Settings:
     #: SIGNOFF_HTTP_MAX_CONNECTIONS: beyond this many open connections (or requests in progress), requests get 503
     http_max_connections: int = 200
     console_idle_minutes: float = 30.0  #: SIGNOFF_CONSOLE_IDLE_MINUTES: a console session ends after this idle time
+    claim_minutes: float = 15.0  #: SIGNOFF_CLAIM_MINUTES: a reviewer's claim ("alice is reviewing") lapses after this
     models: ModelSettings = field(default_factory=ModelSettings)  #: SIGNOFF_MODEL_*: the model control plane
     alerts: AlertSettings = field(default_factory=AlertSettings)  #: SIGNOFF_ALERT_*, SIGNOFF_SMTP_*: built-in alerts
 
@@ -131,6 +132,7 @@ class Settings:
             notify_max_attempts=_whole(env, "SIGNOFF_NOTIFY_MAX_ATTEMPTS", 50, 1, 1_000_000),
             notify_give_up_seconds=_number(env, "SIGNOFF_NOTIFY_GIVE_UP_SECONDS", 86_400.0),
             console_idle_minutes=_bounded(env, "SIGNOFF_CONSOLE_IDLE_MINUTES", 30.0, 1, 7 * 24 * 60),
+            claim_minutes=_bounded(env, "SIGNOFF_CLAIM_MINUTES", 15.0, 1, 24 * 60),
             models=_model_settings(env),
             alerts=_alert_settings(env),
             http_request_timeout=_bounded(env, "SIGNOFF_HTTP_REQUEST_TIMEOUT", 10.0, 0.01, 3600),
