@@ -81,6 +81,8 @@ def detail(request: ApprovalRequest, events: Sequence[Event], *, overdue: bool =
         ("decided", short_time(request.decided_at)),
         ("policy", request.policy_version or "- (recorded before policy versions were kept)"),
     ]
+    if request.model is not None:
+        rows.append(("model", f"{v(request.model)} {v(request.model_version or '-')}"))
     if request.note:
         rows.append(("note", v(request.note)))
     width = max(len(label) for label, _ in rows) + 1
@@ -128,6 +130,9 @@ HISTORY_FIELDS = (
     "message",
     "receipt",
     "policy_version",
+    "model",
+    "model_version",
+    "model_decision_id",
 )
 #: CSV cells a spreadsheet would run as a formula start with one of these; such a cell gets a leading ``'``.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -140,6 +145,9 @@ def history_record(request: ApprovalRequest, status: ApprovalStatus) -> dict[str
         "confidence": request.confidence,
         "flags": list(request.flags),
         "payload": dict(request.payload),
+        "model": request.model,
+        "model_version": request.model_version,
+        "model_decision_id": request.model_decision_id,
     }
     return {name: record[name] for name in HISTORY_FIELDS}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -110,9 +111,32 @@ async def _detail(
     events = await console.service.store.request_events(found.id)
     r = present.detail(found, events, console.service.clock.now())
     r["previous"] = await _previous(console, found)
+    r["model"] = await _model_of(console, found)
     context: dict[str, Any] = {"session": session, "r": r, "reason": reason, "amending": amended is not None}
     context["amend_text"] = r["editable"] if amended is None else amended
     return console.page("request.html", status, error=error, notice=notice, **context)
+
+
+MODEL_WINDOW = timedelta(days=7)  #: the request page shows people's verdicts on the linked version over this time
+
+
+async def _model_of(console: Console, request: ApprovalRequest) -> dict[str, Any] | None:
+    """The model version the agent linked, and what people made of its requests over the last ``MODEL_WINDOW``."""
+    if request.model is None or request.model_version is None:
+        return None
+    now = console.service.clock.now()
+    outcomes = await console.service.store.human_outcomes(request.model, now - MODEL_WINDOW, now)
+    o = outcomes.get(request.model_version)
+    return {
+        "name": request.model,
+        "version": request.model_version,
+        "decision_id": request.model_decision_id,
+        "requests": o.requests if o else 0,
+        "to_people": o.to_people if o else 0,
+        "decided": o.decided_by_people if o else 0,
+        "rejected": f"{o.rejected_share:.0%}" if o and o.rejected_share is not None else "-",
+        "changed": f"{o.changed_share:.0%}" if o and o.changed_share is not None else "-",
+    }
 
 
 async def _previous(console: Console, request: ApprovalRequest) -> dict[str, Any] | None:
