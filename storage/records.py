@@ -63,10 +63,17 @@ class EventKind(enum.StrEnum):
     MODEL_CHANGED = "model_changed"  #: A change was applied at once, or recorded as pending its approval.
     MODEL_SETTLED = "model_settled"  #: A pending change was applied or dropped.
     MODEL_BASELINE = "model_baseline"  #: At the upgrade that put models in the chain: the state found, unchecked.
+    # Alert events: ``request_id`` is ``alert:<rule>``; ``data`` holds the episode as recorded (storage.alerts).
+    ALERT_FIRED = "alert_fired"  #: A built-in alert's condition started (an episode began).
+    ALERT_RESOLVED = "alert_resolved"  #: Its condition ended.
 
     @property
     def is_model(self) -> bool:
         return self.value.startswith("model_")
+
+    @property
+    def is_alert(self) -> bool:
+        return self.value.startswith("alert_")
 
 
 class Priority(enum.StrEnum):
