@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from signoff.storage import ApprovalRequest, DecidedBy, Event
+from signoff.storage.redaction import Redaction
 from signoff.storage.text import visible as v
 from signoff.storage.timefmt import to_text
 from signoff.tools.approvals.views import ApprovalStatus
@@ -138,13 +139,19 @@ HISTORY_FIELDS = (
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def history_record(request: ApprovalRequest, status: ApprovalStatus) -> dict[str, Any]:
-    """One request as the history exports it: the status the agent sees (with its receipt) and what it asked."""
+def history_record(
+    request: ApprovalRequest, status: ApprovalStatus, redaction: Redaction | None = None
+) -> dict[str, Any]:
+    """One request as the history exports it: the status the agent sees (with its receipt) and what it asked, with
+    the ``[redact]`` paths masked (the receipt and the digests still bind the full payload)."""
+    redaction = redaction or Redaction()
+    approved = status.approved_payload
     record = {
         **status.model_dump(mode="json"),
+        "approved_payload": redaction.payload(approved) if approved is not None else None,
         "confidence": request.confidence,
         "flags": list(request.flags),
-        "payload": dict(request.payload),
+        "payload": redaction.payload(request.payload),
         "model": request.model,
         "model_version": request.model_version,
         "model_decision_id": request.model_decision_id,

@@ -105,6 +105,7 @@ async def deliver_due(
         if request is None:
             continue
         known = {mark.notifier: mark for mark in item.marks}
+        shown = service.policy.config.redact.redaction.request(request)  # [redact]: masked for every notifier
         marks: list[DeliveryMark] = []
         events: list[NewEvent] = []
         for member in notifiers:
@@ -115,7 +116,7 @@ async def deliver_due(
             # One id per outbox row (the newest it covers): retries of a notification repeat it, a later one differs.
             delivery = delivery_id.set(f"{request.id}:{max(item.id, item.upto)}")
             try:
-                await member.deliver(request)
+                await member.deliver(shown)
             except DeliveryFailed as exc:
                 marks.append(_failed(item, request, member.name, mark, now, str(exc), exc, limits, events))
                 continue
