@@ -41,6 +41,8 @@ async def test_the_request_page_shows_the_linked_model_version_and_people_verdic
         assert not failed
     await vote(served.base, ALICE, promoted["change"]["request_id"], "approve")
     async with agent(served.base, BOT) as bot:
+        failed, model = await call(bot, "get_model", name="fraud")  # a read applies the approval at once
+        assert not failed and model["production"] == "v1", model
         failed, routed = await call(bot, "resolve_model", name="fraud", routing_key="customer-7")
         assert not failed and routed["version"] == "v1", routed
         link = {"model": "fraud", "version": "v1", "decision_id": routed["decision_id"]}
