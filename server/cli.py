@@ -199,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub(actions, "show", "review show", "show one request: payload, why it was asked, votes, events", DB, CONFIG)
     show.add_argument("request_id", help=ID_HELP)
     show.add_argument("--json", action="store_true", help="print JSON")
+    show.add_argument("--reveal", action="store_true", help="show the payload fields the policy's [redact] masks")
     for verdict in Verdict:
         decide = sub(
             actions, verdict.value, f"review {verdict.value}", f"{verdict.value} a pending request", DB, CONFIG
@@ -630,8 +631,9 @@ async def _review_list(service: ApprovalService, context: _Context) -> int:
 
 async def _review_show(service: ApprovalService, context: _Context) -> int:
     # the store, not service.get: that expires an overdue request, a write this read-only command cannot make
-    request = await service.store.get(await resolve_id(service.store, context.args.request_id))
-    assert request is not None
+    found = await service.store.get(await resolve_id(service.store, context.args.request_id))
+    assert found is not None
+    request = found if context.args.reveal else service.policy.config.redact.redaction.request(found)
     if context.args.json:
         print(render.as_json([request]))
     else:
@@ -712,12 +714,13 @@ async def _history_records(
             f" beside {context.database.path}",
             file=sys.stderr,
         )
+    redaction = service.policy.config.redact.redaction  # [redact]: masked in the export, not in what receipts bind
     if key is None:
-        return [render.history_record(r, ApprovalStatus.of(r)) for r in requests]
+        return [render.history_record(r, ApprovalStatus.of(r), redaction) for r in requests]
     from signoff.tools.app_state import AppState  # loads mcp: only for the records that carry receipts
 
     state = AppState(service=service, receipt_key=key)
-    return [render.history_record(r, await state.status(r, strict=False)) for r in requests]
+    return [render.history_record(r, await state.status(r, strict=False), redaction) for r in requests]
 
 
 def _receipt_key(settings: Settings) -> bytes | None:
@@ -742,16 +745,25 @@ async def _stats(service: ApprovalService, context: _Context) -> int:
 
 
 async def _audit_verify(service: ApprovalService, context: _Context) -> int:
+    from signoff.storage.alerts import AlertStore
     from signoff.storage.audit import verify_store
     from signoff.storage.models.sqlite import SqliteModelStore
 
     models = SqliteModelStore(await open_read_only(context.database.path), poll_interval=1.0, seed=None)
+    alerts = AlertStore(await open_read_only(context.database.path))
     try:
-        report = await verify_store(service.store, dict(context.args.anchor), models=models)
+        try:
+            episodes = await alerts.episodes(limit=-1)
+        except (ValueError, TypeError) as exc:  # a row edited into something signoff cannot read
+            print(f"FAILED at an alert episode row: it cannot be read ({exc})", file=sys.stderr)
+            return 1
+        report = await verify_store(service.store, dict(context.args.anchor), models=models, alerts=episodes)
     finally:
         await models.close()
+        await alerts.close()
     if report.ok:
-        print(f"ok: {report.events_checked} events verified, and every request, vote and model row matches its events")
+        checked = "every request, vote, model and alert row"
+        print(f"ok: {report.events_checked} events verified, and {checked} matches its events")
         for column, rows in sorted(report.unchecked.items()):
             print(f"not checked: {column} of {rows} row(s), whose events were written before they recorded it")
         if report.model_baselines:
@@ -773,7 +785,11 @@ async def _export_training_data(service: ApprovalService, context: _Context) -> 
 
     args = context.args
     requests = await export.decided_by_people(service.store, since=args.since, until=args.until, action=args.action)
-    records = [export.record(r, model_path=args.model_path, version_path=args.version_path) for r in requests]
+    redaction = service.policy.config.redact.redaction  # [redact]: masked in the export
+    records = [
+        export.record(redaction.request(r), model_path=args.model_path, version_path=args.version_path)
+        for r in requests
+    ]
     records = export.select_model(records, args.model)
     text = export.as_csv(records) if args.format == "csv" else export.as_jsonl(records)
     if args.output is None:

@@ -260,6 +260,7 @@ def _alert_settings(env: Mapping[str, str]) -> AlertSettings:
         ),
         max_pending=_whole(env, "SIGNOFF_ALERT_MAX_PENDING", defaults.max_pending, 0, 1_000_000_000),
         interval=_bounded(env, "SIGNOFF_ALERT_INTERVAL", defaults.interval, 0.01, 86_400),
+        repeat_minutes=_bounded(env, "SIGNOFF_ALERT_REPEAT_MINUTES", defaults.repeat_minutes or 0, 0, 525_600) or None,
         oldest_pending_minutes=(
             _bounded(env, "SIGNOFF_ALERT_OLDEST_PENDING_MINUTES", 0, 1, 525_600)
             if env.get("SIGNOFF_ALERT_OLDEST_PENDING_MINUTES", "").strip()

@@ -107,6 +107,7 @@ async def deliver_due(
             continue
         known = {mark.notifier: mark for mark in item.marks}
         traceparent = await service.traceparent(request.id)  # each delivery continues the agent's trace
+        shown = service.policy.config.redact.redaction.request(request)  # [redact]: masked for every notifier
         marks: list[DeliveryMark] = []
         events: list[NewEvent] = []
         for member in notifiers:
@@ -120,7 +121,7 @@ async def deliver_due(
                 NOTIFY_SPAN, parent=traceparent, attributes=_notify_attributes(request, member.name, item)
             ) as span:
                 try:
-                    await member.deliver(request)
+                    await member.deliver(shown)
                 except DeliveryFailed as exc:
                     span.fail(exc)
                     marks.append(_failed(item, request, member.name, mark, now, str(exc), exc, limits, events))

@@ -49,6 +49,9 @@ def request_row(r: ApprovalRequest) -> tuple[Any, ...]:
         to_text(r.escalate_at) if r.escalate_at else None,
         r.escalate_to,
         r.policy_version,
+        r.model,
+        r.model_version,
+        r.model_decision_id,
     )
 
 
@@ -95,6 +98,9 @@ def request_from_row(row: Sequence[Any]) -> ApprovalRequest:
         claimed_at=from_text(row[27]) if row[27] else None,
         claim_until=from_text(row[28]) if row[28] else None,
         policy_version=row[29],
+        model=row[30],
+        model_version=row[31],
+        model_decision_id=row[32],
     )
 
 

@@ -56,6 +56,9 @@ def creation_events(request: ApprovalRequest) -> tuple[NewEvent, ...]:
             "escalate_at": request.escalate_at.isoformat() if request.escalate_at else None,
             "escalate_to": request.escalate_to,
             "policy_version": request.policy_version,
+            "model": request.model,
+            "model_version": request.model_version,
+            "model_decision_id": request.model_decision_id,
         },
     )
     triggered = NewEvent(

@@ -26,6 +26,7 @@ from jsonschema.validators import validator_for
 
 from signoff.storage import ConfigError, Priority
 from signoff.storage.canonical import is_number
+from signoff.storage.redaction import Redaction
 from signoff.tools.access import SLACK_ID, Auth, Person, Role, SlackRouting, normal_name
 from signoff.tools.toml_positions import KeyPath, Locator
 from signoff.tools.typed_toml import Fault, at_least, at_most, build, describe, is_scalar, non_empty_strings
@@ -284,6 +285,23 @@ class ActionSchema:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Redact:
+    """``[redact]``: payload fields masked wherever a payload leaves the database (Slack, webhooks, exports, the
+    console's default view); the audit chain and the receipts still bind the full payload."""
+
+    paths: tuple[str, ...] = ()  #: e.g. "payload.ssn", "payload.*.card_number"
+    redaction: Redaction = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for index, path in enumerate(self.paths):
+            try:
+                Redaction.of([path])
+            except ValueError as exc:
+                raise Fault(("paths", index), str(exc)) from None
+        object.__setattr__(self, "redaction", Redaction.of(self.paths))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class PolicyConfig:
     confidence_threshold: float = 0.85  #: confidence strictly below this -> review
     default_outcome: Outcome = Outcome.REVIEW  #: when no confidence is given and nothing else applies
@@ -298,6 +316,7 @@ class PolicyConfig:
     auth: Auth = field(default_factory=Auth)
     rules: tuple[Rule, ...] = ()
     schemas: tuple[ActionSchema, ...] = ()  #: payload schemas per action glob (invalid payload: invalid input)
+    redact: Redact = field(default_factory=Redact)  #: payload fields masked on the way out
 
     def __post_init__(self) -> None:
         threshold = self.confidence_threshold

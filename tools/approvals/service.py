@@ -105,6 +105,10 @@ class Draft:
     expires_in_seconds: int | None = None
     human_only: bool = False  #: never approved by policy alone (model promotions, traffic increases)
     permission_prompt: bool = False  #: made by permission_prompt itself: stored with PERMISSION_PROMPT_FLAG
+    #: the model behind the request (model, version, decision_id), checked against the model plane by the caller
+    model: str | None = None
+    model_version: str | None = None
+    model_decision_id: str | None = None
 
 
 class ApprovalService:
@@ -261,6 +265,9 @@ class ApprovalService:
             else None,
             escalate_to=decision.escalate_to if status is Status.PENDING else None,
             policy_version=policy_version,
+            model=draft.model,
+            model_version=draft.model_version,
+            model_decision_id=draft.model_decision_id,
         )
 
     async def get(self, request_id: str) -> ApprovalRequest:
