@@ -42,6 +42,7 @@ from signoff.tools.approvals.handlers import register_tools
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import parse_policy_config, policy_version, read_policy_text
 from signoff.tools.approvals.service import ApprovalService
+from signoff.tools.approvals.trusted import TrustedData
 from signoff.tools.clock import Clock
 from signoff.tools.models.handlers import register_model_tools
 
@@ -98,6 +99,7 @@ def build_server(
                 clock,
                 progress_interval=settings.progress_interval,
                 on_policy_seconds=process_metrics.observe_policy,
+                trusted=TrustedData(settings.config_path.parent if settings.config_path else None),
             )
             if stopper is not None:
                 stopper.attach(service)
