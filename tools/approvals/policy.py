@@ -33,6 +33,7 @@ from signoff.tools.approvals.conditions import (
 )
 from signoff.tools.approvals.lookups import Lookup, LookupReader
 from signoff.tools.approvals.policy_config import DEFAULT_VERSION, ActionSchema, Outcome, PolicyConfig
+from signoff.tools.approvals.priority import highest
 
 __all__ = ["Outcome", "Policy", "PolicyDecision", "PolicyInput"]
 
@@ -258,7 +259,12 @@ class Policy:
         expiries = [r.expires_in_seconds for r in rules if r.expires_in_seconds is not None]
         if request.expires_in_seconds is not None:
             expiries.append(request.expires_in_seconds)
+        fired = [trigger.kind for trigger in triggers]
         priorities = [r.priority for r in rules if r.priority is not None]
+        for rule in rules:
+            if (computing := rule.priority_from) is not None:
+                value = resolve(request, computing.path) if computing.path is not None else None
+                priorities += computing.computed(value, fired)
         routing = config.slack
         escalation = next((r for r in rules if r.escalate_after_seconds is not None), None)
         return PolicyDecision(
@@ -270,7 +276,7 @@ class Policy:
             triggers=tuple(triggers),
             approvals_required=max((r.approvals_required or 1 for r in rules), default=1),  # review rules only
             expires_in_seconds=min(expiries, default=config.default_expires_in_seconds),
-            priority=max(priorities, key=lambda p: p.rank, default=Priority.NORMAL),
+            priority=highest(priorities),
         )
 
     def _asker(self, lookups: LookupReader | None) -> Ask | None:

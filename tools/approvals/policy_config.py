@@ -28,6 +28,7 @@ from signoff.storage import ConfigError, Priority
 from signoff.storage.canonical import is_number
 from signoff.tools.access import SLACK_ID, Auth, Person, Role, SlackRouting, normal_name
 from signoff.tools.approvals.lookups import Lookup
+from signoff.tools.approvals.priority import PriorityFrom
 from signoff.tools.toml_positions import KeyPath, Locator
 from signoff.tools.typed_toml import Fault, at_least, at_most, build, describe, is_scalar, non_empty_strings
 
@@ -255,6 +256,7 @@ class Rule:
     approvals_required: int | None = None
     expires_in_seconds: int | None = None
     priority: Priority | None = None
+    priority_from: PriorityFrom | None = None  #: priority computed from the request (bands of a number, triggers)
     channel: str | None = None  #: Slack channel for this rule's reviews (first matching rule that sets one)
     #: who may vote on this rule's reviews, in every channel (the first matching rule that sets them): Slack user
     #: and group ids, names and aliases in [[people]], reviewer token identities
@@ -264,6 +266,8 @@ class Rule:
 
     def __post_init__(self) -> None:
         non_empty_strings(self.approvers, "approvers")
+        if self.priority_from is not None and self.priority_from.path is not None:
+            check_request_path(self.priority_from.path, "priority_from")
         if (self.escalate_after_seconds is None) != (self.escalate_to is None):
             missing = "escalate_to" if self.escalate_to is None else "escalate_after_seconds"
             raise Fault((missing,), "escalation needs both escalate_after_seconds and escalate_to")
