@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from signoff.server.policy_env import PolicyOverrides
 from signoff.storage import ApprovalRequest, ConfigError, RequestQuery
 from signoff.storage.text import visible
 from signoff.tools.approvals.fairness import judge_groups, outcome_words
@@ -55,7 +56,8 @@ def load(path: Path) -> tuple[Policy, str]:
     if faults:
         more = f" (and {len(faults) - 1} more: run `signoff policy check {path}`)" if len(faults) > 1 else ""
         raise ConfigError(f"{faults[0]}{more}")
-    return Policy(parse_policy_config(text, os.fspath(path))), policy_version(text)
+    overrides = PolicyOverrides.from_env(os.environ)  # what the server would apply, so what is tested and replayed
+    return Policy(overrides.apply(parse_policy_config(text, os.fspath(path)))), overrides.version(text)
 
 
 def check(args: argparse.Namespace) -> int:
@@ -65,6 +67,7 @@ def check(args: argparse.Namespace) -> int:
         print(visible(fault))
     if faults:
         return 1
+    overrides = PolicyOverrides.from_env(os.environ)
     config = parse_policy_config(text, os.fspath(args.file))
     problems = lookup_faults(config, text, args.file)
     for problem in problems:
@@ -72,7 +75,11 @@ def check(args: argparse.Namespace) -> int:
     if problems:
         return 1
     print(f"ok: {args.file} is a valid policy, version {policy_version(text)}")
-    for line in policy_summary(config):
+    if overrides:
+        print(f"effective policy, with the environment's overrides (version {overrides.version(text)}):")
+        for line in overrides.summary(config):
+            print(f"  {line}")
+    for line in policy_summary(overrides.apply(config)):
         print(f"  {visible(line)}")
     return 0
 

@@ -171,3 +171,14 @@ async def test_check_reads_each_lookup_source_and_names_the_line_of_one_that_can
         "lookups: lookup limits (file limits.csv) cached 300 s, lookup bureau (query on t.db) cached 300 s"
         in ran.stdout
     )
+
+
+async def test_check_shows_the_environments_overrides_in_the_effective_policy(env: dict[str, str]) -> None:
+    ran = await signoff({**env, "SIGNOFF_CONFIDENCE_THRESHOLD": "0.9"}, "policy", "check", str(EXAMPLE))
+    assert ran.returncode == 0, ran
+    lines = ran.stdout.splitlines()
+    assert lines[1].startswith("effective policy, with the environment's overrides (version ")
+    assert lines[2] == "  SIGNOFF_CONFIDENCE_THRESHOLD=0.9 overrides confidence_threshold 0.85 from the file"
+    assert "  confidence_threshold 0.9, default_outcome review" in lines
+    ran = await signoff({**env, "SIGNOFF_DEFAULT_OUTCOME": "maybe"}, "policy", "check", str(EXAMPLE))
+    assert ran.returncode != 0 and 'SIGNOFF_DEFAULT_OUTCOME must be "approve" or "review"' in ran.stderr, ran
