@@ -162,7 +162,7 @@ class ApprovalService:
             fields = list(numeric_leaves(draft.payload))
             history = await self.store.action_history(draft.action, draft.agent_id, fields)
         if watched:
-            streams = {i: await outcome_counts(self.store, policy.config.fairness.groups[i]) for i in watched}
+            streams = await self.outcome_streams(policy, watched)
         profile = (
             await recent_profile(self.store, draft.action, policy.config.anomaly) if policy.wants_profile else None
         )
@@ -226,6 +226,10 @@ class ApprovalService:
         finally:
             if self.on_policy_seconds is not None:
                 self.on_policy_seconds(time.perf_counter() - started)
+
+    async def outcome_streams(self, policy: Policy, watched: list[int]) -> dict[int, fairness.Counts]:
+        """The recent outcome counts of each of the policy's ``[[fairness.groups]]`` in ``watched`` (by index)."""
+        return {i: await outcome_counts(self.store, policy.config.fairness.groups[i]) for i in watched}
 
     async def _lookups(self, policy: Policy, policy_input: PolicyInput) -> Prefetched | None:
         """The answers of the lookups the policy may ask about this request (validated already): from the cache,
