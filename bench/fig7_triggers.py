@@ -7,10 +7,11 @@ opened on the database, one request at a time, every request different (a random
 - confidence and rules: ``Policy.evaluate`` under ``signoff.example.toml``'s rules (7 rules, a schema) with anomaly
   and fairness off (nothing to read);
 - anomaly: ``store.action_history`` (the action's recent numbers, the agent's actions) and ``evaluate``;
-- out of distribution: ``streams.recent_profile`` (the newest ``window`` approved payloads of the action) and
-  ``evaluate`` with the new-value, key-set and text-length checks;
+- out of distribution: ``service.windows.recent_profile`` (the newest ``window`` approved payloads of the action,
+  kept current by reading only what is new, and read whole every 100 looks) and ``evaluate`` with the new-value,
+  key-set and text-length checks;
 - fairness: ``service.outcome_streams`` for one ``[[fairness.groups]]`` (per agent, approval by policy, window
-  1,000) and ``evaluate`` with its counts;
+  1,000; kept current the same way) and ``evaluate`` with its counts;
 - cached lookups: a rule comparing the amount with a 100,000-row CSV table, and one with a SQLite query, both
   already cached (``TrustedData.cached``) and ``evaluate``;
 - replay: ``signoff policy replay``'s work (every request read through ``list_requests``, 500 a page, and the
@@ -45,7 +46,6 @@ from signoff.tools.approvals.policy import Policy, PolicyInput
 from signoff.tools.approvals.policy_config import Anomaly, Fairness, FairnessGroup, parse_policy_config
 from signoff.tools.approvals.replay import replay
 from signoff.tools.approvals.service import ApprovalService
-from signoff.tools.approvals.streams import recent_profile
 from signoff.tools.approvals.trusted import TrustedData
 
 _FAST = Target(Check.BELOW, 1, "ms")
@@ -154,7 +154,7 @@ async def run(cfg: Config) -> FigureResult:
             numeric.evaluate(request, history)
 
         async def out_of_distribution(request: PolicyInput) -> None:
-            profile = await recent_profile(store, request.action, shapes.config.anomaly)
+            profile = await service.windows.recent_profile(request.action, shapes.config.anomaly)
             shapes.evaluate(request, None, None, profile)
 
         async def fairness(request: PolicyInput) -> None:

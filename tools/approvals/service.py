@@ -39,7 +39,7 @@ from signoff.tools.approvals import fairness, lifecycle, receipts
 from signoff.tools.approvals.lookups import Prefetched
 from signoff.tools.approvals.policy import Outcome, Policy, PolicyDecision, PolicyInput
 from signoff.tools.approvals.shape import PayloadProfile
-from signoff.tools.approvals.streams import outcome_counts, recent_profile
+from signoff.tools.approvals.streams import Windows
 from signoff.tools.approvals.trusted import TrustedData
 from signoff.tools.clock import Clock, SystemClock
 
@@ -119,6 +119,7 @@ class ApprovalService:
         trusted: TrustedData | None = None,
     ) -> None:
         self.store = store
+        self.windows = Windows(store)  #: what fairness and the out-of-distribution checks judge, kept current
         self.trusted = trusted or TrustedData()  #: reads the policy's [[lookups]] (files, databases), cached
         self.policy = policy or Policy()
         self.clock = clock or SystemClock()
@@ -164,7 +165,7 @@ class ApprovalService:
         if watched:
             streams = await self.outcome_streams(policy, watched)
         profile = (
-            await recent_profile(self.store, draft.action, policy.config.anomaly) if policy.wants_profile else None
+            await self.windows.recent_profile(draft.action, policy.config.anomaly) if policy.wants_profile else None
         )
         lookups = await self._lookups(policy, policy_input)
         decision = self._evaluate(policy, policy_input, history, streams, profile, lookups)
@@ -229,7 +230,7 @@ class ApprovalService:
 
     async def outcome_streams(self, policy: Policy, watched: list[int]) -> dict[int, fairness.Counts]:
         """The recent outcome counts of each of the policy's ``[[fairness.groups]]`` in ``watched`` (by index)."""
-        return {i: await outcome_counts(self.store, policy.config.fairness.groups[i]) for i in watched}
+        return {i: await self.windows.outcome_counts(policy.config.fairness.groups[i]) for i in watched}
 
     async def _lookups(self, policy: Policy, policy_input: PolicyInput) -> Prefetched | None:
         """The answers of the lookups the policy may ask about this request (validated already): from the cache,
