@@ -10,6 +10,8 @@ than clear input would. "Policy reference" in README.md states the rule for ever
 from __future__ import annotations
 
 import fnmatch
+import functools
+import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -33,8 +35,20 @@ class Unclear:
 
 def action_glob(action: str, globs: Iterable[str]) -> str | None:
     """The first glob that matches ``action``, ignoring case (``PAYMENTS.Transfer`` is ``payments.*``)."""
+    either, each = _globs(tuple(globs))
     folded = action.casefold()
-    return next((g for g in globs if fnmatch.fnmatchcase(folded, g.casefold())), None)
+    if either.match(folded) is None:  # one regular expression for all of them: most rules do not match
+        return None
+    return next(glob for glob, pattern in each if pattern.match(folded))
+
+
+@functools.lru_cache(maxsize=4096)
+def _globs(globs: tuple[str, ...]) -> tuple[re.Pattern[str], tuple[tuple[str, re.Pattern[str]], ...]]:
+    """The globs as one regular expression, and each as its own, ignoring case (as ``fnmatch.fnmatchcase`` of the
+    case-folded names)."""
+    each = tuple((glob, re.compile(fnmatch.translate(glob.casefold()))) for glob in globs)
+    either = re.compile("|".join(f"(?:{pattern.pattern})" for _, pattern in each) or "(?!)")
+    return either, each
 
 
 @dataclass(frozen=True, slots=True)
