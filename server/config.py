@@ -16,6 +16,7 @@ import platformdirs
 
 from signoff.notifiers.email import SmtpSecurity, SmtpSettings
 from signoff.server.alerts import AlertSettings
+from signoff.server.policy_env import PolicyOverrides
 from signoff.storage import ConfigError
 from signoff.tools.models.canary import CanaryLimits
 from signoff.tools.models.service import ModelSettings
@@ -110,6 +111,8 @@ class Settings:
     claim_minutes: float = 15.0  #: SIGNOFF_CLAIM_MINUTES: a reviewer's claim ("alice is reviewing") lapses after this
     models: ModelSettings = field(default_factory=ModelSettings)  #: SIGNOFF_MODEL_*: the model control plane
     alerts: AlertSettings = field(default_factory=AlertSettings)  #: SIGNOFF_ALERT_*, SIGNOFF_SMTP_*: built-in alerts
+    #: SIGNOFF_CONFIDENCE_THRESHOLD, SIGNOFF_DEFAULT_OUTCOME: over the policy file's values
+    policy_overrides: PolicyOverrides = field(default_factory=PolicyOverrides)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -135,6 +138,7 @@ class Settings:
             claim_minutes=_bounded(env, "SIGNOFF_CLAIM_MINUTES", 15.0, 1, 24 * 60),
             models=_model_settings(env),
             alerts=_alert_settings(env),
+            policy_overrides=PolicyOverrides.from_env(env),
             http_request_timeout=_bounded(env, "SIGNOFF_HTTP_REQUEST_TIMEOUT", 10.0, 0.01, 3600),
             http_idle_timeout=_bounded(env, "SIGNOFF_HTTP_IDLE_TIMEOUT", 5.0, 0.01, 3600),
             http_max_connections=_whole(env, "SIGNOFF_HTTP_MAX_CONNECTIONS", 200, 1, 100_000),

@@ -42,6 +42,7 @@ class TriggerKind(enum.StrEnum):
     FAIRNESS = "fairness"  #: A configured fairness flag was raised.
     DEFAULT = "default"  #: Nothing else applied; the default outcome was used.
     GUARDRAIL = "guardrail"  #: A rule with outcome ``reject`` matched.
+    CONTRADICTION = "contradiction"  #: The request disagrees with trusted data (a lookup), or the lookup failed.
 
 
 class EventKind(enum.StrEnum):

@@ -221,6 +221,8 @@ TRIGGER_KINDS = {
     "fairness": "The agent flagged a fairness concern the policy asks a person to look at.",
     "default": "No rule decided it, so the policy's default outcome applied.",
     "guardrail": "A rule that always rejects matched.",
+    "contradiction": "The request disagrees with data the operator trusts (a lookup table or database), or that"
+    " data could not be read.",
 }
 
 

@@ -39,9 +39,11 @@ from signoff.storage.canonical import numeric_leaves, payload_sha256
 from signoff.storage.errors import unknown_request
 from signoff.tools.access import normal_name
 from signoff.tools.approvals import fairness, lifecycle, receipts
+from signoff.tools.approvals.lookups import Prefetched
 from signoff.tools.approvals.policy import Outcome, Policy, PolicyDecision, PolicyInput
 from signoff.tools.approvals.shape import PayloadProfile
-from signoff.tools.approvals.streams import outcome_counts, recent_profile
+from signoff.tools.approvals.streams import Windows
+from signoff.tools.approvals.trusted import TrustedData
 from signoff.tools.clock import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
@@ -121,8 +123,11 @@ class ApprovalService:
         progress_interval: float = 5.0,
         on_policy_seconds: Callable[[float], None] | None = None,
         claim_seconds: float = 900.0,
+        trusted: TrustedData | None = None,
     ) -> None:
         self.store = store
+        self.windows = Windows(store)  #: what fairness and the out-of-distribution checks judge, kept current
+        self.trusted = trusted or TrustedData()  #: reads the policy's [[lookups]] (files, databases), cached
         self.policy = policy or Policy()
         self.clock = clock or SystemClock()
         self.progress_interval = progress_interval
@@ -159,17 +164,18 @@ class ApprovalService:
         history, streams = None, None
         policy = self.policy  # one policy decides the whole request, even if a reload replaces it meanwhile
         watched = policy.watched_groups(draft.action)
-        if policy.wants_history or watched:
+        if policy.wants_history or watched or policy.config.lookups:
             policy.validate(policy_input)  # before reading history for it; evaluate validates in any case
         if policy.wants_history:
             fields = list(numeric_leaves(draft.payload))
             history = await self.store.action_history(draft.action, draft.agent_id, fields)
         if watched:
-            streams = {i: await outcome_counts(self.store, policy.config.fairness.groups[i]) for i in watched}
+            streams = await self.outcome_streams(policy, watched)
         profile = (
-            await recent_profile(self.store, draft.action, policy.config.anomaly) if policy.wants_profile else None
+            await self.windows.recent_profile(draft.action, policy.config.anomaly) if policy.wants_profile else None
         )
-        decision = self._evaluate(policy, policy_input, history, streams, profile)
+        lookups = await self._lookups(policy, policy_input)
+        decision = self._evaluate(policy, policy_input, history, streams, profile, lookups)
         if draft.human_only and decision.outcome is Outcome.APPROVE:
             person = Trigger(kind=TriggerKind.RULE, detail=f"{draft.action} always needs a person's approval")
             decision = dataclasses.replace(decision, outcome=Outcome.REVIEW, triggers=(person, *decision.triggers))
@@ -221,11 +227,12 @@ class ApprovalService:
         history: ActionHistory | None,
         streams: Mapping[int, fairness.Counts] | None = None,
         profile: PayloadProfile | None = None,
+        lookups: Prefetched | None = None,
     ) -> PolicyDecision:
         started = time.perf_counter()  # a duration for metrics, not a time any decision depends on
         with tracing.span("signoff.policy.evaluate", attributes={"signoff.action": policy_input.action}) as span:
             try:
-                decision = policy.evaluate(policy_input, history, streams, profile)
+                decision = policy.evaluate(policy_input, history, streams, profile, lookups)
             finally:
                 if self.on_policy_seconds is not None:
                     self.on_policy_seconds(time.perf_counter() - started)
@@ -235,6 +242,23 @@ class ApprovalService:
                 policy_version=policy.version,
             )
             return decision
+
+    async def outcome_streams(self, policy: Policy, watched: list[int]) -> dict[int, fairness.Counts]:
+        """The recent outcome counts of each of the policy's ``[[fairness.groups]]`` in ``watched`` (by index)."""
+        return {i: await self.windows.outcome_counts(policy.config.fairness.groups[i]) for i in watched}
+
+    async def _lookups(self, policy: Policy, policy_input: PolicyInput) -> Prefetched | None:
+        """The answers of the lookups the policy may ask about this request (validated already): from the cache,
+        or read on a worker thread (a file's load or a query blocks)."""
+        if not policy.config.lookups:
+            return None
+        answers = {}
+        for lookup, key in policy.lookup_keys(policy_input):
+            found = self.trusted.cached(lookup, key)
+            if found is None:
+                found = await anyio.to_thread.run_sync(self.trusted.answer, lookup, key)
+            answers[(lookup, key)] = found
+        return Prefetched(answers)
 
     def _new_request(
         self, draft: Draft, decision: PolicyDecision, status: Status, policy_version: str
@@ -429,11 +453,14 @@ class ApprovalService:
         )
         try:
             history = None
-            if self.policy.wants_history:
-                self.policy.validate(policy_input)
+            policy = self.policy
+            if policy.wants_history or policy.config.lookups:
+                policy.validate(policy_input)
+            if policy.wants_history:
                 fields = list(numeric_leaves(changed))
                 history = await self.store.action_history(request.action, request.agent_id, fields)
-            decision = self._evaluate(self.policy, policy_input, history)
+            lookups = await self._lookups(policy, policy_input)
+            decision = self._evaluate(policy, policy_input, history, lookups=lookups)
         except InvalidInput as exc:
             raise InvalidInput(f"the changed payload is refused: {exc.message}") from None
         if decision.outcome is Outcome.REJECT:

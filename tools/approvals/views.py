@@ -18,7 +18,7 @@ from signoff.tools.wire import WireModel
 
 
 class TriggerView(WireModel):
-    kind: Literal["confidence", "rule", "anomaly", "fairness", "default", "guardrail"]
+    kind: Literal["confidence", "rule", "anomaly", "fairness", "default", "guardrail", "contradiction"]
     detail: str
 
 
