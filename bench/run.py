@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 
-from bench import fig1_call, fig2_http, fig3_writes, fig4_decision, fig5_history, fig6_models
+from bench import fig1_call, fig2_http, fig3_writes, fig4_decision, fig5_history, fig6_models, fig7_triggers
 from bench.config import RESULTS_DIR, Config
 from bench.report import FigureResult, table_lines, write_json
 
@@ -29,6 +29,7 @@ FIGURES: dict[str, Callable[[Config], Awaitable[FigureResult]]] = {
     "4": fig4_decision.run,
     "5": fig5_history.run,
     "6": fig6_models.run,
+    "7": fig7_triggers.run,
 }
 FULL_HISTORY_ROWS = 1_000_000
 QUICK_HISTORY_ROWS = 100_000

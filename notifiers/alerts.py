@@ -30,10 +30,12 @@ class AlertSender(Protocol):
 
 def title(alert: AlertMessage) -> str:
     word = "FIRING" if alert.kind is AlertKind.FIRING else "RESOLVED"
-    return f"[signoff {word}] {alert.rule}"
+    return f"[signoff {'STILL ' if alert.repeat else ''}{word}] {alert.rule}"
 
 
 def text(alert: AlertMessage) -> str:
+    if alert.repeat:
+        return f"{title(alert)}: {alert.message} (reminder {alert.repeat}, {alert.at:%Y-%m-%d %H:%M:%S} UTC)"
     return f"{title(alert)}: {alert.message} (since {alert.at:%Y-%m-%d %H:%M:%S} UTC)"
 
 
@@ -47,6 +49,7 @@ def document(alert: AlertMessage) -> dict[str, Any]:
             "value": alert.value,
             "at": alert.at.isoformat(),
             "episode": alert.episode,
+            "repeat": alert.repeat,
         },
     }
 

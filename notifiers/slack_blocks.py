@@ -202,6 +202,10 @@ def _fields(request: ApprovalRequest, amount_field: str | None) -> list[str]:
     ]
     if request.confidence is not None:
         fields.append(f"*Agent confidence*\n{request.confidence:.2f}")
+    if request.status is Status.PENDING and request.claimed_by and request.claim_until is not None:
+        fields.append(  # a lapsed claim is not announced: the date says when this one ends
+            f"*Reviewing*\n{code(request.claimed_by, 200)} is reviewing (until {slack_date(request.claim_until)})"
+        )
     if amount_field:
         found = payload_value(request.payload, amount_field)
         if found is None:

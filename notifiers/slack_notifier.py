@@ -27,7 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from signoff.notifiers.base import DeliveryFailed, DeliveryRefused
 from signoff.notifiers.slack_blocks import escalation_note, headline, request_blocks, vote_reply
 from signoff.notifiers.slack_setup import network_reason
-from signoff.storage import ApprovalRequest, MessageRef, Store
+from signoff.storage import ApprovalRequest, MessageRef, Store, tracing
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class SlackNotifier:
                 blocks=self._blocks(request),
                 unfurl_links=False,
                 unfurl_media=False,
-                metadata={"event_type": METADATA_EVENT, "event_payload": {"request_id": request.id}},
+                metadata={"event_type": METADATA_EVENT, "event_payload": _event_payload(request)},
             )
         except SlackApiError:  # Slack answered, and did not post: nothing to look for next time
             await self.store.save_message_ref(dataclasses.replace(reservation, reserved_at=None))
@@ -189,6 +189,12 @@ class SlackNotifier:
                 exc.response.get("error"),
             )
         return None
+
+
+def _event_payload(request: ApprovalRequest) -> dict[str, str]:
+    """The message metadata's payload: the request, and the trace its delivery continues (W3C traceparent)."""
+    traceparent = tracing.current_traceparent()
+    return {"request_id": request.id} | ({tracing.TRACEPARENT: traceparent} if traceparent else {})
 
 
 def _tagged(message: Any, request_id: str) -> bool:

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 
 from signoff.notifiers.base import DeliveryFailed, DeliveryRefused
-from signoff.storage import ApprovalRequest
+from signoff.storage import ApprovalRequest, tracing
 
 #: The id of the notification being delivered, set by whoever delivers it (the server's outbox worker sets
 #: ``<request id>:<outbox row id>``, the same across retries of that row). Unset, each call gets a fresh id.
@@ -101,6 +101,8 @@ async def post_signed(
         "X-Signoff-Delivery": delivery,
         "X-Signoff-Signature": sign(secret, timestamp, delivery, body),
     }
+    if traceparent := tracing.current_traceparent():  # the delivery's span, in the agent's trace (W3C)
+        headers["traceparent"] = traceparent
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,

@@ -8,8 +8,9 @@ Two rules, both on numbers every process sharing the database sees alike:
 - ``pending_backlog``: more than ``max_pending`` requests (default 100) are waiting for people.
 
 Every process evaluates them every ``interval`` seconds; a change of state is recorded by compare-and-set in the
-database with its messages queued in the same transaction (``storage.alerts``), so an episode sends one "firing"
-and one "resolved" message to each target however many processes run, and a crash loses none.
+database with its messages queued, and its audit event appended, in the same transaction (``storage.alerts``), so
+an episode sends one "firing" and one "resolved" message to each target however many processes run, and a crash
+loses none. While an alert holds, a reminder goes out at most every ``repeat_minutes`` (the same compare-and-set).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class AlertSettings:
     rejection_min_decisions: int = 20  #: SIGNOFF_ALERT_REJECTION_MIN_DECISIONS: ...among at least this many
     max_pending: int = 100  #: SIGNOFF_ALERT_MAX_PENDING: fire above this many pending requests
     interval: float = 30.0  #: SIGNOFF_ALERT_INTERVAL: seconds between evaluations
+    repeat_minutes: float | None = 240.0  #: SIGNOFF_ALERT_REPEAT_MINUTES: remind this often while it holds (0: never)
     oldest_pending_minutes: float | None = None  #: SIGNOFF_ALERT_OLDEST_PENDING_MINUTES: opt-in rule
     notifications_dead: bool = False  #: SIGNOFF_ALERT_NOTIFICATIONS_DEAD: opt-in rule (on/off)
     slack_channel: str | None = None  #: SIGNOFF_ALERT_SLACK_CHANNEL: post alerts there (the Slack app's bot)
@@ -114,6 +116,24 @@ async def evaluate(store: Alerts, settings: AlertSettings, targets: Sequence[str
             now=now,
         )
         if episode is None:
+            if verdict.firing and settings.repeat_minutes:
+                repeat = await store.repeat(
+                    verdict.rule,
+                    every=timedelta(minutes=settings.repeat_minutes),
+                    value=verdict.value,
+                    message=verdict.message,
+                    targets=list(targets),
+                    now=now,
+                )
+                if repeat is not None:
+                    changes.append(f"{verdict.rule} repeated")
+                    logger.warning(
+                        "alert %s still firing (reminder %d): %s",
+                        verdict.rule,
+                        repeat,
+                        verdict.message,
+                        extra={"alert": verdict.rule, "repeat": repeat},
+                    )
             continue
         word = "firing" if verdict.firing else "resolved"
         changes.append(f"{verdict.rule} {word}")

@@ -24,6 +24,7 @@ def record(episode: Episode) -> dict[str, object]:
         "resolved_value": episode.resolved_value,
         "messages_waiting": episode.undelivered,
         "messages_dead": episode.dead,
+        "repeats": episode.repeats,
         "message": episode.message,
     }
 

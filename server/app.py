@@ -40,8 +40,9 @@ from signoff.tools.access import Role
 from signoff.tools.app_state import AppState
 from signoff.tools.approvals.handlers import register_tools
 from signoff.tools.approvals.policy import Policy
-from signoff.tools.approvals.policy_config import parse_policy_config, policy_version, read_policy_text
+from signoff.tools.approvals.policy_config import PolicyConfig, parse_policy_config, read_policy_text
 from signoff.tools.approvals.service import ApprovalService
+from signoff.tools.approvals.trusted import TrustedData
 from signoff.tools.clock import Clock
 from signoff.tools.models.handlers import register_model_tools
 
@@ -57,10 +58,11 @@ mean: do not perform the action. You cannot approve requests yourself."""
 
 def load_policy(settings: Settings) -> Policy:
     """The policy from the config file (errors name the line at fault), or the safe defaults; with its version."""
+    overrides = settings.policy_overrides  # SIGNOFF_CONFIDENCE_THRESHOLD, SIGNOFF_DEFAULT_OUTCOME
     if settings.config_path is None:
-        return Policy()
+        return Policy(overrides.apply(PolicyConfig()), overrides.version(None)) if overrides else Policy()
     text = read_policy_text(settings.config_path)
-    return Policy(parse_policy_config(text, os.fspath(settings.config_path)), policy_version(text))
+    return Policy(overrides.apply(parse_policy_config(text, os.fspath(settings.config_path))), overrides.version(text))
 
 
 def build_server(
@@ -98,7 +100,9 @@ def build_server(
                 policy,
                 clock,
                 progress_interval=settings.progress_interval,
+                claim_seconds=settings.claim_minutes * 60,
                 on_policy_seconds=process_metrics.observe_policy,
+                trusted=TrustedData(settings.config_path.parent if settings.config_path else None),
             )
             if stopper is not None:
                 stopper.attach(service)
@@ -119,7 +123,9 @@ def build_server(
                 sweeper = partial(sweep_expired, service, settings.sweep_interval)
                 workers.start_soon(once(settings.db_url, "expiry sweeper", sweeper))
                 if settings.config_path is not None:  # SIGHUP or an edit: the new policy decides from then on
-                    await workers.start(PolicyReloader(settings.config_path, service).watch)
+                    await workers.start(
+                        PolicyReloader(settings.config_path, service, overrides=settings.policy_overrides).watch
+                    )
                 limits = DeliveryLimits(settings.notify_max_attempts, settings.notify_give_up_seconds)
                 chosen = notifier or default_notifier(settings, parts)
                 workers.start_soon(partial(deliver_outbox, service, chosen, limits=limits))
@@ -199,6 +205,7 @@ def build_server(
 
     console = Console(
         service_of=lambda: running.state.service if running.state else None,
+        models_of=lambda: running.state.models if running.state else None,
         verifier=verifier,
         idle_minutes=settings.console_idle_minutes,
     )

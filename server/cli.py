@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from signoff.server import alerts_cli, outbox_cli, policy_cli, render
+from signoff.server import alerts_cli, outbox_cli, policy_cli, render, tracing
 from signoff.server.config import Settings, package_version, receipt_key
-from signoff.server.stores import database_name, open_model_store, open_store
+from signoff.server.stores import database_name, open_alert_store, open_model_store, open_store
 from signoff.storage import (
     ApprovalRequest,
     ConfigError,
@@ -56,6 +56,8 @@ EXAMPLES = {
     "review show": "example:\n  signoff review show req_abc123   # the whole id, or a unique start of it",
     "review approve": "example:\n  signoff review approve req_abc123 --as alice --comment 'checked the invoice'",
     "review reject": "example:\n  signoff review reject req_abc123 --as alice --comment 'wrong account'",
+    "review claim": "example:\n  signoff review claim req_abc123 --as alice   # everyone sees: alice is reviewing",
+    "review release": "example:\n  signoff review release req_abc123 --as alice",
     "history": "examples:\n  signoff history --status approved --since 2026-01-01\n"
     "  signoff history --agent billing-bot --format csv > decisions.csv\n"
     "  signoff history --action payments.transfer --json",
@@ -218,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub(actions, "show", "review show", "show one request: payload, why it was asked, votes, events", DB, CONFIG)
     show.add_argument("request_id", help=ID_HELP)
     show.add_argument("--json", action="store_true", help="print JSON")
+    show.add_argument("--reveal", action="store_true", help="show the payload fields the policy's [redact] masks")
     for verdict in Verdict:
         decide = sub(
             actions, verdict.value, f"review {verdict.value}", f"{verdict.value} a pending request", DB, CONFIG
@@ -229,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
             required=verdict is Verdict.REJECT,
             help="the reason (required to reject; the agent sees it)",
         )
+    for name, text in (
+        ("claim", "say you are reviewing a pending request (it lapses after SIGNOFF_CLAIM_MINUTES); blocks no vote"),
+        ("release", "let go of your claim on a pending request"),
+    ):
+        claiming = sub(actions, name, f"review {name}", text, DB, CONFIG)
+        claiming.add_argument("request_id", help=ID_HELP)
+        claiming.add_argument("--as", dest="reviewer", required=True, help="your name, as recorded in the audit log")
 
     history = sub(commands, "history", "history", "print the approval history, newest first", DB, CONFIG)
     history.add_argument("--status", choices=[s.value for s in Status])
@@ -419,6 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     settings = Settings.from_env(db=getattr(args, DB, None), config_path=getattr(args, CONFIG, None))
     configure_logging(settings.log_level)
+    tracing.configure(os.environ)  # OTLP traces when OTEL_EXPORTER_OTLP_ENDPOINT is set (signoff[otel])
     if args.command == "db":
         from signoff.server import db_cli
 
@@ -604,7 +615,7 @@ async def _offline(settings: Settings, args: argparse.Namespace) -> int:
         database.must_be_writable()
         store = await SqliteStore.open(database.path)
     try:
-        service = ApprovalService(store, policy)
+        service = ApprovalService(store, policy, claim_seconds=settings.claim_minutes * 60)
         return await _HANDLERS[args.command_path](service, _Context(args, settings, database))
     finally:
         await store.close()
@@ -657,8 +668,9 @@ async def _review_list(service: ApprovalService, context: _Context) -> int:
 
 async def _review_show(service: ApprovalService, context: _Context) -> int:
     # the store, not service.get: that expires an overdue request, a write this read-only command cannot make
-    request = await service.store.get(await resolve_id(service.store, context.args.request_id))
-    assert request is not None
+    found = await service.store.get(await resolve_id(service.store, context.args.request_id))
+    assert found is not None
+    request = found if context.args.reveal else service.policy.config.redact.redaction.request(found)
     if context.args.json:
         print(render.as_json([request]))
     else:
@@ -682,6 +694,22 @@ def _decide(verdict: Verdict) -> Callable[[ApprovalService, _Context], Awaitable
         return 0
 
     return run
+
+
+async def _claim(service: ApprovalService, context: _Context) -> int:
+    args = context.args
+    request_id = await resolve_id(service.store, args.request_id)
+    request = await service.claim(request_id, args.reviewer)
+    until = request.claim_until.isoformat() if request.claim_until else "?"
+    print(f"{visible(args.reviewer)} is reviewing {request.id} until {until}; anyone who may vote still can")
+    return 0
+
+
+async def _release(service: ApprovalService, context: _Context) -> int:
+    args = context.args
+    request = await service.release(await resolve_id(service.store, args.request_id), args.reviewer)
+    print(f"{visible(args.reviewer)} released {request.id}: nobody is reviewing it now")
+    return 0
 
 
 async def _history(service: ApprovalService, context: _Context) -> int:
@@ -723,12 +751,13 @@ async def _history_records(
             f" beside {context.database.path}",
             file=sys.stderr,
         )
+    redaction = service.policy.config.redact.redaction  # [redact]: masked in the export, not in what receipts bind
     if key is None:
-        return [render.history_record(r, ApprovalStatus.of(r)) for r in requests]
+        return [render.history_record(r, ApprovalStatus.of(r), redaction) for r in requests]
     from signoff.tools.app_state import AppState  # loads mcp: only for the records that carry receipts
 
     state = AppState(service=service, receipt_key=key)
-    return [render.history_record(r, await state.status(r, strict=False)) for r in requests]
+    return [render.history_record(r, await state.status(r, strict=False), redaction) for r in requests]
 
 
 def _receipt_key(settings: Settings) -> bytes | None:
@@ -753,6 +782,7 @@ async def _stats(service: ApprovalService, context: _Context) -> int:
 
 
 async def _audit_verify(service: ApprovalService, context: _Context) -> int:
+    from signoff.storage.alerts import Alerts, AlertStore
     from signoff.storage.audit import verify_store
     from signoff.storage.models.sqlite import SqliteModelStore
 
@@ -760,14 +790,23 @@ async def _audit_verify(service: ApprovalService, context: _Context) -> int:
     models: ModelStore
     if settings.db_url is not None:
         models = await open_model_store(settings.db_path, settings.db_url)
+        alerts: Alerts = await open_alert_store(settings.db_path, settings.db_url)
     else:
         models = SqliteModelStore(await open_read_only(context.database.path), poll_interval=1.0, seed=None)
+        alerts = AlertStore(await open_read_only(context.database.path))
     try:
-        report = await verify_store(service.store, dict(context.args.anchor), models=models)
+        try:
+            episodes = await alerts.episodes(limit=-1)
+        except (ValueError, TypeError) as exc:  # a row edited into something signoff cannot read
+            print(f"FAILED at an alert episode row: it cannot be read ({exc})", file=sys.stderr)
+            return 1
+        report = await verify_store(service.store, dict(context.args.anchor), models=models, alerts=episodes)
     finally:
         await models.close()
+        await alerts.close()
     if report.ok:
-        print(f"ok: {report.events_checked} events verified, and every request, vote and model row matches its events")
+        checked = "every request, vote, model and alert row"
+        print(f"ok: {report.events_checked} events verified, and {checked} matches its events")
         for column, rows in sorted(report.unchecked.items()):
             print(f"not checked: {column} of {rows} row(s), whose events were written before they recorded it")
         if report.model_baselines:
@@ -789,7 +828,11 @@ async def _export_training_data(service: ApprovalService, context: _Context) -> 
 
     args = context.args
     requests = await export.decided_by_people(service.store, since=args.since, until=args.until, action=args.action)
-    records = [export.record(r, model_path=args.model_path, version_path=args.version_path) for r in requests]
+    redaction = service.policy.config.redact.redaction  # [redact]: masked in the export
+    records = [
+        export.record(redaction.request(r), model_path=args.model_path, version_path=args.version_path)
+        for r in requests
+    ]
     records = export.select_model(records, args.model)
     text = export.as_csv(records) if args.format == "csv" else export.as_jsonl(records)
     if args.output is None:
@@ -864,6 +907,8 @@ _HANDLERS: dict[tuple[str, ...], Callable[[ApprovalService, _Context], Awaitable
     ("review", "show"): _review_show,
     ("review", "approve"): _decide(Verdict.APPROVE),
     ("review", "reject"): _decide(Verdict.REJECT),
+    ("review", "claim"): _claim,
+    ("review", "release"): _release,
     ("history",): _history,
     ("stats",): _stats,
     ("audit", "verify"): _audit_verify,

@@ -16,6 +16,7 @@ import platformdirs
 
 from signoff.notifiers.email import SmtpSecurity, SmtpSettings
 from signoff.server.alerts import AlertSettings
+from signoff.server.policy_env import PolicyOverrides
 from signoff.storage import ConfigError
 from signoff.storage.pg_url import is_postgres_url
 from signoff.tools.models.canary import CanaryLimits
@@ -119,8 +120,11 @@ class Settings:
     #: SIGNOFF_HTTP_MAX_CONNECTIONS: beyond this many open connections (or requests in progress), requests get 503
     http_max_connections: int = 200
     console_idle_minutes: float = 30.0  #: SIGNOFF_CONSOLE_IDLE_MINUTES: a console session ends after this idle time
+    claim_minutes: float = 15.0  #: SIGNOFF_CLAIM_MINUTES: a reviewer's claim ("alice is reviewing") lapses after this
     models: ModelSettings = field(default_factory=ModelSettings)  #: SIGNOFF_MODEL_*: the model control plane
     alerts: AlertSettings = field(default_factory=AlertSettings)  #: SIGNOFF_ALERT_*, SIGNOFF_SMTP_*: built-in alerts
+    #: SIGNOFF_CONFIDENCE_THRESHOLD, SIGNOFF_DEFAULT_OUTCOME: over the policy file's values
+    policy_overrides: PolicyOverrides = field(default_factory=PolicyOverrides)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -143,8 +147,10 @@ class Settings:
             notify_max_attempts=_whole(env, "SIGNOFF_NOTIFY_MAX_ATTEMPTS", 50, 1, 1_000_000),
             notify_give_up_seconds=_number(env, "SIGNOFF_NOTIFY_GIVE_UP_SECONDS", 86_400.0),
             console_idle_minutes=_bounded(env, "SIGNOFF_CONSOLE_IDLE_MINUTES", 30.0, 1, 7 * 24 * 60),
+            claim_minutes=_bounded(env, "SIGNOFF_CLAIM_MINUTES", 15.0, 1, 24 * 60),
             models=_model_settings(env),
             alerts=_alert_settings(env),
+            policy_overrides=PolicyOverrides.from_env(env),
             http_request_timeout=_bounded(env, "SIGNOFF_HTTP_REQUEST_TIMEOUT", 10.0, 0.01, 3600),
             http_idle_timeout=_bounded(env, "SIGNOFF_HTTP_IDLE_TIMEOUT", 5.0, 0.01, 3600),
             http_max_connections=_whole(env, "SIGNOFF_HTTP_MAX_CONNECTIONS", 200, 1, 100_000),
@@ -273,6 +279,7 @@ def _alert_settings(env: Mapping[str, str]) -> AlertSettings:
         ),
         max_pending=_whole(env, "SIGNOFF_ALERT_MAX_PENDING", defaults.max_pending, 0, 1_000_000_000),
         interval=_bounded(env, "SIGNOFF_ALERT_INTERVAL", defaults.interval, 0.01, 86_400),
+        repeat_minutes=_bounded(env, "SIGNOFF_ALERT_REPEAT_MINUTES", defaults.repeat_minutes or 0, 0, 525_600) or None,
         oldest_pending_minutes=(
             _bounded(env, "SIGNOFF_ALERT_OLDEST_PENDING_MINUTES", 0, 1, 525_600)
             if env.get("SIGNOFF_ALERT_OLDEST_PENDING_MINUTES", "").strip()

@@ -31,11 +31,13 @@ FIELDS = (
     "payload_sha256",
     "model",
     "model_version",
+    "model_decision_id",
     "confidence",
     "flags",
     "triggers",
     "trigger_kinds",
     "label",
+    "approved_payload",
     "reviewers",
     "comments",
     "votes",
@@ -73,8 +75,12 @@ def record(
     request: ApprovalRequest, *, model_path: str = "model", version_path: str = "model_version"
 ) -> dict[str, Any]:
     """One training record. ``label`` is the people's verdict (``approved`` or ``rejected``); ``model`` and
-    ``model_version`` are read from the payload at the given paths when the request names them (else null)."""
-    model, version = at_path(request.payload, model_path), at_path(request.payload, version_path)
+    ``model_version`` are the model the agent linked with request_approval, else read from the payload at the given
+    paths when it names them (else null)."""
+    if request.model is not None:
+        model, version = request.model, request.model_version
+    else:
+        model, version = at_path(request.payload, model_path), at_path(request.payload, version_path)
     decided = request.decided_at
     return {
         "request_id": request.id,
@@ -88,11 +94,13 @@ def record(
         "payload_sha256": request.payload_sha256,
         "model": None if model is None else str(model),
         "model_version": None if version is None else str(version),
+        "model_decision_id": request.model_decision_id,
         "confidence": request.confidence,
         "flags": list(request.flags),
         "triggers": [{"kind": t.kind.value, "detail": t.detail} for t in request.triggers],
         "trigger_kinds": sorted({t.kind.value for t in request.triggers}),
         "label": request.status.value,
+        "approved_payload": dict(request.approved_payload) if request.approved_payload is not None else None,
         "reviewers": [v.reviewer for v in request.votes],
         "comments": [v.comment for v in request.votes if v.comment],
         "votes": [

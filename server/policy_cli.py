@@ -10,16 +10,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from signoff.server.policy_env import PolicyOverrides
 from signoff.storage import ApprovalRequest, ConfigError, RequestQuery
 from signoff.storage.text import visible
 from signoff.tools.approvals.fairness import judge_groups, outcome_words
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_cases import Expect, parse_cases, run_cases
 from signoff.tools.approvals.policy_check import policy_faults, policy_summary
-from signoff.tools.approvals.policy_config import parse_policy_config, policy_version
+from signoff.tools.approvals.policy_config import PolicyConfig, parse_policy_config, policy_version
 from signoff.tools.approvals.replay import ReplayReport, replay
 from signoff.tools.approvals.service import ApprovalService
 from signoff.tools.approvals.streams import outcome_counts
+from signoff.tools.approvals.trusted import TrustedData
+from signoff.tools.toml_positions import Locator
+from signoff.tools.typed_toml import format_key
 
 _BEFORE = {Expect.APPROVE: "approved by policy", Expect.REVIEW: "went to people", Expect.REJECT: "rejected by policy"}
 _AFTER = {
@@ -52,7 +56,8 @@ def load(path: Path) -> tuple[Policy, str]:
     if faults:
         more = f" (and {len(faults) - 1} more: run `signoff policy check {path}`)" if len(faults) > 1 else ""
         raise ConfigError(f"{faults[0]}{more}")
-    return Policy(parse_policy_config(text, os.fspath(path))), policy_version(text)
+    overrides = PolicyOverrides.from_env(os.environ)  # what the server would apply, so what is tested and replayed
+    return Policy(overrides.apply(parse_policy_config(text, os.fspath(path)))), overrides.version(text)
 
 
 def check(args: argparse.Namespace) -> int:
@@ -62,11 +67,40 @@ def check(args: argparse.Namespace) -> int:
         print(visible(fault))
     if faults:
         return 1
+    overrides = PolicyOverrides.from_env(os.environ)
     config = parse_policy_config(text, os.fspath(args.file))
+    problems = lookup_faults(config, text, args.file)
+    for problem in problems:
+        print(visible(problem))
+    if problems:
+        return 1
     print(f"ok: {args.file} is a valid policy, version {policy_version(text)}")
-    for line in policy_summary(config):
+    if overrides:
+        print(f"effective policy, with the environment's overrides (version {overrides.version(text)}):")
+        for line in overrides.summary(config):
+            print(f"  {line}")
+    for line in policy_summary(overrides.apply(config)):
         print(f"  {visible(line)}")
     return 0
+
+
+def lookup_faults(config: PolicyConfig, text: str, path: Path) -> list[str]:
+    """Each ``[[lookups]]`` source that cannot be read as configured: the file loads, the database opens read-only
+    and the query compiles. One line each, with the line of the lookup's file or query in the policy file."""
+    trusted = TrustedData(path.parent)
+    locator = Locator(text)
+    faults = []
+    try:
+        for index, lookup in enumerate(config.lookups):
+            problem = trusted.check(lookup)
+            if problem is not None:
+                key = ("lookups", index, "file" if lookup.file is not None else "database")
+                if lookup.database is not None and problem.startswith("the query"):
+                    key = ("lookups", index, "query")
+                faults.append(f"{path} line {locator.line(key)}: {format_key(key)}: {problem}")
+    finally:
+        trusted.close()
+    return faults
 
 
 def default_cases(policy_file: Path) -> Path:
@@ -82,7 +116,11 @@ def test(args: argparse.Namespace) -> int:
             f"no cases file beside the policy: {cases_path} does not exist; write one, or name it: "
             f"signoff policy test {args.file} CASES.toml"
         )
-    results = run_cases(policy, parse_cases(read_text(cases_path, "cases file"), os.fspath(cases_path)))
+    trusted = TrustedData(args.file.parent)
+    try:
+        results = run_cases(policy, parse_cases(read_text(cases_path, "cases file"), os.fspath(cases_path)), trusted)
+    finally:
+        trusted.close()
     failed = [r for r in results if not r.ok]
     for result in results:
         if result.ok:
@@ -115,7 +153,11 @@ async def replay_command(service: ApprovalService, args: argparse.Namespace) -> 
         requests += page.items
         if (cursor := page.next_cursor) is None:
             break
-    report = replay(policy, requests)
+    trusted = TrustedData(args.file.parent)
+    try:
+        report = replay(policy, requests, trusted)
+    finally:
+        trusted.close()
     if args.json:
         print(json.dumps(as_json(report, args.file, version, args.since), indent=2))
     else:

@@ -18,9 +18,10 @@ from pathlib import Path
 import anyio
 from anyio.abc import TaskStatus
 
+from signoff.server.policy_env import PolicyOverrides
 from signoff.storage import ConfigError
 from signoff.tools.approvals.policy import Policy
-from signoff.tools.approvals.policy_config import parse_policy_config, policy_version, read_policy_text
+from signoff.tools.approvals.policy_config import parse_policy_config, read_policy_text
 from signoff.tools.approvals.service import ApprovalService
 
 logger = logging.getLogger(__name__)
@@ -31,8 +32,15 @@ POLL_SECONDS = 1.0  #: how often the file's size and modification time are compa
 class PolicyReloader:
     """Keeps ``service.policy`` in step with the file at ``path``."""
 
-    def __init__(self, path: Path, service: ApprovalService, on_reload: Callable[[bool], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        service: ApprovalService,
+        on_reload: Callable[[bool], None] | None = None,
+        overrides: PolicyOverrides | None = None,
+    ) -> None:
         self.path = path
+        self.overrides = overrides or PolicyOverrides()  #: the environment's, applied over every version
         self.service = service
         self.on_reload = on_reload  #: told after each attempt that read a changed file: True if it now applies
         self._stamp = self._stat()
@@ -50,10 +58,10 @@ class PolicyReloader:
         current = self.service.policy
         try:
             text = read_policy_text(self.path)
-            version = policy_version(text)
+            version = self.overrides.version(text)
             if version == current.version:
                 return False
-            config = parse_policy_config(text, os.fspath(self.path))
+            config = self.overrides.apply(parse_policy_config(text, os.fspath(self.path)))
         except ConfigError as exc:
             logger.error("policy not reloaded, version %s stays in force: %s", current.version, exc.message)
             self._told(False)

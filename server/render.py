@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from signoff.storage import ApprovalRequest, DecidedBy, Event
+from signoff.storage.redaction import Redaction
 from signoff.storage.text import visible as v
 from signoff.storage.timefmt import to_text
 from signoff.tools.approvals.views import ApprovalStatus
@@ -81,6 +82,8 @@ def detail(request: ApprovalRequest, events: Sequence[Event], *, overdue: bool =
         ("decided", short_time(request.decided_at)),
         ("policy", request.policy_version or "- (recorded before policy versions were kept)"),
     ]
+    if request.model is not None:
+        rows.append(("model", f"{v(request.model)} {v(request.model_version or '-')}"))
     if request.note:
         rows.append(("note", v(request.note)))
     width = max(len(label) for label, _ in rows) + 1
@@ -128,18 +131,30 @@ HISTORY_FIELDS = (
     "message",
     "receipt",
     "policy_version",
+    "model",
+    "model_version",
+    "model_decision_id",
 )
 #: CSV cells a spreadsheet would run as a formula start with one of these; such a cell gets a leading ``'``.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def history_record(request: ApprovalRequest, status: ApprovalStatus) -> dict[str, Any]:
-    """One request as the history exports it: the status the agent sees (with its receipt) and what it asked."""
+def history_record(
+    request: ApprovalRequest, status: ApprovalStatus, redaction: Redaction | None = None
+) -> dict[str, Any]:
+    """One request as the history exports it: the status the agent sees (with its receipt) and what it asked, with
+    the ``[redact]`` paths masked (the receipt and the digests still bind the full payload)."""
+    redaction = redaction or Redaction()
+    approved = status.approved_payload
     record = {
         **status.model_dump(mode="json"),
+        "approved_payload": redaction.payload(approved) if approved is not None else None,
         "confidence": request.confidence,
         "flags": list(request.flags),
-        "payload": dict(request.payload),
+        "payload": redaction.payload(request.payload),
+        "model": request.model,
+        "model_version": request.model_version,
+        "model_decision_id": request.model_decision_id,
     }
     return {name: record[name] for name in HISTORY_FIELDS}
 

@@ -19,6 +19,7 @@ import jinja2
 from signoff.storage import ApprovalRequest, DecidedBy, RequestQuery, Status, Store
 from signoff.storage.alerts import Episode
 from signoff.storage.audit import ChainReport
+from signoff.storage.records import human_outcomes_of
 from signoff.storage.text import visible
 
 PAGE = 500
@@ -105,6 +106,7 @@ def build(
         "escalations": sum(r.escalated_at is not None for r in requests),
         "expired": sum(r.status is Status.EXPIRED for r in requests),
         "reviewers": dict(sorted(reviewers.items())),
+        "models": _model_outcomes(requests),
         "alerts": [
             {
                 "rule": e.rule,
@@ -121,6 +123,25 @@ def build(
             "problem": None if audit.ok else (audit.reason or "the chain does not verify"),
         },
     }
+
+
+def _model_outcomes(requests: Sequence[ApprovalRequest]) -> list[dict[str, Any]]:
+    """Per model version the agents linked: its requests, how many went to people, and what people made of them."""
+    rows = []
+    for model in sorted({r.model for r in requests if r.model is not None}):
+        for version, o in sorted(human_outcomes_of(requests, model).items()):
+            rows.append(
+                {
+                    "model": model,
+                    "version": version,
+                    "requests": o.requests,
+                    "to_people": o.to_people,
+                    "decided_by_people": o.decided_by_people,
+                    "rejected": o.rejected,
+                    "changed": o.changed,
+                }
+            )
+    return rows
 
 
 def _bars(counts: dict[str, int], width: int = 360) -> list[dict[str, Any]]:
@@ -169,6 +190,13 @@ def as_markdown(report: dict[str, Any]) -> str:
         lines.append("")
     lines += ["## Reviewers", "", "| reviewer | approved | rejected |", "|---|---|---|"]
     lines += [f"| {cell(k)} | {t['approve']} | {t['reject']} |" for k, t in report["reviewers"].items()]
+    lines += ["", "## Model versions", "", "| model | version | requests | to people | rejected | changed |"]
+    lines.append("|---|---|---|---|---|---|")
+    lines += [
+        f"| {cell(m['model'])} | {cell(m['version'])} | {m['requests']} | {m['to_people']} | {m['rejected']} |"
+        f" {m['changed']} |"
+        for m in report["models"]
+    ]
     lines += ["", "## Alerts", ""]
     lines += [f"- {a['rule']}: fired {a['fired_at']}, {a['resolved_at'] or 'firing'}" for a in report["alerts"]] or [
         "none"

@@ -33,6 +33,7 @@ from signoff.storage import (
     Verdict,
 )
 from signoff.storage.canonical import canonical_json
+from signoff.storage.redaction import Redaction
 from signoff.tools.access import Role
 from signoff.tools.app_state import AppState
 from signoff.tools.approvals.views import decode_cursor, encode_cursor
@@ -69,7 +70,7 @@ def payload_excerpt(payload: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
 
 async def _summary(state: AppState, request: ApprovalRequest) -> dict[str, Any]:
     status = (await state.status(request, strict=False)).model_dump(mode="json")
-    excerpt, complete = payload_excerpt(request.payload)
+    excerpt, complete = payload_excerpt(state.service.policy.config.redact.redaction.payload(request.payload))
     return {
         **status,
         "payload_excerpt": excerpt,
@@ -78,8 +79,9 @@ async def _summary(state: AppState, request: ApprovalRequest) -> dict[str, Any]:
     }
 
 
-def _event(event: Event) -> dict[str, Any]:
-    return {"seq": event.seq, "kind": event.kind.value, "at": event.at.isoformat(), "data": event.data}
+def _event(event: Event, redaction: Redaction) -> dict[str, Any]:
+    data = redaction.event_data(event.data)
+    return {"seq": event.seq, "kind": event.kind.value, "at": event.at.isoformat(), "data": data}
 
 
 def _time(name: str, text: str) -> datetime:
@@ -165,7 +167,12 @@ async def show_request(request: Request, state: AppState, verifier: ConfigTokenV
         return _error(_STATUS_OF_ERROR.get(type(exc), 400), exc.message)
     events = await state.service.store.request_events(found.id)
     status = (await state.status(found, strict=False)).model_dump(mode="json")
-    body = {**status, "payload": found.payload, "events": [_event(e) for e in events]}
+    reveal = request.query_params.get("reveal") == "1"  # [redact]ed fields are shown only when asked
+    redaction = Redaction() if reveal else state.service.policy.config.redact.redaction
+    if status["approved_payload"] is not None:
+        status["approved_payload"] = redaction.payload(status["approved_payload"])
+    payload = redaction.payload(found.payload)
+    body = {**status, "payload": payload, "events": [_event(e, redaction) for e in events]}
     return JSONResponse(body)
 
 
@@ -176,6 +183,9 @@ async def vote(request: Request, state: AppState, verifier: ConfigTokenVerifier 
     try:
         verdict, comment, changed = vote_body(await request.body())
         request_id = request.path_params["request_id"]
+        if changed is not None:  # a field left masked ([redact]) keeps the value the agent asked with
+            asked = await state.service.get(request_id)
+            changed = state.service.policy.config.redact.redaction.restore(changed, asked.payload)
         decided = await state.service.vote(request_id, who, verdict, comment, approved_payload=changed)
     except SignoffError as exc:
         return _error(_STATUS_OF_ERROR.get(type(exc), 400), exc.message)

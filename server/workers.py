@@ -10,7 +10,7 @@ import anyio
 
 from signoff.notifiers import DeliveryFailed, DeliveryRefused, Notifier, members
 from signoff.notifiers.webhook import delivery_id
-from signoff.storage import ApprovalRequest, DeliveryMark, DeliveryState, EventKind, NewEvent, OutboxItem
+from signoff.storage import ApprovalRequest, DeliveryMark, DeliveryState, EventKind, NewEvent, OutboxItem, tracing
 from signoff.storage.errors import StorageError
 from signoff.tools.approvals.service import ApprovalService
 
@@ -20,6 +20,7 @@ MAX_BACKOFF_SECONDS = 300.0
 WORKER_POLL_SECONDS = 0.25  #: how soon the outbox notices another process's change; waiting agents poll faster
 DELIVERY_GAP_SECONDS = 0.02
 DELIVERY_BATCH = 10
+NOTIFY_SPAN = "signoff.notify"
 
 
 async def sweep_expired(service: ApprovalService, interval: float) -> None:
@@ -105,6 +106,8 @@ async def deliver_due(
         if request is None:
             continue
         known = {mark.notifier: mark for mark in item.marks}
+        traceparent = await service.traceparent(request.id)  # each delivery continues the agent's trace
+        shown = service.policy.config.redact.redaction.request(request)  # [redact]: masked for every notifier
         marks: list[DeliveryMark] = []
         events: list[NewEvent] = []
         for member in notifiers:
@@ -114,18 +117,23 @@ async def deliver_due(
                 continue  # delivered (or given up) already, or waiting for its own retry time
             # One id per outbox row (the newest it covers): retries of a notification repeat it, a later one differs.
             delivery = delivery_id.set(f"{request.id}:{max(item.id, item.upto)}")
-            try:
-                await member.deliver(request)
-            except DeliveryFailed as exc:
-                marks.append(_failed(item, request, member.name, mark, now, str(exc), exc, limits, events))
-                continue
-            except Exception as exc:  # a notifier's bug must not stop other notifications or the server
-                logger.exception("notifier %s failed on %s", member.name, request.id)
-                error = f"{type(exc).__name__}: {exc}"
-                marks.append(_failed(item, request, member.name, mark, now, error, None, limits, events))
-                continue
-            finally:
-                delivery_id.reset(delivery)
+            with tracing.span(
+                NOTIFY_SPAN, parent=traceparent, attributes=_notify_attributes(request, member.name, item)
+            ) as span:
+                try:
+                    await member.deliver(shown)
+                except DeliveryFailed as exc:
+                    span.fail(exc)
+                    marks.append(_failed(item, request, member.name, mark, now, str(exc), exc, limits, events))
+                    continue
+                except Exception as exc:  # a notifier's bug must not stop other notifications or the server
+                    span.fail(exc)
+                    logger.exception("notifier %s failed on %s", member.name, request.id)
+                    error = f"{type(exc).__name__}: {exc}"
+                    marks.append(_failed(item, request, member.name, mark, now, error, None, limits, events))
+                    continue
+                finally:
+                    delivery_id.reset(delivery)
             marks.append(DeliveryMark(notifier=member.name, state=DeliveryState.DELIVERED, at=now))
             events.append(
                 NewEvent(
@@ -146,6 +154,16 @@ async def deliver_due(
             item, marks, notifiers=names, now=now, next_attempt_at=min(waiting, default=now), events=events
         )
     return len(items) == DELIVERY_BATCH
+
+
+def _notify_attributes(request: ApprovalRequest, notifier: str, item: OutboxItem) -> dict[str, str | int]:
+    return {
+        "signoff.request_id": request.id,
+        "signoff.notifier": notifier,
+        "signoff.status": request.status.value,
+        "signoff.outbox_id": item.id,
+        "signoff.attempt": item.attempts + 1,
+    }
 
 
 def _failed(

@@ -14,6 +14,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from signoff.storage.approvals.queries import INSERT_EVENT, LAST_EVENT
+from signoff.storage.audit import GENESIS_HASH, EncodedEvent
+from signoff.storage.records import EventKind, NewEvent
 from signoff.storage.sqlite_db import SqliteDatabase
 from signoff.storage.timefmt import from_text, to_text
 
@@ -47,6 +50,7 @@ class AlertMessage:
     value: float
     at: datetime
     attempts: int
+    repeat: int = 0  #: 0: the firing or resolved message; n: the n-th reminder that the alert still holds
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -62,6 +66,14 @@ class Episode:
     resolved_value: float | None
     undelivered: int  #: messages of this episode not delivered yet (retrying)
     dead: int  #: messages given up on
+    repeats: int = 0  #: reminders queued while it held
+
+
+def alert_event(rule: str, episode: int, *, firing: bool, value: float, message: str, at: datetime) -> NewEvent:
+    """The audit event of an episode's start or end (``request_id`` ``alert:<rule>``)."""
+    kind = EventKind.ALERT_FIRED if firing else EventKind.ALERT_RESOLVED
+    data = {"rule": rule, "episode": episode, "value": value, "message": message}
+    return NewEvent(kind=kind, request_id=f"alert:{rule}", at=at, data=data)
 
 
 MEASURE = """
@@ -146,11 +158,17 @@ class AlertStore:
                     "UPDATE alert_episodes SET resolved_at = ?, resolved_value = ? WHERE id = ?", (at, value, episode)
                 )
             await db.execute(
-                "INSERT INTO alert_state (rule, firing, since, value, episode) VALUES (?, ?, ?, ?, ?)"
+                "INSERT INTO alert_state (rule, firing, since, value, episode, notified_at) VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (rule) DO UPDATE SET firing = excluded.firing, since = excluded.since,"
-                " value = excluded.value, episode = excluded.episode",
-                (rule, int(firing), at, value, episode),
+                " value = excluded.value, episode = excluded.episode, notified_at = excluded.notified_at",
+                (rule, int(firing), at, value, episode, at),
             )
+            # in the audit chain, in the same transaction (the chain's head is read under the write lock)
+            event = EncodedEvent.of(alert_event(rule, episode, firing=firing, value=value, message=message, at=now))
+            async with db.execute(LAST_EVENT) as cur:
+                last = await cur.fetchone()
+            seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
+            await db.execute(INSERT_EVENT, event.row(seq + 1, prev_hash))
             kind = AlertKind.FIRING if firing else AlertKind.RESOLVED
             await db.executemany(
                 "INSERT INTO alert_outbox (episode, rule, kind, target, message, value, at, next_attempt_at)"
@@ -158,6 +176,36 @@ class AlertStore:
                 [(episode, rule, kind.value, target, message, value, at, at) for target in targets],
             )
             return episode
+
+    async def repeat(
+        self, rule: str, *, every: timedelta, value: float, message: str, targets: list[str], now: datetime
+    ) -> int | None:
+        """While ``rule`` fires, queue a reminder to each target when its messages were last queued ``every`` ago
+        or longer; the repeat's number, or None (not firing, not due, or another process queued it first)."""
+        due = to_text(now - every)
+        check = "SELECT 1 FROM alert_state WHERE rule = ? AND firing = 1 AND notified_at <= ?"
+        if not list(await self._db.reader.execute_fetchall(check, (rule, due))):
+            return None  # the common case, without taking the write lock
+        async with self._db.transaction() as db:
+            rows = list(
+                await db.execute_fetchall(
+                    "SELECT s.episode, e.repeats + 1 FROM alert_state s JOIN alert_episodes e ON e.id = s.episode"
+                    " WHERE s.rule = ? AND s.firing = 1 AND s.notified_at <= ?",
+                    (rule, due),
+                )
+            )
+            if not rows:
+                return None
+            episode, repeat = int(rows[0][0]), int(rows[0][1])
+            at = to_text(now)
+            await db.execute("UPDATE alert_state SET notified_at = ? WHERE rule = ?", (at, rule))
+            await db.execute("UPDATE alert_episodes SET repeats = ? WHERE id = ?", (repeat, episode))
+            await db.executemany(
+                "INSERT INTO alert_outbox (episode, rule, kind, target, message, value, at, next_attempt_at, repeat)"
+                " VALUES (?, ?, 'firing', ?, ?, ?, ?, ?, ?)",
+                [(episode, rule, target, message, value, at, at, repeat) for target in targets],
+            )
+            return repeat
 
     async def claim(
         self, targets: Sequence[str], now: datetime, lease: timedelta, limit: int = 20
@@ -174,7 +222,7 @@ class AlertStore:
         async with self._db.transaction() as db:
             rows = list(
                 await db.execute_fetchall(
-                    "SELECT id, episode, rule, kind, target, message, value, at, attempts FROM alert_outbox"
+                    "SELECT id, episode, rule, kind, target, message, value, at, attempts, repeat FROM alert_outbox"
                     f" WHERE state = 'pending' AND next_attempt_at <= ? AND target IN ({marks}) ORDER BY id LIMIT ?",
                     (to_text(now), *targets, limit),
                 )
@@ -194,6 +242,7 @@ class AlertStore:
                 value=row[6],
                 at=from_text(row[7]),
                 attempts=row[8],
+                repeat=row[9],
             )
             for row in rows
         ]
@@ -224,7 +273,7 @@ class AlertStore:
         rows = await self._db.reader.execute_fetchall(
             "SELECT e.id, e.rule, e.fired_at, e.fired_value, e.message, e.resolved_at, e.resolved_value,"
             " (SELECT count(*) FROM alert_outbox o WHERE o.episode = e.id AND o.state = 'pending'),"
-            " (SELECT count(*) FROM alert_outbox o WHERE o.episode = e.id AND o.state = 'dead')"
+            " (SELECT count(*) FROM alert_outbox o WHERE o.episode = e.id AND o.state = 'dead'), e.repeats"
             " FROM alert_episodes e ORDER BY e.id DESC LIMIT ?",
             (limit,),
         )
@@ -239,6 +288,7 @@ class AlertStore:
                 resolved_value=r[6],
                 undelivered=r[7],
                 dead=r[8],
+                repeats=r[9],
             )
             for r in rows
         ]

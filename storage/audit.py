@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from signoff.storage.approvals.store import Store
+from signoff.storage.audit_alerts import AlertReplay
+from signoff.storage.audit_alerts import compare as compare_alerts
 from signoff.storage.audit_models import ModelReplay
 from signoff.storage.audit_models import compare as compare_models
 from signoff.storage.audit_requests import Finding, RequestReplay
@@ -26,6 +29,9 @@ from signoff.storage.errors import CorruptRecord
 from signoff.storage.models.store import ModelStore
 from signoff.storage.records import ApprovalRequest, Event, JsonObject, NewEvent, RequestQuery
 from signoff.storage.timefmt import to_text
+
+if TYPE_CHECKING:
+    from signoff.storage.alerts import Episode
 
 GENESIS_HASH = "0" * 64
 BEFORE_ANY_EVENT = -(2**63)  #: walk from here, so rows forged with seq <= 0 are seen too
@@ -90,10 +96,13 @@ class ChainReport:
 class _Replay:
     requests: dict[str, RequestReplay] = field(default_factory=dict)
     models: ModelReplay = field(default_factory=ModelReplay)
+    alerts: AlertReplay = field(default_factory=AlertReplay)
 
     def apply(self, event: Event) -> None:
         if event.kind.is_model:
             self.models.apply(event)
+        elif event.kind.is_alert:
+            self.alerts.apply(event)
         else:
             self.requests.setdefault(event.request_id, RequestReplay(event.request_id)).apply(event)
 
@@ -105,10 +114,14 @@ async def verify_chain(events: AsyncIterable[Event], anchors: Mapping[int, str] 
 
 
 async def verify_store(
-    store: Store, anchors: Mapping[int, str] | None = None, models: ModelStore | None = None
+    store: Store,
+    anchors: Mapping[int, str] | None = None,
+    models: ModelStore | None = None,
+    alerts: Sequence[Episode] | None = None,
 ) -> ChainReport:
     """The chain, then every column of every request and vote row against what its events say; with ``models``,
-    every model, version and model change row too (they share the chain)."""
+    every model, version and model change row too (they share the chain); with ``alerts`` (every alert episode
+    row), each episode's start and end."""
     report, replay = await _walk(store.events(BEFORE_ANY_EVENT), anchors or {})
     if not report.ok:
         return report
@@ -141,6 +154,8 @@ async def verify_store(
             finding = Finding(row="a model-plane row", column=None, reason=f"it cannot be read ({exc})")
         if finding is not None:
             return _failed(report, finding)
+    if alerts is not None and (finding := compare_alerts(alerts, replay.alerts, unchecked)) is not None:
+        return _failed(report, finding)
     return dataclasses.replace(report, unchecked=unchecked, model_baselines=tuple(replay.models.baselines))
 
 

@@ -37,6 +37,9 @@ CREATED_COLUMNS = (
     "escalate_at",
     "escalate_to",
     "policy_version",
+    "model",
+    "model_version",
+    "model_decision_id",
 )
 _TIMES = {"expires_at", "escalate_at"}
 
@@ -145,6 +148,9 @@ def request_columns(request: ApprovalRequest) -> dict[str, Any]:
         "claimed_at": _time(request.claimed_at),
         "claim_expires_at": _time(request.claim_until),
         "policy_version": request.policy_version,
+        "model": request.model,
+        "model_version": request.model_version,
+        "model_decision_id": request.model_decision_id,
     }
 
 

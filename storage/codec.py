@@ -49,12 +49,32 @@ def request_row(r: ApprovalRequest) -> tuple[Any, ...]:
         to_text(r.escalate_at) if r.escalate_at else None,
         r.escalate_to,
         r.policy_version,
+        r.model,
+        r.model_version,
+        r.model_decision_id,
     )
+
+
+_STATUS = {member.value: member for member in Status}
+_DECIDED_BY = {member.value: member for member in DecidedBy}
+_PRIORITY = {member.value: member for member in Priority}
+_TRIGGER_KIND = {member.value: member for member in TriggerKind}
+
+
+def _strings(text: str) -> tuple[str, ...]:
+    """A JSON array of strings as a tuple; ``[]`` (most of them) without the JSON decoder."""
+    return () if text == "[]" else tuple(json.loads(text))
 
 
 def request_from_row(row: Sequence[Any]) -> ApprovalRequest:
     """The inverse of ``request_row``, plus the votes column of ``queries.REQUEST_COLUMNS``."""
     votes = json.loads(row[18]) if row[18] else []
+    try:
+        status, priority = _STATUS[row[9]], _PRIORITY[row[13]]
+        decided_by = _DECIDED_BY[row[10]] if row[10] else None
+    except KeyError:  # not one of ours: the Enum says which
+        status, priority = Status(row[9]), Priority(row[13])
+        decided_by = DecidedBy(row[10]) if row[10] else None
     return ApprovalRequest(
         id=row[0],
         action=row[1],
@@ -62,14 +82,14 @@ def request_from_row(row: Sequence[Any]) -> ApprovalRequest:
         payload=json.loads(row[3]),
         payload_sha256=row[4],
         confidence=row[5],
-        flags=tuple(json.loads(row[6])),
+        flags=_strings(row[6]),
         agent_id=row[7],
         idempotency_key=row[8],
-        status=Status(row[9]),
-        decided_by=DecidedBy(row[10]) if row[10] else None,
-        triggers=tuple(Trigger(kind=TriggerKind(t["kind"]), detail=t["detail"]) for t in json.loads(row[11])),
+        status=status,
+        decided_by=decided_by,
+        triggers=tuple(Trigger(kind=_trigger_kind(t["kind"]), detail=t["detail"]) for t in json.loads(row[11])),
         approvals_required=row[12],
-        priority=Priority(row[13]),
+        priority=priority,
         created_at=from_text(row[14]),
         expires_at=from_text(row[15]),
         decided_at=from_text(row[16]) if row[16] else None,
@@ -85,7 +105,7 @@ def request_from_row(row: Sequence[Any]) -> ApprovalRequest:
             for v in votes
         ),
         channel=row[19],
-        approvers=tuple(json.loads(row[20])),
+        approvers=_strings(row[20]),
         consumed_at=from_text(row[21]) if row[21] else None,
         escalate_at=from_text(row[22]) if row[22] else None,
         escalate_to=row[23],
@@ -95,6 +115,9 @@ def request_from_row(row: Sequence[Any]) -> ApprovalRequest:
         claimed_at=from_text(row[27]) if row[27] else None,
         claim_until=from_text(row[28]) if row[28] else None,
         policy_version=row[29],
+        model=row[30],
+        model_version=row[31],
+        model_decision_id=row[32],
     )
 
 
@@ -102,6 +125,11 @@ def approved_values(request: ApprovalRequest) -> list[tuple[str, str, float]]:
     """The rows that add an approved request's numbers to its action's history (what anomaly detection compares
     with): only approved requests count, so requests people rejected cannot shift what looks normal."""
     return [(request.action, name, value) for name, value in numeric_leaves(request.effective_payload).items()]
+
+
+def _trigger_kind(value: str) -> TriggerKind:
+    found = _TRIGGER_KIND.get(value)
+    return found if found is not None else TriggerKind(value)
 
 
 def event_row(e: Event) -> tuple[Any, ...]:

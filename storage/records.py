@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -42,6 +42,7 @@ class TriggerKind(enum.StrEnum):
     FAIRNESS = "fairness"  #: A configured fairness flag was raised.
     DEFAULT = "default"  #: Nothing else applied; the default outcome was used.
     GUARDRAIL = "guardrail"  #: A rule with outcome ``reject`` matched.
+    CONTRADICTION = "contradiction"  #: The request disagrees with trusted data (a lookup), or the lookup failed.
 
 
 class EventKind(enum.StrEnum):
@@ -63,10 +64,17 @@ class EventKind(enum.StrEnum):
     MODEL_CHANGED = "model_changed"  #: A change was applied at once, or recorded as pending its approval.
     MODEL_SETTLED = "model_settled"  #: A pending change was applied or dropped.
     MODEL_BASELINE = "model_baseline"  #: At the upgrade that put models in the chain: the state found, unchecked.
+    # Alert events: ``request_id`` is ``alert:<rule>``; ``data`` holds the episode as recorded (storage.alerts).
+    ALERT_FIRED = "alert_fired"  #: A built-in alert's condition started (an episode began).
+    ALERT_RESOLVED = "alert_resolved"  #: Its condition ended.
 
     @property
     def is_model(self) -> bool:
         return self.value.startswith("model_")
+
+    @property
+    def is_alert(self) -> bool:
+        return self.value.startswith("alert_")
 
 
 class Priority(enum.StrEnum):
@@ -133,6 +141,9 @@ class ApprovalRequest:
     claim_until: datetime | None = None  #: the claim lapses then, by itself
     #: the version (a hash of the policy file's text) of the policy that decided it; None: recorded before versions
     policy_version: str | None = None
+    model: str | None = None  #: the model whose output this request acts on, as the agent named it (or None)
+    model_version: str | None = None  #: that model's version (set with ``model``)
+    model_decision_id: str | None = None  #: the decision_id resolve_model returned for it, when given
 
     @property
     def approvals(self) -> tuple[Vote, ...]:
@@ -160,6 +171,47 @@ class ApprovalRequest:
         if self.approved_payload is None:
             return self.payload_sha256
         return payload_sha256(self.action, self.approved_payload)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HumanOutcomes:
+    """What people made of one model version's requests (those whose agent named the version with request_approval)."""
+
+    version: str
+    requests: int  #: requests that named the version
+    to_people: int  #: of those, the ones the policy sent to people (pending, decided by people, expired, cancelled)
+    decided_by_people: int  #: approved or rejected by people
+    rejected: int  #: rejected by people
+    changed: int  #: approved by people with changes to the payload
+
+    @property
+    def rejected_share(self) -> float | None:
+        """The share of people's decisions that were rejections; None before any."""
+        return self.rejected / self.decided_by_people if self.decided_by_people else None
+
+    @property
+    def changed_share(self) -> float | None:
+        """The share of people's decisions that approved with changes; None before any."""
+        return self.changed / self.decided_by_people if self.decided_by_people else None
+
+
+def human_outcomes_of(requests: Iterable[ApprovalRequest], model: str) -> dict[str, HumanOutcomes]:
+    """Per version, the people's outcomes of ``requests`` that named ``model`` (the caller picks the window)."""
+    counts: dict[str, list[int]] = {}
+    for r in requests:
+        if r.model != model or r.model_version is None:
+            continue
+        c = counts.setdefault(r.model_version, [0, 0, 0, 0, 0])
+        c[0] += 1
+        c[1] += r.decided_by is not DecidedBy.POLICY
+        human = r.decided_by is DecidedBy.HUMAN
+        c[2] += human
+        c[3] += human and r.status is Status.REJECTED
+        c[4] += human and r.status is Status.APPROVED and r.approved_payload is not None
+    return {
+        v: HumanOutcomes(version=v, requests=c[0], to_people=c[1], decided_by_people=c[2], rejected=c[3], changed=c[4])
+        for v, c in counts.items()
+    }
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

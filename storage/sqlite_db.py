@@ -20,12 +20,13 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiosqlite
 import anyio
 
+from signoff.storage import tracing
 from signoff.storage.errors import (
     ConfigError,
     DatabaseBusy,
@@ -40,6 +41,7 @@ from signoff.storage.migrations import SchemaTooNew, available, migrate
 
 T = TypeVar("T")
 
+COMMIT_SPAN = "signoff.store.commit"
 BUSY_TIMEOUT_MS = 30_000
 PRAGMAS = (f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON")
 #: ``write`` runs each transaction body in a savepoint. SQLite keeps the pages a savepoint changes in a
@@ -249,7 +251,7 @@ class SqliteDatabase:
         """Run ``body`` in a write transaction (``BEGIN IMMEDIATE``, possibly shared with other waiting
         writes, each in its own savepoint); return its result once committed. If it raises, nothing it
         wrote is kept and the exception propagates."""
-        with storage_errors(self.path):
+        with storage_errors(self.path), tracing.span(COMMIT_SPAN, attributes=_commit_attributes(body), child_only=True):
             return await self._committer.run(body)
 
     @asynccontextmanager
@@ -257,6 +259,7 @@ class SqliteDatabase:
         with (
             anyio.CancelScope(shield=True),  # a cancelled caller must not leave the outcome of a commit unknown
             storage_errors(self.path),
+            tracing.span(COMMIT_SPAN, attributes={"db.system.name": "sqlite"}, child_only=True),
         ):
             async with self._write_lock:
                 await self.writer.execute("BEGIN IMMEDIATE")
@@ -280,6 +283,13 @@ class NotASignoffDatabase(ConfigError):
 
 class SchemaTooOld(ConfigError):
     """The database needs migrating before this signoff can read it."""
+
+
+def _commit_attributes(body: Body[Any]) -> dict[str, str]:
+    """The span attributes of a write: the database, and the store method that wrote (``create_request``)."""
+    function = getattr(body, "func", body)  # a functools.partial's function
+    name = getattr(function, "__qualname__", "write").split(".<locals>")[0].rsplit(".", 1)[-1].lstrip("_")
+    return {"db.system.name": "sqlite", "signoff.operation": name}
 
 
 async def open_read_only(path: Path) -> SqliteDatabase:

@@ -128,6 +128,36 @@ def test_every_setting_is_in_the_settings_table_and_every_row_is_read() -> None:
     assert not unread, f"the settings table in docs/operations.md lists variables the package never names: {unread}"
 
 
+def test_every_opentelemetry_variable_signoff_reads_is_in_the_traces_table_and_back() -> None:
+    rows = table_rows(section(read("operations.md"), "Traces"), "OpenTelemetry variable")
+    table = {name for row in rows for name in re.findall(r"`(OTEL_[A-Z0-9_]+)`", row[0])}
+    tree = ast.parse((ROOT / "server" / "tracing.py").read_text(encoding="utf-8"))
+    read_by_code = {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and re.fullmatch(r"OTEL_[A-Z0-9_]+", node.value)
+    }
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in read_by_code
+    assert table == read_by_code, (
+        f"the Traces table lists {sorted(table)}, server/tracing.py reads {sorted(read_by_code)}"
+    )
+
+
+def test_every_span_signoff_makes_is_in_the_spans_table_and_back() -> None:
+    spans = section(read("operations.md"), "Traces").split("### Spans", 1)[1].split("\n### ", 1)[0]
+    table = {name for row in table_rows(spans, "span") for name in re.findall(r"`(signoff\.[a-z_.]+)`", row[0])}
+    made: set[str] = set()
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            made.update(re.findall(r'tracing\.span\(\s*"(signoff\.[a-z_.]+)"', text))
+            made.update(re.findall(r'^\w+_SPAN = "(signoff\.[a-z_.]+)"', text, re.MULTILINE))
+    assert {"signoff.vote", "signoff.store.commit"} <= made
+    assert table == made, f"the spans table lists {sorted(table)}, the code makes {sorted(made)}"
+
+
 # --- guarantees ----------------------------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from signoff.server.console import history, pages, signin
+from signoff.server.console import history, models, pages, signin
 from signoff.server.console.core import Console
 from signoff.server.console.sessions import SignInLinks
 
@@ -26,6 +26,8 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("/history", "GET", history.page),
     ("/history/export.{kind}", "GET", history.export),
     ("/history/verify", "POST", history.verify),
+    ("/models", "GET", models.index),
+    ("/models/{name}", "GET", models.show),
     ("/sign-in", "GET", signin.form),
     ("/sign-in", "POST", signin.sign_in),
     (signin.LINK_PATH, "GET", signin.link),

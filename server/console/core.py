@@ -21,6 +21,7 @@ from signoff.storage import ApprovalRequest, RequestQuery, Status
 from signoff.storage.text import visible
 from signoff.tools.access import Role
 from signoff.tools.approvals.service import ApprovalService
+from signoff.tools.models.service import ModelService
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class Console:
     who may sign in (reviewer tokens, or one-time links for one local person), and its sessions."""
 
     service_of: Callable[[], ApprovalService | None]
+    models_of: Callable[[], ModelService | None] = lambda: None  #: the model plane, for the Models pages
     verifier: ConfigTokenVerifier | None = None
     links: SignInLinks | None = None  #: loopback without tokens: sign in by a link printed on the terminal
     announce_link: Callable[[str], None] | None = None  #: prints a new link's path where the person can see it
@@ -64,6 +66,10 @@ class Console:
         if service is None:
             raise RuntimeError("the console was asked for a page before the server started")
         return service
+
+    @property
+    def models(self) -> ModelService | None:
+        return self.models_of()
 
     @property
     def reviewer_tokens(self) -> bool:

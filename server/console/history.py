@@ -232,7 +232,9 @@ async def _csv(console: Console, query: RequestQuery) -> AsyncIterator[str]:
 
 
 async def _jsonl(console: Console, query: RequestQuery) -> AsyncIterator[str]:
-    async for r in _requests(console, query):
+    redaction = console.service.policy.config.redact.redaction  # [redact]: masked in the export
+    async for full in _requests(console, query):
+        r = redaction.request(full)
         document = {
             "id": r.id,
             "created_at": to_text(r.created_at),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -26,6 +27,7 @@ from signoff.storage import (
     Status,
     Verdict,
 )
+from signoff.storage.redaction import Redaction
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +90,8 @@ async def show(console: Console, request: Request) -> Response:
         "claimed": "You are reviewing this request: everyone sees it, until you decide, release it, or it lapses.",
         "released": "You released this request: others see nobody is reviewing it.",
     }.get(voted, "")
-    return await _detail(console, session, request.path_params["request_id"], notice=notice)
+    reveal = request.query_params.get("reveal") == "1"  # [redact]ed fields are shown only when asked
+    return await _detail(console, session, request.path_params["request_id"], notice=notice, reveal=reveal)
 
 
 async def _detail(
@@ -101,6 +104,7 @@ async def _detail(
     status: int = 200,
     reason: str = "",
     amended: str | None = None,
+    reveal: bool = False,
 ) -> Response:
     """The request page; ``amended``: the changed payload a reviewer sent (kept in the editor after a refusal)."""
     try:
@@ -108,14 +112,42 @@ async def _detail(
     except NotFound:
         return console.page("missing.html", 404, session=session, request_id=request_id)
     events = await console.service.store.request_events(found.id)
-    r = present.detail(found, events, console.service.clock.now())
-    r["previous"] = await _previous(console, found)
+    redaction = console.service.policy.config.redact.redaction
+    r = present.detail(found, events, console.service.clock.now(), redaction=None if reveal else redaction)
+    r["masked"] = redaction.masks(found.payload) or (
+        found.approved_payload is not None and redaction.masks(found.approved_payload)
+    )
+    r["revealed"] = reveal and r["masked"]
+    r["previous"] = await _previous(console, found, None if reveal else redaction)
+    r["model"] = await _model_of(console, found)
     context: dict[str, Any] = {"session": session, "r": r, "reason": reason, "amending": amended is not None}
     context["amend_text"] = r["editable"] if amended is None else amended
     return console.page("request.html", status, error=error, notice=notice, **context)
 
 
-async def _previous(console: Console, request: ApprovalRequest) -> dict[str, Any] | None:
+MODEL_WINDOW = timedelta(days=7)  #: the request page shows people's verdicts on the linked version over this time
+
+
+async def _model_of(console: Console, request: ApprovalRequest) -> dict[str, Any] | None:
+    """The model version the agent linked, and what people made of its requests over the last ``MODEL_WINDOW``."""
+    if request.model is None or request.model_version is None:
+        return None
+    now = console.service.clock.now()
+    outcomes = await console.service.store.human_outcomes(request.model, now - MODEL_WINDOW, now)
+    o = outcomes.get(request.model_version)
+    return {
+        "name": request.model,
+        "version": request.model_version,
+        "decision_id": request.model_decision_id,
+        "requests": o.requests if o else 0,
+        "to_people": o.to_people if o else 0,
+        "decided": o.decided_by_people if o else 0,
+        "rejected": f"{o.rejected_share:.0%}" if o and o.rejected_share is not None else "-",
+        "changed": f"{o.changed_share:.0%}" if o and o.changed_share is not None else "-",
+    }
+
+
+async def _previous(console: Console, request: ApprovalRequest, redaction: Redaction | None) -> dict[str, Any] | None:
     """The last approved request of the same action and agent before this one, and how this payload differs from
     the payload it was approved with; None when there is none."""
     query = RequestQuery(status=Status.APPROVED, action=request.action, agent_id=request.agent_id, limit=20)
@@ -129,7 +161,13 @@ async def _previous(console: Console, request: ApprovalRequest) -> dict[str, Any
                 "id": earlier.id,
                 "url": f"/requests/{earlier.id}",
                 "decided_at": present.moment(earlier.decided_at),
-                "changes": present.changes(earlier.effective_payload, request.payload),
+                "changes": present.changes(
+                    *(
+                        (redaction.payload(earlier.effective_payload), redaction.payload(request.payload))
+                        if redaction
+                        else (earlier.effective_payload, request.payload)
+                    )
+                ),
             }
     return None
 
@@ -234,6 +272,9 @@ async def vote(console: Console, request: Request) -> Response:
         payload = _payload_of(amended) if amended is not None else None
         if payload is not None and not isinstance(payload, dict):
             raise InvalidInput("the changed payload must be a JSON object ({...}), like the payload the agent sent")
+        if payload is not None:  # a field left masked ([redact]) keeps the value the agent asked with
+            asked = await console.service.get(request_id)
+            payload = console.service.policy.config.redact.redaction.restore(payload, asked.payload)
         decided = await console.service.vote(
             request_id, session.identity, verdict, reason or None, approved_payload=payload
         )

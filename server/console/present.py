@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from signoff.storage import ApprovalRequest, Event, Priority, Status
+from signoff.storage.redaction import Redaction
 from signoff.storage.text import is_active, visible
 from signoff.storage.timefmt import to_text
 from signoff.tools.approvals.service import FIXED_PAYLOAD_PREFIX
@@ -149,10 +150,10 @@ def payload_fields(payload: Mapping[str, Any]) -> list[Field]:
     return fields
 
 
-def timeline(events: Sequence[Event]) -> list[dict[str, Any]]:
+def timeline(events: Sequence[Event], redaction: Redaction | None = None) -> list[dict[str, Any]]:
     rows = []
     for event in events:
-        data = pretty(dict(event.data)) if event.data else ""
+        data = pretty(redaction.event_data(event.data) if redaction else dict(event.data)) if event.data else ""
         rows.append(
             {
                 "seq": event.seq,
@@ -220,6 +221,8 @@ TRIGGER_KINDS = {
     "fairness": "The agent flagged a fairness concern the policy asks a person to look at.",
     "default": "No rule decided it, so the policy's default outcome applied.",
     "guardrail": "A rule that always rejects matched.",
+    "contradiction": "The request disagrees with data the operator trusts (a lookup table or database), or that"
+    " data could not be read.",
 }
 
 
@@ -277,7 +280,12 @@ def event_sentence(event: Event) -> str:
             return text(event.kind.value)
 
 
-def detail(request: ApprovalRequest, events: Sequence[Event], now: datetime) -> dict[str, Any]:
+def detail(
+    request: ApprovalRequest, events: Sequence[Event], now: datetime, *, redaction: Redaction | None = None
+) -> dict[str, Any]:
+    """The request page's values; with ``redaction``, the payloads as ``[redact]`` masks them (the digests are the
+    full payloads')."""
+    shown = redaction.request(request) if redaction else request
     return {
         **queue_row(request, now),
         "claimed_at": moment(request.claimed_at) if request.claim_at(now) else "",
@@ -300,14 +308,14 @@ def detail(request: ApprovalRequest, events: Sequence[Event], now: datetime) -> 
             for v in request.votes
         ],
         "payload_sha256": request.payload_sha256,
-        "payload": payload_fields(request.payload),
-        "editable": editable(request.payload),
+        "payload": payload_fields(shown.payload),
+        "editable": editable(shown.payload),
         "payload_changed": request.payload_changed,
-        "approved_payload": payload_fields(request.approved_payload) if request.approved_payload is not None else [],
+        "approved_payload": payload_fields(shown.approved_payload) if shown.approved_payload is not None else [],
         "approved_sha256": request.approved_sha256,
-        "changes": changes(request.payload, request.approved_payload) if request.approved_payload is not None else [],
+        "changes": changes(shown.payload, shown.approved_payload) if shown.approved_payload is not None else [],
         "approvals_required": request.approvals_required,
         "can_change": request.approvals_required == 1 and not request.action.startswith(FIXED_PAYLOAD_PREFIX),
-        "events": timeline(events),
+        "events": timeline(events, redaction),
         "pending": request.status is Status.PENDING,
     }

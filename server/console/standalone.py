@@ -18,9 +18,11 @@ from signoff.server.console.core import Console
 from signoff.server.console.sessions import SignInLinks
 from signoff.storage import ConfigError
 from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.storage.models.sqlite import SqliteModelStore
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import load_policy_config
 from signoff.tools.approvals.service import ApprovalService
+from signoff.tools.models.service import ModelService
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +42,10 @@ def run(settings: Settings, *, host: str, port: int, as_name: str | None) -> int
     url_host = f"[{host}]" if ":" in host else host
     base = f"http://{url_host}:{port}"
     service: list[ApprovalService] = []
+    models: list[ModelService] = []
     console = Console(
         service_of=lambda: service[0] if service else None,
+        models_of=lambda: models[0] if models else None,
         verifier=verifier,
         idle_minutes=settings.console_idle_minutes,
         announce_link=lambda path: _announce(f"{base}{path}"),
@@ -63,14 +67,18 @@ def run(settings: Settings, *, host: str, port: int, as_name: str | None) -> int
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         store = await SqliteStore.open(settings.db_path)
+        model_store = await SqliteModelStore.open(settings.db_path)
         try:
-            service.append(ApprovalService(store, policy))
+            service.append(ApprovalService(store, policy, claim_seconds=settings.claim_minutes * 60))
+            models.append(ModelService(model_store, service[0], settings=settings.models))
             logger.info("signoff %s console on %s, database %s", package_version(), base, settings.db_path)
             if console.links is not None:
                 _announce(f"{base}/sign-in/link?key={console.links.new_key()}", as_name=console.links.identity)
             yield
         finally:
             service.clear()
+            models.clear()
+            await model_store.close()
             await store.close()
 
     app = Starlette(routes=routes(console), lifespan=lifespan)

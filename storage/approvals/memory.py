@@ -21,6 +21,7 @@ from signoff.storage.records import (
     DeliveryMark,
     DeliveryState,
     Event,
+    HumanOutcomes,
     MessageRef,
     NewEvent,
     Order,
@@ -29,6 +30,7 @@ from signoff.storage.records import (
     Page,
     RequestQuery,
     Status,
+    human_outcomes_of,
     matches_text,
     newest_key,
     priority_key,
@@ -307,6 +309,9 @@ class MemoryStore:
 
     async def save_message_ref(self, ref: MessageRef) -> None:
         self._refs[(ref.request_id, ref.notifier)] = ref
+
+    async def human_outcomes(self, model: str, since: datetime, until: datetime) -> dict[str, HumanOutcomes]:
+        return human_outcomes_of((r for r in self._requests.values() if since <= r.created_at < until), model)
 
     async def metrics(self) -> ApprovalMetrics:
         marks = ((o.delivered, mark) for o in self._outbox.values() for mark in self._marks[o.item.id].values())

@@ -12,6 +12,7 @@ from signoff.storage.records import (
     ApprovalRequest,
     DeliveryMark,
     Event,
+    HumanOutcomes,
     MessageRef,
     NewEvent,
     OutboxEntry,
@@ -129,6 +130,11 @@ class Store(Protocol):
 
     async def save_message_ref(self, ref: MessageRef) -> None:
         """Insert or replace the notifier's message reference for the request."""
+        ...
+
+    async def human_outcomes(self, model: str, since: datetime, until: datetime) -> dict[str, HumanOutcomes]:
+        """Per version of ``model``: what people made of the requests that named it, created in ``[since, until)``.
+        Versions no request named are absent."""
         ...
 
     async def metrics(self) -> ApprovalMetrics:

@@ -35,6 +35,7 @@ BOT, BOT_SHA = new_token()  # billing-bot, an agent owned by carol
 ALICE, ALICE_SHA = new_token()
 BOB, BOB_SHA = new_token()
 CAROL, CAROL_SHA = new_token()
+MODELER, MODELER_SHA = new_token()  # fraud-team, the model plane's operator
 
 CONFIG = f"""
 [limits]
@@ -97,6 +98,11 @@ sha256 = "{BOB_SHA}"
 identity = "carol"
 role = "reviewer"
 sha256 = "{CAROL_SHA}"
+
+[[auth.tokens]]
+identity = "fraud-team"
+role = "models"
+sha256 = "{MODELER_SHA}"
 """
 
 

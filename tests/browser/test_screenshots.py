@@ -11,10 +11,37 @@ from pathlib import Path
 import pytest
 from playwright.async_api import expect
 
-from tests.browser.support import ALICE, BOT, Served, chromium, new_page, sign_in
+from tests.browser.support import ALICE, BOT, MODELER, Served, chromium, new_page, sign_in
+from tests.browser.test_history import vote
 from tests.integration.test_http_auth import agent, call
 
 pytestmark = pytest.mark.slow
+
+
+async def a_model_in_canary(base: str) -> None:
+    """fraud-score: v1 in production, v2 on a 10% canary approved by alice, and an hour's inferences of both."""
+    async with agent(base, MODELER) as team:
+        for version in ("v1", "v2"):
+            await call(
+                team,
+                "register_model_version",
+                name="fraud-score",
+                version=version,
+                endpoint=f"https://models.internal/fraud-score/{version}",
+                metadata={"framework": "onnx", "trained_on": "2026-11"},
+            )
+        _, asked = await call(team, "promote_model", name="fraud-score", version="v1", reason="first release")
+        await vote(base, ALICE, asked["change"]["request_id"], "approve")
+        weights = {"v1": 90, "v2": 10}
+        _, asked = await call(team, "set_traffic", name="fraud-score", weights=weights, reason="canary v2 at 10%")
+        await vote(base, ALICE, asked["change"]["request_id"], "approve")
+        items = [
+            {"name": "fraud-score", "version": v, "latency_ms": 20 + n % 17, "ok": n % 50 != 0, "confidence": 0.9}
+            for v, count in (("v1", 900), ("v2", 150))
+            for n in range(count)
+        ]
+        failed, recorded = await call(team, "record_inferences", items=items)
+        assert not failed, recorded
 
 
 async def test_every_page_renders_for_a_screenshot(served: Served, tmp_path: Path) -> None:
@@ -50,6 +77,13 @@ async def test_every_page_renders_for_a_screenshot(served: Served, tmp_path: Pat
         await page.get_by_role("button", name="Check the audit chain now").click()
         await expect(page.locator("#chain")).to_contain_text("events verified")
         shots["console-history.png"] = await page.screenshot(full_page=True)
+        await a_model_in_canary(served.base)
+        await page.get_by_role("link", name="Models", exact=True).click()
+        await expect(page.locator('tr[data-model="fraud-score"]')).to_contain_text("canary")
+        shots["console-models.png"] = await page.screenshot()
+        await page.get_by_role("link", name="fraud-score").click()
+        await expect(page.locator("#canaries .verdict")).to_be_visible()
+        shots["console-model.png"] = await page.screenshot(full_page=True)
         assert watched.errors == [] and watched.dialogs == []
     target = os.environ.get("CONSOLE_SCREENSHOTS")
     for name, png in shots.items():

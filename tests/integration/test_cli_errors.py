@@ -33,6 +33,8 @@ ARGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("review", "show"): (KNOWN,),
     ("review", "approve"): (KNOWN, "--as", "alice"),
     ("review", "reject"): (KNOWN, "--as", "alice", "--comment", "wrong account"),
+    ("review", "claim"): (KNOWN, "--as", "alice"),
+    ("review", "release"): (KNOWN, "--as", "alice"),
     ("history",): (),
     ("stats",): (),
     ("audit", "verify"): (),

@@ -140,3 +140,45 @@ async def test_fairness_prints_each_groups_rate_and_flags_the_outlier(
     assert {g["group"]: g["flagged"] for g in as_json[0]["groups"]}["65+"] is True
     bare = await signoff(env, "fairness")
     assert bare.returncode == 0 and bare.stdout.startswith("no [[fairness.groups]] in the policy")
+
+
+async def test_check_reads_each_lookup_source_and_names_the_line_of_one_that_cannot_be_read(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    policy = tmp_path / "p.toml"
+    (tmp_path / "limits.csv").write_text("id,limit\na,1\n")
+    sqlite3.connect(tmp_path / "t.db").close()
+    lookups = (
+        '[[lookups]]\nname = "limits"\nfile = "limits.csv"\nkey = "id"\n\n'
+        '[[lookups]]\nname = "bureau"\ndatabase = "t.db"\nquery = "SELECT x FROM bureau WHERE k = ?"\n\n'
+        '[[lookups]]\nname = "gone"\nfile = "gone.json"\n'
+    )
+    policy.write_text(lookups)
+    ran = await signoff(env, "policy", "check", str(policy))
+    assert ran.returncode == 1, ran
+    assert ran.stdout.splitlines() == [
+        f"{policy} line 9: lookups[1].query: the query cannot run: no such table: bureau",
+        f"{policy} line 13: lookups[2].file: {tmp_path / 'gone.json'} does not exist",
+    ]
+    policy.write_text(
+        lookups.split('\n\n[[lookups]]\nname = "gone"')[0].replace(
+            "x FROM bureau WHERE k", "name FROM sqlite_master WHERE name"
+        )
+    )
+    ran = await signoff(env, "policy", "check", str(policy))
+    assert ran.returncode == 0, ran
+    assert (
+        "lookups: lookup limits (file limits.csv) cached 300 s, lookup bureau (query on t.db) cached 300 s"
+        in ran.stdout
+    )
+
+
+async def test_check_shows_the_environments_overrides_in_the_effective_policy(env: dict[str, str]) -> None:
+    ran = await signoff({**env, "SIGNOFF_CONFIDENCE_THRESHOLD": "0.9"}, "policy", "check", str(EXAMPLE))
+    assert ran.returncode == 0, ran
+    lines = ran.stdout.splitlines()
+    assert lines[1].startswith("effective policy, with the environment's overrides (version ")
+    assert lines[2] == "  SIGNOFF_CONFIDENCE_THRESHOLD=0.9 overrides confidence_threshold 0.85 from the file"
+    assert "  confidence_threshold 0.9, default_outcome review" in lines
+    ran = await signoff({**env, "SIGNOFF_DEFAULT_OUTCOME": "maybe"}, "policy", "check", str(EXAMPLE))
+    assert ran.returncode != 0 and 'SIGNOFF_DEFAULT_OUTCOME must be "approve" or "review"' in ran.stderr, ran

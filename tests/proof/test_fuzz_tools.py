@@ -123,6 +123,7 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "tool_name": st.sampled_from(["Read", "Bash", "bad tool!"]) | TEXT,
     "tool_use_id": TEXT | st.none(),
     "name": NAMES,
+    "model": NAMES | st.none(),
     "version": NAMES,
     "baseline": NAMES,
     "candidate": NAMES,
@@ -141,7 +142,7 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
 #: Each tool's parameters (from its input schema; a test below checks this against what the server lists).
 PARAMETERS: dict[str, set[str]] = {
     "request_approval": {"action", "summary", "payload", "confidence", "flags", "agent_id", "idempotency_key"}
-    | {"wait_seconds", "expires_in_seconds"},
+    | {"wait_seconds", "expires_in_seconds", "model", "version", "decision_id"},
     "get_status": {"request_id", "wait_seconds"},
     "cancel_request": {"request_id", "reason"},
     "list_requests": {"status", "action", "agent_id", "since", "until", "limit", "cursor", "order"},
@@ -215,6 +216,7 @@ VALID: dict[str, st.SearchStrategy[Any]] = {
     "tool_name": st.sampled_from(["Read", "Bash"]),
     "tool_use_id": st.sampled_from(["toolu_1"]) | st.none(),
     "name": st.just("fraud"),
+    "model": st.none(),  # a valid request_approval names no model (test_model_link covers the link)
     "version": VERSIONS,
     "baseline": VERSIONS,
     "candidate": VERSIONS,

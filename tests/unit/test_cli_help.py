@@ -14,6 +14,8 @@ COMMANDS = [
     ["review", "show"],
     ["review", "approve"],
     ["review", "reject"],
+    ["review", "claim"],
+    ["review", "release"],
     ["history"],
     ["stats"],
     ["audit", "verify"],

@@ -10,15 +10,18 @@ than clear input would. "Policy reference" in README.md states the rule for ever
 from __future__ import annotations
 
 import fnmatch
+import functools
+import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from signoff.storage.canonical import canonical_json, is_number
+from signoff.tools.approvals.lookups import Answer, lookup_key
 from signoff.tools.approvals.policy_config import NUMBER_OPS, Condition, Op, Outcome, Rule
 
-__all__ = ["Unclear", "action_glob", "match_rule", "resolve", "show"]
+__all__ = ["Match", "Unclear", "action_glob", "lookup_request_key", "match_rule", "resolve", "show"]
 
 _MISSING: Any = object()
 
@@ -32,12 +35,39 @@ class Unclear:
 
 def action_glob(action: str, globs: Iterable[str]) -> str | None:
     """The first glob that matches ``action``, ignoring case (``PAYMENTS.Transfer`` is ``payments.*``)."""
+    either, each = _globs(tuple(globs))
     folded = action.casefold()
-    return next((g for g in globs if fnmatch.fnmatchcase(folded, g.casefold())), None)
+    if either.match(folded) is None:  # one regular expression for all of them: most rules do not match
+        return None
+    return next(glob for glob, pattern in each if pattern.match(folded))
 
 
-def match_rule(rule: Rule, request: Any) -> str | None:
-    """The trigger detail if ``rule`` applies to ``request`` (a ``PolicyInput``), else None."""
+@functools.lru_cache(maxsize=4096)
+def _globs(globs: tuple[str, ...]) -> tuple[re.Pattern[str], tuple[tuple[str, re.Pattern[str]], ...]]:
+    """The globs as one regular expression, and each as its own, ignoring case (as ``fnmatch.fnmatchcase`` of the
+    case-folded names)."""
+    each = tuple((glob, re.compile(fnmatch.translate(glob.casefold()))) for glob in globs)
+    either = re.compile("|".join(f"(?:{pattern.pattern})" for _, pattern in each) or "(?!)")
+    return either, each
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A rule that applies to a request: the trigger detail, and how trusted data took part."""
+
+    detail: str
+    trusted: bool = False  #: a condition compared the request with a lookup (a contradiction)
+    failed: bool = False  #: a lookup could not answer: the rule fails closed, the request goes to people
+
+
+Ask = Callable[[str, "str | int"], Answer]  #: (lookup name, key) -> the lookup's answer
+
+
+def match_rule(rule: Rule, request: Any, ask: Ask | None = None) -> Match | None:
+    """Whether ``rule`` applies to ``request`` (a ``PolicyInput``), and why; None if it does not.
+
+    Lookup conditions are judged last, so a rule whose other conditions do not hold asks no trusted data. Without
+    ``ask``, every lookup fails (closed)."""
     parts: list[str] = []
     if rule.action:
         glob = action_glob(request.action, rule.action)
@@ -45,8 +75,23 @@ def match_rule(rule: Rule, request: Any) -> str | None:
             return None
         parts.append(f"action {request.action} matches {glob!r}")
     paths = _Paths(request)
-    for condition in rule.when:
+    trusted = False
+    for condition in sorted(rule.when, key=lambda c: c.lookup is not None):
         actual = paths.resolve(condition.path)
+        if condition.lookup is not None:
+            verdict, said = _trusted(condition, paths, actual, ask)
+            if verdict is None:
+                return None
+            if isinstance(verdict, _Failed):
+                detail = f"rule {rule.name!r} ({rule.outcome}): cannot check {said}: {verdict.reason}; failing closed"
+                return Match(f"{detail}, a person must check", trusted=True, failed=True)
+            if isinstance(verdict, Unclear):
+                if rule.outcome is Outcome.APPROVE:
+                    return None
+                said = f"{said} ({verdict.reason}: treated as matching)"
+            trusted = True
+            parts.append(said)
+            continue
         if condition.field is not None:
             other = paths.resolve(condition.field)
             verdict = _compare(condition, actual, other)
@@ -76,7 +121,72 @@ def match_rule(rule: Rule, request: Any) -> str | None:
         else:
             was = f" (was {show(actual)})"
         parts.append(f"{said}{was}")
-    return f"rule {rule.name!r} ({rule.outcome}): {'; '.join(parts) or 'applies to every request'}"
+    detail = f"rule {rule.name!r} ({rule.outcome}): {'; '.join(parts) or 'applies to every request'}"
+    return Match(detail, trusted=trusted)
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    reason: str
+
+
+def lookup_request_key(request: Any, condition: Condition) -> str | int | None:
+    """The key a lookup condition looks up in ``request``; None when the request has no usable key there."""
+    return lookup_key(_Paths(request).resolve(condition.key or condition.path))
+
+
+def _trusted(
+    condition: Condition, paths: _Paths, actual: Any, ask: Ask | None
+) -> tuple[bool | Unclear | _Failed | None, str]:
+    """A lookup condition's verdict (None: it does not hold) and what it says, with both values and the source."""
+    name = condition.lookup
+    assert name is not None
+    key_path = condition.key or condition.path
+    if condition.op is Op.EXISTS:
+        said = f"{key_path} {'listed' if condition.value else 'not listed'} in lookup {name}"
+    else:
+        said = f"{condition.path} {condition.op} {name}.{condition.column}"
+    raw = paths.resolve(key_path)
+    if isinstance(raw, Unclear):
+        return _Failed(raw.reason), said
+    if raw is _MISSING:
+        return _Failed(f"{key_path} is missing, so lookup {name} has no key"), said
+    key = lookup_key(raw)
+    if key is None:
+        return _Failed(f"{key_path} is {describe(raw)}, not a key (a string or a whole number)"), said
+    if ask is None:
+        return _Failed(f"no trusted data source is available to lookup {name}"), said
+    answer = ask(name, key)
+    if answer.error is not None:
+        return _Failed(f"{answer.source} failed: {answer.error}"), said
+    shown_key = f"{key_path} = {show(key)}"
+    if condition.op is Op.EXISTS:
+        listed = answer.row is not None
+        if listed is not condition.value:
+            return None, said
+        verb = "is listed" if listed else "is not listed"
+        return True, f"{shown_key} {verb} in {answer.source}"
+    if answer.row is None:
+        if condition.required:
+            return _Failed(f"{shown_key} is not in {answer.source}"), said
+        return None, said
+    column = condition.column
+    assert column is not None
+    if column not in answer.row:
+        return _Failed(f"{answer.source} has no column {show(column)} (it has {', '.join(answer.row)})"), said
+    trusted = answer.row[column]
+    wanted = "a number" if condition.op in NUMBER_OPS else "a single value"
+    if (
+        trusted is None
+        or isinstance(trusted, Mapping | list | tuple)
+        or (wanted == "a number" and not is_number(trusted))
+    ):
+        return _Failed(f"{answer.source} has {describe(trusted)} in {column} for {shown_key}, not {wanted}"), said
+    verdict = _compare(condition, actual, trusted, f"{name}.{column}")
+    if verdict is False:
+        return None, said
+    said = f"{said} (was {show(actual)} against {show(trusted)} from {answer.source}, {shown_key})"
+    return verdict, said
 
 
 def fold_key(key: str) -> str:
@@ -170,10 +280,12 @@ def _judge(condition: Condition, actual: Any) -> bool | Unclear:
     return next((v for v in verdicts if isinstance(v, Unclear)), False)
 
 
-def _compare(condition: Condition, actual: Any, other: Any) -> bool | Unclear:
-    """``path op field``: two values of one request. Either missing, or not a single value of the same kind, is
-    unclear: a contradiction check that cannot see both sides fails closed."""
-    sides = ((condition.path, actual), (condition.field, other))
+def _compare(condition: Condition, actual: Any, other: Any, other_name: str | None = None) -> bool | Unclear:
+    """``path op field``: two values of one request (or a value and a looked-up one, named ``other_name``). Either
+    missing, or not a single value of the same kind, is unclear: a contradiction check that cannot see both sides
+    fails closed."""
+    other_name = other_name or condition.field
+    sides = ((condition.path, actual), (other_name, other))
     for where, value in sides:
         if isinstance(value, Unclear):
             return value
@@ -194,7 +306,7 @@ def _compare(condition: Condition, actual: Any, other: Any) -> bool | Unclear:
             return bool(actual < other)
         return bool(actual <= other)
     if _family(actual) != _family(other):
-        return Unclear(f"{condition.path} is {describe(actual)} but {condition.field} is {describe(other)}")
+        return Unclear(f"{condition.path} is {describe(actual)} but {other_name} is {describe(other)}")
     return _equal(actual, other, fold=False) is (op is Op.EQ)
 
 

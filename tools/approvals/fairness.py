@@ -80,17 +80,27 @@ def count_outcomes(group: FairnessGroup, requests: Iterable[ApprovalRequest]) ->
     for request in requests:
         if counted >= group.window:
             break
-        if group.action and action_glob(request.action, group.action) is None:
+        found = counted_as(group, request)
+        if found is None:
             continue
-        value = resolve(request, group.attribute)
-        key = None if isinstance(value, Unclear) else group_key(value)
-        positive = _outcome(group, request) if key is not None else None
-        if key is None or positive is None:
-            continue
+        key, positive = found
         hits, total = counts.get(key, (0, 0))
         counts[key] = (hits + positive, total + 1)
         counted += 1
     return counts
+
+
+def counted_as(group: FairnessGroup, request: ApprovalRequest) -> tuple[str, bool] | None:
+    """What ``request`` adds to ``group``'s stream: (its group's key, whether positive); None if it does not count
+    (another action, no group, no outcome)."""
+    if group.action and action_glob(request.action, group.action) is None:
+        return None
+    value = resolve(request, group.attribute)
+    key = None if isinstance(value, Unclear) else group_key(value)
+    positive = _outcome(group, request) if key is not None else None
+    if key is None or positive is None:
+        return None
+    return key, positive
 
 
 def two_proportion(x: int, n: int, y: int, m: int) -> float:

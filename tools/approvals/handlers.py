@@ -85,6 +85,16 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
             int | None,
             Field(ge=1, description="Give up (status 'expired') if nobody decides within this time"),
         ] = None,
+        model: Annotated[
+            str | None,
+            Field(max_length=128, description="The model whose output this action acts on, e.g. 'fraud-scorer'"),
+        ] = None,
+        version: Annotated[
+            str | None, Field(max_length=128, description="That model's version, as resolve_model returned it")
+        ] = None,
+        decision_id: Annotated[
+            str | None, Field(max_length=100, description="The decision_id resolve_model returned for this inference")
+        ] = None,
     ) -> ApprovalStatus:
         """Ask for approval BEFORE a risky action (moving money, deleting data, deploying, emailing customers).
 
@@ -92,7 +102,11 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         Only perform the action when status is 'approved', and only with exactly this action and payload.
         If 'pending', call get_status with the request_id (use wait_seconds to wait). Never retry with a new
         request to get a different answer; reuse idempotency_key when retrying after an error.
+        When a registered model produced this decision, pass model, version and the decision_id from
+        resolve_model: people's verdicts then count in that version's model_stats.
         """
+        async with domain_errors():
+            await _check_model_link(state_of(ctx), model, version, decision_id)
         draft = Draft(
             action=action,
             summary=summary,
@@ -102,6 +116,9 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
             agent_id=caller_identity() or agent_id,  # an authenticated caller cannot speak for another agent
             idempotency_key=idempotency_key,
             expires_in_seconds=expires_in_seconds,
+            model=model,
+            model_version=version,
+            model_decision_id=decision_id,
         )
 
         async def work(service: ApprovalService) -> ApprovalRequest:
@@ -243,6 +260,25 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
                 tool_use_id=tool_use_id,
             )
         return [TextContent(type="text", text=json.dumps(answer))]
+
+
+async def _check_model_link(state: AppState, model: str | None, version: str | None, decision_id: str | None) -> None:
+    """A request's link to a model names a registered version of a registered model, and a decision_id (optional)
+    that resolve_model issued for that version; nothing is stored when it does not."""
+    if model is None and version is None and decision_id is None:
+        return
+    if model is None or version is None:
+        missing = "model" if model is None else "version"
+        raise InvalidInput(
+            f"{missing} is missing: a link to a model names both model and version (and optionally the decision_id"
+            " resolve_model returned); pass both, or none of model, version and decision_id"
+        )
+    if state.models is None:
+        raise InvalidInput(
+            "this server's model control plane is off, so a request cannot name a model: omit model, version and"
+            " decision_id"
+        )
+    await state.models.telemetry.check_link(model, version, decision_id)
 
 
 def _aware(moment: datetime | None, name: str) -> datetime | None:

@@ -56,6 +56,9 @@ def creation_events(request: ApprovalRequest) -> tuple[NewEvent, ...]:
             "escalate_at": request.escalate_at.isoformat() if request.escalate_at else None,
             "escalate_to": request.escalate_to,
             "policy_version": request.policy_version,
+            "model": request.model,
+            "model_version": request.model_version,
+            "model_decision_id": request.model_decision_id,
         },
     )
     triggered = NewEvent(
@@ -251,7 +254,8 @@ def escalate(now: datetime) -> Change:
 
 def claim(reviewer: str, now: datetime, seconds: float) -> Change:
     """Say "I am looking at this" until ``now + seconds``. The request stays pending and anyone may still vote;
-    while another person's claim stands it is refused (Conflict, naming them); the claimer's own claim is renewed."""
+    while another person's claim stands it is refused (Conflict, naming them); the claimer's own claim is renewed.
+    Notifiers are told (Slack's message then says who is reviewing, and until when)."""
     reviewer = reviewer.strip()
     if not reviewer:
         raise InvalidInput("reviewer is empty: say who is claiming it")
@@ -271,7 +275,7 @@ def claim(reviewer: str, now: datetime, seconds: float) -> Change:
             at=now,
             data={"reviewer": reviewer, "until": until.isoformat()},
         )
-        return Transition(claim=Claim(by=reviewer, at=now, until=until), events=(event,))
+        return Transition(claim=Claim(by=reviewer, at=now, until=until), events=(event,), notify=True)
 
     return change
 
@@ -287,7 +291,7 @@ def release(reviewer: str, now: datetime) -> Change:
         if holder is None or normal_name(holder) != normal_name(reviewer.strip()):
             raise Conflict(f"{reviewer} holds no claim on request {request.id}; nothing was changed")
         event = NewEvent(kind=EventKind.RELEASED, request_id=request.id, at=now, data={"reviewer": holder})
-        return Transition(release=True, events=(event,))
+        return Transition(release=True, events=(event,), notify=True)
 
     return change
 

@@ -22,8 +22,18 @@ from signoff.storage import ActionHistory, InvalidInput, Priority, Trigger, Trig
 from signoff.storage.canonical import canonical_json, is_number, numeric_leaves
 from signoff.tools.access import person_of
 from signoff.tools.approvals import fairness, shape
-from signoff.tools.approvals.conditions import Unclear, action_glob, match_rule, resolve, show
+from signoff.tools.approvals.conditions import (
+    Ask,
+    Unclear,
+    action_glob,
+    lookup_request_key,
+    match_rule,
+    resolve,
+    show,
+)
+from signoff.tools.approvals.lookups import Lookup, LookupReader
 from signoff.tools.approvals.policy_config import DEFAULT_VERSION, ActionSchema, Outcome, PolicyConfig
+from signoff.tools.approvals.priority import highest
 
 __all__ = ["Outcome", "Policy", "PolicyDecision", "PolicyInput"]
 
@@ -190,16 +200,29 @@ class Policy:
         history: ActionHistory | None = None,
         streams: Mapping[int, fairness.Counts] | None = None,
         profile: shape.PayloadProfile | None = None,
+        lookups: LookupReader | None = None,
     ) -> PolicyDecision:
         """Validate the request, then decide. ``history`` is used only when ``wants_history``; ``streams`` holds the
         recent outcome counts of each of the ``watched_groups`` (by index); without them, those groups stay silent.
-        ``profile`` summarises recent approved payloads of the action, for the out-of-distribution checks."""
+        ``profile`` summarises recent approved payloads of the action, for the out-of-distribution checks.
+        ``lookups`` answers the rules' ``[[lookups]]`` conditions; without it, each such condition fails closed."""
         self.validate(request)
         config = self.config
-        matched = [(rule, detail) for rule in config.rules if (detail := match_rule(rule, request)) is not None]
-        guardrails = [Trigger(kind=TriggerKind.GUARDRAIL, detail=d) for r, d in matched if r.outcome is Outcome.REJECT]
-        reviews = [Trigger(kind=TriggerKind.RULE, detail=d) for r, d in matched if r.outcome is Outcome.REVIEW]
-        approvals = [Trigger(kind=TriggerKind.RULE, detail=d) for r, d in matched if r.outcome is Outcome.APPROVE]
+        ask = self._asker(lookups)
+        matched = [(rule, match) for rule in config.rules if (match := match_rule(rule, request, ask)) is not None]
+        guardrails: list[Trigger] = []
+        reviews: list[Trigger] = []
+        approvals: list[Trigger] = []
+        for rule, match in matched:
+            if match.failed:  # a lookup that cannot answer fails closed, whatever the rule's outcome
+                reviews.append(Trigger(kind=TriggerKind.CONTRADICTION, detail=match.detail))
+            elif rule.outcome is Outcome.REJECT:
+                guardrails.append(Trigger(kind=TriggerKind.GUARDRAIL, detail=match.detail))
+            elif rule.outcome is Outcome.REVIEW:
+                kind = TriggerKind.CONTRADICTION if match.trusted else TriggerKind.RULE
+                reviews.append(Trigger(kind=kind, detail=match.detail))
+            else:
+                approvals.append(Trigger(kind=TriggerKind.RULE, detail=match.detail))
         confidence = request.confidence
         threshold = config.confidence_threshold
         if confidence is not None and confidence < threshold:
@@ -231,11 +254,17 @@ class Policy:
             detail = f"no rule matched and no confidence was given; the default outcome is {outcome}"
             triggers = [Trigger(kind=TriggerKind.DEFAULT, detail=detail)]
 
-        rules = [rule for rule, _ in matched]
+        # a failed approve rule does not apply; a failed review rule's settings (approvers, quorum) still do
+        rules = [rule for rule, match in matched if not match.failed or rule.outcome is Outcome.REVIEW]
         expiries = [r.expires_in_seconds for r in rules if r.expires_in_seconds is not None]
         if request.expires_in_seconds is not None:
             expiries.append(request.expires_in_seconds)
+        fired = [trigger.kind for trigger in triggers]
         priorities = [r.priority for r in rules if r.priority is not None]
+        for rule in rules:
+            if (computing := rule.priority_from) is not None:
+                value = resolve(request, computing.path) if computing.path is not None else None
+                priorities += computing.computed(value, fired)
         routing = config.slack
         escalation = next((r for r in rules if r.escalate_after_seconds is not None), None)
         return PolicyDecision(
@@ -247,8 +276,27 @@ class Policy:
             triggers=tuple(triggers),
             approvals_required=max((r.approvals_required or 1 for r in rules), default=1),  # review rules only
             expires_in_seconds=min(expiries, default=config.default_expires_in_seconds),
-            priority=max(priorities, key=lambda p: p.rank, default=Priority.NORMAL),
+            priority=highest(priorities),
         )
+
+    def _asker(self, lookups: LookupReader | None) -> Ask | None:
+        if lookups is None:
+            return None
+        config = self.config
+        return lambda name, key: lookups.answer(config.lookup(name), key)
+
+    def lookup_keys(self, request: PolicyInput) -> list[tuple[Lookup, str | int]]:
+        """The (lookup, key) pairs ``evaluate`` may ask about ``request``: the service fetches them beforehand."""
+        wanted: list[tuple[Lookup, str | int]] = []
+        for rule in self.config.rules:
+            if rule.action and action_glob(request.action, rule.action) is None:
+                continue
+            for condition in rule.when:
+                if condition.lookup is not None and (key := lookup_request_key(request, condition)) is not None:
+                    pair = (self.config.lookup(condition.lookup), key)
+                    if pair not in wanted:
+                        wanted.append(pair)
+        return wanted
 
     def _fairness(self, flags: tuple[str, ...]) -> Iterator[Trigger]:
         for flag in flags:

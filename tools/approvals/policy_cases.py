@@ -14,6 +14,7 @@ from typing import Any
 
 from signoff.storage import ActionHistory, ConfigError, InvalidInput, TriggerKind
 from signoff.storage.canonical import is_number
+from signoff.tools.approvals.lookups import LookupReader
 from signoff.tools.approvals.policy import Policy, PolicyInput
 from signoff.tools.toml_positions import Locator
 from signoff.tools.typed_toml import Fault, build, non_empty_strings
@@ -114,12 +115,13 @@ def parse_cases(text: str, source: str) -> list[tuple[Case, int]]:
     return [(case, locator.line(("cases", index))) for index, case in enumerate(cases)]
 
 
-def run_cases(policy: Policy, cases: list[tuple[Case, int]]) -> list[CaseResult]:
-    """Evaluate each case; a result's ``problem`` says what the policy did instead of what was expected."""
-    return [_run(policy, case, line) for case, line in cases]
+def run_cases(policy: Policy, cases: list[tuple[Case, int]], lookups: LookupReader | None = None) -> list[CaseResult]:
+    """Evaluate each case; a result's ``problem`` says what the policy did instead of what was expected.
+    ``lookups`` answers the policy's ``[[lookups]]`` (the real files and databases, read by the caller)."""
+    return [_run(policy, case, line, lookups) for case, line in cases]
 
 
-def _run(policy: Policy, case: Case, line: int) -> CaseResult:
+def _run(policy: Policy, case: Case, line: int, lookups: LookupReader | None) -> CaseResult:
     request = PolicyInput(
         action=case.action,
         summary=case.summary,
@@ -131,7 +133,7 @@ def _run(policy: Policy, case: Case, line: int) -> CaseResult:
     )
     history = case.history.history() if case.history is not None else None
     try:
-        decision = policy.evaluate(request, history)
+        decision = policy.evaluate(request, history, lookups=lookups)
     except InvalidInput as exc:
         if case.expect is not Expect.INVALID:
             return CaseResult(case=case, line=line, got=Expect.INVALID, problem=f"refused as invalid: {exc.message}")

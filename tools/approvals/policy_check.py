@@ -98,5 +98,7 @@ def policy_summary(config: PolicyConfig) -> list[str]:
         ),
         f"fairness flags: {', '.join(config.fairness.flags) or 'none'}",
         f"fairness groups: {', '.join(g.attribute for g in config.fairness.groups) or 'none'}",
+        "lookups: "
+        + (", ".join(f"{lookup.where} cached {lookup.ttl_seconds:g} s" for lookup in config.lookups) or "none"),
     ]
     return lines

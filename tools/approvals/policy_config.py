@@ -26,7 +26,10 @@ from jsonschema.validators import validator_for
 
 from signoff.storage import ConfigError, Priority
 from signoff.storage.canonical import is_number
+from signoff.storage.redaction import Redaction
 from signoff.tools.access import SLACK_ID, Auth, Person, Role, SlackRouting, normal_name
+from signoff.tools.approvals.lookups import Lookup
+from signoff.tools.approvals.priority import PriorityFrom
 from signoff.tools.toml_positions import KeyPath, Locator
 from signoff.tools.typed_toml import Fault, at_least, at_most, build, describe, is_scalar, non_empty_strings
 
@@ -186,10 +189,20 @@ class Condition:
     op: Op
     value: Any = None  #: a constant; or, instead, ``field``
     field: str | None = None  #: another path of the same request to compare with (a contradiction check)
+    lookup: str | None = None  #: instead: a ``[[lookups]]`` name, compared with trusted data (a contradiction check)
+    key: str | None = None  #: with lookup: the request path whose value is looked up (default: ``path``)
+    column: str | None = None  #: with lookup and a comparing op: the looked-up row's value compared with ``path``
+    required: bool = True  #: with lookup and a comparing op: a key missing from the table fails closed (review)
     pattern: re.Pattern[str] | None = dataclass_field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_request_path(self.path, "path")
+        if self.lookup is not None:
+            self._check_lookup()
+            return
+        for name in ("key", "column"):
+            if getattr(self, name) is not None:
+                raise Fault((name,), "applies only with lookup (a [[lookups]] name)")
         if self.field is not None:
             check_request_path(self.field, "field")
             if self.value is not None:
@@ -212,6 +225,28 @@ class Condition:
             except re.error as exc:
                 raise Fault(("value",), f"invalid regular expression {self.value!r}: {exc}") from None
 
+    def _check_lookup(self) -> None:
+        if self.field is not None:
+            raise Fault(("field",), "give either field (another path) or lookup (trusted data), not both")
+        check_request_path(self.key or self.path, "key")
+        if self.op is Op.EXISTS:
+            if not isinstance(self.value, bool):
+                raise Fault(
+                    ("value",), "with lookup, exists needs value = true (the key is listed) or false (it is not)"
+                )
+            if self.column is not None:
+                raise Fault(("column",), "exists checks whether the key is listed; it compares no column")
+            return
+        if self.op not in FIELD_OPS:
+            ops = ", ".join(sorted(FIELD_OPS | {Op.EXISTS}))
+            raise Fault(("op",), f"{self.op} cannot compare with a lookup; use one of {ops}")
+        if self.value is not None:
+            raise Fault(("value",), "give either value (a constant) or lookup (trusted data), not both")
+        if not self.column:
+            raise Fault(
+                (), 'a lookup comparison needs column, the looked-up value to compare with, e.g. column = "limit"'
+            )
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Rule:
@@ -222,6 +257,7 @@ class Rule:
     approvals_required: int | None = None
     expires_in_seconds: int | None = None
     priority: Priority | None = None
+    priority_from: PriorityFrom | None = None  #: priority computed from the request (bands of a number, triggers)
     channel: str | None = None  #: Slack channel for this rule's reviews (first matching rule that sets one)
     #: who may vote on this rule's reviews, in every channel (the first matching rule that sets them): Slack user
     #: and group ids, names and aliases in [[people]], reviewer token identities
@@ -231,6 +267,8 @@ class Rule:
 
     def __post_init__(self) -> None:
         non_empty_strings(self.approvers, "approvers")
+        if self.priority_from is not None and self.priority_from.path is not None:
+            check_request_path(self.priority_from.path, "priority_from")
         if (self.escalate_after_seconds is None) != (self.escalate_to is None):
             missing = "escalate_to" if self.escalate_to is None else "escalate_after_seconds"
             raise Fault((missing,), "escalation needs both escalate_after_seconds and escalate_to")
@@ -284,6 +322,23 @@ class ActionSchema:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Redact:
+    """``[redact]``: payload fields masked wherever a payload leaves the database (Slack, webhooks, exports, the
+    console's default view); the audit chain and the receipts still bind the full payload."""
+
+    paths: tuple[str, ...] = ()  #: e.g. "payload.ssn", "payload.*.card_number"
+    redaction: Redaction = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for index, path in enumerate(self.paths):
+            try:
+                Redaction.of([path])
+            except ValueError as exc:
+                raise Fault(("paths", index), str(exc)) from None
+        object.__setattr__(self, "redaction", Redaction.of(self.paths))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class PolicyConfig:
     confidence_threshold: float = 0.85  #: confidence strictly below this -> review
     default_outcome: Outcome = Outcome.REVIEW  #: when no confidence is given and nothing else applies
@@ -298,8 +353,11 @@ class PolicyConfig:
     auth: Auth = field(default_factory=Auth)
     rules: tuple[Rule, ...] = ()
     schemas: tuple[ActionSchema, ...] = ()  #: payload schemas per action glob (invalid payload: invalid input)
+    redact: Redact = field(default_factory=Redact)  #: payload fields masked on the way out
+    lookups: tuple[Lookup, ...] = ()  #: trusted data rules compare requests with (contradiction checks)
 
     def __post_init__(self) -> None:
+        self._check_lookups()
         threshold = self.confidence_threshold
         if not (0 <= threshold <= 1):
             raise Fault(("confidence_threshold",), f"must be between 0 and 1, not {threshold}")
@@ -336,6 +394,24 @@ class PolicyConfig:
             if rule.expires_in_seconds is not None:
                 key = ("rules", index, "expires_in_seconds")
                 at_most(rule.expires_in_seconds, self.max_expires_in_seconds, key)
+
+    def _check_lookups(self) -> None:
+        names: dict[str, int] = {}
+        for index, lookup in enumerate(self.lookups):
+            if lookup.name in names:
+                raise Fault(("lookups", index, "name"), f"duplicate lookup name {lookup.name!r}; use unique names")
+            names[lookup.name] = index
+        for index, rule in enumerate(self.rules):
+            for position, condition in enumerate(rule.when):
+                if condition.lookup is not None and condition.lookup not in names:
+                    known = ", ".join(names) or "none defined"
+                    raise Fault(
+                        ("rules", index, "when", position, "lookup"),
+                        f"no [[lookups]] named {condition.lookup!r} (known: {known})",
+                    )
+
+    def lookup(self, name: str) -> Lookup:
+        return next(lookup for lookup in self.lookups if lookup.name == name)
 
 
 def parse_policy_config(text: str, source: str = "<config>") -> PolicyConfig:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from signoff.storage import ApprovalRequest, DecidedBy, InvalidInput, Status, Trigger, TriggerKind
 from signoff.tools.approvals.conditions import match_rule
+from signoff.tools.approvals.lookups import LookupReader
 from signoff.tools.approvals.policy import Policy, PolicyInput
 from signoff.tools.approvals.policy_cases import Expect
 
@@ -56,19 +57,20 @@ def recorded_outcome(request: ApprovalRequest) -> Expect:
     return Expect.REVIEW
 
 
-def replay(policy: Policy, requests: Iterable[ApprovalRequest]) -> ReplayReport:
+def replay(policy: Policy, requests: Iterable[ApprovalRequest], lookups: LookupReader | None = None) -> ReplayReport:
     """Evaluate ``policy`` on each recorded request and count what changes.
 
     Anomaly checks need the history as it was when each request came; it is not rebuilt. So with anomaly on in the
     candidate, a request the recorded policy sent to people for an anomaly still goes to people, and the candidate
-    raises no new anomaly; with anomaly off, those reviews are dropped like any other trigger.
+    raises no new anomaly; with anomaly off, those reviews are dropped like any other trigger. ``lookups`` answers
+    the candidate's ``[[lookups]]`` as the trusted data is now (it is not kept as it was).
     """
     report = ReplayReport()
     for request in requests:
         report.requests += 1
         report.recorded_versions[request.policy_version or ""] += 1
         before = recorded_outcome(request)
-        change = _decide(policy, request, before)
+        change = _decide(policy, request, before, lookups)
         if change.after is Expect.REVIEW and change.triggers and change.triggers[0].kind is TriggerKind.ANOMALY:
             report.anomalies_kept += 1
         if change.after is before:
@@ -98,9 +100,9 @@ def _input(request: ApprovalRequest) -> PolicyInput:
     )
 
 
-def _decide(policy: Policy, request: ApprovalRequest, before: Expect) -> Change:
+def _decide(policy: Policy, request: ApprovalRequest, before: Expect, lookups: LookupReader | None) -> Change:
     try:
-        decision = policy.evaluate(_input(request), None)
+        decision = policy.evaluate(_input(request), None, lookups=lookups)
     except InvalidInput as exc:
         return Change(request=request, before=before, after=Expect.INVALID, triggers=(), reason=exc.message)
     after, triggers = Expect(decision.outcome.value), decision.triggers

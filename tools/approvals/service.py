@@ -20,8 +20,10 @@ from signoff.storage import (
     ApprovalRequest,
     Conflict,
     DecidedBy,
+    EventKind,
     Forbidden,
     InvalidInput,
+    NewEvent,
     Page,
     RequestQuery,
     Status,
@@ -30,6 +32,7 @@ from signoff.storage import (
     Trigger,
     TriggerKind,
     Verdict,
+    tracing,
 )
 from signoff.storage.audit import ChainReport, verify_store
 from signoff.storage.canonical import numeric_leaves, payload_sha256
@@ -37,9 +40,11 @@ from signoff.storage.errors import unknown_request
 from signoff.storage.text import nul_at
 from signoff.tools.access import normal_name
 from signoff.tools.approvals import fairness, lifecycle, receipts
+from signoff.tools.approvals.lookups import Prefetched
 from signoff.tools.approvals.policy import Outcome, Policy, PolicyDecision, PolicyInput
 from signoff.tools.approvals.shape import PayloadProfile
-from signoff.tools.approvals.streams import outcome_counts, recent_profile
+from signoff.tools.approvals.streams import Windows
+from signoff.tools.approvals.trusted import TrustedData
 from signoff.tools.clock import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
@@ -103,6 +108,10 @@ class Draft:
     expires_in_seconds: int | None = None
     human_only: bool = False  #: never approved by policy alone (model promotions, traffic increases)
     permission_prompt: bool = False  #: made by permission_prompt itself: stored with PERMISSION_PROMPT_FLAG
+    #: the model behind the request (model, version, decision_id), checked against the model plane by the caller
+    model: str | None = None
+    model_version: str | None = None
+    model_decision_id: str | None = None
 
 
 def _refuse_nul(*fields: tuple[str, object]) -> None:
@@ -126,8 +135,11 @@ class ApprovalService:
         progress_interval: float = 5.0,
         on_policy_seconds: Callable[[float], None] | None = None,
         claim_seconds: float = 900.0,
+        trusted: TrustedData | None = None,
     ) -> None:
         self.store = store
+        self.windows = Windows(store)  #: what fairness and the out-of-distribution checks judge, kept current
+        self.trusted = trusted or TrustedData()  #: reads the policy's [[lookups]] (files, databases), cached
         self.policy = policy or Policy()
         self.clock = clock or SystemClock()
         self.progress_interval = progress_interval
@@ -172,24 +184,26 @@ class ApprovalService:
         history, streams = None, None
         policy = self.policy  # one policy decides the whole request, even if a reload replaces it meanwhile
         watched = policy.watched_groups(draft.action)
-        if policy.wants_history or watched:
+        if policy.wants_history or watched or policy.config.lookups:
             policy.validate(policy_input)  # before reading history for it; evaluate validates in any case
         if policy.wants_history:
             fields = list(numeric_leaves(draft.payload))
             history = await self.store.action_history(draft.action, draft.agent_id, fields)
         if watched:
-            streams = {i: await outcome_counts(self.store, policy.config.fairness.groups[i]) for i in watched}
+            streams = await self.outcome_streams(policy, watched)
         profile = (
-            await recent_profile(self.store, draft.action, policy.config.anomaly) if policy.wants_profile else None
+            await self.windows.recent_profile(draft.action, policy.config.anomaly) if policy.wants_profile else None
         )
-        decision = self._evaluate(policy, policy_input, history, streams, profile)
+        lookups = await self._lookups(policy, policy_input)
+        decision = self._evaluate(policy, policy_input, history, streams, profile, lookups)
         if draft.human_only and decision.outcome is Outcome.APPROVE:
             person = Trigger(kind=TriggerKind.RULE, detail=f"{draft.action} always needs a person's approval")
             decision = dataclasses.replace(decision, outcome=Outcome.REVIEW, triggers=(person, *decision.triggers))
         request = self._new_request(draft, decision, _STATUS_OF[decision.outcome], policy.version)
         stored, created = await self.store.create_request(
-            request, lifecycle.creation_events(request), notify=request.status is Status.PENDING
+            request, _traced(lifecycle.creation_events(request)), notify=request.status is Status.PENDING
         )
+        tracing.annotate(request_id=stored.id, action=stored.action, status=stored.status.value, created=created)
         if not created and stored.payload_sha256 != request.payload_sha256:
             raise Conflict(
                 f"idempotency_key {draft.idempotency_key!r} was already used for request {stored.id} with"
@@ -233,13 +247,38 @@ class ApprovalService:
         history: ActionHistory | None,
         streams: Mapping[int, fairness.Counts] | None = None,
         profile: PayloadProfile | None = None,
+        lookups: Prefetched | None = None,
     ) -> PolicyDecision:
         started = time.perf_counter()  # a duration for metrics, not a time any decision depends on
-        try:
-            return policy.evaluate(policy_input, history, streams, profile)
-        finally:
-            if self.on_policy_seconds is not None:
-                self.on_policy_seconds(time.perf_counter() - started)
+        with tracing.span("signoff.policy.evaluate", attributes={"signoff.action": policy_input.action}) as span:
+            try:
+                decision = policy.evaluate(policy_input, history, streams, profile, lookups)
+            finally:
+                if self.on_policy_seconds is not None:
+                    self.on_policy_seconds(time.perf_counter() - started)
+            span.set(
+                outcome=decision.outcome.value,
+                triggers=",".join(sorted({t.kind.value for t in decision.triggers})),
+                policy_version=policy.version,
+            )
+            return decision
+
+    async def outcome_streams(self, policy: Policy, watched: list[int]) -> dict[int, fairness.Counts]:
+        """The recent outcome counts of each of the policy's ``[[fairness.groups]]`` in ``watched`` (by index)."""
+        return {i: await self.windows.outcome_counts(policy.config.fairness.groups[i]) for i in watched}
+
+    async def _lookups(self, policy: Policy, policy_input: PolicyInput) -> Prefetched | None:
+        """The answers of the lookups the policy may ask about this request (validated already): from the cache,
+        or read on a worker thread (a file's load or a query blocks)."""
+        if not policy.config.lookups:
+            return None
+        answers = {}
+        for lookup, key in policy.lookup_keys(policy_input):
+            found = self.trusted.cached(lookup, key)
+            if found is None:
+                found = await anyio.to_thread.run_sync(self.trusted.answer, lookup, key)
+            answers[(lookup, key)] = found
+        return Prefetched(answers)
 
     def _new_request(
         self, draft: Draft, decision: PolicyDecision, status: Status, policy_version: str
@@ -270,6 +309,9 @@ class ApprovalService:
             else None,
             escalate_to=decision.escalate_to if status is Status.PENDING else None,
             policy_version=policy_version,
+            model=draft.model,
+            model_version=draft.model_version,
+            model_decision_id=draft.model_decision_id,
         )
 
     async def get(self, request_id: str) -> ApprovalRequest:
@@ -336,6 +378,41 @@ class ApprovalService:
         new request would, and the reviewer must be one who could approve it.
         """
         _refuse_nul(("reviewer", reviewer), ("comment", comment), ("approved_payload", approved_payload))
+        parent = await self.traceparent(request_id) if tracing.recording() else None
+        with tracing.span("signoff.vote", parent=parent, attributes={"signoff.request_id": request_id}) as span:
+            span.set(verdict=verdict.value, reviewer=reviewer.strip())
+            updated = await self._vote(
+                request_id,
+                reviewer,
+                verdict,
+                comment,
+                reviewer_ids=reviewer_ids,
+                groups=groups,
+                named_only=named_only,
+                approved_payload=approved_payload,
+            )
+            span.set(status=updated.status.value, decided_by=updated.decided_by.value if updated.decided_by else None)
+            return updated
+
+    async def traceparent(self, request_id: str) -> str | None:
+        """The trace context stored with the request (its ``created`` event): the agent's trace, continued."""
+        for event in await self.store.request_events(request_id):
+            if event.kind is EventKind.CREATED:
+                return tracing.valid_traceparent(event.data.get(tracing.TRACEPARENT))
+        return None
+
+    async def _vote(
+        self,
+        request_id: str,
+        reviewer: str,
+        verdict: Verdict,
+        comment: str | None,
+        *,
+        reviewer_ids: tuple[str, ...],
+        groups: tuple[str, ...],
+        named_only: bool,
+        approved_payload: Mapping[str, Any] | None,
+    ) -> ApprovalRequest:
         amended = await self.amendment(request_id, verdict, approved_payload) if approved_payload is not None else None
         now = self.clock.now()
         ballot = lifecycle.vote(
@@ -397,11 +474,14 @@ class ApprovalService:
         )
         try:
             history = None
-            if self.policy.wants_history:
-                self.policy.validate(policy_input)
+            policy = self.policy
+            if policy.wants_history or policy.config.lookups:
+                policy.validate(policy_input)
+            if policy.wants_history:
                 fields = list(numeric_leaves(changed))
                 history = await self.store.action_history(request.action, request.agent_id, fields)
-            decision = self._evaluate(self.policy, policy_input, history)
+            lookups = await self._lookups(policy, policy_input)
+            decision = self._evaluate(policy, policy_input, history, lookups=lookups)
         except InvalidInput as exc:
             raise InvalidInput(f"the changed payload is refused: {exc.message}") from None
         if decision.outcome is Outcome.REJECT:
@@ -591,3 +671,13 @@ class ApprovalService:
             request = await self.store.get(request_id)
             assert request is not None
             return request
+
+
+def _traced(events: tuple[NewEvent, ...]) -> tuple[NewEvent, ...]:
+    """The creation events, the ``created`` one carrying the current trace context (the agent's ``traceparent``
+    from the MCP request's ``_meta``, continued by the tool call's span) when there is one."""
+    traceparent = tracing.current_traceparent()
+    if traceparent is None or not events or events[0].kind is not EventKind.CREATED:
+        return events
+    first = dataclasses.replace(events[0], data={**events[0].data, tracing.TRACEPARENT: traceparent})
+    return (first, *events[1:])

@@ -18,7 +18,7 @@ from signoff.tools.wire import WireModel
 
 
 class TriggerView(WireModel):
-    kind: Literal["confidence", "rule", "anomaly", "fairness", "default", "guardrail"]
+    kind: Literal["confidence", "rule", "anomaly", "fairness", "default", "guardrail", "contradiction"]
     detail: str
 
 
@@ -27,6 +27,20 @@ class VoteView(WireModel):
     verdict: Literal["approve", "reject"]
     comment: str | None
     at: datetime
+
+
+class ModelLink(WireModel):
+    """The model behind a request, as its agent named it with request_approval."""
+
+    name: str
+    version: str
+    decision_id: str | None = Field(description="The decision_id resolve_model returned, when the agent passed it")
+
+    @classmethod
+    def of(cls, request: ApprovalRequest) -> ModelLink | None:
+        if request.model is None or request.model_version is None:
+            return None
+        return cls(name=request.model, version=request.model_version, decision_id=request.model_decision_id)
 
 
 class ApprovalStatus(WireModel):
@@ -63,6 +77,9 @@ class ApprovalStatus(WireModel):
     claimed_at: datetime | None = Field(default=None, description="When claimed_by said they are looking at it")
     policy_version: str | None = Field(
         default=None, description="The version (a hash of the policy file) of the policy that decided this request"
+    )
+    model: ModelLink | None = Field(
+        default=None, description="The model version behind the request, when the agent named one; else null"
     )
     message: str = Field(description="What to do next")
     receipt: Receipt | None = Field(
@@ -105,6 +122,7 @@ class ApprovalStatus(WireModel):
             decided_at=request.decided_at,
             escalated_at=request.escalated_at,
             policy_version=request.policy_version,
+            model=ModelLink.of(request),
             message=stopping_step(request) if stopping and request.status is Status.PENDING else next_step(request),
         )
 

@@ -232,10 +232,15 @@ def register_model_tools(mcp: MCPServer[AppState]) -> None:
     @mcp.tool(title="Model statistics", annotations=READ_ONLY)
     async def model_stats(ctx: Context[AppState], name: ModelName, window_seconds: WindowSeconds = 3600) -> ModelStats:
         """Per version over the window: count, error rate with a 95% interval, latency mean and p50/p95/p99,
-        mean confidence, and whether there are enough samples (100) to judge."""
+        mean confidence, whether there are enough samples (100) to judge, and people's verdicts on the requests
+        that named the version (how many went to people, the share they rejected or approved with changes)."""
         models = _models(ctx)
         async with domain_errors():
-            return ModelStats.of(await models.telemetry.stats(name, window_seconds))
+            report = await models.telemetry.stats(name, window_seconds)
+            outcomes = await ctx.request_context.lifespan_context.service.store.human_outcomes(
+                name, report.since, report.until
+            )
+            return ModelStats.of(report, outcomes)
 
     @mcp.tool(title="Analyze a canary", annotations=READ_ONLY)
     async def analyze_canary(
@@ -253,9 +258,11 @@ def register_model_tools(mcp: MCPServer[AppState]) -> None:
         The server's guard also checks running canaries and returns a failing one's traffic to production."""
         models = _models(ctx)
         async with domain_errors():
-            return CanaryAnalysis.of(
-                await models.telemetry.analyze(name, baseline, candidate, min_samples, window_seconds)
+            analysis = await models.telemetry.analyze(name, baseline, candidate, min_samples, window_seconds)
+            outcomes = await ctx.request_context.lifespan_context.service.store.human_outcomes(
+                name, analysis.since, analysis.until
             )
+            return CanaryAnalysis.of(analysis, outcomes)
 
     @mcp.tool(title="Set a model's traffic split", annotations=WRITES)
     async def set_traffic(

@@ -194,6 +194,11 @@ class ModelTelemetry:
         await self.store.record_inferences(items)
         return len(items)
 
+    async def check_link(self, model: str, version: str, decision_id: str | None) -> None:
+        """That ``version`` is a registered version of ``model`` and ``decision_id`` (when given) is one
+        resolve_model issued for that version: the link a request_approval call may carry. NotFound or InvalidInput."""
+        await self._check(Report(model=model, version=version, latency_ms=0.0, ok=True, decision_id=decision_id))
+
     async def _check(self, report: Report) -> None:
         route = await self.route(report.model)
         if report.version not in route.endpoints:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
 
-from signoff.storage import ChangeStatus, ModelChange, Serving
+from signoff.storage import ChangeStatus, HumanOutcomes, ModelChange, Serving
 from signoff.tools.models.routing import Split, percent
 from signoff.tools.models.service import ChangeOutcome, History, Overview
 from signoff.tools.models.stats import VersionStats
@@ -164,6 +165,34 @@ class RecordResult(WireModel):
     recorded: int
 
 
+class PeopleView(WireModel):
+    """What people made of the version's requests in the window: those whose agent named this version with
+    request_approval (model, version)."""
+
+    requests: int = Field(description="Requests that named this version")
+    to_people: int = Field(description="Of those, the ones the policy sent to people instead of deciding itself")
+    decided_by_people: int = Field(description="Approved or rejected by people")
+    rejected: int
+    changed: int = Field(description="Approved by people with changes to the payload")
+    rejected_share: float | None = Field(description="rejected / decided_by_people; null before any decision")
+    changed_share: float | None = Field(description="changed / decided_by_people; null before any decision")
+
+    @classmethod
+    def of(cls, version: str, outcomes: Mapping[str, HumanOutcomes]) -> PeopleView:
+        o = outcomes.get(version) or HumanOutcomes(
+            version=version, requests=0, to_people=0, decided_by_people=0, rejected=0, changed=0
+        )
+        return cls(
+            requests=o.requests,
+            to_people=o.to_people,
+            decided_by_people=o.decided_by_people,
+            rejected=o.rejected,
+            changed=o.changed,
+            rejected_share=o.rejected_share,
+            changed_share=o.changed_share,
+        )
+
+
 class VersionStatsView(WireModel):
     version: str
     count: int
@@ -177,10 +206,12 @@ class VersionStatsView(WireModel):
     latency_samples: int
     mean_confidence: float | None
     enough_samples: bool = Field(description="count >= min_samples: enough to judge")
+    people: PeopleView | None = Field(default=None, description="People's verdicts on the requests it led to")
 
     @classmethod
-    def of(cls, s: VersionStats) -> VersionStatsView:
+    def of(cls, s: VersionStats, outcomes: Mapping[str, HumanOutcomes] | None = None) -> VersionStatsView:
         return cls(
+            people=PeopleView.of(s.version, outcomes) if outcomes is not None else None,
             version=s.version,
             count=s.count,
             errors=s.errors,
@@ -204,13 +235,13 @@ class ModelStats(WireModel):
     versions: list[VersionStatsView]
 
     @classmethod
-    def of(cls, report: StatsReport) -> ModelStats:
+    def of(cls, report: StatsReport, outcomes: Mapping[str, HumanOutcomes] | None = None) -> ModelStats:
         return cls(
             model=report.model,
             since=report.since,
             until=report.until,
             min_samples=report.min_samples,
-            versions=[VersionStatsView.of(s) for s in report.versions],
+            versions=[VersionStatsView.of(s, outcomes) for s in report.versions],
         )
 
 
@@ -239,7 +270,7 @@ class CanaryAnalysis(WireModel):
     message: str
 
     @classmethod
-    def of(cls, report: CanaryReport) -> CanaryAnalysis:
+    def of(cls, report: CanaryReport, outcomes: Mapping[str, HumanOutcomes] | None = None) -> CanaryAnalysis:
         verdict = report.result.verdict
         message = {
             "pass": "The candidate is no worse within the limits: raising its traffic or promoting it is reasonable.",
@@ -264,8 +295,8 @@ class CanaryAnalysis(WireModel):
                 )
                 for m in report.result.metrics
             ],
-            baseline_stats=VersionStatsView.of(report.baseline),
-            candidate_stats=VersionStatsView.of(report.candidate),
+            baseline_stats=VersionStatsView.of(report.baseline, outcomes),
+            candidate_stats=VersionStatsView.of(report.candidate, outcomes),
             since=report.since,
             until=report.until,
             message=message,

@@ -1,0 +1,164 @@
+"""Every alert episode's start and end is an audit event (`signoff audit verify` checks the episode rows against
+them), and an alert that still holds is repeated at most every SIGNOFF_ALERT_REPEAT_MINUTES."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import closing
+from pathlib import Path
+
+import anyio
+import pytest
+
+from signoff.notifiers.alerts import document, text
+from signoff.server import alerts
+from signoff.server.alerts import AlertSettings
+from signoff.server.config import Settings
+from signoff.storage import ConfigError, EventKind, Verdict
+from signoff.storage.alerts import AlertMessage, AlertStore
+from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.storage.audit import verify_store
+from signoff.tools.approvals.service import ApprovalService, Draft
+from tests.fakes.clock import FakeClock
+from tests.integration.support import base_env, signoff
+from tests.integration.test_alerts import ask
+
+
+class Recorder:
+    name = "webhook"
+
+    def __init__(self) -> None:
+        self.sent: list[AlertMessage] = []
+
+    async def send(self, alert: AlertMessage) -> None:
+        self.sent.append(alert)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    opened = await SqliteStore.open(tmp_path / "signoff.db")
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def test_firing_and_resolving_are_audit_events_that_audit_verify_checks(
+    tmp_path: Path, store: SqliteStore
+) -> None:
+    clock = FakeClock()
+    service = ApprovalService(store, clock=clock)
+    process = await AlertStore.open(tmp_path / "signoff.db")
+    try:
+        [request_id] = await ask(service, 1)
+        settings = AlertSettings(max_pending=0)
+        assert await alerts.evaluate(process, settings, ["webhook"], clock) == ["pending_backlog firing"]
+        await service.vote(request_id, "alice", Verdict.APPROVE, None)  # an event between the two
+        clock.advance(60)
+        assert await alerts.evaluate(process, settings, ["webhook"], clock) == ["pending_backlog resolved"]
+        assert await alerts.evaluate(process, settings, ["webhook"], clock) == []
+        chain = [e async for e in store.events()]
+        episodes = await process.episodes()
+    finally:
+        await process.close()
+    fired, resolved = [e for e in chain if e.kind.is_alert]
+    assert (fired.kind, resolved.kind) == (EventKind.ALERT_FIRED, EventKind.ALERT_RESOLVED)
+    assert fired.request_id == resolved.request_id == "alert:pending_backlog"
+    assert fired.data["episode"] == episodes[0].id and fired.data["value"] == 1.0
+    assert "1 requests are waiting" in fired.data["message"]
+    assert resolved.at == episodes[0].resolved_at and resolved.seq > fired.seq
+    report = await verify_store(store, alerts=episodes)
+    assert report.ok, report.reason
+
+    env = base_env(tmp_path / "signoff.db")
+    verified = await signoff(env, "audit", "verify")
+    assert verified.returncode == 0, verified
+    assert "alert row" in verified.stdout and "not checked" not in verified.stdout
+
+    # an edit of an episode behind signoff's back, and a forged one, are caught
+    with closing(sqlite3.connect(tmp_path / "signoff.db")) as conn, conn:
+        conn.execute("UPDATE alert_episodes SET fired_value = 0")
+    failed = await signoff(env, "audit", "verify")
+    assert failed.returncode == 1 and "alert episode" in failed.stderr and "fired_value" in failed.stderr, failed
+    with closing(sqlite3.connect(tmp_path / "signoff.db")) as conn, conn:
+        conn.execute("UPDATE alert_episodes SET fired_value = 1")
+        conn.execute("INSERT INTO alert_episodes (rule, fired_at, fired_value, message) VALUES ('x', 'y', 1, 'z')")
+    unreadable = await signoff(env, "audit", "verify")
+    assert unreadable.returncode == 1 and "alert episode row: it cannot be read" in unreadable.stderr, unreadable
+    with closing(sqlite3.connect(tmp_path / "signoff.db")) as conn, conn:
+        conn.execute("UPDATE alert_episodes SET fired_at = '2026-01-01T00:00:00.000000Z' WHERE rule = 'x'")
+    forged = await signoff(env, "audit", "verify")
+    assert forged.returncode == 1 and "no alert_fired event" in forged.stderr, forged
+
+
+async def test_an_alert_that_still_holds_repeats_at_most_every_interval(tmp_path: Path, store: SqliteStore) -> None:
+    clock = FakeClock()
+    service = ApprovalService(store, clock=clock)
+    settings = AlertSettings(max_pending=0, repeat_minutes=30)
+    recorder = Recorder()
+    first, second = await AlertStore.open(tmp_path / "signoff.db"), await AlertStore.open(tmp_path / "signoff.db")
+    try:
+        draft = Draft(action="payments.transfer", summary="pay", payload={}, expires_in_seconds=86_400)
+        request_id = (await service.request_approval(draft)).id
+        assert await alerts.evaluate(first, settings, ["webhook"], clock) == ["pending_backlog firing"]
+        clock.advance(29 * 60)
+        assert await alerts.evaluate(first, settings, ["webhook"], clock) == []  # not yet
+        clock.advance(60)
+        changes: list[str] = []
+
+        async def evaluate(process: AlertStore) -> None:
+            changes.extend(await alerts.evaluate(process, settings, ["webhook"], clock))
+
+        async with anyio.create_task_group() as tg:  # two processes see it due at once: one reminder
+            for process in (first, second, first, second):
+                tg.start_soon(evaluate, process)
+        assert changes == ["pending_backlog repeated"]
+        clock.advance(29 * 60)
+        assert await alerts.evaluate(second, settings, ["webhook"], clock) == []  # 30 minutes from the reminder
+        clock.advance(60)
+        assert await alerts.evaluate(second, settings, ["webhook"], clock) == ["pending_backlog repeated"]
+        await service.vote(request_id, "alice", Verdict.APPROVE, None)
+        assert await alerts.evaluate(first, settings, ["webhook"], clock) == ["pending_backlog resolved"]
+        clock.advance(3600)
+        assert await alerts.evaluate(first, settings, ["webhook"], clock) == []  # resolved: no reminders
+        while await alerts.deliver(first, [recorder], settings, clock):
+            pass
+        [episode] = await first.episodes()
+        chain = [e async for e in store.events()]
+    finally:
+        await first.close()
+        await second.close()
+    assert [(m.kind.value, m.repeat) for m in recorder.sent] == [
+        ("firing", 0),
+        ("firing", 1),
+        ("firing", 2),
+        ("resolved", 0),
+    ]
+    assert text(recorder.sent[1]).startswith("[signoff STILL FIRING] pending_backlog: 1 requests are waiting")
+    assert document(recorder.sent[2])["alert"]["repeat"] == 2
+    assert episode.repeats == 2
+    assert [e.kind for e in chain if e.kind.is_alert] == [EventKind.ALERT_FIRED, EventKind.ALERT_RESOLVED]
+    assert (await verify_store(store, alerts=[episode])).ok
+
+
+async def test_no_reminder_when_the_repeat_interval_is_zero(tmp_path: Path, store: SqliteStore) -> None:
+    clock = FakeClock()
+    settings = AlertSettings(max_pending=0, repeat_minutes=None)
+    process = await AlertStore.open(tmp_path / "signoff.db")
+    try:
+        await ask(ApprovalService(store, clock=clock), 1)
+        assert await alerts.evaluate(process, settings, ["webhook"], clock) == ["pending_backlog firing"]
+        clock.advance(86_400 * 30)
+        assert await alerts.evaluate(process, settings, ["webhook"], clock) == []
+    finally:
+        await process.close()
+
+
+def test_the_repeat_interval_comes_from_the_environment(tmp_path: Path) -> None:
+    db = {"SIGNOFF_DB": str(tmp_path / "x.db")}
+    assert Settings.from_env(db).alerts.repeat_minutes == 240
+    assert Settings.from_env({**db, "SIGNOFF_ALERT_REPEAT_MINUTES": "15"}).alerts.repeat_minutes == 15
+    assert Settings.from_env({**db, "SIGNOFF_ALERT_REPEAT_MINUTES": "0"}).alerts.repeat_minutes is None
+    with pytest.raises(ConfigError, match="SIGNOFF_ALERT_REPEAT_MINUTES=-1 is out of range"):
+        Settings.from_env({**db, "SIGNOFF_ALERT_REPEAT_MINUTES": "-1"})
