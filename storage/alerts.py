@@ -96,6 +96,10 @@ class Alerts(Protocol):
         self, rule: str, *, firing: bool, value: float, message: str, targets: list[str], now: datetime
     ) -> int | None: ...
 
+    async def repeat(
+        self, rule: str, *, every: timedelta, value: float, message: str, targets: list[str], now: datetime
+    ) -> int | None: ...
+
     async def claim(
         self, targets: Sequence[str], now: datetime, lease: timedelta, limit: int = 20
     ) -> list[AlertMessage]: ...

@@ -1,7 +1,8 @@
 """Alert state and the alert outbox on PostgreSQL: ``storage.alerts.AlertStore``'s contract (sql_pg/0012).
 
 A rule's state changes by compare-and-set under the writers' advisory lock, so of several processes on several
-hosts that see the same change, one records it and queues its messages. A message is claimed with
+hosts that see the same change, one records it and queues its messages. The episode's start and end are audit events
+appended in the same transaction (the writers' lock keeps the chain one). A message is claimed with
 ``FOR UPDATE SKIP LOCKED`` and leased, so two processes never send it at once.
 
 Importing this module loads psycopg (``pip install "signoff[postgres]"``).
@@ -12,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from signoff.storage.alerts import MEASURE, AlertKind, AlertMessage, Episode, Measures
+from signoff.storage.alerts import MEASURE, AlertKind, AlertMessage, Episode, Measures, alert_event
+from signoff.storage.approvals.pg_queries import INSERT_EVENT, LAST_EVENT
+from signoff.storage.audit import GENESIS_HASH, EncodedEvent
 from signoff.storage.pg_db import Conn, PostgresDatabase
 from signoff.storage.timefmt import from_text, to_text
 
-_CLAIMED = "id, episode, rule, kind, target, message, value, at, attempts"
+_CLAIMED = "id, episode, rule, kind, target, message, value, at, attempts, repeat"
 
 
 class PostgresAlertStore:
@@ -73,11 +76,17 @@ class PostgresAlertStore:
                     (at, value, episode),
                 )
             await db.execute(
-                "INSERT INTO alert_state (rule, firing, since, value, episode) VALUES (%s, %s, %s, %s, %s)"
+                "INSERT INTO alert_state (rule, firing, since, value, episode, notified_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (rule) DO UPDATE SET firing = excluded.firing, since = excluded.since,"
-                " value = excluded.value, episode = excluded.episode",
-                (rule, int(firing), at, value, episode),
+                " value = excluded.value, episode = excluded.episode, notified_at = excluded.notified_at",
+                (rule, int(firing), at, value, episode, at),
             )
+            # in the audit chain, in the same transaction (the writers' lock is held: the chain cannot fork)
+            event = EncodedEvent.of(alert_event(rule, episode, firing=firing, value=value, message=message, at=now))
+            last = await (await db.execute(LAST_EVENT)).fetchone()
+            seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
+            await db.execute(INSERT_EVENT, event.row(seq + 1, prev_hash))
             kind = AlertKind.FIRING if firing else AlertKind.RESOLVED
             async with db.cursor() as cursor:
                 await cursor.executemany(
@@ -86,6 +95,39 @@ class PostgresAlertStore:
                     [(episode, rule, kind.value, target, message, value, at, at) for target in targets],
                 )
             return episode
+
+        return await self._db.write(body, notify=None)
+
+    async def repeat(
+        self, rule: str, *, every: timedelta, value: float, message: str, targets: list[str], now: datetime
+    ) -> int | None:
+        """``AlertStore.repeat``: while ``rule`` fires, a reminder to each target when its messages were last queued
+        ``every`` ago or longer; the repeat's number, or None (not firing, not due, or another process was first)."""
+        due = to_text(now - every)
+        check = "SELECT 1 FROM alert_state WHERE rule = %s AND firing = 1 AND notified_at <= %s"
+        if not await self._db.read(check, (rule, due)):
+            return None  # the common case, without taking the writers' lock
+
+        async def body(db: Conn) -> int | None:
+            cur = await db.execute(
+                "SELECT s.episode, e.repeats + 1 FROM alert_state s JOIN alert_episodes e ON e.id = s.episode"
+                " WHERE s.rule = %s AND s.firing = 1 AND s.notified_at <= %s FOR UPDATE OF s",
+                (rule, due),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            episode, repeat = int(row[0]), int(row[1])
+            at = to_text(now)
+            await db.execute("UPDATE alert_state SET notified_at = %s WHERE rule = %s", (at, rule))
+            await db.execute("UPDATE alert_episodes SET repeats = %s WHERE id = %s", (repeat, episode))
+            async with db.cursor() as cursor:
+                await cursor.executemany(
+                    "INSERT INTO alert_outbox (episode, rule, kind, target, message, value, at, next_attempt_at,"
+                    " repeat) VALUES (%s, %s, 'firing', %s, %s, %s, %s, %s, %s)",
+                    [(episode, rule, target, message, value, at, at, repeat) for target in targets],
+                )
+            return repeat
 
         return await self._db.write(body, notify=None)
 
@@ -124,6 +166,7 @@ class PostgresAlertStore:
                 value=float(str(r[6])),
                 at=from_text(str(r[7])),
                 attempts=int(str(r[8])),
+                repeat=int(str(r[9])),
             )
             for r in rows
         ]
@@ -151,9 +194,9 @@ class PostgresAlertStore:
         rows = await self._db.read(
             "SELECT e.id, e.rule, e.fired_at, e.fired_value, e.message, e.resolved_at, e.resolved_value,"
             " (SELECT count(*) FROM alert_outbox o WHERE o.episode = e.id AND o.state = 'pending'),"
-            " (SELECT count(*) FROM alert_outbox o WHERE o.episode = e.id AND o.state = 'dead')"
+            " (SELECT count(*) FROM alert_outbox o WHERE o.episode = e.id AND o.state = 'dead'), e.repeats"
             " FROM alert_episodes e ORDER BY e.id DESC LIMIT %s",
-            (limit,),
+            (limit if limit >= 0 else None,),  # SQLite's LIMIT -1: all of them
         )
         return [
             Episode(
@@ -166,6 +209,7 @@ class PostgresAlertStore:
                 resolved_value=r[6],
                 undelivered=r[7],
                 dead=r[8],
+                repeats=r[9],
             )
             for r in rows
         ]

@@ -10,7 +10,7 @@ REQUEST_COLUMNS = """
                                        'at', v.at, 'ids', v.reviewer_ids::json) ORDER BY v.at, v.reviewer)::text
        FROM votes AS v WHERE v.request_id = r.id) AS votes,
     r.channel, r.approvers, r.consumed_at, r.escalate_at, r.escalate_to, r.escalated_at, r.approved_payload,
-    r.claimed_by, r.claimed_at, r.claim_expires_at, r.policy_version
+    r.claimed_by, r.claimed_at, r.claim_expires_at, r.policy_version, r.model, r.model_version, r.model_decision_id
 """
 
 SELECT_REQUEST = f"SELECT {REQUEST_COLUMNS} FROM requests AS r WHERE r.id = %s"
@@ -45,14 +45,26 @@ TEXT_MATCHES = (
 #: ``RequestQuery.reviewer``: a request this reviewer voted on.
 VOTED_BY = "EXISTS (SELECT 1 FROM votes AS v WHERE v.request_id = r.id AND v.reviewer = %s)"
 
+#: ``Store.human_outcomes``: per version of a model (model, since, until), what people made of its requests.
+HUMAN_OUTCOMES = """
+SELECT model_version, count(*),
+       count(*) FILTER (WHERE decided_by IS NULL OR decided_by != 'policy'),
+       count(*) FILTER (WHERE decided_by = 'human'),
+       count(*) FILTER (WHERE decided_by = 'human' AND status = 'rejected'),
+       count(*) FILTER (WHERE decided_by = 'human' AND status = 'approved' AND approved_payload IS NOT NULL)
+  FROM requests
+ WHERE model = %s AND model_version IS NOT NULL AND created_at >= %s AND created_at < %s
+ GROUP BY model_version
+"""
+
 IDS_WITH_PREFIX = "SELECT id FROM requests WHERE id >= %s AND id < %s ORDER BY id LIMIT %s"
 
 INSERT_REQUEST = """
 INSERT INTO requests (id, action, summary, payload, payload_sha256, confidence, flags, agent_id,
                       idempotency_key, status, decided_by, triggers, approvals_required, priority,
                       created_at, expires_at, decided_at, note, channel, approvers, escalate_at, escalate_to,
-                      policy_version)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                      policy_version, model, model_version, model_decision_id)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 """
 
 UPDATE_REQUEST_STATE = """

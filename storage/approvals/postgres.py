@@ -31,6 +31,7 @@ from signoff.storage.records import (
     ApprovalRequest,
     DeliveryMark,
     Event,
+    HumanOutcomes,
     MessageRef,
     NewEvent,
     Order,
@@ -304,6 +305,11 @@ class PostgresStore:
         return result
 
     # -- metrics ---------------------------------------------------------------------------------
+
+    async def human_outcomes(self, model: str, since: datetime, until: datetime) -> dict[str, HumanOutcomes]:
+        rows = await self._db.read(q.HUMAN_OUTCOMES, (model, to_text(since), to_text(until)))
+        names = ("version", "requests", "to_people", "decided_by_people", "rejected", "changed")
+        return {row[0]: HumanOutcomes(**dict(zip(names, row, strict=True))) for row in rows}
 
     async def metrics(self) -> mq.ApprovalMetrics:
         counts = await self._db.read(q.APPROVAL_COUNTS)
