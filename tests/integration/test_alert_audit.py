@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -15,9 +16,9 @@ from signoff.notifiers.alerts import document, text
 from signoff.server import alerts
 from signoff.server.alerts import AlertSettings
 from signoff.server.config import Settings
-from signoff.storage import ConfigError, EventKind, Verdict
-from signoff.storage.alerts import AlertMessage, AlertStore
-from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.server.stores import open_alert_store, open_store
+from signoff.storage import ConfigError, EventKind, Store, Verdict
+from signoff.storage.alerts import AlertMessage, Alerts
 from signoff.storage.audit import verify_store
 from signoff.tools.approvals.service import ApprovalService, Draft
 from tests.fakes.clock import FakeClock
@@ -35,21 +36,42 @@ class Recorder:
         self.sent.append(alert)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """The database the processes share: an SQLite file, or a PostgreSQL database."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    return Settings(db_path=tmp_path / "signoff.db", db_url=url)
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = await SqliteStore.open(tmp_path / "signoff.db")
+async def store(database: Settings) -> AsyncIterator[Store]:
+    opened = await open_store(database)
     try:
         yield opened
     finally:
         await opened.close()
 
 
-async def test_firing_and_resolving_are_audit_events_that_audit_verify_checks(
-    tmp_path: Path, store: SqliteStore
-) -> None:
+def edit(database: Settings, sql: str) -> None:
+    """Change the database behind signoff's back, as someone with write access to it could."""
+    if database.db_url is None:
+        with closing(sqlite3.connect(database.db_path)) as conn, conn:
+            conn.execute(sql)
+    else:
+        import psycopg
+
+        with psycopg.connect(database.db_url, autocommit=True) as pg:
+            pg.execute(sql.encode())
+
+
+def cli_env(database: Settings) -> dict[str, Any]:
+    return base_env(database.db_path) | ({"SIGNOFF_DB": database.db_url} if database.db_url else {})
+
+
+async def test_firing_and_resolving_are_audit_events_that_audit_verify_checks(database: Settings, store: Store) -> None:
     clock = FakeClock()
     service = ApprovalService(store, clock=clock)
-    process = await AlertStore.open(tmp_path / "signoff.db")
+    process = await open_alert_store(database.db_path, database.db_url)
     try:
         [request_id] = await ask(service, 1)
         settings = AlertSettings(max_pending=0)
@@ -71,33 +93,31 @@ async def test_firing_and_resolving_are_audit_events_that_audit_verify_checks(
     report = await verify_store(store, alerts=episodes)
     assert report.ok, report.reason
 
-    env = base_env(tmp_path / "signoff.db")
+    env = cli_env(database)
     verified = await signoff(env, "audit", "verify")
     assert verified.returncode == 0, verified
     assert "alert row" in verified.stdout and "not checked" not in verified.stdout
 
     # an edit of an episode behind signoff's back, and a forged one, are caught
-    with closing(sqlite3.connect(tmp_path / "signoff.db")) as conn, conn:
-        conn.execute("UPDATE alert_episodes SET fired_value = 0")
+    edit(database, "UPDATE alert_episodes SET fired_value = 0")
     failed = await signoff(env, "audit", "verify")
     assert failed.returncode == 1 and "alert episode" in failed.stderr and "fired_value" in failed.stderr, failed
-    with closing(sqlite3.connect(tmp_path / "signoff.db")) as conn, conn:
-        conn.execute("UPDATE alert_episodes SET fired_value = 1")
-        conn.execute("INSERT INTO alert_episodes (rule, fired_at, fired_value, message) VALUES ('x', 'y', 1, 'z')")
+    edit(database, "UPDATE alert_episodes SET fired_value = 1")
+    edit(database, "INSERT INTO alert_episodes (rule, fired_at, fired_value, message) VALUES ('x', 'y', 1, 'z')")
     unreadable = await signoff(env, "audit", "verify")
     assert unreadable.returncode == 1 and "alert episode row: it cannot be read" in unreadable.stderr, unreadable
-    with closing(sqlite3.connect(tmp_path / "signoff.db")) as conn, conn:
-        conn.execute("UPDATE alert_episodes SET fired_at = '2026-01-01T00:00:00.000000Z' WHERE rule = 'x'")
+    edit(database, "UPDATE alert_episodes SET fired_at = '2026-01-01T00:00:00.000000Z' WHERE rule = 'x'")
     forged = await signoff(env, "audit", "verify")
     assert forged.returncode == 1 and "no alert_fired event" in forged.stderr, forged
 
 
-async def test_an_alert_that_still_holds_repeats_at_most_every_interval(tmp_path: Path, store: SqliteStore) -> None:
+async def test_an_alert_that_still_holds_repeats_at_most_every_interval(database: Settings, store: Store) -> None:
     clock = FakeClock()
     service = ApprovalService(store, clock=clock)
     settings = AlertSettings(max_pending=0, repeat_minutes=30)
     recorder = Recorder()
-    first, second = await AlertStore.open(tmp_path / "signoff.db"), await AlertStore.open(tmp_path / "signoff.db")
+    first = await open_alert_store(database.db_path, database.db_url)
+    second = await open_alert_store(database.db_path, database.db_url)
     try:
         draft = Draft(action="payments.transfer", summary="pay", payload={}, expires_in_seconds=86_400)
         request_id = (await service.request_approval(draft)).id
@@ -107,7 +127,7 @@ async def test_an_alert_that_still_holds_repeats_at_most_every_interval(tmp_path
         clock.advance(60)
         changes: list[str] = []
 
-        async def evaluate(process: AlertStore) -> None:
+        async def evaluate(process: Alerts) -> None:
             changes.extend(await alerts.evaluate(process, settings, ["webhook"], clock))
 
         async with anyio.create_task_group() as tg:  # two processes see it due at once: one reminder
@@ -142,10 +162,10 @@ async def test_an_alert_that_still_holds_repeats_at_most_every_interval(tmp_path
     assert (await verify_store(store, alerts=[episode])).ok
 
 
-async def test_no_reminder_when_the_repeat_interval_is_zero(tmp_path: Path, store: SqliteStore) -> None:
+async def test_no_reminder_when_the_repeat_interval_is_zero(database: Settings, store: Store) -> None:
     clock = FakeClock()
     settings = AlertSettings(max_pending=0, repeat_minutes=None)
-    process = await AlertStore.open(tmp_path / "signoff.db")
+    process = await open_alert_store(database.db_path, database.db_url)
     try:
         await ask(ApprovalService(store, clock=clock), 1)
         assert await alerts.evaluate(process, settings, ["webhook"], clock) == ["pending_backlog firing"]
