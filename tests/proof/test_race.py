@@ -135,7 +135,8 @@ async def test_two_servers_and_eight_reviewers_decide_every_request_exactly_once
     limit = anyio.CapacityLimiter(REVIEWERS)
     streams = [anyio.create_memory_object_stream[Ballot](AGENTS) for _ in range(REVIEWERS)]
 
-    with anyio.fail_after(150):
+    # a guard against a hang, not a speed limit: ~130 CLI processes, 1.5 s each on a loaded 2-core machine
+    with anyio.fail_after(600):
         async with Client(stdio_params(env)) as one, Client(stdio_params(env)) as two:
             async with anyio.create_task_group() as everyone:
                 for number, (_, receive) in enumerate(streams):

@@ -31,6 +31,7 @@ COMMANDS = [
     ["alerts"],
     ["export", "training-data"],
     ["report"],
+    ["db", "upgrade"],
     ["review"],
     ["audit"],
     ["export"],
@@ -38,6 +39,7 @@ COMMANDS = [
     ["policy"],
     ["slack"],
     ["token"],
+    ["db"],
     [],
 ]
 
