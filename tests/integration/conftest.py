@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.integration.support import base_env
@@ -19,3 +22,20 @@ def db(tmp_path: Path) -> Path:
 def env(db: Path) -> dict[str, str]:
     """The environment of every signoff process in the test: SIGNOFF_DB=db, progress every 0.2 s."""
     return base_env(db)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SIGNOFF_DB on either engine: an SQLite file or a PostgreSQL URL (a module may define its own ``database``)."""
+    return str(request.getfixturevalue("pg_url")) if request.param == "postgresql" else str(tmp_path / "signoff.db")
+
+
+def add_future_migration(database: str) -> None:
+    """Mark the database as migrated by a newer signoff than this one (schema version 9999)."""
+    insert = "INSERT INTO schema_migrations (version, name) VALUES (9999, '9999_from_the_future.sql')"
+    if database.startswith("postgresql://"):
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute(insert)
+    else:
+        with closing(sqlite3.connect(database)) as conn, conn:
+            conn.execute(insert)

@@ -3,34 +3,16 @@ not ready (503, saying why) once a newer signoff has migrated the database."""
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 
 import aiohttp
-import psycopg
 import pytest
 
 from signoff.storage.migrations import available
+from tests.integration.conftest import add_future_migration
 from tests.integration.support import http_server
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """SIGNOFF_DB: an SQLite file or a PostgreSQL URL."""
-    return str(request.getfixturevalue("pg_url")) if request.param == "postgresql" else str(tmp_path / "signoff.db")
-
-
-def newer_signoff_migrated(database: str) -> None:
-    insert = "INSERT INTO schema_migrations (version, name) VALUES (9999, '9999_from_the_future.sql')"
-    if database.startswith("postgresql://"):
-        with psycopg.connect(database, autocommit=True) as conn:
-            conn.execute(insert)
-    else:
-        with closing(sqlite3.connect(database)) as conn, conn:
-            conn.execute(insert)
 
 
 async def test_healthz_and_readyz_follow_the_database_schema(
@@ -48,7 +30,7 @@ async def test_healthz_and_readyz_follow_the_database_schema(
             assert await get("/healthz") == (200, {"status": "up"})
             assert await get("/readyz") == (200, {"status": "ready", "schema": latest})
 
-            newer_signoff_migrated(database)
+            add_future_migration(database)
             status, body = await get("/readyz")
             assert status == 503 and body["status"] == "not ready" and body["schema"] == 9999
             assert f"schema version 9999 and this server knows {latest}" in str(body["reason"])
