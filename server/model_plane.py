@@ -20,6 +20,7 @@ from anyio.abc import TaskGroup
 
 from signoff.server.stores import once, open_model_store
 from signoff.storage import ModelStore
+from signoff.storage.errors import StorageError
 from signoff.storage.models.memory import MemoryModelStore
 from signoff.tools.approvals.service import ApprovalService
 from signoff.tools.models.service import ModelService, ModelSettings
@@ -71,13 +72,17 @@ async def apply_approved_changes(
     """
     store = models.approvals.store
     while True:
-        token = await store.change_token()
         try:
+            token = await store.change_token()
             await models.settle()
-        except Exception:  # e.g. the database briefly unavailable: log, and try again on the next change
+            await anyio.sleep(min_gap)
+            await store.wait_for_change(token, idle_wait, poll_interval=APPLIER_POLL_SECONDS)
+        except StorageError as exc:  # the database unavailable (a restart, a failover): one line, and try again
+            logger.error("applying approved model changes failed: %s Retrying in %.0fs", exc, idle_wait)
+            await anyio.sleep(idle_wait)
+        except Exception:  # a worker that dies takes the server with it; log, and try again on the next change
             logger.exception("applying approved model changes failed; retrying")
-        await anyio.sleep(min_gap)
-        await store.wait_for_change(token, idle_wait, poll_interval=APPLIER_POLL_SECONDS)
+            await anyio.sleep(min_gap)
 
 
 async def guard_canaries(models: ModelService) -> None:

@@ -42,6 +42,9 @@ CHANNEL = "signoff_changes"  #: the NOTIFY channel every write that matters sign
 WRITE_LOCK = 0x5167_6E6F_6666_0001  #: pg_advisory_xact_lock key: one writer at a time, across hosts
 MIGRATE_LOCK = 0x5167_6E6F_6666_0002  #: pg_advisory_xact_lock key: one migrator at a time
 LISTEN_RETRY_SECONDS = 1.0  #: how soon a listener that lost its connection tries again
+#: how long a call waits for a pooled connection before it fails "database unavailable" (psycopg_pool's default, 30 s,
+#: would hold every call that long while the database is down or failing over)
+CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 def _one_line(exc: Exception) -> str:
@@ -124,7 +127,13 @@ class PostgresDatabase:
         except SchemaTooNew as exc:
             raise SchemaTooNew(found=exc.found, known=exc.known, path=f"the database {redacted(url)}") from None
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-            url, min_size=1, max_size=max_size, kwargs={"autocommit": True}, open=False, name="signoff"
+            url,
+            min_size=1,
+            max_size=max_size,
+            kwargs={"autocommit": True},
+            open=False,
+            name="signoff",
+            timeout=CONNECT_TIMEOUT_SECONDS,
         )
         await pool.open(wait=True)
         return cls(url, pool)
@@ -141,21 +150,46 @@ class PostgresDatabase:
             raise DatabaseUnavailable(f"the PostgreSQL database {redacted(self.url)} failed: {_one_line(exc)}") from exc
 
     async def read(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
-        """Every row of one query, on a pooled connection."""
-        async with self._errors(), self.pool.connection() as conn:
-            cur = await conn.execute(sql, params)
-            rows = await cur.fetchall()
-        return rows
+        """Every row of one query, on a pooled connection. A connection the server dropped (a restart, a failover)
+        fails the first try; the pool's other idle connections are checked (the broken ones replaced) and the
+        query is tried once more: a read changes nothing, so trying it again is safe."""
+        try:
+            return await self._read(sql, params)
+        except psycopg.OperationalError:
+            await self._drop_broken_connections()
+        async with self._errors():
+            return await self._read(sql, params)
 
-    async def write(self, body: Callable[[Conn], Awaitable[T]], *, notify: str | None = None) -> T:
+    async def _read(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchall()
+
+    async def _drop_broken_connections(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            await self.pool.check()
+
+    async def write(
+        self, body: Callable[[Conn], Awaitable[T]], *, notify: str | None = None, pipelined: bool = False
+    ) -> T:
         """Run ``body`` in a transaction holding the writers' lock; ``notify`` (a request id, or '') signals the
-        change to every listening process when it commits. If ``body`` raises, nothing is kept."""
+        change to every listening process when it commits. If ``body`` raises, nothing is kept.
+
+        ``pipelined``: send the statements in psycopg's pipeline mode, so the server sees them without a round trip
+        each; a result read (``fetchone``) waits for everything sent before it, and an error surfaces there or at the
+        commit, rolling everything back. Only for bodies that read no ``rowcount`` (it is not known until a sync)."""
         with anyio.CancelScope(shield=True):  # a cancelled caller must not leave the outcome of a commit unknown
-            async with self._errors(), self.pool.connection() as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-                result = await body(conn)
-                if notify is not None:
-                    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, notify))
+            try:
+                async with self._errors(), self.pool.connection() as conn:
+                    async with conn.pipeline() if pipelined else contextlib.nullcontext(), conn.transaction():
+                        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                        result = await body(conn)
+                        if notify is not None:
+                            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, notify))
+            except DatabaseUnavailable:
+                # not tried again (the commit's outcome may be unknown); the next call gets a working connection
+                await self._drop_broken_connections()
+                raise
         return result
 
     @asynccontextmanager

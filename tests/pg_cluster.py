@@ -7,6 +7,7 @@ root). Without the binaries the tests that need PostgreSQL fail, saying how to i
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -57,13 +58,27 @@ class Cluster:
     def start(self) -> None:
         data = self.root / "data"
         self._run("initdb", "-D", str(data), "-U", self.user, "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")
+        self._run("pg_ctl", "-D", str(data), "-o", self._options(), "-w", "-l", str(self.root / "server.log"), "start")
+
+    def _options(self) -> str:
         options = f"-c listen_addresses='' -c unix_socket_directories='{self.socket_dir}' -c fsync=off"
-        options += " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        self._run("pg_ctl", "-D", str(data), "-o", options, "-w", "-l", str(self.root / "server.log"), "start")
+        return options + " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+
+    def pause(self) -> None:
+        """Stop the server (every connection drops, as in a failover); ``resume`` starts it at the same address.
+
+        A fast shutdown, not an immediate one: the tests' cluster runs with ``synchronous_commit=off``, so a crash
+        would lose the last commits, which a failover to a synchronous standby does not."""
+        self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        data = self.root / "data"
+        self._run("pg_ctl", "-D", str(data), "-o", self._options(), "-w", "-l", str(self.root / "server.log"), "start")
 
     def stop(self) -> None:
         try:
-            self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop")
+            with contextlib.suppress(subprocess.CalledProcessError):  # a test may have left it stopped (``pause``)
+                self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 

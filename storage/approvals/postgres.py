@@ -82,8 +82,10 @@ class PostgresStore:
     async def _head(self) -> int:
         return int((await self._db.read(q.HEAD_SEQ))[0][0])
 
-    async def _write(self, body: Callable[[Conn], Awaitable[T]], *, notify: str | None = "") -> T:
-        result = await self._db.write(body, notify=notify)
+    async def _write(
+        self, body: Callable[[Conn], Awaitable[T]], *, notify: str | None = "", pipelined: bool = False
+    ) -> T:
+        result = await self._db.write(body, notify=notify, pipelined=pipelined)
         self._signal.notify()
         return result
 
@@ -110,7 +112,8 @@ class PostgresStore:
                 await db.execute(q.INSERT_OUTBOX, (request.id, created, created))
             return request, True
 
-        result: tuple[ApprovalRequest, bool] = await self._write(body, notify=request.id)
+        # pipelined: two round trips (the chain's head, then the commit) instead of one per statement
+        result: tuple[ApprovalRequest, bool] = await self._write(body, notify=request.id, pipelined=True)
         return result
 
     async def get(self, request_id: str) -> ApprovalRequest | None:

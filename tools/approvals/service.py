@@ -36,7 +36,7 @@ from signoff.storage import (
 )
 from signoff.storage.audit import ChainReport, verify_store
 from signoff.storage.canonical import numeric_leaves, payload_sha256
-from signoff.storage.errors import unknown_request
+from signoff.storage.errors import DatabaseUnavailable, unknown_request
 from signoff.storage.text import nul_at
 from signoff.tools.access import normal_name
 from signoff.tools.approvals import fairness, lifecycle, receipts
@@ -57,6 +57,7 @@ PERMISSION_PROMPT_FLAG = "signoff:permission-prompt"
 RESERVED_FLAG_PREFIX = "signoff:"
 #: Actions of the model plane's own requests: it applies the change it recorded, so none is approved with changes.
 FIXED_PAYLOAD_PREFIX = "models."
+DATABASE_RETRY_SECONDS = 0.5  #: how soon a wait reads again after the database failed (a restart, a failover)
 
 _STATUS_OF = {
     Outcome.APPROVE: Status.APPROVED,
@@ -332,25 +333,38 @@ class ApprovalService:
         deadline = start + wait_seconds
         next_progress = start
         while True:
-            token = await self.store.change_token()
-            request = await self.get(request_id)
-            now = anyio.current_time()
-            if request.status.is_terminal or now >= deadline or self.stopping:
-                return request
-            if on_progress is not None and now >= next_progress:
-                message = f"waiting for reviewers: {len(request.approvals)} of {request.approvals_required} approvals"
-                await on_progress(now - start, wait_seconds, message)
-                next_progress = now + self.progress_interval
-            wake_at = min(deadline, next_progress) if on_progress is not None else deadline
-            until_expiry = (request.expires_at - self.clock.now()).total_seconds()
-            with anyio.CancelScope() as sleep:
-                self._sleeping.add(sleep)
-                if self.stopping:  # stop() came while the progress was reported
-                    sleep.cancel()
-                try:
-                    await self.store.wait_for_change(token, max(0.0, min(wake_at - now, until_expiry + 0.001)))
-                finally:
-                    self._sleeping.discard(sleep)
+            try:
+                token = await self.store.change_token()
+                request = await self.get(request_id)
+                now = anyio.current_time()
+                if request.status.is_terminal or now >= deadline or self.stopping:
+                    return request
+                if on_progress is not None and now >= next_progress:
+                    message = (
+                        f"waiting for reviewers: {len(request.approvals)} of {request.approvals_required} approvals"
+                    )
+                    await on_progress(now - start, wait_seconds, message)
+                    next_progress = now + self.progress_interval
+                wake_at = min(deadline, next_progress) if on_progress is not None else deadline
+                until_expiry = (request.expires_at - self.clock.now()).total_seconds()
+                await self._sleep_until_change(token, max(0.0, min(wake_at - now, until_expiry + 0.001)))
+            except DatabaseUnavailable:
+                # a database restart or failover is not the agent's verdict: keep waiting until the deadline
+                if anyio.current_time() >= deadline or self.stopping:
+                    raise
+                logger.warning("the database is unavailable while %s is awaited; trying again", request_id)
+                await anyio.sleep(min(DATABASE_RETRY_SECONDS, max(0.0, deadline - anyio.current_time())))
+
+    async def _sleep_until_change(self, token: object, timeout: float) -> None:
+        """Until the store changes after ``token``, ``timeout`` passes, or ``stop`` cuts the sleep short."""
+        with anyio.CancelScope() as sleep:
+            self._sleeping.add(sleep)
+            if self.stopping:  # stop() came while the progress was reported
+                sleep.cancel()
+            try:
+                await self.store.wait_for_change(token, timeout)
+            finally:
+                self._sleeping.discard(sleep)
 
     async def vote(
         self,
