@@ -757,11 +757,12 @@ async def _history_records(
     """Each request as the history exports it, approved ones with the receipt the server would give the agent."""
     key = _receipt_key(context.settings)
     if key is None and any(r.status is Status.APPROVED for r in requests):
-        print(
-            "note: approved requests are listed without receipts: no SIGNOFF_RECEIPT_KEY and no readable key file"
-            f" beside {context.database.path}",
-            file=sys.stderr,
+        missing = (
+            f"no SIGNOFF_RECEIPT_KEY and no readable key file beside {context.database.path}"
+            if context.settings.db_url is None
+            else "no SIGNOFF_RECEIPT_KEY (on PostgreSQL, set it to the servers' key)"
         )
+        print(f"note: approved requests are listed without receipts: {missing}", file=sys.stderr)
     redaction = service.policy.config.redact.redaction  # [redact]: masked in the export, not in what receipts bind
     if key is None:
         return [render.history_record(r, ApprovalStatus.of(r), redaction) for r in requests]

@@ -17,6 +17,7 @@ from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx2
 import psycopg
 import pytest
 
@@ -30,7 +31,8 @@ from signoff.storage.models.sqlite import SqliteModelStore
 from signoff.storage.pg_copy import DERIVED, NOT_COPIED, TABLES, source_tables, target_tables
 from signoff.tools.approvals.service import ApprovalService, Draft
 from signoff.tools.models.service import ModelService
-from tests.integration.support import base_env, signoff
+from tests.browser.support import running
+from tests.integration.support import base_env, free_port, signoff
 
 pytestmark = pytest.mark.slow
 
@@ -280,3 +282,25 @@ async def test_db_copy_as_a_command_says_what_it_copied(tmp_path: Path, pg_url: 
     verify = await signoff({**env, "SIGNOFF_DB": pg_url}, "audit", "verify")
     assert verify.returncode == 0 and verify.stdout.splitlines()[-1] in ran.stdout, verify
     assert json.loads((await signoff({**env, "SIGNOFF_DB": pg_url}, "stats", "--json")).stdout)["metrics"]
+
+
+def test_the_console_alone_serves_a_postgresql_database(tmp_path: Path, pg_url: str) -> None:
+    """`signoff console --db URL`: the queue on PostgreSQL, after the one-time sign-in link."""
+
+    async def ask() -> str:
+        store = await PostgresStore.open(pg_url)
+        try:
+            draft = Draft(action="crm.delete", summary="delete customer c-9", payload={"customer": "c-9"})
+            return (await ApprovalService(store).request_approval(draft)).id
+        finally:
+            await store.close()
+
+    request_id = asyncio.run(ask())
+    env = {**base_env(tmp_path / "unused.db"), "SIGNOFF_DB": pg_url}
+    port, log = free_port(), tmp_path / "console.log"
+    with running(["console", "--port", str(port), "--as", "dave"], env, log, port):
+        (link,) = re.findall(r"sign in once at (\S+)", log.read_text())
+        with httpx2.Client(follow_redirects=True, timeout=30) as http:
+            queue = http.get(link)
+    assert queue.status_code == 200 and f'data-request="{request_id}"' in queue.text, queue.text
+    assert "postgresql://signoff@" in log.read_text() and not (tmp_path / "unused.db").exists()
