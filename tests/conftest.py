@@ -30,6 +30,12 @@ def pg_url(pg_cluster: Cluster) -> str:
     return pg_cluster.new_database()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SIGNOFF_DB on either engine: an SQLite file or a PostgreSQL URL (a module may define its own ``database``)."""
+    return str(request.getfixturevalue("pg_url")) if request.param == "postgresql" else str(tmp_path / "signoff.db")
+
+
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     """Every Store implementation; the contract suite runs once per backend."""

@@ -24,12 +24,6 @@ def env(db: Path) -> dict[str, str]:
     return base_env(db)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """SIGNOFF_DB on either engine: an SQLite file or a PostgreSQL URL (a module may define its own ``database``)."""
-    return str(request.getfixturevalue("pg_url")) if request.param == "postgresql" else str(tmp_path / "signoff.db")
-
-
 def add_future_migration(database: str) -> None:
     """Mark the database as migrated by a newer signoff than this one (schema version 9999)."""
     insert = "INSERT INTO schema_migrations (version, name) VALUES (9999, '9999_from_the_future.sql')"

@@ -34,8 +34,9 @@ TOOL_NAMES = {"request_approval", "get_status", "cancel_request", "list_requests
 PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
 
 
-def base_env(db: Path, **signoff_vars: str) -> dict[str, str]:
-    """The whole environment of a child: a few OS variables, SIGNOFF_DB, and the given SIGNOFF_* variables.
+def base_env(db: Path | str, **signoff_vars: str) -> dict[str, str]:
+    """The whole environment of a child: a few OS variables, SIGNOFF_DB (a file or a PostgreSQL URL), and the given
+    SIGNOFF_* variables.
 
     Nothing else leaks in (a developer's own SIGNOFF_CONFIG must not change what the tests see).
     """

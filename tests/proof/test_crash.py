@@ -1,23 +1,22 @@
 """Proof: kill -9 in the middle of a load loses nothing that was acknowledged.
 
-``signoff serve --transport http`` runs on a file database while agents (each with its own MCP client) create,
-read and cancel requests and reviewers vote through the CLI. Five times, once enough has been acknowledged, the
-server is killed with SIGKILL mid-load. After each kill: ``PRAGMA integrity_check`` is ok, every request a client
-saw acknowledged is stored with the status it last saw (or a later one, if it was pending), every acknowledged
-vote is stored, and ``signoff audit verify`` passes. After each restart the requests that were pending are still
-pending. At the end, the notifications that were queued are all delivered (the console notifier is the default):
-by the restarted server, except those the killed server had claimed, which wait out its lease (two minutes): those
-are delivered by the server's own worker code with a clock moved past the lease.
+``signoff serve --transport http`` runs on a database (an SQLite file, or PostgreSQL) while agents (each with its
+own MCP client) create, read and cancel requests and reviewers vote through the CLI. Five times, once enough has
+been acknowledged, the server is killed with SIGKILL mid-load. After each kill: SQLite's ``PRAGMA integrity_check``
+is ok, every request a client saw acknowledged is stored with the status it last saw (or a later one, if it was
+pending), every acknowledged vote is stored, and ``signoff audit verify`` passes. After each restart the requests
+that were pending are still pending. At the end, the notifications that were queued are all delivered (the console
+notifier is the default): by the restarted server, except those the killed server had claimed, which wait out its
+lease (two minutes): those are delivered by the server's own worker code with a clock moved past the lease.
 """
 
 from __future__ import annotations
 
 import random
 import signal
-import sqlite3
 import subprocess
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, closing
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,10 +31,13 @@ from mcp.types import CallToolResult, TextContent
 
 from signoff.notifiers import ConsoleNotifier
 from signoff.server.workers import deliver_due
+from signoff.storage import Store
+from signoff.storage.approvals.postgres import PostgresStore
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.tools.approvals.service import ApprovalService
 from tests.fakes.clock import FakeClock
 from tests.integration.support import REPO, SIGNOFF, Ran, base_env, free_port, signoff, wait_for_port
+from tests.rows import is_postgres, query
 
 pytestmark = pytest.mark.slow
 
@@ -180,13 +182,9 @@ def record_vote(seen: Seen, request_id: str, name: str, verdict: str, ran: Ran) 
         seen.problems.append(repr(ran))
 
 
-def query(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    with closing(sqlite3.connect(db)) as conn:
-        return conn.execute(sql, params).fetchall()
-
-
-async def check_after_kill(db: Path, env: dict[str, str], seen: Seen) -> None:
-    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+async def check_after_kill(db: str, env: dict[str, str], seen: Seen) -> None:
+    if not is_postgres(db):
+        assert query(db, "PRAGMA integrity_check") == [("ok",)]
     stored = dict(query(db, "SELECT id, status FROM requests"))
     for request_id, status in seen.status.items():
         assert request_id in stored, f"acknowledged request {request_id} was lost"
@@ -207,13 +205,13 @@ async def still_pending_after_restart(url: str, pending: list[str]) -> None:
             assert result.structured_content["status"] == "pending", (request_id, result.structured_content)
 
 
-def leased_by_the_dead(db: Path, killed_at: datetime) -> set[str]:
+def leased_by_the_dead(db: str, killed_at: datetime) -> set[str]:
     """Requests whose next notification the killed server had claimed: they wait out its lease (by design)."""
     rows = query(db, "SELECT request_id, next_attempt_at FROM outbox WHERE delivered_at IS NULL")
     return {request_id for request_id, due in rows if datetime.fromisoformat(due) > killed_at}
 
 
-async def delivered_except(db: Path, leased: set[str], process: Process, log: Path, deadline: float) -> None:
+async def delivered_except(db: str, leased: set[str], process: Process, log: Path, deadline: float) -> None:
     """Wait until every queued notification is delivered, but those behind a dead server's lease.
 
     The pause between looks doubles as a watch on the server.
@@ -225,13 +223,13 @@ async def delivered_except(db: Path, leased: set[str], process: Process, log: Pa
             assert process.returncode is None, f"the server died:\n{log.read_text()}"
 
 
-async def deliver_after_the_lease(db: Path) -> None:
+async def deliver_after_the_lease(db: str) -> None:
     """Deliver what a dead server had leased, with the server's own worker code and a clock past the lease."""
     rows = query(db, "SELECT next_attempt_at FROM outbox WHERE delivered_at IS NULL")
     if not rows:
         return
     clock = FakeClock(max(datetime.fromisoformat(due) for (due,) in rows) + timedelta(seconds=1))
-    store = await SqliteStore.open(db)
+    store: Store = await PostgresStore.open(db) if is_postgres(db) else await SqliteStore.open(Path(db))
     try:
         service = ApprovalService(store, clock=clock)
         for _ in range(100):
@@ -242,8 +240,8 @@ async def deliver_after_the_lease(db: Path) -> None:
         await store.close()
 
 
-async def test_kill_9_mid_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
-    db, config = tmp_path / "signoff.db", tmp_path / "signoff.toml"
+async def test_kill_9_mid_load_loses_nothing_acknowledged(database: str, tmp_path: Path) -> None:
+    db, config = database, tmp_path / "signoff.toml"
     config.write_text(CONFIG)
     env = base_env(db, SIGNOFF_CONFIG=str(config), SIGNOFF_LOG_LEVEL="WARNING")
     seen = Seen()

@@ -1,19 +1,19 @@
 """Proof: the approval lifecycle agrees with a simple model over thousands of random sequences.
 
-A Hypothesis state machine drives ``ApprovalService`` (on a ``MemoryStore``, then on a ``SqliteStore``) with a
-``FakeClock``: it creates requests (random quorum, expiry, agent, idempotency key; some escalate), votes as random
-reviewers (the requester, aliases of one person, repeated reviewers, approve or reject, with or without a reason),
-cancels, moves the clock (also exactly to a deadline), expires, escalates, reads and uses approvals, and answers
-permission prompts for the calls those requests describe (a policy approval, or any approval of a request the agent
-made itself, never allows; only people's approval of a prompt's own request does, once). Beside it runs
-a pure model of what every request must be. After every step: no divergence, a decided request never changes,
-nothing expired, cancelled or rejected is ever approved, each person's vote counts once, and the audit chain
-verifies against the rows.
+A Hypothesis state machine drives ``ApprovalService`` (on a ``MemoryStore``, a ``SqliteStore`` and a
+``PostgresStore``) with a ``FakeClock``: it creates requests (random quorum, expiry, agent, idempotency key; some
+escalate), votes as random reviewers (the requester, aliases of one person, repeated reviewers, approve or reject,
+with or without a reason), cancels, moves the clock (also exactly to a deadline), expires, escalates, reads and uses
+approvals, and answers permission prompts for the calls those requests describe (a policy approval, or any approval
+of a request the agent made itself, never allows; only people's approval of a prompt's own request does, once).
+Beside it runs a pure model of what every request must be. After every step: no divergence, a decided request never
+changes, nothing expired, cancelled or rejected is ever approved, each person's vote counts once, and the audit
+chain verifies against the rows.
 
 Anomaly detection is on (novel actions only): a confident request with no rule is approved by policy only once a
 request for the same action from the same agent was approved; until then it waits for a person. A request that
-people rejected, that expired or that its agent cancelled leaves the action novel (finding 4: asking again after
-a "no" must not get a yes).
+people rejected, that expired or that its agent cancelled leaves the action novel (finding 4: asking again after a
+"no" must not get a yes).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from signoff.storage import (
     Verdict,
 )
 from signoff.storage.approvals.memory import MemoryStore
+from signoff.storage.approvals.postgres import PostgresStore
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.storage.audit import verify_store
 from signoff.tools.approvals.permissions import RECENT, permission
@@ -54,6 +55,7 @@ from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import parse_policy_config
 from signoff.tools.approvals.service import PERMISSION_PROMPT_FLAG, ApprovalService, Draft
 from tests.fakes.clock import FakeClock
+from tests.pg_cluster import Cluster
 
 T = TypeVar("T")
 
@@ -217,6 +219,10 @@ class LifecycleMachine(RuleBasedStateMachine):
     async def _open(self) -> Store:
         if self.backend == "memory":
             return MemoryStore()
+        if self.backend == "postgresql":
+            cluster = PostgresLifecycleMachine.cluster
+            assert cluster is not None, "the postgres_cluster_for_the_machine fixture did not run"
+            return await PostgresStore.open(cluster.new_database())
         self.tmp = Path(tempfile.mkdtemp(prefix="signoff-proof-"))
         return await SqliteStore.open(self.tmp / "signoff.db")
 
@@ -550,6 +556,24 @@ SqliteLifecycleMachine.TestCase.settings = settings(
     max_examples=50, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestLifecycleOnSqliteStore = SqliteLifecycleMachine.TestCase
+
+
+class PostgresLifecycleMachine(LifecycleMachine):
+    backend: ClassVar[str] = "postgresql"
+    cluster: ClassVar[Cluster | None] = None  #: set by the fixture below: each example gets a fresh database
+
+
+@pytest.fixture
+def postgres_cluster_for_the_machine(pg_cluster: Cluster) -> None:
+    PostgresLifecycleMachine.cluster = pg_cluster
+
+
+PostgresLifecycleMachine.TestCase.settings = settings(
+    max_examples=30, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+TestLifecycleOnPostgresStore = pytest.mark.usefixtures("postgres_cluster_for_the_machine")(
+    PostgresLifecycleMachine.TestCase
+)
 
 
 async def test_one_person_under_two_names_is_one_approver() -> None:

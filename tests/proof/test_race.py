@@ -1,18 +1,17 @@
 """Proof: two server processes and eight reviewers racing on one database decide every request exactly once.
 
-Two real ``signoff serve`` processes (stdio) share one SQLite file. Fifty agent tasks create requests at once,
-split across the two servers; some requests need two approvals. As each request is created, two or three of
-eight reviewers vote on it through the CLI (each vote its own process) at the same time; then the agent reads the
-verdict through the *other* server. Every request must be decided exactly once, no client or reviewer may see
-"database is locked" or an unexpected error, no row may be lost or duplicated, and the audit chain must verify.
+Two real ``signoff serve`` processes (stdio) share one database (an SQLite file, or one PostgreSQL database). Fifty
+agent tasks create requests at once, split across the two servers; some requests need two approvals. As each request
+is created, two or three of eight reviewers vote on it through the CLI (each vote its own process) at the same time;
+then the agent reads the verdict through the *other* server. Every request must be decided exactly once, no client
+or reviewer may see "database is locked" or an unexpected error, no row may be lost or duplicated, and the audit
+chain must verify.
 """
 
 from __future__ import annotations
 
 import random
-import sqlite3
 from collections import Counter, defaultdict
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
 from tests.integration.support import Ran, base_env, signoff, stdio_params
+from tests.rows import query
 
 pytestmark = pytest.mark.slow
 
@@ -122,13 +122,8 @@ async def reviewer(
             race.voted[request_id].tick()
 
 
-def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    with closing(sqlite3.connect(db)) as conn:
-        return conn.execute(sql).fetchall()
-
-
-async def test_two_servers_and_eight_reviewers_decide_every_request_exactly_once(tmp_path: Path) -> None:
-    db, config = tmp_path / "signoff.db", tmp_path / "signoff.toml"
+async def test_two_servers_and_eight_reviewers_decide_every_request_exactly_once(database: str, tmp_path: Path) -> None:
+    db, config = database, tmp_path / "signoff.toml"
     config.write_text(CONFIG)
     env = base_env(db, SIGNOFF_CONFIG=str(config))
     race = Race()
@@ -161,15 +156,15 @@ async def test_two_servers_and_eight_reviewers_decide_every_request_exactly_once
 
     # No lost or duplicated row: exactly the acknowledged requests, and exactly the acknowledged votes.
     assert len(race.created) == AGENTS
-    stored = {r[0]: r[1:] for r in rows(db, "SELECT id, status, approvals_required, decided_by FROM requests")}
+    stored = {r[0]: r[1:] for r in query(db, "SELECT id, status, approvals_required, decided_by FROM requests")}
     assert set(stored) == set(race.created)
-    vote_rows = rows(db, "SELECT request_id, reviewer, verdict FROM votes")
+    vote_rows = query(db, "SELECT request_id, reviewer, verdict FROM votes")
     assert len(vote_rows) == len(set((r[0], r[1]) for r in vote_rows)), "a reviewer's vote was stored twice"
     accepted = {(r, name, verdict) for r, name, verdict, ran in race.votes if ran.returncode == 0}
     assert set(vote_rows) == accepted, "the votes stored are not the votes the CLI acknowledged"
 
     # Every request decided exactly once, consistently with its votes, and the agents read that verdict.
-    decided = Counter(r[0] for r in rows(db, "SELECT request_id FROM events WHERE kind = 'decided'"))
+    decided = Counter(r[0] for r in query(db, "SELECT request_id FROM events WHERE kind = 'decided'"))
     votes_of: dict[str, list[str]] = defaultdict(list)
     for request_id, _, verdict in vote_rows:
         votes_of[request_id].append(verdict)
