@@ -32,6 +32,7 @@ from signoff.storage.pg_copy import DERIVED, NOT_COPIED, TABLES, source_tables, 
 from signoff.tools.approvals.service import ApprovalService, Draft
 from signoff.tools.models.service import ModelService
 from tests.browser.support import running
+from tests.integration.conftest import add_future_migration
 from tests.integration.support import base_env, free_port, signoff
 
 pytestmark = pytest.mark.slow
@@ -242,6 +243,24 @@ def test_db_copy_refuses_an_outdated_source_and_leaves_the_target_empty(
     upgraded = run(capsys, "db", "upgrade", "--db", str(old))
     assert upgraded[0] == 0, upgraded
     assert copy(capsys, old, pg_url)[0] == 0  # upgraded, it copies (no rows yet)
+
+
+def test_db_copy_refuses_a_newer_source_and_a_newer_target(
+    installation: tuple[Path, dict[str, str]], tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = installation
+    newer = tmp_path / "newer.db"
+    newer.write_bytes(path.read_bytes())
+    add_future_migration(str(newer))
+    code, _, err = copy(capsys, newer, pg_url)
+    assert code == 1 and "schema version 9999" in err and "a newer signoff wrote it" in err, err
+
+    assert run(capsys, "db", "upgrade", "--db", pg_url)[0] == 0
+    add_future_migration(pg_url)
+    code, _, err = copy(capsys, path, pg_url)
+    assert code == 1 and err.count("\n") == 1 and "schema version 9999" in err, err
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM requests").fetchone() == (0,)
 
 
 def test_db_copy_refuses_a_missing_source_and_a_target_that_is_not_a_url(
