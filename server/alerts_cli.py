@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from signoff.server.render import short_time
-from signoff.storage.alerts import AlertStore, Episode
-from signoff.storage.sqlite_db import open_read_only
+from signoff.storage.alerts import Alerts, Episode
 
 HEADER = ("ID", "RULE", "STATE", "FIRED (UTC)", "RESOLVED (UTC)", "UNSENT", "GAVE UP", "MESSAGE")
 
@@ -29,8 +27,8 @@ def record(episode: Episode) -> dict[str, object]:
     }
 
 
-async def alerts_list(path: Path, args: argparse.Namespace) -> int:
-    store = AlertStore(await open_read_only(path))
+async def alerts_list(store: Alerts, args: argparse.Namespace) -> int:
+    """Print the episodes from ``store``, which this closes."""
     try:
         episodes = await store.episodes(args.limit)
     finally:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from signoff.server import alerts_cli, outbox_cli, policy_cli, render, tracing
+from signoff.server import alerts_cli, audit_cli, outbox_cli, policy_cli, render, tracing
 from signoff.server.config import Settings, package_version, receipt_key
 from signoff.server.stores import database_name, open_alert_store, open_model_store, open_store
 from signoff.storage import (
@@ -32,7 +32,9 @@ from signoff.storage import (
     Store,
     Verdict,
 )
+from signoff.storage.alerts import Alerts
 from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.storage.pg_url import is_postgres_url
 from signoff.storage.sqlite_db import open_read_only
 from signoff.storage.text import InertFormatter, visible
 from signoff.tools.access import Role
@@ -50,6 +52,8 @@ EXAMPLES = {
     "init": "example:\n  signoff init --db ~/signoff/approvals.db",
     "db upgrade": "examples:\n  signoff db upgrade --db /var/lib/signoff/signoff.db\n"
     "  SIGNOFF_DB=postgresql://signoff@db.internal/signoff signoff db upgrade",
+    "db copy": "example:\n  signoff db copy --from /var/lib/signoff/signoff.db"
+    " --to postgresql://signoff@db.internal/signoff",
     "console": "examples:\n  signoff console                    # on loopback: prints a one-time sign-in link\n"
     "  signoff console --port 8800 --as alice",
     "review list": "example:\n  signoff review list",
@@ -85,24 +89,10 @@ EXAMPLES = {
 #: The options each command reads; a command is given only these (``signoff token new`` has no ``--db``).
 DB, CONFIG = "db", "config"
 
-DB_HELP = (
-    "SQLite database file, or a postgresql:// URL for `serve` and `db` (default: SIGNOFF_DB, else signoff.db in the"
-    " user data dir)"
-)
+DB_HELP = "SQLite database file, or a postgresql:// URL (default: SIGNOFF_DB, else signoff.db in the user data dir)"
 CONFIG_HELP = "policy TOML file (default: SIGNOFF_CONFIG; none = defaults)"
 ID_HELP = "the request id, or a unique start of it (req_ and at least 6 more characters)"
 FORMATS = ("table", "csv", "jsonl", "json")
-
-#: The commands that work on PostgreSQL too (the others are SQLite-only for now: docs/postgresql.md)
-ON_POSTGRESQL = {
-    ("serve",),
-    ("db", "upgrade"),
-    ("review", "list"),
-    ("review", "show"),
-    ("review", "approve"),
-    ("review", "reject"),
-    ("audit", "verify"),
-}
 
 #: The commands that read the database and never write it: they open it read-only (``mode=ro``), so a reviewer or
 #: an auditor without write access can run them, beside a running server.
@@ -202,6 +192,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     databases = group(commands, "db", "apply the database's migrations (SQLite or PostgreSQL)", "signoff db upgrade")
     sub(databases, "upgrade", "db upgrade", "apply the migrations this signoff knows, and print the versions", DB)
+    copying = sub(
+        databases,
+        "copy",
+        "db copy",
+        "move a SQLite installation into an empty PostgreSQL database, in one transaction, then verify its audit log",
+    )
+    copying.add_argument("--from", dest="source", type=Path, required=True, help="the SQLite database file")
+    copying.add_argument(
+        "--to", dest="target", type=_postgres_url, required=True, help="the PostgreSQL database's postgresql:// URL"
+    )
 
     console = sub(
         commands, "console", "console", "serve the reviewers' web console alone, over the same database", DB, CONFIG
@@ -384,6 +384,12 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _postgres_url(text: str) -> str:
+    if not is_postgres_url(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a postgresql:// URL (the database to copy into)")
+    return text
+
+
 def _anchor(text: str) -> tuple[int, str]:
     seq, _, digest = text.partition(":")
     if not (seq.isdigit() and len(digest) == 64):
@@ -433,21 +439,18 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "db":
         from signoff.server import db_cli
 
+        if args.db_command == "copy":
+            return asyncio.run(db_cli.copy(args.source, args.target, settings))
         return asyncio.run(db_cli.upgrade(settings))
-    if settings.db_url is not None and DB in args.uses and args.command_path not in ON_POSTGRESQL:
-        raise ConfigError(
-            f"`signoff {' '.join(args.command_path)}` works on a SQLite database only for now; on PostgreSQL"
-            " (SIGNOFF_DB or --db postgresql://…) use `signoff serve`, `db`, `review` or `audit verify`"
-            " (docs/postgresql.md)"
-        )
     if args.command == "serve":
         return serve(settings, args)
     if args.command == "console":
         from signoff.server.console.standalone import run
 
-        database = _database(settings, args)  # the console decides: a database that exists, and write access to it
-        database.must_exist()
-        database.must_be_writable()
+        if settings.db_url is None:  # on PostgreSQL the database's own grants decide
+            database = _database(settings, args)  # the console decides: a database that exists, and write access
+            database.must_exist()
+            database.must_be_writable()
         asyncio.run(_open_database(settings))  # damaged, or a newer schema: one line here, not inside uvicorn
         return run(settings, host=args.host, port=args.port, as_name=args.reviewer)
     if args.command == "token":
@@ -457,7 +460,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "policy" and args.policy_command in ("check", "test"):
         return policy_cli.check(args) if args.policy_command == "check" else policy_cli.test(args)
     if args.command == "init":
-        return asyncio.run(_init(_database(settings, args)))
+        return asyncio.run(_init(settings, _database(settings, args)))
     return asyncio.run(_offline(settings, args))
 
 
@@ -588,9 +591,17 @@ async def _open_database(settings: Settings) -> None:
     await store.close()
 
 
-async def _init(database: Database) -> int:
+async def _init(settings: Settings, database: Database) -> int:
+    from signoff.server.db_cli import schema_version
     from signoff.storage.migrations import available
 
+    if settings.db_url is not None:  # PostgreSQL: the database exists already; create (or migrate) the schema in it
+        before = await schema_version(settings)
+        await _open_database(settings)
+        done = "up to date" if before else "created"
+        version = max(m.version for m in available())
+        print(f"database {done}: {database_name(settings)} ({database.source}), schema version {version}")
+        return 0
     existed = os.path.exists(database.path)  # False also where the folder cannot be read: open says why
     store = await SqliteStore.open(database.path)
     await store.close()
@@ -746,11 +757,12 @@ async def _history_records(
     """Each request as the history exports it, approved ones with the receipt the server would give the agent."""
     key = _receipt_key(context.settings)
     if key is None and any(r.status is Status.APPROVED for r in requests):
-        print(
-            "note: approved requests are listed without receipts: no SIGNOFF_RECEIPT_KEY and no readable key file"
-            f" beside {context.database.path}",
-            file=sys.stderr,
+        missing = (
+            f"no SIGNOFF_RECEIPT_KEY and no readable key file beside {context.database.path}"
+            if context.settings.db_url is None
+            else "no SIGNOFF_RECEIPT_KEY (on PostgreSQL, set it to the servers' key)"
         )
+        print(f"note: approved requests are listed without receipts: {missing}", file=sys.stderr)
     redaction = service.policy.config.redact.redaction  # [redact]: masked in the export, not in what receipts bind
     if key is None:
         return [render.history_record(r, ApprovalStatus.of(r), redaction) for r in requests]
@@ -770,9 +782,8 @@ def _receipt_key(settings: Settings) -> bytes | None:
 
 async def _stats(service: ApprovalService, context: _Context) -> int:
     from signoff.server.metrics import read_snapshot, samples, table
-    from signoff.storage.models.sqlite import SqliteModelStore
 
-    models = SqliteModelStore(await open_read_only(context.database.path), poll_interval=1.0, seed=None)
+    models = await _models(context)
     try:
         snapshot = await read_snapshot(service.store, models, service.clock.now())
     finally:
@@ -782,45 +793,8 @@ async def _stats(service: ApprovalService, context: _Context) -> int:
 
 
 async def _audit_verify(service: ApprovalService, context: _Context) -> int:
-    from signoff.storage.alerts import Alerts, AlertStore
-    from signoff.storage.audit import verify_store
-    from signoff.storage.models.sqlite import SqliteModelStore
-
-    settings = context.settings
-    models: ModelStore
-    if settings.db_url is not None:
-        models = await open_model_store(settings.db_path, settings.db_url)
-        alerts: Alerts = await open_alert_store(settings.db_path, settings.db_url)
-    else:
-        models = SqliteModelStore(await open_read_only(context.database.path), poll_interval=1.0, seed=None)
-        alerts = AlertStore(await open_read_only(context.database.path))
-    try:
-        try:
-            episodes = await alerts.episodes(limit=-1)
-        except (ValueError, TypeError) as exc:  # a row edited into something signoff cannot read
-            print(f"FAILED at an alert episode row: it cannot be read ({exc})", file=sys.stderr)
-            return 1
-        report = await verify_store(service.store, dict(context.args.anchor), models=models, alerts=episodes)
-    finally:
-        await models.close()
-        await alerts.close()
-    if report.ok:
-        checked = "every request, vote, model and alert row"
-        print(f"ok: {report.events_checked} events verified, and {checked} matches its events")
-        for column, rows in sorted(report.unchecked.items()):
-            print(f"not checked: {column} of {rows} row(s), whose events were written before they recorded it")
-        if report.model_baselines:
-            seqs = ", ".join(f"#{seq}" for seq in report.model_baselines)
-            print(f"not checked: the model plane before event {seqs}, taken as found when it entered the chain")
-        print(f"head {report.head_seq}:{report.head_hash} (keep it elsewhere; pass it back with --anchor)")
-        return 0
-    if report.first_bad_seq is not None:
-        where = f"event #{report.first_bad_seq}"
-    else:
-        where = report.row or f"request {report.request_id}"
-        where += f", column {report.column}" if report.column else ""
-    print(f"FAILED at {where}: {report.reason} ({report.events_checked} events verified)", file=sys.stderr)
-    return 1
+    models, alerts = await _models(context), await _alerts(context)
+    return await audit_cli.verify(service.store, models, alerts, dict(context.args.anchor))
 
 
 async def _export_training_data(service: ApprovalService, context: _Context) -> int:
@@ -845,17 +819,15 @@ async def _export_training_data(service: ApprovalService, context: _Context) -> 
 
 async def _report(service: ApprovalService, context: _Context) -> int:
     from signoff.server import report
-    from signoff.storage.alerts import AlertStore
     from signoff.storage.audit import verify_store
-    from signoff.storage.models.sqlite import SqliteModelStore
 
-    args, path = context.args, context.database.path
-    models = SqliteModelStore(await open_read_only(path), poll_interval=1.0, seed=None)
+    args = context.args
+    models = await _models(context)
     try:
         audit = await verify_store(service.store, {}, models=models)
     finally:
         await models.close()
-    alerts = AlertStore(await open_read_only(path))
+    alerts = await _alerts(context)
     try:
         episodes = await alerts.episodes(limit=10_000)
     finally:
@@ -877,6 +849,30 @@ async def _report(service: ApprovalService, context: _Context) -> int:
     else:
         args.output.write_text(text, encoding="utf-8")
     return 0
+
+
+async def _models(context: _Context) -> ModelStore:
+    """The model store beside the approval store, for a command that only reads it (the SQLite file read-only)."""
+    from signoff.storage.models.sqlite import SqliteModelStore
+
+    settings = context.settings
+    if settings.db_url is not None:
+        return await open_model_store(settings.db_path, settings.db_url)
+    return SqliteModelStore(await open_read_only(context.database.path), poll_interval=1.0, seed=None)
+
+
+async def _alerts(context: _Context) -> Alerts:
+    """The alerts' state beside the approval store, for a command that only reads it (the SQLite file read-only)."""
+    from signoff.storage.alerts import AlertStore
+
+    settings = context.settings
+    if settings.db_url is not None:
+        return await open_alert_store(settings.db_path, settings.db_url)
+    return AlertStore(await open_read_only(context.database.path))
+
+
+async def _alerts_list(service: ApprovalService, context: _Context) -> int:
+    return await alerts_cli.alerts_list(await _alerts(context), context.args)
 
 
 async def _slack(settings: Settings, args: argparse.Namespace) -> int:
@@ -914,7 +910,7 @@ _HANDLERS: dict[tuple[str, ...], Callable[[ApprovalService, _Context], Awaitable
     ("audit", "verify"): _audit_verify,
     ("outbox", "list"): lambda service, context: outbox_cli.outbox_list(service, context.args),
     ("outbox", "retry"): lambda service, context: outbox_cli.outbox_retry(service, context.args),
-    ("alerts",): lambda service, context: alerts_cli.alerts_list(context.database.path, context.args),
+    ("alerts",): _alerts_list,
     ("export", "training-data"): _export_training_data,
     ("report",): _report,
     ("policy", "replay"): lambda service, context: policy_cli.replay_command(service, context.args),

@@ -96,7 +96,7 @@ def database_setting(value: str | None) -> dict[str, Any]:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Settings:
     db_path: Path  #: SIGNOFF_DB
-    #: SIGNOFF_DB=postgresql://user:password@host:port/dbname: PostgreSQL instead of the SQLite file (``serve`` only)
+    #: SIGNOFF_DB=postgresql://user:password@host:port/dbname: PostgreSQL instead of the SQLite file, for every command
     db_url: str | None = None
     config_path: Path | None = None  #: SIGNOFF_CONFIG: the policy TOML; None applies the defaults
     log_level: str = "INFO"  #: SIGNOFF_LOG_LEVEL

@@ -1,4 +1,5 @@
-"""``signoff db upgrade``: apply the database's migrations explicitly, on SQLite or PostgreSQL.
+"""``signoff db upgrade``: apply the database's migrations explicitly, on SQLite or PostgreSQL; ``signoff db copy``:
+move a SQLite installation into PostgreSQL (``storage.pg_copy``) and verify the copy's audit log.
 
 Servers still migrate the database they open (so the SQLite quick start stays one command); ``db upgrade`` lets an
 operator do it first, as its own step of a deployment (before replacing replicas one by one), and says which
@@ -9,13 +10,18 @@ older version does not start on it, and the running ones answer 503 on ``/readyz
 from __future__ import annotations
 
 import sqlite3
+import sys
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
+from signoff.server import audit_cli
 from signoff.server.config import Settings
 from signoff.server.health import Versioned
-from signoff.server.stores import database_name, open_store
+from signoff.server.stores import NO_DRIVER, database_name, open_alert_store, open_model_store, open_store
+from signoff.storage import ConfigError
 from signoff.storage.migrations import available
+from signoff.storage.pg_url import redacted
 
 
 async def upgrade(settings: Settings) -> int:
@@ -32,6 +38,32 @@ async def upgrade(settings: Settings) -> int:
     else:
         print(f"database {name}: schema version {before} -> {after}")
     return 0
+
+
+async def copy(source: Path, target: str, settings: Settings) -> int:
+    """Copy the SQLite installation at ``source`` into the empty PostgreSQL database at ``target``, then verify the
+    copy's audit log as ``signoff audit verify`` does: 0 when it verifies, 1 when it does not."""
+    try:
+        from signoff.storage import pg_copy  # psycopg: the optional `postgres` extra
+    except ImportError as exc:
+        raise ConfigError(NO_DRIVER.format(exc)) from None
+    copied = await pg_copy.copy(source, target)
+    print(f"copied {copied.total} rows from {source} to {redacted(target)}: {pg_copy.summary(copied) or 'no rows'}")
+    settings = replace(settings, db_url=target)
+    store = await open_store(settings)
+    try:
+        models = await open_model_store(settings.db_path, target)
+        alerts = await open_alert_store(settings.db_path, target)
+        code = await audit_cli.verify(store, models, alerts, {})
+    finally:
+        await store.close()
+    if code != 0:
+        print(
+            f"the copy in {redacted(target)} does not verify (above); run `signoff audit verify --db {source}` on the"
+            " original to see whether it did before the copy",
+            file=sys.stderr,
+        )
+    return code
 
 
 async def schema_version(settings: Settings) -> int:

@@ -16,9 +16,8 @@ from signoff.server.config import Settings, package_version
 from signoff.server.console import routes
 from signoff.server.console.core import Console
 from signoff.server.console.sessions import SignInLinks
+from signoff.server.stores import database_name, open_model_store, open_store
 from signoff.storage import ConfigError
-from signoff.storage.approvals.sqlite import SqliteStore
-from signoff.storage.models.sqlite import SqliteModelStore
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import load_policy_config
 from signoff.tools.approvals.service import ApprovalService
@@ -66,12 +65,12 @@ def run(settings: Settings, *, host: str, port: int, as_name: str | None) -> int
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        store = await SqliteStore.open(settings.db_path)
-        model_store = await SqliteModelStore.open(settings.db_path)
+        store = await open_store(settings)  # the SQLite file, or PostgreSQL at SIGNOFF_DB's URL
+        model_store = await open_model_store(settings.db_path, settings.db_url)
         try:
             service.append(ApprovalService(store, policy, claim_seconds=settings.claim_minutes * 60))
             models.append(ModelService(model_store, service[0], settings=settings.models))
-            logger.info("signoff %s console on %s, database %s", package_version(), base, settings.db_path)
+            logger.info("signoff %s console on %s, database %s", package_version(), base, database_name(settings))
             if console.links is not None:
                 _announce(f"{base}/sign-in/link?key={console.links.new_key()}", as_name=console.links.identity)
             yield

@@ -1,6 +1,6 @@
 """`signoff serve` on PostgreSQL (SIGNOFF_DB=postgresql://…): two server processes share one database (requests and
-the model plane), a vote made elsewhere wakes an agent waiting on either, and the commands that are SQLite-only for
-now say so in one line."""
+the model plane), and a vote made elsewhere wakes an agent waiting on either. Every other CLI command on a
+PostgreSQL URL: tests/integration/test_pg_cli.py."""
 
 from __future__ import annotations
 
@@ -59,17 +59,6 @@ async def test_two_http_servers_on_one_postgresql_database_share_requests_and_wa
             listed = await agent_on_b.call_tool("list_models", {})  # the model plane is on the shared database too
             assert not listed.is_error and "fraud" in str(listed.structured_content), listed.content
     assert "postgresql://signoff@" in (tmp_path / "a.log").read_text()  # the log names the database it serves
-
-
-async def test_the_commands_that_are_sqlite_only_refuse_a_postgresql_url_in_one_line(
-    env: dict[str, str], pg_url: str
-) -> None:
-    for args in (("stats", "--db", pg_url), ("outbox", "list", "--db", pg_url), ("init", "--db", pg_url)):
-        ran = await signoff(env, *args)
-        assert ran.returncode == 1, ran
-        assert ran.stderr.count("\n") == 1 and "works on a SQLite database only for now" in ran.stderr, ran
-    ran = await signoff({**env, "SIGNOFF_DB": pg_url}, "history")
-    assert ran.returncode == 1 and "`signoff history` works on a SQLite database only" in ran.stderr, ran
 
 
 async def test_reviewers_decide_and_auditors_verify_with_the_cli_on_postgresql(

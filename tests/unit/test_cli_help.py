@@ -32,6 +32,7 @@ COMMANDS = [
     ["export", "training-data"],
     ["report"],
     ["db", "upgrade"],
+    ["db", "copy"],
     ["review"],
     ["audit"],
     ["export"],
