@@ -137,6 +137,12 @@ async def test_one_agent_session_lands_on_both_replicas(database: str, tmp_path:
                 assert seen["status"] == "pending" and seen["payload_sha256"] == created["payload_sha256"]
             listed = await client.call_tool("list_requests", {})
             assert not listed.is_error and created["request_id"] in str(listed.structured_content), listed.content
+            async with Client(f"{proxy.url}/mcp") as default_client:  # the SDK's default mode works through it too
+                for _ in range(3):
+                    seen = status_of(
+                        await default_client.call_tool("get_status", {"request_id": created["request_id"]})
+                    )
+                    assert seen["status"] == "pending"
     assert set(landed.replicas) == {r.address for r in replicas}, landed.replicas
     engine = "postgresql://signoff@" if database.startswith("postgresql://") else database
     assert all(engine in r.log.read_text() for r in replicas)  # the database each replica says it serves
@@ -214,6 +220,49 @@ async def test_kill_9_of_the_replica_serving_a_waiting_agent_loses_nothing(datab
     assert ("POST", "/mcp", "200", f"{serving.address}, {survivor.address}") in proxy.served(), proxy.served()
     verified = await signoff(env, "audit", "verify")
     assert verified.returncode == 0 and verified.stdout.startswith("ok: "), verified
+
+
+async def test_a_request_approval_cut_off_mid_wait_is_found_again_by_its_idempotency_key(
+    database: str, tmp_path: Path
+) -> None:
+    """The agent has no request id yet when the replica dies inside request_approval's wait: it retries with the
+    same idempotency_key (as the tool's description says) and gets the same request, never a second one."""
+    env = env_for(database)
+    landed = Landed()
+    arguments = {
+        "action": "payments.transfer",
+        "summary": "Pay invoice 1042 to ACME Ltd",
+        "payload": {"amount": 120, "currency": "EUR", "to": "ACME Ltd"},
+        "confidence": 0.3,
+        "agent_id": "billing-bot",
+        "idempotency_key": "invoice-1042",
+    }
+    with anyio.fail_after(240):
+        async with deployment(env, tmp_path) as (replicas, proxy), agent(proxy, landed) as client:
+            progress = Progress()
+            broken: list[CallToolResult | BaseException] = []
+
+            async def wait() -> None:
+                try:
+                    waiting = {**arguments, "wait_seconds": 120}
+                    broken.append(await client.call_tool("request_approval", waiting, progress_callback=progress))
+                except Exception as exc:
+                    broken.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait)
+                await progress.first.wait()
+                [serving] = [r for r in replicas if r.address == landed.waits[-1]]
+                serving.proc.send_signal(signal.SIGKILL)
+                await serving.proc.wait()
+            [outcome] = broken
+            assert isinstance(outcome, BaseException) or outcome.is_error, outcome
+
+            again = [status_of(await client.call_tool("request_approval", arguments)) for _ in range(3)]
+            assert len({a["request_id"] for a in again}) == 1 and again[0]["status"] == "pending", again
+            listed = await signoff(env, "review", "list", "--json")
+            assert listed.returncode == 0, listed
+            assert [r["request_id"] for r in json.loads(listed.stdout)] == [again[0]["request_id"]], listed
 
 
 async def test_two_replicas_deliver_each_notification_once_and_expire_each_request_once(
