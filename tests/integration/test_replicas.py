@@ -143,11 +143,16 @@ async def test_one_agent_session_lands_on_both_replicas(database: str, tmp_path:
                         await default_client.call_tool("get_status", {"request_id": created["request_id"]})
                     )
                     assert seen["status"] == "pending"
+            async with httpx2.AsyncClient() as browser:  # the web console is pinned: one address, one replica
+                pages = [await browser.get(f"{proxy.url}/") for _ in range(4)]
+            assert all(page.status_code < 500 for page in pages), [page.status_code for page in pages]
     assert set(landed.replicas) == {r.address for r in replicas}, landed.replicas
     engine = "postgresql://signoff@" if database.startswith("postgresql://") else database
     assert all(engine in r.log.read_text() for r in replicas)  # the database each replica says it serves
     served = {address for method, path, _, address in proxy.served() if method == "POST" and path == "/mcp"}
     assert served == {r.address for r in replicas}, proxy.served()
+    console = {address for method, path, _, address in proxy.served() if method == "GET" and path == "/"}
+    assert len(console) == 1, proxy.served()
     assert all(status in {"200", "202"} for method, _, status, _ in proxy.served() if method == "POST"), proxy.served()
 
 
