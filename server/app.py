@@ -239,12 +239,16 @@ def serve_http(
     Every route (``/mcp``, ``/api/…``, ``/slack/…``) gets the same Host/Origin check; a connection that sends no
     whole request in ``SIGNOFF_HTTP_REQUEST_TIMEOUT`` seconds, or idles that long after a response, is closed;
     beyond ``SIGNOFF_HTTP_MAX_CONNECTIONS`` requests get 503 (see ``signoff.server.http_guard``).
+    With ``SIGNOFF_HTTP_STATELESS`` (``serve --stateless``) ``/mcp`` keeps no session between requests: each POST is
+    served on its own, so several replicas can sit behind a round-robin proxy (docs/deploy.md).
     SIGINT and SIGTERM stop it (server/stopping.py)."""
     import uvicorn  # imported here: only the HTTP transport needs it
 
     from signoff.server.http_guard import HostOriginGuard, RateLimitedAccept, effective_security, timed_protocol
 
-    app = server.streamable_http_app(transport_security=security, host=host)
+    # stateless: a fresh transport per POST and no Mcp-Session-Id, so a session's calls may land on any replica;
+    # SSE responses stay on (json_response=False), which carries the bounded waits' progress notifications
+    app = server.streamable_http_app(transport_security=security, host=host, stateless_http=settings.http_stateless)
     app.add_middleware(DuplicateKeysASGI)  # the SDK's default path, /mcp
     guarded = HostOriginGuard(app, effective_security(security, host))
     level = settings.log_level.lower()

@@ -11,7 +11,7 @@ import sqlite3
 import stat
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,8 @@ logger = logging.getLogger("signoff")
 
 EXAMPLES = {
     "serve": "examples:\n  signoff serve                      # stdio, what mcp.json runs\n"
-    "  signoff serve --transport http --port 8765",
+    "  signoff serve --transport http --port 8765\n"
+    "  signoff serve --transport http --stateless   # one of several replicas behind a proxy",
     "init": "example:\n  signoff init --db ~/signoff/approvals.db",
     "db upgrade": "examples:\n  signoff db upgrade --db /var/lib/signoff/signoff.db\n"
     "  SIGNOFF_DB=postgresql://signoff@db.internal/signoff signoff db upgrade",
@@ -182,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST[:PORT]",
         help="one more Host header to accept (repeat it); always accepted: the loopback names, and beyond loopback"
         " the bind address and this machine's host name, with the port",
+    )
+    serve.add_argument(
+        "--stateless",
+        action="store_true",
+        default=None,
+        help="HTTP: keep no MCP session in this process, so any replica behind a round-robin proxy answers any call"
+        " (default: SIGNOFF_HTTP_STATELESS, else off)",
     )
     serve.add_argument(
         "--allow-unauthenticated",
@@ -544,6 +552,8 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     stopper = Stopper()  # SIGINT and SIGTERM: answer every waiting call, stop within seconds, exit 0
 
     if args.transport == "stdio":
+        if args.stateless:
+            raise ConfigError("--stateless is for --transport http (stdio has one client per process anyway)")
         server = build_server(settings, stopper=stopper)
         asyncio.run(_open_database(settings))  # a bad path stops here with one line, not inside the transport
         logger.info("signoff %s serving on stdio, database %s", package_version(), database_name(settings))
@@ -561,15 +571,18 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
         logger.warning(
             "SERVING ON %s WITHOUT AUTHENTICATION: anyone who reaches port %d can call the tools", host, port
         )
+    if args.stateless:
+        settings = replace(settings, http_stateless=True)
     url_host = f"[{host}]" if ":" in host else host
     server = build_server(settings, http_url=f"http://{url_host}:{port}", stopper=stopper)
     asyncio.run(_open_database(settings))
     security = allowed_hosts(host, port, args.allowed_host or ())  # checked on every route, /mcp included
     logger.info(
-        "signoff %s serving on http://%s:%d/mcp, database %s",
+        "signoff %s serving on http://%s:%d/mcp%s, database %s",
         package_version(),
         url_host,
         port,
+        " (stateless)" if settings.http_stateless else "",
         database_name(settings),
     )
     serve_http(server, settings, host=host, port=port, security=security, stopper=stopper)

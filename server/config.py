@@ -119,6 +119,9 @@ class Settings:
     http_idle_timeout: float = 5.0  #: SIGNOFF_HTTP_IDLE_TIMEOUT: an idle keep-alive connection closes after this
     #: SIGNOFF_HTTP_MAX_CONNECTIONS: beyond this many open connections (or requests in progress), requests get 503
     http_max_connections: int = 200
+    #: SIGNOFF_HTTP_STATELESS (on/off; ``serve --stateless``): every POST to /mcp stands alone, no MCP session kept in
+    #: this process's memory, so replicas behind a round-robin proxy each answer any call (docs: Deployment)
+    http_stateless: bool = False
     console_idle_minutes: float = 30.0  #: SIGNOFF_CONSOLE_IDLE_MINUTES: a console session ends after this idle time
     claim_minutes: float = 15.0  #: SIGNOFF_CLAIM_MINUTES: a reviewer's claim ("alice is reviewing") lapses after this
     models: ModelSettings = field(default_factory=ModelSettings)  #: SIGNOFF_MODEL_*: the model control plane
@@ -154,6 +157,7 @@ class Settings:
             http_request_timeout=_bounded(env, "SIGNOFF_HTTP_REQUEST_TIMEOUT", 10.0, 0.01, 3600),
             http_idle_timeout=_bounded(env, "SIGNOFF_HTTP_IDLE_TIMEOUT", 5.0, 0.01, 3600),
             http_max_connections=_whole(env, "SIGNOFF_HTTP_MAX_CONNECTIONS", 200, 1, 100_000),
+            http_stateless=_switch(env, "SIGNOFF_HTTP_STATELESS", "off"),
         )
         settings.check()
         if overrides.get("db") is not None:  # --db: a path or a URL, instead of SIGNOFF_DB's
