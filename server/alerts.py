@@ -38,6 +38,7 @@ from signoff.notifiers.alerts import AlertSender, EmailAlerts, SlackAlerts, Webh
 from signoff.notifiers.email import EmailSender, SmtpSettings
 from signoff.storage.alerts import Alerts, GuardAction, Measures
 from signoff.storage.errors import StorageError
+from signoff.storage.text import visible
 from signoff.tools.alert_rules import AlertRule, AlertRuleName
 from signoff.tools.clock import Clock
 
@@ -53,6 +54,7 @@ NOTIFICATIONS_DEAD = AlertRuleName.NOTIFICATIONS_DEAD.value
 CANARY_GUARD = AlertRuleName.CANARY_GUARD.value
 DEFAULT_MINUTES = 60.0  #: oldest_pending's and canary_guard's ``minutes`` when neither the file nor the env sets it
 MAX_GUARD_LINES = 5  #: a canary_guard message names at most this many of the guard's actions
+MAX_REASON_CHARS = 500  #: of each action's reason
 WINDOW = timedelta(hours=1)
 LEASE = timedelta(seconds=60)  #: a claimed message is not sent by another process for this long
 MAX_BACKOFF_SECONDS = 300.0
@@ -185,10 +187,12 @@ def guard_text(acted: Sequence[GuardAction], minutes: float, now: datetime) -> s
     """What the canary guard did in the last ``minutes``: which model, which version, what it did."""
     if not acted:
         return f"the canary guard has not acted in the last {minutes:g} minutes"
-    lines = [
-        f"model {a.model}: the canary guard took canary {a.version} off and put its traffic back on"
-        f" {a.production or 'production'} {max(0, round((now - a.at).total_seconds() / 60))} minutes ago"
-        f" (model change {a.seq}): {a.reason}"
+    lines = [  # names an agent registered (checked then, shown inert anyway) and the guard's own words
+        visible(
+            f"model {a.model}: the canary guard took canary {a.version} off and put its traffic back on"
+            f" {a.production or 'production'} {max(0, round((now - a.at).total_seconds() / 60))} minutes ago"
+            f" (model change {a.seq}): {a.reason[:MAX_REASON_CHARS]}"
+        )
         for a in reversed(acted[-MAX_GUARD_LINES:])
     ]
     more = len(acted) - MAX_GUARD_LINES

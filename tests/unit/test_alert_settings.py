@@ -210,3 +210,12 @@ def test_a_wrong_alerts_table_is_refused_with_its_line(text: str, says: str) -> 
     with pytest.raises(ConfigError) as refused:
         parse_policy_config(text, "signoff.toml")
     assert refused.value.message.startswith(f"signoff.toml {says}"), refused.value.message
+
+
+def test_a_canary_guard_message_shows_hostile_names_inert() -> None:
+    [rule] = rules_in_force(AlertSettings(), (AlertRule(rule=AlertRuleName.CANARY_GUARD),))
+    hostile = replace(guard_action(2, 1), model="fraud\u202e\x1b[2J", reason="r" * 5000)
+    measures = Measures(human_decisions=0, human_rejections=0, pending=0, guard_actions=(hostile,))
+    [verdict] = judge(measures, AlertSettings(), NOW, [rule])
+    assert "model fraud\\u202e\\x1b[2J: the canary guard" in verdict.message
+    assert verdict.message.isprintable() and len(verdict.message) < 1000
