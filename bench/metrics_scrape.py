@@ -3,8 +3,9 @@
 Uses figure 5's database (``history_db``: 1,000,000 requests, built on first use and cached in bench/results/),
 served by ``build_server`` + uvicorn on loopback, as ``signoff serve --transport http`` does. Beside each scrape,
 the floor: a GET of a path the server answers with 404 at once (the HTTP round trip alone). Also measured without
-HTTP: ``Store.metrics`` + ``ModelStore.inference_totals`` + rendering the text. The server's clock is pinned at the
-end of the generated year, so its expiry sweeper finds nothing overdue and the cached database is left unchanged.
+HTTP: ``Store.metrics`` + ``ModelStore.inference_totals`` and ``guard_action_totals`` + rendering the text. The
+server's clock is pinned at the end of the generated year, so its expiry sweeper finds nothing overdue and the cached
+database is left unchanged.
 
 The generator inserts decided requests as they end up, so the decision-time histogram (counted when a pending
 request is decided) is empty in this database; every other counter holds its million requests. A scrape reads the

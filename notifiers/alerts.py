@@ -1,7 +1,9 @@
 """Alert messages to their targets: a Slack channel, the signed webhook, e-mail.
 
 Each sender sends one ``AlertMessage`` (a rule that started firing or resolved); ``DeliveryFailed`` asks for a retry,
-``DeliveryRefused`` gives up. The texts are signoff's own: a rule's name and numbers, never an agent's strings.
+``DeliveryRefused`` gives up. The texts are signoff's own (a rule's name and numbers) but for the model and version
+names in a ``canary_guard`` message, which an agent registered: those are checked at registration (no spaces, no
+``<>&``), shown with control characters as escapes, and Slack gets ``&<>`` as entities whatever the text.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from signoff.notifiers.base import DeliveryFailed
 from signoff.notifiers.email import EmailSender
 from signoff.notifiers.slack_notifier import _failure as slack_failure
 from signoff.notifiers.slack_setup import network_reason
+from signoff.notifiers.slack_text import escape
 from signoff.notifiers.webhook import post_signed
 from signoff.storage.alerts import AlertKind, AlertMessage
 
@@ -64,7 +67,8 @@ class SlackAlerts:
     async def send(self, alert: AlertMessage) -> None:
         emoji = ":rotating_light:" if alert.kind is AlertKind.FIRING else ":white_check_mark:"
         try:
-            await self.client.chat_postMessage(channel=self.channel, text=f"{emoji} {text(alert)}", mrkdwn=False)
+            shown = f"{emoji} {escape(text(alert))}"  # no link, mention or date markup can pass
+            await self.client.chat_postMessage(channel=self.channel, text=shown, mrkdwn=False)
         except SlackApiError as exc:
             raise slack_failure(exc) from exc
         except (TimeoutError, aiohttp.ClientError) as exc:

@@ -118,7 +118,12 @@ def build_server(
                     settings=settings.models,
                     db_url=settings.db_url,
                 ) as models,
-                alert_worker(settings, service.clock, in_memory=isinstance(active, MemoryStore)),
+                alert_worker(
+                    settings,
+                    service.clock,
+                    in_memory=isinstance(active, MemoryStore),
+                    listed=lambda: service.policy.config.alerts,  # the policy in force: reloads change them
+                ),
             ):
                 sweeper = partial(sweep_expired, service, settings.sweep_interval)
                 workers.start_soon(once(settings.db_url, "expiry sweeper", sweeper))

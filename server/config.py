@@ -15,7 +15,7 @@ from typing import Any
 import platformdirs
 
 from signoff.notifiers.email import SmtpSecurity, SmtpSettings
-from signoff.server.alerts import AlertSettings
+from signoff.server.alerts import ENV_THRESHOLDS, AlertSettings
 from signoff.server.policy_env import PolicyOverrides
 from signoff.storage import ConfigError
 from signoff.storage.pg_url import is_postgres_url
@@ -290,11 +290,20 @@ def _alert_settings(env: Mapping[str, str]) -> AlertSettings:
             else None
         ),
         notifications_dead=_switch(env, "SIGNOFF_ALERT_NOTIFICATIONS_DEAD", "off"),
+        canary_guard=_switch(env, "SIGNOFF_ALERT_CANARY_GUARD", "off"),
         slack_channel=env.get("SIGNOFF_ALERT_SLACK_CHANNEL", "").strip() or None,
         smtp=smtp,
         max_attempts=_whole(env, "SIGNOFF_NOTIFY_MAX_ATTEMPTS", 50, 1, 1_000_000),
         give_up_seconds=_number(env, "SIGNOFF_NOTIFY_GIVE_UP_SECONDS", 86_400.0),
+        from_env=frozenset(
+            name
+            for name, variable in [*((n, v) for n, (v, _, _) in ENV_THRESHOLDS.items()), REPEAT]
+            if env.get(variable, "").strip()
+        ),
     )
+
+
+REPEAT = ("repeat_minutes", "SIGNOFF_ALERT_REPEAT_MINUTES")  #: wins over every [[alerts]] table's repeat_minutes
 
 
 def _bounded(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -57,11 +57,13 @@ class Snapshot:
     approvals: ApprovalMetrics
     models: Sequence[InferenceTotals]
     now: datetime
+    guard_actions: Mapping[str, int] = field(default_factory=dict)  #: model -> the canary guard's actions on it
 
 
 async def read_snapshot(store: Store, models: ModelStore | None, now: datetime) -> Snapshot:
     totals = await models.inference_totals() if models is not None else []
-    return Snapshot(approvals=await store.metrics(), models=totals, now=now)
+    guard = await models.guard_action_totals() if models is not None else {}
+    return Snapshot(approvals=await store.metrics(), models=totals, now=now, guard_actions=guard)
 
 
 def _label(value: str) -> str:
@@ -139,6 +141,14 @@ class DatabaseCollector(Collector):
             dead.add_metric([_label(notifier)], count)
         yield dead
         yield from _model_families(self.snapshot.models)
+        guard = CounterMetricFamily(
+            "signoff_canary_guard_actions",
+            "Times the canary guard took a failing canary's traffic back to production, per model.",
+            labels=["model"],
+        )
+        for model, count in sorted(self.snapshot.guard_actions.items()):
+            guard.add_metric([_label(model)], count)
+        yield guard
 
 
 def _model_families(totals: Iterable[InferenceTotals]) -> Iterator[Metric]:

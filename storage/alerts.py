@@ -7,6 +7,7 @@ one records it and queues its messages; the others find the state already change
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,18 @@ class AlertKind(StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class GuardAction:
+    """The canary guard took a canary's traffic away: an applied ``guard`` model change."""
+
+    seq: int  #: the model change's number (``signoff models history``)
+    model: str
+    version: str  #: the canary it took off
+    production: str | None  #: the version its traffic went back to
+    at: datetime
+    reason: str  #: the guard's words: which metric failed, by how much
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Measures:
     """What the built-in rules look at, read from the database at one moment."""
 
@@ -35,6 +48,7 @@ class Measures:
     pending: int  #: requests pending now
     oldest_pending: datetime | None = None  #: when the oldest pending request was made
     dead_notifications: int = 0  #: notifications a notifier gave up on (until `signoff outbox retry`)
+    guard_actions: tuple[GuardAction, ...] = ()  #: what the canary guard did lately (read only when a rule asks)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -85,12 +99,35 @@ SELECT (SELECT count(*) FROM requests WHERE decided_by = 'human' AND decided_at 
 """
 
 
+#: the canary guard's actions since a moment, oldest first (model changes are few: no index needed)
+GUARD_ACTIONS = """
+SELECT seq, model, payload, production, settled_at, reason FROM model_changes
+WHERE kind = 'guard' AND status = 'applied' AND settled_at >= ? ORDER BY seq
+"""
+
+
+def guard_action(row: Sequence[object]) -> GuardAction:
+    """A ``GUARD_ACTIONS`` row as a record (either engine)."""
+    seq, model, payload, production, at, reason = row
+    version = json.loads(str(payload)).get("version")
+    return GuardAction(
+        seq=int(str(seq)),
+        model=str(model),
+        version=str(version) if version is not None else "?",
+        production=str(production) if production is not None else None,
+        at=from_text(str(at)),
+        reason=str(reason),
+    )
+
+
 class Alerts(Protocol):
     """The alerts' state and outbox on one engine: ``AlertStore`` (SQLite) or ``PostgresAlertStore``."""
 
     async def close(self) -> None: ...
 
     async def measure(self, now: datetime, window: timedelta) -> Measures: ...
+
+    async def guard_actions(self, since: datetime) -> list[GuardAction]: ...
 
     async def change(
         self, rule: str, *, firing: bool, value: float, message: str, targets: list[str], now: datetime
@@ -135,6 +172,11 @@ class AlertStore:
             oldest_pending=from_text(oldest) if oldest else None,
             dead_notifications=int(dead),
         )
+
+    async def guard_actions(self, since: datetime) -> list[GuardAction]:
+        """What the canary guard did since ``since`` (its applied ``guard`` model changes), oldest first."""
+        rows = await self._db.reader.execute_fetchall(GUARD_ACTIONS, (to_text(since),))
+        return [guard_action(row) for row in rows]
 
     async def change(
         self, rule: str, *, firing: bool, value: float, message: str, targets: list[str], now: datetime

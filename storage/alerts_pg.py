@@ -13,7 +13,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from signoff.storage.alerts import MEASURE, AlertKind, AlertMessage, Episode, Measures, alert_event
+from signoff.storage.alerts import (
+    GUARD_ACTIONS,
+    MEASURE,
+    AlertKind,
+    AlertMessage,
+    Episode,
+    GuardAction,
+    Measures,
+    alert_event,
+    guard_action,
+)
 from signoff.storage.approvals.pg_queries import INSERT_EVENT, LAST_EVENT
 from signoff.storage.audit import GENESIS_HASH, EncodedEvent
 from signoff.storage.pg_db import Conn, PostgresDatabase
@@ -46,6 +56,11 @@ class PostgresAlertStore:
             oldest_pending=from_text(oldest) if oldest else None,
             dead_notifications=int(dead),
         )
+
+    async def guard_actions(self, since: datetime) -> list[GuardAction]:
+        """``AlertStore.guard_actions``: the canary guard's applied changes since ``since``, oldest first."""
+        rows = await self._db.read(GUARD_ACTIONS.replace("?", "%s"), (to_text(since),))
+        return [guard_action(row) for row in rows]
 
     async def change(
         self, rule: str, *, firing: bool, value: float, message: str, targets: list[str], now: datetime

@@ -19,7 +19,7 @@ from signoff.tools.toml_positions import KeyPath
 
 _T = TypeVar("_T")
 #: how an error names an enum's values, when not by its class name
-_ENUM_NOUNS = {"Op": "operator", "Expect": "outcome", "TriggerKind": "trigger kind"}
+_ENUM_NOUNS = {"Op": "operator", "Expect": "outcome", "TriggerKind": "trigger kind", "AlertRuleName": "alert rule"}
 
 
 class Fault(ConfigError):

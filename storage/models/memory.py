@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -12,6 +12,7 @@ from signoff.storage.change_signal import ChangeSignal
 from signoff.storage.errors import Conflict, NotFound
 from signoff.storage.metrics_queries import InferenceTotals
 from signoff.storage.models.records import (
+    ChangeKind,
     ChangeStatus,
     Inference,
     ModelChange,
@@ -189,6 +190,10 @@ class MemoryModelStore:
         return result
 
     # -- change notification ---------------------------------------------------------------------
+
+    async def guard_action_totals(self) -> dict[str, int]:
+        applied = [c.model for c in self._changes if c.kind is ChangeKind.GUARD and c.status is ChangeStatus.APPLIED]
+        return dict(Counter(applied))
 
     async def inference_totals(self) -> list[InferenceTotals]:
         totals = []

@@ -57,6 +57,8 @@ STATE_VERSION = "SELECT version FROM model_state WHERE id = 1"
 
 LINKED_CHANGE = "SELECT 1 FROM model_changes WHERE request_id = %s"
 
+GUARD_TOTALS = "SELECT model, count(*) FROM model_changes WHERE kind = 'guard' AND status = 'applied' GROUP BY model"
+
 MODEL_COUNTS = """
 SELECT metric, a, b, c, value FROM metric_counts
  WHERE metric IN ('model_inferences', 'model_errors', 'model_latency_ms_sum')

@@ -229,6 +229,9 @@ class PostgresModelStore:
     async def inference_totals(self) -> list[InferenceTotals]:
         return inference_totals(await self._db.read(q.MODEL_COUNTS))
 
+    async def guard_action_totals(self) -> dict[str, int]:
+        return {str(model): int(n) for model, n in await self._db.read(q.GUARD_TOTALS)}
+
     # -- change notification ---------------------------------------------------------------------
 
     async def state_version(self) -> int:

@@ -35,6 +35,9 @@ SELECT_CHANGE = f"SELECT {CHANGE_COLUMNS} FROM model_changes WHERE seq = ?"
 
 SELECT_HISTORY = f"SELECT {CHANGE_COLUMNS} FROM model_changes WHERE model = ? ORDER BY seq"
 
+#: the canary guard's applied changes, per model (``signoff_canary_guard_actions_total``)
+GUARD_TOTALS = "SELECT model, count(*) FROM model_changes WHERE kind = 'guard' AND status = 'applied' GROUP BY model"
+
 SELECT_PENDING = f"SELECT {CHANGE_COLUMNS} FROM model_changes WHERE status = 'pending' ORDER BY seq"
 
 SELECT_MODEL_PENDING = f"""

@@ -228,6 +228,9 @@ class SqliteModelStore:
     async def inference_totals(self) -> list[InferenceTotals]:
         return inference_totals(await self._reader.execute_fetchall(MODEL_COUNTS))
 
+    async def guard_action_totals(self) -> dict[str, int]:
+        return {str(model): int(n) for model, n in await self._reader.execute_fetchall(q.GUARD_TOTALS)}
+
     async def state_version(self) -> int:
         async with self._reader.execute(q.STATE_VERSION) as cur:
             row = await cur.fetchone()

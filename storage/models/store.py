@@ -80,6 +80,10 @@ class ModelStore(Protocol):
         """Per model and version, every inference recorded since the version was registered (``GET /metrics``)."""
         ...
 
+    async def guard_action_totals(self) -> dict[str, int]:
+        """Per model, how many times the canary guard took a canary's traffic away (``GET /metrics``)."""
+        ...
+
     async def state_version(self) -> int:
         """A number that changes whenever any model's versions, serving or changes change (in any process)."""
         ...

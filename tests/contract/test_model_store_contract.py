@@ -116,6 +116,16 @@ async def test_apply_now_changes_serving_and_history_together(model_store: Model
     assert await model_store.get_change(applied.seq) == applied
 
 
+async def test_guard_action_totals_count_the_guards_applied_changes_per_model(model_store: ModelStore) -> None:
+    assert await model_store.guard_action_totals() == {}
+    await registered(model_store, "v1", "v2")
+    for _ in range(2):
+        await model_store.apply_now("fraud", change(ChangeKind.GUARD), lambda s: serve({"v1": 10000}))
+    await model_store.apply_now("fraud", change(ChangeKind.ROLLBACK), lambda s: serve({"v1": 10000}))  # a person's
+    await model_store.add_pending("fraud", change(ChangeKind.GUARD, request_id="r-1"))  # not applied: not counted
+    assert await model_store.guard_action_totals() == {"fraud": 2}
+
+
 async def test_a_decision_that_raises_writes_nothing(model_store: ModelStore) -> None:
     state = await registered(model_store, "v1")
     before = await model_store.history("fraud")

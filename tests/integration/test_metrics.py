@@ -272,3 +272,4 @@ async def test_the_shipped_alerts_and_dashboard_use_only_metrics_that_exist(tmp_
     assert len(expressions) >= 2 + 8
     used = {name for expr in expressions for name in re.findall(r"\bsignoff_[a-z_]+", expr)}
     assert used and not used - exposed, f"not in /metrics: {sorted(used - exposed)}"
+    assert "signoff_canary_guard_actions_total" in used  # the guard's rule and panel

@@ -100,5 +100,6 @@ def policy_summary(config: PolicyConfig) -> list[str]:
         f"fairness groups: {', '.join(g.attribute for g in config.fairness.groups) or 'none'}",
         "lookups: "
         + (", ".join(f"{lookup.where} cached {lookup.ttl_seconds:g} s" for lookup in config.lookups) or "none"),
+        "alerts: " + (", ".join(a.rule.value for a in config.alerts) or "none listed (the defaults)"),
     ]
     return lines

@@ -28,6 +28,7 @@ from signoff.storage import ConfigError, Priority
 from signoff.storage.canonical import is_number
 from signoff.storage.redaction import Redaction
 from signoff.tools.access import SLACK_ID, Auth, Person, Role, SlackRouting, normal_name
+from signoff.tools.alert_rules import AlertRule, check_alert_list
 from signoff.tools.approvals.lookups import Lookup
 from signoff.tools.approvals.priority import PriorityFrom
 from signoff.tools.toml_positions import KeyPath, Locator
@@ -355,9 +356,11 @@ class PolicyConfig:
     schemas: tuple[ActionSchema, ...] = ()  #: payload schemas per action glob (invalid payload: invalid input)
     redact: Redact = field(default_factory=Redact)  #: payload fields masked on the way out
     lookups: tuple[Lookup, ...] = ()  #: trusted data rules compare requests with (contradiction checks)
+    alerts: tuple[AlertRule, ...] = ()  #: the built-in alert rules that run (none: the defaults); read at start
 
     def __post_init__(self) -> None:
         self._check_lookups()
+        check_alert_list(self.alerts)
         threshold = self.confidence_threshold
         if not (0 <= threshold <= 1):
             raise Fault(("confidence_threshold",), f"must be between 0 and 1, not {threshold}")
