@@ -24,7 +24,7 @@ from signoff.storage import metrics_queries as mq
 from signoff.storage.approvals import queries as q
 from signoff.storage.approvals.deliveries import claim_marks, is_settled, mark_from_row, mark_row
 from signoff.storage.approvals.store import Change
-from signoff.storage.audit import GENESIS_HASH, EncodedEvent
+from signoff.storage.audit import GENESIS_HASH, EncodedEvent, standalone
 from signoff.storage.canonical import canonical_json
 from signoff.storage.change_signal import ChangeSignal, CommitWatch
 from signoff.storage.codec import approved_values, event_from_row, request_from_row, request_row
@@ -202,6 +202,11 @@ class SqliteStore:
 
     async def request_events(self, request_id: str) -> list[Event]:
         return [event_from_row(row) for row in await self._read(q.SELECT_REQUEST_EVENTS, (request_id,))]
+
+    async def append_event(self, event: NewEvent) -> None:
+        encoded = [EncodedEvent.of(standalone(event))]
+        # no change signal: nothing a page or an agent waits on has changed
+        await self._db.write(lambda db: _append_encoded(db, encoded))
 
     # -- change notification ---------------------------------------------------------------------
 
