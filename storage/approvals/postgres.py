@@ -133,7 +133,7 @@ class PostgresStore:
                 params.append(str(value))
         if query.text is not None:
             clauses.append(q.TEXT_MATCHES)
-            params.extend([query.text] * 3)
+            params.extend([q.text_pattern(query.text)] * 3)
         if query.reviewer is not None:
             clauses.append(q.VOTED_BY)
             params.append(query.reviewer)

@@ -54,6 +54,9 @@ from signoff.storage.timefmt import from_text, to_text
 
 logger = logging.getLogger(__name__)
 
+#: a history text search with at most this many candidates in the trigram index reads just those
+RARE_TEXT_CANDIDATES = 2000
+
 T = TypeVar("T")
 
 
@@ -164,11 +167,28 @@ class SqliteStore:
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         priority = query.order is Order.PRIORITY
         order = q.ORDER_BY_PRIORITY if priority else "r.created_at DESC, r.id DESC"
-        rows = await self._read(f"{q.SELECT_REQUESTS}{where} ORDER BY {order} LIMIT ?", (*params, query.limit + 1))
+        sql = f"{q.SELECT_REQUESTS}{where} ORDER BY {order} LIMIT ?"
+        if query.text is not None and (candidates := await self._text_candidates(query.text)) is not None:
+            # the page's ids among the few candidates, sorted narrow; then only their rows are read in full
+            ids = f"SELECT r.id FROM {q.CANDIDATE_REQUESTS}{where} ORDER BY {order} LIMIT ?"
+            sql, params = (
+                f"{q.SELECT_REQUESTS} WHERE r.id IN ({ids}) ORDER BY {order}",
+                [json.dumps(candidates), *params],
+            )
+        rows = await self._read(sql, (*params, query.limit + 1))
         items = tuple(request_from_row(row) for row in rows[: query.limit])
         more = len(rows) > query.limit
         cursor = (priority_key if priority else newest_key)(items[-1]) if more else None
         return Page(items=items, next_cursor=cursor)
+
+    async def _text_candidates(self, text: str) -> list[str] | None:
+        """The ids of the requests the trigram index says may hold ``text``, when it can say (3 characters or more)
+        and they are few; else None. With many, walking the requests newest first fills a page soon, and sorting
+        every candidate would not."""
+        if len(text) < 3 or "\x00" in text:
+            return None
+        rows = await self._read(q.TEXT_CANDIDATES, (q.fts_phrase(text), RARE_TEXT_CANDIDATES + 1))
+        return [row[0] for row in rows] if len(rows) <= RARE_TEXT_CANDIDATES else None
 
     async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         # a range on the primary key: no LIKE, whose `_` and `%` an id prefix would have to escape
