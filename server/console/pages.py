@@ -66,7 +66,7 @@ async def _queue_stream(console: Console, session: Session, filters: present.Fil
     ends = anyio.current_time() + STREAM_SECONDS
     while console.sessions.alive(session) and anyio.current_time() < ends:
         token = await store.change_token()
-        pending = await console.pending()
+        pending = await console.pending(token)
         now = clock.now()
         snapshot = json.dumps(present.queue(pending, filters, now))
         yield f"event: queue\ndata: {snapshot}\n\n" if snapshot != last else ": unchanged\n\n"
