@@ -18,7 +18,16 @@ from typing import Any
 
 import anyio
 
-from bench import fig1_call, fig2_http, fig3_writes, fig4_decision, fig5_history, fig6_models, fig7_triggers
+from bench import (
+    fig1_call,
+    fig2_http,
+    fig3_writes,
+    fig4_decision,
+    fig5_history,
+    fig6_models,
+    fig7_triggers,
+    fig8_console,
+)
 from bench.config import RESULTS_DIR, Config
 from bench.report import FigureResult, table_lines, write_json
 
@@ -30,6 +39,7 @@ FIGURES: dict[str, Callable[[Config], Awaitable[FigureResult]]] = {
     "5": fig5_history.run,
     "6": fig6_models.run,
     "7": fig7_triggers.run,
+    "8": fig8_console.run,
 }
 FULL_HISTORY_ROWS = 1_000_000
 QUICK_HISTORY_ROWS = 100_000
