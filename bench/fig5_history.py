@@ -4,9 +4,10 @@ The database holds ``--history-rows`` requests (default 1,000,000; see ``history
 and cached in bench/results/. Several filter shapes are measured, because their cost depends on how many
 rows SQLite must walk to fill a page: common status and action, a rarer pair, pending requests of a common
 action (only the newest 100 requests are pending, so fewer than a page match and the whole action is
-walked), a rare pair, and the 20th page of the common pair through the cursor. Floor: the same first page with no
-filter (``ORDER BY created_at DESC, id DESC LIMIT 51`` on its index), fetched with raw aiosqlite and not
-decoded: the cost of reading one page at all.
+walked), a rare pair, and the 20th page of the common pair through the cursor; then text searches (the
+console's Words box): words that match nothing, one rare target, a common action, and nothing within a
+status. Floor: the same first page with no filter (``ORDER BY created_at DESC, id DESC LIMIT 51`` on its index),
+fetched with raw aiosqlite and not decoded: the cost of reading one page at all.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Shape:
     what: str
     query: RequestQuery
     pages_deep: int = 1
+    target_ms: float = 10.0
 
 
 SHAPES = (
@@ -65,6 +67,16 @@ SHAPES = (
         "5a, 20th page by cursor",
         RequestQuery(status=Status.APPROVED, action="payments.transfer"),
         pages_deep=20,
+    ),
+    # history text search (the console's Words box): the issue's bound is 50 ms p50 over 1,000,000 requests
+    Shape("5f", "text matching nothing", RequestQuery(text="no such words"), target_ms=50.0),
+    Shape("5g", "text of one target of 5,000 (~0.02%)", RequestQuery(text="acct-4321:"), target_ms=50.0),
+    Shape("5h", "text of a common action (6%)", RequestQuery(text="REFUND"), target_ms=50.0),
+    Shape(
+        "5i",
+        "text matching nothing + approved",
+        RequestQuery(text="no such words", status=Status.APPROVED),
+        target_ms=50.0,
     ),
 )
 
@@ -128,7 +140,7 @@ async def run(cfg: Config) -> FigureResult:
             unit="ms",
             measured=percentile(times[shape.label], 50) * 1000,
             floor=floor_p50,
-            target=Target(Check.BELOW, 10, "ms"),
+            target=Target(Check.BELOW, shape.target_ms, "ms"),
         )
         for shape in SHAPES
     ]

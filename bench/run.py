@@ -26,6 +26,7 @@ from bench import (
     fig5_history,
     fig6_models,
     fig7_triggers,
+    fig8_console,
     fig9_postgres,
 )
 from bench.config import RESULTS_DIR, Config
@@ -39,6 +40,7 @@ FIGURES: dict[str, Callable[[Config], Awaitable[FigureResult]]] = {
     "5": fig5_history.run,
     "6": fig6_models.run,
     "7": fig7_triggers.run,
+    "8": fig8_console.run,
     "9": fig9_postgres.run,
 }
 FULL_HISTORY_ROWS = 1_000_000

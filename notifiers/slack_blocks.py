@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -28,6 +29,7 @@ from signoff.storage.canonical import is_number
 
 APPROVE_ACTION = "signoff_approve"
 REJECT_ACTION = "signoff_reject"
+OPEN_ACTION = "signoff_open"  #: the "Open in signoff" link button: Slack reports its clicks, signoff ignores them
 ACTIONS_BLOCK = "signoff_actions"
 REJECT_CALLBACK = "signoff_reject_reason"
 REASON_BLOCK = "reason"
@@ -133,8 +135,18 @@ _ICONS = {
 }
 
 
-def request_blocks(request: ApprovalRequest, *, amount_field: str | None = None) -> list[Block]:
-    """The whole message for the request's current state; Approve/Reject only while it is pending.
+def console_link(public_url: str, request_id: str) -> str:
+    """The request's page in the web console: built from the operator's checked ``SIGNOFF_PUBLIC_URL`` and the
+    request id signoff made (``req_`` and base32), percent-encoded all the same; never from agent text."""
+    return f"{public_url}/requests/{quote(request_id, safe='')}"
+
+
+def request_blocks(
+    request: ApprovalRequest, *, amount_field: str | None = None, public_url: str | None = None
+) -> list[Block]:
+    """The whole message for the request's current state; Approve/Reject only while it is pending. With
+    ``public_url`` (``SIGNOFF_PUBLIC_URL``), an "Open in signoff" link to the request's console page: a button
+    beside Approve/Reject while pending (where Approve with changes is done), a link in the footer afterwards.
 
     Everything the agent wrote is shown inside code (see ``slack_text``) or as ``plain_text`` without emoji, so it
     can neither format, link nor mention. ``amount_field`` (``payload.<field>``, set by the operator) is the only
@@ -151,26 +163,21 @@ def request_blocks(request: ApprovalRequest, *, amount_field: str | None = None)
         SectionBlock(text=mrkdwn(payload_excerpt(request))),
         SectionBlock(text=mrkdwn(cut_lines(f"{_ICONS[request.status]} *{verdict_text(request)}*", SECTION_CHARS))),
     ]
+    link = console_link(public_url, request.id) if public_url else None
     if pending:
-        blocks.append(
-            ActionsBlock(
-                block_id=ACTIONS_BLOCK,
-                elements=[
-                    ButtonElement(text="Approve", action_id=APPROVE_ACTION, value=request.id, style="primary"),
-                    ButtonElement(text="Reject", action_id=REJECT_ACTION, value=request.id, style="danger"),
-                ],
-            )
-        )
-    blocks.append(
-        ContextBlock(
-            elements=[
-                mrkdwn(
-                    f"`{request.id}` · payload sha256 `{request.payload_sha256[:12]}…` · "
-                    f"`signoff review show {request.id}`"
-                )
-            ]
-        )
-    )
+        buttons = [
+            ButtonElement(text="Approve", action_id=APPROVE_ACTION, value=request.id, style="primary"),
+            ButtonElement(text="Reject", action_id=REJECT_ACTION, value=request.id, style="danger"),
+        ]
+        if link is not None:
+            buttons.append(ButtonElement(text="Open in signoff", action_id=OPEN_ACTION, url=link))
+        blocks.append(ActionsBlock(block_id=ACTIONS_BLOCK, elements=buttons))
+    footer = f"`{request.id}` · payload sha256 `{request.payload_sha256[:12]}…` · `signoff review show {request.id}`"
+    if link is not None:
+        footer += f" · <{link}|Open in signoff>"
+        if pending:
+            footer += " to approve with changes"
+    blocks.append(ContextBlock(elements=[mrkdwn(footer)]))
     return blocks
 
 

@@ -67,12 +67,14 @@ class SlackNotifier:
         default_channel: str | None,
         *,
         amount_field: str | None = None,
+        public_url: str | None = None,
         now: Callable[[], datetime] = _utc_now,
     ) -> None:
         self.client = client
         self.store = store
         self.default_channel = default_channel
         self.amount_field = amount_field  #: the payload field shown as the amount (``[slack] amount_field``)
+        self.public_url = public_url  #: ``SIGNOFF_PUBLIC_URL``: messages link each request's console page
         self.now = now
 
     async def deliver(self, request: ApprovalRequest) -> None:
@@ -124,7 +126,7 @@ class SlackNotifier:
             )
 
     def _blocks(self, request: ApprovalRequest) -> list[Block]:
-        return request_blocks(request, amount_field=self.amount_field)
+        return request_blocks(request, amount_field=self.amount_field, public_url=self.public_url)
 
     async def _post(self, request: ApprovalRequest, reserved: MessageRef | None) -> MessageRef:
         """Post the request's message once: reserve, post with metadata, confirm. After a reservation that may

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 import stat
 from collections.abc import Mapping
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import platformdirs
 
@@ -123,6 +125,9 @@ class Settings:
     #: this process's memory, so replicas behind a round-robin proxy each answer any call (docs: Deployment)
     http_stateless: bool = False
     console_idle_minutes: float = 30.0  #: SIGNOFF_CONSOLE_IDLE_MINUTES: a console session ends after this idle time
+    #: SIGNOFF_PUBLIC_URL: where people reach this server's web console (``https://signoff.example.com``);
+    #: when set, Slack messages link each request's console page
+    public_url: str | None = None
     claim_minutes: float = 15.0  #: SIGNOFF_CLAIM_MINUTES: a reviewer's claim ("alice is reviewing") lapses after this
     models: ModelSettings = field(default_factory=ModelSettings)  #: SIGNOFF_MODEL_*: the model control plane
     alerts: AlertSettings = field(default_factory=AlertSettings)  #: SIGNOFF_ALERT_*, SIGNOFF_SMTP_*: built-in alerts
@@ -151,6 +156,7 @@ class Settings:
             notify_give_up_seconds=_number(env, "SIGNOFF_NOTIFY_GIVE_UP_SECONDS", 86_400.0),
             console_idle_minutes=_bounded(env, "SIGNOFF_CONSOLE_IDLE_MINUTES", 30.0, 1, 7 * 24 * 60),
             claim_minutes=_bounded(env, "SIGNOFF_CLAIM_MINUTES", 15.0, 1, 24 * 60),
+            public_url=public_url(env.get("SIGNOFF_PUBLIC_URL", "").strip() or None),
             models=_model_settings(env),
             alerts=_alert_settings(env),
             policy_overrides=PolicyOverrides.from_env(env),
@@ -184,6 +190,33 @@ class Settings:
         if bool(self.webhook_url) != bool(self.webhook_secret):
             raise ConfigError("set SIGNOFF_WEBHOOK_URL and SIGNOFF_WEBHOOK_SECRET together: webhooks are always signed")
 
+
+def public_url(raw: str | None) -> str | None:
+    """SIGNOFF_PUBLIC_URL checked: an http(s) URL with a host and no query, fragment or password; without its
+    trailing slash, so ``<url>/requests/<id>`` is the request's console page."""
+    if raw is None:
+        return None
+    problem = "use the console's address as people open it, like https://signoff.example.com"
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError:
+        raise ConfigError(f"SIGNOFF_PUBLIC_URL={raw!r} is not a URL; {problem}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"SIGNOFF_PUBLIC_URL={raw!r} is not an http or https URL with a host; {problem}")
+    if parts.query or parts.fragment or "?" in raw or "#" in raw:
+        raise ConfigError(f"SIGNOFF_PUBLIC_URL={raw!r} has a query or fragment; {problem}")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(f"SIGNOFF_PUBLIC_URL={raw!r} holds a user name or password; {problem}")
+    if len(raw) > 1000:
+        raise ConfigError(f"SIGNOFF_PUBLIC_URL is {len(raw)} characters long; {problem} (at most 1000)")
+    if UNSAFE_URL_CHARS.search(raw):
+        raise ConfigError(f"SIGNOFF_PUBLIC_URL={raw!r} has spaces, quotes or <>|\\ in it; {problem}")
+    return raw.rstrip("/")
+
+
+#: characters a URL shown in Slack mrkdwn or HTML must not hold (percent-encode them in the path instead)
+UNSAFE_URL_CHARS = re.compile(r"[\s<>|\\\"'`^{}]|[^\x21-\x7e]")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

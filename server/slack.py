@@ -75,6 +75,7 @@ async def slack_session(
             service.store,
             settings.slack_channel,
             amount_field=service.policy.config.slack.amount_field,
+            public_url=settings.public_url,
             now=service.clock.now,
         ),
         interactions=interactions,

@@ -42,6 +42,14 @@ def event_hash(prev_hash: str, seq: int, kind: str, request_id: str, at: datetim
     return hashlib.sha256(f"{prev_hash}{body}".encode()).hexdigest()
 
 
+def standalone(event: NewEvent) -> NewEvent:
+    """``event`` if it may be chained on its own (``Store.append_event``): a console event, with a ``console:``
+    request id; a ``ValueError`` otherwise (a request's events come with the change they record)."""
+    if not event.kind.is_console or not event.request_id.startswith("console:"):
+        raise ValueError(f"only console events with a console:<name> id are appended alone, not {event.kind}")
+    return event
+
+
 def link(new: NewEvent, prev_seq: int, prev_hash: str) -> Event:
     """The event that follows ``(prev_seq, prev_hash)`` in the chain."""
     seq = prev_seq + 1
@@ -103,6 +111,8 @@ class _Replay:
             self.models.apply(event)
         elif event.kind.is_alert:
             self.alerts.apply(event)
+        elif event.kind.is_console:
+            pass  # sign-ins and sign-outs change no row: the chain's hashes are their whole check
         else:
             self.requests.setdefault(event.request_id, RequestReplay(event.request_id)).apply(event)
 

@@ -67,6 +67,11 @@ class EventKind(enum.StrEnum):
     # Alert events: ``request_id`` is ``alert:<rule>``; ``data`` holds the episode as recorded (storage.alerts).
     ALERT_FIRED = "alert_fired"  #: A built-in alert's condition started (an episode began).
     ALERT_RESOLVED = "alert_resolved"  #: Its condition ended.
+    # Console events: ``request_id`` is ``console:<name>`` (the reviewer, or the refused token's owner, or
+    # ``console:unknown``); ``data`` holds who, from which address, and for a refusal why (never the token).
+    CONSOLE_SIGNED_IN = "console_signed_in"  #: A reviewer signed in to the web console.
+    CONSOLE_SIGNED_OUT = "console_signed_out"  #: A reviewer signed out of it.
+    CONSOLE_SIGN_IN_REFUSED = "console_sign_in_refused"  #: A sign-in was refused (unknown token, an agent's, …).
 
     @property
     def is_model(self) -> bool:
@@ -75,6 +80,10 @@ class EventKind(enum.StrEnum):
     @property
     def is_alert(self) -> bool:
         return self.value.startswith("alert_")
+
+    @property
+    def is_console(self) -> bool:
+        return self.value.startswith("console_")
 
 
 class Priority(enum.StrEnum):

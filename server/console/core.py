@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -55,6 +56,9 @@ class Console:
     attempts: Attempts = field(init=False)
     templates: Environment = field(default_factory=_environment)
     chain_check: object | None = field(default=None, init=False)  #: the history page's last audit check
+    #: the pending requests as read after a change token, shared by the live streams (``pending``)
+    _pending: tuple[object, list[ApprovalRequest]] | None = field(default=None, init=False)
+    _pending_lock: anyio.Lock = field(default_factory=anyio.Lock, init=False)
 
     def __post_init__(self) -> None:
         self.sessions = Sessions(idle_seconds=self.idle_minutes * 60, clock=self.clock)
@@ -100,15 +104,25 @@ class Console:
         html = self.templates.get_template(name).render(**context)
         return secured(HTMLResponse(html, status_code=status))
 
-    async def pending(self) -> list[ApprovalRequest]:
-        """Every pending request (paged through the store, 500 at a time)."""
-        found: list[ApprovalRequest] = []
-        cursor = None
-        while True:
-            page = await self.service.list_requests(RequestQuery(status=Status.PENDING, limit=500, before=cursor))
-            found += page.items
-            if (cursor := page.next_cursor) is None:
-                return found
+    async def pending(self, token: object | None = None) -> list[ApprovalRequest]:
+        """Every pending request (paged through the store, 500 at a time). With ``token`` (the store's
+        ``change_token``, taken before): the list read for that same token if there is one, so the live streams of
+        every open page, woken by one change, read the queue once between them, not once each."""
+        if token is not None and self._pending is not None and self._pending[0] == token:
+            return self._pending[1]
+        async with self._pending_lock:  # streams woken together: the first reads, the others take its list
+            if token is not None and self._pending is not None and self._pending[0] == token:
+                return self._pending[1]
+            found: list[ApprovalRequest] = []
+            cursor = None
+            while True:
+                page = await self.service.list_requests(RequestQuery(status=Status.PENDING, limit=500, before=cursor))
+                found += page.items
+                if (cursor := page.next_cursor) is None:
+                    break
+            if token is not None:
+                self._pending = (token, found)
+            return found
 
 
 def redirect(url: str) -> Response:

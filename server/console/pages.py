@@ -66,7 +66,7 @@ async def _queue_stream(console: Console, session: Session, filters: present.Fil
     ends = anyio.current_time() + STREAM_SECONDS
     while console.sessions.alive(session) and anyio.current_time() < ends:
         token = await store.change_token()
-        pending = await console.pending()
+        pending = await console.pending(token)
         now = clock.now()
         snapshot = json.dumps(present.queue(pending, filters, now))
         yield f"event: queue\ndata: {snapshot}\n\n" if snapshot != last else ": unchanged\n\n"
@@ -150,7 +150,15 @@ async def _model_of(console: Console, request: ApprovalRequest) -> dict[str, Any
 async def _previous(console: Console, request: ApprovalRequest, redaction: Redaction | None) -> dict[str, Any] | None:
     """The last approved request of the same action and agent before this one, and how this payload differs from
     the payload it was approved with; None when there is none."""
-    query = RequestQuery(status=Status.APPROVED, action=request.action, agent_id=request.agent_id, limit=20)
+    # from this request backwards (a keyset cursor at it): an old request's page finds the approval before it, not
+    # only among the newest ones
+    query = RequestQuery(
+        status=Status.APPROVED,
+        action=request.action,
+        agent_id=request.agent_id,
+        limit=20,
+        before=(request.created_at, request.id),
+    )
     for earlier in (await console.service.list_requests(query)).items:
         if (
             earlier.id != request.id

@@ -11,11 +11,13 @@ from starlette.responses import Response
 from signoff.server.console.core import Console, client_address, redirect
 from signoff.server.console.security import clear_session_cookie, foreign_origin, secured, set_session_cookie
 from signoff.server.console.sessions import Session
+from signoff.storage import EventKind, NewEvent
 from signoff.tools.access import Role
 
 logger = logging.getLogger(__name__)
 
 LINK_PATH = "/sign-in/link"
+UNKNOWN = "unknown"  #: the name a refused sign-in is recorded under when its token is nobody's
 
 
 async def form(console: Console, request: Request) -> Response:
@@ -55,15 +57,17 @@ async def sign_in(console: Console, request: Request) -> Response:
     found = console.verifier.lookup(token) if console.verifier is not None and token else None
     if found is None or Role.REVIEWER.value not in found.scopes:
         console.attempts.failed(client)
-        why = "unknown token" if found is None else f"a {found.scopes[0]} token ({found.client_id})"
+        why = "unknown token" if found is None else f"the {found.scopes[0]} token of {found.client_id}"
         logger.warning("console sign-in refused: %s", why, extra={"client": client})
+        who = found.client_id if found is not None else UNKNOWN
+        await audit(console, EventKind.CONSOLE_SIGN_IN_REFUSED, who, address=client, reason=why, via="token")
         message = (
             "That token is not a reviewer's token. Agents' tokens cannot sign in."
             if found is not None
             else "That token is not valid. Paste a reviewer token from `signoff token new --role reviewer`."
         )
         return _form(console, request, session, message, 403 if found is not None else 401)
-    return _start(console, request, session, found.client_id)
+    return await _start(console, request, session, found.client_id, "token")
 
 
 async def link(console: Console, request: Request) -> Response:
@@ -73,14 +77,19 @@ async def link(console: Console, request: Request) -> Response:
     if console.links is None or wait > 0 or not console.links.redeem(key):
         console.attempts.failed(client)
         logger.warning("console sign-in link refused", extra={"client": client})
+        if wait <= 0:  # a refusal by the rate limit is not recorded: the limit bounds what the chain must hold
+            why = "a used or unknown sign-in link"
+            await audit(console, EventKind.CONSOLE_SIGN_IN_REFUSED, UNKNOWN, address=client, reason=why, via="link")
         message = "That sign-in link was already used or is not valid. A new one is printed where signoff runs."
         return _form(console, request, console.sessions.anonymous(), message, 403)
-    return _start(console, request, console.session(request), console.links.identity)
+    return await _start(console, request, console.session(request), console.links.identity, "link")
 
 
-def _start(console: Console, request: Request, previous: Session | None, identity: str) -> Response:
+async def _start(console: Console, request: Request, previous: Session | None, identity: str, via: str) -> Response:
+    client = client_address(request)
+    await audit(console, EventKind.CONSOLE_SIGNED_IN, identity, address=client, via=via)
     session = console.sessions.sign_in(previous, identity)
-    logger.info("console sign-in: %s", identity, extra={"reviewer": identity, "client": client_address(request)})
+    logger.info("console sign-in: %s", identity, extra={"reviewer": identity, "client": client})
     response = redirect("/")
     set_session_cookie(response, request, session.id, max_age=None)
     return response
@@ -94,9 +103,17 @@ async def sign_out(console: Console, request: Request) -> Response:
     console.sessions.end(session)
     if session.identity is not None:
         logger.info("console sign-out: %s", session.identity, extra={"reviewer": session.identity})
+        await audit(console, EventKind.CONSOLE_SIGNED_OUT, session.identity, address=client_address(request))
     response = redirect("/sign-in")
     clear_session_cookie(response, request)
     return response
+
+
+async def audit(console: Console, kind: EventKind, name: str, **data: str) -> None:
+    """Chain a console event under ``console:<name>`` (the reviewer, or the refused token's owner); never a token.
+    Refusals are recorded only when they count against the sign-in rate limit, which so bounds them."""
+    event = NewEvent(kind=kind, request_id=f"console:{name}", at=console.service.clock.now(), data=data)
+    await console.service.store.append_event(event)
 
 
 def _text(value: object) -> str | None:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from signoff.storage.approvals.deliveries import claim_marks, is_settled
 from signoff.storage.approvals.store import Change
-from signoff.storage.audit import GENESIS_HASH, link
+from signoff.storage.audit import GENESIS_HASH, link, standalone
 from signoff.storage.canonical import numeric_leaves
 from signoff.storage.change_signal import ChangeSignal
 from signoff.storage.errors import unknown_request
@@ -185,6 +185,9 @@ class MemoryStore:
 
     async def request_events(self, request_id: str) -> list[Event]:
         return [e for e in self._events if e.request_id == request_id]
+
+    async def append_event(self, event: NewEvent) -> None:
+        self._append([standalone(event)])
 
     def _signal_change(self) -> None:
         self._signal.notify()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from signoff.storage.records import ascii_lower
+
 REQUEST_COLUMNS = """
     r.id, r.action, r.summary, r.payload, r.payload_sha256, r.confidence, r.flags, r.agent_id,
     r.idempotency_key, r.status, r.decided_by, r.triggers, r.approvals_required, r.priority,
@@ -30,17 +32,24 @@ PRIORITY_RANK = "(CASE r.priority WHEN 'urgent' THEN 3 WHEN 'high' THEN 2 WHEN '
 ORDER_BY_PRIORITY = f"{PRIORITY_RANK} DESC, r.expires_at, r.id"
 
 #: ``RequestQuery.text``: in the action, the summary or the agent id, ASCII letters in any case (as
-#: ``records.matches_text``; SQLite's ``lower`` folds ASCII only, so does this ``translate``). strpos, not LIKE: the
-#: words are matched as they are, with no wildcards to escape.
-_ASCII_LOWER = "translate({}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
+#: ``records.matches_text``; SQLite's ``lower`` folds ASCII only, so does this ``translate``). A ``LIKE`` on the
+#: pattern ``text_pattern`` makes (``%`` and ``_`` escaped: the words are matched as they are), so the trigram indexes
+#: of migration 0016 on these very expressions find the candidates instead of a walk of every row.
+ASCII_LOWER = "translate({}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
 TEXT_MATCHES = (
     "("
     + " OR ".join(
-        f"strpos({_ASCII_LOWER.format(column)}, {_ASCII_LOWER.format('%s')}) > 0"
+        f"{ASCII_LOWER.format(column)} LIKE %s ESCAPE '\\'"
         for column in ("r.action", "r.summary", "coalesce(r.agent_id, '')")
     )
     + ")"
 )
+
+
+def text_pattern(text: str) -> str:
+    """The ``LIKE`` pattern of ``TEXT_MATCHES`` for ``text``: ASCII-lowered, wildcards escaped, anywhere."""
+    return "%" + ascii_lower(text).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
 
 #: ``RequestQuery.reviewer``: a request this reviewer voted on.
 VOTED_BY = "EXISTS (SELECT 1 FROM votes AS v WHERE v.request_id = r.id AND v.reviewer = %s)"

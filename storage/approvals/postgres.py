@@ -20,7 +20,7 @@ from signoff.storage import metrics_queries as mq
 from signoff.storage.approvals import pg_queries as q
 from signoff.storage.approvals.deliveries import claim_marks, is_settled, mark_from_row, mark_row
 from signoff.storage.approvals.store import Change
-from signoff.storage.audit import GENESIS_HASH, EncodedEvent
+from signoff.storage.audit import GENESIS_HASH, EncodedEvent, standalone
 from signoff.storage.canonical import canonical_json
 from signoff.storage.change_signal import ChangeSignal, CommitWatch
 from signoff.storage.codec import approved_values, event_from_row, request_from_row, request_row
@@ -136,7 +136,7 @@ class PostgresStore:
                 params.append(str(value))
         if query.text is not None:
             clauses.append(q.TEXT_MATCHES)
-            params.extend([query.text] * 3)
+            params.extend([q.text_pattern(query.text)] * 3)
         if query.reviewer is not None:
             clauses.append(q.VOTED_BY)
             params.append(query.reviewer)
@@ -196,6 +196,11 @@ class PostgresStore:
 
     async def request_events(self, request_id: str) -> list[Event]:
         return [event_from_row(row) for row in await self._db.read(q.SELECT_REQUEST_EVENTS, (request_id,))]
+
+    async def append_event(self, event: NewEvent) -> None:
+        encoded = [EncodedEvent.of(standalone(event))]
+        # no NOTIFY: nothing a page or an agent waits on has changed
+        await self._db.write(lambda db: _append_encoded(db, encoded), notify=None)
 
     # -- change notification ---------------------------------------------------------------------
 

@@ -34,6 +34,19 @@ TEXT_MATCHES = (
     " OR instr(lower(coalesce(r.agent_id, '')), lower(?)) > 0)"
 )
 
+#: ``RequestQuery.text`` of 3 characters or more, first: the ids of the requests whose fields the trigram index
+#: (migration 0016) says may hold the words, as a phrase (``fts_phrase``), up to a bound (``?``). It may offer more
+#: than match, never fewer, so ``TEXT_MATCHES`` still decides.
+TEXT_CANDIDATES = "SELECT id FROM requests_text WHERE requests_text MATCH ? LIMIT ?"
+#: few candidates (a JSON array of ids) as the rows to filter; ``CROSS JOIN`` keeps SQLite from walking every request
+CANDIDATE_REQUESTS = "json_each(?) AS t CROSS JOIN requests AS r ON r.id = t.value"
+
+
+def fts_phrase(text: str) -> str:
+    """``text`` as one FTS5 phrase: with the trigram tokenizer, "occurs anywhere in a field"."""
+    return '"' + text.replace('"', '""') + '"'
+
+
 #: ``RequestQuery.reviewer``: a request this reviewer voted on.
 VOTED_BY = "EXISTS (SELECT 1 FROM votes AS v WHERE v.request_id = r.id AND v.reviewer = ?)"
 

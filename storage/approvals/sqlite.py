@@ -24,7 +24,7 @@ from signoff.storage import metrics_queries as mq
 from signoff.storage.approvals import queries as q
 from signoff.storage.approvals.deliveries import claim_marks, is_settled, mark_from_row, mark_row
 from signoff.storage.approvals.store import Change
-from signoff.storage.audit import GENESIS_HASH, EncodedEvent
+from signoff.storage.audit import GENESIS_HASH, EncodedEvent, standalone
 from signoff.storage.canonical import canonical_json
 from signoff.storage.change_signal import ChangeSignal, CommitWatch
 from signoff.storage.codec import approved_values, event_from_row, request_from_row, request_row
@@ -53,6 +53,9 @@ from signoff.storage.sqlite_db import SqliteDatabase, open_read_only, storage_er
 from signoff.storage.timefmt import from_text, to_text
 
 logger = logging.getLogger(__name__)
+
+#: a history text search with at most this many candidates in the trigram index reads just those
+RARE_TEXT_CANDIDATES = 2000
 
 T = TypeVar("T")
 
@@ -164,11 +167,28 @@ class SqliteStore:
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         priority = query.order is Order.PRIORITY
         order = q.ORDER_BY_PRIORITY if priority else "r.created_at DESC, r.id DESC"
-        rows = await self._read(f"{q.SELECT_REQUESTS}{where} ORDER BY {order} LIMIT ?", (*params, query.limit + 1))
+        sql = f"{q.SELECT_REQUESTS}{where} ORDER BY {order} LIMIT ?"
+        if query.text is not None and (candidates := await self._text_candidates(query.text)) is not None:
+            # the page's ids among the few candidates, sorted narrow; then only their rows are read in full
+            ids = f"SELECT r.id FROM {q.CANDIDATE_REQUESTS}{where} ORDER BY {order} LIMIT ?"
+            sql, params = (
+                f"{q.SELECT_REQUESTS} WHERE r.id IN ({ids}) ORDER BY {order}",
+                [json.dumps(candidates), *params],
+            )
+        rows = await self._read(sql, (*params, query.limit + 1))
         items = tuple(request_from_row(row) for row in rows[: query.limit])
         more = len(rows) > query.limit
         cursor = (priority_key if priority else newest_key)(items[-1]) if more else None
         return Page(items=items, next_cursor=cursor)
+
+    async def _text_candidates(self, text: str) -> list[str] | None:
+        """The ids of the requests the trigram index says may hold ``text``, when it can say (3 characters or more)
+        and they are few; else None. With many, walking the requests newest first fills a page soon, and sorting
+        every candidate would not."""
+        if len(text) < 3 or "\x00" in text:
+            return None
+        rows = await self._read(q.TEXT_CANDIDATES, (q.fts_phrase(text), RARE_TEXT_CANDIDATES + 1))
+        return [row[0] for row in rows] if len(rows) <= RARE_TEXT_CANDIDATES else None
 
     async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         # a range on the primary key: no LIKE, whose `_` and `%` an id prefix would have to escape
@@ -202,6 +222,11 @@ class SqliteStore:
 
     async def request_events(self, request_id: str) -> list[Event]:
         return [event_from_row(row) for row in await self._read(q.SELECT_REQUEST_EVENTS, (request_id,))]
+
+    async def append_event(self, event: NewEvent) -> None:
+        encoded = [EncodedEvent.of(standalone(event))]
+        # no change signal: nothing a page or an agent waits on has changed
+        await self._db.write(lambda db: _append_encoded(db, encoded))
 
     # -- change notification ---------------------------------------------------------------------
 

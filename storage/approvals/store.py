@@ -74,6 +74,11 @@ class Store(Protocol):
 
     async def request_events(self, request_id: str) -> list[Event]: ...
 
+    async def append_event(self, event: NewEvent) -> None:
+        """Chain an event that belongs to no request (``EventKind.is_console``: a console sign-in or sign-out);
+        a request's events are only written with the change they record, so any other kind is a ``ValueError``."""
+        ...
+
     async def change_token(self) -> object:
         """A marker of the store's state now; take it *before* reading what you will wait on."""
         ...
