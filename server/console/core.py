@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from signoff.server.auth import ConfigTokenVerifier
+from signoff.server.console import present
 from signoff.server.console.security import COOKIE, foreign_origin, secured
 from signoff.server.console.sessions import Attempts, Session, Sessions, SignInLinks
 from signoff.storage import QueueEntry
@@ -62,6 +64,8 @@ class Console:
     _head: int | None = field(default=None, init=False)
     _queue_store: object | None = field(default=None, init=False)  #: the store ``_queue`` was read from
     _queue_read: tuple[object, list[QueueEntry]] | None = field(default=None, init=False)  #: the last, by token
+    #: each queued request's row as last made (``queue_row``): the entry it was made of, its claimer then, the row
+    _rows: dict[str, tuple[QueueEntry, str | None, dict[str, Any]]] = field(default_factory=dict, init=False)
     _pending_lock: anyio.Lock = field(default_factory=anyio.Lock, init=False)
 
     def __post_init__(self) -> None:
@@ -124,14 +128,28 @@ class Console:
             read = await store.pending_queue(self._head)
             if read.changed is None:
                 self._queue = {entry.id: entry for entry in read.entries}
+                self._rows.clear()
             else:
                 for request_id in read.changed:
                     self._queue.pop(request_id, None)
+                    self._rows.pop(request_id, None)
                 self._queue.update((entry.id, entry) for entry in read.entries)
             self._head = read.head
             found = list(self._queue.values())
             self._queue_read = (token, found) if token is not None else None
             return found
+
+    def queue_row(self, entry: present.Queued, now: datetime) -> dict[str, Any]:
+        """``present.queue_row``, made once per entry read and claimer: a change re-makes only its own rows."""
+        if not isinstance(entry, QueueEntry):
+            return present.queue_row(entry, now)
+        claimer = entry.claim_at(now)
+        made = self._rows.get(entry.id)
+        if made is not None and made[0] is entry and made[1] == claimer:
+            return made[2]
+        row = present.queue_row(entry, now)
+        self._rows[entry.id] = (entry, claimer, row)
+        return row
 
 
 def redirect(url: str) -> Response:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -107,16 +107,22 @@ class Filters:
         )
 
 
-def queue(pending: Sequence[Queued], filters: Filters, now: datetime) -> dict[str, Any]:
+def queue(
+    pending: Sequence[Queued],
+    filters: Filters,
+    now: datetime,
+    row: Callable[[Queued, datetime], dict[str, Any]] = queue_row,
+) -> dict[str, Any]:
     """The queue page's data: pending requests, most urgent first, then the nearest deadline; counts; filter
-    choices as (value, as shown). Requests past their expiry are left out (closed by the next read or sweep)."""
+    choices as (value, as shown). Requests past their expiry are left out (closed by the next read or sweep).
+    ``row``: ``queue_row``, or one that remembers rows already made (``Console.queue_row``)."""
     live = [r for r in pending if r.status is Status.PENDING and r.expires_at > now]
     live.sort(key=lambda r: (-r.priority.rank, r.expires_at, r.id))
     filters = dataclasses.replace(filters, now=now)
     shown = [r for r in live if filters.keep(r)]
     by_priority = {p.value: sum(r.priority is p for r in live) for p in reversed(Priority)}
     return {
-        "rows": [queue_row(r, now) for r in shown],
+        "rows": [row(r, now) for r in shown],
         "counts": {"pending": len(live), "shown": len(shown), "by_priority": by_priority},
         "choices": {
             "action": [(a, text(a)) for a in sorted({r.action for r in live})],
