@@ -1,8 +1,9 @@
 """Figure 8: the web console with 1,000 pending requests: the queue page rendered, and a change reaching an open page.
 
-(8a) Render: the queue page's handler (``pages.queue``: read the pending requests, build the rows, render the
-template) for a signed-in reviewer, called in-process on an SQLite file holding 1,000 pending requests; p50. Floor:
-the same 1,000 rows read with raw aiosqlite and not decoded.
+(8a) Render: the queue page's handler (``pages.queue``: bring the console's queue up to date, build the rows,
+render the template) for a signed-in reviewer, called in-process on an SQLite file holding 1,000 pending requests;
+p50. Floor: the same 1,000 rows read in full with raw aiosqlite and not decoded. A second row: the first page of a
+new console each time, which reads the whole queue (its columns) and builds every row.
 
 (8b) Live update: an open page's live stream (``GET /events`` served by uvicorn in this process, read by an HTTP
 client) while another ``SqliteStore`` on the same file (as another process would be: the stream learns of it by
@@ -68,7 +69,7 @@ async def run(cfg: Config) -> FigureResult:
     service, elsewhere = ApprovalService(store), ApprovalService(other)
     console = Console(service_of=lambda: service)
     session = console.sessions.sign_in(None, "alice")
-    times: dict[str, list[float]] = {"render": [], "raw": [], "update": [], "update_floor": []}
+    times: dict[str, list[float]] = {"render": [], "render_cold": [], "raw": [], "update": [], "update_floor": []}
     try:
         for n in range(PENDING):
             await service.request_approval(draft(n))
@@ -86,12 +87,22 @@ async def run(cfg: Config) -> FigureResult:
                 response = await console_pages.queue(console, Request(scope))
                 elapsed = time.perf_counter() - start
                 assert response.status_code == 200
+                cold = Console(service_of=lambda: service)  # a console's first page: the queue read whole
+                cold_scope = {
+                    **scope,
+                    "headers": [(b"cookie", f"{COOKIE}={cold.sessions.sign_in(None, 'a').id}".encode())],
+                }
+                start = time.perf_counter()
+                response = await console_pages.queue(cold, Request(cold_scope))
+                cold_elapsed = time.perf_counter() - start
+                assert response.status_code == 200
                 start = time.perf_counter()
                 async with raw.execute(RAW_PENDING) as cur:
                     found = len(await cur.fetchall())
                 raw_elapsed = time.perf_counter() - start
                 if i >= 10:
                     times["render"].append(elapsed)
+                    times["render_cold"].append(cold_elapsed)
                     times["raw"].append(raw_elapsed)
         finally:
             await raw.close()
@@ -137,6 +148,13 @@ async def run(cfg: Config) -> FigureResult:
                 measured=percentile(ms["render"], 50),
                 floor=percentile(ms["raw"], 50),
                 target=Target(Check.BELOW, 50, "ms"),
+            ),
+            Row(
+                figure="8a",
+                what="  same, a console's first page (the queue read whole), p50",
+                unit="ms",
+                measured=percentile(ms["render_cold"], 50),
+                floor=percentile(ms["raw"], 50),
             ),
             Row(
                 figure="8b",

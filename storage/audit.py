@@ -42,10 +42,18 @@ def event_hash(prev_hash: str, seq: int, kind: str, request_id: str, at: datetim
     return hashlib.sha256(f"{prev_hash}{body}".encode()).hexdigest()
 
 
+CONSOLE_PREFIX = "console:"  #: the ``request_id`` of an event that belongs to no request (a console sign-in)
+
+
+def is_request_id(request_id: str | None) -> bool:
+    """Whether an event's ``request_id`` names a request (not a console event's ``console:<name>``)."""
+    return request_id is not None and not request_id.startswith(CONSOLE_PREFIX)
+
+
 def standalone(event: NewEvent) -> NewEvent:
     """``event`` if it may be chained on its own (``Store.append_event``): a console event, with a ``console:``
     request id; a ``ValueError`` otherwise (a request's events come with the change they record)."""
-    if not event.kind.is_console or not event.request_id.startswith("console:"):
+    if not event.kind.is_console or not event.request_id.startswith(CONSOLE_PREFIX):
         raise ValueError(f"only console events with a console:<name> id are appended alone, not {event.kind}")
     return event
 

@@ -129,18 +129,25 @@ class CommitWatch:
     async def _poll_until_changed(self, generation: int, remote: int) -> None:
         # After a write to the log, the commit shows in the version only once SQLite has synced the log and updated
         # its index: read again after 0.5, 1, 2, ... ms until it does, then back to the interval.
+        # A file change the last poll heard but did not act on (it ended first: its waiter was woken by something
+        # else) is acted on at once: that write's inotify event is read already and will not come again.
         hurry: float | None = None
         while self._unchanged(generation, remote):
-            with anyio.move_on_after(min(self._intervals) if hurry is None else hurry):
-                await self._signal.event().wait()
-            if not self._unchanged(generation, remote):
-                return
+            if not self._hurried:
+                with anyio.move_on_after(min(self._intervals) if hurry is None else hurry):
+                    await self._signal.event().wait()
+                if not self._unchanged(generation, remote):
+                    return
             if self._hurried:
                 self._hurried, hurry = False, HURRY_FIRST
             current = await self._read_version()
             self.polls += 1
             if current != self._latest:
                 self._latest = current
+                if hurry is not None:
+                    # What changed may not be the commit that wrote the log: the log's restart shows first, the
+                    # commit after its sync. So the next poll hurries too, and reads at once.
+                    self._hurried = True
                 self._signal.notify_remote()
             elif hurry is not None:
                 hurry = hurry * 2 if hurry * 2 < min(self._intervals) else None

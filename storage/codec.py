@@ -14,6 +14,7 @@ from signoff.storage.records import (
     Event,
     EventKind,
     Priority,
+    QueueEntry,
     Status,
     Trigger,
     TriggerKind,
@@ -118,6 +119,33 @@ def request_from_row(row: Sequence[Any]) -> ApprovalRequest:
         model=row[30],
         model_version=row[31],
         model_decision_id=row[32],
+    )
+
+
+def queue_entry_from_row(row: Sequence[Any]) -> QueueEntry:
+    """A row of the ``QUEUE_COLUMNS`` of ``queries`` / ``pg_queries``."""
+    try:
+        status, priority = _STATUS[row[10]], _PRIORITY[row[8]]
+    except KeyError:  # not one of ours: the Enum says which
+        status, priority = Status(row[10]), Priority(row[8])
+    triggers = row[5]
+    return QueueEntry(
+        id=row[0],
+        action=row[1],
+        summary=row[2],
+        agent_id=row[3],
+        confidence=row[4],
+        triggers=()
+        if triggers == "[]"
+        else tuple(Trigger(kind=_trigger_kind(t["kind"]), detail=t["detail"]) for t in json.loads(triggers)),
+        approvals_required=row[6],
+        approval_count=row[7],
+        priority=priority,
+        expires_at=from_text(row[9]),
+        status=status,
+        claimed_by=row[11],
+        claimed_at=from_text(row[12]) if row[12] else None,
+        claim_until=from_text(row[13]) if row[13] else None,
     )
 
 

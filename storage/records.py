@@ -183,6 +183,64 @@ class ApprovalRequest:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class QueueEntry:
+    """A pending request as the review queue shows it: no payload, no votes but the count of approvals (read by
+    ``Store.pending_queue``, cheaply, for a queue of thousands)."""
+
+    id: str
+    action: str
+    summary: str
+    agent_id: str | None
+    confidence: float | None
+    triggers: tuple[Trigger, ...]
+    approvals_required: int
+    approval_count: int  #: approving votes so far (``len(ApprovalRequest.approvals)``)
+    priority: Priority
+    expires_at: datetime
+    status: Status
+    claimed_by: str | None = None
+    claimed_at: datetime | None = None
+    claim_until: datetime | None = None
+
+    def claim_at(self, now: datetime) -> str | None:
+        """As ``ApprovalRequest.claim_at``."""
+        if self.status is not Status.PENDING or self.claimed_by is None or self.claim_until is None:
+            return None
+        return self.claimed_by if now < self.claim_until else None
+
+
+def queue_entry_of(request: ApprovalRequest) -> QueueEntry:
+    """What the queue shows of ``request`` (as ``Store.pending_queue`` reads it)."""
+    return QueueEntry(
+        id=request.id,
+        action=request.action,
+        summary=request.summary,
+        agent_id=request.agent_id,
+        confidence=request.confidence,
+        triggers=request.triggers,
+        approvals_required=request.approvals_required,
+        approval_count=len(request.approvals),
+        priority=request.priority,
+        expires_at=request.expires_at,
+        status=request.status,
+        claimed_by=request.claimed_by,
+        claimed_at=request.claimed_at,
+        claim_until=request.claim_until,
+    )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class QueueRead:
+    """What ``Store.pending_queue`` read: ``entries`` and the audit log's head (``head``) read before them."""
+
+    head: int  #: the last event's seq (0: none) when the read began: ask again with ``after_seq=head``
+    entries: tuple[QueueEntry, ...]  #: the pending requests: all of them, or those among ``changed``
+    #: None: ``entries`` is the whole queue. Else the requests with events after ``after_seq`` (any change to a
+    #: request writes one): those not in ``entries`` left the queue, those in it are as they are now
+    changed: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class HumanOutcomes:
     """What people made of one model version's requests (those whose agent named the version with request_approval)."""
 

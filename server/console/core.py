@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from signoff.server.auth import ConfigTokenVerifier
+from signoff.server.console import present
 from signoff.server.console.security import COOKIE, foreign_origin, secured
 from signoff.server.console.sessions import Attempts, Session, Sessions, SignInLinks
-from signoff.storage import ApprovalRequest, RequestQuery, Status
+from signoff.storage import QueueEntry
 from signoff.storage.text import visible
 from signoff.tools.access import Role
 from signoff.tools.approvals.service import ApprovalService
@@ -56,8 +58,14 @@ class Console:
     attempts: Attempts = field(init=False)
     templates: Environment = field(default_factory=_environment)
     chain_check: object | None = field(default=None, init=False)  #: the history page's last audit check
-    #: the pending requests as read after a change token, shared by the live streams (``pending``)
-    _pending: tuple[object, list[ApprovalRequest]] | None = field(default=None, init=False)
+    #: the queue (pending requests, as ``QueueEntry``), kept between changes and brought up to date by reading only
+    #: the requests that changed since the audit log's ``_head`` (``pending``)
+    _queue: dict[str, QueueEntry] = field(default_factory=dict, init=False)
+    _head: int | None = field(default=None, init=False)
+    _queue_store: object | None = field(default=None, init=False)  #: the store ``_queue`` was read from
+    _queue_read: tuple[object, list[QueueEntry]] | None = field(default=None, init=False)  #: the last, by token
+    #: each queued request's row as last made (``queue_row``): the entry it was made of, its claimer then, the row
+    _rows: dict[str, tuple[QueueEntry, str | None, dict[str, Any]]] = field(default_factory=dict, init=False)
     _pending_lock: anyio.Lock = field(default_factory=anyio.Lock, init=False)
 
     def __post_init__(self) -> None:
@@ -104,25 +112,44 @@ class Console:
         html = self.templates.get_template(name).render(**context)
         return secured(HTMLResponse(html, status_code=status))
 
-    async def pending(self, token: object | None = None) -> list[ApprovalRequest]:
-        """Every pending request (paged through the store, 500 at a time). With ``token`` (the store's
+    async def pending(self, token: object | None = None) -> list[QueueEntry]:
+        """Every pending request, as the queue shows it. The console keeps the queue between calls and reads only
+        the requests that changed since the last (``Store.pending_queue``). With ``token`` (the store's
         ``change_token``, taken before): the list read for that same token if there is one, so the live streams of
         every open page, woken by one change, read the queue once between them, not once each."""
-        if token is not None and self._pending is not None and self._pending[0] == token:
-            return self._pending[1]
+        if token is not None and self._queue_read is not None and self._queue_read[0] == token:
+            return self._queue_read[1]
         async with self._pending_lock:  # streams woken together: the first reads, the others take its list
-            if token is not None and self._pending is not None and self._pending[0] == token:
-                return self._pending[1]
-            found: list[ApprovalRequest] = []
-            cursor = None
-            while True:
-                page = await self.service.list_requests(RequestQuery(status=Status.PENDING, limit=500, before=cursor))
-                found += page.items
-                if (cursor := page.next_cursor) is None:
-                    break
-            if token is not None:
-                self._pending = (token, found)
+            if token is not None and self._queue_read is not None and self._queue_read[0] == token:
+                return self._queue_read[1]
+            store = self.service.store
+            if store is not self._queue_store:  # another store (a test's, a restarted server's): read it whole
+                self._queue_store, self._head = store, None
+            read = await store.pending_queue(self._head)
+            if read.changed is None:
+                self._queue = {entry.id: entry for entry in read.entries}
+                self._rows.clear()
+            else:
+                for request_id in read.changed:
+                    self._queue.pop(request_id, None)
+                    self._rows.pop(request_id, None)
+                self._queue.update((entry.id, entry) for entry in read.entries)
+            self._head = read.head
+            found = list(self._queue.values())
+            self._queue_read = (token, found) if token is not None else None
             return found
+
+    def queue_row(self, entry: present.Queued, now: datetime) -> dict[str, Any]:
+        """``present.queue_row``, made once per entry read and claimer: a change re-makes only its own rows."""
+        if not isinstance(entry, QueueEntry):
+            return present.queue_row(entry, now)
+        claimer = entry.claim_at(now)
+        made = self._rows.get(entry.id)
+        if made is not None and made[0] is entry and made[1] == claimer:
+            return made[2]
+        row = present.queue_row(entry, now)
+        self._rows[entry.id] = (entry, claimer, row)
+        return row
 
 
 def redirect(url: str) -> Response:

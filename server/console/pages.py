@@ -43,7 +43,7 @@ async def queue(console: Console, request: Request) -> Response:
     if session is None:
         return redirect("/sign-in")
     filters = present.Filters.of(request.query_params, session.identity or "")
-    data = present.queue(await console.pending(), filters, console.service.clock.now())
+    data = present.queue(await console.pending(), filters, console.service.clock.now(), console.queue_row)
     return console.page("queue.html", session=session, filters=filters, **data)
 
 
@@ -68,7 +68,7 @@ async def _queue_stream(console: Console, session: Session, filters: present.Fil
         token = await store.change_token()
         pending = await console.pending(token)
         now = clock.now()
-        snapshot = json.dumps(present.queue(pending, filters, now))
+        snapshot = json.dumps(present.queue(pending, filters, now, console.queue_row))
         yield f"event: queue\ndata: {snapshot}\n\n" if snapshot != last else ": unchanged\n\n"
         last = snapshot
         nearest = min(((r.expires_at - now).total_seconds() for r in pending if r.expires_at > now), default=None)

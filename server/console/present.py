@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from signoff.storage import ApprovalRequest, Event, Priority, Status
+from signoff.storage import ApprovalRequest, Event, Priority, QueueEntry, Status
 from signoff.storage.redaction import Redaction
 from signoff.storage.text import is_active, visible
 from signoff.storage.timefmt import to_text
@@ -38,15 +38,20 @@ def moment(value: datetime | None) -> str:
     return to_text(value)[:19].replace("T", " ") + " UTC" if value else "-"
 
 
-def quorum(request: ApprovalRequest) -> str:
-    return f"{len(request.approvals)} of {request.approvals_required}"
+#: a request as the queue shows it: in full (the request page), or only its queue columns (the queue)
+Queued = ApprovalRequest | QueueEntry
 
 
-def confidence(request: ApprovalRequest) -> str:
+def quorum(request: Queued) -> str:
+    approvals = request.approval_count if isinstance(request, QueueEntry) else len(request.approvals)
+    return f"{approvals} of {request.approvals_required}"
+
+
+def confidence(request: Queued) -> str:
     return "-" if request.confidence is None else f"{request.confidence:.2f}"
 
 
-def queue_row(request: ApprovalRequest, now: datetime | None = None) -> dict[str, Any]:
+def queue_row(request: Queued, now: datetime | None = None) -> dict[str, Any]:
     summary = text(request.summary)
     claimer = request.claim_at(now) if now is not None else None
     return {
@@ -91,7 +96,7 @@ class Filters:
             me=me,
         )
 
-    def keep(self, request: ApprovalRequest) -> bool:
+    def keep(self, request: Queued) -> bool:
         claimer = request.claim_at(self.now) if self.now is not None else None
         return (
             (not self.action or request.action == self.action)
@@ -102,16 +107,22 @@ class Filters:
         )
 
 
-def queue(pending: Sequence[ApprovalRequest], filters: Filters, now: datetime) -> dict[str, Any]:
+def queue(
+    pending: Sequence[Queued],
+    filters: Filters,
+    now: datetime,
+    row: Callable[[Queued, datetime], dict[str, Any]] = queue_row,
+) -> dict[str, Any]:
     """The queue page's data: pending requests, most urgent first, then the nearest deadline; counts; filter
-    choices as (value, as shown). Requests past their expiry are left out (closed by the next read or sweep)."""
+    choices as (value, as shown). Requests past their expiry are left out (closed by the next read or sweep).
+    ``row``: ``queue_row``, or one that remembers rows already made (``Console.queue_row``)."""
     live = [r for r in pending if r.status is Status.PENDING and r.expires_at > now]
     live.sort(key=lambda r: (-r.priority.rank, r.expires_at, r.id))
     filters = dataclasses.replace(filters, now=now)
     shown = [r for r in live if filters.keep(r)]
     by_priority = {p.value: sum(r.priority is p for r in live) for p in reversed(Priority)}
     return {
-        "rows": [queue_row(r, now) for r in shown],
+        "rows": [row(r, now) for r in shown],
         "counts": {"pending": len(live), "shown": len(shown), "by_priority": by_priority},
         "choices": {
             "action": [(a, text(a)) for a in sorted({r.action for r in live})],

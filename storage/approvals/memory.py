@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from signoff.storage.approvals.deliveries import claim_marks, is_settled
 from signoff.storage.approvals.store import Change
-from signoff.storage.audit import GENESIS_HASH, link, standalone
+from signoff.storage.audit import GENESIS_HASH, is_request_id, link, standalone
 from signoff.storage.canonical import numeric_leaves
 from signoff.storage.change_signal import ChangeSignal
 from signoff.storage.errors import unknown_request
@@ -28,12 +28,14 @@ from signoff.storage.records import (
     OutboxEntry,
     OutboxItem,
     Page,
+    QueueRead,
     RequestQuery,
     Status,
     human_outcomes_of,
     matches_text,
     newest_key,
     priority_key,
+    queue_entry_of,
 )
 
 
@@ -149,6 +151,17 @@ class MemoryStore:
         items = tuple(ordered[: query.limit])
         more = len(ordered) > query.limit
         return Page(items=items, next_cursor=cursor(items[-1]) if more else None)
+
+    async def pending_queue(self, after_seq: int | None = None, limit: int = 500) -> QueueRead:
+        head = self._events[-1].seq if self._events else 0
+        if after_seq is not None and 0 <= head - after_seq <= limit:
+            # seqs run 1, 2, 3, ...: the events after ``after_seq`` are the list from that index on
+            changed = frozenset(e.request_id for e in self._events[after_seq:] if is_request_id(e.request_id))
+            found = (self._requests[i] for i in sorted(changed) if i in self._requests)
+            entries = tuple(queue_entry_of(r) for r in found if r.status is Status.PENDING)
+            return QueueRead(head=head, entries=entries, changed=changed)
+        pending = (r for r in self._requests.values() if r.status is Status.PENDING)
+        return QueueRead(head=head, entries=tuple(queue_entry_of(r) for r in pending))
 
     async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         return sorted(i for i in self._requests if i.startswith(prefix))[:limit]

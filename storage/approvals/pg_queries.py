@@ -225,3 +225,20 @@ SELECT d.notifier, d.state, count(*) FROM outbox AS o JOIN outbox_deliveries AS 
 UNION ALL
 SELECT notifier, state, count(*) FROM outbox_deliveries WHERE state = 'dead' GROUP BY 1, 2
 """
+
+
+#: ``Store.pending_queue``: what the review queue shows of a request (no payload; approving votes counted); read by
+#: ``codec.queue_entry_from_row``
+QUEUE_COLUMNS = """
+    r.id, r.action, r.summary, r.agent_id, r.confidence, r.triggers, r.approvals_required,
+    (SELECT count(*) FROM votes AS v WHERE v.request_id = r.id AND v.verdict = 'approve'),
+    r.priority, r.expires_at, r.status, r.claimed_by, r.claimed_at, r.claim_expires_at
+"""
+
+SELECT_QUEUE = f"SELECT {QUEUE_COLUMNS} FROM requests AS r WHERE r.status = 'pending'"
+
+#: the pending ones among some requests (their ids, an array)
+SELECT_QUEUE_OF = f"{SELECT_QUEUE} AND r.id = ANY(%s)"
+
+#: the requests changed after an event (``?`` seq), up to a bound: every change to a request appends an event
+CHANGED_REQUESTS = "SELECT seq, request_id FROM events WHERE seq > %s ORDER BY seq LIMIT %s"

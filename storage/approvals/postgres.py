@@ -20,10 +20,16 @@ from signoff.storage import metrics_queries as mq
 from signoff.storage.approvals import pg_queries as q
 from signoff.storage.approvals.deliveries import claim_marks, is_settled, mark_from_row, mark_row
 from signoff.storage.approvals.store import Change
-from signoff.storage.audit import GENESIS_HASH, EncodedEvent, standalone
+from signoff.storage.audit import GENESIS_HASH, EncodedEvent, is_request_id, standalone
 from signoff.storage.canonical import canonical_json
 from signoff.storage.change_signal import ChangeSignal, CommitWatch
-from signoff.storage.codec import approved_values, event_from_row, request_from_row, request_row
+from signoff.storage.codec import (
+    approved_values,
+    event_from_row,
+    queue_entry_from_row,
+    request_from_row,
+    request_row,
+)
 from signoff.storage.errors import Conflict, unknown_request
 from signoff.storage.pg_db import Conn, PostgresDatabase, available
 from signoff.storage.records import (
@@ -38,6 +44,7 @@ from signoff.storage.records import (
     OutboxEntry,
     OutboxItem,
     Page,
+    QueueRead,
     RequestQuery,
     Status,
     newest_key,
@@ -162,6 +169,21 @@ class PostgresStore:
         more = len(rows) > query.limit
         cursor = (priority_key if priority else newest_key)(items[-1]) if more else None
         return Page(items=items, next_cursor=cursor)
+
+    async def pending_queue(self, after_seq: int | None = None, limit: int = 500) -> QueueRead:
+        # The log is read first: a change committed between the two reads is read again next time (its event comes
+        # after ``head``), never lost. Writers append under the writers' lock, held to their commit, so an event
+        # below the head is visible whenever the head is.
+        if after_seq is not None:
+            rows = await self._db.read(q.CHANGED_REQUESTS, (after_seq, limit + 1))
+            if len(rows) <= limit and (rows or await self._head() == after_seq):
+                changed = frozenset(row[1] for row in rows if is_request_id(row[1]))
+                found = await self._db.read(q.SELECT_QUEUE_OF, (sorted(changed),)) if changed else []
+                head = rows[-1][0] if rows else after_seq
+                return QueueRead(head=head, entries=tuple(map(queue_entry_from_row, found)), changed=changed)
+        head = await self._head()
+        rows = await self._db.read(q.SELECT_QUEUE)
+        return QueueRead(head=head, entries=tuple(map(queue_entry_from_row, rows)))
 
     async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         # a range on the primary key (C collation: byte order), no LIKE whose `_` and `%` would need escaping

@@ -196,3 +196,22 @@ DROP_DEAD_MARKS = "DELETE FROM outbox_deliveries WHERE outbox_id = ? AND state =
 REQUEUE_OUTBOX = "UPDATE outbox SET delivered_at = NULL, next_attempt_at = ? WHERE id = ?"
 
 LEASE_OUTBOX_IF_UNSETTLED = "UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND delivered_at IS NULL"
+
+
+#: ``Store.pending_queue``: what the review queue shows of a request (no payload; approving votes counted); read by
+#: ``codec.queue_entry_from_row``
+QUEUE_COLUMNS = """
+    r.id, r.action, r.summary, r.agent_id, r.confidence, r.triggers, r.approvals_required,
+    (SELECT count(*) FROM votes AS v WHERE v.request_id = r.id AND v.verdict = 'approve'),
+    r.priority, r.expires_at, r.status, r.claimed_by, r.claimed_at, r.claim_expires_at
+"""
+
+SELECT_QUEUE = f"SELECT {QUEUE_COLUMNS} FROM requests AS r WHERE r.status = 'pending'"
+
+#: the pending ones among some requests (their ids as a JSON array)
+SELECT_QUEUE_OF = f"{SELECT_QUEUE} AND r.id IN (SELECT value FROM json_each(?))"
+
+#: the requests changed after an event (``?`` seq), up to a bound: every change to a request appends an event
+CHANGED_REQUESTS = "SELECT seq, request_id FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+
+HEAD_SEQ = "SELECT coalesce(max(seq), 0) FROM events"

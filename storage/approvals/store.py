@@ -18,6 +18,7 @@ from signoff.storage.records import (
     OutboxEntry,
     OutboxItem,
     Page,
+    QueueRead,
     RequestQuery,
     Transition,
 )
@@ -51,6 +52,14 @@ class Store(Protocol):
         ...
 
     async def list_requests(self, query: RequestQuery) -> Page: ...
+
+    async def pending_queue(self, after_seq: int | None = None, limit: int = 500) -> QueueRead:
+        """The review queue's columns of the pending requests (no payloads), after reading the audit log's head.
+
+        With ``after_seq`` (the ``head`` of an earlier read): only what changed since, as ``changed`` (the requests
+        with events after it) and ``entries`` (those of them still pending); a whole read (``changed`` None) when
+        more than ``limit`` events came after it, or the log is behind it (another database)."""
+        ...
 
     async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         """Ids that start with ``prefix``, in order, at most ``limit``: a reviewer may type the start of an id."""
