@@ -14,6 +14,7 @@ from signoff.storage.records import (
     Event,
     EventKind,
     Priority,
+    RecordedRequest,
     Status,
     Trigger,
     TriggerKind,
@@ -118,6 +119,30 @@ def request_from_row(row: Sequence[Any]) -> ApprovalRequest:
         model=row[30],
         model_version=row[31],
         model_decision_id=row[32],
+    )
+
+
+def recorded_from_row(row: Sequence[Any]) -> RecordedRequest:
+    """A row of ``queries.RECORDED_REQUESTS`` (either dialect) as the lean record replay reads."""
+    try:
+        status = _STATUS[row[7]]
+        decided_by = _DECIDED_BY[row[8]] if row[8] else None
+    except KeyError:  # not one of ours: the Enum says which
+        status = Status(row[7])
+        decided_by = DecidedBy(row[8]) if row[8] else None
+    return RecordedRequest(
+        row[0],
+        row[1],
+        row[2],
+        json.loads(row[3]),
+        row[4],
+        _strings(row[5]),
+        row[6],
+        status,
+        decided_by,
+        from_text(row[9]),
+        row[10],
+        json.loads(row[11]) if row[11] is not None else None,
     )
 
 
