@@ -102,6 +102,7 @@ ON_POSTGRESQL = {
     ("review", "approve"),
     ("review", "reject"),
     ("audit", "verify"),
+    ("policy", "replay"),  # reads through `recorded_requests`, which both engines have
 }
 
 #: The commands that read the database and never write it: they open it read-only (``mode=ro``), so a reviewer or
