@@ -54,7 +54,7 @@ async def test_an_edit_that_breaks_a_case_exits_1_naming_the_case(env: dict[str,
     [failed] = [line for line in ran.stdout.splitlines() if line.startswith("FAIL")]
     assert failed.startswith("FAIL  a large transfer waits for two people (")
     assert "expected review, got approve" in failed
-    assert ran.stdout.splitlines()[-1].startswith("13 passed, 1 failed")
+    assert ran.stdout.splitlines()[-1].startswith("18 passed, 1 failed")
 
 
 async def test_test_without_a_cases_file_says_where_it_looked(env: dict[str, str], tmp_path: Path) -> None:

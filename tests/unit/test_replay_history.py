@@ -6,11 +6,13 @@ import random
 from datetime import timedelta
 from typing import Any
 
-from signoff.storage import ApprovalRequest, DecidedBy, Status, TriggerKind
+import pytest
+
+from signoff.storage import ApprovalRequest, ConfigError, DecidedBy, Status, TriggerKind
 from signoff.tools.approvals import fairness, shape
 from signoff.tools.approvals.history import History
 from signoff.tools.approvals.policy import Policy, PolicyInput
-from signoff.tools.approvals.policy_cases import Expect
+from signoff.tools.approvals.policy_cases import Expect, parse_cases, run_cases
 from signoff.tools.approvals.policy_config import Anomaly, parse_policy_config
 from signoff.tools.approvals.replay import Replayer, replay
 from tests.factories import T0, make_request
@@ -168,3 +170,56 @@ def dataclass_replace(request: ApprovalRequest, **changes: Any) -> ApprovalReque
     import dataclasses
 
     return dataclasses.replace(request, **changes)
+
+
+CASES = """
+[[histories]]
+name = "refunds"
+[[histories.requests]]
+action = "payments.refund"
+payload = { currency = "EUR" }
+repeat = 30
+[[histories.requests]]
+action = "payments.refund"
+payload = { currency = "USD" }
+repeat = 30
+
+[[cases]]
+name = "known"
+action = "payments.refund"
+payload = { currency = "USD" }
+confidence = 0.99
+expect = "approve"
+after = "refunds"
+
+[[cases]]
+name = "new"
+action = "payments.refund"
+payload = { currency = "XAU" }
+confidence = 0.99
+expect = "review"
+triggers = ["anomaly"]
+after = "refunds"
+
+[[cases]]
+name = "no history"
+action = "payments.refund"
+payload = { currency = "XAU" }
+confidence = 0.99
+expect = "approve"
+"""
+
+
+def test_cases_are_judged_after_the_history_they_name() -> None:
+    policy = Policy(parse_policy_config("[anomaly]\nenabled = true\nwarmup = 50\n"))
+    results = run_cases(policy, parse_cases(CASES, "c.toml"))
+    assert [(r.case.name, r.problem) for r in results] == [("known", None), ("new", None), ("no history", None)]
+    assert results[1].line == 21
+
+
+def test_a_case_after_an_unknown_history_or_a_bad_entry_names_the_line() -> None:
+    with pytest.raises(ConfigError, match=r"c.toml line 4: cases\[0\].after: no \[\[histories\]\] named 'x'"):
+        parse_cases('\n[[cases]]\nname = "a"\nafter = "x"\naction = "a"\nexpect = "review"\n', "c.toml")
+    bad = CASES.replace("repeat = 30\n[[histories.requests]]", "repeat = 0\n[[histories.requests]]", 1)
+    with pytest.raises(ConfigError, match=r"c.toml line 7: histories\[0\].requests\[0\].repeat: must be from 1"):
+        parse_cases(bad, "c.toml")
