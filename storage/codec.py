@@ -143,6 +143,7 @@ def recorded_from_row(row: Sequence[Any]) -> RecordedRequest:
         from_text(row[9]),
         row[10],
         json.loads(row[11]) if row[11] is not None else None,
+        len(row[3].encode()),  # stored as canonical JSON: its size, without encoding the payload again
     )
 
 

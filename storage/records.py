@@ -354,6 +354,7 @@ class RecordedRequest(NamedTuple):
     created_at: datetime
     policy_version: str | None
     approved_payload: JsonObject | None  #: the payload a reviewer approved instead, if one changed it
+    payload_bytes: int  #: the size of ``payload`` as canonical JSON (UTF-8), as stored
 
     @property
     def effective_payload(self) -> JsonObject:

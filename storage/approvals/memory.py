@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from signoff.storage.approvals.deliveries import claim_marks, is_settled
 from signoff.storage.approvals.store import Change
 from signoff.storage.audit import GENESIS_HASH, link
-from signoff.storage.canonical import numeric_leaves
+from signoff.storage.canonical import canonical_json, numeric_leaves
 from signoff.storage.change_signal import ChangeSignal
 from signoff.storage.errors import unknown_request
 from signoff.storage.metrics_queries import ApprovalMetrics, approval_metrics_of
@@ -357,4 +357,5 @@ def recorded(request: ApprovalRequest) -> RecordedRequest:
         request.created_at,
         request.policy_version,
         request.approved_payload,
+        len(canonical_json(request.payload).encode()),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from signoff.storage import DecidedBy, RecordedRequest, Status, Store, Verdict
+from signoff.storage.canonical import canonical_json
 from signoff.tools.approvals import lifecycle
 from tests.factories import T0, add
 
@@ -41,6 +42,8 @@ async def test_requests_come_oldest_first_in_batches_with_what_replay_needs(stor
         made[0].summary,
     )
     assert first.effective_payload == first.payload and first.approved_payload is None
+    # the size limit is judged on the stored size, which must be that of the canonical JSON
+    assert [r.payload_bytes for r in seen] == [len(canonical_json(r.payload).encode()) for r in seen]
 
 
 async def test_since_starts_at_that_moment_and_an_exact_batch_ends_cleanly(store: Store) -> None:

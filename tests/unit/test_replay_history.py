@@ -223,3 +223,11 @@ def test_a_case_after_an_unknown_history_or_a_bad_entry_names_the_line() -> None
     bad = CASES.replace("repeat = 30\n[[histories.requests]]", "repeat = 0\n[[histories.requests]]", 1)
     with pytest.raises(ConfigError, match=r"c.toml line 7: histories\[0\].requests\[0\].repeat: must be from 1"):
         parse_cases(bad, "c.toml")
+
+
+def test_a_known_payload_size_is_judged_like_a_measured_one() -> None:
+    policy = Policy(parse_policy_config("[limits]\nmax_payload_bytes = 100\n"))
+    big = asked(0, {"memo": "x" * 200}, status=Status.APPROVED, decided_by=DecidedBy.POLICY)
+    measured = replay(policy, [big])
+    assert measured.transitions == {(Expect.APPROVE, Expect.INVALID): 1}
+    assert measured.by_rule == {"(refused as invalid input before any rule is checked)": 1}

@@ -51,6 +51,9 @@ class PolicyInput:
     flags: tuple[str, ...]
     agent_id: str | None
     expires_in_seconds: int | None  #: what the agent asked for, if anything
+    #: the payload's size as canonical JSON when the caller already knows it (replay reads it as stored); None:
+    #: measured here
+    payload_bytes: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -64,6 +67,7 @@ class PolicyDecision:
     approvers: tuple[str, ...] = ()  #: Slack user/group ids who may vote in Slack (empty: nobody there)
     escalate_after_seconds: int | None = None  #: from the first matching rule that sets it
     escalate_to: str | None = None
+    rules: tuple[str, ...] = ()  #: the names of the rules that matched, in file order
 
 
 class Policy:
@@ -122,7 +126,7 @@ class Policy:
                 f"summary is {len(summary):,} characters; the limit is {limits.max_summary_chars:,} "
                 "(limits.max_summary_chars). Shorten it and put the details in the payload."
             )
-        self._validate_payload(request.payload)
+        self._validate_payload(request.payload, request.payload_bytes)
         if (problem := schema_violation(config.schemas, action, request.payload)) is not None:
             raise InvalidInput(problem)
         confidence = request.confidence
@@ -155,23 +159,25 @@ class Policy:
                 f"({config.default_expires_in_seconds:,})."
             )
 
-    def _validate_payload(self, payload: Any) -> None:
+    def _validate_payload(self, payload: Any, known_bytes: int | None = None) -> None:
         if not isinstance(payload, Mapping):
             raise InvalidInput(
                 f"payload must be a JSON object, not {type(payload).__name__}; "
                 'wrap the arguments in an object, e.g. {"items": [...]}.'
             )
-        try:
-            encoded = canonical_json(payload).encode()
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise InvalidInput(
-                f"payload cannot be stored as JSON ({exc}); use only objects, arrays, strings, finite "
-                "numbers, true, false and null (NaN and infinity are not allowed)."
-            ) from None
+        size = known_bytes
+        if size is None:
+            try:
+                size = len(canonical_json(payload).encode())
+            except (TypeError, ValueError, RecursionError) as exc:
+                raise InvalidInput(
+                    f"payload cannot be stored as JSON ({exc}); use only objects, arrays, strings, finite "
+                    "numbers, true, false and null (NaN and infinity are not allowed)."
+                ) from None
         limit = self.config.limits.max_payload_bytes
-        if len(encoded) > limit:
+        if size > limit:
             raise InvalidInput(
-                f"payload is {len(encoded):,} bytes as canonical JSON; the limit is {limit:,} bytes "
+                f"payload is {size:,} bytes as canonical JSON; the limit is {limit:,} bytes "
                 "(limits.max_payload_bytes). Send a reference to the data (an id or URL) instead of "
                 "the data itself."
             )
@@ -277,6 +283,7 @@ class Policy:
             approvals_required=max((r.approvals_required or 1 for r in rules), default=1),  # review rules only
             expires_in_seconds=min(expiries, default=config.default_expires_in_seconds),
             priority=highest(priorities),
+            rules=tuple(rule.name for rule, _ in matched),
         )
 
     def _asker(self, lookups: LookupReader | None) -> Ask | None:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from signoff.storage import ApprovalRequest, DecidedBy, InvalidInput, RecordedRequest, Status, Trigger
-from signoff.tools.approvals.conditions import match_rule
 from signoff.tools.approvals.history import History
 from signoff.tools.approvals.lookups import LookupReader
 from signoff.tools.approvals.policy import Policy, PolicyInput
@@ -26,6 +25,7 @@ Recorded = RecordedRequest | ApprovalRequest  #: what replay reads: the lean rec
 
 EXAMPLES_PER_CHANGE = 3
 NO_RULE = "(no rule: the threshold, the default outcome or another trigger)"
+INVALID_RULE = "(refused as invalid input before any rule is checked)"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -37,6 +37,7 @@ class Change:
     after: Expect  #: what the candidate decides
     triggers: tuple[Trigger, ...]  #: the candidate's reasons (empty when it refuses the request as invalid)
     reason: str | None = None  #: why the candidate refuses it, when ``after`` is invalid
+    rules: tuple[str, ...] = ()  #: the candidate's rules that match it
 
 
 @dataclass(kw_only=True, slots=True)
@@ -112,7 +113,9 @@ class Replayer:
                 change = Change(request=request, before=before, after=Expect.INVALID, triggers=(), reason=exc.message)
             else:
                 after = Expect(decision.outcome.value)
-                change = Change(request=request, before=before, after=after, triggers=decision.triggers)
+                change = Change(
+                    request=request, before=before, after=after, triggers=decision.triggers, rules=decision.rules
+                )
                 if history is not None:
                     _learn(history, request, after)
             if change.after is before:
@@ -121,8 +124,10 @@ class Replayer:
             step = (before, change.after)
             report.transitions[step] += 1
             report.by_action.setdefault(request.action, Counter())[step] += 1
-            names = [rule.name for rule in policy.config.rules if match_rule(rule, inputs) is not None]
-            report.by_rule.update(names or [NO_RULE])
+            if change.after is Expect.INVALID:
+                report.by_rule[INVALID_RULE] += 1
+            else:
+                report.by_rule.update(change.rules or (NO_RULE,))
             examples = report.examples.setdefault(step, [])
             if len(examples) < EXAMPLES_PER_CHANGE:
                 examples.append(change)
@@ -149,4 +154,5 @@ def _input(request: Recorded) -> PolicyInput:
         flags=request.flags,
         agent_id=request.agent_id,
         expires_in_seconds=None,  # the expiry asked for is not kept apart from the rules'; it decides no outcome
+        payload_bytes=request.payload_bytes if isinstance(request, RecordedRequest) else None,
     )
