@@ -231,3 +231,16 @@ def test_a_known_payload_size_is_judged_like_a_measured_one() -> None:
     measured = replay(policy, [big])
     assert measured.transitions == {(Expect.APPROVE, Expect.INVALID): 1}
     assert measured.by_rule == {"(refused as invalid input before any rule is checked)": 1}
+
+
+def test_the_fast_spread_is_exactly_the_statistics_modules() -> None:
+    import statistics
+
+    from signoff.tools.approvals.policy import _spread
+
+    rng = random.Random(1)
+    for n in range(1, 250):
+        xs = tuple(rng.choice([rng.random() * 100, 5.0, 7.0, -3.5]) for _ in range(n))
+        median = statistics.median(xs)
+        deviations = [abs(v - median) for v in xs]
+        assert _spread(xs) == (median, statistics.median(deviations), statistics.fmean(deviations))

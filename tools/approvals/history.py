@@ -130,6 +130,7 @@ class History:
         self._groups = policy.config.fairness.groups
         self._seen: set[tuple[str, str]] = set()
         self._values: dict[tuple[str, str], deque[float]] = {}
+        self._snapshots: dict[tuple[str, str], tuple[float, ...]] = {}  #: newest first, until the next number
         self._profiles: dict[str, _Profile] = {}
         self._streams = [_Stream(group.window) for group in self._groups]
 
@@ -139,8 +140,12 @@ class History:
             action = request.action
             values = {}
             for name in numeric_leaves(request.payload):
-                kept = self._values.get((action, name))
-                values[name] = tuple(reversed(kept)) if kept else ()  # newest first, as the store reads them
+                key = (action, name)
+                snapshot = self._snapshots.get(key)
+                if snapshot is None:
+                    kept = self._values.get(key)
+                    snapshot = self._snapshots[key] = tuple(reversed(kept)) if kept else ()  # as the store reads
+                values[name] = snapshot
             history = ActionHistory(seen_from_agent=(request.agent_id or "", action) in self._seen, values=values)
         streams = None
         if watched := self.policy.watched_groups(request.action):
@@ -166,6 +171,7 @@ class History:
                     if kept is None:
                         kept = self._values[(action, name)] = deque(maxlen=VALUES_KEPT)
                     kept.append(value)
+                    self._snapshots.pop((action, name), None)
             if self._shapes:
                 found = self._profiles.get(action)
                 if found is None:

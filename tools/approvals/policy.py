@@ -8,10 +8,13 @@ Whether a rule applies (action globs, conditions, failing closed on shapes they 
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
+import operator
 import re
 import statistics
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -336,7 +339,7 @@ class Policy:
             who = f"agent {request.agent_id!r}" if request.agent_id else "an agent with no agent_id"
             yield Trigger(kind=TriggerKind.ANOMALY, detail=f"first request for action {action} from {who}")
         for field, x in numeric_leaves(request.payload).items():
-            samples = [v for v in history.values.get(field, ()) if math.isfinite(v)]
+            samples = tuple(filter(math.isfinite, history.values.get(field, ())))
             if len(samples) < anomaly.min_samples:
                 continue
             z, median = modified_z_score(x, samples)
@@ -395,19 +398,33 @@ def _schema_message(error: ValidationError) -> str:
     return error.message if len(shown) <= 60 else error.message.replace(shown, show(error.instance))
 
 
-def modified_z_score(x: float, samples: list[float]) -> tuple[float, float]:
+@functools.lru_cache(maxsize=1024)
+def _spread(samples: tuple[float, ...]) -> tuple[float, float, float]:
+    """``(median, MAD, mean absolute deviation)`` of ``samples``; kept for the last 1,024 histories, since the same
+    history judges many requests in a row (each request's own numbers do not change it)."""
+    if not samples:
+        raise statistics.StatisticsError("no median for empty data")
+    ordered = sorted(samples)
+    median = _middle(ordered)  # as statistics.median, without sorting again
+    deviations = sorted(map(abs, map(operator.sub, ordered, itertools.repeat(median))))
+    return median, _middle(deviations), math.fsum(deviations) / len(deviations)  # fsum / n: statistics.fmean
+
+
+def _middle(ordered: list[float]) -> float:
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def modified_z_score(x: float, samples: Sequence[float]) -> tuple[float, float]:
     """``(z, median)``: ``0.6745 * (x - median) / MAD`` (Iglewicz & Hoaglin).
 
     When more than half the samples equal the median, MAD is 0; then the mean absolute deviation
     scaled by sqrt(pi/2) stands in. When that is 0 too (all samples equal), any other x is
     infinitely far (z = +-inf) and x equal to them scores 0.
     """
-    median = statistics.median(samples)
-    deviations = [abs(v - median) for v in samples]
-    mad = statistics.median(deviations)
+    median, mad, mean_ad = _spread(tuple(samples))
     if mad > 0:
         return _MAD_SCALE * (x - median) / mad, median
-    mean_ad = statistics.fmean(deviations)
     if mean_ad > 0:
         return (x - median) / (_MEAN_AD_SCALE * mean_ad), median
     return (0.0 if x == median else math.copysign(math.inf, x - median)), median
