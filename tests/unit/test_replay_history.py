@@ -244,3 +244,25 @@ def test_the_fast_spread_is_exactly_the_statistics_modules() -> None:
         median = statistics.median(xs)
         deviations = [abs(v - median) for v in xs]
         assert _spread(xs) == (median, statistics.median(deviations), statistics.fmean(deviations))
+
+
+def test_the_kept_numbers_are_the_newest_two_hundred_approved() -> None:
+    history = History(ANOMALY)
+    rng = random.Random(5)
+    numbers = [rng.choice([rng.randrange(1000), 42]) for _ in range(500)]
+    for n, number in enumerate(numbers):
+        status = Status.APPROVED if n % 5 else Status.REJECTED
+        history.add(asked(n, {"amount": number}, status=status), status, DecidedBy.HUMAN)
+        judged, _, _ = history.judged(
+            PolicyInput(
+                action="payments.refund",
+                summary="s",
+                payload={"amount": 1},
+                confidence=None,
+                flags=(),
+                agent_id=None,
+                expires_in_seconds=None,
+            )
+        )
+        approved = [x for i, x in enumerate(numbers[: n + 1]) if i % 5]
+        assert judged is not None and sorted(judged.values["amount"]) == sorted(approved[-200:])

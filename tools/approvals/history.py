@@ -12,6 +12,7 @@ size of one payload, whatever the window sizes, so a replay of a million request
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter, deque
 from collections.abc import Mapping
@@ -130,7 +131,10 @@ class History:
         self._groups = policy.config.fairness.groups
         self._seen: set[tuple[str, str]] = set()
         self._values: dict[tuple[str, str], deque[float]] = {}
-        self._snapshots: dict[tuple[str, str], tuple[float, ...]] = {}  #: newest first, until the next number
+        self._ordered: dict[tuple[str, str], list[float]] = {}  #: the same numbers, sorted
+        #: what ``judged`` hands out, until the next number: sorted, which the check does not mind (a median and
+        #: a MAD ignore order) and which makes its sorts linear
+        self._snapshots: dict[tuple[str, str], tuple[float, ...]] = {}
         self._profiles: dict[str, _Profile] = {}
         self._streams = [_Stream(group.window) for group in self._groups]
 
@@ -143,8 +147,7 @@ class History:
                 key = (action, name)
                 snapshot = self._snapshots.get(key)
                 if snapshot is None:
-                    kept = self._values.get(key)
-                    snapshot = self._snapshots[key] = tuple(reversed(kept)) if kept else ()  # as the store reads
+                    snapshot = self._snapshots[key] = tuple(self._ordered.get(key, ()))
                 values[name] = snapshot
             history = ActionHistory(seen_from_agent=(request.agent_id or "", action) in self._seen, values=values)
         streams = None
@@ -167,11 +170,17 @@ class History:
                 for name, value in numeric_leaves(learnt).items():
                     if not math.isfinite(value):
                         continue
-                    kept = self._values.get((action, name))
+                    key = (action, name)
+                    kept = self._values.get(key)
                     if kept is None:
-                        kept = self._values[(action, name)] = deque(maxlen=VALUES_KEPT)
+                        kept = self._values[key] = deque()
+                        self._ordered[key] = []
+                    ordered = self._ordered[key]
                     kept.append(value)
-                    self._snapshots.pop((action, name), None)
+                    bisect.insort(ordered, value)
+                    if len(kept) > VALUES_KEPT:
+                        del ordered[bisect.bisect_left(ordered, kept.popleft())]
+                    self._snapshots.pop(key, None)
             if self._shapes:
                 found = self._profiles.get(action)
                 if found is None:
