@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from signoff.server.policy_env import PolicyOverrides
-from signoff.storage import ApprovalRequest, ConfigError, RequestQuery
+from signoff.storage import ConfigError
 from signoff.storage.text import visible
 from signoff.tools.approvals.fairness import judge_groups, outcome_words
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_cases import Expect, parse_cases, run_cases
 from signoff.tools.approvals.policy_check import policy_faults, policy_summary
 from signoff.tools.approvals.policy_config import PolicyConfig, parse_policy_config, policy_version
-from signoff.tools.approvals.replay import ReplayReport, replay
+from signoff.tools.approvals.replay import Replayer, ReplayReport
 from signoff.tools.approvals.service import ApprovalService
 from signoff.tools.approvals.streams import outcome_counts
 from signoff.tools.approvals.trusted import TrustedData
@@ -32,6 +32,7 @@ _AFTER = {
     Expect.REJECT: "would be rejected by a guardrail",
     Expect.INVALID: "would be refused as invalid input",
 }
+REPLAY_BATCH = 2000  #: requests read per query by `policy replay`
 _DURATION = re.compile(r"(\d+)([dhm])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
@@ -146,18 +147,16 @@ def since(text: str) -> datetime:
 
 async def replay_command(service: ApprovalService, args: argparse.Namespace) -> int:
     policy, version = load(args.file)
-    requests: list[ApprovalRequest] = []
-    cursor = None
-    while True:  # newest first, as the history lists them
-        page = await service.list_requests(RequestQuery(since=args.since, limit=500, before=cursor))
-        requests += page.items
-        if (cursor := page.next_cursor) is None:
-            break
     trusted = TrustedData(args.file.parent)
     try:
-        report = replay(policy, requests, trusted)
+        replayer = Replayer(policy, trusted, args.since)
+        # oldest first; with a history to rebuild, from the first request, so the windows are full at ``since``
+        start = args.since if replayer.history is None else None
+        async for batch in service.store.recorded_requests(start, batch=REPLAY_BATCH):
+            replayer.feed(batch)
     finally:
         trusted.close()
+    report = replayer.report
     if args.json:
         print(json.dumps(as_json(report, args.file, version, args.since), indent=2))
     else:
@@ -175,10 +174,10 @@ def as_text(report: ReplayReport, path: Path, version: str, start: datetime | No
     lines.append(f"changed: {report.changed:,}")
     for (before, after), count in sorted(report.transitions.items()):
         lines.append(f"  {before} -> {after}: {count:,} ({_BEFORE[before]}; {_AFTER[after]})")
-    if report.anomalies_kept:
+    if report.learnt:
         lines.append(
-            f"note: {report.anomalies_kept:,} went to people for an anomaly; kept as reviews (the history each was"
-            " judged against is not rebuilt)"
+            f"history: {report.learnt:,} earlier requests rebuilt what the anomaly, out-of-distribution and fairness"
+            " checks judge against (not counted above)"
         )
     if not report.changed:
         return "\n".join(lines)
@@ -215,7 +214,7 @@ def as_json(report: ReplayReport, path: Path, version: str, start: datetime | No
         "transitions": steps(report.transitions),
         "by_action": {action: steps(counts) for action, counts in sorted(report.by_action.items())},
         "by_rule": dict(sorted(report.by_rule.items())),
-        "anomalies_kept": report.anomalies_kept,
+        "history_requests": report.learnt,
         "recorded_versions": [
             {"version": v or None, "requests": n} for v, n in sorted(report.recorded_versions.items())
         ],

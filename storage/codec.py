@@ -15,6 +15,7 @@ from signoff.storage.records import (
     EventKind,
     Priority,
     QueueEntry,
+    RecordedRequest,
     Status,
     Trigger,
     TriggerKind,
@@ -146,6 +147,31 @@ def queue_entry_from_row(row: Sequence[Any]) -> QueueEntry:
         claimed_by=row[11],
         claimed_at=from_text(row[12]) if row[12] else None,
         claim_until=from_text(row[13]) if row[13] else None,
+    )
+
+
+def recorded_from_row(row: Sequence[Any]) -> RecordedRequest:
+    """A row of ``queries.RECORDED_REQUESTS`` (either dialect) as the lean record replay reads."""
+    try:
+        status = _STATUS[row[7]]
+        decided_by = _DECIDED_BY[row[8]] if row[8] else None
+    except KeyError:  # not one of ours: the Enum says which
+        status = Status(row[7])
+        decided_by = DecidedBy(row[8]) if row[8] else None
+    return RecordedRequest(
+        row[0],
+        row[1],
+        row[2],
+        json.loads(row[3]),
+        row[4],
+        _strings(row[5]),
+        row[6],
+        status,
+        decided_by,
+        from_text(row[9]),
+        row[10],
+        json.loads(row[11]) if row[11] is not None else None,
+        len(row[3].encode()),  # stored as canonical JSON: its size, without encoding the payload again
     )
 
 

@@ -6,7 +6,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from signoff.storage.canonical import payload_sha256
 
@@ -402,6 +402,31 @@ class ActionHistory:
 
     seen_from_agent: bool  #: a request for this action from this agent was approved before
     values: Mapping[str, tuple[float, ...]]  #: recent numeric payload values, per dotted field
+
+
+class RecordedRequest(NamedTuple):
+    """What ``policy replay`` reads of one recorded request: what the agent asked and what became of it.
+
+    A named tuple, not a dataclass, because replay reads a million of them and builds each in one call."""
+
+    id: str
+    action: str
+    summary: str
+    payload: JsonObject  #: as the agent asked
+    confidence: float | None
+    flags: tuple[str, ...]
+    agent_id: str | None
+    status: Status
+    decided_by: DecidedBy | None
+    created_at: datetime
+    policy_version: str | None
+    approved_payload: JsonObject | None  #: the payload a reviewer approved instead, if one changed it
+    payload_bytes: int  #: the size of ``payload`` as canonical JSON (UTF-8), as stored
+
+    @property
+    def effective_payload(self) -> JsonObject:
+        """The payload the action may run with: the approved one when a reviewer changed it, else as asked."""
+        return self.payload if self.approved_payload is None else self.approved_payload
 
 
 class DeliveryState(enum.StrEnum):

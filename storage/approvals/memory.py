@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from signoff.storage.approvals.deliveries import claim_marks, is_settled
 from signoff.storage.approvals.store import Change
 from signoff.storage.audit import GENESIS_HASH, is_request_id, link, standalone
-from signoff.storage.canonical import numeric_leaves
+from signoff.storage.canonical import canonical_json, numeric_leaves
 from signoff.storage.change_signal import ChangeSignal
 from signoff.storage.errors import unknown_request
 from signoff.storage.metrics_queries import ApprovalMetrics, approval_metrics_of
@@ -29,6 +29,7 @@ from signoff.storage.records import (
     OutboxItem,
     Page,
     QueueRead,
+    RecordedRequest,
     RequestQuery,
     Status,
     human_outcomes_of,
@@ -180,6 +181,14 @@ class MemoryStore:
             and r.escalate_at <= now
         ]
         return [r.id for r in sorted(due, key=lambda r: r.escalate_at or now)[:limit]]
+
+    async def recorded_requests(
+        self, since: datetime | None = None, batch: int = 1000
+    ) -> AsyncIterator[list[RecordedRequest]]:
+        ordered = sorted(self._requests.values(), key=lambda r: (r.created_at, r.id))
+        found = [recorded(r) for r in ordered if since is None or r.created_at >= since]
+        for start in range(0, len(found), batch):
+            yield found[start : start + batch]
 
     async def action_history(
         self, action: str, agent_id: str | None, fields: Sequence[str], limit: int = 200
@@ -347,3 +356,22 @@ def _after(request: ApprovalRequest, query: RequestQuery) -> bool:
         case (datetime() as created_at, str() as request_id):
             return newest_key(request) < (created_at, request_id)
     return True
+
+
+def recorded(request: ApprovalRequest) -> RecordedRequest:
+    """What ``recorded_requests`` yields of a stored request."""
+    return RecordedRequest(
+        request.id,
+        request.action,
+        request.summary,
+        request.payload,
+        request.confidence,
+        request.flags,
+        request.agent_id,
+        request.status,
+        request.decided_by,
+        request.created_at,
+        request.policy_version,
+        request.approved_payload,
+        len(canonical_json(request.payload).encode()),
+    )

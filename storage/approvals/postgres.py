@@ -27,6 +27,7 @@ from signoff.storage.codec import (
     approved_values,
     event_from_row,
     queue_entry_from_row,
+    recorded_from_row,
     request_from_row,
     request_row,
 )
@@ -45,6 +46,7 @@ from signoff.storage.records import (
     OutboxItem,
     Page,
     QueueRead,
+    RecordedRequest,
     RequestQuery,
     Status,
     newest_key,
@@ -194,6 +196,19 @@ class PostgresStore:
 
     async def escalations_due(self, now: datetime, limit: int = 100) -> list[str]:
         return [row[0] for row in await self._db.read(q.ESCALATIONS_DUE, (to_text(now), limit))]
+
+    async def recorded_requests(
+        self, since: datetime | None = None, batch: int = 1000
+    ) -> AsyncIterator[list[RecordedRequest]]:
+        after = (to_text(since) if since is not None else "", "")
+        while True:
+            rows = await self._db.read(q.RECORDED_REQUESTS, (*after, batch))
+            if not rows:
+                return
+            yield [recorded_from_row(row) for row in rows]
+            if len(rows) < batch:
+                return
+            after = (rows[-1][9], rows[-1][0])
 
     async def action_history(
         self, action: str, agent_id: str | None, fields: Sequence[str], limit: int = 200

@@ -13,6 +13,13 @@ REQUEST_COLUMNS = """
     r.claimed_by, r.claimed_at, r.claim_expires_at, r.policy_version, r.model, r.model_version, r.model_decision_id
 """
 
+#: What ``policy replay`` reads (``codec.recorded_from_row``), oldest first, one batch after a (created_at, id).
+RECORDED_REQUESTS = """
+SELECT id, action, summary, payload, confidence, flags, agent_id, status, decided_by, created_at, policy_version,
+       approved_payload
+  FROM requests WHERE (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?
+"""
+
 SELECT_REQUEST = f"SELECT {REQUEST_COLUMNS} FROM requests AS r WHERE r.id = ?"
 
 SELECT_BY_IDEMPOTENCY_KEY = f"""

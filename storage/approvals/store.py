@@ -19,6 +19,7 @@ from signoff.storage.records import (
     OutboxItem,
     Page,
     QueueRead,
+    RecordedRequest,
     RequestQuery,
     Transition,
 )
@@ -71,6 +72,13 @@ class Store(Protocol):
 
     async def escalations_due(self, now: datetime, limit: int = 100) -> list[str]:
         """Ids of pending requests whose escalation time has come and that were not escalated yet."""
+        ...
+
+    def recorded_requests(
+        self, since: datetime | None = None, batch: int = 1000
+    ) -> AsyncIterator[list[RecordedRequest]]:
+        """Every request created at or after ``since`` (all when None), oldest first (by creation time, then id),
+        in lists of at most ``batch``: what ``policy replay`` walks to rebuild the history as it grew."""
         ...
 
     async def action_history(

@@ -6,7 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from signoff.storage import DecidedBy, Status, Trigger, TriggerKind
+from signoff.storage import DecidedBy, Status, Store, Trigger, TriggerKind
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.tools.approvals.replay import NO_RULE
 from tests.factories import add
@@ -54,7 +54,7 @@ async def test_an_edit_that_breaks_a_case_exits_1_naming_the_case(env: dict[str,
     [failed] = [line for line in ran.stdout.splitlines() if line.startswith("FAIL")]
     assert failed.startswith("FAIL  a large transfer waits for two people (")
     assert "expected review, got approve" in failed
-    assert ran.stdout.splitlines()[-1].startswith("13 passed, 1 failed")
+    assert ran.stdout.splitlines()[-1].startswith("18 passed, 1 failed")
 
 
 async def test_test_without_a_cases_file_says_where_it_looked(env: dict[str, str], tmp_path: Path) -> None:
@@ -182,3 +182,41 @@ async def test_check_shows_the_environments_overrides_in_the_effective_policy(en
     assert "  confidence_threshold 0.9, default_outcome review" in lines
     ran = await signoff({**env, "SIGNOFF_DEFAULT_OUTCOME": "maybe"}, "policy", "check", str(EXAMPLE))
     assert ran.returncode != 0 and 'SIGNOFF_DEFAULT_OUTCOME must be "approve" or "review"' in ran.stderr, ran
+
+
+async def open_either(database: str) -> Store:
+    if database.startswith("postgresql"):
+        from signoff.storage.approvals.postgres import PostgresStore
+
+        return await PostgresStore.open(database)
+    return await SqliteStore.open(Path(database))
+
+
+async def test_replay_rebuilds_the_anomaly_history_on_either_engine(
+    env: dict[str, str], database: str, tmp_path: Path
+) -> None:
+    """30 ordinary refunds people approved, then one 100 times larger: a candidate with anomaly detection judges
+    each refund on the ones approved before it, so only the first (novel) and the outlier still go to people."""
+    store = await open_either(database)
+    try:
+        for n in range(31):
+            await add(
+                store,
+                action="payments.refund",
+                payload={"amount": 10_000 if n == 30 else 100 + n % 7},
+                confidence=0.99,
+                flags=(),
+                status=Status.APPROVED,
+                decided_by=DecidedBy.HUMAN,
+            )
+    finally:
+        await store.close()
+    candidate = tmp_path / "candidate.toml"
+    candidate.write_text("[anomaly]\nenabled = true\nnew_values = false\nkey_set = false\ntext_length = false\n")
+    env = {**env, "SIGNOFF_DB": database}
+    runs = [await signoff(env, "policy", "replay", str(candidate), "--json") for _ in range(2)]
+    assert runs[0].returncode == 0, runs[0]
+    assert runs[0].stdout == runs[1].stdout  # the same history, policy and input: the same report
+    report = json.loads(runs[0].stdout)
+    assert (report["requests"], report["unchanged"]) == (31, 2)
+    assert report["transitions"] == [{"from": "review", "to": "approve", "count": 29}]

@@ -217,12 +217,3 @@ def test_replay_reports_requests_the_candidate_would_refuse_as_invalid() -> None
     report = replay(POLICY, [old])
     assert report.transitions == {(Expect.REVIEW, Expect.INVALID): 1}
     assert "amount" in (report.examples[(Expect.REVIEW, Expect.INVALID)][0].reason or "")
-
-
-def test_replay_keeps_recorded_anomaly_reviews_only_while_anomaly_is_on() -> None:
-    anomalous = reviewed(10, confidence=0.99, kind=TriggerKind.ANOMALY)
-    on = Policy(parse_policy_config("[anomaly]\nenabled = true\n"))
-    report = replay(on, [anomalous])
-    assert report.unchanged == 1 and report.anomalies_kept == 1
-    off = replay(Policy(), [anomalous])
-    assert off.transitions == {(Expect.REVIEW, Expect.APPROVE): 1}

@@ -20,7 +20,16 @@ from signoff.storage.canonical import canonical_json, is_number
 from signoff.tools.approvals.conditions import Unclear, action_glob, resolve, show
 from signoff.tools.approvals.policy_config import STREAM_OUTCOMES, FairnessGroup
 
-__all__ = ["Counts", "GroupRate", "count_outcomes", "group_key", "judge_groups", "outcome_words", "two_proportion"]
+__all__ = [
+    "Counts",
+    "GroupRate",
+    "count_outcomes",
+    "counted",
+    "group_key",
+    "judge_groups",
+    "outcome_words",
+    "two_proportion",
+]
 
 Counts = Mapping[str, tuple[int, int]]  #: group key (canonical JSON of its value) -> (positive, total)
 
@@ -60,12 +69,12 @@ def outcome_words(group: FairnessGroup) -> str:
     return f"{group.outcome} = {show(group.positive)}"
 
 
-def _outcome(group: FairnessGroup, request: ApprovalRequest) -> bool | None:
+def _outcome(group: FairnessGroup, request: Any, status: Status, decided_by: DecidedBy | None) -> bool | None:
     """Whether ``request`` counts as positive, negative, or not at all (None) in ``group``'s stream."""
     if group.outcome == "policy":
-        return request.decided_by is DecidedBy.POLICY and request.status is Status.APPROVED
+        return decided_by is DecidedBy.POLICY and status is Status.APPROVED
     if group.outcome == "approved":
-        return request.status is Status.APPROVED if request.status in (Status.APPROVED, Status.REJECTED) else None
+        return status is Status.APPROVED if status in (Status.APPROVED, Status.REJECTED) else None
     value = resolve(request, group.outcome)
     if isinstance(value, Unclear) or group_key(value) is None:
         return None
@@ -93,11 +102,19 @@ def count_outcomes(group: FairnessGroup, requests: Iterable[ApprovalRequest]) ->
 def counted_as(group: FairnessGroup, request: ApprovalRequest) -> tuple[str, bool] | None:
     """What ``request`` adds to ``group``'s stream: (its group's key, whether positive); None if it does not count
     (another action, no group, no outcome)."""
+    return counted(group, request, request.status, request.decided_by)
+
+
+def counted(
+    group: FairnessGroup, request: Any, status: Status, decided_by: DecidedBy | None
+) -> tuple[str, bool] | None:
+    """``counted_as`` for any request with paths to resolve (a ``RecordedRequest``, a ``PolicyInput``), given the
+    outcome it got: what replay folds into the stream when the candidate policy decides otherwise."""
     if group.action and action_glob(request.action, group.action) is None:
         return None
     value = resolve(request, group.attribute)
     key = None if isinstance(value, Unclear) else group_key(value)
-    positive = _outcome(group, request) if key is not None else None
+    positive = _outcome(group, request, status, decided_by) if key is not None else None
     if key is None or positive is None:
         return None
     return key, positive

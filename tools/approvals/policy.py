@@ -8,10 +8,13 @@ Whether a rule applies (action globs, conditions, failing closed on shapes they 
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
+import operator
 import re
 import statistics
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +54,9 @@ class PolicyInput:
     flags: tuple[str, ...]
     agent_id: str | None
     expires_in_seconds: int | None  #: what the agent asked for, if anything
+    #: the payload's size as canonical JSON when the caller already knows it (replay reads it as stored); None:
+    #: measured here
+    payload_bytes: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -64,6 +70,7 @@ class PolicyDecision:
     approvers: tuple[str, ...] = ()  #: Slack user/group ids who may vote in Slack (empty: nobody there)
     escalate_after_seconds: int | None = None  #: from the first matching rule that sets it
     escalate_to: str | None = None
+    rules: tuple[str, ...] = ()  #: the names of the rules that matched, in file order
 
 
 class Policy:
@@ -122,7 +129,7 @@ class Policy:
                 f"summary is {len(summary):,} characters; the limit is {limits.max_summary_chars:,} "
                 "(limits.max_summary_chars). Shorten it and put the details in the payload."
             )
-        self._validate_payload(request.payload)
+        self._validate_payload(request.payload, request.payload_bytes)
         if (problem := schema_violation(config.schemas, action, request.payload)) is not None:
             raise InvalidInput(problem)
         confidence = request.confidence
@@ -155,23 +162,25 @@ class Policy:
                 f"({config.default_expires_in_seconds:,})."
             )
 
-    def _validate_payload(self, payload: Any) -> None:
+    def _validate_payload(self, payload: Any, known_bytes: int | None = None) -> None:
         if not isinstance(payload, Mapping):
             raise InvalidInput(
                 f"payload must be a JSON object, not {type(payload).__name__}; "
                 'wrap the arguments in an object, e.g. {"items": [...]}.'
             )
-        try:
-            encoded = canonical_json(payload).encode()
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise InvalidInput(
-                f"payload cannot be stored as JSON ({exc}); use only objects, arrays, strings, finite "
-                "numbers, true, false and null (NaN and infinity are not allowed)."
-            ) from None
+        size = known_bytes
+        if size is None:
+            try:
+                size = len(canonical_json(payload).encode())
+            except (TypeError, ValueError, RecursionError) as exc:
+                raise InvalidInput(
+                    f"payload cannot be stored as JSON ({exc}); use only objects, arrays, strings, finite "
+                    "numbers, true, false and null (NaN and infinity are not allowed)."
+                ) from None
         limit = self.config.limits.max_payload_bytes
-        if len(encoded) > limit:
+        if size > limit:
             raise InvalidInput(
-                f"payload is {len(encoded):,} bytes as canonical JSON; the limit is {limit:,} bytes "
+                f"payload is {size:,} bytes as canonical JSON; the limit is {limit:,} bytes "
                 "(limits.max_payload_bytes). Send a reference to the data (an id or URL) instead of "
                 "the data itself."
             )
@@ -277,6 +286,7 @@ class Policy:
             approvals_required=max((r.approvals_required or 1 for r in rules), default=1),  # review rules only
             expires_in_seconds=min(expiries, default=config.default_expires_in_seconds),
             priority=highest(priorities),
+            rules=tuple(rule.name for rule, _ in matched),
         )
 
     def _asker(self, lookups: LookupReader | None) -> Ask | None:
@@ -329,7 +339,7 @@ class Policy:
             who = f"agent {request.agent_id!r}" if request.agent_id else "an agent with no agent_id"
             yield Trigger(kind=TriggerKind.ANOMALY, detail=f"first request for action {action} from {who}")
         for field, x in numeric_leaves(request.payload).items():
-            samples = [v for v in history.values.get(field, ()) if math.isfinite(v)]
+            samples = tuple(filter(math.isfinite, history.values.get(field, ())))
             if len(samples) < anomaly.min_samples:
                 continue
             z, median = modified_z_score(x, samples)
@@ -388,19 +398,33 @@ def _schema_message(error: ValidationError) -> str:
     return error.message if len(shown) <= 60 else error.message.replace(shown, show(error.instance))
 
 
-def modified_z_score(x: float, samples: list[float]) -> tuple[float, float]:
+@functools.lru_cache(maxsize=1024)
+def _spread(samples: tuple[float, ...]) -> tuple[float, float, float]:
+    """``(median, MAD, mean absolute deviation)`` of ``samples``; kept for the last 1,024 histories, since the same
+    history judges many requests in a row (each request's own numbers do not change it)."""
+    if not samples:
+        raise statistics.StatisticsError("no median for empty data")
+    ordered = sorted(samples)
+    median = _middle(ordered)  # as statistics.median, without sorting again
+    deviations = sorted(map(abs, map(operator.sub, ordered, itertools.repeat(median))))
+    return median, _middle(deviations), math.fsum(deviations) / len(deviations)  # fsum / n: statistics.fmean
+
+
+def _middle(ordered: list[float]) -> float:
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def modified_z_score(x: float, samples: Sequence[float]) -> tuple[float, float]:
     """``(z, median)``: ``0.6745 * (x - median) / MAD`` (Iglewicz & Hoaglin).
 
     When more than half the samples equal the median, MAD is 0; then the mean absolute deviation
     scaled by sqrt(pi/2) stands in. When that is 0 too (all samples equal), any other x is
     infinitely far (z = +-inf) and x equal to them scores 0.
     """
-    median = statistics.median(samples)
-    deviations = [abs(v - median) for v in samples]
-    mad = statistics.median(deviations)
+    median, mad, mean_ad = _spread(tuple(samples))
     if mad > 0:
         return _MAD_SCALE * (x - median) / mad, median
-    mean_ad = statistics.fmean(deviations)
     if mean_ad > 0:
         return (x - median) / (_MEAN_AD_SCALE * mean_ad), median
     return (0.0 if x == median else math.copysign(math.inf, x - median)), median

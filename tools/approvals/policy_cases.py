@@ -1,19 +1,23 @@
 """Policy test cases: requests with the outcome a policy must give them, like OPA's policy tests.
 
 A cases file is TOML with one ``[[cases]]`` table per request; ``run_cases`` evaluates each against a policy and
-says which do not get what they expect. Pure: the caller reads the files.
+says which do not get what they expect. ``[[histories]]`` name lists of recorded requests, oldest first; a case with
+``after = "NAME"`` is judged against the history they build (``history.History``, as ``policy replay`` rebuilds it),
+so anomaly, out-of-distribution and fairness cases can be written. Pure: the caller reads the files.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import tomllib
 from dataclasses import dataclass
 from typing import Any
 
-from signoff.storage import ActionHistory, ConfigError, InvalidInput, TriggerKind
+from signoff.storage import ActionHistory, ConfigError, DecidedBy, InvalidInput, Status, TriggerKind
 from signoff.storage.canonical import is_number
+from signoff.tools.approvals.history import History
 from signoff.tools.approvals.lookups import LookupReader
 from signoff.tools.approvals.policy import Policy, PolicyInput
 from signoff.tools.toml_positions import Locator
@@ -52,6 +56,40 @@ class CaseHistory:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Recorded:
+    """``[[histories.requests]]``: a request as it was recorded, with the outcome it got."""
+
+    action: str
+    summary: str = "a recorded request"
+    payload: Any = None  #: a table; none: {}
+    confidence: float | None = None
+    flags: tuple[str, ...] = ()
+    agent_id: str | None = None
+    status: Status = Status.APPROVED  #: what became of it
+    decided_by: DecidedBy = DecidedBy.HUMAN  #: who decided it (``policy``: at once, with no person asked)
+    repeat: int = 1  #: this request, this many times in a row
+
+    def __post_init__(self) -> None:
+        if self.payload is not None and not isinstance(self.payload, dict):
+            raise Fault(("payload",), "must be a table, e.g. { amount = 120, currency = 'EUR' }")
+        if not 1 <= self.repeat <= 100_000:
+            raise Fault(("repeat",), f"must be from 1 to 100,000, not {self.repeat:,}")
+        non_empty_strings(self.flags, "flags")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RecordedHistory:
+    """``[[histories]]``: a named list of recorded requests, oldest first."""
+
+    name: str
+    requests: tuple[Recorded, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise Fault(("name",), "must not be empty; cases name the history with after = NAME")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Case:
     name: str
     action: str
@@ -64,7 +102,9 @@ class Case:
     expires_in_seconds: int | None = None
     triggers: tuple[TriggerKind, ...] = ()  #: kinds that must be among the triggers that fire
     message: str | None = None  #: for expect = "invalid": words the refusal must contain
-    history: CaseHistory | None = None  #: none: no history, so anomaly checks stay silent
+    history: CaseHistory | None = None  #: the numbers and novelty the anomaly check sees (overrides ``after``'s)
+    after: str | None = None  #: the ``[[histories]]`` this case is judged after; none: no history at all
+    recorded: tuple[Recorded, ...] = ()  #: that history's requests (filled in by ``parse_cases``)
 
     def __post_init__(self) -> None:
         if not self.name.strip():
@@ -79,10 +119,19 @@ class Case:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CaseFile:
     cases: tuple[Case, ...] = ()
+    histories: tuple[RecordedHistory, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.cases:
             raise Fault(("cases",), "is empty; add at least one [[cases]] table")
+        known = [h.name for h in self.histories]
+        for index, name in enumerate(known):
+            if name in known[:index]:
+                raise Fault(("histories", index, "name"), f"duplicate history name {name!r}; use unique names")
+        for index, case in enumerate(self.cases):
+            if case.after is not None and case.after not in known:
+                shown = ", ".join(repr(n) for n in known) or "none: add a [[histories]] table"
+                raise Fault(("cases", index, "after"), f"no [[histories]] named {case.after!r} (there are {shown})")
         names = [c.name for c in self.cases]
         for index, name in enumerate(names):
             if name in names[:index]:
@@ -102,16 +151,22 @@ class CaseResult:
 
 
 def parse_cases(text: str, source: str) -> list[tuple[Case, int]]:
-    """The cases in a file, each with the line it starts on; a ConfigError names the line and key at fault."""
+    """The cases in a file, each with the line it starts on; a ConfigError names the line and key at fault.
+    A case with ``after`` comes with the requests of that history (``histories_of``)."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     locator = Locator(text)
     try:
-        cases = build(CaseFile, document, ()).cases
+        found = build(CaseFile, document, ())
     except Fault as fault:
         raise ConfigError(f"{source} line {locator.line(fault.key)}: {fault}") from None
+    histories = {h.name: h for h in found.histories}
+    cases = [
+        dataclasses.replace(case, recorded=histories[case.after].requests) if case.after is not None else case
+        for case in found.cases
+    ]
     return [(case, locator.line(("cases", index))) for index, case in enumerate(cases)]
 
 
@@ -131,9 +186,13 @@ def _run(policy: Policy, case: Case, line: int, lookups: LookupReader | None) ->
         agent_id=case.agent_id,
         expires_in_seconds=case.expires_in_seconds,
     )
-    history = case.history.history() if case.history is not None else None
+    history, streams, profile = None, None, None
+    if case.after is not None:
+        history, streams, profile = built(policy, case.recorded).judged(request)
+    if case.history is not None:
+        history = case.history.history()
     try:
-        decision = policy.evaluate(request, history, lookups=lookups)
+        decision = policy.evaluate(request, history, streams, profile, lookups)
     except InvalidInput as exc:
         if case.expect is not Expect.INVALID:
             return CaseResult(case=case, line=line, got=Expect.INVALID, problem=f"refused as invalid: {exc.message}")
@@ -151,3 +210,21 @@ def _run(policy: Policy, case: Case, line: int, lookups: LookupReader | None) ->
         problem = f"{got} as expected, but no {', '.join(missing)} trigger fired ({why})"
         return CaseResult(case=case, line=line, got=got, problem=problem)
     return CaseResult(case=case, line=line, got=got, problem=None)
+
+
+def built(policy: Policy, requests: tuple[Recorded, ...]) -> History:
+    """The history ``requests`` build under ``policy``'s settings, each with the outcome it is recorded with."""
+    history = History(policy)
+    for entry in requests:
+        recorded = PolicyInput(
+            action=entry.action,
+            summary=entry.summary,
+            payload=entry.payload or {},
+            confidence=entry.confidence,
+            flags=entry.flags,
+            agent_id=entry.agent_id,
+            expires_in_seconds=None,
+        )
+        for _ in range(entry.repeat):
+            history.add(recorded, entry.status, entry.decided_by)
+    return history

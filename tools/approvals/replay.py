@@ -1,7 +1,9 @@
 """What-if: a candidate policy run over recorded requests, and what it would have decided differently.
 
-Pure: the caller fetches the requests and renders the report. The same requests, policy and order always give
-the same report.
+Pure: the caller fetches the requests (oldest first) and renders the report. The requests are replayed in the order
+they came, each judged against the history (``history.History``) the requests before it built under the candidate,
+so a changed anomaly, out-of-distribution or fairness setting is judged as it would have been. The same requests,
+policy and order always give the same report.
 """
 
 from __future__ import annotations
@@ -9,28 +11,33 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from signoff.storage import ApprovalRequest, DecidedBy, InvalidInput, Status, Trigger, TriggerKind
-from signoff.tools.approvals.conditions import match_rule
+from signoff.storage import ApprovalRequest, DecidedBy, InvalidInput, RecordedRequest, Status, Trigger
+from signoff.tools.approvals.history import History
 from signoff.tools.approvals.lookups import LookupReader
 from signoff.tools.approvals.policy import Policy, PolicyInput
 from signoff.tools.approvals.policy_cases import Expect
 
-__all__ = ["Change", "ReplayReport", "recorded_outcome", "replay"]
+__all__ = ["Change", "ReplayReport", "Replayer", "recorded_outcome", "replay"]
+
+Recorded = RecordedRequest | ApprovalRequest  #: what replay reads: the lean record, or a full one
 
 EXAMPLES_PER_CHANGE = 3
 NO_RULE = "(no rule: the threshold, the default outcome or another trigger)"
+INVALID_RULE = "(refused as invalid input before any rule is checked)"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Change:
     """One recorded request the candidate would have decided differently."""
 
-    request: ApprovalRequest
+    request: Recorded
     before: Expect  #: what happened: approved or rejected by policy, or sent to people
     after: Expect  #: what the candidate decides
     triggers: tuple[Trigger, ...]  #: the candidate's reasons (empty when it refuses the request as invalid)
     reason: str | None = None  #: why the candidate refuses it, when ``after`` is invalid
+    rules: tuple[str, ...] = ()  #: the candidate's rules that match it
 
 
 @dataclass(kw_only=True, slots=True)
@@ -41,7 +48,7 @@ class ReplayReport:
     by_action: dict[str, Counter[tuple[Expect, Expect]]] = field(default_factory=dict)
     by_rule: Counter[str] = field(default_factory=Counter)  #: changed requests per candidate rule that matches them
     examples: dict[tuple[Expect, Expect], list[Change]] = field(default_factory=dict)
-    anomalies_kept: int = 0  #: recorded anomaly reviews kept as reviews (anomaly history is not replayed)
+    learnt: int = 0  #: requests before ``since`` that only built the history (not judged, not counted)
     #: the policy versions that decided the replayed requests, and how many each ("" before versions were kept)
     recorded_versions: Counter[str] = field(default_factory=Counter)
 
@@ -50,45 +57,95 @@ class ReplayReport:
         return self.requests - self.unchanged
 
 
-def recorded_outcome(request: ApprovalRequest) -> Expect:
+def recorded_outcome(request: Recorded) -> Expect:
     """What the policy in force decided: approve or reject at once (decided by policy), else review."""
     if request.decided_by is DecidedBy.POLICY:
         return Expect.APPROVE if request.status is Status.APPROVED else Expect.REJECT
     return Expect.REVIEW
 
 
-def replay(policy: Policy, requests: Iterable[ApprovalRequest], lookups: LookupReader | None = None) -> ReplayReport:
-    """Evaluate ``policy`` on each recorded request and count what changes.
-
-    Anomaly checks need the history as it was when each request came; it is not rebuilt. So with anomaly on in the
-    candidate, a request the recorded policy sent to people for an anomaly still goes to people, and the candidate
-    raises no new anomaly; with anomaly off, those reviews are dropped like any other trigger. ``lookups`` answers
-    the candidate's ``[[lookups]]`` as the trusted data is now (it is not kept as it was).
-    """
-    report = ReplayReport()
-    for request in requests:
-        report.requests += 1
-        report.recorded_versions[request.policy_version or ""] += 1
-        before = recorded_outcome(request)
-        change = _decide(policy, request, before, lookups)
-        if change.after is Expect.REVIEW and change.triggers and change.triggers[0].kind is TriggerKind.ANOMALY:
-            report.anomalies_kept += 1
-        if change.after is before:
-            report.unchanged += 1
-            continue
-        step = (before, change.after)
-        report.transitions[step] += 1
-        report.by_action.setdefault(request.action, Counter())[step] += 1
-        inputs = _input(request)
-        names = [rule.name for rule in policy.config.rules if match_rule(rule, inputs) is not None]
-        report.by_rule.update(names or [NO_RULE])
-        examples = report.examples.setdefault(step, [])
-        if len(examples) < EXAMPLES_PER_CHANGE:
-            examples.append(change)
-    return report
+def replay(
+    policy: Policy, requests: Iterable[Recorded], lookups: LookupReader | None = None, since: datetime | None = None
+) -> ReplayReport:
+    """Evaluate ``policy`` on each recorded request (oldest first) and count what changes; see ``Replayer``."""
+    replayer = Replayer(policy, lookups, since)
+    replayer.feed(requests)
+    return replayer.report
 
 
-def _input(request: ApprovalRequest) -> PolicyInput:
+class Replayer:
+    """Replays requests fed oldest first, in as many batches as the caller reads.
+
+    Requests created before ``since`` only build the history, with the outcome they had; the others are judged by
+    the candidate and build the history with the outcome the candidate gives them: approved or rejected at once
+    when it decides at once, else what people decided then. A request the candidate sends to people that was
+    decided by policy then has no known verdict: it teaches the history nothing, as a request still pending would.
+    ``lookups`` answers the candidate's ``[[lookups]]`` as the trusted data is now (it is not kept as it was)."""
+
+    def __init__(self, policy: Policy, lookups: LookupReader | None = None, since: datetime | None = None) -> None:
+        self.policy = policy
+        self.lookups = lookups
+        self.since = since
+        self.report = ReplayReport()
+        config = policy.config
+        wanted = policy.wants_history or policy.wants_profile or config.fairness.groups
+        self.history = History(policy) if wanted else None
+
+    def feed(self, requests: Iterable[Recorded]) -> None:
+        policy, lookups, history, report, since = self.policy, self.lookups, self.history, self.report, self.since
+        for request in requests:
+            if since is not None and request.created_at < since:
+                if history is not None:
+                    history.add(request, request.status, request.decided_by, request.approved_payload)
+                    report.learnt += 1
+                continue
+            report.requests += 1
+            report.recorded_versions[request.policy_version or ""] += 1
+            before = recorded_outcome(request)
+            inputs = _input(request)
+            try:
+                if history is None:
+                    decision = policy.evaluate(inputs, lookups=lookups)
+                else:
+                    judged, streams, profile = history.judged(inputs)
+                    decision = policy.evaluate(inputs, judged, streams, profile, lookups)
+            except InvalidInput as exc:
+                change = Change(request=request, before=before, after=Expect.INVALID, triggers=(), reason=exc.message)
+            else:
+                after = Expect(decision.outcome.value)
+                change = Change(
+                    request=request, before=before, after=after, triggers=decision.triggers, rules=decision.rules
+                )
+                if history is not None:
+                    _learn(history, request, after)
+            if change.after is before:
+                report.unchanged += 1
+                continue
+            step = (before, change.after)
+            report.transitions[step] += 1
+            report.by_action.setdefault(request.action, Counter())[step] += 1
+            if change.after is Expect.INVALID:
+                report.by_rule[INVALID_RULE] += 1
+            else:
+                report.by_rule.update(change.rules or (NO_RULE,))
+            examples = report.examples.setdefault(step, [])
+            if len(examples) < EXAMPLES_PER_CHANGE:
+                examples.append(change)
+
+
+def _learn(history: History, request: Recorded, after: Expect) -> None:
+    """Add ``request`` to the history with the outcome the candidate gives it (see ``Replayer``)."""
+    if after is Expect.APPROVE:
+        history.add(request, Status.APPROVED, DecidedBy.POLICY)
+    elif after is Expect.REJECT:
+        history.add(request, Status.REJECTED, DecidedBy.POLICY)
+    elif request.decided_by is DecidedBy.POLICY:
+        history.add(request, Status.PENDING, None)
+    else:
+        history.add(request, request.status, request.decided_by, request.approved_payload)
+
+
+def _input(request: Recorded) -> PolicyInput:
     return PolicyInput(
         action=request.action,
         summary=request.summary,
@@ -97,16 +154,5 @@ def _input(request: ApprovalRequest) -> PolicyInput:
         flags=request.flags,
         agent_id=request.agent_id,
         expires_in_seconds=None,  # the expiry asked for is not kept apart from the rules'; it decides no outcome
+        payload_bytes=request.payload_bytes if isinstance(request, RecordedRequest) else None,
     )
-
-
-def _decide(policy: Policy, request: ApprovalRequest, before: Expect, lookups: LookupReader | None) -> Change:
-    try:
-        decision = policy.evaluate(_input(request), None, lookups=lookups)
-    except InvalidInput as exc:
-        return Change(request=request, before=before, after=Expect.INVALID, triggers=(), reason=exc.message)
-    after, triggers = Expect(decision.outcome.value), decision.triggers
-    anomalies = tuple(t for t in request.triggers if t.kind is TriggerKind.ANOMALY)
-    if policy.wants_history and anomalies and after is Expect.APPROVE:
-        after, triggers = Expect.REVIEW, anomalies  # the recorded anomaly stands: see ``replay``
-    return Change(request=request, before=before, after=after, triggers=triggers)

@@ -14,7 +14,7 @@ from typing import Any
 from signoff.tools.approvals.conditions import show
 from signoff.tools.approvals.policy_config import Anomaly
 
-__all__ = ["PayloadProfile", "profile", "unusual"]
+__all__ = ["PayloadProfile", "leaves", "profile", "unusual"]
 
 _MAX_DEPTH = 4
 _MAX_FIELDS = 64  #: leaves read per payload, so a huge payload cannot make the check slow
@@ -39,13 +39,13 @@ def _leaves(node: Mapping[str, Any], prefix: str = "", depth: int = _MAX_DEPTH) 
             yield from _leaves(value, f"{path}.", depth - 1)
 
 
-def _read(payload: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    leaves = []
+def leaves(payload: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    found = []
     for index, leaf in enumerate(_leaves(payload)):
         if index >= _MAX_FIELDS:
             break
-        leaves.append(leaf)
-    return leaves
+        found.append(leaf)
+    return found
 
 
 def profile(payloads: Iterable[Mapping[str, Any]], max_categories: int) -> PayloadProfile:
@@ -53,7 +53,7 @@ def profile(payloads: Iterable[Mapping[str, Any]], max_categories: int) -> Paylo
     count = 0
     for payload in payloads:
         count += 1
-        for path, value in _read(payload):
+        for path, value in leaves(payload):
             found.keys[path] += 1
             if isinstance(value, str):
                 found.strings[path] += 1
@@ -73,16 +73,16 @@ def unusual(settings: Anomaly, action: str, payload: Mapping[str, Any], seen: Pa
         return []
     where = f"the last {seen.count:,} approved requests of {action}"
     found: list[str] = []
-    leaves = _read(payload)
+    found_leaves = leaves(payload)
     if settings.key_set:
-        paths = {path for path, _ in leaves}
+        paths = {path for path, _ in found_leaves}
         new = sorted(p for p in paths if seen.keys[p] == 0 and ("." not in p or _parent_seen(p, seen)))
         if new:
             found.append(f"payload has keys never sent in {where}: {', '.join(show(p) for p in new[:5])}")
         always = sorted(p for p, n in seen.keys.items() if n == seen.count and p not in paths and "." not in p)
         if always:
             found.append(f"payload lacks keys every one of {where} had: {', '.join(show(p) for p in always[:5])}")
-    for path, value in leaves:
+    for path, value in found_leaves:
         if not isinstance(value, str):
             continue
         values = seen.values.get(path)
