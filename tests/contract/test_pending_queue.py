@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from signoff.storage import (
     ApprovalRequest,
+    EventKind,
     NewEvent,
     Priority,
     QueueEntry,
@@ -15,7 +16,7 @@ from signoff.storage import (
     Store,
     Verdict,
 )
-from signoff.storage.records import EventKind, queue_entry_of
+from signoff.storage.records import queue_entry_of
 from signoff.tools.approvals import lifecycle
 from tests.factories import T0, add
 
