@@ -402,6 +402,10 @@ class ActionHistory:
 
     seen_from_agent: bool  #: a request for this action from this agent was approved before
     values: Mapping[str, tuple[float, ...]]  #: recent numeric payload values, per dotted field
+    #: per field, ``(count, median, MAD, mean absolute deviation)`` of its finite values, when the caller keeps
+    #: them current (``policy replay``'s history); the mean is only read, and given (else nan), when the MAD is 0.
+    #: The stores leave it empty and the check computes them from ``values``: the results are the same.
+    spreads: Mapping[str, tuple[int, float, float, float]] = field(default_factory=dict)
 
 
 class RecordedRequest(NamedTuple):

@@ -678,3 +678,30 @@ def test_a_schema_reference_that_leads_nowhere_refuses_the_request() -> None:
     broken = policy('[[schemas]]\naction = "a.*"\nschema = { "$ref" = "#/$defs/missing" }\n')
     with pytest.raises(InvalidInput, match=r"has a reference that leads nowhere .* the request is refused"):
         broken.evaluate(request(action="a.b", confidence=0.99))
+
+
+def test_a_rule_detail_names_its_conditions_in_order_once_the_whole_rule_holds() -> None:
+    toml = dedent(
+        """
+        [[rules]]
+        name = "mixed"
+        outcome = "review"
+        action = "payments.*"
+        when = [
+            { path = "payload.amount", op = "gt", value = 100 },
+            { path = "payload.amount", op = "gt", field = "payload.balance" },
+            { path = "payload.currency", op = "in", value = ["EUR", "GBP"] },
+            { path = "payload.currency", op = "eq", value = "EUR" },
+            { path = "payload.memo", op = "exists", value = false },
+        ]
+        """
+    )
+    payload = {"amount": 500, "balance": 20, "currency": "EUR"}
+    decision = decide(toml, action="payments.transfer", confidence=0.99, payload=payload)
+    assert decision.triggers[0].detail == (
+        "rule 'mixed' (review): action payments.transfer matches 'payments.*'; payload.amount gt 100 (was 500); "
+        'payload.amount gt payload.balance (was 500 against 20); payload.currency in ["EUR","GBP"] (was "EUR"); '
+        'payload.currency eq "EUR"; payload.memo exists false (missing)'
+    )
+    failing = decide(toml, action="payments.transfer", confidence=0.99, payload=payload | {"currency": "USD"})
+    assert [t.kind for t in failing.triggers] == [TriggerKind.DEFAULT]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from signoff.storage import ApprovalRequest, ConfigError, DecidedBy, Status, TriggerKind
+from signoff.storage import ApprovalRequest, ConfigError, DecidedBy, InvalidInput, Status, TriggerKind
 from signoff.tools.approvals import fairness, shape
 from signoff.tools.approvals.history import History
 from signoff.tools.approvals.policy import Policy, PolicyInput
@@ -266,3 +266,94 @@ def test_the_kept_numbers_are_the_newest_two_hundred_approved() -> None:
         )
         approved = [x for i, x in enumerate(numbers[: n + 1]) if i % 5]
         assert judged is not None and sorted(judged.values["amount"]) == sorted(approved[-200:])
+
+
+def test_the_sorted_spread_is_the_spread_of_the_same_numbers() -> None:
+    from signoff.tools.approvals.policy import _spread, sorted_spread
+
+    rng = random.Random(7)
+    shapes = [
+        lambda: float(rng.randint(-3, 3)),  # many ties, on both sides of the median
+        lambda: rng.uniform(-1e6, 1e6),
+        lambda: rng.choice([0.1, 0.2, 0.3, 1e-300, 7.0, -2.5]),
+        lambda: round(rng.lognormvariate(5, 2), 2),
+        lambda: rng.choice([100.0, 100.0, 100.0, 250.5]),  # MAD 0: the mean absolute deviation stands in
+    ]
+    for trial in range(4000):
+        n = rng.randint(1, 30) if trial % 2 else rng.randint(1, 210)
+        xs = [shapes[trial % len(shapes)]() for _ in range(n)]
+        median, mad, mean_ad = _spread(tuple(xs))
+        assert sorted_spread(sorted(xs))[:2] == (median, mad), xs
+        if mad == 0:
+            assert sorted_spread(sorted(xs))[2] == mean_ad, xs
+
+
+def test_the_kept_spreads_judge_as_the_numbers_they_come_from() -> None:
+    from signoff.storage import ActionHistory
+
+    history = History(ANOMALY)
+    rng = random.Random(11)
+    for n in range(400):
+        number = rng.choice([rng.randrange(1000), 42, 42, 7])
+        history.add(asked(n, {"amount": number}), Status.APPROVED, DecidedBy.HUMAN)
+        for probe in (42, 500, 5_000, rng.randrange(2000)):
+            request = PolicyInput(
+                action="payments.refund",
+                summary="s",
+                payload={"amount": probe},
+                confidence=None,
+                flags=(),
+                agent_id=None,
+                expires_in_seconds=None,
+            )
+            judged, _, _ = history.judged(request)
+            assert judged is not None and judged.spreads["amount"][0] == len(judged.values["amount"])
+            plain = ActionHistory(seen_from_agent=judged.seen_from_agent, values=judged.values)
+            assert ANOMALY.evaluate(request, judged) == ANOMALY.evaluate(request, plain)
+
+
+SCHEMA = """
+[[schemas]]
+action = "payments.*"
+schema = { type = "object", required = ["amount"], properties = { amount = { type = "number", maximum = 500 } } }
+"""
+
+
+def test_a_payload_the_schema_refuses_is_counted_and_its_example_says_why() -> None:
+    policy = Policy(parse_policy_config(SCHEMA))
+    requests = [
+        asked(n, {"amount": amount}, status=Status.APPROVED, decided_by=DecidedBy.POLICY)
+        for n, amount in enumerate([10, 900, "ten", 20, 1_000, 30, 2_000, 3_000])
+    ]
+    report = replay(policy, requests)
+    assert report.transitions == {(Expect.APPROVE, Expect.INVALID): 5}
+    assert report.by_rule == {"(refused as invalid input before any rule is checked)": 5}
+    examples = report.examples[(Expect.APPROVE, Expect.INVALID)]
+    assert [change.request.id for change in examples] == [requests[i].id for i in (1, 2, 4)]
+    for change in examples:  # the reason the server would have given, not the short one replay counts with
+        with pytest.raises(InvalidInput) as refused:
+            policy.evaluate(PolicyInput(**_inputs(change.request)))
+        assert change.reason == refused.value.message and "payload.amount" in change.reason
+
+
+def test_a_schema_refuses_the_same_payloads_explained_or_not() -> None:
+    from signoff.tools.approvals.policy import schema_violation
+
+    schemas = parse_policy_config(SCHEMA).schemas
+    for payload in ({"amount": 1}, {"amount": 501}, {"amount": "x"}, {}, {"amount": 500, "memo": "m"}):
+        for action in ("payments.refund", "deploy.production"):
+            explained = schema_violation(schemas, action, payload)
+            short = schema_violation(schemas, action, payload, explain=False)
+            assert (explained is None) is (short is None)
+
+
+def _inputs(request: ApprovalRequest) -> dict[str, Any]:
+    return {
+        "action": request.action,
+        "summary": request.summary,
+        "payload": request.payload,
+        "confidence": request.confidence,
+        "flags": request.flags,
+        "agent_id": request.agent_id,
+        "expires_in_seconds": None,
+    }

@@ -69,6 +69,7 @@ def match_rule(rule: Rule, request: Any, ask: Ask | None = None) -> Match | None
     Lookup conditions are judged last, so a rule whose other conditions do not hold asks no trusted data. Without
     ``ask``, every lookup fails (closed)."""
     parts: list[str] = []
+    held: list[tuple[int, Condition, Any]] = []  #: (place in parts, condition, value) of the value conditions that hold
     if rule.action:
         glob = action_glob(request.action, rule.action)
         if glob is None:
@@ -106,23 +107,34 @@ def match_rule(rule: Rule, request: Any, ask: Ask | None = None) -> Match | None
                 parts.append(f"{said} (was {show(actual)} against {show(other)})")
             continue
         verdict = _judge(condition, actual)
-        said = f"{condition.path} {condition.op} {show(condition.value)}"
         if isinstance(verdict, Unclear):
             if rule.outcome is Outcome.APPROVE:
                 return None  # an approve rule applies only to input it can judge
-            parts.append(f"{said} ({verdict.reason}: treated as matching)")
+            parts.append(f"{_said(condition)} ({verdict.reason}: treated as matching)")
             continue
         if not verdict:
             return None
-        if actual is _MISSING:
-            was = " (missing)"
-        elif condition.op is Op.EQ and not isinstance(actual, list | tuple):
-            was = ""  # it equals the value shown
-        else:
-            was = f" (was {show(actual)})"
-        parts.append(f"{said}{was}")
+        held.append((len(parts), condition, actual))
+        parts.append("")  # said once the whole rule holds: most rules that get this far fail on a later condition
+    for at, condition, actual in held:
+        parts[at] = _held(condition, actual)
     detail = f"rule {rule.name!r} ({rule.outcome}): {'; '.join(parts) or 'applies to every request'}"
     return Match(detail, trusted=trusted)
+
+
+def _said(condition: Condition) -> str:
+    return f"{condition.path} {condition.op} {show(condition.value)}"
+
+
+def _held(condition: Condition, actual: Any) -> str:
+    """The detail of a value condition that holds for ``actual``."""
+    if actual is _MISSING:
+        was = " (missing)"
+    elif condition.op is Op.EQ and not isinstance(actual, list | tuple):
+        was = ""  # it equals the value shown
+    else:
+        was = f" (was {show(actual)})"
+    return f"{_said(condition)}{was}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from typing import Any
 from signoff.storage import ActionHistory, DecidedBy, Status
 from signoff.storage.canonical import numeric_leaves
 from signoff.tools.approvals import fairness, shape
-from signoff.tools.approvals.policy import Policy, PolicyInput
+from signoff.tools.approvals.policy import Policy, PolicyInput, sorted_spread
 
 __all__ = ["VALUES_KEPT", "History", "Judged"]
 
@@ -135,23 +135,40 @@ class History:
         #: what ``judged`` hands out, until the next number: sorted, which the check does not mind (a median and
         #: a MAD ignore order) and which makes its sorts linear
         self._snapshots: dict[tuple[str, str], tuple[float, ...]] = {}
+        #: ``policy.sorted_spread`` of the same numbers, with their count, until the next number
+        self._spreads: dict[tuple[str, str], tuple[int, float, float, float]] = {}
         self._profiles: dict[str, _Profile] = {}
         self._streams = [_Stream(group.window) for group in self._groups]
+        self._watched: dict[str, list[int]] = {}  #: ``policy.watched_groups`` per action
+        #: the last payload ``judged`` read and its numbers, which ``add`` reads next (kept, so ``is`` is safe)
+        self._last: tuple[Any, dict[str, float]] = (None, {})
 
     def judged(self, request: PolicyInput) -> Judged:
         history = None
         if self._numbers:
             action = request.action
             values = {}
-            for name in numeric_leaves(request.payload):
+            spreads = {}
+            numbers = numeric_leaves(request.payload)
+            self._last = (request.payload, numbers)
+            for name in numbers:
                 key = (action, name)
                 snapshot = self._snapshots.get(key)
                 if snapshot is None:
                     snapshot = self._snapshots[key] = tuple(self._ordered.get(key, ()))
                 values[name] = snapshot
-            history = ActionHistory(seen_from_agent=(request.agent_id or "", action) in self._seen, values=values)
+                if snapshot:
+                    spread = self._spreads.get(key)
+                    if spread is None:
+                        spread = self._spreads[key] = (len(snapshot), *sorted_spread(snapshot))
+                    spreads[name] = spread
+            seen = (request.agent_id or "", action) in self._seen
+            history = ActionHistory(seen_from_agent=seen, values=values, spreads=spreads)
         streams = None
-        if watched := self.policy.watched_groups(request.action):
+        watched = self._watched.get(request.action)
+        if watched is None:
+            watched = self._watched[request.action] = self.policy.watched_groups(request.action)
+        if watched:
             streams = {index: self._streams[index].counts for index in watched}
         profile = None
         if self._shapes:
@@ -167,7 +184,10 @@ class History:
             if self._numbers:
                 self._seen.add((request.agent_id or "", action))
                 learnt = request.payload if approved_payload is None else approved_payload
-                for name, value in numeric_leaves(learnt).items():
+                last, numbers = self._last
+                if learnt is not last:
+                    numbers = numeric_leaves(learnt)
+                for name, value in numbers.items():
                     if not math.isfinite(value):
                         continue
                     key = (action, name)
@@ -181,6 +201,7 @@ class History:
                     if len(kept) > VALUES_KEPT:
                         del ordered[bisect.bisect_left(ordered, kept.popleft())]
                     self._snapshots.pop(key, None)
+                    self._spreads.pop(key, None)
             if self._shapes:
                 found = self._profiles.get(action)
                 if found is None:

@@ -8,6 +8,7 @@ Whether a rule applies (action globs, conditions, failing closed on shapes they 
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 import math
@@ -104,8 +105,11 @@ class Policy:
         """Whether ``evaluate`` uses an ``ActionHistory`` (anomaly detection is enabled)."""
         return self.config.anomaly.enabled
 
-    def validate(self, request: PolicyInput) -> None:
-        """Raise ``InvalidInput`` saying what to change if the request breaks a rule or a limit."""
+    def validate(self, request: PolicyInput, explain: bool = True) -> None:
+        """Raise ``InvalidInput`` saying what to change if the request breaks a rule or a limit. With ``explain``
+        off, a payload a schema refuses is refused without finding which part breaks it (jsonschema's
+        ``best_match`` is most of the cost of a refused payload): ``policy replay`` counts refusals and asks again,
+        explained, for the few it shows. The same requests are refused either way."""
         limits, config = self.config.limits, self.config
         action = request.action
         if not isinstance(action, str) or not action:
@@ -130,7 +134,7 @@ class Policy:
                 "(limits.max_summary_chars). Shorten it and put the details in the payload."
             )
         self._validate_payload(request.payload, request.payload_bytes)
-        if (problem := schema_violation(config.schemas, action, request.payload)) is not None:
+        if (problem := schema_violation(config.schemas, action, request.payload, explain)) is not None:
             raise InvalidInput(problem)
         confidence = request.confidence
         if confidence is not None:
@@ -210,12 +214,14 @@ class Policy:
         streams: Mapping[int, fairness.Counts] | None = None,
         profile: shape.PayloadProfile | None = None,
         lookups: LookupReader | None = None,
+        explain: bool = True,
     ) -> PolicyDecision:
         """Validate the request, then decide. ``history`` is used only when ``wants_history``; ``streams`` holds the
         recent outcome counts of each of the ``watched_groups`` (by index); without them, those groups stay silent.
         ``profile`` summarises recent approved payloads of the action, for the out-of-distribution checks.
-        ``lookups`` answers the rules' ``[[lookups]]`` conditions; without it, each such condition fails closed."""
-        self.validate(request)
+        ``lookups`` answers the rules' ``[[lookups]]`` conditions; without it, each such condition fails closed.
+        ``explain``: see ``validate``."""
+        self.validate(request, explain)
         config = self.config
         ask = self._asker(lookups)
         matched = [(rule, match) for rule in config.rules if (match := match_rule(rule, request, ask)) is not None]
@@ -338,35 +344,51 @@ class Policy:
         if anomaly.novel_action and not history.seen_from_agent:
             who = f"agent {request.agent_id!r}" if request.agent_id else "an agent with no agent_id"
             yield Trigger(kind=TriggerKind.ANOMALY, detail=f"first request for action {action} from {who}")
+        spreads = history.spreads
         for field, x in numeric_leaves(request.payload).items():
-            samples = tuple(filter(math.isfinite, history.values.get(field, ())))
-            if len(samples) < anomaly.min_samples:
-                continue
-            z, median = modified_z_score(x, samples)
+            known = spreads.get(field)
+            if known is None:
+                samples = tuple(filter(math.isfinite, history.values.get(field, ())))
+                count = len(samples)
+                if count < anomaly.min_samples:
+                    continue
+                z, median = modified_z_score(x, samples)
+            else:
+                count, median, mad, mean_ad = known
+                if count < anomaly.min_samples:
+                    continue
+                z = _z(x, median, mad, mean_ad)
             if abs(z) <= anomaly.threshold:
                 continue
             if math.isinf(z):
                 detail = (
                     f"payload.{field} = {_num(x)} differs from the recent history of {action}, "
-                    f"where all {len(samples):,} values were {_num(median)}"
+                    f"where all {count:,} values were {_num(median)}"
                 )
             else:
                 limit = f"> {_num(anomaly.threshold)}" if z > 0 else f"< -{_num(anomaly.threshold)}"
                 shown = f"{z:.1f}" if round(abs(z), 1) > anomaly.threshold else f"{z:.3f}"  # never "3.5 > 3.5"
                 detail = (
                     f"payload.{field} = {_num(x)} is far outside the recent history of {action} "
-                    f"(median {_num(median)}, modified z {shown} {limit} over {len(samples):,} values)"
+                    f"(median {_num(median)}, modified z {shown} {limit} over {count:,} values)"
                 )
             yield Trigger(kind=TriggerKind.ANOMALY, detail=detail)
 
 
-def schema_violation(schemas: tuple[ActionSchema, ...], action: str, payload: Mapping[str, Any]) -> str | None:
-    """What is wrong with ``payload`` under the first schema for ``action`` it breaks, or None if none."""
+def schema_violation(
+    schemas: tuple[ActionSchema, ...], action: str, payload: Mapping[str, Any], explain: bool = True
+) -> str | None:
+    """What is wrong with ``payload`` under the first schema for ``action`` it breaks, or None if none. Without
+    ``explain``, only which schema it breaks (the same schema: a payload breaks it or not, whatever is said)."""
     for index, entry in enumerate(schemas):
         glob = action_glob(action, entry.action)
         if glob is None:
             continue
         try:
+            if not explain:
+                if entry.validator.is_valid(payload):
+                    continue
+                return f"payload does not match the policy's schema for {glob!r} (schemas[{index}])"
             error = best_match(entry.validator.iter_errors(payload))
         except Unresolvable as exc:
             return (
@@ -410,7 +432,7 @@ def _spread(samples: tuple[float, ...]) -> tuple[float, float, float]:
     return median, _middle(deviations), math.fsum(deviations) / len(deviations)  # fsum / n: statistics.fmean
 
 
-def _middle(ordered: list[float]) -> float:
+def _middle(ordered: Sequence[float]) -> float:
     mid = len(ordered) // 2
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
@@ -423,11 +445,54 @@ def modified_z_score(x: float, samples: Sequence[float]) -> tuple[float, float]:
     infinitely far (z = +-inf) and x equal to them scores 0.
     """
     median, mad, mean_ad = _spread(tuple(samples))
+    return _z(x, median, mad, mean_ad), median
+
+
+def _z(x: float, median: float, mad: float, mean_ad: float) -> float:
+    """``modified_z_score``'s z from the samples' ``_spread`` (``mean_ad`` is read only when ``mad`` is 0)."""
     if mad > 0:
-        return _MAD_SCALE * (x - median) / mad, median
+        return _MAD_SCALE * (x - median) / mad
     if mean_ad > 0:
-        return (x - median) / (_MEAN_AD_SCALE * mean_ad), median
-    return (0.0 if x == median else math.copysign(math.inf, x - median)), median
+        return (x - median) / (_MEAN_AD_SCALE * mean_ad)
+    return 0.0 if x == median else math.copysign(math.inf, x - median)
+
+
+def sorted_spread(ordered: Sequence[float]) -> tuple[float, float, float]:
+    """``_spread`` of finite numbers already sorted, the same floats, without sorting: the median in O(1), the MAD in
+    O(log n) (a selection over the deviations below and above the median, each side already in order), and the
+    mean absolute deviation, which costs a pass over the numbers, only when the MAD is 0 (the only case that
+    reads it; else nan). ``policy replay``'s history keeps its numbers sorted and calls this after each change."""
+    if not ordered:
+        raise statistics.StatisticsError("no median for empty data")
+    n = len(ordered)
+    median = _middle(ordered)
+    split = bisect.bisect_left(ordered, median)  # below: median - v; from split on: v - median (abs(v - median))
+    mid = n // 2
+    mad = _deviation(ordered, median, split, mid)
+    if not n % 2:
+        mad = (_deviation(ordered, median, split, mid - 1) + mad) / 2
+    if mad > 0:
+        return median, mad, math.nan
+    return median, mad, math.fsum(abs(v - median) for v in ordered) / n
+
+
+def _deviation(ordered: Sequence[float], median: float, split: int, k: int) -> float:
+    """The ``k``-th smallest (from 0) of ``abs(v - median)`` over ``ordered``, given ``split``: the deviations
+    below it, ``median - ordered[split - 1 - i]``, and from it on, ``ordered[split + j] - median``, both rise.
+    A binary search for how many of the ``k + 1`` smallest come from below."""
+    below, above = split, len(ordered) - split
+    lo, hi = max(0, k + 1 - above), min(k + 1, below)
+    while lo < hi:  # the first i whose next one below is not smaller than the last one taken above
+        i = (lo + hi) // 2
+        j = k + 1 - i
+        if median - ordered[split - 1 - i] < ordered[split + j - 1] - median:
+            lo = i + 1
+        else:
+            hi = i
+    i, j = lo, k + 1 - lo
+    taken_below = median - ordered[split - i] if i else -math.inf
+    taken_above = ordered[split + j - 1] - median if j else -math.inf
+    return max(taken_below, taken_above)
 
 
 def _num(value: float) -> str:

@@ -16,7 +16,7 @@ from datetime import datetime
 from signoff.storage import ApprovalRequest, DecidedBy, InvalidInput, RecordedRequest, Status, Trigger
 from signoff.tools.approvals.history import History
 from signoff.tools.approvals.lookups import LookupReader
-from signoff.tools.approvals.policy import Policy, PolicyInput
+from signoff.tools.approvals.policy import Policy, PolicyDecision, PolicyInput
 from signoff.tools.approvals.policy_cases import Expect
 
 __all__ = ["Change", "ReplayReport", "Replayer", "recorded_outcome", "replay"]
@@ -103,34 +103,49 @@ class Replayer:
             report.recorded_versions[request.policy_version or ""] += 1
             before = recorded_outcome(request)
             inputs = _input(request)
+            decision = None
             try:
                 if history is None:
-                    decision = policy.evaluate(inputs, lookups=lookups)
+                    decision = policy.evaluate(inputs, lookups=lookups, explain=False)
                 else:
                     judged, streams, profile = history.judged(inputs)
-                    decision = policy.evaluate(inputs, judged, streams, profile, lookups)
-            except InvalidInput as exc:
-                change = Change(request=request, before=before, after=Expect.INVALID, triggers=(), reason=exc.message)
+                    decision = policy.evaluate(inputs, judged, streams, profile, lookups, explain=False)
+            except InvalidInput:
+                after = Expect.INVALID
             else:
                 after = Expect(decision.outcome.value)
-                change = Change(
-                    request=request, before=before, after=after, triggers=decision.triggers, rules=decision.rules
-                )
                 if history is not None:
                     _learn(history, request, after)
-            if change.after is before:
+            if after is before:
                 report.unchanged += 1
                 continue
-            step = (before, change.after)
+            step = (before, after)
             report.transitions[step] += 1
             report.by_action.setdefault(request.action, Counter())[step] += 1
-            if change.after is Expect.INVALID:
+            if decision is None:
                 report.by_rule[INVALID_RULE] += 1
             else:
-                report.by_rule.update(change.rules or (NO_RULE,))
+                report.by_rule.update(decision.rules or (NO_RULE,))
             examples = report.examples.setdefault(step, [])
             if len(examples) < EXAMPLES_PER_CHANGE:
-                examples.append(change)
+                examples.append(_change(policy, request, inputs, before, decision))
+
+
+def _change(
+    policy: Policy, request: Recorded, inputs: PolicyInput, before: Expect, decision: PolicyDecision | None
+) -> Change:
+    """The example of a change: the candidate's decision, or, refused (``decision`` None), why, asked again
+    explained (replay evaluates with ``explain`` off: only the examples show the reason)."""
+    if decision is not None:
+        after = Expect(decision.outcome.value)
+        return Change(request=request, before=before, after=after, triggers=decision.triggers, rules=decision.rules)
+    try:
+        policy.validate(inputs)
+    except InvalidInput as exc:
+        reason = exc.message
+    else:  # cannot be: validate refuses the same requests, explained or not
+        raise AssertionError(f"request {request.id} was refused, then accepted, by the same policy")
+    return Change(request=request, before=before, after=Expect.INVALID, triggers=(), reason=reason)
 
 
 def _learn(history: History, request: Recorded, after: Expect) -> None:
