@@ -35,7 +35,13 @@ class Unclear:
 
 def action_glob(action: str, globs: Iterable[str]) -> str | None:
     """The first glob that matches ``action``, ignoring case (``PAYMENTS.Transfer`` is ``payments.*``)."""
-    either, each = _globs(tuple(globs))
+    return _action_glob(action, globs if isinstance(globs, tuple) else tuple(globs))
+
+
+@functools.lru_cache(maxsize=4096)
+def _action_glob(action: str, globs: tuple[str, ...]) -> str | None:
+    """``action_glob``, kept for the last 4,096 (action, globs): a policy asks the same few many times."""
+    either, each = _globs(globs)
     folded = action.casefold()
     if either.match(folded) is None:  # one regular expression for all of them: most rules do not match
         return None

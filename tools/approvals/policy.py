@@ -214,14 +214,16 @@ class Policy:
         streams: Mapping[int, fairness.Counts] | None = None,
         profile: shape.PayloadProfile | None = None,
         lookups: LookupReader | None = None,
-        explain: bool = True,
+        validated: bool = False,
     ) -> PolicyDecision:
         """Validate the request, then decide. ``history`` is used only when ``wants_history``; ``streams`` holds the
         recent outcome counts of each of the ``watched_groups`` (by index); without them, those groups stay silent.
         ``profile`` summarises recent approved payloads of the action, for the out-of-distribution checks.
         ``lookups`` answers the rules' ``[[lookups]]`` conditions; without it, each such condition fails closed.
-        ``explain``: see ``validate``."""
-        self.validate(request, explain)
+        ``validated``: the caller has run ``validate`` on the request already (``policy replay`` does, before it
+        gathers what the request is judged against)."""
+        if not validated:
+            self.validate(request)
         config = self.config
         ask = self._asker(lookups)
         matched = [(rule, match) for rule in config.rules if (match := match_rule(rule, request, ask)) is not None]

@@ -105,11 +105,12 @@ class Replayer:
             inputs = _input(request)
             decision = None
             try:
+                policy.validate(inputs, explain=False)  # refused: no history to gather, no reason to explain
                 if history is None:
-                    decision = policy.evaluate(inputs, lookups=lookups, explain=False)
+                    decision = policy.evaluate(inputs, lookups=lookups, validated=True)
                 else:
                     judged, streams, profile = history.judged(inputs)
-                    decision = policy.evaluate(inputs, judged, streams, profile, lookups, explain=False)
+                    decision = policy.evaluate(inputs, judged, streams, profile, lookups, validated=True)
             except InvalidInput:
                 after = Expect.INVALID
             else:
@@ -135,7 +136,7 @@ def _change(
     policy: Policy, request: Recorded, inputs: PolicyInput, before: Expect, decision: PolicyDecision | None
 ) -> Change:
     """The example of a change: the candidate's decision, or, refused (``decision`` None), why, asked again
-    explained (replay evaluates with ``explain`` off: only the examples show the reason)."""
+    explained (replay validates with ``explain`` off: only the examples show the reason)."""
     if decision is not None:
         after = Expect(decision.outcome.value)
         return Change(request=request, before=before, after=after, triggers=decision.triggers, rules=decision.rules)
