@@ -44,9 +44,11 @@ class _Profile:
     lengths: dict[str, deque[tuple[int, int]]] = field(default_factory=dict)  #: (seq, length), lengths decreasing
     longest: dict[str, int] = field(default_factory=dict)
     seq: int = 0
+    view: shape.PayloadProfile | None = None  #: what ``profile`` gave, until the next payload
 
     def add(self, payload: Mapping[str, Any]) -> None:
         self.seq += 1
+        self.view = None
         leaves = shape.leaves(payload)
         self.entries.append((self.seq, leaves))
         for path, value in leaves:
@@ -82,9 +84,11 @@ class _Profile:
 
     def profile(self) -> shape.PayloadProfile:
         """A view of the counters as they are now (``unusual`` only reads it)."""
-        return shape.PayloadProfile(
-            count=len(self.entries), keys=self.keys, values=self.values, longest=self.longest, strings=self.strings
-        )
+        if self.view is None:
+            self.view = shape.PayloadProfile(
+                count=len(self.entries), keys=self.keys, values=self.values, longest=self.longest, strings=self.strings
+            )
+        return self.view
 
 
 def _take(counter: Counter[str], key: str) -> None:
