@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import anyio
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from signoff.storage.errors import DatabaseUnavailable
 from signoff.storage.migrations import SchemaTooNew
@@ -153,11 +153,13 @@ class PostgresDatabase:
         """Every row of one query, on a pooled connection. A connection the server dropped (a restart, a failover)
         fails the first try; the pool's other idle connections are checked (the broken ones replaced) and the
         query is tried once more: a read changes nothing, so trying it again is safe."""
-        try:
-            return await self._read(sql, params)
-        except psycopg.OperationalError:
-            await self._drop_broken_connections()
         async with self._errors():
+            try:
+                return await self._read(sql, params)
+            except PoolTimeout:
+                raise  # no connection came at all: the database is down, and a second try would wait as long again
+            except psycopg.OperationalError:
+                await self._drop_broken_connections()
             return await self._read(sql, params)
 
     async def _read(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
