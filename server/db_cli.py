@@ -51,12 +51,15 @@ async def copy(source: Path, target: str, settings: Settings) -> int:
     print(f"copied {copied.total} rows from {source} to {redacted(target)}: {pg_copy.summary(copied) or 'no rows'}")
     settings = replace(settings, db_url=target)
     store = await open_store(settings)
+    models = alerts = None
     try:
         models = await open_model_store(settings.db_path, target)
         alerts = await open_alert_store(settings.db_path, target)
         code = await audit_cli.verify(store, models, alerts, {})
     finally:
-        await store.close()
+        for opened in (alerts, models, store):
+            if opened is not None:
+                await opened.close()
     if code != 0:
         print(
             f"the copy in {redacted(target)} does not verify (above); run `signoff audit verify --db {source}` on the"

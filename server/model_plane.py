@@ -80,9 +80,9 @@ async def apply_approved_changes(
         except StorageError as exc:  # the database unavailable (a restart, a failover): one line, and try again
             logger.error("applying approved model changes failed: %s Retrying in %.0fs", exc, idle_wait)
             await anyio.sleep(idle_wait)
-        except Exception:  # a worker that dies takes the server with it; log, and try again on the next change
-            logger.exception("applying approved model changes failed; retrying")
-            await anyio.sleep(min_gap)
+        except Exception:  # a worker that dies takes the server with it; log, and try again a little later
+            logger.exception("applying approved model changes failed; retrying in %.0fs", idle_wait)
+            await anyio.sleep(idle_wait)
 
 
 async def guard_canaries(models: ModelService) -> None:

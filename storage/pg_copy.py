@@ -96,7 +96,8 @@ async def copy(source: Path, target: str) -> Copied:
 def _open_source(path: Path) -> sqlite3.Connection:
     if not path.is_file():
         raise ConfigError(f"no SQLite database at {path}; give the file `signoff serve` used (its SIGNOFF_DB)")
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    # as_uri percent-encodes the path: a `#` or `?` in it must not cut `mode=ro` off (and open another file)
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
     conn.execute("BEGIN")  # one read transaction: the rows of every table from the same moment
     return conn
 

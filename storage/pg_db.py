@@ -47,6 +47,13 @@ LISTEN_RETRY_SECONDS = 1.0  #: how soon a listener that lost its connection trie
 CONNECT_TIMEOUT_SECONDS = 5.0
 
 
+def connection_lost(exc: psycopg.OperationalError) -> bool:
+    """Whether the error is a connection the server dropped or lost (a restart, a failover), not one a statement
+    caused: libpq's own errors carry no SQLSTATE; class 08 is a connection exception, 57P01-57P03 a shutdown."""
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
 def _one_line(exc: Exception) -> str:
     """libpq's message, whose lines (a hint after a tab) become one."""
     return " ".join(str(exc).split())
@@ -158,7 +165,9 @@ class PostgresDatabase:
                 return await self._read(sql, params)
             except PoolTimeout:
                 raise  # no connection came at all: the database is down, and a second try would wait as long again
-            except psycopg.OperationalError:
+            except psycopg.OperationalError as exc:
+                if not connection_lost(exc):
+                    raise  # a statement timeout, a lock, an overload: running it again would add to the trouble
                 await self._drop_broken_connections()
             return await self._read(sql, params)
 
@@ -168,7 +177,9 @@ class PostgresDatabase:
             return await cur.fetchall()
 
     async def _drop_broken_connections(self) -> None:
-        with contextlib.suppress(psycopg.Error):
+        """Check the pool's idle connections, replacing the broken ones; bounded, so a silent network never holds
+        the caller (a shielded write, a shutdown) longer than a connection wait."""
+        with contextlib.suppress(psycopg.Error), anyio.move_on_after(CONNECT_TIMEOUT_SECONDS):
             await self.pool.check()
 
     async def write(

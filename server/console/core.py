@@ -63,7 +63,7 @@ class Console:
     _queue: dict[str, QueueEntry] = field(default_factory=dict, init=False)
     _head: int | None = field(default=None, init=False)
     _queue_store: object | None = field(default=None, init=False)  #: the store ``_queue`` was read from
-    _queue_read: tuple[object, list[QueueEntry]] | None = field(default=None, init=False)  #: the last, by token
+    _queue_read: tuple[object, list[QueueEntry]] | None = field(default=None, init=False)  #: by (store, token)
     #: each queued request's row as last made (``queue_row``): the entry it was made of, its claimer then, the row
     _rows: dict[str, tuple[QueueEntry, str | None, dict[str, Any]]] = field(default_factory=dict, init=False)
     _pending_lock: anyio.Lock = field(default_factory=anyio.Lock, init=False)
@@ -117,12 +117,12 @@ class Console:
         the requests that changed since the last (``Store.pending_queue``). With ``token`` (the store's
         ``change_token``, taken before): the list read for that same token if there is one, so the live streams of
         every open page, woken by one change, read the queue once between them, not once each."""
-        if token is not None and self._queue_read is not None and self._queue_read[0] == token:
+        store = self.service.store
+        if token is not None and self._queue_read is not None and self._queue_read[0] == (store, token):
             return self._queue_read[1]
         async with self._pending_lock:  # streams woken together: the first reads, the others take its list
-            if token is not None and self._queue_read is not None and self._queue_read[0] == token:
+            if token is not None and self._queue_read is not None and self._queue_read[0] == (store, token):
                 return self._queue_read[1]
-            store = self.service.store
             if store is not self._queue_store:  # another store (a test's, a restarted server's): read it whole
                 self._queue_store, self._head = store, None
             read = await store.pending_queue(self._head)
@@ -136,7 +136,7 @@ class Console:
                 self._queue.update((entry.id, entry) for entry in read.entries)
             self._head = read.head
             found = list(self._queue.values())
-            self._queue_read = (token, found) if token is not None else None
+            self._queue_read = ((store, token), found) if token is not None else None
             return found
 
     def queue_row(self, entry: present.Queued, now: datetime) -> dict[str, Any]:

@@ -72,12 +72,17 @@ async def sign_in(console: Console, request: Request) -> Response:
 
 async def link(console: Console, request: Request) -> Response:
     client = client_address(request)
+    if console.links is None:  # this console issues no links: nothing to redeem, and nothing worth recording
+        message = "This signoff issues no sign-in links: sign in with a reviewer token."
+        return _form(console, request, console.sessions.anonymous(), message, 404)
     wait = console.attempts.wait_seconds(client)
     key = request.query_params.get("key", "")
-    if console.links is None or wait > 0 or not console.links.redeem(key):
+    if wait > 0 or not console.links.redeem(key):
         console.attempts.failed(client)
         logger.warning("console sign-in link refused", extra={"client": client})
-        if wait <= 0:  # a refusal by the rate limit is not recorded: the limit bounds what the chain must hold
+        # Not recorded: a refusal by the rate limit (the limit bounds what the chain must hold), and a link another
+        # site made the browser load (an <img> on any page would otherwise write to the chain for every visitor).
+        if wait <= 0 and request.headers.get("sec-fetch-site") != "cross-site":
             why = "a used or unknown sign-in link"
             await audit(console, EventKind.CONSOLE_SIGN_IN_REFUSED, UNKNOWN, address=client, reason=why, via="link")
         message = "That sign-in link was already used or is not valid. A new one is printed where signoff runs."

@@ -45,6 +45,9 @@ async def test_sign_ins_sign_outs_and_refusals_are_chained_and_audit_verify_pass
             assert signed_out.status_code == 303
         assert await refused_sign_in(base, WRONG) == 401
         assert await refused_sign_in(base, BOT) == 403
+        async with httpx2.AsyncClient(base_url=base, timeout=30) as http:  # a console with tokens issues no links
+            for _ in range(3):
+                assert (await http.get("/sign-in/link", params={"key": "forged"})).status_code == 404
 
     store = await open_store(settings_of(database, tmp_path))
     try:

@@ -324,3 +324,19 @@ def test_the_console_alone_serves_a_postgresql_database(tmp_path: Path, pg_url: 
             queue = http.get(link)
     assert queue.status_code == 200 and f'data-request="{request_id}"' in queue.text, queue.text
     assert "postgresql://signoff@" in log.read_text() and not (tmp_path / "unused.db").exists()
+
+
+def test_db_copy_reads_the_file_it_is_given_even_with_a_hash_in_its_name(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `#` or `?` in the path must not cut the read-only flag off the SQLite URI (and open another file)."""
+    monkeypatch.delenv("SIGNOFF_DB", raising=False)
+    monkeypatch.setenv("SIGNOFF_RECEIPT_KEY", RECEIPT_KEY)
+    odd = tmp_path / "team#1 ?copy.db"
+    asyncio.run(populate(odd))
+    before = {p.name for p in tmp_path.iterdir()}
+    code, out, err = copy(capsys, odd, pg_url)
+    assert code == 0, (out, err)
+    assert "copied" in out and "requests" in out
+    opened = {p.name for p in tmp_path.iterdir()} - before
+    assert opened <= {f"{odd.name}-wal", f"{odd.name}-shm"}, opened  # no stray file opened beside it

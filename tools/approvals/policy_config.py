@@ -356,7 +356,7 @@ class PolicyConfig:
     schemas: tuple[ActionSchema, ...] = ()  #: payload schemas per action glob (invalid payload: invalid input)
     redact: Redact = field(default_factory=Redact)  #: payload fields masked on the way out
     lookups: tuple[Lookup, ...] = ()  #: trusted data rules compare requests with (contradiction checks)
-    alerts: tuple[AlertRule, ...] = ()  #: the built-in alert rules that run (none: the defaults); read at start
+    alerts: tuple[AlertRule, ...] = ()  #: the built-in alert rules that run (none: the defaults); re-read each round
 
     def __post_init__(self) -> None:
         self._check_lookups()

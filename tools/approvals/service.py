@@ -332,6 +332,7 @@ class ApprovalService:
         start = anyio.current_time()
         deadline = start + wait_seconds
         next_progress = start
+        unavailable = False  #: the database failed during this wait (logged once)
         while True:
             try:
                 token = await self.store.change_token()
@@ -347,24 +348,28 @@ class ApprovalService:
                     next_progress = now + self.progress_interval
                 wake_at = min(deadline, next_progress) if on_progress is not None else deadline
                 until_expiry = (request.expires_at - self.clock.now()).total_seconds()
-                await self._sleep_until_change(token, max(0.0, min(wake_at - now, until_expiry + 0.001)))
+                timeout = max(0.0, min(wake_at - now, until_expiry + 0.001))
+                await self._until_stopped(self.store.wait_for_change(token, timeout))
             except DatabaseUnavailable:
                 # a database restart or failover is not the agent's verdict: keep waiting until the deadline
                 if anyio.current_time() >= deadline or self.stopping:
                     raise
-                logger.warning("the database is unavailable while %s is awaited; trying again", request_id)
-                await anyio.sleep(min(DATABASE_RETRY_SECONDS, max(0.0, deadline - anyio.current_time())))
+                if not unavailable:
+                    logger.warning("the database is unavailable while %s is awaited; trying again", request_id)
+                unavailable = True
+                retry = min(DATABASE_RETRY_SECONDS, max(0.0, deadline - anyio.current_time()))
+                await self._until_stopped(anyio.sleep(retry))
 
-    async def _sleep_until_change(self, token: object, timeout: float) -> None:
-        """Until the store changes after ``token``, ``timeout`` passes, or ``stop`` cuts the sleep short."""
-        with anyio.CancelScope() as sleep:
-            self._sleeping.add(sleep)
+    async def _until_stopped(self, sleep: Awaitable[None]) -> None:
+        """Await ``sleep`` (a wait for a change, a pause), cut short when ``stop`` is called."""
+        with anyio.CancelScope() as scope:
+            self._sleeping.add(scope)
             if self.stopping:  # stop() came while the progress was reported
-                sleep.cancel()
+                scope.cancel()
             try:
-                await self.store.wait_for_change(token, timeout)
+                await sleep
             finally:
-                self._sleeping.discard(sleep)
+                self._sleeping.discard(scope)
 
     async def vote(
         self,
