@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from signoff.notifiers import ConsoleNotifier, FanOut, Notifier, WebhookNotifier
-from signoff.server import health, metrics, review_api
+from signoff.server import audit_check, health, metrics, review_api
 from signoff.server.alerts import alert_worker
 from signoff.server.argument_errors import SignoffMCPServer
 from signoff.server.auth import LOOPBACK_HOSTS, ConfigTokenVerifier
@@ -211,6 +211,9 @@ def build_server(
     console = Console(
         service_of=lambda: running.state.service if running.state else None,
         models_of=lambda: running.state.models if running.state else None,
+        check_chain=lambda service, models: audit_check.whole_chain(
+            settings, service.store, models.store if models else None
+        ),
         verifier=verifier,
         idle_minutes=settings.console_idle_minutes,
     )

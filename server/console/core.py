@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from signoff.server.console import present
 from signoff.server.console.security import COOKIE, foreign_origin, secured
 from signoff.server.console.sessions import Attempts, Session, Sessions, SignInLinks
 from signoff.storage import QueueEntry
+from signoff.storage.audit import ChainReport
 from signoff.storage.text import visible
 from signoff.tools.access import Role
 from signoff.tools.approvals.service import ApprovalService
@@ -49,6 +50,9 @@ class Console:
 
     service_of: Callable[[], ApprovalService | None]
     models_of: Callable[[], ModelService | None] = lambda: None  #: the model plane, for the Models pages
+    #: the history page's audit check: the chain and every row it explains (``server.audit_check``); without it,
+    #: the chain and the request and vote rows
+    check_chain: Callable[[ApprovalService, ModelService | None], Awaitable[ChainReport]] | None = None
     verifier: ConfigTokenVerifier | None = None
     links: SignInLinks | None = None  #: loopback without tokens: sign in by a link printed on the terminal
     announce_link: Callable[[str], None] | None = None  #: prints a new link's path where the person can see it

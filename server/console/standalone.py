@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import anyio
 from starlette.applications import Starlette
 
+from signoff.server import audit_check
 from signoff.server.auth import LOOPBACK_HOSTS, ConfigTokenVerifier
 from signoff.server.config import Settings, package_version
 from signoff.server.console import routes
@@ -45,6 +46,9 @@ def run(settings: Settings, *, host: str, port: int, as_name: str | None) -> int
     console = Console(
         service_of=lambda: service[0] if service else None,
         models_of=lambda: models[0] if models else None,
+        check_chain=lambda service, models: audit_check.whole_chain(
+            settings, service.store, models.store if models else None
+        ),
         verifier=verifier,
         idle_minutes=settings.console_idle_minutes,
         announce_link=lambda path: _announce(f"{base}{path}"),

@@ -21,8 +21,9 @@ from signoff.storage import ConfigError, EventKind, Store, Verdict
 from signoff.storage.alerts import AlertMessage, Alerts
 from signoff.storage.audit import verify_store
 from signoff.tools.approvals.service import ApprovalService, Draft
+from tests.browser.support import ALICE, CONFIG, http_session, running
 from tests.fakes.clock import FakeClock
-from tests.integration.support import base_env, signoff
+from tests.integration.support import base_env, free_port, signoff
 from tests.integration.test_alerts import ask
 
 
@@ -109,6 +110,31 @@ async def test_firing_and_resolving_are_audit_events_that_audit_verify_checks(da
     edit(database, "UPDATE alert_episodes SET fired_at = '2026-01-01T00:00:00.000000Z' WHERE rule = 'x'")
     forged = await signoff(env, "audit", "verify")
     assert forged.returncode == 1 and "no alert_fired event" in forged.stderr, forged
+
+
+async def test_the_consoles_audit_check_is_the_whole_audit_verify_and_catches_an_edited_alert_episode(
+    database: Settings, store: Store, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    process = await open_alert_store(database.db_path, database.db_url)
+    try:
+        await ask(ApprovalService(store, clock=clock), 1)
+        firing = await alerts.evaluate(process, AlertSettings(max_pending=0), ["webhook"], clock)
+        assert firing == ["pending_backlog firing"]
+    finally:
+        await process.close()
+    edit(database, "UPDATE alert_episodes SET fired_value = 0")  # the chain itself is untouched
+    (tmp_path / "signoff.toml").write_text(CONFIG)
+    env = cli_env(database) | {"SIGNOFF_CONFIG": str(tmp_path / "signoff.toml")}
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with running(["serve", "--transport", "http", "--port", str(port)], env, tmp_path / "serve.log", port):
+        async with http_session(base, ALICE) as (http, csrf):
+            checked = await http.post("/history/verify", data={"csrf": csrf}, headers={"Origin": base})
+            assert checked.status_code == 303, checked.text
+            page = (await http.get("/history?checked=1")).text
+    chain = page[page.index('id="chain"') :]
+    assert "FAILED" in chain and "alert episode 1 (pending_backlog)" in chain, chain[:2000]
 
 
 async def test_an_alert_that_still_holds_repeats_at_most_every_interval(database: Settings, store: Store) -> None:
