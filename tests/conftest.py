@@ -11,9 +11,8 @@ from signoff.storage.approvals.sqlite import SqliteStore
 from tests.pg_cluster import Cluster, start_cluster
 
 
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[Cluster]:
-    """A throwaway PostgreSQL cluster for the whole run (tests/pg_cluster.py); fails, never skips, without one."""
+def _throwaway_cluster() -> Iterator[Cluster]:
+    """A cluster (tests/pg_cluster.py), stopped and removed afterwards; fails the test, never skips, without one."""
     try:
         cluster = start_cluster()
     except RuntimeError as exc:
@@ -22,6 +21,18 @@ def pg_cluster() -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL cluster for the whole run."""
+    yield from _throwaway_cluster()
+
+
+@pytest.fixture
+def own_pg_cluster() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL cluster for one test, which may stop it (stopping the shared one cuts others off)."""
+    yield from _throwaway_cluster()
 
 
 @pytest.fixture

@@ -191,9 +191,11 @@ async def wait_for_port(port: int, proc: Process, log: Path, deadline: float = 2
 
 
 @asynccontextmanager
-async def http_server(env: Mapping[str, str], log: Path, *options: str, host: str = "127.0.0.1") -> AsyncIterator[str]:
-    """``signoff serve --transport http`` (with ``options``) on a free port; yields the MCP URL; terminates it
-    afterwards."""
+async def http_process(
+    env: Mapping[str, str], log: Path, *options: str, host: str = "127.0.0.1", deadline: float = 20.0
+) -> AsyncIterator[tuple[int, Process]]:
+    """``signoff serve --transport http`` (with ``options``) on a free port, its output in ``log``; yields the port
+    and the process once it listens; terminates it afterwards if it is still alive (SIGKILL after 15 s)."""
     port = free_port()
     with log.open("wb") as out:
         proc = await anyio.open_process(
@@ -206,17 +208,25 @@ async def http_server(env: Mapping[str, str], log: Path, *options: str, host: st
         )
         async with proc:
             try:
-                await wait_for_port(port, proc, log, host=host)
-                yield f"http://{host}:{port}/mcp"
+                await wait_for_port(port, proc, log, deadline=deadline, host=host)
+                yield port, proc
             finally:
                 with anyio.CancelScope(shield=True):
                     if proc.returncode is None:
                         proc.terminate()
-                        with anyio.move_on_after(10):
+                        with anyio.move_on_after(15):
                             await proc.wait()
                     if proc.returncode is None:
                         proc.kill()
                         await proc.wait()
+
+
+@asynccontextmanager
+async def http_server(env: Mapping[str, str], log: Path, *options: str, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """``signoff serve --transport http`` (with ``options``) on a free port; yields the MCP URL; terminates it
+    afterwards."""
+    async with http_process(env, log, *options, host=host) as (port, _):
+        yield f"http://{host}:{port}/mcp"
 
 
 def events(db: Path) -> list[tuple[Any, ...]]:

@@ -6,7 +6,6 @@ other tests off."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -14,21 +13,9 @@ import pytest
 from mcp import Client
 
 from tests.integration.support import Ran, ask, http_server, signoff, status_of, wait_during
-from tests.pg_cluster import Cluster, start_cluster
+from tests.pg_cluster import Cluster
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def own_cluster() -> Iterator[Cluster]:
-    try:
-        cluster = start_cluster()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 async def logged(log: Path, text: str) -> None:
@@ -38,20 +25,20 @@ async def logged(log: Path, text: str) -> None:
 
 
 async def test_the_database_going_away_while_an_agent_waits_loses_nothing(
-    env: dict[str, str], own_cluster: Cluster, tmp_path: Path
+    env: dict[str, str], own_pg_cluster: Cluster, tmp_path: Path
 ) -> None:
-    pg_env = {**env, "SIGNOFF_DB": own_cluster.new_database()}
+    pg_env = {**env, "SIGNOFF_DB": own_pg_cluster.new_database()}
     log = tmp_path / "serve.log"
     with anyio.fail_after(120):
         async with http_server(pg_env, log) as url, Client(url) as agent, Client(url) as other_agent:
             request_id = (await ask(agent, confidence=0.3))["request_id"]
 
             async def outage_then_vote() -> Ran:
-                await anyio.to_thread.run_sync(own_cluster.pause)
+                await anyio.to_thread.run_sync(own_pg_cluster.pause)
                 during = await other_agent.call_tool("request_approval", {"action": "a", "summary": "s", "payload": {}})
                 assert during.is_error and "database" in str(during.content), during
                 await logged(log, f"the database is unavailable while {request_id} is awaited")
-                await anyio.to_thread.run_sync(own_cluster.resume)
+                await anyio.to_thread.run_sync(own_pg_cluster.resume)
                 return await signoff(pg_env, "review", "approve", request_id, "--as", "alice")
 
             waited, vote = await wait_during(agent, request_id, outage_then_vote)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,16 +24,13 @@ from mcp.types import CallToolResult
 
 from tests.integration.proxy import REPLICA_HEADER, Proxy, nginx
 from tests.integration.support import (
-    REPO,
-    SIGNOFF,
     Progress,
     ask,
     base_env,
-    free_port,
+    http_process,
     signoff,
     status_of,
     wait_during,
-    wait_for_port,
     webhook_receiver,
 )
 
@@ -55,29 +51,8 @@ class Replica:
 @asynccontextmanager
 async def replica(env: Mapping[str, str], log: Path, *options: str) -> AsyncIterator[Replica]:
     """``signoff serve --transport http`` with ``options`` on a free port; stopped (SIGTERM) afterwards if alive."""
-    port = free_port()
-    with log.open("wb") as out:
-        proc = await anyio.open_process(
-            [str(SIGNOFF), "serve", "--transport", "http", *options, "--port", str(port)],
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            cwd=str(REPO),
-        )
-        async with proc:
-            try:
-                await wait_for_port(port, proc, log, deadline=60)
-                yield Replica(port, proc, log)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    if proc.returncode is None:
-                        proc.terminate()
-                        with anyio.move_on_after(15):
-                            await proc.wait()
-                    if proc.returncode is None:
-                        proc.kill()
-                        await proc.wait()
+    async with http_process(env, log, *options, deadline=60) as (port, proc):
+        yield Replica(port, proc, log)
 
 
 @asynccontextmanager

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 from signoff.storage import Verdict
 from signoff.storage.approvals.sqlite import SqliteStore
@@ -14,6 +12,7 @@ from signoff.tools.approvals.policy_config import parse_policy_config
 from signoff.tools.approvals.service import ApprovalService, Draft
 from tests.fakes.clock import FakeClock
 from tests.integration.support import base_env, signoff
+from tests.rows import query
 
 CONFIG = """
 [[rules]]
@@ -73,11 +72,6 @@ async def history(db: Path) -> None:
         await ask("payments.after")  # made after the period
     finally:
         await store.close()
-
-
-def query(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 class Cells(HTMLParser):
