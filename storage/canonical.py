@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 
@@ -31,12 +31,30 @@ def numeric_leaves(payload: Mapping[str, Any], *, max_depth: int = 4, limit: int
     Lists are not entered and booleans are not numbers. At most ``limit`` fields are returned,
     in sorted order, so a huge payload cannot flood the history table.
     """
+    return first_numbers(_walk(payload, "", max_depth), limit)
+
+
+def first_numbers(found: Iterable[tuple[str, float]], limit: int = 32) -> dict[str, float]:
+    """``numeric_leaves`` of the (path, number) pairs a walk ``found``, in any order: the first ``limit`` paths in
+    sorted order."""
     leaves: dict[str, float] = {}
-    for path, value in sorted(_walk(payload, "", max_depth)):
+    for path, value in sorted(found):
         if len(leaves) >= limit:
             break
         leaves[path] = value
     return leaves
+
+
+def json_number(value: Any) -> float | None:
+    """``value`` as a float if ``numeric_leaves`` counts it as a number (not a bool, finite, within a float's
+    range), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return None if abs(value) > 2**1023 else float(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _walk(node: Mapping[str, Any], prefix: str, depth: int) -> Iterator[tuple[str, float]]:

@@ -46,10 +46,11 @@ class _Profile:
     seq: int = 0
     view: shape.PayloadProfile | None = None  #: what ``profile`` gave, until the next payload
 
-    def add(self, payload: Mapping[str, Any]) -> None:
+    def add(self, payload: Mapping[str, Any], walked: list[tuple[str, Any]] | None = None) -> None:
+        """Learn ``payload``; ``walked``: its ``shape.leaves``, when the caller has them."""
         self.seq += 1
         self.view = None
-        leaves = shape.leaves(payload)
+        leaves = shape.leaves(payload) if walked is None else walked
         self.entries.append((self.seq, leaves))
         for path, value in leaves:
             self.keys[path] += 1
@@ -144,17 +145,15 @@ class History:
         self._profiles: dict[str, _Profile] = {}
         self._streams = [_Stream(group.window) for group in self._groups]
         self._watched: dict[str, list[int]] = {}  #: ``policy.watched_groups`` per action
-        #: the last payload ``judged`` read and its numbers, which ``add`` reads next (kept, so ``is`` is safe)
-        self._last: tuple[Any, dict[str, float]] = (None, {})
 
-    def judged(self, request: PolicyInput) -> Judged:
+    def judged(self, request: PolicyInput, walked: shape.Walk | None = None) -> Judged:
+        """``walked``: ``shape.walk(request.payload)``, when the caller has it (replay walks each payload once)."""
         history = None
         if self._numbers:
             action = request.action
             values = {}
             spreads = {}
-            numbers = numeric_leaves(request.payload)
-            self._last = (request.payload, numbers)
+            numbers = numeric_leaves(request.payload) if walked is None else walked.numbers
             for name in numbers:
                 key = (action, name)
                 snapshot = self._snapshots.get(key)
@@ -180,17 +179,25 @@ class History:
             profile = found.profile() if found is not None else shape.PayloadProfile(count=0)
         return history, streams, profile
 
-    def add(self, request: Any, status: Status, decided_by: DecidedBy | None, approved_payload: Any = None) -> None:
+    def add(
+        self,
+        request: Any,
+        status: Status,
+        decided_by: DecidedBy | None,
+        approved_payload: Any = None,
+        walked: shape.Walk | None = None,
+    ) -> None:
         """Learn from ``request`` (a ``PolicyInput`` or a ``RecordedRequest``) with the outcome it got; a reviewer's
-        changed payload (``approved_payload``) is what the numbers learn, as in the store."""
+        changed payload (``approved_payload``) is what the numbers learn, as in the store. ``walked``:
+        ``shape.walk(request.payload)``, when the caller has it."""
         action = request.action
         if status is Status.APPROVED:
             if self._numbers:
                 self._seen.add((request.agent_id or "", action))
-                learnt = request.payload if approved_payload is None else approved_payload
-                last, numbers = self._last
-                if learnt is not last:
-                    numbers = numeric_leaves(learnt)
+                if approved_payload is None and walked is not None:
+                    numbers = walked.numbers
+                else:
+                    numbers = numeric_leaves(request.payload if approved_payload is None else approved_payload)
                 for name, value in numbers.items():
                     if not math.isfinite(value):
                         continue
@@ -210,7 +217,8 @@ class History:
                 found = self._profiles.get(action)
                 if found is None:
                     found = self._profiles[action] = _Profile(self._window)
-                found.add(request.payload)  # the windows read the payload as asked, as ``streams.Windows`` does
+                # the windows read the payload as asked, as ``streams.Windows`` does
+                found.add(request.payload, None if walked is None else walked.leaves)
         for index, group in enumerate(self._groups):
             counted = fairness.counted(group, request, status, decided_by)
             if counted is not None:

@@ -36,7 +36,7 @@ from signoff.tools.approvals.conditions import (
     show,
 )
 from signoff.tools.approvals.lookups import Lookup, LookupReader
-from signoff.tools.approvals.policy_config import DEFAULT_VERSION, ActionSchema, Outcome, PolicyConfig
+from signoff.tools.approvals.policy_config import DEFAULT_VERSION, ActionSchema, Outcome, PolicyConfig, Rule
 from signoff.tools.approvals.priority import highest
 
 __all__ = ["Outcome", "Policy", "PolicyDecision", "PolicyInput"]
@@ -83,6 +83,16 @@ class Policy:
     def __init__(self, config: PolicyConfig | None = None, version: str | None = None) -> None:
         self.config = config if config is not None else PolicyConfig()
         self.version = version or (DEFAULT_VERSION if config is None else "inline")
+        #: per action (the last 4,096), the rules whose action globs it matches and the ``[[fairness.groups]]``
+        #: that watch it: ``evaluate`` checks only those rules, and a policy sees the same few actions many times
+        self._for_action = functools.lru_cache(maxsize=4096)(self._applicable)
+
+    def _applicable(self, action: str) -> tuple[tuple[Rule, ...], tuple[int, ...]]:
+        config = self.config
+        rules = tuple(r for r in config.rules if not r.action or action_glob(action, r.action) is not None)
+        groups = config.fairness.groups
+        watched = tuple(i for i, g in enumerate(groups) if not g.action or action_glob(action, g.action) is not None)
+        return rules, watched
 
     def same_person(self, requester: str, *names: str) -> bool:
         """Whether any of ``names`` is the requester, directly or through a ``[[people]]`` alias."""
@@ -91,8 +101,7 @@ class Policy:
 
     def watched_groups(self, action: str) -> list[int]:
         """The indexes of the ``[[fairness.groups]]`` that judge ``action``: ``evaluate`` wants their counts."""
-        groups = self.config.fairness.groups
-        return [i for i, g in enumerate(groups) if not g.action or action_glob(action, g.action) is not None]
+        return list(self._for_action(action)[1])
 
     @property
     def wants_profile(self) -> bool:
@@ -215,18 +224,21 @@ class Policy:
         profile: shape.PayloadProfile | None = None,
         lookups: LookupReader | None = None,
         validated: bool = False,
+        walked: shape.Walk | None = None,
     ) -> PolicyDecision:
         """Validate the request, then decide. ``history`` is used only when ``wants_history``; ``streams`` holds the
         recent outcome counts of each of the ``watched_groups`` (by index); without them, those groups stay silent.
         ``profile`` summarises recent approved payloads of the action, for the out-of-distribution checks.
         ``lookups`` answers the rules' ``[[lookups]]`` conditions; without it, each such condition fails closed.
         ``validated``: the caller has run ``validate`` on the request already (``policy replay`` does, before it
-        gathers what the request is judged against)."""
+        gathers what the request is judged against). ``walked``: ``shape.walk(request.payload)``, when the caller
+        has it (replay walks each payload once for the history and every check)."""
         if not validated:
             self.validate(request)
         config = self.config
         ask = self._asker(lookups)
-        matched = [(rule, match) for rule in config.rules if (match := match_rule(rule, request, ask)) is not None]
+        candidates, watched = self._for_action(request.action)  # a rule for other actions never matches
+        matched = [(rule, match) for rule in candidates if (match := match_rule(rule, request, ask)) is not None]
         guardrails: list[Trigger] = []
         reviews: list[Trigger] = []
         approvals: list[Trigger] = []
@@ -246,12 +258,15 @@ class Policy:
             detail = f"confidence {_num(confidence)} is below the threshold {_num(threshold)}"
             reviews.append(Trigger(kind=TriggerKind.CONFIDENCE, detail=detail))
         if config.anomaly.enabled and history is not None:
-            reviews.extend(self._anomalies(request, history))
+            numbers = numeric_leaves(request.payload) if walked is None else walked.numbers
+            reviews.extend(self._anomalies(request, history, numbers))
         if config.anomaly.enabled and profile is not None:
-            for detail in shape.unusual(config.anomaly, request.action, request.payload, profile):
+            leaves = None if walked is None else walked.leaves
+            for detail in shape.unusual(config.anomaly, request.action, request.payload, profile, leaves):
                 reviews.append(Trigger(kind=TriggerKind.ANOMALY, detail=detail))
         reviews.extend(self._fairness(request.flags))
-        reviews.extend(self._outcome_fairness(request, streams or {}))
+        if watched:
+            reviews.extend(self._outcome_fairness(request, watched, streams or {}))
 
         if guardrails:
             outcome, triggers = Outcome.REJECT, [*guardrails, *reviews, *approvals]
@@ -323,9 +338,11 @@ class Policy:
                 detail = f"flag {flag!r} matches the fairness pattern {glob!r}"
                 yield Trigger(kind=TriggerKind.FAIRNESS, detail=detail)
 
-    def _outcome_fairness(self, request: PolicyInput, streams: Mapping[int, fairness.Counts]) -> Iterator[Trigger]:
+    def _outcome_fairness(
+        self, request: PolicyInput, watched: Sequence[int], streams: Mapping[int, fairness.Counts]
+    ) -> Iterator[Trigger]:
         groups = self.config.fairness.groups
-        for index in self.watched_groups(request.action):
+        for index in watched:
             group = groups[index]
             value = resolve(request, group.attribute)
             if isinstance(value, Unclear):  # fail closed: a misspelt group must not slip past the check
@@ -340,14 +357,16 @@ class Policy:
             if rate is not None and rate.flagged:
                 yield Trigger(kind=TriggerKind.FAIRNESS, detail=fairness.detail(group, rate))
 
-    def _anomalies(self, request: PolicyInput, history: ActionHistory) -> Iterator[Trigger]:
+    def _anomalies(
+        self, request: PolicyInput, history: ActionHistory, numbers: Mapping[str, float]
+    ) -> Iterator[Trigger]:
         anomaly = self.config.anomaly
         action = request.action
         if anomaly.novel_action and not history.seen_from_agent:
             who = f"agent {request.agent_id!r}" if request.agent_id else "an agent with no agent_id"
             yield Trigger(kind=TriggerKind.ANOMALY, detail=f"first request for action {action} from {who}")
         spreads = history.spreads
-        for field, x in numeric_leaves(request.payload).items():
+        for field, x in numbers.items():
             known = spreads.get(field)
             if known is None:
                 samples = tuple(filter(math.isfinite, history.values.get(field, ())))
@@ -388,7 +407,9 @@ def schema_violation(
             continue
         try:
             if not explain:
-                if entry.validator.is_valid(payload):
+                required = entry.required_keys  # a missing required key refuses it: no need to run the validator
+                lacking = isinstance(payload, dict) and any(name not in payload for name in required)
+                if not lacking and entry.validator.is_valid(payload):
                     continue
                 return f"payload does not match the policy's schema for {glob!r} (schemas[{index}])"
             error = best_match(entry.validator.iter_errors(payload))

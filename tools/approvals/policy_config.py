@@ -19,7 +19,13 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from jsonschema import Draft202012Validator
+from jsonschema import (
+    Draft4Validator,
+    Draft6Validator,
+    Draft7Validator,
+    Draft201909Validator,
+    Draft202012Validator,
+)
 from jsonschema.exceptions import SchemaError
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
@@ -298,6 +304,10 @@ class ActionSchema:
     action: tuple[str, ...]  #: globs, ignoring case, as rules' action globs
     schema: Any  #: a JSON Schema as a TOML table (draft 2020-12 unless it names another with "$schema")
     validator: Validator = field(init=False, repr=False, compare=False)
+    #: the schema's top-level ``required`` keys, when a payload (an object) that lacks one is refused whatever else
+    #: it holds: draft 4 or later, and no reference anywhere (a reference that leads nowhere is refused with its
+    #: own reason, and in drafts 4 to 7 a top-level ``$ref`` overrides its siblings). Empty: the validator decides
+    required_keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.action:
@@ -320,6 +330,11 @@ class ActionSchema:
         except SchemaError as error:
             raise Fault(("schema", *error.absolute_path), f"not a valid JSON Schema: {error.message}") from None
         object.__setattr__(self, "validator", cls(schema, format_checker=cls.FORMAT_CHECKER))
+        required = schema.get("required")
+        plain = cls in _REQUIRED_AT_TOP and not _mentions_references(schema)
+        if not (plain and isinstance(required, list) and all(isinstance(name, str) for name in required)):
+            required = []
+        object.__setattr__(self, "required_keys", tuple(required))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -455,6 +470,28 @@ def read_policy_text(path: str | os.PathLike[str]) -> str:
         raise ConfigError(f"cannot read policy file {os.fspath(path)}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"policy file {os.fspath(path)} is not UTF-8 text: {exc.reason}") from None
+
+
+#: the dialects where a top-level ``required`` list holds for every object (draft 3 reads ``required`` elsewhere)
+_REQUIRED_AT_TOP = (
+    Draft4Validator,
+    Draft6Validator,
+    Draft7Validator,
+    Draft201909Validator,
+    Draft202012Validator,
+)
+
+
+def _mentions_references(node: Any) -> bool:
+    """Whether any key of ``node``, however deep, is a JSON Schema reference keyword."""
+    if isinstance(node, dict):
+        return any(
+            name in ("$ref", "$dynamicRef", "$recursiveRef") or _mentions_references(value)
+            for name, value in node.items()
+        )
+    if isinstance(node, list):
+        return any(_mentions_references(value) for value in node)
+    return False
 
 
 def _references(node: Any, key: KeyPath) -> Iterator[tuple[KeyPath, str]]:

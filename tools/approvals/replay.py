@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from signoff.storage import ApprovalRequest, DecidedBy, InvalidInput, RecordedRequest, Status, Trigger
+from signoff.tools.approvals import shape
 from signoff.tools.approvals.history import History
 from signoff.tools.approvals.lookups import LookupReader
 from signoff.tools.approvals.policy import Policy, PolicyDecision, PolicyInput
@@ -109,14 +110,15 @@ class Replayer:
                 if history is None:
                     decision = policy.evaluate(inputs, lookups=lookups, validated=True)
                 else:
-                    judged, streams, profile = history.judged(inputs)
-                    decision = policy.evaluate(inputs, judged, streams, profile, lookups, validated=True)
+                    walked = shape.walk(inputs.payload)  # once, for the history and every check
+                    judged, streams, profile = history.judged(inputs, walked)
+                    decision = policy.evaluate(inputs, judged, streams, profile, lookups, True, walked)
             except InvalidInput:
                 after = Expect.INVALID
             else:
                 after = Expect(decision.outcome.value)
                 if history is not None:
-                    _learn(history, request, after)
+                    _learn(history, request, after, walked)
             if after is before:
                 report.unchanged += 1
                 continue
@@ -149,16 +151,16 @@ def _change(
     return Change(request=request, before=before, after=Expect.INVALID, triggers=(), reason=reason)
 
 
-def _learn(history: History, request: Recorded, after: Expect) -> None:
+def _learn(history: History, request: Recorded, after: Expect, walked: shape.Walk) -> None:
     """Add ``request`` to the history with the outcome the candidate gives it (see ``Replayer``)."""
     if after is Expect.APPROVE:
-        history.add(request, Status.APPROVED, DecidedBy.POLICY)
+        history.add(request, Status.APPROVED, DecidedBy.POLICY, walked=walked)
     elif after is Expect.REJECT:
-        history.add(request, Status.REJECTED, DecidedBy.POLICY)
+        history.add(request, Status.REJECTED, DecidedBy.POLICY, walked=walked)
     elif request.decided_by is DecidedBy.POLICY:
-        history.add(request, Status.PENDING, None)
+        history.add(request, Status.PENDING, None, walked=walked)
     else:
-        history.add(request, request.status, request.decided_by, request.approved_payload)
+        history.add(request, request.status, request.decided_by, request.approved_payload, walked)
 
 
 def _input(request: Recorded) -> PolicyInput:
