@@ -4,6 +4,7 @@ that can apply to an action picked once per action, and a missing required key r
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signoff.storage import DecidedBy, Status
+from signoff.storage import DecidedBy, Priority, Status
 from signoff.storage.canonical import numeric_leaves
 from signoff.tools.approvals import shape
 from signoff.tools.approvals.conditions import match_rule
@@ -189,3 +190,26 @@ def test_a_schema_with_a_reference_is_left_to_the_validator() -> None:
     assert entry.required_keys == ()
     said = schema_violation((entry,), "pay.x", {"amount": 1}, explain=False)
     assert said is not None and "leads nowhere" in said
+
+
+def test_a_request_no_rule_matches_gets_the_policys_own_settings() -> None:
+    rng = random.Random(9)
+    routing = EXAMPLE.config.slack
+    assert routing.channel and routing.approvers  # so a decision that drops them is seen
+    seen = 0
+    for n in range(2000):
+        request = asked(rng, n)
+        if rng.random() < 0.5:
+            request = dataclasses.replace(request, expires_in_seconds=rng.choice([60, 10**6]))
+        decision = EXAMPLE.evaluate(request, validated=True)
+        if decision.rules:
+            continue
+        seen += 1
+        asked_for = request.expires_in_seconds
+        assert decision.channel == routing.channel and decision.approvers == routing.approvers
+        assert decision.approvals_required == 1 and decision.priority is Priority.NORMAL
+        assert decision.escalate_after_seconds is None and decision.escalate_to is None
+        assert decision.expires_in_seconds == (
+            EXAMPLE.config.default_expires_in_seconds if asked_for is None else asked_for
+        )
+    assert seen > 500

@@ -219,7 +219,12 @@ class History:
                     found = self._profiles[action] = _Profile(self._window)
                 # the windows read the payload as asked, as ``streams.Windows`` does
                 found.add(request.payload, None if walked is None else walked.leaves)
-        for index, group in enumerate(self._groups):
-            counted = fairness.counted(group, request, status, decided_by)
+        if not self._groups:
+            return
+        watched = self._watched.get(action)
+        if watched is None:
+            watched = self._watched[action] = self.policy.watched_groups(action)
+        for index in watched:  # the others do not count requests of this action
+            counted = fairness.counted(self._groups[index], request, status, decided_by)
             if counted is not None:
                 self._streams[index].add(*counted)

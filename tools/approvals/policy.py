@@ -264,7 +264,8 @@ class Policy:
             leaves = None if walked is None else walked.leaves
             for detail in shape.unusual(config.anomaly, request.action, request.payload, profile, leaves):
                 reviews.append(Trigger(kind=TriggerKind.ANOMALY, detail=detail))
-        reviews.extend(self._fairness(request.flags))
+        if request.flags:
+            reviews.extend(self._fairness(request.flags))
         if watched:
             reviews.extend(self._outcome_fairness(request, watched, streams or {}))
 
@@ -288,6 +289,18 @@ class Policy:
 
         # a failed approve rule does not apply; a failed review rule's settings (approvers, quorum) still do
         rules = [rule for rule, match in matched if not match.failed or rule.outcome is Outcome.REVIEW]
+        if not rules:  # most requests: the policy's own settings, as the general case below gives them
+            routing, asked = config.slack, request.expires_in_seconds
+            return PolicyDecision(
+                channel=routing.channel,
+                approvers=routing.approvers,
+                outcome=outcome,
+                triggers=tuple(triggers),
+                approvals_required=1,
+                expires_in_seconds=config.default_expires_in_seconds if asked is None else asked,
+                priority=Priority.NORMAL,
+                rules=tuple(rule.name for rule, _ in matched),
+            )
         expiries = [r.expires_in_seconds for r in rules if r.expires_in_seconds is not None]
         if request.expires_in_seconds is not None:
             expiries.append(request.expires_in_seconds)
