@@ -83,8 +83,9 @@ class Policy:
     def __init__(self, config: PolicyConfig | None = None, version: str | None = None) -> None:
         self.config = config if config is not None else PolicyConfig()
         self.version = version or (DEFAULT_VERSION if config is None else "inline")
-        #: per action (the last 4,096), the rules whose action globs it matches and the ``[[fairness.groups]]``
-        #: that watch it: ``evaluate`` checks only those rules, and a policy sees the same few actions many times
+        #: per action (the last 4,096; ``evaluate`` asks only for validated ones, at most ``max_action_chars``), the
+        #: rules whose action globs it matches and the ``[[fairness.groups]]`` that watch it: ``evaluate`` checks only
+        #: those rules, and a policy sees the same few actions many times
         self._for_action = functools.lru_cache(maxsize=4096)(self._applicable)
 
     def _applicable(self, action: str) -> tuple[tuple[Rule, ...], tuple[int, ...]]:
@@ -100,8 +101,10 @@ class Policy:
         return any(person_of(self.config.people, name) == person for name in names)
 
     def watched_groups(self, action: str) -> list[int]:
-        """The indexes of the ``[[fairness.groups]]`` that judge ``action``: ``evaluate`` wants their counts."""
-        return list(self._for_action(action)[1])
+        """The indexes of the ``[[fairness.groups]]`` that judge ``action``: ``evaluate`` wants their counts. Not
+        kept per action: the server asks before it validates the request (the action may be any length)."""
+        groups = self.config.fairness.groups
+        return [i for i, g in enumerate(groups) if not g.action or action_glob(action, g.action) is not None]
 
     @property
     def wants_profile(self) -> bool:
