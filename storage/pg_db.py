@@ -205,6 +205,19 @@ class PostgresDatabase:
                 raise
         return result
 
+    async def scripted(self, body: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run ``body`` on a pooled connection (autocommit) that sends its own ``BEGIN``, writers' lock and
+        ``COMMIT`` (a write bound on the client and sent as one message: ``approvals.pg_create``), shielded from
+        cancellation as ``write`` is; ``body`` rolls back what it leaves open when it fails."""
+        with anyio.CancelScope(shield=True):
+            try:
+                async with self._errors(), self.pool.connection() as conn:
+                    result = await body(conn)
+            except DatabaseUnavailable:
+                await self._drop_broken_connections()
+                raise
+        return result
+
     @asynccontextmanager
     async def transaction(self, *, notify: str | None = "") -> AsyncIterator[Conn]:
         """``write`` as a context manager: the connection, in a transaction holding the writers' lock."""
