@@ -27,15 +27,13 @@ from psycopg import AsyncClientCursor
 from psycopg.pq import TransactionStatus
 
 from signoff.storage.approvals import pg_queries as q
-from signoff.storage.audit import GENESIS_HASH, EncodedEvent
+from signoff.storage.audit import GENESIS_HASH, EncodedEvent, EventRow
 from signoff.storage.codec import request_from_row
 from signoff.storage.pg_db import CHANNEL, WRITE_LOCK, Conn
 from signoff.storage.records import ApprovalRequest
 
 _HASH = re.compile(r"[0-9a-f]{64}")
 _LOCK = f"SELECT pg_advisory_xact_lock({WRITE_LOCK})"
-
-EventRow = tuple[int, str, str, str, str, str, str]
 
 
 class ChainHead:

@@ -104,7 +104,7 @@ class PostgresStore:
 
     async def create_request(
         self, request: ApprovalRequest, events: Sequence[NewEvent], *, notify: bool
-    ) -> tuple[ApprovalRequest, bool]:
+    ) -> tuple[ApprovalRequest, bool, tuple[Event, ...]]:
         encoded = [EncodedEvent.of(e) for e in events]
         inserts: list[tuple[str, Sequence[object]]] = [(q.INSERT_REQUEST, request_row(request))]
         if request.status is Status.APPROVED:  # ``_record_approved``'s rows
@@ -113,11 +113,11 @@ class PostgresStore:
         if notify:
             created = to_text(request.created_at)
             inserts.append((q.INSERT_OUTBOX, (request.id, created, created)))
-        stored, fresh, _ = await self._db.scripted(
+        stored, fresh, rows = await self._db.scripted(
             lambda db: pg_create.create(db, self._chain_head, request, inserts, encoded)
         )
         self._signal.notify()
-        return stored, fresh
+        return stored, fresh, tuple(map(event_from_row, rows))
 
     async def get(self, request_id: str) -> ApprovalRequest | None:
         rows = await self._db.read(q.SELECT_REQUEST, (request_id,))
