@@ -4,16 +4,18 @@ A request writes several rows (the request; for an approved one, its agent/actio
 events; a pending one's outbox row). Sent one statement at a time each is a round trip; psycopg's pipeline mode
 saves the waits but still pays the driver's work per statement. Here the statements are bound on the client
 (``psycopg.AsyncClientCursor.mogrify``: libpq's quoting, for this connection's encoding and settings) and sent as
-one simple-protocol message (``BEGIN``, the writers' lock, the inserts, ``NOTIFY``, ``COMMIT``) that PostgreSQL runs
-in order and answers once; an error stops it there, and nothing of it is kept.
+one simple-protocol message (the writers' lock, the inserts, ``NOTIFY``), which PostgreSQL runs as one implicit
+transaction and answers once: it commits at the end of the message, or at the first error rolls back at once (so the
+writers' lock is not held while the error travels to the client) and skips the rest. Nothing of it is kept then.
 
 The events' hashes chain from the log's head, which only the writers' lock makes stable. The store remembers the
 head its own last create left (``ChainHead``); the one-message create checks, under the lock and before it inserts
 anything, that the head is still exactly that event (another process may have written since, or a failover to a
-standby may have lost the newest commits), and fails otherwise. Then it is rolled back and written again the
-certain way: the head read under the lock (one message), then the inserts and the commit (a second). So the
+standby may have lost the newest commits), and fails otherwise. Then it is written again the certain way: the
+head read in a transaction holding the lock (one message), then the inserts and the commit (a second). So the
 remembered head is a guess checked where it matters, never trusted; a request with an ``idempotency_key`` (whose
-first use must be looked up under the lock) always goes the certain way.
+first use must be looked up under the lock) always goes the certain way. The creates of one process take turns
+(``ChainHead.turn``), so each chains after the one before it instead of failing the check against it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import anyio
 import psycopg
 from psycopg import AsyncClientCursor
 from psycopg.pq import TransactionStatus
@@ -42,6 +45,9 @@ class ChainHead:
 
     def __init__(self) -> None:
         self._head: tuple[int, str] | None = None
+        #: held by a create from taking the guess to its commit (taken before a pooled connection, so waiting for a
+        #: turn holds none): two creates of this process never chain after the same guess
+        self.turn = anyio.Lock()
 
     def get(self) -> tuple[int, str] | None:
         return self._head
@@ -103,29 +109,25 @@ async def create(
     """Write the request's rows (``inserts``: statements and their parameters) and chain its events, with ``NOTIFY``
     of its id, in one transaction holding the writers' lock; (the request, True, the event rows written), or
     (the first request, False, []) when its agent used its ``idempotency_key`` already. ``conn`` is in autocommit
-    mode; on any error the transaction is rolled back before the error propagates."""
+    mode; on any error the transaction is rolled back before the error propagates. The caller holds ``head.turn``."""
     cur = AsyncClientCursor(conn)
     statements = [cur.mogrify(sql, params) for sql, params in inserts]
     statements.append(cur.mogrify("SELECT pg_notify(%s, %s)", (CHANNEL, request.id)))
     try:
         guess = head.get()
-        stale = False
         if guess is not None and request.idempotency_key is None:
             rows = chain(encoded, *guess)
-            try:
-                await cur.execute(
-                    ";".join(["BEGIN", _LOCK, _head_check(*guess), *statements, *_event_inserts(cur, rows), "COMMIT"])
-                )
+            try:  # one implicit transaction: no BEGIN, no COMMIT
+                await cur.execute(";".join([_LOCK, _head_check(*guess), *statements, *_event_inserts(cur, rows)]))
             except psycopg.OperationalError:
                 raise  # the connection, not the guess: nothing to learn by writing again
             except psycopg.Error:
-                stale = True  # the head moved on (or the insert failed): the certain way says which
+                pass  # the head moved on (or an insert failed), and it was all rolled back: the certain way says which
             else:
                 _remember(head, rows)
                 return request, True, rows
         # the certain way: the head (and a first use of the idempotency key) read under the lock, then the writes
-        first = ["ROLLBACK"] if stale else []
-        first += ["BEGIN", _LOCK]
+        first = ["BEGIN", _LOCK]
         if request.idempotency_key is not None:
             key = (request.agent_id or "", request.idempotency_key)
             first.append(cur.mogrify(q.SELECT_BY_IDEMPOTENCY_KEY, key))

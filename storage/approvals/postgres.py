@@ -113,9 +113,10 @@ class PostgresStore:
         if notify:
             created = to_text(request.created_at)
             inserts.append((q.INSERT_OUTBOX, (request.id, created, created)))
-        stored, fresh, rows = await self._db.scripted(
-            lambda db: pg_create.create(db, self._chain_head, request, inserts, encoded)
-        )
+        async with self._chain_head.turn:
+            stored, fresh, rows = await self._db.scripted(
+                lambda db: pg_create.create(db, self._chain_head, request, inserts, encoded)
+            )
         self._signal.notify()
         return stored, fresh, tuple(map(event_from_row, rows))
 
