@@ -71,6 +71,23 @@ def link(new: NewEvent, prev_seq: int, prev_hash: str) -> Event:
 EventRow = tuple[int, str, str, str, str, str, str]  #: an ``events`` row: seq, kind, request_id, at, data, prev, hash
 
 
+def stored_as(events: Sequence[NewEvent], rows: Sequence[EventRow]) -> tuple[Event, ...]:
+    """``events`` as chained into ``rows`` (``EncodedEvent.row`` of each, in order): their place and hashes from
+    the rows, the rest as encoded into them, without decoding the rows' text again (a create's answer checks them)."""
+    return tuple(
+        Event(
+            seq=row[0],
+            kind=new.kind,
+            request_id=new.request_id,
+            at=new.at,
+            data=dict(new.data),
+            prev_hash=row[5],
+            hash=row[6],
+        )
+        for new, row in zip(events, rows, strict=True)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class EncodedEvent:
     """A new event encoded for the chain before its place in it is known: everything but one sha256, so a store

@@ -21,7 +21,7 @@ from signoff.storage.approvals import pg_create
 from signoff.storage.approvals import pg_queries as q
 from signoff.storage.approvals.deliveries import claim_marks, is_settled, mark_from_row, mark_row
 from signoff.storage.approvals.store import Change
-from signoff.storage.audit import GENESIS_HASH, EncodedEvent, is_request_id, standalone
+from signoff.storage.audit import GENESIS_HASH, EncodedEvent, is_request_id, standalone, stored_as
 from signoff.storage.canonical import canonical_json
 from signoff.storage.change_signal import ChangeSignal, CommitWatch
 from signoff.storage.codec import (
@@ -118,7 +118,7 @@ class PostgresStore:
                 lambda db: pg_create.create(db, self._chain_head, request, inserts, encoded)
             )
         self._signal.notify()
-        return stored, fresh, tuple(map(event_from_row, rows))
+        return stored, fresh, stored_as(events, rows) if fresh else ()
 
     async def get(self, request_id: str) -> ApprovalRequest | None:
         rows = await self._db.read(q.SELECT_REQUEST, (request_id,))

@@ -24,7 +24,7 @@ from signoff.storage import metrics_queries as mq
 from signoff.storage.approvals import queries as q
 from signoff.storage.approvals.deliveries import claim_marks, is_settled, mark_from_row, mark_row
 from signoff.storage.approvals.store import Change
-from signoff.storage.audit import GENESIS_HASH, EncodedEvent, EventRow, is_request_id, standalone
+from signoff.storage.audit import GENESIS_HASH, EncodedEvent, EventRow, is_request_id, standalone, stored_as
 from signoff.storage.canonical import canonical_json
 from signoff.storage.change_signal import ChangeSignal, CommitWatch
 from signoff.storage.codec import (
@@ -135,7 +135,7 @@ class SqliteStore:
             return request, True, rows
 
         stored, fresh, rows = await self._write(body)
-        return stored, fresh, tuple(map(event_from_row, rows))  # read back from the rows committed, off the lock
+        return stored, fresh, stored_as(events, rows) if fresh else ()
 
     async def get(self, request_id: str) -> ApprovalRequest | None:
         rows = await self._read(q.SELECT_REQUEST, (request_id,))
