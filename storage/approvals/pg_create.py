@@ -53,7 +53,7 @@ class ChainHead:
         return self._head
 
     def set(self, seq: int, digest: str) -> None:
-        # only a well-formed head is remembered: it is written into a PL/pgSQL block (``_head_check``)
+        # only a well-formed head is remembered: it is written into the text of the check (``_head_check``)
         self._head = (seq, digest) if isinstance(seq, int) and _HASH.fullmatch(digest) else None
 
     def forget(self) -> None:

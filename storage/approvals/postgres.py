@@ -93,10 +93,8 @@ class PostgresStore:
     async def _head(self) -> int:
         return int((await self._db.read(q.HEAD_SEQ))[0][0])
 
-    async def _write(
-        self, body: Callable[[Conn], Awaitable[T]], *, notify: str | None = "", pipelined: bool = False
-    ) -> T:
-        result = await self._db.write(body, notify=notify, pipelined=pipelined)
+    async def _write(self, body: Callable[[Conn], Awaitable[T]], *, notify: str | None = "") -> T:
+        result = await self._db.write(body, notify=notify)
         self._signal.notify()
         return result
 
