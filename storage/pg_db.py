@@ -182,25 +182,33 @@ class PostgresDatabase:
         with contextlib.suppress(psycopg.Error), anyio.move_on_after(CONNECT_TIMEOUT_SECONDS):
             await self.pool.check()
 
-    async def write(
-        self, body: Callable[[Conn], Awaitable[T]], *, notify: str | None = None, pipelined: bool = False
-    ) -> T:
+    async def write(self, body: Callable[[Conn], Awaitable[T]], *, notify: str | None = None) -> T:
         """Run ``body`` in a transaction holding the writers' lock; ``notify`` (a request id, or '') signals the
-        change to every listening process when it commits. If ``body`` raises, nothing is kept.
-
-        ``pipelined``: send the statements in psycopg's pipeline mode, so the server sees them without a round trip
-        each; a result read (``fetchone``) waits for everything sent before it, and an error surfaces there or at the
-        commit, rolling everything back. Only for bodies that read no ``rowcount`` (it is not known until a sync)."""
+        change to every listening process when it commits. If ``body`` raises, nothing is kept. (A request's
+        creation, the hot path, is sent as one message instead: ``scripted``.)"""
         with anyio.CancelScope(shield=True):  # a cancelled caller must not leave the outcome of a commit unknown
             try:
                 async with self._errors(), self.pool.connection() as conn:
-                    async with conn.pipeline() if pipelined else contextlib.nullcontext(), conn.transaction():
+                    async with conn.transaction():
                         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
                         result = await body(conn)
                         if notify is not None:
                             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, notify))
             except DatabaseUnavailable:
                 # not tried again (the commit's outcome may be unknown); the next call gets a working connection
+                await self._drop_broken_connections()
+                raise
+        return result
+
+    async def scripted(self, body: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run ``body`` on a pooled connection (autocommit) that takes the writers' lock itself, in a transaction it
+        ends itself (a write bound on the client and sent as one message: ``approvals.pg_create``), shielded from
+        cancellation as ``write`` is; ``body`` rolls back what it leaves open when it fails."""
+        with anyio.CancelScope(shield=True):
+            try:
+                async with self._errors(), self.pool.connection() as conn:
+                    result = await body(conn)
+            except DatabaseUnavailable:
                 await self._drop_broken_connections()
                 raise
         return result

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -12,7 +12,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
-from signoff.storage import ApprovalRequest, SignoffError, Status
+from signoff.storage import ApprovalRequest, Event, SignoffError, Status
 from signoff.storage.audit import check_request
 from signoff.storage.errors import unknown_request
 from signoff.tools.approvals import receipts
@@ -43,14 +43,17 @@ class AppState:
             raise unknown_request(request.id)  # as if it did not exist: ids of others' requests leak nothing
         return request
 
-    async def status(self, request: ApprovalRequest, *, strict: bool = True) -> ApprovalStatus:
+    async def status(
+        self, request: ApprovalRequest, *, strict: bool = True, events: Sequence[Event] | None = None
+    ) -> ApprovalStatus:
         """The request as the agent sees it, with a receipt when approved: only if its row agrees with its own
-        audit events (``check_request``: one indexed read of a few events, approved requests only), so a row
-        edited behind signoff's back never gets a signed receipt. ``strict`` refuses the call; otherwise (a list)
-        the item comes without a receipt and says why."""
+        audit events (``check_request``: one indexed read of a few events, approved requests only; no read when
+        ``events`` are the ones the write that made ``request`` committed), so a row edited behind signoff's back
+        never gets a signed receipt. ``strict`` refuses the call; otherwise (a list) the item comes without a
+        receipt and says why."""
         if not self.receipt_key or request.status is not Status.APPROVED:
             return ApprovalStatus.of(request, stopping=self.service.stopping, now=self.service.clock.now())
-        finding = await check_request(self.service.store, request)
+        finding = await check_request(self.service.store, request, events)
         if finding is None:
             ttl = self.service.policy.config.receipt_ttl_seconds
             return ApprovalStatus.of(

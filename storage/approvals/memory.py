@@ -67,20 +67,20 @@ class MemoryStore:
 
     async def create_request(
         self, request: ApprovalRequest, events: Sequence[NewEvent], *, notify: bool
-    ) -> tuple[ApprovalRequest, bool]:
+    ) -> tuple[ApprovalRequest, bool, tuple[Event, ...]]:
         key = (request.agent_id or "", request.idempotency_key) if request.idempotency_key else None
         if key is not None and key in self._by_key:
-            return self._requests[self._by_key[key]], False
+            return self._requests[self._by_key[key]], False, ()
         self._requests[request.id] = request
         if key is not None:
             self._by_key[key] = request.id
         if request.status is Status.APPROVED:
             self._record_approved(request)
-        self._append(events)
+        chained = self._append(events)
         if notify:
             self._queue(request.id, request.created_at)
         self._signal_change()
-        return request, True
+        return request, True, chained
 
     def _record_approved(self, request: ApprovalRequest) -> None:
         """Only approved requests feed the action's history, as in the SQLite store: the action becomes known
@@ -196,10 +196,11 @@ class MemoryStore:
         values = {name: tuple(reversed(self._values.get((action, name), [])[-limit:])) for name in fields}
         return ActionHistory(seen_from_agent=(agent_id or "", action) in self._seen, values=values)
 
-    def _append(self, events: Sequence[NewEvent]) -> None:
+    def _append(self, events: Sequence[NewEvent]) -> tuple[Event, ...]:
         for new in events:
             prev_seq, prev_hash = (self._events[-1].seq, self._events[-1].hash) if self._events else (0, GENESIS_HASH)
             self._events.append(link(new, prev_seq, prev_hash))
+        return tuple(self._events[len(self._events) - len(events) :])
 
     async def events(self, after_seq: int = 0) -> AsyncIterator[Event]:
         for event in [e for e in self._events if e.seq > after_seq]:

@@ -17,10 +17,11 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from signoff.storage import metrics_queries as mq
+from signoff.storage.approvals import pg_create
 from signoff.storage.approvals import pg_queries as q
 from signoff.storage.approvals.deliveries import claim_marks, is_settled, mark_from_row, mark_row
 from signoff.storage.approvals.store import Change
-from signoff.storage.audit import GENESIS_HASH, EncodedEvent, is_request_id, standalone
+from signoff.storage.audit import GENESIS_HASH, EncodedEvent, is_request_id, standalone, stored_as
 from signoff.storage.canonical import canonical_json
 from signoff.storage.change_signal import ChangeSignal, CommitWatch
 from signoff.storage.codec import (
@@ -66,6 +67,7 @@ class PostgresStore:
         self._poll_interval = poll_interval
         self._signal = ChangeSignal()
         self._commits = CommitWatch(self._signal, self._head)
+        self._chain_head = pg_create.ChainHead()  #: the log's head as this process's last create left it: a guess
 
     @classmethod
     async def open(cls, url: str, *, poll_interval: float = SAFETY_POLL_SECONDS) -> PostgresStore:
@@ -91,10 +93,8 @@ class PostgresStore:
     async def _head(self) -> int:
         return int((await self._db.read(q.HEAD_SEQ))[0][0])
 
-    async def _write(
-        self, body: Callable[[Conn], Awaitable[T]], *, notify: str | None = "", pipelined: bool = False
-    ) -> T:
-        result = await self._db.write(body, notify=notify, pipelined=pipelined)
+    async def _write(self, body: Callable[[Conn], Awaitable[T]], *, notify: str | None = "") -> T:
+        result = await self._db.write(body, notify=notify)
         self._signal.notify()
         return result
 
@@ -102,28 +102,21 @@ class PostgresStore:
 
     async def create_request(
         self, request: ApprovalRequest, events: Sequence[NewEvent], *, notify: bool
-    ) -> tuple[ApprovalRequest, bool]:
-        row, encoded = request_row(request), [EncodedEvent.of(e) for e in events]
-        values = approved_values(request) if request.status is Status.APPROVED else []
-        created = to_text(request.created_at)
-
-        async def body(db: Conn) -> tuple[ApprovalRequest, bool]:
-            if request.idempotency_key is not None:
-                key = (request.agent_id or "", request.idempotency_key)
-                found = await (await db.execute(q.SELECT_BY_IDEMPOTENCY_KEY, key)).fetchone()
-                if found is not None:
-                    return request_from_row(found), False
-            await db.execute(q.INSERT_REQUEST, row)
-            if request.status is Status.APPROVED:
-                await _record_approved(db, request, values)
-            await _append_encoded(db, encoded)
-            if notify:
-                await db.execute(q.INSERT_OUTBOX, (request.id, created, created))
-            return request, True
-
-        # pipelined: two round trips (the chain's head, then the commit) instead of one per statement
-        result: tuple[ApprovalRequest, bool] = await self._write(body, notify=request.id, pipelined=True)
-        return result
+    ) -> tuple[ApprovalRequest, bool, tuple[Event, ...]]:
+        encoded = [EncodedEvent.of(e) for e in events]
+        inserts: list[tuple[str, Sequence[object]]] = [(q.INSERT_REQUEST, request_row(request))]
+        if request.status is Status.APPROVED:  # ``_record_approved``'s rows
+            inserts.append((q.INSERT_AGENT_ACTION, (request.agent_id or "", request.action)))
+            inserts.extend((q.INSERT_ACTION_VALUE, value) for value in approved_values(request))
+        if notify:
+            created = to_text(request.created_at)
+            inserts.append((q.INSERT_OUTBOX, (request.id, created, created)))
+        async with self._chain_head.turn:
+            stored, fresh, rows = await self._db.scripted(
+                lambda db: pg_create.create(db, self._chain_head, request, inserts, encoded)
+            )
+        self._signal.notify()
+        return stored, fresh, stored_as(events, rows) if fresh else ()
 
     async def get(self, request_id: str) -> ApprovalRequest | None:
         rows = await self._db.read(q.SELECT_REQUEST, (request_id,))

@@ -38,11 +38,12 @@ class Store(Protocol):
 
     async def create_request(
         self, request: ApprovalRequest, events: Sequence[NewEvent], *, notify: bool
-    ) -> tuple[ApprovalRequest, bool]:
-        """Store a new request; returns ``(request, True)``.
+    ) -> tuple[ApprovalRequest, bool, tuple[Event, ...]]:
+        """Store a new request; returns ``(request, True, its events as chained and committed)``: what an answer
+        checks the request against without reading them back.
 
         When the same ``agent_id`` already used this ``idempotency_key``, stores nothing and returns
-        ``(first_request, False)``.
+        ``(first_request, False, ())``.
         """
         ...
 

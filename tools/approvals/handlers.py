@@ -18,7 +18,7 @@ from pydantic import Field
 from signoff.storage import ApprovalRequest, InvalidInput, Order, RequestQuery, Status
 from signoff.tools.app_state import READ_ONLY, AppState, caller_identity, domain_errors, state_of
 from signoff.tools.approvals.permissions import permission
-from signoff.tools.approvals.service import ApprovalService, Draft, ProgressCallback
+from signoff.tools.approvals.service import ApprovalService, Draft, ProgressCallback, Submitted
 from signoff.tools.approvals.views import ApprovalStatus, ReceiptCheck, RequestList, decode_cursor, encode_cursor
 
 MAX_WAIT_SECONDS = 300
@@ -121,13 +121,15 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
             model_decision_id=decision_id,
         )
 
-        async def work(service: ApprovalService) -> ApprovalRequest:
-            request = await service.request_approval(draft)
+        async def work(service: ApprovalService) -> Submitted:
+            submitted = await service.submit(draft)
+            request = submitted.request
             if wait_seconds and request.status is Status.PENDING:
-                return await service.wait(request.id, wait_seconds, _progress(ctx))
-            return request
+                return Submitted(await service.wait(request.id, wait_seconds, _progress(ctx)), None)  # changed since
+            return submitted
 
-        return await state_of(ctx).status(await _call(ctx, work))
+        answer = await _call(ctx, work)
+        return await state_of(ctx).status(answer.request, events=answer.events)
 
     @mcp.tool(title="Get approval status", annotations=READ_ONLY)
     async def get_status(

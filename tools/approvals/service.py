@@ -20,6 +20,7 @@ from signoff.storage import (
     ApprovalRequest,
     Conflict,
     DecidedBy,
+    Event,
     EventKind,
     Forbidden,
     InvalidInput,
@@ -115,6 +116,12 @@ class Draft:
     model_decision_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    request: ApprovalRequest
+    events: tuple[Event, ...] | None  #: the request's events as its creation committed them; None: not created now
+
+
 def _refuse_nul(*fields: tuple[str, object]) -> None:
     """InvalidInput naming the first field holding a NUL character (which PostgreSQL cannot store): refused on
     every engine alike, and before anything is stored."""
@@ -157,6 +164,11 @@ class ApprovalService:
 
     async def request_approval(self, draft: Draft) -> ApprovalRequest:
         """Run the policy and record the request with its verdict (or as pending, for people to decide)."""
+        return (await self.submit(draft)).request
+
+    async def submit(self, draft: Draft) -> Submitted:
+        """``request_approval``, with the events the request was stored with (None when an earlier request with
+        the same idempotency key is the answer): an answer checks the request against them without a read."""
         if draft.idempotency_key is not None and not draft.idempotency_key.strip():
             raise InvalidInput("idempotency_key is empty: omit it, or pass a non-empty key that is unique per action")
         _refuse_nul(
@@ -201,7 +213,7 @@ class ApprovalService:
             person = Trigger(kind=TriggerKind.RULE, detail=f"{draft.action} always needs a person's approval")
             decision = dataclasses.replace(decision, outcome=Outcome.REVIEW, triggers=(person, *decision.triggers))
         request = self._new_request(draft, decision, _STATUS_OF[decision.outcome], policy.version)
-        stored, created = await self.store.create_request(
+        stored, created, events = await self.store.create_request(
             request, _traced(lifecycle.creation_events(request)), notify=request.status is Status.PENDING
         )
         tracing.annotate(request_id=stored.id, action=stored.action, status=stored.status.value, created=created)
@@ -218,7 +230,7 @@ class ApprovalService:
                 stored.status.value,
                 extra={"request_id": stored.id, "action": stored.action, "status": stored.status},
             )
-        return stored
+        return Submitted(stored, events if created else None)
 
     async def record(self, draft: Draft, rule: str, *, notify: bool) -> ApprovalRequest:
         """A change that needed nobody's approval (a rollback, the canary guard), stored as a request the policy
@@ -237,7 +249,7 @@ class ApprovalService:
         because = Trigger(kind=TriggerKind.RULE, detail=rule)
         decision = dataclasses.replace(decision, outcome=Outcome.APPROVE, triggers=(because,))
         request = self._new_request(draft, decision, Status.APPROVED, self.policy.version)
-        stored, _ = await self.store.create_request(request, lifecycle.creation_events(request), notify=notify)
+        stored, _, _ = await self.store.create_request(request, lifecycle.creation_events(request), notify=notify)
         # used at once: a record is not an approval anything may act on (a permission prompt, a second change)
         return await self.store.update(stored.id, lifecycle.consume(self.clock.now()))
 
