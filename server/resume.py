@@ -160,8 +160,10 @@ class _Recorder:
             return
         if message["type"] == "http.response.body" and self.sse and not self.answered:
             await self._look_for_answer(message.get("body", b""))
-        if self.forward_start or self.sse:
+        if self.forward_start:
             await self.send(message)
+        elif self.sse:  # a run for a resumed stream: the resumed stream's own end follows
+            await self.send({**message, "more_body": True})
 
     async def _look_for_answer(self, chunk: bytes) -> None:
         self._buffer += chunk

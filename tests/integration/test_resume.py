@@ -19,7 +19,7 @@ from mcp import Client
 from mcp.types import CallToolResult
 
 from tests.integration.proxy import Proxy
-from tests.integration.support import ask, free_port, signoff, status_of
+from tests.integration.support import ask, free_port, http_process, signoff, status_of
 from tests.integration.test_replicas import Landed, agent, deployment, env_for
 
 pytestmark = pytest.mark.slow
@@ -117,8 +117,9 @@ class Cutter:
                 pipes.start_soon(self._pipe, upstream, downstream)
         finally:
             self._open -= {downstream, upstream}
-            await downstream.aclose()
-            await upstream.aclose()
+            with anyio.CancelScope(shield=True):
+                await downstream.aclose()
+                await upstream.aclose()
 
     @staticmethod
     async def _pipe(source: SocketStream, sink: SocketStream) -> None:
@@ -159,3 +160,25 @@ async def test_the_pending_call_returns_the_verdict_after_its_connection_is_cut(
                     approved_by_alice(answer)
     assert all(r.proc.returncode is None or r.proc.returncode == 0 for r in replicas)
     assert any(method == "GET" and status == "200" for method, _, status, _ in proxy.served()), proxy.served()
+
+
+async def test_on_one_stateful_server_a_cut_connection_resumes_in_its_session(tmp_path: Path) -> None:
+    env = env_for(str(tmp_path / "signoff.db"))
+    landed = Landed()
+    with anyio.fail_after(120):
+        async with http_process(env, tmp_path / "server.log") as (port, _):
+            cutter = Cutter(port)
+            async with cutter.running() as url, agent(Proxy(url=url, access_log=tmp_path / "none"), landed) as client:
+                request_id = (await ask(client, confidence=0.3))["request_id"]
+                heard = Heard()
+                outcome: list[CallToolResult | BaseException] = []
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(waiting_call, client, request_id, heard, outcome)
+                    await heard.at_least(1)
+                    await cutter.cut()
+                    cut_at = heard.count
+                    await heard.at_least(cut_at + 1)
+                    voted = await signoff(env, "review", "approve", request_id, "--as", "alice")
+                    assert voted.returncode == 0, voted
+                [answer] = outcome
+                approved_by_alice(answer)
