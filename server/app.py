@@ -33,7 +33,7 @@ from signoff.server.console import routes as console_routes
 from signoff.server.duplicate_keys import DuplicateKeysASGI, RejectDuplicateKeys
 from signoff.server.model_plane import model_plane
 from signoff.server.policy_reload import PolicyReloader
-from signoff.server.resume import Resumable, forget_old_streams
+from signoff.server.resume import Keeper, Resumable
 from signoff.server.slack import SlackParts, interactions_route, slack_session
 from signoff.server.stopping import Stopper, serve_uvicorn
 from signoff.server.stores import once, open_store, open_stream_store
@@ -144,8 +144,9 @@ def build_server(
                 limits = DeliveryLimits(settings.notify_max_attempts, settings.notify_give_up_seconds)
                 chosen = notifier or default_notifier(settings, parts)
                 workers.start_soon(partial(deliver_outbox, service, chosen, limits=limits))
-                if streams is not None:
-                    workers.start_soon(forget_old_streams, streams, service.clock.now)
+                keeper = Keeper(streams, now=service.clock.now) if streams is not None else None
+                if keeper is not None:
+                    workers.start_soon(keeper.run)
                 state = AppState(
                     receipt_key=signing_key,
                     service=service,
@@ -153,9 +154,9 @@ def build_server(
                     models=models,
                     agents_see_all=policy.config.auth.agents_see_all,
                 )
-                running.slack, running.state, running.streams = parts, state, streams
+                running.slack, running.state, running.keeper = parts, state, keeper
                 yield state
-                running.slack = running.state = running.streams = None
+                running.slack = running.state = running.keeper = None
                 workers.cancel_scope.cancel()
         finally:
             if streams is not None:
@@ -231,7 +232,7 @@ def build_server(
         verifier=verifier,
         idle_minutes=settings.console_idle_minutes,
     )
-    _STREAMS_OF[mcp] = lambda: running.streams
+    _KEEPER_OF[mcp] = lambda: running.keeper
     for route in console_routes(console):  # the reviewers' web console at /, signed in by reviewer tokens
         mcp.custom_route(route.path, methods=sorted(route.methods or ()), include_in_schema=False)(route.endpoint)
     return mcp
@@ -243,11 +244,11 @@ class _Running:
 
     slack: SlackParts | None = None
     state: AppState | None = None
-    streams: Streams | None = None
+    keeper: Keeper | None = None
 
 
-#: each built server's resumable streams while it runs, for serve_http's /mcp
-_STREAMS_OF: weakref.WeakKeyDictionary[MCPServer[AppState], Callable[[], Streams | None]] = weakref.WeakKeyDictionary()
+#: each built server's keeper of resumable streams while it runs, for serve_http's /mcp
+_KEEPER_OF: weakref.WeakKeyDictionary[MCPServer[AppState], Callable[[], Keeper | None]] = weakref.WeakKeyDictionary()
 
 
 def serve_http(
@@ -278,8 +279,8 @@ def serve_http(
     # SSE responses stay on (json_response=False), which carries the bounded waits' progress notifications
     app = server.streamable_http_app(transport_security=security, host=host, stateless_http=settings.http_stateless)
     app.add_middleware(DuplicateKeysASGI)  # the SDK's default path, /mcp
-    if (streams_of := _STREAMS_OF.get(server)) is not None:
-        resumable(app, streams_of)
+    if (keeper_of := _KEEPER_OF.get(server)) is not None:
+        resumable(app, keeper_of)
     guarded = HostOriginGuard(app, effective_security(security, host))
     level = settings.log_level.lower()
     config = uvicorn.Config(
@@ -296,15 +297,15 @@ def serve_http(
     anyio.run(serve_uvicorn, config, stopper or Stopper())
 
 
-def resumable(app: Starlette, streams_of: Callable[[], Streams | None]) -> None:
+def resumable(app: Starlette, keeper_of: Callable[[], Keeper | None]) -> None:
     """Make /mcp's waiting calls resumable: ``Resumable`` goes inside the bearer-auth check, which then has run."""
     for route in app.routes:
         if isinstance(route, Route) and route.path == "/mcp":
             inner = route.app
             if isinstance(inner, RequireAuthMiddleware):
-                inner.app = Resumable(inner.app, streams_of)
+                inner.app = Resumable(inner.app, keeper_of)
             else:
-                route.app = Resumable(inner, streams_of)
+                route.app = Resumable(inner, keeper_of)
 
 
 def default_notifier(settings: Settings, slack: SlackParts | None) -> Notifier:

@@ -183,27 +183,25 @@ class _Recorder:
 class Resumable:
     """ASGI: /mcp with resumable waiting calls. Sits inside the bearer-auth check, so ``scope["user"]`` is known."""
 
-    def __init__(self, app: ASGIApp, streams_of: Callable[[], Streams | None], *, now: Now | None = None) -> None:
+    def __init__(self, app: ASGIApp, keeper_of: Callable[[], Keeper | None]) -> None:
         self.app = app
-        self.streams_of = streams_of
-        self.now: Now = now or (lambda: datetime.now(UTC))
-        self.owner = process_name()
+        self.keeper_of = keeper_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        streams = self.streams_of() if scope["type"] == "http" else None
-        if streams is None:
+        keeper = self.keeper_of() if scope["type"] == "http" else None
+        if keeper is None:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
         last_event_id = headers.get("last-event-id")
         if scope["method"] == "GET" and last_event_id is not None:
-            await self._resume(streams, last_event_id, scope, receive, send)
+            await self._resume(keeper, last_event_id, scope, receive, send)
         elif scope["method"] == "POST" and headers.get("mcp-protocol-version", "") >= FIRST_RESUMABLE_VERSION:
-            await self._post(streams, scope, receive, send)
+            await self._post(keeper, scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
-    async def _post(self, streams: Streams, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _post(self, keeper: Keeper, scope: Scope, receive: Receive, send: Send) -> None:
         chunks: list[Message] = []
         size, more = 0, True
         while more and size <= MAX_CAPTURED_BODY:
@@ -223,49 +221,42 @@ class Resumable:
             await self.app(scope, replayed, send)
             return
         tool, request_id, _ = call
-        now = self.now()
+        now = keeper.now()
         stream = Stream(
             key=new_key(),
             principal=principal(scope),
             tool=tool,
             request=body.decode(),
-            owner=self.owner,
+            owner=keeper.owner,
             alive_at=now,
             created_at=now,
         )
         try:
-            await streams.open_stream(stream)
+            await keeper.streams.open_stream(stream)
         except StorageError as exc:  # served, but not resumable; the call itself reports the database's state
             logger.warning("a waiting call is not resumable: %s", exc.message)
             await self.app(scope, replayed, send)
             return
-        recorder = _Recorder(send, streams, stream.key, request_id, priming=True, forward_start=True)
-        await self._serve(streams, stream.key, recorder, scope, replayed)
+        recorder = _Recorder(send, keeper.streams, stream.key, request_id, priming=True, forward_start=True)
+        await self._serve(keeper, stream.key, recorder, scope, replayed)
 
-    async def _serve(self, streams: Streams, key: str, recorder: _Recorder, scope: Scope, receive: Receive) -> None:
-        """Run the call, keeping the stream alive while it runs; an unanswered end lets a reconnect run it again."""
-        async with anyio.create_task_group() as heartbeat:
-            heartbeat.start_soon(self._heartbeat, streams, key)
-            try:
-                await self.app(scope, receive, recorder)
-            finally:
-                heartbeat.cancel_scope.cancel()
-                if not recorder.answered:
-                    with anyio.CancelScope(shield=True), _logged(StorageError):
-                        await streams.heartbeat(key, self.owner, None)
+    async def _serve(self, keeper: Keeper, key: str, recorder: _Recorder, scope: Scope, receive: Receive) -> None:
+        """Run the call, its stream kept alive meanwhile; an unanswered end lets a reconnect take it over at once."""
+        keeper.serving += 1
+        try:
+            await self.app(scope, receive, recorder)
+        finally:
+            keeper.serving -= 1
+            if not recorder.answered:
+                with anyio.CancelScope(shield=True), _logged(StorageError):
+                    await keeper.streams.stop(key, keeper.owner)
 
-    async def _heartbeat(self, streams: Streams, key: str) -> None:
-        while True:
-            await anyio.sleep(HEARTBEAT_SECONDS)
-            with _logged(StorageError):
-                await streams.heartbeat(key, self.owner, self.now())
-
-    async def _resume(self, streams: Streams, last_event_id: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _resume(self, keeper: Keeper, last_event_id: str, scope: Scope, receive: Receive, send: Send) -> None:
         key = parse_event_id(last_event_id)
         if key is None:
             await _refuse(send, 400, "Bad Request: Last-Event-ID is not an event id this server gave")
             return
-        stream = await streams.stream(key)
+        stream = await keeper.streams.stream(key)
         if stream is None or stream.principal != principal(scope):
             await _refuse(
                 send, 404, "Not Found: no stream with this Last-Event-ID for this caller (unknown or expired)"
@@ -282,25 +273,25 @@ class Resumable:
                 tg.cancel_scope.cancel()
 
             tg.start_soon(watch_disconnect)
-            await self._follow(streams, key, scope, gone, send)
+            await self._follow(keeper, key, scope, gone, send)
             tg.cancel_scope.cancel()
         with contextlib.suppress(OSError):  # the client left
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _follow(self, streams: Streams, key: str, scope: Scope, gone: anyio.Event, send: Send) -> None:
+    async def _follow(self, keeper: Keeper, key: str, scope: Scope, gone: anyio.Event, send: Send) -> None:
         quiet_since = anyio.current_time()
         while True:
-            stream = await streams.stream(key)
+            stream = await keeper.streams.stream(key)
             if stream is None:
                 return  # deleted while followed (an hour old): the client's next reconnect gets a 404
             if stream.response is not None:
                 await _body(send, sse_message(stream.response))
                 return
-            now = self.now()
+            now = keeper.now()
             stale_before = now - timedelta(seconds=STALE_SECONDS)
             owner_gone = stream.alive_at is None or stream.alive_at < stale_before
-            if owner_gone and await streams.claim(key, self.owner, now, stale_before):
-                await self._answer_for_the_gone_owner(streams, stream, scope, gone, send)
+            if owner_gone and await keeper.streams.claim(key, keeper.owner, now, stale_before):
+                await self._answer_for_the_gone_owner(keeper, stream, scope, gone, send)
                 return
             if anyio.current_time() - quiet_since >= KEEPALIVE_SECONDS:
                 await _body(send, b": keepalive\r\n\r\n")
@@ -308,7 +299,7 @@ class Resumable:
             await anyio.sleep(_poll_interval(stream, now))
 
     async def _answer_for_the_gone_owner(
-        self, streams: Streams, stream: Stream, scope: Scope, gone: anyio.Event, send: Send
+        self, keeper: Keeper, stream: Stream, scope: Scope, gone: anyio.Event, send: Send
     ) -> None:
         request = json.loads(stream.request)
         request_id = request["id"]
@@ -320,10 +311,10 @@ class Resumable:
                 " and get_status with its request_id",
             )
             with anyio.CancelScope(shield=True):
-                await streams.finish(stream.key, error)
+                await keeper.streams.finish(stream.key, error)
             await _body(send, sse_message(error))
             return
-        elapsed = (self.now() - stream.created_at).total_seconds()
+        elapsed = (keeper.now() - stream.created_at).total_seconds()
         request["params"]["arguments"]["wait_seconds"] = max(
             0.0, request["params"]["arguments"]["wait_seconds"] - elapsed
         )
@@ -331,7 +322,7 @@ class Resumable:
         logger.info(
             "running get_status again for a reconnected client whose server stopped", extra={"stream": stream.key}
         )
-        recorder = _Recorder(send, streams, stream.key, request_id, priming=False, forward_start=False)
+        recorder = _Recorder(send, keeper.streams, stream.key, request_id, priming=False, forward_start=False)
         sent = False
 
         async def receive_once() -> Message:
@@ -342,7 +333,7 @@ class Resumable:
             await gone.wait()
             return {"type": "http.disconnect"}
 
-        await self._serve(streams, stream.key, recorder, _as_post(scope, len(body)), receive_once)
+        await self._serve(keeper, stream.key, recorder, _as_post(scope, len(body)), receive_once)
         if not recorder.sse:  # refused before any stream (e.g. the session is gone): say so in the stream's terms
             await _body(
                 send, sse_message(rpc_error(request_id, f"resuming failed (HTTP {recorder.status}): call again"))
@@ -396,10 +387,24 @@ class _logged:
         return False
 
 
-async def forget_old_streams(streams: Streams, now: Now, every: float = 300.0) -> None:
-    """Delete streams older than ``KEEP``, every ``every`` seconds (in every process: a delete is idempotent)."""
-    while True:
-        with _logged(StorageError):
-            if count := await streams.delete_before(now() - KEEP):
-                logger.debug("deleted %d old resumable stream(s)", count)
-        await anyio.sleep(every)
+class Keeper:
+    """This process's side of the streams: its name as their owner, how many it serves now, and the work that keeps
+    them alive (one write a second for all of them, while there are any) and deletes old ones."""
+
+    def __init__(self, streams: Streams, *, now: Now | None = None) -> None:
+        self.streams = streams
+        self.now: Now = now or (lambda: datetime.now(UTC))
+        self.owner = process_name()
+        self.serving = 0  #: waiting calls this process runs now
+
+    async def run(self, forget_every: float = 300.0) -> None:
+        next_forget = 0.0
+        while True:
+            with _logged(StorageError):
+                if self.serving:
+                    await self.streams.keep_alive(self.owner, self.now())
+                if anyio.current_time() >= next_forget:
+                    next_forget = anyio.current_time() + forget_every
+                    if count := await self.streams.delete_before(self.now() - KEEP):
+                        logger.debug("deleted %d old resumable stream(s)", count)
+            await anyio.sleep(HEARTBEAT_SECONDS)

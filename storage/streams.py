@@ -33,9 +33,12 @@ class Streams(Protocol):
 
     async def stream(self, key: str) -> Stream | None: ...
 
-    async def heartbeat(self, key: str, owner: str, at: datetime | None) -> None:
-        """The owner still serves the stream (``at``), or stopped without an answer (None); from another process
-        (that claimed it since), nothing."""
+    async def keep_alive(self, owner: str, at: datetime) -> None:
+        """``owner`` still serves its unanswered streams (one write per process, however many it serves); a stream
+        it stopped, or another process claimed since, is left as it is."""
+
+    async def stop(self, key: str, owner: str) -> None:
+        """``owner`` stopped serving the stream without an answer: another process may take it over at once."""
 
     async def claim(self, key: str, owner: str, now: datetime, stale_before: datetime) -> bool:
         """Become the stream's owner if it has no answer and its owner is gone (stopped, or silent since before
@@ -66,10 +69,15 @@ class MemoryStreams:
     async def stream(self, key: str) -> Stream | None:
         return self._streams.get(key)
 
-    async def heartbeat(self, key: str, owner: str, at: datetime | None) -> None:
+    async def keep_alive(self, owner: str, at: datetime) -> None:
+        for key, found in self._streams.items():
+            if found.owner == owner and found.response is None and found.alive_at is not None:
+                self._streams[key] = replace(found, alive_at=at)
+
+    async def stop(self, key: str, owner: str) -> None:
         found = self._streams.get(key)
-        if found is not None and found.owner == owner:
-            self._streams[key] = replace(found, alive_at=at)
+        if found is not None and found.owner == owner and found.response is None:
+            self._streams[key] = replace(found, alive_at=None)
 
     async def claim(self, key: str, owner: str, now: datetime, stale_before: datetime) -> bool:
         found = self._streams.get(key)
@@ -94,6 +102,8 @@ class MemoryStreams:
 
 
 COLUMNS = "key, principal, tool, request, owner, alive_at, created_at, response"
+KEEP_ALIVE = "UPDATE resume_streams SET alive_at = %s WHERE owner = %s AND response IS NULL AND alive_at IS NOT NULL"
+STOP = "UPDATE resume_streams SET alive_at = NULL WHERE key = %s AND owner = %s AND response IS NULL"
 
 
 def stream_row(stream: Stream) -> tuple[str | None, ...]:
@@ -149,12 +159,13 @@ class SqliteStreams:
         )
         return row_stream(tuple(rows[0])) if rows else None
 
-    async def heartbeat(self, key: str, owner: str, at: datetime | None) -> None:
+    async def keep_alive(self, owner: str, at: datetime) -> None:
         async with self._db.transaction() as db:
-            await db.execute(
-                "UPDATE resume_streams SET alive_at = ? WHERE key = ? AND owner = ?",
-                (to_text(at) if at is not None else None, key, owner),
-            )
+            await db.execute(KEEP_ALIVE.replace("%s", "?"), (to_text(at), owner))
+
+    async def stop(self, key: str, owner: str) -> None:
+        async with self._db.transaction() as db:
+            await db.execute(STOP.replace("%s", "?"), (key, owner))
 
     async def claim(self, key: str, owner: str, now: datetime, stale_before: datetime) -> bool:
         async with self._db.transaction() as db:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from signoff.storage.pg_db import Conn, PostgresDatabase
-from signoff.storage.streams import COLUMNS, Stream, row_stream, stream_row
+from signoff.storage.streams import COLUMNS, KEEP_ALIVE, STOP, Stream, row_stream, stream_row
 from signoff.storage.timefmt import to_text
 
 
@@ -41,11 +41,11 @@ class PostgresStreams:
         rows = await self._db.read(f"SELECT {COLUMNS} FROM resume_streams WHERE key = %s", (key,))
         return row_stream(tuple(rows[0])) if rows else None
 
-    async def heartbeat(self, key: str, owner: str, at: datetime | None) -> None:
-        await self._change(
-            "UPDATE resume_streams SET alive_at = %s WHERE key = %s AND owner = %s",
-            (to_text(at) if at is not None else None, key, owner),
-        )
+    async def keep_alive(self, owner: str, at: datetime) -> None:
+        await self._change(KEEP_ALIVE, (to_text(at), owner))
+
+    async def stop(self, key: str, owner: str) -> None:
+        await self._change(STOP, (key, owner))
 
     async def claim(self, key: str, owner: str, now: datetime, stale_before: datetime) -> bool:
         claimed = await self._change(
