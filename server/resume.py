@@ -173,7 +173,7 @@ class _Recorder:
             if data is not None and final_message(data, self.request_id):
                 self.answered = True
                 if len(data) <= MAX_RESPONSE:
-                    with anyio.CancelScope(shield=True):
+                    with anyio.CancelScope(shield=True), _logged(StorageError):  # the answer goes out regardless
                         await self.streams.finish(self.key, data.decode())
                 return
         if len(self._buffer) > MAX_RESPONSE:  # no event ends in sight: stop looking

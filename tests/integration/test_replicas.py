@@ -195,8 +195,9 @@ async def test_a_request_approval_cut_off_mid_wait_is_found_again_by_its_idempot
                 [serving] = [r for r in replicas if r.address == landed.waits[-1]]
                 serving.proc.send_signal(signal.SIGKILL)
                 await serving.proc.wait()
-            [outcome] = broken
+            [outcome] = broken  # resumed on the survivor, which does not make a request twice: it says what to do
             assert isinstance(outcome, BaseException) or outcome.is_error, outcome
+            assert "idempotency_key" in str(outcome), outcome
 
             again = [status_of(await client.call_tool("request_approval", arguments)) for _ in range(3)]
             assert len({a["request_id"] for a in again}) == 1 and again[0]["status"] == "pending", again
