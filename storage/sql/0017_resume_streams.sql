@@ -4,7 +4,7 @@
 -- NULL without auth), which process serves it and when that process last said it still did (alive_at, refreshed
 -- every second or so), and its final JSON-RPC response once there is one. A reconnect to any server on the database
 -- sends the stored response, waits for it while the owner lives, or runs a get_status again when the owner is gone.
--- Transient: the background sweep deletes streams an hour old; `signoff db copy` leaves them out.
+-- Transient: every server deletes streams an hour old (a delete is idempotent); `signoff db copy` leaves them out.
 CREATE TABLE resume_streams (
     key TEXT PRIMARY KEY,
     principal TEXT,
