@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -12,11 +13,14 @@ from urllib.parse import urlsplit
 
 import anyio
 from mcp.server import MCPServer
+from mcp.server.auth.middleware.bearer_auth import RequireAuthMiddleware
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import AnyHttpUrl
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from signoff.notifiers import ConsoleNotifier, FanOut, Notifier, WebhookNotifier
 from signoff.server import audit_check, health, metrics, review_api
@@ -29,13 +33,15 @@ from signoff.server.console import routes as console_routes
 from signoff.server.duplicate_keys import DuplicateKeysASGI, RejectDuplicateKeys
 from signoff.server.model_plane import model_plane
 from signoff.server.policy_reload import PolicyReloader
+from signoff.server.resume import Keeper, Resumable
 from signoff.server.slack import SlackParts, interactions_route, slack_session
 from signoff.server.stopping import Stopper, serve_uvicorn
-from signoff.server.stores import once, open_store
+from signoff.server.stores import once, open_store, open_stream_store
 from signoff.server.unknown_arguments import RejectUnknownArguments
 from signoff.server.workers import DeliveryLimits, deliver_outbox, sweep_expired
 from signoff.storage import ModelStore, Store
 from signoff.storage.approvals.memory import MemoryStore
+from signoff.storage.streams import MemoryStreams, Streams
 from signoff.tools.access import Role
 from signoff.tools.app_state import AppState
 from signoff.tools.approvals.handlers import register_tools
@@ -94,7 +100,11 @@ def build_server(
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         own_store = store is None
         active: Store = await open_store(settings) if store is None else store
+        streams: Streams | None = None
         try:
+            if http_url is not None:  # waiting calls over HTTP resume after a dropped connection (server/resume.py)
+                in_memory = isinstance(active, MemoryStore)
+                streams = MemoryStreams() if in_memory else await open_stream_store(settings.db_path, settings.db_url)
             service = ApprovalService(
                 active,
                 policy,
@@ -134,6 +144,9 @@ def build_server(
                 limits = DeliveryLimits(settings.notify_max_attempts, settings.notify_give_up_seconds)
                 chosen = notifier or default_notifier(settings, parts)
                 workers.start_soon(partial(deliver_outbox, service, chosen, limits=limits))
+                keeper = Keeper(streams, now=service.clock.now) if streams is not None else None
+                if keeper is not None:
+                    workers.start_soon(keeper.run)
                 state = AppState(
                     receipt_key=signing_key,
                     service=service,
@@ -141,11 +154,13 @@ def build_server(
                     models=models,
                     agents_see_all=policy.config.auth.agents_see_all,
                 )
-                running.slack, running.state = parts, state
+                running.slack, running.state, running.keeper = parts, state, keeper
                 yield state
-                running.slack = running.state = None
+                running.slack = running.state = running.keeper = None
                 workers.cancel_scope.cancel()
         finally:
+            if streams is not None:
+                await streams.close()
             if own_store:
                 await active.close()
 
@@ -217,6 +232,7 @@ def build_server(
         verifier=verifier,
         idle_minutes=settings.console_idle_minutes,
     )
+    _KEEPER_OF[mcp] = lambda: running.keeper
     for route in console_routes(console):  # the reviewers' web console at /, signed in by reviewer tokens
         mcp.custom_route(route.path, methods=sorted(route.methods or ()), include_in_schema=False)(route.endpoint)
     return mcp
@@ -228,6 +244,11 @@ class _Running:
 
     slack: SlackParts | None = None
     state: AppState | None = None
+    keeper: Keeper | None = None
+
+
+#: each built server's keeper of resumable streams while it runs, for serve_http's /mcp
+_KEEPER_OF: weakref.WeakKeyDictionary[MCPServer[AppState], Callable[[], Keeper | None]] = weakref.WeakKeyDictionary()
 
 
 def serve_http(
@@ -258,6 +279,8 @@ def serve_http(
     # SSE responses stay on (json_response=False), which carries the bounded waits' progress notifications
     app = server.streamable_http_app(transport_security=security, host=host, stateless_http=settings.http_stateless)
     app.add_middleware(DuplicateKeysASGI)  # the SDK's default path, /mcp
+    if (keeper_of := _KEEPER_OF.get(server)) is not None:
+        resumable(app, keeper_of)
     guarded = HostOriginGuard(app, effective_security(security, host))
     level = settings.log_level.lower()
     config = uvicorn.Config(
@@ -272,6 +295,17 @@ def serve_http(
     config.timeout_graceful_shutdown = 1  # then open streams (an SDK client's listening GET) are cut
     logging.getLogger("asyncio").addFilter(RateLimitedAccept())
     anyio.run(serve_uvicorn, config, stopper or Stopper())
+
+
+def resumable(app: Starlette, keeper_of: Callable[[], Keeper | None]) -> None:
+    """Make /mcp's waiting calls resumable: ``Resumable`` goes inside the bearer-auth check, which then has run."""
+    for route in app.routes:
+        if isinstance(route, Route) and route.path == "/mcp":
+            inner = route.app
+            if isinstance(inner, RequireAuthMiddleware):
+                inner.app = Resumable(inner.app, keeper_of)
+            else:
+                route.app = Resumable(inner, keeper_of)
 
 
 def default_notifier(settings: Settings, slack: SlackParts | None) -> Notifier:

@@ -13,6 +13,7 @@ from signoff.storage.alerts import Alerts, AlertStore
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.storage.models.sqlite import SqliteModelStore
 from signoff.storage.pg_url import redacted
+from signoff.storage.streams import SqliteStreams, Streams
 
 NO_DRIVER = (
     'SIGNOFF_DB names a PostgreSQL database, but its driver is not installed ({}): pip install "signoff[postgres]"'
@@ -50,6 +51,17 @@ async def open_alert_store(db_path: Path, db_url: str | None) -> Alerts:
     except ImportError as exc:
         raise ConfigError(NO_DRIVER.format(exc)) from None
     return await PostgresAlertStore.open(db_url)
+
+
+async def open_stream_store(db_path: Path, db_url: str | None) -> Streams:
+    """The resumable streams of waiting calls on the same database as the approval store."""
+    if db_url is None:
+        return await SqliteStreams.open(db_path)
+    try:
+        from signoff.storage.streams_pg import PostgresStreams  # psycopg: the optional `postgres` extra
+    except ImportError as exc:
+        raise ConfigError(NO_DRIVER.format(exc)) from None
+    return await PostgresStreams.open(db_url)
 
 
 Work = Callable[[], Coroutine[Any, Any, None]]

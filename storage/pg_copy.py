@@ -51,7 +51,10 @@ TABLES = (
 #: Tables the target fills itself (triggers, a migration's seed row): emptied after the data went in, then copied.
 DERIVED = ("metric_counts", "model_state")
 #: Tables not copied, and why.
-NOT_COPIED = {"schema_migrations": "the target's own migrations record its schema version"}
+NOT_COPIED = {
+    "schema_migrations": "the target's own migrations record its schema version",
+    "resume_streams": "waiting calls' reconnection state, an hour at most: a copy is made with the servers stopped",
+}
 #: SQLite's own tables with no PostgreSQL counterpart: its text index of the requests (migration 0016, an FTS5 table
 #: and the tables FTS5 keeps it in), which PostgreSQL's trigram indexes replace; rebuilt from the rows, never copied.
 SQLITE_ONLY = frozenset(
