@@ -127,6 +127,12 @@ def vote_body(raw: bytes) -> tuple[Verdict, str | None, dict[str, Any] | None]:
         body = json.loads(raw)
     except ValueError:
         raise InvalidInput(f"the body is not JSON: {usage}") from None
+    except RecursionError:
+        raise InvalidInput(f"the body is nested too deeply to read: {usage}") from None
+    try:  # "\ud800" is valid JSON but no text: it could be neither stored nor shown
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):
+        raise InvalidInput(f"the body holds a lone surrogate (\\ud800-\\udfff): {usage}") from None
     if not isinstance(body, dict):
         raise InvalidInput(usage)
     unknown = sorted(set(body) - set(VOTE_FIELDS))
