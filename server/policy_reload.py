@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import tomllib
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -62,6 +63,11 @@ class PolicyReloader:
             if version == current.version:
                 return False
             config = self.overrides.apply(parse_policy_config(text, os.fspath(self.path)))
+            if not tomllib.loads(text):  # valid, and what every file saved in place reads as for a moment
+                raise ConfigError(
+                    f"{self.path} has no settings (a file being saved in place reads so for a moment); to run with"
+                    " the built-in defaults, restart signoff"
+                )
         except ConfigError as exc:
             logger.error("policy not reloaded, version %s stays in force: %s", current.version, exc.message)
             self._told(False)

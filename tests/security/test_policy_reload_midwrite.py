@@ -1,7 +1,7 @@
-"""Review finding R3: the policy watcher reads the file whenever its size or time changes, so a poll that lands
-while the file is being rewritten in place (truncated, then written: `>`, `cat >`, editors that write in place,
-config-management tools) reads an empty or cut file. Both are valid TOML, so the cut policy is applied and every
-guardrail and rule after the cut is gone until the next poll: fail open."""
+"""Review finding R3: a policy file saved in place (truncated, then written: `>`, `cat >`, editors and tools that
+write in place) reads empty, or as its leading comments only, for a moment. That is valid TOML: the reload
+applied it, so the built-in defaults decided, without the file's guardrails, until the next check. A reload
+now refuses a file with no settings (a restart still runs with the defaults)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from signoff.tools.approvals.policy_config import parse_policy_config, policy_ve
 from signoff.tools.approvals.service import ApprovalService, Draft
 
 POLICY = """\
+# the billing agents' guardrails
 confidence_threshold = 0.85
 
 [[rules]]
@@ -31,8 +32,8 @@ def drop() -> Draft:
     return Draft(action="db.drop_table", summary="drop users", payload={"environment": "production"}, confidence=0.99)
 
 
-@pytest.mark.parametrize("cut", [0, POLICY.index("[[rules]]")], ids=["truncated", "cut-before-rules"])
-async def test_a_policy_file_caught_mid_rewrite_never_drops_its_guardrails(tmp_path: Path, cut: int) -> None:
+@pytest.mark.parametrize("cut", [0, POLICY.index("\n") + 1], ids=["truncated", "only-its-comment-written"])
+async def test_a_policy_file_caught_mid_save_never_drops_its_guardrails(tmp_path: Path, cut: int) -> None:
     path = tmp_path / "signoff.toml"
     path.write_text(POLICY)
     store = await SqliteStore.open(tmp_path / "signoff.db")
@@ -41,12 +42,12 @@ async def test_a_policy_file_caught_mid_rewrite_never_drops_its_guardrails(tmp_p
         reloader = PolicyReloader(path, service)
         assert (await service.request_approval(drop())).status is Status.REJECTED
 
-        # the operator rewrites the same policy in place; the watcher's poll sees the changed size meanwhile
-        with path.open("w") as rewriting:
-            rewriting.write(POLICY[:cut])
-            rewriting.flush()
-            reloader.reload()  # what PolicyReloader.watch does when the file's size or time changed
-            rewriting.write(POLICY[cut:])
+        # the operator saves the same policy in place; the watcher's check sees the changed size meanwhile
+        with path.open("w") as saving:
+            saving.write(POLICY[:cut])
+            saving.flush()
+            assert not reloader.reload()  # what PolicyReloader.watch does when the file's size or time changed
+            saving.write(POLICY[cut:])
         during = await service.request_approval(drop())
     finally:
         await store.close()
