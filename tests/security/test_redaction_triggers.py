@@ -4,10 +4,12 @@ history export, `review show`, Slack's "why asked", the reviewer API and the con
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from signoff.notifiers.slack_blocks import request_blocks
 from signoff.storage import Status, Verdict
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.tools.approvals.policy import Policy
@@ -50,3 +52,18 @@ async def test_a_masked_field_is_not_quoted_by_the_trigger_it_fired(tmp_path: Pa
     assert ran.returncode == 0, ran
     assert "[redacted]" in ran.stdout  # the payload itself is masked
     assert CARD not in ran.stdout, "the masked card number is shown in a trigger"
+
+
+async def test_the_slack_message_of_a_masked_request_does_not_quote_the_masked_value(tmp_path: Path) -> None:
+    """What the outbox worker hands every notifier (``redaction.request``), rendered as the Slack message."""
+    store = await SqliteStore.open(tmp_path / "signoff.db")
+    try:
+        service = ApprovalService(store, Policy(parse_policy_config(POLICY)))
+        draft = Draft(action="payments.charge", summary="charge", payload={"card_number": CARD, "amount": 5})
+        request = await service.request_approval(draft)
+    finally:
+        await store.close()
+    shown = service.policy.config.redact.redaction.request(request)
+    message = json.dumps([block.to_dict() for block in request_blocks(shown)])
+    assert "[redacted]" in message
+    assert CARD not in message, "the Slack message quotes the masked card number in 'why asked'"
