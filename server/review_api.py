@@ -195,4 +195,7 @@ async def vote(request: Request, state: AppState, verifier: ConfigTokenVerifier 
         decided = await state.service.vote(request_id, who, verdict, comment, approved_payload=changed)
     except SignoffError as exc:
         return _error(_STATUS_OF_ERROR.get(type(exc), 400), exc.message)
-    return JSONResponse({**(await state.status(decided, strict=False)).model_dump(mode="json")})
+    status = (await state.status(decided, strict=False)).model_dump(mode="json")
+    if status["approved_payload"] is not None:  # masked as GET shows it: the answer to a vote reveals nothing more
+        status["approved_payload"] = state.service.policy.config.redact.redaction.payload(status["approved_payload"])
+    return JSONResponse(status)
