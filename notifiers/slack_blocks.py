@@ -104,9 +104,20 @@ def headline(request: ApprovalRequest) -> str:
             return cut(f"{action} by {who} is {request.status}: {verdict}", 2900)
 
 
+SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
+
+
+def reviewer_text(vote: Vote) -> str:
+    """Who voted, for a Slack message: a vote recorded under the Slack user id that Slack vouched for is a mention
+    (Slack shows the person's current name); any other name is escaped text."""
+    if vote.reviewer in vote.reviewer_ids and SLACK_USER_ID.fullmatch(vote.reviewer):
+        return f"<@{vote.reviewer}>"
+    return escape(vote.reviewer)
+
+
 def verdict_text(request: ApprovalRequest, *, mrkdwn: bool = True) -> str:
     at = slack_date(request.decided_at) if (mrkdwn and request.decided_at) else str(request.decided_at or "")
-    approvers = ", ".join(escape(v.reviewer) for v in request.votes if v.verdict is Verdict.APPROVE)
+    approvers = ", ".join(reviewer_text(v) for v in request.votes if v.verdict is Verdict.APPROVE)
     match request.status:
         case Status.APPROVED if request.decided_by is DecidedBy.POLICY:
             return f"approved by policy at {at}"
@@ -116,7 +127,7 @@ def verdict_text(request: ApprovalRequest, *, mrkdwn: bool = True) -> str:
             veto = next((v for v in request.votes if v.verdict is Verdict.REJECT), None)
             if veto is None:
                 return f"rejected by policy at {at}"
-            return f"rejected by {escape(veto.reviewer)} at {at}: {code(veto.comment or '', 2000)}"
+            return f"rejected by {reviewer_text(veto)} at {at}: {code(veto.comment or '', 2000)}"
         case Status.EXPIRED:
             return f"expired at {at} without a decision; it will not run"
         case Status.CANCELLED:
@@ -248,10 +259,10 @@ def vote_reply(request: ApprovalRequest, vote: Vote) -> str:
     """The thread reply that records one vote."""
     approvals = sum(1 for v in request.votes[: request.votes.index(vote) + 1] if v.verdict is Verdict.APPROVE)
     if vote.verdict is Verdict.APPROVE:
-        return f"{escape(vote.reviewer)} approved ({approvals} of {request.approvals_required})" + (
+        return f"{reviewer_text(vote)} approved ({approvals} of {request.approvals_required})" + (
             f": {code(vote.comment, 2000)}" if vote.comment else ""
         )
-    return f"{escape(vote.reviewer)} rejected: {code(vote.comment or '', 2000)}"
+    return f"{reviewer_text(vote)} rejected: {code(vote.comment or '', 2000)}"
 
 
 def reject_modal(request_id: str, channel: str) -> View:

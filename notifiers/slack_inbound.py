@@ -182,7 +182,9 @@ class SlackInteractions:
 
 
 def _name(user: Mapping[str, Any]) -> str:
-    return str(user.get("username") or user.get("name") or user["id"])
+    """Who clicked: the Slack user id, which Slack vouches for. The username and display name are chosen by the
+    user (or by another workspace, in a Slack Connect channel), so they never identify anyone here."""
+    return str(user["id"])
 
 
 def modal_error(text: str) -> dict[str, Any]:

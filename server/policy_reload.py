@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import tomllib
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -62,6 +63,11 @@ class PolicyReloader:
             if version == current.version:
                 return False
             config = self.overrides.apply(parse_policy_config(text, os.fspath(self.path)))
+            if not tomllib.loads(text):  # valid, and what every file saved in place reads as for a moment
+                raise ConfigError(
+                    f"{self.path} has no settings (a file being saved in place reads so for a moment); to run with"
+                    " the built-in defaults, restart signoff"
+                )
         except ConfigError as exc:
             logger.error("policy not reloaded, version %s stays in force: %s", current.version, exc.message)
             self._told(False)
@@ -84,14 +90,24 @@ class PolicyReloader:
     async def watch(
         self, interval: float = POLL_SECONDS, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Reload on SIGHUP (where signals can be received) and whenever the file's size or time changes."""
+        """Reload on SIGHUP (where signals can be received) and whenever the file's size or time changed and then
+        stayed the same for one more ``interval``: a file caught while it is being saved in place may be cut short
+        and still be valid TOML (without its guardrails), so a change is read only once the writing has stopped."""
         async with anyio.create_task_group() as tasks:
             await tasks.start(self._on_hangup)
             task_status.started()
+            seen = self._stamp
             while True:
                 await anyio.sleep(interval)
-                if self._stat() != self._stamp:
-                    self.reload()
+                seen = self.look(seen)
+
+    def look(self, seen: tuple[int, int] | None) -> tuple[int, int] | None:
+        """One look at the file: reload it if it changed since the last reload and is as ``seen`` the look before;
+        returns what this look saw, for the next."""
+        stamp = self._stat()
+        if stamp != self._stamp and stamp == seen:
+            self.reload()
+        return stamp
 
     async def _on_hangup(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         with ExitStack() as stack:

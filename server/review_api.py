@@ -127,6 +127,12 @@ def vote_body(raw: bytes) -> tuple[Verdict, str | None, dict[str, Any] | None]:
         body = json.loads(raw)
     except ValueError:
         raise InvalidInput(f"the body is not JSON: {usage}") from None
+    except RecursionError:
+        raise InvalidInput(f"the body is nested too deeply to read: {usage}") from None
+    try:  # "\ud800" is valid JSON but no text: it could be neither stored nor shown
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):
+        raise InvalidInput(f"the body holds a lone surrogate (\\ud800-\\udfff): {usage}") from None
     if not isinstance(body, dict):
         raise InvalidInput(usage)
     unknown = sorted(set(body) - set(VOTE_FIELDS))
@@ -189,4 +195,7 @@ async def vote(request: Request, state: AppState, verifier: ConfigTokenVerifier 
         decided = await state.service.vote(request_id, who, verdict, comment, approved_payload=changed)
     except SignoffError as exc:
         return _error(_STATUS_OF_ERROR.get(type(exc), 400), exc.message)
-    return JSONResponse({**(await state.status(decided, strict=False)).model_dump(mode="json")})
+    status = (await state.status(decided, strict=False)).model_dump(mode="json")
+    if status["approved_payload"] is not None:  # masked as GET shows it: the answer to a vote reveals nothing more
+        status["approved_payload"] = state.service.policy.config.redact.redaction.payload(status["approved_payload"])
+    return JSONResponse(status)

@@ -17,6 +17,7 @@ from signoff.notifiers import SlackHttpEndpoint, SlackInteractions, SlackNotifie
 from signoff.notifiers.slack_transport import handle_safely
 from signoff.server.config import Settings
 from signoff.storage import ApprovalRequest, Verdict
+from signoff.tools.access import display_name
 from signoff.tools.approvals.service import ApprovalService
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ async def slack_session(
         return
     client = web_client(settings.slack_bot_token, settings.slack_api_url)
 
-    # a Slack user is a reviewer only where the approvers name them (named_only): anyone in a channel can click
+    # a Slack user is a reviewer only where the approvers name them (named_only): anyone in a channel can click.
+    # ``reviewer`` is the Slack user id; the vote is recorded under the [[people]] name that id belongs to, if any
     async def on_vote(
         request_id: str,
         reviewer: str,
@@ -50,6 +52,7 @@ async def slack_session(
         reviewer_ids: tuple[str, ...],
         groups: tuple[str, ...],
     ) -> ApprovalRequest:
+        reviewer = display_name(service.policy.config.people, reviewer)
         return await service.vote(
             request_id, reviewer, verdict, comment, reviewer_ids=reviewer_ids, groups=groups, named_only=True
         )
@@ -57,6 +60,7 @@ async def slack_session(
     async def may_vote(
         request_id: str, reviewer: str, reviewer_ids: tuple[str, ...], groups: tuple[str, ...]
     ) -> str | None:
+        reviewer = display_name(service.policy.config.people, reviewer)
         return await service.vote_refusal(
             request_id, reviewer, reviewer_ids=reviewer_ids, groups=groups, named_only=True
         )

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from signoff.storage.errors import InvalidInput
 from signoff.storage.records import ApprovalRequest, JsonObject
 
 MASK = "[redacted]"
@@ -75,10 +76,15 @@ class Redaction:
 
     def restore(self, edited: Mapping[str, Any], original: JsonObject) -> dict[str, Any]:
         """A payload a person edited from the masked view, with every value still ``MASK`` where the original had
-        a masked value put back: what they did not touch stays as it was asked."""
+        a masked value put back: what they did not touch stays as it was asked.
+
+        A masked value in a list is known only by its place, so an item that still holds one must be the item shown
+        at that place, unchanged, in a list of the same length; InvalidInput otherwise (a reviewer who dropped the
+        first of two cards would else approve the first card's number with the second's amount)."""
+        shown = self.payload(original)
         restored: Any = dict(edited)
         for parts in self.paths:
-            restored = _restore(restored, original, parts)
+            restored = _restore(restored, original, shown, parts, "payload")
         return dict(restored)
 
 
@@ -93,12 +99,33 @@ def _mask(node: Any, parts: tuple[str, ...]) -> Any:
     return node
 
 
-def _restore(node: Any, original: Any, parts: tuple[str, ...]) -> Any:
+def _restore(node: Any, original: Any, shown: Any, parts: tuple[str, ...], where: str) -> Any:
     if not parts:
         return original if node == MASK else node
     head, rest = parts[0], parts[1:]
     if isinstance(node, Mapping) and isinstance(original, Mapping):
-        return {k: _restore(v, original[k], rest) if head in (ANY, k) and k in original else v for k, v in node.items()}
+        return {
+            k: _restore(v, original[k], shown[k], rest, f"{where}.{k}") if head in (ANY, k) and k in original else v
+            for k, v in node.items()
+        }
     if isinstance(node, list) and isinstance(original, list) and head == ANY:
-        return [_restore(v, original[i], rest) if i < len(original) else v for i, v in enumerate(node)]
+        holding = [i for i, v in enumerate(node) if _holds_mask(v, rest)]
+        if holding and (len(node) != len(original) or any(node[i] != shown[i] for i in holding)):
+            raise InvalidInput(
+                f"{where}: an item holding a [redacted] value must stay where it was shown and as it was shown, in a"
+                " list of the same length (the value is known only by its place); to change that list, reveal the"
+                " payload and edit the full values"
+            )
+        return [_restore(v, original[i], shown[i], rest, f"{where}[{i}]") for i, v in enumerate(node)]
     return node
+
+
+def _holds_mask(node: Any, parts: tuple[str, ...]) -> bool:
+    if not parts:
+        return bool(node == MASK)
+    head, rest = parts[0], parts[1:]
+    if isinstance(node, Mapping):
+        return any(_holds_mask(v, rest) for k, v in node.items() if head in (ANY, k))
+    if isinstance(node, list) and head == ANY:
+        return any(_holds_mask(v, rest) for v in node)
+    return False

@@ -106,5 +106,14 @@ def person_of(people: tuple[Person, ...], name: str) -> str:
     return folded
 
 
+def display_name(people: tuple[Person, ...], name: str) -> str:
+    """The ``[[people]]`` name that ``name`` is one of (as the config spells it), or ``name`` itself."""
+    folded = normal_name(name)
+    for person in people:
+        if folded in (normal_name(alias) for alias in (person.name, *person.aliases)):
+            return person.name
+    return name
+
+
 def normal_name(name: str) -> str:
     return unicodedata.normalize("NFKC", name).strip().casefold()

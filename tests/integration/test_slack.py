@@ -27,6 +27,14 @@ approvers = ["U0ALICE", "U0BOB", "S0FINANCE"]
 name = "carol"
 aliases = ["U0CAROL", "billing-bot"]
 
+[[people]]
+name = "alice"
+aliases = ["U0ALICE"]
+
+[[people]]
+name = "bob"
+aliases = ["U0BOB"]
+
 [[rules]]
 name = "big transfers"
 action = "payments.*"
@@ -273,7 +281,7 @@ async def test_a_group_member_counts_towards_the_quorum_and_a_second_click_is_to
             return [c.args["text"] for c in fake.of("chat.postMessage") if c.args.get("thread_ts") == ts]
 
         await approve_as("U0DAVE", "dave")  # a member of the approvers' user group S0FINANCE
-        await fake.wait_for(lambda: "dave approved (1 of 2)" in replies())
+        await fake.wait_for(lambda: "<@U0DAVE> approved (1 of 2)" in replies())  # no [[people]] name: his id
         assert (await stored(db, request_id))[0].status is Status.PENDING
         await approve_as("U0ALICE", "alice")
         await fake.wait_for(lambda: "alice approved (2 of 2)" in replies())
@@ -281,9 +289,9 @@ async def test_a_group_member_counts_towards_the_quorum_and_a_second_click_is_to
         await fake.wait_for(lambda: fake.of("chat.postEphemeral"))
         request, _ = await stored(db, request_id)
     assert request.status is Status.APPROVED
-    assert [v.reviewer for v in request.votes] == ["dave", "alice"]
+    assert [v.reviewer for v in request.votes] == ["U0DAVE", "alice"]
     late = fake.of("chat.postEphemeral")[0].args
-    assert late["user"] == "U0BOB" and "already approved by dave, alice" in late["text"]
+    assert late["user"] == "U0BOB" and "already approved by U0DAVE, alice" in late["text"]
 
 
 async def test_a_double_click_by_one_approver_counts_once(tmp_path: Path) -> None:

@@ -82,7 +82,7 @@ async def test_a_pending_message_has_an_open_in_signoff_button_to_the_requests_c
         )
         await fake.wait_for(lambda: any("actions" not in str(u["blocks"]) for u in updates_of(fake, ts)))
         request, _ = await stored(db, request_id)
-    assert request.status is Status.APPROVED and [v.reviewer for v in request.votes] == ["alice"]
+    assert request.status is Status.APPROVED and [v.reviewer for v in request.votes] == ["U0ALICE"]
     final = [u for u in updates_of(fake, ts) if "actions" not in str(u["blocks"])][-1]
     footer = final["blocks"][-1]["elements"][0]["text"]
     assert footer.endswith(f"<{page}|Open in signoff>")  # the decided message keeps the link, without buttons

@@ -31,10 +31,12 @@ POLICY = '[slack]\napprovers = ["U0ALICE"]\n'
 
 
 @asynccontextmanager
-async def http_server(tmp_path: Path, fake: FakeSlack | None = None) -> AsyncIterator[tuple[str, SqliteStore]]:
+async def http_server(
+    tmp_path: Path, fake: FakeSlack | None = None, policy: str = POLICY
+) -> AsyncIterator[tuple[str, SqliteStore]]:
     """signoff's HTTP app on a loopback socket bound before it starts, and a store on the same database."""
     fake = fake or await FakeSlack().start()
-    (tmp_path / "policy.toml").write_text(POLICY)
+    (tmp_path / "policy.toml").write_text(policy)
     settings = Settings(
         db_path=tmp_path / "signoff.db",
         config_path=tmp_path / "policy.toml",
@@ -106,7 +108,24 @@ async def test_a_signed_click_is_acknowledged_and_recorded(tmp_path: Path) -> No
         response = await http.post(url, content=body, headers=signed(body))
         assert response.status_code == 200
         final = await decided(store, request.id)
-    assert final.status is Status.APPROVED and [v.reviewer for v in final.votes] == ["alice"]
+    # recorded under the Slack user id (Slack vouches for it; the username is the user's own choice) ...
+    assert final.status is Status.APPROVED and [v.reviewer for v in final.votes] == ["U0ALICE"]
+
+
+async def test_a_slack_vote_is_recorded_under_the_people_name_of_its_user_id(tmp_path: Path) -> None:
+    """... or under the [[people]] name that id belongs to, whatever the clicker's username says."""
+    policy = POLICY + '\n[[people]]\nname = "Alice Doe"\naliases = ["U0ALICE"]\n'
+    async with http_server(tmp_path, policy=policy) as (url, store), httpx2.AsyncClient() as http:
+        request = await pending_request(store)
+        payload = click(
+            user_id="U0ALICE", username="bob", action_id=APPROVE_ACTION, request_id=request.id, channel="C0A", ts="1.0"
+        )
+        body = urlencode({"payload": json.dumps(payload)})
+        response = await http.post(url, content=body, headers=signed(body))
+        assert response.status_code == 200
+        final = await decided(store, request.id)
+    assert final.status is Status.APPROVED
+    assert [(v.reviewer, v.reviewer_ids) for v in final.votes] == [("Alice Doe", ("U0ALICE",))]
 
 
 async def test_forged_stale_replayed_and_malformed_requests_change_nothing(tmp_path: Path) -> None:

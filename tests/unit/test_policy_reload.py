@@ -130,3 +130,22 @@ async def test_the_server_reloads_its_policy_file_while_serving(tmp_path: Path) 
     assert before is not None and after is not None
     assert (before["status"], before["policy_version"]) == ("pending", policy_version(STRICT))
     assert (after["status"], after["policy_version"]) == ("approved", policy_version(LOOSE))
+
+
+def test_a_change_is_read_only_once_the_file_has_stopped_changing(tmp_path: Path) -> None:
+    """A save in place caught half way can be valid TOML without the rules that follow: the watcher reads a change
+    only when one look finds the file as the look before did."""
+    path = tmp_path / "signoff.toml"
+    guarded = STRICT + '[[rules]]\nname = "no drops"\naction = "db.drop_*"\noutcome = "reject"\n'
+    service, _, reloader, told = serving(path, guarded)
+    seen = reloader.look(reloader._stat())
+    cut = LOOSE  # the first line of the new version, before its [[rules]] are written
+    path.write_text(cut)
+    os.utime(path, ns=(1, 1))  # a time of its own: the next write must differ from this one even within a tick
+    seen = reloader.look(seen)
+    assert told == [] and service.policy.version == policy_version(guarded)  # seen changing: not read yet
+    path.write_text(LOOSE + '[[rules]]\nname = "no drops"\naction = "db.drop_*"\noutcome = "reject"\n')
+    seen = reloader.look(seen)
+    assert told == []  # still changing
+    seen = reloader.look(seen)
+    assert told == [True] and service.policy.version == policy_version(path.read_text())  # settled: read whole

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from signoff.storage import ConfigError
+from signoff.storage import ConfigError, InvalidInput
 from signoff.storage.redaction import MASK, Redaction
 from signoff.tools.approvals.policy_config import parse_policy_config
 
@@ -47,3 +47,21 @@ def test_a_path_outside_the_payload_is_a_config_error_naming_it(path: str) -> No
     with pytest.raises(ConfigError, match=r"redact\.paths\[0\]: .* is not a payload path; write payload.<field>"):
         parse_policy_config(f'[redact]\npaths = ["{path}"]\n')
     assert parse_policy_config('[redact]\npaths = ["payload.ssn"]\n').redact.redaction.paths == (("ssn",),)
+
+
+def test_an_item_holding_a_masked_value_is_known_by_its_place_and_cannot_move_or_change() -> None:
+    redaction = Redaction.of(["payload.cards.*.number"])
+    payload = {"cards": [{"number": "A", "amount": 1}, {"number": "B", "amount": 1000}]}
+    shown = redaction.payload(payload)
+    untouched = {"cards": [dict(item) for item in shown["cards"]], "note": "ok"}
+    assert redaction.restore(untouched, payload) == {**payload, "note": "ok"}
+    typed = {"cards": [{"number": "C", "amount": 5}, shown["cards"][1]]}  # a value typed in full is the reviewer's
+    assert redaction.restore(typed, payload) == {"cards": [{"number": "C", "amount": 5}, payload["cards"][1]]}
+    for edited in (
+        {"cards": [shown["cards"][1]]},  # the first card dropped: the second's mask now sits at the first's place
+        {"cards": [shown["cards"][1], shown["cards"][0]]},  # swapped
+        {"cards": [{"number": MASK, "amount": 2}, shown["cards"][1]]},  # the amount next to a hidden number changed
+        {"cards": [*shown["cards"], {"number": MASK, "amount": 3}]},  # a mask copied into a new item
+    ):
+        with pytest.raises(InvalidInput, match=r"payload\.cards: an item holding a \[redacted\] value must stay"):
+            redaction.restore(edited, payload)
