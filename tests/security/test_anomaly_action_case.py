@@ -25,6 +25,10 @@ threshold = 3.5
 )
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (review R7): the anomaly history is keyed by the exact action and key, so a case variant starts empty",
+)
 @pytest.mark.parametrize(
     ("action", "field"), [("Refunds.Issue", "amount"), ("refunds.issue", "Amount")], ids=["action-case", "key-case"]
 )
