@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -46,15 +47,22 @@ def first_numbers(found: Iterable[tuple[str, float]], limit: int = 32) -> dict[s
 
 
 def json_number(value: Any) -> float | None:
-    """``value`` as a float if ``numeric_leaves`` counts it as a number (not a bool, finite, within a float's
-    range), else None."""
+    """``value`` as a float if ``numeric_leaves`` counts it as a number (not a bool, finite), else None. An integer
+    beyond a float's range counts as the largest float of its sign: dropping it would let a number too large to
+    judge pass the anomaly check unjudged."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return None if abs(value) > 2**1023 else float(value)
+        return _as_float(value)
     if isinstance(value, float) and math.isfinite(value):
         return float(value)
     return None
+
+
+def _as_float(value: int) -> float:
+    if abs(value) <= 2**1023:
+        return float(value)
+    return sys.float_info.max if value > 0 else -sys.float_info.max
 
 
 def _walk(node: Mapping[str, Any], prefix: str, depth: int) -> Iterator[tuple[str, float]]:
@@ -62,9 +70,9 @@ def _walk(node: Mapping[str, Any], prefix: str, depth: int) -> Iterator[tuple[st
         path = f"{prefix}{key}"
         if isinstance(value, bool):
             continue
-        if isinstance(value, int) and abs(value) > 2**1023:
-            continue  # too big for a float, so it has no place in numeric statistics
-        if isinstance(value, int | float) and math.isfinite(value):
+        if isinstance(value, int):
+            yield path, _as_float(value)  # beyond a float's range: the largest float, so it is judged, not dropped
+        elif isinstance(value, float) and math.isfinite(value):
             yield path, float(value)
         elif isinstance(value, Mapping) and depth > 1:
             yield from _walk(value, f"{path}.", depth - 1)

@@ -227,7 +227,7 @@ async def test_a_wait_ends_when_the_request_expires() -> None:
     assert result.status is Status.EXPIRED
 
 
-async def test_huge_integers_are_stored_and_ignored_by_statistics() -> None:
+async def test_huge_integers_are_stored_and_judged_as_the_largest_float() -> None:
     service, _, _ = make_service("[anomaly]\nenabled = true\n")
     request = await service.request_approval(draft(payload={"amount": 10**400}))
     assert request.status is Status.PENDING and request.payload["amount"] == 10**400
