@@ -156,6 +156,10 @@ def history_record(
         "model_version": request.model_version,
         "model_decision_id": request.model_decision_id,
     }
+    if redaction and isinstance(record.get("triggers"), list):  # a trigger may quote a masked value
+        shown = redaction.triggers(request.triggers, request.payload)
+        if len(shown) == len(record["triggers"]):
+            record["triggers"] = [{**t, "detail": s.detail} for t, s in zip(record["triggers"], shown, strict=True)]
     return {name: record[name] for name in HISTORY_FIELDS}
 
 

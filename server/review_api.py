@@ -79,8 +79,8 @@ async def _summary(state: AppState, request: ApprovalRequest) -> dict[str, Any]:
     }
 
 
-def _event(event: Event, redaction: Redaction) -> dict[str, Any]:
-    data = redaction.event_data(event.data)
+def _event(event: Event, redaction: Redaction, payload: Mapping[str, Any]) -> dict[str, Any]:
+    data = redaction.event_data(event.data, payload)
     return {"seq": event.seq, "kind": event.kind.value, "at": event.at.isoformat(), "data": data}
 
 
@@ -178,7 +178,7 @@ async def show_request(request: Request, state: AppState, verifier: ConfigTokenV
     if status["approved_payload"] is not None:
         status["approved_payload"] = redaction.payload(status["approved_payload"])
     payload = redaction.payload(found.payload)
-    body = {**status, "payload": payload, "events": [_event(e, redaction) for e in events]}
+    body = {**status, "payload": payload, "events": [_event(e, redaction, found.payload) for e in events]}
     return JSONResponse(body)
 
 

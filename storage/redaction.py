@@ -9,12 +9,14 @@ payload, its digest, the audit chain and the receipts keep the full payload. Pur
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from signoff.storage.canonical import canonical_json
 from signoff.storage.errors import InvalidInput
-from signoff.storage.records import ApprovalRequest, JsonObject
+from signoff.storage.records import ApprovalRequest, JsonObject, Trigger
 
 MASK = "[redacted]"
 ANY = "*"
@@ -59,15 +61,45 @@ class Redaction:
             request,
             payload=self.payload(request.payload),
             approved_payload=self.payload(approved) if approved is not None else None,
+            triggers=self.triggers(request.triggers, request.payload),
         )
 
-    def event_data(self, data: JsonObject) -> dict[str, Any]:
+    def triggers(self, triggers: Iterable[Trigger], payload: JsonObject) -> tuple[Trigger, ...]:
+        """Triggers as they may be shown: a rule or check that tested a masked field quotes the value it saw
+        (``payload.card_number exists (was "4111…")``), so every way a trigger writes a masked value of ``payload``
+        (as JSON, cut to 60 characters as details cut it, or as the bare text) reads ``[redacted]``. A number is
+        replaced wherever it stands alone, so a detail may lose an unrelated equal number: more hidden, never less."""
+        scrub = _scrubber(self._secrets(payload))
+        return (
+            tuple(triggers)
+            if scrub is None
+            else tuple(dataclasses.replace(t, detail=scrub(t.detail)) for t in triggers)
+        )
+
+    def _secrets(self, payload: Any) -> list[Any]:
+        found: list[Any] = []
+        for parts in self.paths:
+            _collect(payload, parts, found)
+        return found
+
+    def event_data(self, data: JsonObject, payload: JsonObject | None = None) -> dict[str, Any]:
         """An audit event's data as it may be shown: the payloads it records (``payload`` of ``created``,
-        ``approved_payload`` of ``decided``) masked. The chain itself keeps them whole."""
+        ``approved_payload`` of ``decided``) masked, and the trigger details it records scrubbed of the masked values
+        of ``payload`` (the request's; ``created`` carries its own). The chain itself keeps them whole."""
         shown = dict(data)
+        if isinstance(data.get("payload"), Mapping) and payload is None:
+            payload = data["payload"]
         for key in ("payload", "approved_payload"):
             if isinstance(shown.get(key), Mapping):
                 shown[key] = self.payload(shown[key])
+        scrub = _scrubber(self._secrets(payload)) if payload is not None else None
+        if scrub is not None and isinstance(shown.get("triggers"), list):
+            shown["triggers"] = [
+                {**t, "detail": scrub(t["detail"])}
+                if isinstance(t, Mapping) and isinstance(t.get("detail"), str)
+                else t
+                for t in shown["triggers"]
+            ]
         return shown
 
     def masks(self, payload: JsonObject) -> bool:
@@ -129,3 +161,64 @@ def _holds_mask(node: Any, parts: tuple[str, ...]) -> bool:
     if isinstance(node, list) and head == ANY:
         return any(_holds_mask(v, rest) for v in node)
     return False
+
+
+def _collect(node: Any, parts: tuple[str, ...], found: list[Any]) -> None:
+    if not parts:
+        found.append(node)
+        return
+    head, rest = parts[0], parts[1:]
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if head in (ANY, key):
+                _collect(value, rest, found)
+    elif isinstance(node, list) and head == ANY:
+        for value in node:
+            _collect(value, rest, found)
+
+
+_DETAIL_LIMIT = 60  #: how long a value quoted in a trigger detail may be (``conditions.show``)
+
+
+def _scrubber(secrets: list[Any]) -> Any:
+    """A function that replaces every written form of ``secrets`` in a text with ``MASK``; None if there are none."""
+    forms: set[str] = set()
+    for value in secrets:
+        if isinstance(value, Mapping | list):
+            for inner in _leaves(value):
+                forms.update(_forms(inner))
+        forms.update(_forms(value))
+    forms.discard("")
+    if not forms:
+        return None
+    pattern = re.compile(
+        "|".join(
+            rf"(?<![\w.]){re.escape(f)}(?![\w])" if f[0].isalnum() or f[0] in "-+" else re.escape(f)
+            for f in sorted(forms, key=len, reverse=True)
+        )
+    )
+    return lambda text: pattern.sub(MASK, text)
+
+
+def _forms(value: Any) -> set[str]:
+    try:
+        text = canonical_json(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    forms = {text, text[: _DETAIL_LIMIT - 1] + "…"} if len(text) > _DETAIL_LIMIT else {text}
+    if isinstance(value, str) and len(value.strip()) >= 3:
+        forms.add(value)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        forms.update({repr(value), f"{value:g}", f"{value:,}"})
+    return forms
+
+
+def _leaves(node: Any) -> Iterable[Any]:
+    if isinstance(node, Mapping):
+        for value in node.values():
+            yield from _leaves(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _leaves(value)
+    else:
+        yield node

@@ -161,10 +161,14 @@ def payload_fields(payload: Mapping[str, Any]) -> list[Field]:
     return fields
 
 
-def timeline(events: Sequence[Event], redaction: Redaction | None = None) -> list[dict[str, Any]]:
+def timeline(
+    events: Sequence[Event], redaction: Redaction | None = None, payload: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
     rows = []
     for event in events:
-        data = pretty(redaction.event_data(event.data) if redaction else dict(event.data)) if event.data else ""
+        data = (
+            pretty(redaction.event_data(event.data, payload) if redaction else dict(event.data)) if event.data else ""
+        )
         rows.append(
             {
                 "seq": event.seq,
@@ -327,6 +331,6 @@ def detail(
         "changes": changes(shown.payload, shown.approved_payload) if shown.approved_payload is not None else [],
         "approvals_required": request.approvals_required,
         "can_change": request.approvals_required == 1 and not request.action.startswith(FIXED_PAYLOAD_PREFIX),
-        "events": timeline(events, redaction),
+        "events": timeline(events, redaction, request.payload),
         "pending": request.status is Status.PENDING,
     }

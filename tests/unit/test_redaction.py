@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from signoff.storage import ConfigError, InvalidInput
+from signoff.storage import ConfigError, InvalidInput, Trigger, TriggerKind
 from signoff.storage.redaction import MASK, Redaction
 from signoff.tools.approvals.policy_config import parse_policy_config
 
@@ -65,3 +65,17 @@ def test_an_item_holding_a_masked_value_is_known_by_its_place_and_cannot_move_or
     ):
         with pytest.raises(InvalidInput, match=r"payload\.cards: an item holding a \[redacted\] value must stay"):
             redaction.restore(edited, payload)
+
+
+def test_triggers_are_scrubbed_of_every_written_form_of_a_masked_value_and_keep_the_rest() -> None:
+    redaction = Redaction.of(["payload.card", "payload.pin"])
+    payload = {"card": "4111111111111111" * 5, "pin": 4321, "amount": 43210}
+    long = '"' + payload["card"][:58] + "…"
+    triggers = (
+        Trigger(kind=TriggerKind.RULE, detail=f"payload.card exists (was {long})"),
+        Trigger(kind=TriggerKind.RULE, detail="payload.pin gt 1000 (was 4321); payload.amount = 43210"),
+    )
+    shown = redaction.triggers(triggers, payload)
+    assert shown[0].detail == "payload.card exists (was [redacted])"
+    assert shown[1].detail == "payload.pin gt 1000 (was [redacted]); payload.amount = 43210"
+    assert Redaction().triggers(triggers, payload) == triggers

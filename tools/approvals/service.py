@@ -212,6 +212,8 @@ class ApprovalService:
         if draft.human_only and decision.outcome is Outcome.APPROVE:
             person = Trigger(kind=TriggerKind.RULE, detail=f"{draft.action} always needs a person's approval")
             decision = dataclasses.replace(decision, outcome=Outcome.REVIEW, triggers=(person, *decision.triggers))
+        if redaction := policy.config.redact.redaction:  # a trigger never keeps a value [redact] masks
+            decision = dataclasses.replace(decision, triggers=redaction.triggers(decision.triggers, draft.payload))
         request = self._new_request(draft, decision, _STATUS_OF[decision.outcome], policy.version)
         stored, created, events = await self.store.create_request(
             request, _traced(lifecycle.creation_events(request)), notify=request.status is Status.PENDING
