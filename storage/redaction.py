@@ -209,7 +209,9 @@ def _forms(value: Any) -> set[str]:
     if isinstance(value, str) and len(value.strip()) >= 3:
         forms.add(value)
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        forms.update({repr(value), f"{value:g}", f"{value:,}"})
+        forms.update({repr(value), f"{value:,}"})
+        if isinstance(value, float) or abs(value) <= 2**1023:  # beyond, an int has no float form (OverflowError)
+            forms.add(f"{value:g}")
     return forms
 
 

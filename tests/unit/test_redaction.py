@@ -79,3 +79,7 @@ def test_triggers_are_scrubbed_of_every_written_form_of_a_masked_value_and_keep_
     assert shown[0].detail == "payload.card exists (was [redacted])"
     assert shown[1].detail == "payload.pin gt 1000 (was [redacted]); payload.amount = 43210"
     assert Redaction().triggers(triggers, payload) == triggers
+    huge = Redaction.of(["payload.n"]).triggers(
+        (Trigger(kind=TriggerKind.RULE, detail=f"n is {10**400}"),), {"n": 10**400}
+    )
+    assert huge[0].detail == "n is [redacted]"  # an int no float can hold is scrubbed too, not a crash
