@@ -64,7 +64,8 @@ async def sign_in(console: Console, request: Request) -> Response:
     why = "unknown token" if found is None else f"the {found.scopes[0]} token of {found.client_id}"
     logger.warning("console sign-in refused: %s", why, extra={"client": client})
     who = found.client_id if found is not None else UNKNOWN
-    await audit(console, EventKind.CONSOLE_SIGN_IN_REFUSED, who, address=client, reason=why, via="token")
+    if console.attempts.may_record():
+        await audit(console, EventKind.CONSOLE_SIGN_IN_REFUSED, who, address=client, reason=why, via="token")
     message = (
         "That token is not a reviewer's token. Agents' tokens cannot sign in."
         if found is not None
@@ -85,7 +86,7 @@ async def link(console: Console, request: Request) -> Response:
         logger.warning("console sign-in link refused", extra={"client": client})
         # Not recorded: a refusal by the rate limit (the limit bounds what the chain must hold), and a link another
         # site made the browser load (an <img> on any page would otherwise write to the chain for every visitor).
-        if wait <= 0 and request.headers.get("sec-fetch-site") != "cross-site":
+        if wait <= 0 and request.headers.get("sec-fetch-site") != "cross-site" and console.attempts.may_record():
             why = "a used or unknown sign-in link"
             await audit(console, EventKind.CONSOLE_SIGN_IN_REFUSED, UNKNOWN, address=client, reason=why, via="link")
         message = "That sign-in link was already used or is not valid. A new one is printed where signoff runs."
@@ -119,7 +120,8 @@ async def sign_out(console: Console, request: Request) -> Response:
 
 async def audit(console: Console, kind: EventKind, name: str, **data: str) -> None:
     """Chain a console event under ``console:<name>`` (the reviewer, or the refused token's owner); never a token.
-    Refusals are recorded only when they count against the sign-in rate limit, which so bounds them."""
+    Refusals are recorded only when they count against the sign-in rate limit, and at most
+    ``Attempts.recorded_limit`` a minute from all addresses together, which so bounds them."""
     event = NewEvent(kind=kind, request_id=f"console:{name}", at=console.service.clock.now(), data=data)
     await console.service.store.append_event(event)
 
