@@ -15,6 +15,17 @@ class DeliveryFailed(SignoffError):
         self.retry_after = retry_after  #: when the service said when to come back (HTTP 429 Retry-After)
 
 
+MAX_RETRY_AFTER_SECONDS = 3600.0  #: a longer Retry-After is cut to this: a receiver cannot park a delivery for years
+
+
+def retry_after_seconds(header: str | None) -> float | None:
+    """An HTTP ``Retry-After`` in seconds (RFC 9110 delay-seconds: ASCII digits; an HTTP date or anything else is
+    ignored), at most ``MAX_RETRY_AFTER_SECONDS``; None when there is none to follow."""
+    if header is None or not (text := header.strip()).isascii() or not text.isdigit():
+        return None
+    return min(float(text), MAX_RETRY_AFTER_SECONDS)
+
+
 class DeliveryRefused(DeliveryFailed):
     """The service refused the notification for good (e.g. an HTTP 4xx other than 429); retrying cannot help."""
 

@@ -24,7 +24,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 
-from signoff.notifiers.base import DeliveryFailed, DeliveryRefused
+from signoff.notifiers.base import DeliveryFailed, DeliveryRefused, retry_after_seconds
 from signoff.notifiers.slack_blocks import escalation_note, headline, request_blocks, vote_reply
 from signoff.notifiers.slack_setup import network_reason
 from signoff.storage import ApprovalRequest, MessageRef, Store, tracing
@@ -211,7 +211,7 @@ def _failure(exc: SlackApiError) -> DeliveryFailed:
     """Slack's answer as a retry (with its Retry-After) or, when retrying cannot help, a refusal."""
     status, error = exc.response.status_code, exc.response.get("error")
     if status == 429:
-        wait = float(exc.response.headers.get("Retry-After", 1))
+        wait = retry_after_seconds(exc.response.headers.get("Retry-After")) or 1.0
         return DeliveryFailed(f"Slack is rate limiting; retry in {wait:.0f}s", retry_after=wait)
     if status >= 500 or error in TRANSIENT_ERRORS:
         return DeliveryFailed(f"Slack is unavailable ({error or f'HTTP {status}'})")

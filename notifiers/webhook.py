@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from signoff.notifiers.base import DeliveryFailed, DeliveryRefused
+from signoff.notifiers.base import DeliveryFailed, DeliveryRefused, retry_after_seconds
 from signoff.storage import ApprovalRequest, tracing
 
 #: The id of the notification being delivered, set by whoever delivers it (the server's outbox worker sets
@@ -119,5 +119,4 @@ def _failure(status: int, retry_after: str | None) -> DeliveryFailed:
     receiver's Retry-After (in seconds) when it gives one."""
     if 400 <= status < 500 and status not in (408, 429):
         return DeliveryRefused(f"webhook answered HTTP {status}")
-    wait = float(retry_after) if retry_after and retry_after.isdigit() else None
-    return DeliveryFailed(f"webhook answered HTTP {status}", retry_after=wait)
+    return DeliveryFailed(f"webhook answered HTTP {status}", retry_after=retry_after_seconds(retry_after))

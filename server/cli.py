@@ -387,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:  # "²".isdigit() too
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
     return int(text)
 
@@ -400,7 +400,7 @@ def _postgres_url(text: str) -> str:
 
 def _anchor(text: str) -> tuple[int, str]:
     seq, _, digest = text.partition(":")
-    if not (seq.isdigit() and len(digest) == 64):
+    if not (seq.isascii() and seq.isdigit() and len(digest) == 64):
         raise argparse.ArgumentTypeError(f"{text!r} is not SEQ:HASH as `signoff audit verify` prints it")
     return int(seq), digest
 

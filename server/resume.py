@@ -85,7 +85,7 @@ def waiting_call(body: bytes) -> tuple[str, str | int, float] | None:
     """``(tool, JSON-RPC id, wait_seconds)`` when ``body`` is one ``tools/call`` of a waiting tool that waits."""
     try:
         message = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
         return None
     if not isinstance(message, dict) or message.get("method") != "tools/call":
         return None
@@ -105,7 +105,7 @@ def final_message(data: bytes, request_id: str | int) -> bool:
     """Whether an SSE event's data is the response (or error) to ``request_id``."""
     try:
         message = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return isinstance(message, dict) and message.get("id") == request_id and ("result" in message or "error" in message)
 

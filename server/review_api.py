@@ -104,7 +104,7 @@ def list_query(params: Mapping[str, str]) -> RequestQuery:
     if wanted != "all" and wanted not in statuses:
         raise InvalidInput(f"status must be one of {', '.join(statuses)} or all; got {wanted!r}")
     limit_text = params.get("limit", "50")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+    if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= MAX_LIMIT:  # not "²"
         raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}; got {limit_text!r}")
     return RequestQuery(
         status=None if wanted == "all" else Status(wanted),

@@ -45,7 +45,8 @@ class Streams(Protocol):
         ``stale_before``); whether this call did."""
 
     async def finish(self, key: str, response: str) -> None:
-        """Keep the final response (the first one kept stays)."""
+        """Keep the final response (the first one kept stays), and forget the call's request, which only an unanswered
+        stream needs (to run it again): a call refused at once keeps no more than its short answer."""
 
     async def delete_before(self, cutoff: datetime) -> int:
         """Delete the streams made before ``cutoff``; how many."""
@@ -89,7 +90,7 @@ class MemoryStreams:
     async def finish(self, key: str, response: str) -> None:
         found = self._streams.get(key)
         if found is not None and found.response is None:
-            self._streams[key] = replace(found, response=response)
+            self._streams[key] = replace(found, response=response, request="")
 
     async def delete_before(self, cutoff: datetime) -> int:
         old = [key for key, found in self._streams.items() if found.created_at < cutoff]
@@ -179,7 +180,8 @@ class SqliteStreams:
     async def finish(self, key: str, response: str) -> None:
         async with self._db.transaction() as db:
             await db.execute(
-                "UPDATE resume_streams SET response = ? WHERE key = ? AND response IS NULL", (response, key)
+                "UPDATE resume_streams SET response = ?, request = '' WHERE key = ? AND response IS NULL",
+                (response, key),
             )
 
     async def delete_before(self, cutoff: datetime) -> int:

@@ -57,7 +57,8 @@ class PostgresStreams:
 
     async def finish(self, key: str, response: str) -> None:
         await self._change(
-            "UPDATE resume_streams SET response = %s WHERE key = %s AND response IS NULL", (response, key)
+            "UPDATE resume_streams SET response = %s, request = '' WHERE key = %s AND response IS NULL",
+            (response, key),
         )
 
     async def delete_before(self, cutoff: datetime) -> int:

@@ -5,6 +5,7 @@ Everything here lives in the memory of one process (a restart signs everyone out
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
 import time
 from collections import deque
@@ -91,12 +92,16 @@ class Sessions:
 
 @dataclass(slots=True)
 class Attempts:
-    """Failed sign-ins per client address: after ``limit`` in ``window`` seconds, that address waits."""
+    """Failed sign-ins per client address: after ``limit`` in ``window`` seconds, that address waits. An IPv6
+    address counts as its /64, which one host or home network holds whole (one guesser, however many addresses).
+    ``may_record`` bounds how many refusals go into the audit chain per window from all addresses together."""
 
     limit: int = 5
     window: float = 60.0
     clock: Clock = time.monotonic
+    recorded_limit: int = 60
     _failures: dict[str, deque[float]] = field(default_factory=dict)
+    _recorded: deque[float] = field(default_factory=deque)
 
     def wait_seconds(self, client: str) -> float:
         """0 if ``client`` may try now, else how long until it may."""
@@ -111,11 +116,31 @@ class Attempts:
                 del self._failures[address]
         self._recent(client).append(self.clock())
 
+    def may_record(self) -> bool:
+        """Whether one more refusal may be written to the audit chain in this window (every refusal is logged)."""
+        while self._recorded and self._recorded[0] <= self.clock() - self.window:
+            self._recorded.popleft()
+        if len(self._recorded) >= self.recorded_limit:
+            return False
+        self._recorded.append(self.clock())
+        return True
+
     def _recent(self, client: str) -> deque[float]:
-        recent = self._failures.setdefault(client, deque())
+        recent = self._failures.setdefault(_counted_as(client), deque())
         while recent and recent[0] <= self.clock() - self.window:
             recent.popleft()
         return recent
+
+
+def _counted_as(client: str) -> str:
+    """The address a failed sign-in counts against: an IPv6 address's /64 network, any other as it is."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return client
 
 
 @dataclass(slots=True)

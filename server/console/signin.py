@@ -48,26 +48,30 @@ async def sign_in(console: Console, request: Request) -> Response:
     if foreign_origin(request) is not None or session is None or not session.csrf_ok(_text(fields.get("csrf"))):
         logger.warning("console sign-in refused: no valid sign-in form", extra={"client": client})
         return _form(console, request, console.sessions.anonymous(), "This sign-in form expired. Try again.", 403)
+    token = (_text(fields.get("token")) or "").strip()
+    found = console.verifier.lookup(token) if console.verifier is not None and token else None
+    if found is not None and Role.REVIEWER.value in found.scopes:
+        # a reviewer's token signs in even while its address is over the limit: the limit is for guesses, and the
+        # people behind one proxy or NAT share an address, so one guesser must not lock them all out
+        return await _start(console, request, session, found.client_id, "token")
     wait = console.attempts.wait_seconds(client)
     if wait > 0:
         logger.warning("console sign-in refused: too many attempts", extra={"client": client})
         message = f"Too many failed sign-ins from your address. Wait {math.ceil(wait)} seconds and try again."
         return _form(console, request, session, message, 429)
-    token = (_text(fields.get("token")) or "").strip()
-    found = console.verifier.lookup(token) if console.verifier is not None and token else None
-    if found is None or Role.REVIEWER.value not in found.scopes:
-        console.attempts.failed(client)
-        why = "unknown token" if found is None else f"the {found.scopes[0]} token of {found.client_id}"
-        logger.warning("console sign-in refused: %s", why, extra={"client": client})
-        who = found.client_id if found is not None else UNKNOWN
+    # an unknown token, or an agent's: a guess, counted against the address
+    console.attempts.failed(client)
+    why = "unknown token" if found is None else f"the {found.scopes[0]} token of {found.client_id}"
+    logger.warning("console sign-in refused: %s", why, extra={"client": client})
+    who = found.client_id if found is not None else UNKNOWN
+    if console.attempts.may_record():
         await audit(console, EventKind.CONSOLE_SIGN_IN_REFUSED, who, address=client, reason=why, via="token")
-        message = (
-            "That token is not a reviewer's token. Agents' tokens cannot sign in."
-            if found is not None
-            else "That token is not valid. Paste a reviewer token from `signoff token new --role reviewer`."
-        )
-        return _form(console, request, session, message, 403 if found is not None else 401)
-    return await _start(console, request, session, found.client_id, "token")
+    message = (
+        "That token is not a reviewer's token. Agents' tokens cannot sign in."
+        if found is not None
+        else "That token is not valid. Paste a reviewer token from `signoff token new --role reviewer`."
+    )
+    return _form(console, request, session, message, 403 if found is not None else 401)
 
 
 async def link(console: Console, request: Request) -> Response:
@@ -82,7 +86,7 @@ async def link(console: Console, request: Request) -> Response:
         logger.warning("console sign-in link refused", extra={"client": client})
         # Not recorded: a refusal by the rate limit (the limit bounds what the chain must hold), and a link another
         # site made the browser load (an <img> on any page would otherwise write to the chain for every visitor).
-        if wait <= 0 and request.headers.get("sec-fetch-site") != "cross-site":
+        if wait <= 0 and request.headers.get("sec-fetch-site") != "cross-site" and console.attempts.may_record():
             why = "a used or unknown sign-in link"
             await audit(console, EventKind.CONSOLE_SIGN_IN_REFUSED, UNKNOWN, address=client, reason=why, via="link")
         message = "That sign-in link was already used or is not valid. A new one is printed where signoff runs."
@@ -116,7 +120,8 @@ async def sign_out(console: Console, request: Request) -> Response:
 
 async def audit(console: Console, kind: EventKind, name: str, **data: str) -> None:
     """Chain a console event under ``console:<name>`` (the reviewer, or the refused token's owner); never a token.
-    Refusals are recorded only when they count against the sign-in rate limit, which so bounds them."""
+    Refusals are recorded only when they count against the sign-in rate limit, and at most
+    ``Attempts.recorded_limit`` a minute from all addresses together, which so bounds them."""
     event = NewEvent(kind=kind, request_id=f"console:{name}", at=console.service.clock.now(), data=data)
     await console.service.store.append_event(event)
 

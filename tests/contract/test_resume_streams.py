@@ -89,6 +89,7 @@ async def test_a_stopped_stream_is_claimable_at_once_and_an_answered_one_never(s
     await streams.finish("k" * 22, '{"jsonrpc":"2.0","id":3,"error":{}}')  # the first answer stays
     found = await streams.stream("k" * 22)
     assert found is not None and found.response == '{"jsonrpc":"2.0","id":3,"result":{}}'
+    assert found.request == ""  # answered: the call's body (up to 64 KiB of an agent's text) is no longer kept
     await streams.stop("k" * 22, "b")  # answered: stays answered
     assert not await streams.claim("k" * 22, "c", T0, stale_before=T0 + timedelta(hours=1))
 

@@ -28,7 +28,7 @@ class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     acks: list[dict[str, Any]] = field(default_factory=list)
     ratelimit_next: dict[str, int] = field(default_factory=dict)  #: method -> how many 429s to answer first
-    retry_after: int = 1  #: the Retry-After (seconds) those 429s carry
+    retry_after: int | str = 1  #: the Retry-After (seconds) those 429s carry; a str is sent as it is
     down: bool = False  #: answer every Web API call with HTTP 503
     failing: dict[str, str] = field(default_factory=dict)  #: method -> the error Slack answers it with
     usergroups: dict[str, list[str]] = field(default_factory=dict)

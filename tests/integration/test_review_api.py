@@ -78,6 +78,7 @@ async def test_unknown_parameters_and_fields_are_refused_and_change_nothing(tmp_
         async with httpx2.AsyncClient(headers=AS_ALICE) as http:
             typo = await http.get(f"{base}/api/requests?stauts=approved")
             bad_limit = await http.get(f"{base}/api/requests?limit=5000")
+            superscript = await http.get(f"{base}/api/requests", params={"limit": "²"})  # "²".isdigit() is True
             bad_time = await http.get(f"{base}/api/requests?since=yesterday")
             bad_cursor = await http.get(f"{base}/api/requests?cursor=nope")
             extra = await http.post(votes, json={"verdict": "approve", "approvals_required": 0})
@@ -86,6 +87,7 @@ async def test_unknown_parameters_and_fields_are_refused_and_change_nothing(tmp_
             still = (await http.get(f"{base}/api/requests/{asked['request_id']}")).json()
     assert typo.status_code == 400 and "unknown query parameter stauts" in typo.json()["error"]
     assert bad_limit.status_code == 400 and "limit must be a whole number from 1 to 200" in bad_limit.json()["error"]
+    assert superscript.status_code == 400 and "limit must be a whole number" in superscript.json()["error"]
     assert bad_time.status_code == 400 and "since must be an ISO 8601" in bad_time.json()["error"]
     assert bad_cursor.status_code == 400 and "cursor" in bad_cursor.json()["error"]
     assert extra.status_code == 400 and "unknown field 'approvals_required'" in extra.json()["error"]

@@ -4,10 +4,12 @@ Nothing is lost and nothing is approved."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 from mcp import Client
 
 from signoff.notifiers import SlackNotifier, web_client
@@ -68,6 +70,20 @@ async def test_a_rate_limited_post_is_retried_after_retry_after_and_posted_once(
         assert len(fake.of("chat.postMessage")) == 2  # the 429, then the post
         assert ref is not None and ref.channel == "C0APPROVALS"
         assert await notified(service, request.id) == 1
+
+
+async def test_a_retry_after_that_is_not_plain_seconds_means_one_second_not_a_crash(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with rig(tmp_path) as (service, slack, fake, clock):
+        request = await service.request_approval(draft())
+        fake.ratelimit_next["chat.postMessage"], fake.retry_after = 1, "²"  # "²".isdigit(), but float("²") fails
+        await deliver_due(service, slack)
+        assert await posted(service, request.id) is None
+        clock.advance(1)
+        await deliver_due(service, slack)
+        assert len(fake.of("chat.postMessage")) == 2 and await posted(service, request.id) is not None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "the 429 was not read as a rate limit"
 
 
 async def test_slack_down_for_a_while_loses_nothing_and_approves_nothing(tmp_path: Path) -> None:

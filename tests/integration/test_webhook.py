@@ -18,12 +18,14 @@ SECRET = "whsec-test"
 
 
 @asynccontextmanager
-async def receiver(status: int) -> AsyncIterator[tuple[str, list[tuple[bytes, dict[str, str]]]]]:
+async def receiver(
+    status: int, headers: dict[str, str] | None = None
+) -> AsyncIterator[tuple[str, list[tuple[bytes, dict[str, str]]]]]:
     received: list[tuple[bytes, dict[str, str]]] = []
 
     async def hook(request: web.Request) -> web.Response:
         received.append((await request.read(), dict(request.headers)))
-        return web.Response(status=status)
+        return web.Response(status=status, headers=headers)
 
     async with webhook_receiver(hook) as url:
         yield url, received
@@ -54,6 +56,21 @@ async def test_a_refusing_receiver_means_retry(status: int) -> None:
     async with receiver(status) as (url, _):
         with pytest.raises(DeliveryFailed, match=str(status)):
             await WebhookNotifier(url, SECRET).deliver(make_request())
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "wait"),
+    [("7", 7.0), ("²", None), ("1e9", None), ("-5", None), ("Wed, 21 Oct 2026 07:28:00 GMT", None), ("9" * 30, 3600.0)],
+)
+async def test_a_receivers_retry_after_is_followed_only_as_plain_seconds_and_within_an_hour(
+    retry_after: str, wait: float | None
+) -> None:
+    """A receiver's Retry-After is its word, not ours: a number Python reads but HTTP does not ("²", "1e9") is no
+    delay and no crash, and none parks a notification for longer than an hour."""
+    async with receiver(503, {"Retry-After": retry_after}) as (url, _):
+        with pytest.raises(DeliveryFailed) as failed:
+            await WebhookNotifier(url, SECRET).deliver(make_request())
+    assert failed.value.retry_after == wait
 
 
 async def test_an_unreachable_receiver_means_retry() -> None:

@@ -5,6 +5,7 @@ the stream in the answer; the token that made the call resumes it and gets its v
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -145,3 +146,33 @@ async def test_only_the_caller_resumes_its_stream_and_every_other_id_is_refused(
                 assert voted.returncode == 0, voted
             [message] = answer
             assert message["result"]["structuredContent"]["status"] == "approved", message  # type: ignore[index]
+
+
+async def test_a_body_nested_too_deep_is_a_json_rpc_error_not_a_server_error(tmp_path: Path) -> None:
+    async with server(tmp_path) as (base, _), httpx2.AsyncClient(timeout=30) as http:
+        headers = {**MCP_HEADERS, "Authorization": f"Bearer {AGENT_A}"}
+        deep = await http.post(f"{base}/mcp", headers=headers, content="[" * 30_000 + "]" * 30_000)
+        malformed = await http.post(f"{base}/mcp", headers=headers, content="[1,")
+    assert deep.status_code == malformed.status_code == 400, (deep.status_code, deep.text)
+    assert "RecursionError" not in (tmp_path / "server.log").read_text()
+
+
+async def test_a_refused_waiting_call_leaves_no_copy_of_its_body(tmp_path: Path) -> None:
+    """A waiting call's stream is opened before the call is checked; once answered (here refused: an unknown
+    argument), only its short answer is kept for a reconnect, not the 60 KB an agent sent."""
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "get_status", "arguments": {"request_id": "req_x", "wait_seconds": 1, "junk": "A" * 60_000}},
+    }
+    async with server(tmp_path) as (base, _), httpx2.AsyncClient(timeout=30) as http:
+        headers = {**MCP_HEADERS, "Authorization": f"Bearer {AGENT_A}"}
+        answers = [await http.post(f"{base}/mcp", headers=headers, json=call) for _ in range(5)]
+        with sqlite3.connect(tmp_path / "signoff.db") as db:
+            rows, request_bytes, response_bytes = db.execute(
+                "SELECT count(*), sum(length(request)), sum(length(response)) FROM resume_streams"
+            ).fetchone()
+    assert all(a.status_code == 200 and "junk" in a.text and '"isError":true' in a.text for a in answers)
+    assert rows == 5 and request_bytes == 0, (rows, request_bytes)
+    assert response_bytes < 5 * 2_000, response_bytes

@@ -52,6 +52,19 @@ def test_failed_sign_ins_are_limited_per_address_for_a_window() -> None:
     assert attempts.wait_seconds("10.0.0.1") == 0
 
 
+def test_an_ipv6_guesser_is_one_address_per_64_and_the_audited_refusals_are_bounded_overall() -> None:
+    clock = Ticks()
+    attempts = Attempts(limit=3, window=60, clock=clock, recorded_limit=4)
+    for host in range(3):  # three addresses of one /64: one guesser
+        attempts.failed(f"2001:db8:1:2::{host + 1}")
+    assert attempts.wait_seconds("2001:db8:1:2:ffff::9") == 60
+    assert attempts.wait_seconds("2001:db8:1:3::1") == 0  # the next /64 is someone else
+    assert attempts.wait_seconds("::ffff:10.0.0.1") == 0 and attempts.wait_seconds("unknown") == 0
+    assert [attempts.may_record() for _ in range(6)] == [True] * 4 + [False] * 2
+    clock.now += 60
+    assert attempts.may_record()
+
+
 def test_a_sign_in_link_works_once() -> None:
     links = SignInLinks(identity="dave")
     key = links.new_key()
