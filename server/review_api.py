@@ -171,10 +171,16 @@ async def show_request(request: Request, state: AppState, verifier: ConfigTokenV
         found = await state.service.get(request.path_params["request_id"])
     except SignoffError as exc:
         return _error(_STATUS_OF_ERROR.get(type(exc), 400), exc.message)
+    reveal = request.query_params.get("reveal") == "1"  # [redact]ed fields are shown only when asked
+    masking = state.service.policy.config.redact.redaction
+    redaction = Redaction() if reveal else masking
+    if reveal and (masking.masks(found.payload) or (found.approved_payload and masking.masks(found.approved_payload))):
+        try:  # written before the values are shown, or not shown
+            await state.service.record_reveal(found.id, who, "api")
+        except SignoffError as exc:
+            return _error(_STATUS_OF_ERROR.get(type(exc), 400), exc.message)
     events = await state.service.store.request_events(found.id)
     status = (await state.status(found, strict=False)).model_dump(mode="json")
-    reveal = request.query_params.get("reveal") == "1"  # [redact]ed fields are shown only when asked
-    redaction = Redaction() if reveal else state.service.policy.config.redact.redaction
     if status["approved_payload"] is not None:
         status["approved_payload"] = redaction.payload(status["approved_payload"])
     payload = redaction.payload(found.payload)

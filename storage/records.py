@@ -59,6 +59,7 @@ class EventKind(enum.StrEnum):
     REFUSED = "refused"  #: Someone authenticated tried to vote and was refused; nothing else changed.
     CLAIMED = "claimed"  #: A reviewer said they are looking at it (until ``until``); nobody is kept from voting.
     RELEASED = "released"  #: The reviewer who claimed it let it go.
+    REVEALED = "revealed"  #: A reviewer was shown the values ``[redact]`` masks (console or reviewer API).
     # Model-plane events: ``request_id`` is ``model:<name>``; ``data`` holds the images of the rows written.
     MODEL_REGISTERED = "model_registered"  #: A version was registered (and the model created if new).
     MODEL_CHANGED = "model_changed"  #: A change was applied at once, or recorded as pending its approval.

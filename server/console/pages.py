@@ -111,13 +111,16 @@ async def _detail(
         found = await console.service.get(request_id)
     except NotFound:
         return console.page("missing.html", 404, session=session, request_id=request_id)
-    events = await console.service.store.request_events(found.id)
     redaction = console.service.policy.config.redact.redaction
-    r = present.detail(found, events, console.service.clock.now(), redaction=None if reveal else redaction)
-    r["masked"] = redaction.masks(found.payload) or (
+    masked = redaction.masks(found.payload) or (
         found.approved_payload is not None and redaction.masks(found.approved_payload)
     )
-    r["revealed"] = reveal and r["masked"]
+    if reveal and masked and session.identity is not None:  # written before the values are shown, or not shown
+        await console.service.record_reveal(found.id, session.identity, "console")
+    events = await console.service.store.request_events(found.id)
+    r = present.detail(found, events, console.service.clock.now(), redaction=None if reveal else redaction)
+    r["masked"] = masked
+    r["revealed"] = reveal and masked
     r["previous"] = await _previous(console, found, None if reveal else redaction)
     r["model"] = await _model_of(console, found)
     context: dict[str, Any] = {"session": session, "r": r, "reason": reason, "amending": amended is not None}

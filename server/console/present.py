@@ -287,6 +287,10 @@ def event_sentence(event: Event) -> str:
             return f"{text(str(data.get('reviewer', '')))} is reviewing it (claimed until {until})"
         case "released":
             return f"{text(str(data.get('reviewer', '')))} stopped reviewing it"
+        case "revealed":
+            return (
+                f"{text(str(data.get('reviewer', '')))} was shown its masked values ({text(str(data.get('via', '')))})"
+            )
         case "consumed":
             return "the approval was used"
         case "escalated":

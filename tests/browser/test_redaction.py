@@ -14,7 +14,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser.support import ALICE, BOT, CONFIG, Served, chromium, http_session, running, signed_in_page
-from tests.integration.support import base_env, free_port
+from tests.integration.support import base_env, free_port, signoff
 from tests.integration.test_http_auth import agent, call
 
 pytestmark = pytest.mark.slow
@@ -52,9 +52,12 @@ async def test_the_console_masks_by_default_shows_when_asked_and_keeps_masked_va
         content = await page.content()
         assert "Ann Lee" in content and "[redacted]" in content
         assert SSN not in content and CARD not in content
+        assert revealed_by(served, request_id) == []
         await page.get_by_role("link", name="Show them").click()
         await expect(page.locator("#redacted")).to_contain_text("Showing the fields the policy masks")
         assert SSN in await page.content() and CARD in await page.content()
+        assert revealed_by(served, request_id) == [{"reviewer": "alice", "via": "console"}]  # in the audit chain
+        await expect(page.get_by_text("alice was shown its masked values (console)")).to_be_visible()
         await page.get_by_role("link", name="Mask them again").click()
         await expect(page.locator("#redacted")).to_contain_text("masked by the policy")
         assert SSN not in await page.content()
@@ -74,13 +77,24 @@ async def test_the_console_masks_by_default_shows_when_asked_and_keeps_masked_va
     assert json.loads(approved) == {**PAYLOAD, "amount": 4}
 
 
+def revealed_by(served: Served, request_id: str) -> list[dict[str, str]]:
+    """The ``revealed`` audit events of a request: who was shown its masked values, and where."""
+    with closing(sqlite3.connect(served.db)) as conn:
+        rows = conn.execute("SELECT data FROM events WHERE request_id = ? AND kind = 'revealed'", (request_id,))
+        return [json.loads(data) for (data,) in rows]
+
+
 async def test_the_reviewer_api_and_the_console_export_mask_too(served: Served) -> None:
     request_id = await ask(served)
     headers = {"Authorization": f"Bearer {ALICE}"}
     async with httpx2.AsyncClient(base_url=served.base, headers=headers) as api:
         listed = (await api.get("/api/requests", params={"status": "pending"})).text
         shown = (await api.get(f"/api/requests/{request_id}")).json()
+        assert revealed_by(served, request_id) == []  # the masked view records nothing
         revealed = (await api.get(f"/api/requests/{request_id}", params={"reveal": "1"})).json()
+    assert revealed_by(served, request_id) == [{"reviewer": "alice", "via": "api"}]
+    verified = await signoff(served.env, "audit", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
     assert SSN not in listed and "[redacted]" in listed
     assert shown["payload"]["ssn"] == "[redacted]" and shown["payload"]["card"]["card_number"] == "[redacted]"
     assert SSN not in json.dumps(shown) and CARD not in json.dumps(shown)  # the events' copies too

@@ -237,6 +237,16 @@ def refusal(who: str, reason: str, now: datetime) -> Change:
     return change
 
 
+def revealing(who: str, via: str, now: datetime) -> Change:
+    """Record that a reviewer was shown the request's masked values (audit only: the request does not change)."""
+
+    def change(request: ApprovalRequest) -> Transition:
+        event = NewEvent(kind=EventKind.REVEALED, request_id=request.id, at=now, data={"reviewer": who, "via": via})
+        return Transition(events=(event,))
+
+    return change
+
+
 def escalate(now: datetime) -> Change:
     """Show a request nobody decided in time to its escalation target, once. Expiry still applies as before."""
 

@@ -642,6 +642,10 @@ class ApprovalService:
         """Put a refused vote (a stranger's click, the requester's own) in the audit log; nothing else changes."""
         await self.store.update(request_id, lifecycle.refusal(who, reason[:500], self.clock.now()))
 
+    async def record_reveal(self, request_id: str, who: str, via: str) -> None:
+        """Put in the audit log that ``who`` was shown the request's ``[redact]``ed values (``via``: console, api)."""
+        await self.store.update(request_id, lifecycle.revealing(who, via, self.clock.now()))
+
     async def escalate_due(self) -> int:
         """Escalate every pending request whose escalation time has come; returns how many."""
         escalated = 0
