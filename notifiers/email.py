@@ -12,8 +12,6 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from enum import StrEnum
 
-import aiosmtplib
-
 from signoff.notifiers.base import DeliveryFailed, DeliveryRefused
 
 
@@ -55,6 +53,8 @@ class EmailSender:
     async def send(self, subject: str, body: str) -> None:
         """Send one e-mail; ``DeliveryFailed`` to retry (server unreachable, 4xx), ``DeliveryRefused`` when the
         server refused it for good (5xx: a bad address, authentication failed)."""
+        import aiosmtplib  # here: the settings above are read by every command, the SMTP client only by senders
+
         s = self.settings
         try:
             await aiosmtplib.send(

@@ -33,9 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from signoff.notifiers import DeliveryFailed, DeliveryRefused, web_client
-from signoff.notifiers.alerts import AlertSender, EmailAlerts, SlackAlerts, WebhookAlerts
-from signoff.notifiers.email import EmailSender, SmtpSettings
+from signoff.notifiers import DeliveryFailed, DeliveryRefused
+from signoff.notifiers.email import SmtpSettings
 from signoff.storage.alerts import Alerts, GuardAction, Measures
 from signoff.storage.errors import StorageError
 from signoff.storage.text import visible
@@ -43,6 +42,7 @@ from signoff.tools.alert_rules import AlertRule, AlertRuleName
 from signoff.tools.clock import Clock
 
 if TYPE_CHECKING:
+    from signoff.notifiers.alerts import AlertSender
     from signoff.server.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -295,6 +295,11 @@ def senders(
     webhook_secret: str | None,
 ) -> list[AlertSender]:
     """The targets these settings name: Slack (a channel and the bot token), the webhook, e-mail."""
+    # imported here, not at the top: the settings (and so every CLI command) need none of Slack's or SMTP's libraries
+    from signoff.notifiers import web_client
+    from signoff.notifiers.alerts import EmailAlerts, SlackAlerts, WebhookAlerts
+    from signoff.notifiers.email import EmailSender
+
     chosen: list[AlertSender] = []
     if settings.slack_channel and slack_token:
         chosen.append(

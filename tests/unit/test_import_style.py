@@ -12,13 +12,22 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("server", "tools", "storage", "notifiers")
 
 
+def _exporting(body: list[ast.stmt]) -> list[ast.stmt]:
+    """A facade's top-level statements, with those under ``if TYPE_CHECKING:`` (names it loads on first use)."""
+    found: list[ast.stmt] = []
+    for node in body:
+        lazy = isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+        found.extend(node.body if lazy else [node])
+    return found
+
+
 def facades() -> dict[str, tuple[str, dict[str, str]]]:
     """Each facade module, with its folder and the defining module of every name it re-exports."""
     found = {}
     for init in sorted(p for package in PACKAGES for p in (ROOT / package).rglob("__init__.py")):
         exported = {
             alias.asname or alias.name: node.module
-            for node in ast.parse(init.read_text()).body
+            for node in _exporting(ast.parse(init.read_text()).body)
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("signoff.")
             for alias in node.names
         }
