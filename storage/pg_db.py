@@ -240,7 +240,8 @@ class PostgresDatabase:
         try:
             await conn.execute(f"LISTEN {CHANNEL}")
         except BaseException:
-            await conn.close()
+            with anyio.CancelScope(shield=True):  # a cancelled close would leave the connection open
+                await conn.close()
             raise
         return conn
 

@@ -47,7 +47,8 @@ async def lead(
     key = JOBS[job]
     while True:
         try:
-            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+            try:
                 cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
                 if (await cur.fetchone() or (False,))[0]:
                     logger.info("this process leads the %s", job)
@@ -58,6 +59,11 @@ async def lead(
                     logger.warning("this process lost the lead of the %s: its database connection dropped", job)
                 elif on_standby is not None:
                     on_standby()
+            finally:
+                # shielded: when the process stops, this task is cancelled, and a cancelled close would leave the
+                # connection (and the lead it holds) open until the garbage collector finds it
+                with anyio.CancelScope(shield=True):
+                    await conn.close()
         except psycopg.OperationalError as exc:
             logger.warning("cannot reach %s to lead the %s: %s", redacted(url), job, " ".join(str(exc).split()))
         await anyio.sleep(retry_seconds)
