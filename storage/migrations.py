@@ -64,6 +64,13 @@ async def _baseline_model_plane(db: aiosqlite.Connection) -> None:
     await baseline_chain(db)
 
 
+#: The table ``_history_folds`` fills (0018_folded_history.sql creates it too, when it is run as a plain script).
+HISTORY_FOLDS = (
+    "CREATE TEMP TABLE history_folds"
+    " (kind TEXT NOT NULL, raw TEXT NOT NULL, folded TEXT NOT NULL, PRIMARY KEY (kind, raw))"
+)
+
+
 async def _history_folds(db: aiosqlite.Connection) -> None:
     """What 0018_folded_history.sql renames: every action and field name in the anomaly history whose fold differs,
     folded by ``folding`` (which SQL cannot spell), in the temporary table the script reads."""
@@ -74,14 +81,9 @@ async def _history_folds(db: aiosqlite.Connection) -> None:
     await db.executemany("INSERT INTO history_folds (kind, raw, folded) VALUES (?, ?, ?)", folds)
 
 
-#: The table ``_history_folds`` fills (0018_folded_history.sql creates it too, when it is run as a plain script).
-HISTORY_FOLDS = (
-    "CREATE TEMP TABLE history_folds"
-    " (kind TEXT NOT NULL, raw TEXT NOT NULL, folded TEXT NOT NULL, PRIMARY KEY (kind, raw))"
-)
-
 #: Steps that need Python, run right before a migration's SQL, in the same transaction.
 _BEFORE: dict[int, Callable[[aiosqlite.Connection], Awaitable[None]]] = {18: _history_folds}
+
 #: Steps that need Python, run right after a migration's SQL, in the same transaction.
 _AFTER: dict[int, Callable[[aiosqlite.Connection], Awaitable[None]]] = {8: _baseline_model_plane}
 
