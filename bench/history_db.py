@@ -33,8 +33,8 @@ from bench import samples
 from signoff.storage import ApprovalRequest, EventKind, NewEvent, Status, Transition, Verdict
 from signoff.storage.approvals import queries as q
 from signoff.storage.audit import GENESIS_HASH, link
-from signoff.storage.canonical import numeric_leaves, payload_sha256
-from signoff.storage.codec import event_row, request_row
+from signoff.storage.canonical import payload_sha256
+from signoff.storage.codec import agent_action, approved_values, event_row, request_row
 from signoff.storage.migrations import available, migrate
 from signoff.storage.sqlite_db import connect
 from signoff.storage.timefmt import to_text
@@ -168,9 +168,9 @@ class Author:
             request, decided = self.decide(rows, request, fate, created)
             moments |= decided
         rows.requests.append(request_row(request))
-        rows.agent_actions.add((agent, action))
+        rows.agent_actions.add(agent_action(request))
         if request.status is Status.APPROVED:  # only approved requests feed the anomaly history
-            rows.values.extend((action, k, v) for k, v in numeric_leaves(payload).items())
+            rows.values.extend(approved_values(request))
         last = link(NewEvent(kind=EventKind.CREATED, request_id=request.id, at=created), 0, GENESIS_HASH)
         sample = event_row(last)
         positions = (sample.index(last.seq), sample.index(last.prev_hash), sample.index(last.hash))

@@ -25,8 +25,7 @@ import anyio
 from signoff.storage import ApprovalRequest, Status
 from signoff.storage.approvals import queries as q
 from signoff.storage.audit import GENESIS_HASH, link
-from signoff.storage.canonical import numeric_leaves
-from signoff.storage.codec import event_row, request_row
+from signoff.storage.codec import agent_action, approved_values, event_row, request_row
 from signoff.storage.migrations import migrate
 from signoff.storage.sqlite_db import connect, connect_sync
 from signoff.storage.timefmt import to_text
@@ -57,12 +56,11 @@ def rowsets(
             event = link(new, seq, chain)
             events.append(event_row(event))
             seq, chain = event.seq, event.hash
-        values = list(numeric_leaves(request.payload).items()) if request.status is Status.APPROVED else []
         created = to_text(request.created_at)
         yield RowSet(
             request=request_row(request),
-            agent_action=(request.agent_id or "", request.action),
-            action_values=[(request.action, name, value) for name, value in values],
+            agent_action=agent_action(request),
+            action_values=approved_values(request) if request.status is Status.APPROVED else [],
             events=events,
             outbox=(request.id, created, created) if request.status is Status.PENDING else None,
         )

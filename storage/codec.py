@@ -8,6 +8,7 @@ from typing import Any
 
 from signoff.storage.canonical import canonical_json, numeric_leaves
 from signoff.storage.errors import CorruptRecord
+from signoff.storage.folding import fold_action, fold_path
 from signoff.storage.records import (
     ApprovalRequest,
     DecidedBy,
@@ -177,8 +178,16 @@ def recorded_from_row(row: Sequence[Any]) -> RecordedRequest:
 
 def approved_values(request: ApprovalRequest) -> list[tuple[str, str, float]]:
     """The rows that add an approved request's numbers to its action's history (what anomaly detection compares
-    with): only approved requests count, so requests people rejected cannot shift what looks normal."""
-    return [(request.action, name, value) for name, value in numeric_leaves(request.effective_payload).items()]
+    with): only approved requests count, so requests people rejected cannot shift what looks normal. Kept under the
+    folded action and field (``folding``), as rules compare them: ``Refunds.Issue``'s ``Amount`` joins
+    ``refunds.issue``'s ``amount``."""
+    action = fold_action(request.action)
+    return [(action, fold_path(name), value) for name, value in numeric_leaves(request.effective_payload).items()]
+
+
+def agent_action(request: ApprovalRequest) -> tuple[str, str]:
+    """The row that makes an approved request's action known for its agent (novelty), under the folded action."""
+    return request.agent_id or "", fold_action(request.action)
 
 
 def _trigger_kind(value: str) -> TriggerKind:

@@ -11,6 +11,7 @@ from importlib import resources
 import aiosqlite
 
 from signoff.storage.errors import ConfigError
+from signoff.storage.folding import history_folds
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,26 @@ async def _baseline_model_plane(db: aiosqlite.Connection) -> None:
     await baseline_chain(db)
 
 
+#: The table ``_history_folds`` fills (0018_folded_history.sql creates it too, when it is run as a plain script).
+HISTORY_FOLDS = (
+    "CREATE TEMP TABLE history_folds"
+    " (kind TEXT NOT NULL, raw TEXT NOT NULL, folded TEXT NOT NULL, PRIMARY KEY (kind, raw))"
+)
+
+
+async def _history_folds(db: aiosqlite.Connection) -> None:
+    """What 0018_folded_history.sql renames: every action and field name in the anomaly history whose fold differs,
+    folded by ``folding`` (which SQL cannot spell), in the temporary table the script reads."""
+    await db.execute(HISTORY_FOLDS)
+    actions = await db.execute_fetchall("SELECT action FROM agent_actions UNION SELECT action FROM action_values")
+    fields = await db.execute_fetchall("SELECT DISTINCT field FROM action_values")
+    folds = history_folds((row[0] for row in actions), (row[0] for row in fields))
+    await db.executemany("INSERT INTO history_folds (kind, raw, folded) VALUES (?, ?, ?)", folds)
+
+
+#: Steps that need Python, run right before a migration's SQL, in the same transaction.
+_BEFORE: dict[int, Callable[[aiosqlite.Connection], Awaitable[None]]] = {18: _history_folds}
+
 #: Steps that need Python, run right after a migration's SQL, in the same transaction.
 _AFTER: dict[int, Callable[[aiosqlite.Connection], Awaitable[None]]] = {8: _baseline_model_plane}
 
@@ -85,6 +106,8 @@ async def migrate(db: aiosqlite.Connection) -> int:
             if migration.version in applied:
                 continue
             logger.info("applying migration %s", migration.name)
+            if (before := _BEFORE.get(migration.version)) is not None:
+                await before(db)
             for statement in statements(migration.sql):
                 await db.execute(statement)
             if (step := _AFTER.get(migration.version)) is not None:

@@ -30,6 +30,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from signoff.storage.errors import DatabaseUnavailable
+from signoff.storage.folding import history_folds
 from signoff.storage.migrations import SchemaTooNew
 from signoff.storage.pg_url import redacted
 
@@ -92,12 +93,34 @@ async def migrate(conn: Conn) -> int:
             if migration.version in applied:
                 continue
             logger.info("applying PostgreSQL migration %s", migration.name)
+            if (before := _BEFORE.get(migration.version)) is not None:
+                await before(conn)
             await conn.execute(migration.sql.encode())  # bytes: no placeholders in a script
             await conn.execute(
                 "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (migration.version, migration.name)
             )
             latest = migration.version
     return latest
+
+
+async def _history_folds(conn: Conn) -> None:
+    """Every action and field name in the anomaly history whose fold (``folding``, which SQL cannot spell)
+    differs, in the temporary table 0018_folded_history.sql reads (as ``migrations._history_folds`` on SQLite)."""
+    await conn.execute(
+        "CREATE TEMP TABLE history_folds"
+        " (kind ctext NOT NULL, raw ctext NOT NULL, folded ctext NOT NULL, PRIMARY KEY (kind, raw))"
+    )
+    cur = await conn.execute("SELECT action FROM agent_actions UNION SELECT action FROM action_values")
+    actions = [row[0] for row in await cur.fetchall()]
+    cur = await conn.execute("SELECT DISTINCT field FROM action_values")
+    folds = history_folds(actions, (row[0] for row in await cur.fetchall()))
+    if folds:
+        async with conn.cursor() as insert:
+            await insert.executemany("INSERT INTO history_folds (kind, raw, folded) VALUES (%s, %s, %s)", folds)
+
+
+#: Steps that need Python, run right before a migration's script, in the same transaction (as on SQLite).
+_BEFORE: dict[int, Callable[[Conn], Awaitable[None]]] = {18: _history_folds}
 
 
 async def schema_version(url: str) -> int:

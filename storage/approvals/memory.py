@@ -10,9 +10,11 @@ from datetime import datetime, timedelta
 from signoff.storage.approvals.deliveries import claim_marks, is_settled
 from signoff.storage.approvals.store import Change
 from signoff.storage.audit import GENESIS_HASH, is_request_id, link, standalone
-from signoff.storage.canonical import canonical_json, numeric_leaves
+from signoff.storage.canonical import canonical_json
 from signoff.storage.change_signal import ChangeSignal
+from signoff.storage.codec import agent_action, approved_values
 from signoff.storage.errors import unknown_request
+from signoff.storage.folding import fold_action, fold_path
 from signoff.storage.metrics_queries import ApprovalMetrics, approval_metrics_of
 from signoff.storage.records import (
     ActionHistory,
@@ -85,9 +87,9 @@ class MemoryStore:
     def _record_approved(self, request: ApprovalRequest) -> None:
         """Only approved requests feed the action's history, as in the SQLite store: the action becomes known
         for the agent, and its numbers join the values anomaly detection compares with."""
-        self._seen.add((request.agent_id or "", request.action))
-        for name, value in numeric_leaves(request.effective_payload).items():
-            self._values[(request.action, name)].append(value)
+        self._seen.add(agent_action(request))
+        for action, name, value in approved_values(request):
+            self._values[(action, name)].append(value)
 
     async def get(self, request_id: str) -> ApprovalRequest | None:
         return self._requests.get(request_id)
@@ -193,7 +195,8 @@ class MemoryStore:
     async def action_history(
         self, action: str, agent_id: str | None, fields: Sequence[str], limit: int = 200
     ) -> ActionHistory:
-        values = {name: tuple(reversed(self._values.get((action, name), [])[-limit:])) for name in fields}
+        action = fold_action(action)  # kept folded, as rules compare actions and keys (``folding``)
+        values = {name: tuple(reversed(self._values.get((action, fold_path(name)), [])[-limit:])) for name in fields}
         return ActionHistory(seen_from_agent=(agent_id or "", action) in self._seen, values=values)
 
     def _append(self, events: Sequence[NewEvent]) -> tuple[Event, ...]:

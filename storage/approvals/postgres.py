@@ -25,6 +25,7 @@ from signoff.storage.audit import GENESIS_HASH, EncodedEvent, is_request_id, sta
 from signoff.storage.canonical import canonical_json
 from signoff.storage.change_signal import ChangeSignal, CommitWatch
 from signoff.storage.codec import (
+    agent_action,
     approved_values,
     event_from_row,
     queue_entry_from_row,
@@ -33,6 +34,7 @@ from signoff.storage.codec import (
     request_row,
 )
 from signoff.storage.errors import Conflict, unknown_request
+from signoff.storage.folding import fold_action, fold_path
 from signoff.storage.pg_db import Conn, PostgresDatabase, available
 from signoff.storage.records import (
     ActionHistory,
@@ -106,7 +108,7 @@ class PostgresStore:
         encoded = [EncodedEvent.of(e) for e in events]
         inserts: list[tuple[str, Sequence[object]]] = [(q.INSERT_REQUEST, request_row(request))]
         if request.status is Status.APPROVED:  # ``_record_approved``'s rows
-            inserts.append((q.INSERT_AGENT_ACTION, (request.agent_id or "", request.action)))
+            inserts.append((q.INSERT_AGENT_ACTION, agent_action(request)))
             inserts.extend((q.INSERT_ACTION_VALUE, value) for value in approved_values(request))
         if notify:
             created = to_text(request.created_at)
@@ -206,10 +208,11 @@ class PostgresStore:
     async def action_history(
         self, action: str, agent_id: str | None, fields: Sequence[str], limit: int = 200
     ) -> ActionHistory:
+        action = fold_action(action)  # kept folded, as rules compare actions and keys (``folding``)
         seen = bool(await self._db.read(q.SEEN_AGENT_ACTION, (agent_id or "", action)))
         values: dict[str, tuple[float, ...]] = {}
         for name in fields:
-            rows = await self._db.read(q.RECENT_ACTION_VALUES, (action, name, limit))
+            rows = await self._db.read(q.RECENT_ACTION_VALUES, (action, fold_path(name), limit))
             values[name] = tuple(row[0] for row in rows)
         return ActionHistory(seen_from_agent=seen, values=values)
 
@@ -437,8 +440,8 @@ async def _covered(db: Conn, request_id: str, item_id: int, upto: int) -> dict[i
 
 async def _record_approved(db: Conn, request: ApprovalRequest, values: list[tuple[str, str, float]]) -> None:
     """An approved request makes its action known for its agent and adds its numbers to the history
-    (``sqlite._record_approved`` says why only approved ones)."""
-    await db.execute(q.INSERT_AGENT_ACTION, (request.agent_id or "", request.action))
+    (``sqlite._record_approved`` says why only approved ones), under the folded action and fields."""
+    await db.execute(q.INSERT_AGENT_ACTION, agent_action(request))
     if values:
         async with db.cursor() as cur:
             await cur.executemany(q.INSERT_ACTION_VALUE, values)

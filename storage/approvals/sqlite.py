@@ -28,6 +28,7 @@ from signoff.storage.audit import GENESIS_HASH, EncodedEvent, EventRow, is_reque
 from signoff.storage.canonical import canonical_json
 from signoff.storage.change_signal import ChangeSignal, CommitWatch
 from signoff.storage.codec import (
+    agent_action,
     approved_values,
     event_from_row,
     queue_entry_from_row,
@@ -37,6 +38,7 @@ from signoff.storage.codec import (
 )
 from signoff.storage.errors import Conflict, unknown_request
 from signoff.storage.file_watch import FileWatch
+from signoff.storage.folding import fold_action, fold_path
 from signoff.storage.group_commit import Body
 from signoff.storage.migrations import available
 from signoff.storage.records import (
@@ -244,10 +246,12 @@ class SqliteStore:
     async def action_history(
         self, action: str, agent_id: str | None, fields: Sequence[str], limit: int = 200
     ) -> ActionHistory:
+        action = fold_action(action)  # kept folded, as rules compare actions and keys (``folding``)
         seen = bool(await self._read(q.SEEN_AGENT_ACTION, (agent_id or "", action)))
         values: dict[str, tuple[float, ...]] = {}
         for name in fields:
-            values[name] = tuple(row[0] for row in await self._read(q.RECENT_ACTION_VALUES, (action, name, limit)))
+            rows = await self._read(q.RECENT_ACTION_VALUES, (action, fold_path(name), limit))
+            values[name] = tuple(row[0] for row in rows)
         return ActionHistory(seen_from_agent=seen, values=values)
 
     # -- audit log -------------------------------------------------------------------------------
@@ -470,8 +474,8 @@ def _covered(db: sqlite3.Connection, request_id: str, item_id: int, upto: int) -
 def _record_approved(db: sqlite3.Connection, request: ApprovalRequest, values: list[tuple[str, str, float]]) -> None:
     """An approved request makes its action known for its agent (novelty) and adds its numbers to the history.
     A request people rejected, that expired or that the agent cancelled leaves both as they were, so asking again
-    after a "no" is still novel."""
-    db.execute(q.INSERT_AGENT_ACTION, (request.agent_id or "", request.action))
+    after a "no" is still novel. Both are kept under the folded action and fields (``codec.approved_values``)."""
+    db.execute(q.INSERT_AGENT_ACTION, agent_action(request))
     db.executemany(q.INSERT_ACTION_VALUE, values)
 
 

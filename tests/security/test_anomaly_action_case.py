@@ -1,7 +1,8 @@
 """Review finding R7: rules match actions whatever their case (`PAYMENTS.transfer` is `payments.*`), but the
-anomaly check reads the history of the exact action string. An agent that writes `Refunds.Issue` instead of
-`refunds.issue` (or `Amount` for `amount`, which rules also treat as the same field, failing closed) starts from an
-empty history, so a number far outside the action's history is approved by policy."""
+anomaly check read the history of the exact action string. An agent that wrote `Refunds.Issue` instead of
+`refunds.issue` (or `Amount` for `amount`, which rules also treat as the same field, failing closed) started from an
+empty history, so a number far outside the action's history was approved by policy. The history is now kept and read
+under the rules' folds (storage/folding.py)."""
 
 from __future__ import annotations
 
@@ -25,10 +26,6 @@ threshold = 3.5
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (review R7): the anomaly history is keyed by the exact action and key, so a case variant starts empty",
-)
 @pytest.mark.parametrize(
     ("action", "field"), [("Refunds.Issue", "amount"), ("refunds.issue", "Amount")], ids=["action-case", "key-case"]
 )

@@ -357,3 +357,28 @@ def _inputs(request: ApprovalRequest) -> dict[str, Any]:
         "agent_id": request.agent_id,
         "expires_in_seconds": None,
     }
+
+
+def test_replay_judges_a_case_variant_of_an_action_or_key_against_the_same_history() -> None:
+    """Review R7, as ``policy replay`` rebuilds the history: the stores keep it folded, so replay does too."""
+    numbers = Policy(parse_policy_config("[anomaly]\nenabled = true\nnovel_action = false\n"))
+    for action, field in (("Payments.REFUND", "amount"), ("payments.refund", "Amount")):
+        report = replay(numbers, [*amounts()[:30], asked(30, {field: 10_000}, action=action)])
+        # the 30 ordinary ones are approved at once; the variant is far outside their numbers: it stays with people
+        assert report.transitions == {(Expect.REVIEW, Expect.APPROVE): 30}, (action, field)
+        assert report.unchanged == 1
+
+
+def test_a_cases_history_counts_for_the_field_whatever_its_case() -> None:
+    cases = """
+[[cases]]
+name = "far out under another case"
+action = "payments.refund"
+payload = { Amount = 10000 }
+confidence = 0.99
+expect = "review"
+triggers = ["anomaly"]
+history = { values = { amount = [100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110] } }
+"""
+    policy = Policy(parse_policy_config("[anomaly]\nenabled = true\nmin_samples = 10\n"))
+    assert [r.problem for r in run_cases(policy, parse_cases(cases, "c.toml"))] == [None]

@@ -12,12 +12,12 @@ from __future__ import annotations
 import fnmatch
 import functools
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from signoff.storage.canonical import canonical_json, is_number
+from signoff.storage.folding import fold_action, fold_key
 from signoff.tools.approvals.lookups import Answer, lookup_key
 from signoff.tools.approvals.policy_config import NUMBER_OPS, Condition, Op, Outcome, Rule
 
@@ -42,7 +42,7 @@ def action_glob(action: str, globs: Iterable[str]) -> str | None:
 def _action_glob(action: str, globs: tuple[str, ...]) -> str | None:
     """``action_glob``, kept for the last 4,096 (action, globs): a policy asks the same few many times."""
     either, each = _globs(globs)
-    folded = action.casefold()
+    folded = fold_action(action)
     if either.match(folded) is None:  # one regular expression for all of them: most rules do not match
         return None
     return next(glob for glob, pattern in each if pattern.match(folded))
@@ -52,7 +52,7 @@ def _action_glob(action: str, globs: tuple[str, ...]) -> str | None:
 def _globs(globs: tuple[str, ...]) -> tuple[re.Pattern[str], tuple[tuple[str, re.Pattern[str]], ...]]:
     """The globs as one regular expression, and each as its own, ignoring case (as ``fnmatch.fnmatchcase`` of the
     case-folded names)."""
-    each = tuple((glob, re.compile(fnmatch.translate(glob.casefold()))) for glob in globs)
+    each = tuple((glob, re.compile(fnmatch.translate(fold_action(glob)))) for glob in globs)
     either = re.compile("|".join(f"(?:{pattern.pattern})" for _, pattern in each) or "(?!)")
     return either, each
 
@@ -207,15 +207,6 @@ def _trusted(
     return verdict, said
 
 
-def fold_key(key: str) -> str:
-    """A payload key as a person reads it: Unicode NFKC, case-folded, invisible format characters (zero-width
-    spaces, bidi marks) dropped, surrounding whitespace stripped. ``"Amount "`` and ``"amount"`` fold alike."""
-    if key.isascii():
-        return key.strip().lower()
-    text = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", key).casefold())
-    return "".join(c for c in text if unicodedata.category(c) != "Cf").strip()
-
-
 def resolve(request: Any, path: str) -> Any:
     """The value at ``path`` in a request (a ``PolicyInput`` or a recorded ``ApprovalRequest``): None when it is
     missing, ``Unclear`` when it is there only under another spelling."""
@@ -355,7 +346,7 @@ def _family(value: Any) -> str:
 def _equal(actual: Any, expected: Any, fold: bool) -> bool:
     """Equality within one family (booleans are not numbers: ``true`` never equals ``1``)."""
     if isinstance(actual, str) and isinstance(expected, str):
-        return actual.casefold() == expected.casefold() if fold else actual == expected
+        return fold_action(actual) == fold_action(expected) if fold else actual == expected
     if isinstance(actual, bool) or isinstance(expected, bool):
         return isinstance(actual, bool) and isinstance(expected, bool) and actual == expected
     return is_number(actual) and is_number(expected) and bool(actual == expected)

@@ -1,10 +1,11 @@
 """The history the anomaly, out-of-distribution and fairness checks judge against, grown one request at a time.
 
 At runtime the store and ``streams.Windows`` hold it: the (agent, action) pairs approved before (novelty), the
-newest 200 numbers per action and field of approved payloads, the newest ``anomaly.window`` approved payloads of
-each action (the out-of-distribution profile), and the newest ``window`` outcomes of each ``[[fairness.groups]]``
-stream. ``History`` keeps the same four things in memory and is fed requests oldest first, so ``policy replay``
-and ``policy test`` judge each request against the history as it stood when the request came.
+newest 200 numbers per action and field of approved payloads (both under the folded action and field, as rules
+compare them: ``storage.folding``), the newest ``anomaly.window`` approved payloads of each action (the
+out-of-distribution profile), and the newest ``window`` outcomes of each ``[[fairness.groups]]`` stream.
+``History`` keeps the same four things in memory and is fed requests oldest first, so ``policy replay`` and
+``policy test`` judge each request against the history as it stood when the request came.
 
 Pure and deterministic: the same requests, in the same order, give the same history. Each update costs about the
 size of one payload, whatever the window sizes, so a replay of a million requests stays linear.
@@ -21,6 +22,7 @@ from typing import Any
 
 from signoff.storage import ActionHistory, DecidedBy, Status
 from signoff.storage.canonical import numeric_leaves
+from signoff.storage.folding import fold_action, fold_path
 from signoff.tools.approvals import fairness, shape
 from signoff.tools.approvals.policy import Policy, PolicyInput, sorted_spread
 
@@ -150,12 +152,12 @@ class History:
         """``walked``: ``shape.walk(request.payload)``, when the caller has it (replay walks each payload once)."""
         history = None
         if self._numbers:
-            action = request.action
+            action = fold_action(request.action)  # as the stores keep it: folded, as rules compare (``folding``)
             values = {}
             spreads = {}
             numbers = numeric_leaves(request.payload) if walked is None else walked.numbers
             for name in numbers:
-                key = (action, name)
+                key = (action, fold_path(name))
                 snapshot = self._snapshots.get(key)
                 if snapshot is None:
                     snapshot = self._snapshots[key] = tuple(self._ordered.get(key, ()))
@@ -193,7 +195,8 @@ class History:
         action = request.action
         if status is Status.APPROVED:
             if self._numbers:
-                self._seen.add((request.agent_id or "", action))
+                folded = fold_action(action)
+                self._seen.add((request.agent_id or "", folded))
                 if approved_payload is None and walked is not None:
                     numbers = walked.numbers
                 else:
@@ -201,7 +204,7 @@ class History:
                 for name, value in numbers.items():
                     if not math.isfinite(value):
                         continue
-                    key = (action, name)
+                    key = (folded, fold_path(name))
                     kept = self._values.get(key)
                     if kept is None:
                         kept = self._values[key] = deque()

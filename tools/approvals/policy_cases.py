@@ -12,11 +12,13 @@ import dataclasses
 import enum
 import math
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from signoff.storage import ActionHistory, ConfigError, DecidedBy, InvalidInput, Status, TriggerKind
-from signoff.storage.canonical import is_number
+from signoff.storage.canonical import is_number, numeric_leaves
+from signoff.storage.folding import fold_path
 from signoff.tools.approvals.history import History
 from signoff.tools.approvals.lookups import LookupReader
 from signoff.tools.approvals.policy import Policy, PolicyInput
@@ -48,11 +50,14 @@ class CaseHistory:
             if not (isinstance(numbers, list | tuple) and all(is_number(v) and math.isfinite(v) for v in numbers)):
                 raise Fault(("values", name), "must be an array of finite numbers")
 
-    def history(self) -> ActionHistory:
-        values = self.values or {}
-        return ActionHistory(
-            seen_from_agent=self.seen_from_agent, values={k: tuple(map(float, v)) for k, v in values.items()}
-        )
+    def history(self, fields: Iterable[str]) -> ActionHistory:
+        """The history of the request's numeric ``fields``, each with the numbers given for it under any case (as
+        the stores keep them: ``storage.folding``)."""
+        given: dict[str, list[float]] = {}
+        for name, numbers in (self.values or {}).items():
+            given.setdefault(fold_path(name), []).extend(map(float, numbers))
+        values = {name: tuple(given.get(fold_path(name), ())) for name in fields}
+        return ActionHistory(seen_from_agent=self.seen_from_agent, values=values)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -190,7 +195,7 @@ def _run(policy: Policy, case: Case, line: int, lookups: LookupReader | None) ->
     if case.after is not None:
         history, streams, profile = built(policy, case.recorded).judged(request)
     if case.history is not None:
-        history = case.history.history()
+        history = case.history.history(numeric_leaves(request.payload))
     try:
         decision = policy.evaluate(request, history, streams, profile, lookups)
     except InvalidInput as exc:

@@ -1,0 +1,35 @@
+"""The folds the anomaly history is kept under (``storage/folding.py``) are the rules' own (review R7)."""
+
+from __future__ import annotations
+
+from signoff.storage.folding import fold_action, fold_path, history_folds
+from signoff.tools.approvals.conditions import Unclear, action_glob, resolve
+from signoff.tools.approvals.policy import PolicyInput
+
+
+def test_the_history_folds_exactly_as_rules_compare_actions_and_keys() -> None:
+    """One definition: an action matches a rule's glob exactly when its fold does, and a payload key a rule reads
+    under another spelling (unclear, failing closed) folds to the same history field."""
+    for action in ("Refunds.Issue", "REFUNDS.ISSUE", "refunds.issue"):
+        assert action_glob(action, ("refunds.issue",)) == "refunds.issue"
+        assert fold_action(action) == "refunds.issue"
+    for key in ("Amount", " amount", "\uff21mount", "amo\u200bunt"):
+        request = PolicyInput(
+            action="a",
+            summary="s",
+            payload={"refund": {key: 1}},
+            confidence=None,
+            flags=(),
+            agent_id=None,
+            expires_in_seconds=None,
+        )
+        assert isinstance(resolve(request, "payload.refund.amount"), Unclear), key
+        assert fold_path(f"Refund.{key}") == "refund.amount"
+
+
+def test_the_migration_renames_only_the_names_whose_fold_differs() -> None:
+    assert history_folds(["Pay", "pay", "Pay"], ["amount", "Refund.Amount", "Maß"]) == [
+        ("action", "Pay", "pay"),
+        ("field", "Maß", "mass"),
+        ("field", "Refund.Amount", "refund.amount"),
+    ]
