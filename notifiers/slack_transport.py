@@ -108,10 +108,8 @@ class SlackHttpEndpoint:
     every replica (``Store.claim_once``), so a captured request replayed to another replica (or another process on
     the same SQLite file) within the signature window is refused there too."""
 
-    def __init__(
-        self, signing_secret: str, interactions: SlackInteractions, spawn: Spawn, *, clock: Clock | None = None
-    ) -> None:
-        self.clock = clock or Clock()  #: the verifier's clock, and the claims': seconds since the epoch
+    def __init__(self, signing_secret: str, interactions: SlackInteractions, spawn: Spawn) -> None:
+        self.clock = Clock()  #: the verifier's clock, and the claims': seconds since the epoch
         self.verifier = SignatureVerifier(signing_secret, self.clock)
         self.interactions = interactions
         self.spawn = spawn
