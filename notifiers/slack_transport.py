@@ -127,7 +127,7 @@ class SlackHttpEndpoint:
         try:
             first = await self._first_time(lowered["x-slack-signature"])
         except StorageError as exc:  # fail closed: a request that cannot be checked against replays is not acted on
-            logger.error("refused a Slack interaction: cannot check it against replays: %s", exc)
+            logger.warning("refused a Slack interaction: cannot check it against replays: %s", exc)
             return 503, {"error": "signoff cannot reach its database to check this request; nothing was recorded"}
         if not first:
             logger.warning("refused a replayed Slack interaction")
