@@ -128,7 +128,7 @@ class SlackHttpEndpoint:
             first = await self._first_time(lowered["x-slack-signature"])
         except StorageError as exc:  # fail closed: a request that cannot be checked against replays is not acted on
             logger.warning("refused a Slack interaction: cannot check it against replays: %s", exc)
-            return 503, {"error": "signoff cannot reach its database to check this request; nothing was recorded"}
+            return 503, {"error": "signoff cannot check this request against its database now; nothing was recorded"}
         if not first:
             logger.warning("refused a replayed Slack interaction")
             return 401, {"error": "this request was already received"}
