@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
-from slack_sdk.signature import SignatureVerifier
+from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
@@ -21,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from signoff.notifiers.slack_inbound import SlackInteractions, modal_error
 from signoff.notifiers.slack_setup import network_reason
+from signoff.storage.errors import StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +102,17 @@ async def handle_safely(interactions: SlackInteractions, payload: Mapping[str, A
 
 class SlackHttpEndpoint:
     """``POST /slack/interactions``: verify the signature on the raw body before reading it, refuse stale
-    and replayed requests, then ack at once and do the work in the background."""
+    and replayed requests, then ack at once and do the work in the background.
+
+    A request counts once across every server on the database: its signature is claimed in the database shared by
+    every replica (``Store.claim_once``), so a captured request replayed to another replica (or another process on
+    the same SQLite file) within the signature window is refused there too."""
 
     def __init__(self, signing_secret: str, interactions: SlackInteractions, spawn: Spawn) -> None:
-        self.verifier = SignatureVerifier(signing_secret)
+        self.clock = Clock()  #: the verifier's clock, and the claims': seconds since the epoch
+        self.verifier = SignatureVerifier(signing_secret, self.clock)
         self.interactions = interactions
         self.spawn = spawn
-        self._seen: dict[str, float] = {}  # signature -> when it may be forgotten
 
     async def handle(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, dict[str, Any] | None]:
         """Returns the HTTP status and an optional JSON body."""
@@ -120,7 +124,12 @@ class SlackHttpEndpoint:
         if not valid:
             logger.warning("refused a Slack interaction with an invalid or expired signature")
             return 401, {"error": "invalid or expired Slack signature"}
-        if self._replayed(lowered["x-slack-signature"]):
+        try:
+            first = await self._first_time(lowered["x-slack-signature"])
+        except StorageError as exc:  # fail closed: a request that cannot be checked against replays is not acted on
+            logger.warning("refused a Slack interaction: cannot check it against replays: %s", exc)
+            return 503, {"error": "signoff cannot check this request against its database now; nothing was recorded"}
+        if not first:
             logger.warning("refused a replayed Slack interaction")
             return 401, {"error": "this request was already received"}
         try:
@@ -132,10 +141,9 @@ class SlackHttpEndpoint:
         self.spawn(payload)
         return 200, None
 
-    def _replayed(self, signature: str) -> bool:
-        now = time.time()
-        self._seen = {sig: until for sig, until in self._seen.items() if until > now}
-        if signature in self._seen:
-            return True
-        self._seen[signature] = now + 2 * SIGNATURE_WINDOW_SECONDS
-        return False
+    async def _first_time(self, signature: str) -> bool:
+        """Claim the signature in the shared database; kept twice the signature window (a replica whose clock is
+        a little behind still refuses the replay), then forgotten by a later claim."""
+        now = datetime.fromtimestamp(self.clock.now(), UTC)
+        forget_after = now + timedelta(seconds=2 * SIGNATURE_WINDOW_SECONDS)
+        return await self.interactions.store.claim_once(f"slack-signature:{signature}", now, forget_after)

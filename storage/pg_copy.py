@@ -54,6 +54,7 @@ DERIVED = ("metric_counts", "model_state")
 NOT_COPIED = {
     "schema_migrations": "the target's own migrations record its schema version",
     "resume_streams": "waiting calls' reconnection state, an hour at most: a copy is made with the servers stopped",
+    "once_claims": "the signatures of Slack requests already received, ten minutes at most (replays are refused)",
 }
 #: SQLite's own tables with no PostgreSQL counterpart: its text index of the requests (migration 0016, an FTS5 table
 #: and the tables FTS5 keeps it in), which PostgreSQL's trigram indexes replace; rebuilt from the rows, never copied.

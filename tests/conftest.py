@@ -8,7 +8,14 @@ import pytest
 from signoff.storage import Store
 from signoff.storage.approvals.memory import MemoryStore
 from signoff.storage.approvals.sqlite import SqliteStore
+from tests import factories
 from tests.pg_cluster import Cluster, start_cluster
+
+
+@pytest.fixture(autouse=True)
+def fresh_factories() -> None:
+    """Every test numbers its requests from 1 (``tests.factories.restart``): no test depends on the ones before it."""
+    factories.restart()
 
 
 def _throwaway_cluster() -> Iterator[Cluster]:

@@ -11,7 +11,16 @@ from signoff.storage.canonical import payload_sha256
 from signoff.tools.approvals.lifecycle import creation_events
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-_ids = itertools.count(1)
+_ids = itertools.count(1)  #: the n-th request of the current test: its id, summary, amount and times (T0 + n s)
+
+
+def restart() -> None:
+    """Number requests from 1 again: run before every test (tests/conftest.py). A test's requests are then the same
+    whatever ran before it; counting on across tests would move ``created_at`` (T0 + n seconds) past the times tests
+    compare it with (T0 + 1 hour) once a few thousand requests had been made, so a test's outcome would depend on
+    which tests ran first."""
+    global _ids
+    _ids = itertools.count(1)
 
 
 def make_request(**overrides: Any) -> ApprovalRequest:

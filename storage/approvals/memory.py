@@ -59,6 +59,7 @@ class MemoryStore:
         self._outbox: dict[int, _Outbox] = {}
         self._refs: dict[tuple[str, str], MessageRef] = {}
         self._marks: dict[int, dict[str, DeliveryMark]] = defaultdict(dict)  #: outbox id -> notifier -> mark
+        self._claims: dict[str, datetime] = {}  #: claim_once's keys -> when each may be forgotten
         self._signal = ChangeSignal()
 
     async def close(self) -> None:
@@ -338,6 +339,13 @@ class MemoryStore:
 
     async def save_message_ref(self, ref: MessageRef) -> None:
         self._refs[(ref.request_id, ref.notifier)] = ref
+
+    async def claim_once(self, key: str, now: datetime, forget_after: datetime) -> bool:
+        self._claims = {k: until for k, until in self._claims.items() if until > now}
+        if key in self._claims:
+            return False
+        self._claims[key] = forget_after
+        return True
 
     async def human_outcomes(self, model: str, since: datetime, until: datetime) -> dict[str, HumanOutcomes]:
         return human_outcomes_of((r for r in self._requests.values() if since <= r.created_at < until), model)

@@ -183,6 +183,13 @@ ON CONFLICT (request_id, notifier) DO UPDATE SET channel = excluded.channel, ts 
                                                  reserved_at = excluded.reserved_at
 """
 
+#: SKIP LOCKED: a claim never waits on (or deadlocks with) another one pruning the same rows
+FORGET_CLAIMS = """
+DELETE FROM once_claims WHERE key IN (SELECT key FROM once_claims WHERE forget_after <= %s FOR UPDATE SKIP LOCKED)
+"""
+
+CLAIM_ONCE = "INSERT INTO once_claims (key, forget_after) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING"
+
 MARK_COLUMNS = "outbox_id, notifier, state, attempts, next_attempt_at, first_failed_at, last_error, at"
 
 SELECT_MARKS = f"SELECT {MARK_COLUMNS} FROM outbox_deliveries WHERE outbox_id = %s ORDER BY notifier"

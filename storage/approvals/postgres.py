@@ -380,6 +380,19 @@ class PostgresStore:
         params = (ref.request_id, ref.notifier, ref.channel, ref.ts, ref.votes_posted, reserved)
         await self._db.unlocked(lambda db: db.execute(q.UPSERT_MESSAGE_REF, params))
 
+    # -- keys used once ---------------------------------------------------------------------------
+
+    async def claim_once(self, key: str, now: datetime, forget_after: datetime) -> bool:
+        """Without the writers' lock: the key's unique index decides a race (a second insert waits for the first
+        to commit, then does nothing)."""
+
+        async def body(db: Conn) -> bool:
+            await db.execute(q.FORGET_CLAIMS, (to_text(now),))
+            return (await db.execute(q.CLAIM_ONCE, (key, to_text(forget_after)))).rowcount == 1
+
+        claimed: bool = await self._db.unlocked(body)
+        return claimed
+
 
 # -- transaction bodies: run by PostgresDatabase.write, inside a transaction holding the writers' lock -------------
 

@@ -168,6 +168,12 @@ ON CONFLICT (request_id, notifier) DO UPDATE SET channel = excluded.channel, ts 
                                                  reserved_at = excluded.reserved_at
 """
 
+# -- keys used once across every process (0019) ------------------------------------------------------------------
+
+FORGET_CLAIMS = "DELETE FROM once_claims WHERE forget_after <= ?"
+
+CLAIM_ONCE = "INSERT INTO once_claims (key, forget_after) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
+
 # -- each notifier's delivery of each outbox row (0010) -------------------------------------------------------
 
 MARK_COLUMNS = "outbox_id, notifier, state, attempts, next_attempt_at, first_failed_at, last_error, at"

@@ -417,6 +417,15 @@ class SqliteStore:
 
         await self._write(body)
 
+    # -- keys used once ---------------------------------------------------------------------------
+
+    async def claim_once(self, key: str, now: datetime, forget_after: datetime) -> bool:
+        def body(db: sqlite3.Connection) -> bool:
+            db.execute(q.FORGET_CLAIMS, (to_text(now),))
+            return db.execute(q.CLAIM_ONCE, (key, to_text(forget_after))).rowcount == 1
+
+        return await self._db.write(body)  # not ``_write``: nothing a waiter watches changed
+
 
 # -- transaction bodies: run on the writer's thread by SqliteDatabase.write, inside BEGIN IMMEDIATE -----------
 

@@ -155,6 +155,12 @@ class Store(Protocol):
         """Insert or replace the notifier's message reference for the request."""
         ...
 
+    async def claim_once(self, key: str, now: datetime, forget_after: datetime) -> bool:
+        """Whether this is the first claim of ``key``: True once, False while an earlier claim holds. A claim holds
+        until its ``forget_after``; claims already past it at ``now`` are deleted on the way (and their keys may be
+        claimed again). Atomic across every process on the database: of calls racing on one key, one gets True."""
+        ...
+
     async def human_outcomes(self, model: str, since: datetime, until: datetime) -> dict[str, HumanOutcomes]:
         """Per version of ``model``: what people made of the requests that named it, created in ``[since, until)``.
         Versions no request named are absent."""

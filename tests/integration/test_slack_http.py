@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -15,12 +16,16 @@ import anyio
 import httpx2
 import uvicorn
 from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
 
+from signoff.notifiers import SlackHttpEndpoint, SlackInteractions
 from signoff.notifiers.slack_blocks import APPROVE_ACTION
 from signoff.server.app import build_server
 from signoff.server.config import Settings
 from signoff.storage import ApprovalRequest, Status
+from signoff.storage.approvals.memory import MemoryStore
 from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.storage.errors import DatabaseUnavailable
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import parse_policy_config
 from signoff.tools.approvals.service import ApprovalService, Draft
@@ -179,3 +184,20 @@ async def test_a_click_that_fails_midway_does_not_take_the_server_down(tmp_path:
         final = await decided(store, request.id)
     assert final.status is Status.APPROVED
     assert "click Reject again" in fake.of("chat.postEphemeral")[0].args["text"]
+
+
+class DatabaseDown(MemoryStore):
+    async def claim_once(self, key: str, now: datetime, forget_after: datetime) -> bool:
+        raise DatabaseUnavailable("cannot reach the PostgreSQL database: connection refused")
+
+
+async def test_a_click_that_cannot_be_checked_against_replays_is_refused_and_not_acted_on() -> None:
+    """Fail closed: with the database out of reach, a validly signed click is answered 503 (Slack tells the person
+    it failed) and is not handed to the interactions, rather than risking a replay."""
+    spawned: list[Mapping[str, Any]] = []
+    interactions = SlackInteractions(AsyncWebClient(token="xoxb-test"), DatabaseDown(), None, None, None)  # type: ignore[arg-type]  # never called
+    endpoint = SlackHttpEndpoint(SECRET, interactions, spawned.append)
+    body = approve_body("req_x")
+    status, content = await endpoint.handle(body.encode(), signed(body))
+    assert status == 503 and content is not None and "nothing was recorded" in content["error"]
+    assert spawned == []
