@@ -1,9 +1,11 @@
 """Masking payload fields on their way out of the database (``[redact]`` in the policy file).
 
 A path is ``payload.<key>.<key>…``; a ``*`` part matches every key of an object or every item of a list at that
-level (``payload.*.card_number``, ``payload.cards.*.number``). The value found at a path is replaced by ``MASK``,
-whatever it was; a path that is not in the payload changes nothing. Only what is shown is masked: the stored
-payload, its digest, the audit chain and the receipts keep the full payload. Pure: no I/O.
+level (``payload.*.card_number``, ``payload.cards.*.number``). A key matches a path's part under the fold policy
+rules judge keys with (``storage.folding.fold_key``: case, surrounding spaces, zero-width characters, Unicode form),
+so ``"SSN"``, ``"ssn "`` and ``"s\u200bsn"`` are all ``payload.ssn``. The value found at a path is replaced by
+``MASK``, whatever it was; a path that is not in the payload changes nothing. Only what is shown is masked: the
+stored payload, its digest, the audit chain and the receipts keep the full payload. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from signoff.storage.canonical import canonical_json
 from signoff.storage.errors import InvalidInput
+from signoff.storage.folding import fold_key
 from signoff.storage.records import ApprovalRequest, JsonObject, Trigger
 
 MASK = "[redacted]"
@@ -26,7 +29,7 @@ ANY = "*"
 class Redaction:
     """The paths to mask; an empty one masks nothing."""
 
-    paths: tuple[tuple[str, ...], ...] = ()  #: each path's parts after ``payload``
+    paths: tuple[tuple[str, ...], ...] = ()  #: each path's parts after ``payload``, folded (``fold_key``)
 
     @classmethod
     def of(cls, paths: Iterable[str]) -> Redaction:
@@ -39,7 +42,7 @@ class Redaction:
                 raise ValueError(
                     f"{path!r} is not a payload path; write payload.<field>, e.g. payload.ssn, payload.*.card_number"
                 )
-            parsed.append(parts)
+            parsed.append(tuple(fold_key(part) for part in parts))
         return cls(tuple(parsed))
 
     def __bool__(self) -> bool:
@@ -120,12 +123,18 @@ class Redaction:
         return dict(restored)
 
 
+def _at(part: str, key: Any) -> bool:
+    """Whether a payload ``key`` is at a path's (folded) ``part``: any key for ``*``, else one that folds to it, as
+    policy rules read keys (a rule on ``payload.ssn`` judges ``"SSN"``; so it is masked)."""
+    return part == ANY or (isinstance(key, str) and fold_key(key) == part)
+
+
 def _mask(node: Any, parts: tuple[str, ...]) -> Any:
     if not parts:
         return MASK
     head, rest = parts[0], parts[1:]
     if isinstance(node, Mapping):
-        return {k: _mask(v, rest) if head in (ANY, k) else v for k, v in node.items()}
+        return {k: _mask(v, rest) if _at(head, k) else v for k, v in node.items()}
     if isinstance(node, list) and head == ANY:
         return [_mask(v, rest) for v in node]
     return node
@@ -137,7 +146,7 @@ def _restore(node: Any, original: Any, shown: Any, parts: tuple[str, ...], where
     head, rest = parts[0], parts[1:]
     if isinstance(node, Mapping) and isinstance(original, Mapping):
         return {
-            k: _restore(v, original[k], shown[k], rest, f"{where}.{k}") if head in (ANY, k) and k in original else v
+            k: _restore(v, original[k], shown[k], rest, f"{where}.{k}") if _at(head, k) and k in original else v
             for k, v in node.items()
         }
     if isinstance(node, list) and isinstance(original, list) and head == ANY:
@@ -157,7 +166,7 @@ def _holds_mask(node: Any, parts: tuple[str, ...]) -> bool:
         return bool(node == MASK)
     head, rest = parts[0], parts[1:]
     if isinstance(node, Mapping):
-        return any(_holds_mask(v, rest) for k, v in node.items() if head in (ANY, k))
+        return any(_holds_mask(v, rest) for k, v in node.items() if _at(head, k))
     if isinstance(node, list) and head == ANY:
         return any(_holds_mask(v, rest) for v in node)
     return False
@@ -170,7 +179,7 @@ def _collect(node: Any, parts: tuple[str, ...], found: list[Any]) -> None:
     head, rest = parts[0], parts[1:]
     if isinstance(node, Mapping):
         for key, value in node.items():
-            if head in (ANY, key):
+            if _at(head, key):
                 _collect(value, rest, found)
     elif isinstance(node, list) and head == ANY:
         for value in node:

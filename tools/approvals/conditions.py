@@ -12,12 +12,12 @@ from __future__ import annotations
 import fnmatch
 import functools
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from signoff.storage.canonical import canonical_json, is_number
+from signoff.storage.folding import fold_key
 from signoff.tools.approvals.lookups import Answer, lookup_key
 from signoff.tools.approvals.policy_config import NUMBER_OPS, Condition, Op, Outcome, Rule
 
@@ -205,15 +205,6 @@ def _trusted(
         return None, said
     said = f"{said} (was {show(actual)} against {show(trusted)} from {answer.source}, {shown_key})"
     return verdict, said
-
-
-def fold_key(key: str) -> str:
-    """A payload key as a person reads it: Unicode NFKC, case-folded, invisible format characters (zero-width
-    spaces, bidi marks) dropped, surrounding whitespace stripped. ``"Amount "`` and ``"amount"`` fold alike."""
-    if key.isascii():
-        return key.strip().lower()
-    text = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", key).casefold())
-    return "".join(c for c in text if unicodedata.category(c) != "Cf").strip()
 
 
 def resolve(request: Any, path: str) -> Any:
