@@ -183,7 +183,8 @@ def request_blocks(
         if link is not None:
             buttons.append(ButtonElement(text="Open in signoff", action_id=OPEN_ACTION, url=link))
         blocks.append(ActionsBlock(block_id=ACTIONS_BLOCK, elements=buttons))
-    footer = f"`{request.id}` · payload sha256 `{request.payload_sha256[:12]}…` · `signoff review show {request.id}`"
+    digest = f"payload sha256 `{request.payload_sha256[:12]}…`" if request.payload_sha256 else "payload sha256 withheld"
+    footer = f"`{request.id}` · {digest} · `signoff review show {request.id}`"  # withheld: [redact] masked a value
     if link is not None:
         footer += f" · <{link}|Open in signoff>"
         if pending:

@@ -59,7 +59,7 @@ def document(request: ApprovalRequest) -> dict[str, Any]:
             "summary": request.summary,
             "agent_id": request.agent_id,
             "payload": dict(request.payload),
-            "payload_sha256": request.payload_sha256,
+            "payload_sha256": request.payload_sha256 or None,  # null: [redact] masked a value (Redaction.request)
             "triggers": [{"kind": t.kind.value, "detail": t.detail} for t in request.triggers],
             "votes": [
                 {"reviewer": v.reviewer, "verdict": v.verdict.value, "comment": v.comment, "at": v.at.isoformat()}

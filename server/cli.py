@@ -686,7 +686,8 @@ async def _review_list(service: ApprovalService, context: _Context) -> int:
         pending += page.items
         if (cursor := page.next_cursor) is None:
             break
-    print(render.as_json(pending) if context.args.json else render.queue(pending))
+    shown = [service.policy.config.redact.redaction.request(r) for r in pending] if context.args.json else pending
+    print(render.as_json(shown) if context.args.json else render.queue(pending))
     return 0
 
 

@@ -91,7 +91,7 @@ def record(
         "summary": request.summary,
         "agent_id": request.agent_id,
         "payload": dict(request.payload),
-        "payload_sha256": request.payload_sha256,
+        "payload_sha256": request.payload_sha256 or None,  # null: [redact] masked a value (Redaction.request)
         "model": None if model is None else str(model),
         "model_version": None if version is None else str(version),
         "model_decision_id": request.model_decision_id,

@@ -90,7 +90,8 @@ def detail(request: ApprovalRequest, events: Sequence[Event], *, overdue: bool =
     lines = [f"{label:<{width}}{value}" for label, value in rows]
     lines.append("why asked:")
     lines += [f"  - [{t.kind.value}] {v(t.detail)}" for t in request.triggers]
-    lines.append(f"payload (sha256 {request.payload_sha256}):")
+    digest = request.payload_sha256 or "withheld: [redact] masks a value here; --reveal shows it"
+    lines.append(f"payload (sha256 {digest}):")
     lines += ["  " + line for line in json.dumps(dict(request.payload), indent=2, sort_keys=True).splitlines()]
     if request.votes:
         lines.append("votes:")
@@ -143,12 +144,11 @@ def history_record(
     request: ApprovalRequest, status: ApprovalStatus, redaction: Redaction | None = None
 ) -> dict[str, Any]:
     """One request as the history exports it: the status the agent sees (with its receipt) and what it asked, with
-    the ``[redact]`` paths masked (the receipt and the digests still bind the full payload)."""
+    the ``[redact]`` paths masked and the triggers scrubbed of their values; a request with a masked value comes
+    without its digest and its receipt (``ApprovalStatus.masked``: either would let a reader test guesses)."""
     redaction = redaction or Redaction()
-    approved = status.approved_payload
     record = {
-        **status.model_dump(mode="json"),
-        "approved_payload": redaction.payload(approved) if approved is not None else None,
+        **status.masked(request, redaction).model_dump(mode="json"),
         "confidence": request.confidence,
         "flags": list(request.flags),
         "payload": redaction.payload(request.payload),
@@ -156,10 +156,6 @@ def history_record(
         "model_version": request.model_version,
         "model_decision_id": request.model_decision_id,
     }
-    if redaction and isinstance(record.get("triggers"), list):  # a trigger may quote a masked value
-        shown = redaction.triggers(request.triggers, request.payload)
-        if len(shown) == len(record["triggers"]):
-            record["triggers"] = [{**t, "detail": s.detail} for t, s in zip(record["triggers"], shown, strict=True)]
     return {name: record[name] for name in HISTORY_FIELDS}
 
 

@@ -69,7 +69,8 @@ def payload_excerpt(payload: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
 
 
 async def _summary(state: AppState, request: ApprovalRequest) -> dict[str, Any]:
-    status = (await state.status(request, strict=False)).model_dump(mode="json")
+    """A list item: masked as ``GET /api/requests/{id}`` masks (no ``reveal`` in lists)."""
+    status = (await state.status(request, strict=False, reveal=False)).model_dump(mode="json")
     excerpt, complete = payload_excerpt(state.service.policy.config.redact.redaction.payload(request.payload))
     return {
         **status,
@@ -171,7 +172,7 @@ async def show_request(request: Request, state: AppState, verifier: ConfigTokenV
         found = await state.service.get(request.path_params["request_id"])
     except SignoffError as exc:
         return _error(_STATUS_OF_ERROR.get(type(exc), 400), exc.message)
-    reveal = request.query_params.get("reveal") == "1"  # [redact]ed fields are shown only when asked
+    reveal = request.query_params.get("reveal") == "1"  # [redact]ed fields (and digests) are shown only when asked
     masking = state.service.policy.config.redact.redaction
     redaction = Redaction() if reveal else masking
     if reveal and (masking.masks(found.payload) or (found.approved_payload and masking.masks(found.approved_payload))):
@@ -180,9 +181,7 @@ async def show_request(request: Request, state: AppState, verifier: ConfigTokenV
         except SignoffError as exc:
             return _error(_STATUS_OF_ERROR.get(type(exc), 400), exc.message)
     events = await state.service.store.request_events(found.id)
-    status = (await state.status(found, strict=False)).model_dump(mode="json")
-    if status["approved_payload"] is not None:
-        status["approved_payload"] = redaction.payload(status["approved_payload"])
+    status = (await state.status(found, strict=False, reveal=reveal)).model_dump(mode="json")
     payload = redaction.payload(found.payload)
     body = {**status, "payload": payload, "events": [_event(e, redaction, found.payload) for e in events]}
     return JSONResponse(body)
@@ -201,7 +200,6 @@ async def vote(request: Request, state: AppState, verifier: ConfigTokenVerifier 
         decided = await state.service.vote(request_id, who, verdict, comment, approved_payload=changed)
     except SignoffError as exc:
         return _error(_STATUS_OF_ERROR.get(type(exc), 400), exc.message)
-    status = (await state.status(decided, strict=False)).model_dump(mode="json")
-    if status["approved_payload"] is not None:  # masked as GET shows it: the answer to a vote reveals nothing more
-        status["approved_payload"] = state.service.policy.config.redact.redaction.payload(status["approved_payload"])
+    # masked as GET shows it: the answer to a vote reveals nothing more
+    status = (await state.status(decided, strict=False, reveal=False)).model_dump(mode="json")
     return JSONResponse(status)

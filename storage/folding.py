@@ -2,8 +2,9 @@
 keys (``Amount`` is ``amount``). Policy rules match with these, and the anomaly history (novelty, the numbers per
 action and field) is kept and read under them, so a change of case can never escape a check the rules would apply.
 
-Pure: no I/O. The one definition of each fold: the rules (``tools/approvals/conditions.py``), the stores, the
-replayed history and migration 0018 all call these, so they can never disagree."""
+Pure: no I/O. The one definition of each fold: the rules (``tools/approvals/conditions.py``), ``[redact]``
+(``storage/redaction.py``: a key a rule reads as ``ssn`` is a key it masks as ``ssn``), the stores, the replayed
+history and migration 0018 all call these, so they can never disagree."""
 
 from __future__ import annotations
 

@@ -123,7 +123,7 @@ class ApprovalRequest:
     action: str
     summary: str
     payload: JsonObject
-    payload_sha256: str
+    payload_sha256: str  #: of canonical action + payload; empty in a request shown with a value ``[redact]`` masks
     confidence: float | None
     flags: tuple[str, ...]
     agent_id: str | None
@@ -177,8 +177,9 @@ class ApprovalRequest:
 
     @property
     def approved_sha256(self) -> str:
-        """The digest a receipt binds: of the approved payload when it was changed, else ``payload_sha256``."""
-        if self.approved_payload is None:
+        """The digest a receipt binds: of the approved payload when it was changed, else ``payload_sha256``. Empty,
+        as ``payload_sha256`` is, for a request shown with a ``[redact]``ed value (``Redaction.request``)."""
+        if self.approved_payload is None or not self.payload_sha256:
             return self.payload_sha256
         return payload_sha256(self.action, self.approved_payload)
 

@@ -1,9 +1,15 @@
 """Masking payload fields on their way out of the database (``[redact]`` in the policy file).
 
 A path is ``payload.<key>.<key>…``; a ``*`` part matches every key of an object or every item of a list at that
-level (``payload.*.card_number``, ``payload.cards.*.number``). The value found at a path is replaced by ``MASK``,
-whatever it was; a path that is not in the payload changes nothing. Only what is shown is masked: the stored
-payload, its digest, the audit chain and the receipts keep the full payload. Pure: no I/O.
+level (``payload.*.card_number``, ``payload.cards.*.number``). A key matches a path's part under the fold policy
+rules judge keys with (``storage.folding.fold_key``: case, surrounding spaces, zero-width characters, Unicode form),
+so ``"SSN"``, ``"ssn "`` and ``"s\u200bsn"`` are all ``payload.ssn``. The value found at a path is replaced by
+``MASK``, whatever it was; a path that is not in the payload changes nothing.
+
+Only what is shown is masked: the stored payload, its digest, the audit chain and the receipts keep the full payload.
+What is shown with a value masked shows no digest of the payload either (``request`` leaves ``payload_sha256``
+empty): an unsalted SHA-256 of a payload whose other fields are shown lets anyone test guesses of the masked value
+(a 6-digit PIN falls in a second). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -16,17 +22,20 @@ from typing import Any
 
 from signoff.storage.canonical import canonical_json
 from signoff.storage.errors import InvalidInput
+from signoff.storage.folding import fold_key
 from signoff.storage.records import ApprovalRequest, JsonObject, Trigger
 
 MASK = "[redacted]"
 ANY = "*"
+#: the digests an audit event may record; shown as null where a payload they hash has a masked value
+DIGESTS = ("payload_sha256", "approved_payload_sha256")
 
 
 @dataclass(frozen=True, slots=True)
 class Redaction:
     """The paths to mask; an empty one masks nothing."""
 
-    paths: tuple[tuple[str, ...], ...] = ()  #: each path's parts after ``payload``
+    paths: tuple[tuple[str, ...], ...] = ()  #: each path's parts after ``payload``, folded (``fold_key``)
 
     @classmethod
     def of(cls, paths: Iterable[str]) -> Redaction:
@@ -39,7 +48,7 @@ class Redaction:
                 raise ValueError(
                     f"{path!r} is not a payload path; write payload.<field>, e.g. payload.ssn, payload.*.card_number"
                 )
-            parsed.append(parts)
+            parsed.append(tuple(fold_key(part) for part in parts))
         return cls(tuple(parsed))
 
     def __bool__(self) -> bool:
@@ -53,14 +62,21 @@ class Redaction:
         return dict(masked)
 
     def request(self, request: ApprovalRequest) -> ApprovalRequest:
-        """The request as it may be shown: its payload (and a payload people approved) masked."""
+        """The request as it may be shown: its payload (and a payload people approved) masked, its triggers
+        scrubbed of the masked values, and, when anything was masked, its ``payload_sha256`` empty (so is its
+        ``approved_sha256``): a digest of the full payload next to its other fields would give the masked value away
+        to anyone who tries guesses. Whatever shows a request shown so shows no digest where it finds none."""
         if not self.paths:
             return request
         approved = request.approved_payload
+        payload = self.payload(request.payload)
+        shown_approved = self.payload(approved) if approved is not None else None
+        masked = payload != dict(request.payload) or (approved is not None and shown_approved != dict(approved))
         return dataclasses.replace(
             request,
-            payload=self.payload(request.payload),
-            approved_payload=self.payload(approved) if approved is not None else None,
+            payload=payload,
+            payload_sha256="" if masked else request.payload_sha256,
+            approved_payload=shown_approved,
             triggers=self.triggers(request.triggers, request.payload),
         )
 
@@ -84,14 +100,22 @@ class Redaction:
 
     def event_data(self, data: JsonObject, payload: JsonObject | None = None) -> dict[str, Any]:
         """An audit event's data as it may be shown: the payloads it records (``payload`` of ``created``,
-        ``approved_payload`` of ``decided``) masked, and the trigger details it records scrubbed of the masked values
-        of ``payload`` (the request's; ``created`` carries its own). The chain itself keeps them whole."""
+        ``approved_payload`` of ``decided``) masked, the trigger details it records scrubbed of the masked values
+        of ``payload`` (the request's; ``created`` carries its own), and the digests it records (``payload_sha256``,
+        ``approved_payload_sha256``) null when ``payload`` or a payload the event records has a masked value.
+        The chain itself keeps them whole."""
         shown = dict(data)
         if isinstance(data.get("payload"), Mapping) and payload is None:
             payload = data["payload"]
+        masked = payload is not None and self.masks(payload)
         for key in ("payload", "approved_payload"):
             if isinstance(shown.get(key), Mapping):
                 shown[key] = self.payload(shown[key])
+                masked = masked or shown[key] != dict(data[key])
+        if masked:
+            for key in DIGESTS:
+                if key in shown:
+                    shown[key] = None
         scrub = _scrubber(self._secrets(payload)) if payload is not None else None
         if scrub is not None and isinstance(shown.get("triggers"), list):
             shown["triggers"] = [
@@ -120,12 +144,18 @@ class Redaction:
         return dict(restored)
 
 
+def _at(part: str, key: Any) -> bool:
+    """Whether a payload ``key`` is at a path's (folded) ``part``: any key for ``*``, else one that folds to it, as
+    policy rules read keys (a rule on ``payload.ssn`` judges ``"SSN"``; so it is masked)."""
+    return part == ANY or (isinstance(key, str) and fold_key(key) == part)
+
+
 def _mask(node: Any, parts: tuple[str, ...]) -> Any:
     if not parts:
         return MASK
     head, rest = parts[0], parts[1:]
     if isinstance(node, Mapping):
-        return {k: _mask(v, rest) if head in (ANY, k) else v for k, v in node.items()}
+        return {k: _mask(v, rest) if _at(head, k) else v for k, v in node.items()}
     if isinstance(node, list) and head == ANY:
         return [_mask(v, rest) for v in node]
     return node
@@ -137,7 +167,7 @@ def _restore(node: Any, original: Any, shown: Any, parts: tuple[str, ...], where
     head, rest = parts[0], parts[1:]
     if isinstance(node, Mapping) and isinstance(original, Mapping):
         return {
-            k: _restore(v, original[k], shown[k], rest, f"{where}.{k}") if head in (ANY, k) and k in original else v
+            k: _restore(v, original[k], shown[k], rest, f"{where}.{k}") if _at(head, k) and k in original else v
             for k, v in node.items()
         }
     if isinstance(node, list) and isinstance(original, list) and head == ANY:
@@ -157,7 +187,7 @@ def _holds_mask(node: Any, parts: tuple[str, ...]) -> bool:
         return bool(node == MASK)
     head, rest = parts[0], parts[1:]
     if isinstance(node, Mapping):
-        return any(_holds_mask(v, rest) for k, v in node.items() if head in (ANY, k))
+        return any(_holds_mask(v, rest) for k, v in node.items() if _at(head, k))
     if isinstance(node, list) and head == ANY:
         return any(_holds_mask(v, rest) for v in node)
     return False
@@ -170,7 +200,7 @@ def _collect(node: Any, parts: tuple[str, ...], found: list[Any]) -> None:
     head, rest = parts[0], parts[1:]
     if isinstance(node, Mapping):
         for key, value in node.items():
-            if head in (ANY, key):
+            if _at(head, key):
                 _collect(value, rest, found)
     elif isinstance(node, list) and head == ANY:
         for value in node:

@@ -44,13 +44,32 @@ class AppState:
         return request
 
     async def status(
-        self, request: ApprovalRequest, *, strict: bool = True, events: Sequence[Event] | None = None
+        self,
+        request: ApprovalRequest,
+        *,
+        strict: bool = True,
+        events: Sequence[Event] | None = None,
+        reveal: bool | None = None,
     ) -> ApprovalStatus:
         """The request as the agent sees it, with a receipt when approved: only if its row agrees with its own
         audit events (``check_request``: one indexed read of a few events, approved requests only; no read when
         ``events`` are the ones the write that made ``request`` committed), so a row edited behind signoff's back
         never gets a signed receipt. ``strict`` refuses the call; otherwise (a list) the item comes without a
-        receipt and says why."""
+        receipt and says why.
+
+        ``reveal``: whether the values ``[redact]`` masks may be shown (``ApprovalStatus.masked`` otherwise). By
+        default, to the agent that asked only (it acts with the approved payload), or to a caller without an
+        identity (stdio, or HTTP without ``[auth]``: agents are not told apart); never to another agent
+        (``agents_see_all``). Reviewers' and exports' callers say which they want."""
+        status = await self._status(request, strict=strict, events=events)
+        if reveal is None:
+            caller = caller_identity()
+            reveal = caller is None or request.agent_id == caller
+        return status if reveal else status.masked(request, self.service.policy.config.redact.redaction)
+
+    async def _status(
+        self, request: ApprovalRequest, *, strict: bool, events: Sequence[Event] | None
+    ) -> ApprovalStatus:
         if not self.receipt_key or request.status is not Status.APPROVED:
             return ApprovalStatus.of(request, stopping=self.service.stopping, now=self.service.clock.now())
         finding = await check_request(self.service.store, request, events)

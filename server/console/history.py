@@ -218,14 +218,16 @@ async def _csv(console: Console, query: RequestQuery) -> AsyncIterator[str]:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
-    async for r in _requests(console, query):
+    redaction = console.service.policy.config.redact.redaction  # [redact]: no digest of a masked payload
+    async for full in _requests(console, query):
+        r = redaction.request(full)
         writer.writerow(
             [
                 r.id, to_text(r.created_at), cell(r.action), cell(r.summary), cell(r.agent_id or ""), r.status.value,
                 r.decided_by.value if r.decided_by else "", to_text(r.decided_at) if r.decided_at else "",
                 cell(" ".join(v.reviewer for v in r.approvals)),
                 cell(" ".join(v.reviewer for v in r.votes if v.verdict.value == "reject")),
-                r.payload_sha256, "yes" if r.payload_changed else "no", r.approved_sha256,
+                r.payload_sha256, "yes" if r.payload_changed else "no", r.approved_sha256,  # empty when masked
             ]
         )  # fmt: skip
         if out.tell() > 64_000:
@@ -253,7 +255,7 @@ async def _jsonl(console: Console, query: RequestQuery) -> AsyncIterator[str]:
                 for v in r.votes
             ],
             "payload": dict(r.payload),
-            "payload_sha256": r.payload_sha256,
+            "payload_sha256": r.payload_sha256 or None,  # null: [redact] masked a value (Redaction.request)
             "approved_payload": dict(r.approved_payload) if r.approved_payload is not None else None,
         }
         # ASCII JSON: every control, separator and format character escaped, so each request is one line anywhere

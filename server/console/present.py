@@ -302,11 +302,11 @@ def event_sentence(event: Event) -> str:
 def detail(
     request: ApprovalRequest, events: Sequence[Event], now: datetime, *, redaction: Redaction | None = None
 ) -> dict[str, Any]:
-    """The request page's values; with ``redaction``, the payloads as ``[redact]`` masks them (the digests are the
-    full payloads')."""
+    """The request page's values; with ``redaction``, the payloads as ``[redact]`` masks them, the triggers scrubbed
+    of the masked values, and no digest when a value is masked (empty: the page says it is withheld)."""
     shown = redaction.request(request) if redaction else request
     return {
-        **queue_row(request, now),
+        **queue_row(shown, now),
         "claimed_at": moment(request.claimed_at) if request.claim_at(now) else "",
         "claim_until": moment(request.claim_until) if request.claim_at(now) else "",
         "summary": text(request.summary),
@@ -318,7 +318,7 @@ def detail(
         "flags": [text(f) for f in request.flags],
         "trigger_list": [
             {"kind": t.kind.value, "detail": text(t.detail), "means": TRIGGER_KINDS.get(t.kind.value, "")}
-            for t in request.triggers
+            for t in shown.triggers
         ],
         "version": version(request, now),
         "approvers": [text(a) for a in request.approvers],
@@ -326,12 +326,12 @@ def detail(
             {"reviewer": text(v.reviewer), "verdict": v.verdict.value, "comment": text(v.comment), "at": moment(v.at)}
             for v in request.votes
         ],
-        "payload_sha256": request.payload_sha256,
+        "payload_sha256": shown.payload_sha256,
         "payload": payload_fields(shown.payload),
         "editable": editable(shown.payload),
         "payload_changed": request.payload_changed,
         "approved_payload": payload_fields(shown.approved_payload) if shown.approved_payload is not None else [],
-        "approved_sha256": request.approved_sha256,
+        "approved_sha256": shown.approved_sha256,
         "changes": changes(shown.payload, shown.approved_payload) if shown.approved_payload is not None else [],
         "approvals_required": request.approvals_required,
         "can_change": request.approvals_required == 1 and not request.action.startswith(FIXED_PAYLOAD_PREFIX),

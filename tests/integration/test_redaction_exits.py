@@ -54,10 +54,11 @@ async def test_slack_and_the_webhook_get_the_masked_payload_and_the_chain_keeps_
         for text in [*slack_calls, *(b.decode() for b in bodies)]:
             assert shows_no_secret(text) and "[redacted]" in text and "Ann Lee" in text, text
         sent = json.loads(bodies[0])["request"]
-        assert sent["payload_sha256"] == payload_sha256("refunds.issue", PAYLOAD)  # the digest of the full payload
+        assert sent["payload_sha256"] is None  # a digest of the full payload would let the receiver test guesses
 
         stored = await store.get(made.id)
-        assert stored is not None and stored.payload == PAYLOAD and stored.approved_payload == {**PAYLOAD, "amount": 4}
+        assert stored is not None and stored.payload_sha256 == payload_sha256("refunds.issue", PAYLOAD)
+        assert stored.payload == PAYLOAD and stored.approved_payload == {**PAYLOAD, "amount": 4}
         created = next(e for e in await store.request_events(made.id) if e.kind is EventKind.CREATED)
         assert created.data["payload"] == PAYLOAD
         assert (await verify_store(store)).ok
@@ -95,7 +96,7 @@ async def test_the_exports_mask_the_payload(tmp_path: Path) -> None:
         assert shows_no_secret(ran.stdout) and "[redacted]" in ran.stdout and "Ann Lee" in ran.stdout, ran
     record = json.loads((await signoff(env, "export", "training-data")).stdout)
     assert record["payload"]["ssn"] == "[redacted]" and record["approved_payload"]["amount"] == 4
-    assert record["payload_sha256"] == payload_sha256("refunds.issue", PAYLOAD)
+    assert record["payload_sha256"] is None  # withheld with a value masked (the stored row keeps it)
     history = json.loads((await signoff(env, "history", "--format", "jsonl")).stdout)
     assert history["payload"]["card"]["card_number"] == "[redacted]"
     shown = await signoff(env, "review", "show", made.id)
@@ -104,3 +105,4 @@ async def test_the_exports_mask_the_payload(tmp_path: Path) -> None:
     assert SSN in revealed.stdout and CARD in revealed.stdout
     without = await signoff(base_env(db), "export", "training-data")  # no [redact]: the payload as asked
     assert SSN in without.stdout
+    assert json.loads(without.stdout)["payload_sha256"] == payload_sha256("refunds.issue", PAYLOAD)

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from signoff.storage import ApprovalRequest, DecidedBy, InvalidInput, Order, Status, Verdict
 from signoff.storage.records import Cursor
+from signoff.storage.redaction import Redaction
 from signoff.storage.timefmt import from_text, to_text
 from signoff.tools.approvals.receipts import Receipt
 from signoff.tools.wire import WireModel
@@ -58,7 +59,9 @@ class ApprovalStatus(WireModel):
     priority: Literal["low", "normal", "high", "urgent"] = Field(
         description="How soon reviewers should look: urgent, high, normal or low (set by the policy's rules)"
     )
-    payload_sha256: str = Field(description="SHA-256 of the canonical action+payload as asked")
+    payload_sha256: str | None = Field(
+        description="SHA-256 of the canonical action+payload as asked; null in a view that masks a field ([redact])"
+    )
     payload_changed: bool = Field(
         default=False,
         description="True when a reviewer approved it with changes: act with approved_payload, not your payload",
@@ -114,7 +117,7 @@ class ApprovalStatus(WireModel):
             ],
             approvals_required=request.approvals_required,
             priority=request.priority.value,
-            payload_sha256=request.payload_sha256,
+            payload_sha256=request.payload_sha256 or None,  # empty in a request shown under [redact]
             payload_changed=request.payload_changed,
             approved_payload=dict(request.approved_payload) if request.approved_payload is not None else None,
             created_at=request.created_at,
@@ -125,6 +128,22 @@ class ApprovalStatus(WireModel):
             model=ModelLink.of(request),
             message=stopping_step(request) if stopping and request.status is Status.PENDING else next_step(request),
         )
+
+    def masked(self, request: ApprovalRequest, redaction: Redaction) -> ApprovalStatus:
+        """This status (of ``request``) as ``[redact]`` lets anyone but the agent that asked see it: the approved
+        payload masked and the triggers scrubbed of the masked values, as ``Redaction.request`` shows the request;
+        and when a value is masked, no digest and no receipt (the receipt's digest is the approved payload's): either
+        would let a reader test guesses of the masked value."""
+        shown = redaction.request(request)
+        if shown is request:
+            return self
+        update: dict[str, Any] = {
+            "approved_payload": dict(shown.approved_payload) if shown.approved_payload is not None else None,
+            "triggers": [TriggerView(kind=t.kind.value, detail=t.detail) for t in shown.triggers],
+        }
+        if not shown.payload_sha256:
+            update |= {"payload_sha256": None, "receipt": None}
+        return self.model_copy(update=update)
 
 
 class ReceiptCheck(WireModel):
