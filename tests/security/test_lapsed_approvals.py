@@ -127,6 +127,22 @@ async def test_a_lapsed_permission_approval_is_not_used(tmp_path: Path) -> None:
     assert EventKind.CONSUMED not in events
 
 
+async def test_a_used_single_use_approval_is_not_actionable(tmp_path: Path) -> None:
+    """Once a permission prompt used people's approval, get_status no longer says to go ahead (verify_receipt
+    already refused the receipt): the same approval is not acted on twice."""
+    server, _, reviewers = in_memory_server(tmp_path)
+    async with Client(server) as client:
+        waiting = await prompt(client, BASH)
+        request_id = waiting["message"].split("signoff request ")[1].split()[0]
+        await reviewers.vote(request_id, "alice", Verdict.APPROVE, None)
+        before = await call(client, "get_status", request_id=request_id)
+        assert (await prompt(client, BASH))["behavior"] == "allow"
+        after = await call(client, "get_status", request_id=request_id)
+    assert before["actionable"] is True and before["receipt"] is not None
+    assert after["status"] == "approved" and after["actionable"] is False and after["receipt"] is None
+    assert "allowed one use" in after["message"] and "go ahead" not in after["message"], after["message"]
+
+
 # -- S1: the model plane ----------------------------------------------------------------------------------------------
 
 
