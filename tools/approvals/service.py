@@ -704,10 +704,6 @@ class ApprovalService:
         """How long an approval may be acted on after its decision (None: until its request expires)."""
         return self.policy.config.receipt_ttl_seconds
 
-    def lapses_at(self, request: ApprovalRequest) -> datetime | None:
-        """When the approval of ``request`` stops allowing anything (its receipt's expiry); None unless approved."""
-        return lifecycle.lapses_at(request, self.receipt_ttl_seconds)
-
     def actionable(self, request: ApprovalRequest) -> bool:
         """Whether an agent may act on ``request`` now (approved, not lapsed, not a used single-use approval)."""
         return lifecycle.actionable(request, self.clock.now(), self.receipt_ttl_seconds)
