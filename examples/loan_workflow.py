@@ -225,7 +225,7 @@ async def run(app: Application, db: Path, expires_in: int) -> None:
             status = await decided(client, 6, status["request_id"], db)
         say(6, f"{status['status']} (decided by {status['decided_by'] or 'nobody'}): {status['message']}")
 
-        if status["status"] != "approved":
+        if status["status"] != "approved" or not status["actionable"]:  # actionable: not lapsed since
             say(8, f"fallback: {action} is not executed; {app.applicant}'s application goes to an underwriter")
             return
         check = await call(

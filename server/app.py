@@ -57,9 +57,11 @@ logger = logging.getLogger(__name__)
 INSTRUCTIONS = """\
 signoff is a human approval gate. Before any risky action (moving money, deleting data, deploying,
 emailing customers, changing permissions) call request_approval with the exact arguments you will use.
-Act only when the status is 'approved', and only with exactly that action and payload. If the status is
-'pending', call get_status with wait_seconds to wait for a person. 'rejected', 'expired' and 'cancelled'
-mean: do not perform the action. You cannot approve requests yourself."""
+Act only when the status is 'approved' AND 'actionable' is true, and only with exactly that action and
+payload, before 'actionable_until'. An approval that lapsed (actionable false) or was used means: do not act;
+call request_approval again with a new idempotency_key. If the status is 'pending', call get_status with
+wait_seconds to wait for a person. 'rejected', 'expired' and 'cancelled' mean: do not perform the action.
+You cannot approve requests yourself."""
 
 
 def load_policy(settings: Settings) -> Policy:

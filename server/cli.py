@@ -686,8 +686,9 @@ async def _review_list(service: ApprovalService, context: _Context) -> int:
         pending += page.items
         if (cursor := page.next_cursor) is None:
             break
+    now, ttl = service.clock.now(), service.receipt_ttl_seconds
     shown = [service.policy.config.redact.redaction.request(r) for r in pending] if context.args.json else pending
-    print(render.as_json(shown) if context.args.json else render.queue(pending))
+    print(render.as_json(shown, now=now, receipt_ttl_seconds=ttl) if context.args.json else render.queue(pending))
     return 0
 
 
@@ -696,11 +697,13 @@ async def _review_show(service: ApprovalService, context: _Context) -> int:
     found = await service.store.get(await resolve_id(service.store, context.args.request_id))
     assert found is not None
     request = found if context.args.reveal else service.policy.config.redact.redaction.request(found)
+    now, ttl = service.clock.now(), service.receipt_ttl_seconds
     if context.args.json:
-        print(render.as_json([request]))
+        print(render.as_json([request], now=now, receipt_ttl_seconds=ttl))
     else:
-        overdue = lifecycle.is_overdue(request, service.clock.now())
-        print(render.detail(request, await service.store.request_events(request.id), overdue=overdue))
+        overdue = lifecycle.is_overdue(request, now)
+        events = await service.store.request_events(request.id)
+        print(render.detail(request, events, overdue=overdue, now=now, receipt_ttl_seconds=ttl))
     return 0
 
 
@@ -779,7 +782,11 @@ async def _history_records(
         print(f"note: approved requests are listed without receipts: {missing}", file=sys.stderr)
     redaction = service.policy.config.redact.redaction  # [redact]: masked in the export, not in what receipts bind
     if key is None:
-        return [render.history_record(r, ApprovalStatus.of(r), redaction) for r in requests]
+        now, ttl = service.clock.now(), service.receipt_ttl_seconds
+        return [
+            render.history_record(r, ApprovalStatus.of(r, now=now, receipt_ttl_seconds=ttl), redaction)
+            for r in requests
+        ]
     from signoff.tools.app_state import AppState  # loads mcp: only for the records that carry receipts
 
     state = AppState(service=service, receipt_key=key)

@@ -64,8 +64,16 @@ def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def detail(request: ApprovalRequest, events: Sequence[Event], *, overdue: bool = False) -> str:
-    """Everything about one request. ``overdue``: still pending past its deadline (the next write expires it)."""
+def detail(
+    request: ApprovalRequest,
+    events: Sequence[Event],
+    *,
+    overdue: bool = False,
+    now: datetime | None = None,
+    receipt_ttl_seconds: int | None = None,
+) -> str:
+    """Everything about one request. ``overdue``: still pending past its deadline (the next write expires it);
+    ``now`` and ``receipt_ttl_seconds`` decide whether its approval lapsed (what the agent sees)."""
     deadline = short_time(request.expires_at) + (" (passed: it expires at the next write)" if overdue else "")
     rows = [
         ("request", request.id),
@@ -100,12 +108,16 @@ def detail(request: ApprovalRequest, events: Sequence[Event], *, overdue: bool =
             lines.append(f"  - {short_time(vote.at)} {v(vote.reviewer)} {vote.verdict.value}{comment}")
     lines.append("events:")
     lines += [f"  #{e.seq} {short_time(e.at)} {e.kind.value}" for e in events]
-    lines.append(f"agent sees: {v(ApprovalStatus.of(request).message)}")
+    seen = ApprovalStatus.of(request, now=now, receipt_ttl_seconds=receipt_ttl_seconds)
+    lines.append(f"agent sees: {v(seen.message)}")
     return "\n".join(lines)
 
 
-def as_json(requests: Sequence[ApprovalRequest]) -> str:
-    return json.dumps([ApprovalStatus.of(r).model_dump(mode="json") for r in requests], indent=2)
+def as_json(
+    requests: Sequence[ApprovalRequest], *, now: datetime | None = None, receipt_ttl_seconds: int | None = None
+) -> str:
+    statuses = [ApprovalStatus.of(r, now=now, receipt_ttl_seconds=receipt_ttl_seconds) for r in requests]
+    return json.dumps([s.model_dump(mode="json") for s in statuses], indent=2)
 
 
 #: The fields of a history record, in order: the columns of ``--format csv`` and the keys of json/jsonl. Appending

@@ -15,7 +15,7 @@ from mcp.types import ToolAnnotations
 from signoff.storage import ApprovalRequest, Event, SignoffError, Status
 from signoff.storage.audit import check_request
 from signoff.storage.errors import unknown_request
-from signoff.tools.approvals import receipts
+from signoff.tools.approvals import lifecycle, receipts
 from signoff.tools.approvals.service import ApprovalService
 from signoff.tools.approvals.views import ApprovalStatus
 from signoff.tools.models.service import ModelService
@@ -51,11 +51,11 @@ class AppState:
         events: Sequence[Event] | None = None,
         reveal: bool | None = None,
     ) -> ApprovalStatus:
-        """The request as the agent sees it, with a receipt when approved: only if its row agrees with its own
-        audit events (``check_request``: one indexed read of a few events, approved requests only; no read when
-        ``events`` are the ones the write that made ``request`` committed), so a row edited behind signoff's back
-        never gets a signed receipt. ``strict`` refuses the call; otherwise (a list) the item comes without a
-        receipt and says why.
+        """The request as the agent sees it, with a receipt while its approval is actionable (approved, not lapsed,
+        not a used single-use approval): only if its row agrees with its own audit events (``check_request``: one
+        indexed read of a few events, approved requests only; no read when ``events`` are the ones the write that
+        made ``request`` committed), so a row edited behind signoff's back never gets a signed receipt. ``strict``
+        refuses the call; otherwise (a list) the item comes without a receipt and says why.
 
         ``reveal``: whether the values ``[redact]`` masks may be shown (``ApprovalStatus.masked`` otherwise). By
         default, to the agent that asked only (it acts with the approved payload), or to a caller without an
@@ -70,14 +70,18 @@ class AppState:
     async def _status(
         self, request: ApprovalRequest, *, strict: bool, events: Sequence[Event] | None
     ) -> ApprovalStatus:
+        service = self.service
+        now, ttl = service.clock.now(), service.receipt_ttl_seconds
+
+        def view(receipt: receipts.Receipt | None = None) -> ApprovalStatus:
+            return ApprovalStatus.of(request, receipt, stopping=service.stopping, now=now, receipt_ttl_seconds=ttl)
+
         if not self.receipt_key or request.status is not Status.APPROVED:
-            return ApprovalStatus.of(request, stopping=self.service.stopping, now=self.service.clock.now())
-        finding = await check_request(self.service.store, request, events)
+            return view()
+        finding = await check_request(service.store, request, events)
         if finding is None:
-            ttl = self.service.policy.config.receipt_ttl_seconds
-            return ApprovalStatus.of(
-                request, receipts.issue(self.receipt_key, request, ttl), stopping=self.service.stopping
-            )
+            actionable = lifecycle.actionable(request, now, ttl)
+            return view(receipts.issue(self.receipt_key, request, ttl) if actionable else None)
         logger.error(
             "request %s disagrees with its audit log (%s, column %s: %s); no receipt issued",
             request.id,
@@ -92,8 +96,7 @@ class AppState:
         )
         if strict:
             raise ToolError(message)
-        status = ApprovalStatus.of(request, stopping=self.service.stopping, now=self.service.clock.now())
-        return status.model_copy(update={"message": message})
+        return view().model_copy(update={"message": message, "actionable": False})
 
 
 @asynccontextmanager

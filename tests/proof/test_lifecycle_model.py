@@ -4,8 +4,9 @@ A Hypothesis state machine drives ``ApprovalService`` (on a ``MemoryStore``, a `
 ``PostgresStore``) with a ``FakeClock``: it creates requests (random quorum, expiry, agent, idempotency key; some
 escalate), votes as random reviewers (the requester, aliases of one person, repeated reviewers, approve or reject,
 with or without a reason), cancels, moves the clock (also exactly to a deadline), expires, escalates, reads and uses
-approvals, and answers permission prompts for the calls those requests describe (a policy approval, or any approval
-of a request the agent made itself, never allows; only people's approval of a prompt's own request does, once).
+approvals (never once they lapsed), and answers permission prompts for the calls those requests describe (a policy
+approval, or any approval of a request the agent made itself, never allows; only people's approval of a prompt's own
+request does, once).
 Beside it runs a pure model of what every request must be. After every step: no divergence, a decided request never
 changes, nothing expired, cancelled or rejected is ever approved, each person's vote counts once, and the audit
 chain verifies against the rows.
@@ -152,6 +153,10 @@ class ModelRequest:
     def expire(self, now: datetime) -> None:
         self.status, self.decided_at = Status.EXPIRED, now
         self.note = f"no decision before {self.expires_at.isoformat()}"
+
+    def lapsed(self, now: datetime) -> bool:
+        """An approval lapses with its request (the policy sets no receipt_ttl_seconds): nothing may use it."""
+        return self.status is Status.APPROVED and now >= self.expires_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,7 +393,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         request = self.model.get(request_id)
         if request is None:
             self.check(outcome, NotFound)
-        elif request.status is not Status.APPROVED or request.consumed:
+        elif request.status is not Status.APPROVED or request.consumed or request.lapsed(self.now):
             self.check(outcome, Conflict)
         else:
             self.check(outcome, None)
@@ -415,7 +420,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             rid
             for rid, r in mine
             if r.status is Status.APPROVED and r.decided_by is DecidedBy.HUMAN and not r.consumed
-            and self.now < r.expires_at
+            and not r.lapsed(self.now)
         ]  # fmt: skip
         event(f"permission prompt: {'allowed' if usable else 'denied'}")
         if usable:

@@ -22,7 +22,8 @@ from tests.factories import T0, make_request
 from tests.fakes.clock import FakeClock
 
 STATUS_FIELDS = {
-    "request_id", "status", "decided_by", "action", "summary", "agent_id", "triggers", "votes",
+    "request_id", "status", "actionable", "actionable_until", "decided_by", "action", "summary", "agent_id",
+    "triggers", "votes",
     "approvals_required", "priority", "payload_sha256", "created_at", "expires_at", "decided_at", "escalated_at",
     "message", "receipt", "payload_changed", "approved_payload", "claimed_by", "claimed_at", "policy_version", "model",
 }  # fmt: skip

@@ -213,9 +213,9 @@ async def test_an_approval_is_applied_only_to_the_exact_change_it_was_given_for(
     state = await plane.models.store.get_model("fraud")
     assert state is not None
     tampered = dataclasses.replace(asked.change, payload={**asked.change.payload, "weights": {"v1": 10, "v2": 90}})
-    settled = rollout.settlement(request)(state, tampered)
+    settled = rollout.settlement(request, plane.clock.now())(state, tampered)
     assert settled.serving is None and "different arguments: not applied" in settled.outcome
-    assert rollout.settlement(request)(state, asked.change).serving == Serving(
+    assert rollout.settlement(request, plane.clock.now())(state, asked.change).serving == Serving(
         production="v1", weights={"v1": 9000, "v2": 1000}
     )
 

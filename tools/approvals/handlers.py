@@ -99,9 +99,11 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         """Ask for approval BEFORE a risky action (moving money, deleting data, deploying, emailing customers).
 
         The policy answers at once ('approved' or 'rejected') or routes the request to people ('pending').
-        Only perform the action when status is 'approved', and only with exactly this action and payload.
-        If 'pending', call get_status with the request_id (use wait_seconds to wait). Never retry with a new
-        request to get a different answer; reuse idempotency_key when retrying after an error.
+        Only perform the action when status is 'approved' AND actionable is true, and only with exactly this
+        action and payload, before actionable_until (approved but actionable false: the approval lapsed or was
+        used; do not act). If 'pending', call get_status with the request_id (use wait_seconds to wait). Never
+        retry with a new request to get a different answer; reuse idempotency_key when retrying after an error
+        (it returns the same request, so after a lapsed approval ask with a new idempotency_key).
         When a registered model produced this decision, pass model, version and the decision_id from
         resolve_model: people's verdicts then count in that version's model_stats.
         """
@@ -138,7 +140,8 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         """Read the verdict on a request you made with request_approval.
 
         With wait_seconds, returns as soon as a human decides (or 'pending' when the time is up: call again).
-        Proceed only on 'approved'; on 'rejected', 'expired' or 'cancelled' do not perform the action.
+        Proceed only on 'approved' with actionable true, before actionable_until; on 'approved' with actionable
+        false (the approval lapsed or was used), 'rejected', 'expired' or 'cancelled' do not perform the action.
         """
 
         async def work(service: ApprovalService) -> ApprovalRequest:
@@ -226,8 +229,8 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
     ) -> ReceiptCheck:
         """Check, right before acting, that a receipt approves exactly this action and payload, now.
 
-        valid=false means: do not perform the action; the reason says why (it differs, it expired, or its
-        single-use approval was already used): ask for a new approval.
+        valid=false means: do not perform the action; the reason says why (it differs, it expired or its
+        approval lapsed, or its single-use approval was already used): ask for a new approval.
         """
         state = state_of(ctx)
         problem = await _call(ctx, lambda s: s.verify_receipt(state.receipt_key, receipt, action, payload))

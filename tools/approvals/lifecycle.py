@@ -213,14 +213,49 @@ def expire(now: datetime) -> Change:
     return change
 
 
-def consume(now: datetime) -> Change:
-    """Use an approval once (permission prompts): an unused approval becomes used; anything else is refused."""
+def lapses_at(request: ApprovalRequest, receipt_ttl_seconds: int | None) -> datetime | None:
+    """When an approval stops allowing anything: when its receipt expires, ``receipt_ttl_seconds`` after the
+    decision when the policy sets it, else when the request itself expires. None unless approved."""
+    if request.status is not Status.APPROVED or request.decided_at is None:
+        return None
+    if receipt_ttl_seconds is None:
+        return request.expires_at
+    try:
+        return request.decided_at + timedelta(seconds=receipt_ttl_seconds)
+    except OverflowError:  # a TTL beyond the year 9999: it never lapses
+        return datetime.max.replace(tzinfo=request.decided_at.tzinfo)
+
+
+def lapsed(request: ApprovalRequest, now: datetime, receipt_ttl_seconds: int | None) -> datetime | None:
+    """The moment an approved request's approval lapsed, if it has by ``now`` (else None): after it, nothing may
+    act on it (its receipt is refused, it cannot be used, a model change is not applied)."""
+    until = lapses_at(request, receipt_ttl_seconds)
+    return until if until is not None and now >= until else None
+
+
+def actionable(request: ApprovalRequest, now: datetime, receipt_ttl_seconds: int | None) -> bool:
+    """Whether an agent may act on the request now: approved, not lapsed, and not a single-use approval used."""
+    return (
+        request.status is Status.APPROVED
+        and request.consumed_at is None
+        and lapsed(request, now, receipt_ttl_seconds) is None
+    )
+
+
+def consume(now: datetime, receipt_ttl_seconds: int | None = None) -> Change:
+    """Use an approval once (permission prompts, model changes): an unused approval that has not lapsed becomes
+    used; anything else is refused."""
 
     def change(request: ApprovalRequest) -> Transition:
         if request.status is not Status.APPROVED:
             raise Conflict(f"request {request.id} is {request.status}, not approved; it cannot be used")
         if request.consumed_at is not None:
             raise Conflict(f"request {request.id} was already used at {request.consumed_at.isoformat()}")
+        if (gone := lapsed(request, now, receipt_ttl_seconds)) is not None:
+            raise Conflict(
+                f"the approval of request {request.id} lapsed at {gone.isoformat()}; it cannot be used: ask for a"
+                " new approval"
+            )
         event = NewEvent(kind=EventKind.CONSUMED, request_id=request.id, at=now)
         return Transition(consumed_at=now, events=(event,))
 

@@ -2,9 +2,10 @@
 
 Each prompt is decided by the policy on a request of its own (flagged ``signoff:permission-prompt``). A prompt
 also looks for an earlier request for the same tool and input from the same agent that a prompt made: a pending
-one is waited on; one that PEOPLE approved and that has not been used yet (the user approved it after an earlier
-prompt timed out) is used, once, and the use is recorded. Nothing else is reused: not a request the agent made
-with request_approval (whatever decided it), not one the policy approved. Anything else asks again.
+one is waited on; one that PEOPLE approved, that has not been used yet and whose approval has not lapsed (the user
+approved it after an earlier prompt timed out) is used, once, and the use is recorded. Nothing else is reused: not
+a request the agent made with request_approval (whatever decided it), not one the policy approved. Anything else
+asks again.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ async def permission(
     if request.status is Status.APPROVED:
         try:
             await service.consume(request.id)
-        except Conflict:
-            return _deny(f"the approval of signoff request {request.id} was already used; retry to ask again")
+        except Conflict as exc:  # used meanwhile, or lapsed: "... was already used at ...", "... lapsed at ..."
+            return _deny(f"{exc.message}; retry to ask again")
         # a reviewer may have approved it with changes: the tool runs with the input they approved
         return {"behavior": "allow", "updatedInput": dict(request.effective_payload)}
     if request.status is Status.PENDING:
@@ -81,12 +82,7 @@ async def _same_call(service: ApprovalService, draft: Draft) -> ApprovalRequest 
 
 
 def _unused_human_approval(service: ApprovalService, request: ApprovalRequest) -> bool:
-    return (
-        request.status is Status.APPROVED
-        and request.decided_by is DecidedBy.HUMAN
-        and request.consumed_at is None
-        and service.clock.now() < request.expires_at
-    )
+    return request.decided_by is DecidedBy.HUMAN and service.actionable(request)  # approved, unused, not lapsed
 
 
 def _deny(message: str) -> dict[str, Any]:

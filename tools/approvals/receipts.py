@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pydantic import Field, ValidationError
@@ -19,6 +19,7 @@ from pydantic import Field, ValidationError
 from signoff.storage import ApprovalRequest, DecidedBy, Status, Verdict
 from signoff.storage.canonical import canonical_json, payload_sha256
 from signoff.storage.timefmt import from_text, to_text
+from signoff.tools.approvals import lifecycle
 from signoff.tools.wire import WireModel
 
 VERSION = "v1"  #: the signing scheme: HMAC-SHA256 over the canonical JSON of the other fields
@@ -39,11 +40,11 @@ class Receipt(WireModel):
 
 
 def issue(key: bytes, request: ApprovalRequest, ttl_seconds: int | None = None) -> Receipt | None:
-    """The receipt of an approved request; None for any other status. It expires ``ttl_seconds`` after the
-    decision, or (by default) when the request itself expires."""
-    if request.status is not Status.APPROVED or request.decided_at is None:
+    """The receipt of an approved request; None for any other status. It expires when the approval lapses
+    (``lifecycle.lapses_at``): ``ttl_seconds`` after the decision, or (by default) when the request itself expires."""
+    expires_at = lifecycle.lapses_at(request, ttl_seconds)
+    if expires_at is None or request.decided_at is None:
         return None
-    expires_at = request.expires_at if ttl_seconds is None else request.decided_at + timedelta(seconds=ttl_seconds)
     fields: dict[str, Any] = {
         "request_id": request.id,
         "action": request.action,
@@ -86,10 +87,13 @@ def check(
     return None
 
 
-def standing(request: ApprovalRequest, now: datetime) -> str | None:
-    """Why the approval behind a genuine, unexpired receipt no longer stands, or None when it does."""
+def standing(request: ApprovalRequest, now: datetime, ttl_seconds: int | None = None) -> str | None:
+    """Why the approval behind a genuine, unexpired receipt no longer stands, or None when it does (``ttl_seconds``:
+    the policy's ``receipt_ttl_seconds`` now, which a reload may have shortened since the receipt was signed)."""
     if request.status is not Status.APPROVED:
         return f"request {request.id} is {request.status}, not approved"
+    if (gone := lifecycle.lapsed(request, now, ttl_seconds)) is not None:
+        return f"the approval of request {request.id} lapsed at {to_text(gone)}: ask for a new approval"
     if request.consumed_at is not None:
         return (
             f"the approval of request {request.id} was used at {to_text(request.consumed_at)}; it allowed one use"

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -676,7 +676,7 @@ class ApprovalService:
         request = await self.store.get(parsed.request_id)
         if request is None:
             return f"signoff has no request {parsed.request_id}: the receipt was signed with this key elsewhere"
-        return receipts.standing(request, now)
+        return receipts.standing(request, now, self.receipt_ttl_seconds)
 
     async def _changed_hint(
         self, receipt: Mapping[str, Any] | receipts.Receipt, action: str, payload: Mapping[str, Any]
@@ -697,9 +697,20 @@ class ApprovalService:
             " act with its approved_payload (get_status shows it), not the payload you asked with"
         )
 
-    async def consume(self, request_id: str) -> ApprovalRequest:
-        """Use a single-use approval once; a second use is refused (Conflict)."""
-        return await self.store.update(request_id, lifecycle.consume(self.clock.now()))
+    async def consume(self, request_id: str, *, now: datetime | None = None) -> ApprovalRequest:
+        """Use a single-use approval once; a second use, or a use after the approval lapsed, is refused (Conflict).
+        ``now``: the moment the use was decided at (a model change settled then), else the present."""
+        ttl = self.receipt_ttl_seconds
+        return await self.store.update(request_id, lifecycle.consume(now or self.clock.now(), ttl))
+
+    @property
+    def receipt_ttl_seconds(self) -> int | None:
+        """How long an approval may be acted on after its decision (None: until its request expires)."""
+        return self.policy.config.receipt_ttl_seconds
+
+    def actionable(self, request: ApprovalRequest) -> bool:
+        """Whether an agent may act on ``request`` now (approved, not lapsed, not a used single-use approval)."""
+        return lifecycle.actionable(request, self.clock.now(), self.receipt_ttl_seconds)
 
     async def _expire(self, request_id: str) -> ApprovalRequest:
         try:

@@ -14,6 +14,7 @@ from signoff.storage import ApprovalRequest, DecidedBy, InvalidInput, Order, Sta
 from signoff.storage.records import Cursor
 from signoff.storage.redaction import Redaction
 from signoff.storage.timefmt import from_text, to_text
+from signoff.tools.approvals import lifecycle
 from signoff.tools.approvals.receipts import Receipt
 from signoff.tools.wire import WireModel
 
@@ -49,6 +50,21 @@ class ApprovalStatus(WireModel):
 
     request_id: str
     status: Literal["pending", "approved", "rejected", "expired", "cancelled"]
+    actionable: bool = Field(
+        default=False,
+        description=(
+            "True only while you may perform the action: status 'approved', the approval has not lapsed"
+            " (actionable_until) and, if it allowed one use, it was not used. Act only when status is 'approved'"
+            " AND actionable is true"
+        ),
+    )
+    actionable_until: datetime | None = Field(
+        default=None,
+        description=(
+            "When approved: the moment the approval lapses (the receipt's expires_at). After it, do not act: request"
+            " a new approval. Null when not approved"
+        ),
+    )
     decided_by: Literal["policy", "human"] | None
     action: str
     summary: str
@@ -86,7 +102,11 @@ class ApprovalStatus(WireModel):
     )
     message: str = Field(description="What to do next")
     receipt: Receipt | None = Field(
-        default=None, description="When approved: signed proof to check with verify_receipt right before acting"
+        default=None,
+        description=(
+            "When approved and actionable: signed proof to check with verify_receipt right before acting; null"
+            " otherwise (a lapsed or used approval gets none)"
+        ),
     )
 
     @classmethod
@@ -97,13 +117,20 @@ class ApprovalStatus(WireModel):
         *,
         stopping: bool = False,
         now: datetime | None = None,
+        receipt_ttl_seconds: int | None = None,
     ) -> ApprovalStatus:
-        """``now`` decides whether a claim has lapsed (the present moment when not given)."""
-        claimer = request.claim_at(now or datetime.now(UTC))
+        """``now`` decides whether a claim and an approval have lapsed (the present moment when not given);
+        ``receipt_ttl_seconds`` is the policy's (an approval lapses that long after its decision; None: with its
+        request). A ``receipt`` is shown only while the approval is actionable."""
+        now = now or datetime.now(UTC)
+        claimer = request.claim_at(now)
+        actionable = lifecycle.actionable(request, now, receipt_ttl_seconds)
         return cls(
             claimed_by=claimer,
             claimed_at=request.claimed_at if claimer else None,
-            receipt=receipt,
+            receipt=receipt if actionable else None,
+            actionable=actionable,
+            actionable_until=lifecycle.lapses_at(request, receipt_ttl_seconds),
             request_id=request.id,
             status=request.status.value,
             decided_by=request.decided_by.value if request.decided_by else None,
@@ -126,7 +153,11 @@ class ApprovalStatus(WireModel):
             escalated_at=request.escalated_at,
             policy_version=request.policy_version,
             model=ModelLink.of(request),
-            message=stopping_step(request) if stopping and request.status is Status.PENDING else next_step(request),
+            message=(
+                stopping_step(request)
+                if stopping and request.status is Status.PENDING
+                else next_step(request, now=now, receipt_ttl_seconds=receipt_ttl_seconds)
+            ),
         )
 
     def masked(self, request: ApprovalRequest, redaction: Redaction) -> ApprovalStatus:
@@ -160,20 +191,34 @@ class RequestList(WireModel):
     next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page")
 
 
-def next_step(request: ApprovalRequest) -> str:
-    """One sentence telling the agent what to do now."""
+def next_step(request: ApprovalRequest, *, now: datetime | None = None, receipt_ttl_seconds: int | None = None) -> str:
+    """One sentence telling the agent what to do now (``now``: the present moment when not given; an approval
+    lapses ``receipt_ttl_seconds`` after its decision, or with its request when None)."""
+    now = now or datetime.now(UTC)
+    gone = lifecycle.lapsed(request, now, receipt_ttl_seconds)
     match request.status:
+        case Status.APPROVED if gone is not None:
+            return (
+                f"{_approved_by(request)}, but this approval lapsed at {to_text(gone)}: do not perform this action."
+                " If it is still needed, call request_approval again with a new idempotency_key (the same key"
+                " returns this request)."
+            )
+        case Status.APPROVED if request.consumed_at is not None:
+            return (
+                f"{_approved_by(request)}, and this approval allowed one use, made at {to_text(request.consumed_at)}:"
+                " do not perform this action again. If it is needed again, call request_approval with a new"
+                " idempotency_key."
+            )
         case Status.APPROVED if request.payload_changed:
             return (
-                f"Approved with changes by {_names(request, Verdict.APPROVE)}: go ahead with exactly this action and"
-                " approved_payload (the reviewer changed your payload; the receipt binds the changed one), not the"
-                " payload you asked with."
+                f"{_approved_by(request)}: go ahead with exactly this action and approved_payload (the reviewer"
+                " changed your payload; the receipt binds the changed one), not the payload you asked with."
+                f"{_until(request, receipt_ttl_seconds)}"
             )
         case Status.APPROVED:
-            who = "policy" if request.decided_by is DecidedBy.POLICY else _names(request, Verdict.APPROVE)
             return (
-                f"Approved by {who}: go ahead with exactly this action and payload; "
-                "different arguments need a new request."
+                f"{_approved_by(request)}: go ahead with exactly this action and payload; "
+                f"different arguments need a new request.{_until(request, receipt_ttl_seconds)}"
             )
         case Status.REJECTED if request.decided_by is DecidedBy.POLICY:
             reasons = "; ".join(t.detail for t in request.triggers if t.kind == "guardrail") or "a policy rule"
@@ -206,6 +251,17 @@ def stopping_step(request: ApprovalRequest) -> str:
         f"yet: call get_status with request_id={request.id} again, on this server once it is back or on another "
         "signoff server using the same database."
     )
+
+
+def _approved_by(request: ApprovalRequest) -> str:
+    changes = " with changes" if request.payload_changed else ""
+    who = "policy" if request.decided_by is DecidedBy.POLICY else _names(request, Verdict.APPROVE)
+    return f"Approved{changes} by {who}"
+
+
+def _until(request: ApprovalRequest, receipt_ttl_seconds: int | None) -> str:
+    until = lifecycle.lapses_at(request, receipt_ttl_seconds)
+    return f" Act before {to_text(until)}, when this approval lapses." if until is not None else ""
 
 
 def _names(request: ApprovalRequest, verdict: Verdict) -> str:

@@ -28,6 +28,8 @@ from signoff.storage import (
 from signoff.storage.canonical import payload_sha256
 from signoff.storage.models.records import TOTAL_WEIGHT
 from signoff.storage.models.store import Decide, Settle
+from signoff.storage.timefmt import to_text
+from signoff.tools.approvals import lifecycle
 from signoff.tools.models.routing import percent
 
 SET_TRAFFIC_ACTION = "models.set_traffic"
@@ -171,9 +173,10 @@ def take_away(version: str) -> Decide:
     return decide
 
 
-def settlement(request: ApprovalRequest | None) -> Settle:
-    """How a pending change ends once its request (None: lost) is decided: applied only if approved, for exactly
-    these arguments, and still asked of the state the model is in."""
+def settlement(request: ApprovalRequest | None, now: datetime, receipt_ttl_seconds: int | None = None) -> Settle:
+    """How a pending change ends, settled at ``now``, once its request (None: lost) is decided: applied only if
+    approved, before that approval lapsed (``lifecycle.lapses_at``: when its receipt expires), for exactly these
+    arguments, and still asked of the state the model is in."""
 
     def decide(state: ModelState, change: ModelChange) -> Settlement:
         if request is None:
@@ -181,6 +184,12 @@ def settlement(request: ApprovalRequest | None) -> Settle:
         outcome = decided(request)
         if request.status is not Status.APPROVED:
             return Settlement(serving=None, outcome=outcome)
+        if (gone := lifecycle.lapsed(request, now, receipt_ttl_seconds)) is not None:
+            return Settlement(
+                serving=None,
+                outcome=f"{outcome}, but that approval lapsed at {to_text(gone)} before the change was settled (no"
+                " server ran meanwhile): not applied; ask for the change again",
+            )
         if request.payload_sha256 != payload_sha256(ACTION_OF[change.kind], change.payload):
             return Settlement(serving=None, outcome=f"{outcome}, but for different arguments: not applied")
         result = after_approval(change, state)

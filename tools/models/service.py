@@ -295,7 +295,8 @@ class ModelService:
         return acted
 
     async def settle(self, name: str | None = None) -> list[ModelChange]:
-        """Apply approved pending changes and drop decided-against ones; each exactly once, in any process."""
+        """Apply approved pending changes and drop decided-against ones, and approved ones whose approval lapsed
+        before they were settled (no server ran meanwhile); each exactly once, in any process."""
         decided: list[tuple[ModelChange, ApprovalRequest | None]] = []
         for change in await self.store.pending_changes(name):
             try:
@@ -306,15 +307,17 @@ class ModelService:
                 decided.append((change, request))
         decided.sort(key=lambda d: (d[1].decided_at if d[1] and d[1].decided_at else self.clock.now(), d[0].seq))
         settled: list[ModelChange] = []
+        ttl = self.approvals.receipt_ttl_seconds  # an approval lapses when its receipt would expire
         for change, request in decided:  # in the order they were decided: the first approval wins
+            now = self.clock.now()
             try:
-                done = await self.store.settle(change.seq, self.clock.now(), rollout.settlement(request))
+                done = await self.store.settle(change.seq, now, rollout.settlement(request, now, ttl))
             except Conflict:
                 continue  # settled by another process first
             settled.append(done)
             if done.status is ChangeStatus.APPLIED and request is not None:
-                try:  # the audit log shows the approval was used, once
-                    await self.approvals.consume(request.id)
+                try:  # the audit log shows the approval was used, once (at the moment it was applied)
+                    await self.approvals.consume(request.id, now=now)
                 except Conflict:
                     pass  # used already: this process or another got here first
                 except Exception:  # the change applied; finish settling, and say the log is short of it
