@@ -1,4 +1,5 @@
-"""``signoff console``: the console alone, over the same database, for people whose agents use stdio."""
+"""``signoff console``: the console alone, over the same database and policy file (built and reloaded as ``serve``
+does: ``policy_source``), for people whose agents use stdio."""
 
 from __future__ import annotations
 
