@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -32,7 +31,7 @@ from signoff.server.console import Console
 from signoff.server.console import routes as console_routes
 from signoff.server.duplicate_keys import DuplicateKeysASGI, RejectDuplicateKeys
 from signoff.server.model_plane import model_plane
-from signoff.server.policy_reload import PolicyReloader
+from signoff.server.policy_source import load_policy, reloader, trusted_data
 from signoff.server.resume import Keeper, Resumable
 from signoff.server.slack import SlackParts, interactions_route, slack_session
 from signoff.server.stopping import Stopper, serve_uvicorn
@@ -45,10 +44,7 @@ from signoff.storage.streams import MemoryStreams, Streams
 from signoff.tools.access import Role
 from signoff.tools.app_state import AppState
 from signoff.tools.approvals.handlers import register_tools
-from signoff.tools.approvals.policy import Policy
-from signoff.tools.approvals.policy_config import PolicyConfig, parse_policy_config, read_policy_text
 from signoff.tools.approvals.service import ApprovalService
-from signoff.tools.approvals.trusted import TrustedData
 from signoff.tools.clock import Clock
 from signoff.tools.models.handlers import register_model_tools
 
@@ -62,15 +58,6 @@ payload, before 'actionable_until'. An approval that lapsed (actionable false) o
 call request_approval again with a new idempotency_key. If the status is 'pending', call get_status with
 wait_seconds to wait for a person. 'rejected', 'expired' and 'cancelled' mean: do not perform the action.
 You cannot approve requests yourself."""
-
-
-def load_policy(settings: Settings) -> Policy:
-    """The policy from the config file (errors name the line at fault), or the safe defaults; with its version."""
-    overrides = settings.policy_overrides  # SIGNOFF_CONFIDENCE_THRESHOLD, SIGNOFF_DEFAULT_OUTCOME
-    if settings.config_path is None:
-        return Policy(overrides.apply(PolicyConfig()), overrides.version(None)) if overrides else Policy()
-    text = read_policy_text(settings.config_path)
-    return Policy(overrides.apply(parse_policy_config(text, os.fspath(settings.config_path))), overrides.version(text))
 
 
 def build_server(
@@ -114,7 +101,7 @@ def build_server(
                 progress_interval=settings.progress_interval,
                 claim_seconds=settings.claim_minutes * 60,
                 on_policy_seconds=process_metrics.observe_policy,
-                trusted=TrustedData(settings.config_path.parent if settings.config_path else None),
+                trusted=trusted_data(settings),  # [[lookups]] from the policy file's folder, as everywhere
             )
             if stopper is not None:
                 stopper.attach(service)
@@ -139,10 +126,8 @@ def build_server(
             ):
                 sweeper = partial(sweep_expired, service, settings.sweep_interval)
                 workers.start_soon(once(settings.db_url, "expiry sweeper", sweeper))
-                if settings.config_path is not None:  # SIGHUP or an edit: the new policy decides from then on
-                    await workers.start(
-                        PolicyReloader(settings.config_path, service, overrides=settings.policy_overrides).watch
-                    )
+                if (watcher := reloader(settings, service)) is not None:  # SIGHUP or an edit: the new policy decides
+                    await workers.start(watcher.watch)
                 limits = DeliveryLimits(settings.notify_max_attempts, settings.notify_give_up_seconds)
                 chosen = notifier or default_notifier(settings, parts)
                 workers.start_soon(partial(deliver_outbox, service, chosen, limits=limits))

@@ -18,6 +18,7 @@ from typing import Any
 
 from signoff.server import alerts_cli, audit_cli, outbox_cli, policy_cli, render, tracing
 from signoff.server.config import Settings, package_version, receipt_key
+from signoff.server.policy_source import load_policy, trusted_data
 from signoff.server.stores import database_name, open_alert_store, open_model_store, open_store
 from signoff.storage import (
     ApprovalRequest,
@@ -39,7 +40,6 @@ from signoff.storage.sqlite_db import open_read_only
 from signoff.storage.text import InertFormatter, visible
 from signoff.tools.access import Role
 from signoff.tools.approvals import lifecycle
-from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import PolicyConfig, load_policy_config
 from signoff.tools.approvals.service import ApprovalService
 from signoff.tools.approvals.views import ApprovalStatus, decode_cursor, encode_cursor
@@ -544,7 +544,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     # imported here: the other commands start faster without mcp
     import anyio
 
-    from signoff.server.app import build_server, load_policy, serve_http
+    from signoff.server.app import build_server, serve_http
     from signoff.server.auth import LOOPBACK_HOSTS
     from signoff.server.http_guard import allowed_hosts
     from signoff.server.stopping import Stopper, serve_stdio
@@ -627,7 +627,7 @@ async def _init(settings: Settings, database: Database) -> int:
 async def _offline(settings: Settings, args: argparse.Namespace) -> int:
     """Commands that work on the database directly, alongside any running server."""
     # the server's policy: its [[people]] and approvers decide who may vote here as everywhere
-    policy = Policy(load_policy_config(settings.config_path)) if settings.config_path else Policy()
+    policy = load_policy(settings)
     database = _database(settings, args)
     if settings.db_url is not None:  # PostgreSQL: the database's own grants decide who may read or write
         store: Store = await open_store(settings)
@@ -639,7 +639,9 @@ async def _offline(settings: Settings, args: argparse.Namespace) -> int:
         database.must_be_writable()
         store = await SqliteStore.open(database.path)
     try:
-        service = ApprovalService(store, policy, claim_seconds=settings.claim_minutes * 60)
+        service = ApprovalService(
+            store, policy, claim_seconds=settings.claim_minutes * 60, trusted=trusted_data(settings)
+        )
         return await _HANDLERS[args.command_path](service, _Context(args, settings, database))
     finally:
         await store.close()

@@ -1,4 +1,5 @@
-"""``signoff console``: the console alone, over the same database, for people whose agents use stdio."""
+"""``signoff console``: the console alone, over the same database and policy file (built and reloaded as ``serve``
+does: ``policy_source``), for people whose agents use stdio."""
 
 from __future__ import annotations
 
@@ -17,10 +18,9 @@ from signoff.server.config import Settings, package_version
 from signoff.server.console import routes
 from signoff.server.console.core import Console
 from signoff.server.console.sessions import SignInLinks
+from signoff.server.policy_source import load_policy, reloader, trusted_data
 from signoff.server.stores import database_name, open_model_store, open_store
 from signoff.storage import ConfigError
-from signoff.tools.approvals.policy import Policy
-from signoff.tools.approvals.policy_config import load_policy_config
 from signoff.tools.approvals.service import ApprovalService
 from signoff.tools.models.service import ModelService
 
@@ -36,7 +36,7 @@ def run(settings: Settings, *, host: str, port: int, as_name: str | None) -> int
     from signoff.server.http_guard import HostOriginGuard, effective_security, timed_protocol
     from signoff.server.stopping import Stopper, serve_uvicorn
 
-    policy = Policy(load_policy_config(settings.config_path)) if settings.config_path else Policy()
+    policy = load_policy(settings)  # as `signoff serve` loads it; reloaded below as serve reloads it
     tokens = policy.config.auth.tokens
     verifier = ConfigTokenVerifier(tokens) if tokens else None
     url_host = f"[{host}]" if ":" in host else host
@@ -72,12 +72,19 @@ def run(settings: Settings, *, host: str, port: int, as_name: str | None) -> int
         store = await open_store(settings)  # the SQLite file, or PostgreSQL at SIGNOFF_DB's URL
         model_store = await open_model_store(settings.db_path, settings.db_url)
         try:
-            service.append(ApprovalService(store, policy, claim_seconds=settings.claim_minutes * 60))
-            models.append(ModelService(model_store, service[0], settings=settings.models))
-            logger.info("signoff %s console on %s, database %s", package_version(), base, database_name(settings))
-            if console.links is not None:
-                _announce(f"{base}/sign-in/link?key={console.links.new_key()}", as_name=console.links.identity)
-            yield
+            approvals = ApprovalService(
+                store, policy, claim_seconds=settings.claim_minutes * 60, trusted=trusted_data(settings)
+            )
+            service.append(approvals)
+            models.append(ModelService(model_store, approvals, settings=settings.models))
+            async with anyio.create_task_group() as tasks:
+                if (watcher := reloader(settings, approvals)) is not None:  # an edit or SIGHUP, as on `serve`
+                    await tasks.start(watcher.watch)
+                logger.info("signoff %s console on %s, database %s", package_version(), base, database_name(settings))
+                if console.links is not None:
+                    _announce(f"{base}/sign-in/link?key={console.links.new_key()}", as_name=console.links.identity)
+                yield
+                tasks.cancel_scope.cancel()
         finally:
             service.clear()
             models.clear()

@@ -133,10 +133,13 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, deadline:
 
 
 @contextmanager
-def running(args: list[str], env: dict[str, str], log: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+def running(
+    args: list[str], env: dict[str, str], log: Path, port: int, cwd: Path = REPO
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``signoff ARGS`` in ``cwd``, its output in ``log``, once it listens on ``port``; terminated afterwards."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(SIGNOFF), *args], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=str(REPO)
+            [str(SIGNOFF), *args], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=str(cwd)
         )
     try:
         wait_for_port(port, proc, log)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from signoff.storage import ConfigError, Status, TriggerKind
+from signoff.storage import ConfigError, Forbidden, Status, TriggerKind, Verdict
 from signoff.storage.approvals.memory import MemoryStore
 from signoff.tools.approvals.policy import Outcome, Policy, PolicyDecision, PolicyInput
 from signoff.tools.approvals.policy_check import policy_faults
@@ -277,3 +277,33 @@ def test_with_required_false_a_key_missing_from_the_table_simply_does_not_match(
     policy = POLICY.replace('column = "credit_limit" }', 'column = "credit_limit", required = false }')
     decision = decide(TrustedData(trusted_dir), "payments.transfer", policy, amount=5, customer_id="nobody")
     assert decision.outcome is Outcome.APPROVE
+
+
+async def test_an_approval_with_changes_is_refused_while_a_lookup_cannot_answer_for_it(trusted_dir: Path) -> None:
+    """A rule that could not be checked might have rejected the changed payload: the approval is refused (review F6),
+    saying which rule and why without quoting a masked value, and nothing changes; a change every lookup answers for
+    is approved."""
+    policy = POLICY + '\n[redact]\npaths = ["payload.customer_id"]\n'
+    decided = decide(TrustedData(trusted_dir), "payments.transfer", policy, amount=5, customer_id="c-9")
+    assert decided.unchecked == (
+        "rule 'over the credit limit' (review): cannot check payload.amount gt credit_limits.credit_limit:"
+        f' payload.customer_id = "c-9" is not in lookup credit_limits (file {trusted_dir / "limits.csv"})',
+    )
+    store = MemoryStore()
+    service = ApprovalService(store, Policy(parse_policy_config(policy)), trusted=TrustedData(trusted_dir))
+    asked = {"amount": 5000, "customer_id": "c-1", "to_account": "A"}
+    first, second = [
+        await service.request_approval(Draft(action="payments.transfer", summary="pay", payload=asked, agent_id="bot"))
+        for _ in range(2)
+    ]
+    assert first.status is Status.PENDING
+    before = [e async for e in store.events()]
+    with pytest.raises(Forbidden) as refused:
+        await service.vote(first.id, "alice", Verdict.APPROVE, None, approved_payload={**asked, "customer_id": "c-9"})
+    assert "cannot be checked" in refused.value.message and "over the credit limit" in refused.value.message
+    assert "approve without changes" in refused.value.message and "c-9" not in refused.value.message
+    assert await store.get(first.id) == first and [e async for e in store.events()] == before
+    with pytest.raises(Forbidden, match="cannot be checked"):  # no key at all: the rule cannot be checked either
+        await service.vote(first.id, "alice", Verdict.APPROVE, None, approved_payload={"amount": 5, "to_account": "A"})
+    approved = await service.vote(second.id, "alice", Verdict.APPROVE, None, approved_payload={**asked, "amount": 100})
+    assert approved.status is Status.APPROVED and approved.effective_payload == {**asked, "amount": 100}

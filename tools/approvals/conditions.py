@@ -64,6 +64,7 @@ class Match:
     detail: str
     trusted: bool = False  #: a condition compared the request with a lookup (a contradiction)
     failed: bool = False  #: a lookup could not answer: the rule fails closed, the request goes to people
+    failure: str = ""  #: with ``failed``: the rule, the condition it could not check, and why
 
 
 Ask = Callable[[str, "str | int"], Answer]  #: (lookup name, key) -> the lookup's answer
@@ -90,8 +91,9 @@ def match_rule(rule: Rule, request: Any, ask: Ask | None = None) -> Match | None
             if verdict is None:
                 return None
             if isinstance(verdict, _Failed):
-                detail = f"rule {rule.name!r} ({rule.outcome}): cannot check {said}: {verdict.reason}; failing closed"
-                return Match(f"{detail}, a person must check", trusted=True, failed=True)
+                failure = f"rule {rule.name!r} ({rule.outcome}): cannot check {said}: {verdict.reason}"
+                detail = f"{failure}; failing closed, a person must check"
+                return Match(detail, trusted=True, failed=True, failure=failure)
             if isinstance(verdict, Unclear):
                 if rule.outcome is Outcome.APPROVE:
                     return None

@@ -72,6 +72,8 @@ class PolicyDecision:
     escalate_after_seconds: int | None = None  #: from the first matching rule that sets it
     escalate_to: str | None = None
     rules: tuple[str, ...] = ()  #: the names of the rules that matched, in file order
+    #: each rule whose lookup could not answer (it failed closed: the request goes to people), and why
+    unchecked: tuple[str, ...] = ()
 
 
 class Policy:
@@ -292,6 +294,7 @@ class Policy:
 
         # a failed approve rule does not apply; a failed review rule's settings (approvers, quorum) still do
         rules = [rule for rule, match in matched if not match.failed or rule.outcome is Outcome.REVIEW]
+        unchecked = tuple(match.failure for _, match in matched if match.failed)
         if not rules:  # most requests: the policy's own settings, as the general case below gives them
             routing, asked = config.slack, request.expires_in_seconds
             return PolicyDecision(
@@ -303,6 +306,7 @@ class Policy:
                 expires_in_seconds=config.default_expires_in_seconds if asked is None else asked,
                 priority=Priority.NORMAL,
                 rules=tuple(rule.name for rule, _ in matched),
+                unchecked=unchecked,
             )
         expiries = [r.expires_in_seconds for r in rules if r.expires_in_seconds is not None]
         if request.expires_in_seconds is not None:
@@ -326,6 +330,7 @@ class Policy:
             expires_in_seconds=min(expiries, default=config.default_expires_in_seconds),
             priority=highest(priorities),
             rules=tuple(rule.name for rule, _ in matched),
+            unchecked=unchecked,
         )
 
     def _asker(self, lookups: LookupReader | None) -> Ask | None:

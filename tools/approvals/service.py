@@ -478,8 +478,9 @@ class ApprovalService:
         """Check a payload a reviewer wants to approve instead of the one asked: the policy judges it as it would
         a new request with the same action, summary, confidence, flags and agent (limits, ``[[schemas]]``, rules,
         anomaly). None when it is the payload as asked (a plain approval); InvalidInput when the policy's checks
-        refuse it; Forbidden when a guardrail rejects it, or for a request of the model plane (which applies the
-        change it recorded, so a changed payload could not be honoured). Changes nothing."""
+        refuse it; Forbidden when a guardrail rejects it, when a rule's lookup cannot answer for it (so a guardrail
+        might reject it: it fails closed), or for a request of the model plane (which applies the change it
+        recorded, so a changed payload could not be honoured). Changes nothing."""
         if verdict is not Verdict.APPROVE:
             raise InvalidInput("only an approval can change the payload: reject without one, saying what to change")
         if not isinstance(payload, Mapping):
@@ -517,11 +518,21 @@ class ApprovalService:
             decision = self._evaluate(policy, policy_input, history, lookups=lookups)
         except InvalidInput as exc:
             raise InvalidInput(f"the changed payload is refused: {exc.message}") from None
+        shown = policy.config.redact.redaction  # a refusal is logged and recorded: it quotes no masked value
         if decision.outcome is Outcome.REJECT:
-            reasons = "; ".join(t.detail for t in decision.triggers if t.kind is TriggerKind.GUARDRAIL)
+            guardrails = [t for t in decision.triggers if t.kind is TriggerKind.GUARDRAIL]
+            reasons = "; ".join(t.detail for t in shown.triggers(guardrails, changed))
             raise Forbidden(
                 f"the policy rejects the changed payload ({reasons}): change it so no guardrail matches, or reject"
                 " the request"
+            )
+        if decision.unchecked:  # a rule that could not be checked might reject it: fail closed
+            failed = [Trigger(kind=TriggerKind.CONTRADICTION, detail=d) for d in decision.unchecked]
+            reasons = "; ".join(t.detail for t in shown.triggers(failed, changed))
+            raise Forbidden(
+                f"the changed payload cannot be checked ({reasons}): approve without changes (the payload as asked),"
+                " reject the request saying what to change, or fix the lookup (`signoff policy check` names what is"
+                " wrong with it) and approve with changes again"
             )
         return changed, decision
 
