@@ -65,6 +65,15 @@ class AppState:
         if reveal is None:
             caller = caller_identity()
             reveal = caller is None or request.agent_id == caller
+            if not reveal and status.actionable:  # another agent's approval (agents_see_all): never its to act on
+                status = status.model_copy(
+                    update={
+                        "actionable": False,
+                        "receipt": None,
+                        "message": f"approved for {request.agent_id}, not for you: only the agent that asked acts"
+                        " on an approval (and verify_receipt refuses its receipt to any other)",
+                    }
+                )
         return status if reveal else status.masked(request, self.service.policy.config.redact.redaction)
 
     async def _status(

@@ -75,3 +75,36 @@ async def test_another_agent_sees_the_approved_payload_masked_and_the_agent_that
         assert seen["payload_sha256"] is None and seen["receipt"] is None  # either would let etl-bot test guesses
         assert SSN not in json.dumps(seen)
     assert own["approved_payload"] == {"ssn": SSN, "x": 2} and own["receipt"] is not None
+
+
+async def test_another_agent_gets_no_receipt_and_cannot_use_the_one_the_asker_got(tmp_path: Path) -> None:
+    """With agents_see_all, etl-bot sees billing-bot's approval (nothing masked here) but may not act on it: no
+    receipt, not actionable, and billing-bot's own receipt, shown to it by etl-bot, is refused for etl-bot."""
+    config = "[auth]\nagents_see_all = true\n" + CONFIG
+    async with served(tmp_path, config) as base:
+        async with agent(base, AGENT_A) as asker:
+            failed, made = await call(
+                asker,
+                "request_approval",
+                action="refunds.issue",
+                summary="refund",
+                payload={"amount": 5},
+                confidence=0.99,
+            )
+            assert not failed and made["status"] == "approved" and made["actionable"], made
+        async with agent(base, AGENT_B) as other:
+            failed, seen = await call(other, "get_status", request_id=made["request_id"])
+            assert not failed, seen
+            failed, used = await call(
+                other, "verify_receipt", receipt=made["receipt"], action="refunds.issue", payload={"amount": 5}
+            )
+            assert not failed, used
+        async with agent(base, AGENT_A) as asker:
+            failed, own = await call(
+                asker, "verify_receipt", receipt=made["receipt"], action="refunds.issue", payload={"amount": 5}
+            )
+            assert not failed, own
+    assert seen["status"] == "approved" and seen["receipt"] is None and not seen["actionable"], seen
+    assert "not for you" in seen["message"]
+    assert used["valid"] is False and "acts only on its own approvals" in used["reason"], used
+    assert own["valid"] is True, own

@@ -230,10 +230,14 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         """Check, right before acting, that a receipt approves exactly this action and payload, now.
 
         valid=false means: do not perform the action; the reason says why (it differs, it expired or its
-        approval lapsed, or its single-use approval was already used): ask for a new approval.
+        approval lapsed, its single-use approval was already used, or another agent asked for it): ask for a new
+        approval.
         """
         state = state_of(ctx)
-        problem = await _call(ctx, lambda s: s.verify_receipt(state.receipt_key, receipt, action, payload))
+        caller = caller_identity()
+        problem = await _call(
+            ctx, lambda s: s.verify_receipt(state.receipt_key, receipt, action, payload, caller=caller)
+        )
         return ReceiptCheck(valid=problem is None, reason=problem)
 
     @mcp.tool(

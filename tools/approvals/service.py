@@ -672,10 +672,17 @@ class ApprovalService:
         return await verify_store(self.store, anchors)
 
     async def verify_receipt(
-        self, key: bytes, receipt: Mapping[str, Any] | receipts.Receipt, action: str, payload: Mapping[str, Any]
+        self,
+        key: bytes,
+        receipt: Mapping[str, Any] | receipts.Receipt,
+        action: str,
+        payload: Mapping[str, Any],
+        *,
+        caller: str | None = None,
     ) -> str | None:
         """Why the receipt does not approve ``action`` with ``payload`` now, or None when it does: the signed
-        receipt must match and be unexpired, and its request must still stand (a used approval is spent)."""
+        receipt must match and be unexpired, its request must still stand (a used approval is spent), and an
+        authenticated ``caller`` must be the agent that asked for it (an approval is its requester's alone)."""
         now = self.clock.now()
         problem = receipts.check(key, receipt, action, payload, now=now)
         parsed = receipt if isinstance(receipt, receipts.Receipt) else None
@@ -687,6 +694,11 @@ class ApprovalService:
         request = await self.store.get(parsed.request_id)
         if request is None:
             return f"signoff has no request {parsed.request_id}: the receipt was signed with this key elsewhere"
+        if caller is not None and request.agent_id != caller:
+            return (
+                f"the receipt approves request {request.id} of {request.agent_id}, not of {caller}: an agent acts only"
+                " on its own approvals; ask for your own"
+            )
         return receipts.standing(request, now, self.receipt_ttl_seconds)
 
     async def _changed_hint(
