@@ -70,8 +70,8 @@ class AppState:
                     update={
                         "actionable": False,
                         "receipt": None,
-                        "message": f"approved for {request.agent_id}, not for you: only the agent that asked acts"
-                        " on an approval (and verify_receipt refuses its receipt to any other)",
+                        "message": f"approved for {request.agent_id or 'another agent'}, not for you: only the agent"
+                        " that asked acts on an approval (and verify_receipt refuses its receipt to any other)",
                     }
                 )
         return status if reveal else status.masked(request, self.service.policy.config.redact.redaction)

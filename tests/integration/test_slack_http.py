@@ -30,6 +30,7 @@ from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import parse_policy_config
 from signoff.tools.approvals.service import ApprovalService, Draft
 from tests.fakes.slack import FakeSlack, click
+from tests.waits import stored_when
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 POLICY = '[slack]\napprovers = ["U0ALICE"]\n'
@@ -96,14 +97,7 @@ async def pending_request(store: SqliteStore) -> ApprovalRequest:
 
 
 async def decided(store: SqliteStore, request_id: str) -> ApprovalRequest:
-    with anyio.fail_after(15):
-        while True:
-            token = await store.change_token()
-            request = await store.get(request_id)
-            assert request is not None
-            if request.status is not Status.PENDING:
-                return request
-            await store.wait_for_change(token, 5)
+    return await stored_when(store, request_id, lambda request: request.status is not Status.PENDING, timeout=15)
 
 
 async def test_a_signed_click_is_acknowledged_and_recorded(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from tests.fakes.slack import FakeSlack, click
 from tests.integration.support import base_env, http_process
 from tests.integration.test_slack_http import SECRET, signed
 from tests.rows import is_postgres, query
+from tests.waits import stored_when
 
 pytestmark = pytest.mark.slow
 
@@ -72,14 +73,7 @@ def approve_body(request_id: str, user_id: str, username: str) -> str:
 
 async def votes_of(store: Store, request_id: str, count: int) -> ApprovalRequest:
     """The request once it has ``count`` votes (the servers record a click in the background, after the ack)."""
-    with anyio.fail_after(30):
-        while True:
-            token = await store.change_token()
-            request = await store.get(request_id)
-            assert request is not None
-            if len(request.votes) >= count:
-                return request
-            await store.wait_for_change(token, 5)
+    return await stored_when(store, request_id, lambda request: len(request.votes) >= count)
 
 
 def refusals(database: str) -> list[tuple[object, ...]]:

@@ -16,18 +16,7 @@ from signoff.storage import ApprovalRequest, ConfigError, EventKind, Status
 from signoff.storage.approvals.memory import MemoryStore
 from signoff.tools.approvals.service import ApprovalService, Draft
 from tests.fakes.clock import FakeClock
-
-
-async def wait_until_stored(store: MemoryStore, request_id: str, check: object) -> ApprovalRequest:
-    """Wait on the store's change signal (no sleeping) until ``check(request)`` holds."""
-    with anyio.fail_after(30):
-        while True:
-            token = await store.change_token()
-            request = await store.get(request_id)
-            assert request is not None
-            if check(request):  # type: ignore[operator]
-                return request
-            await store.wait_for_change(token, 5)
+from tests.waits import stored_when
 
 
 async def test_the_running_server_expires_overdue_requests_and_notifies(tmp_path: Path) -> None:
@@ -48,10 +37,10 @@ async def test_the_running_server_expires_overdue_requests_and_notifies(tmp_path
                         return
                     await store.wait_for_change(token, 5)
 
-        await wait_until_stored(store, request_id, lambda r: r.status is Status.PENDING)
+        await stored_when(store, request_id, lambda r: r.status is Status.PENDING)
         await notified(1)  # reviewers heard of it (had it expired first, one notification would tell both)
         clock.advance(61)
-        expired = await wait_until_stored(store, request_id, lambda r: r.status is Status.EXPIRED)
+        expired = await stored_when(store, request_id, lambda r: r.status is Status.EXPIRED)
         assert expired.decided_by is None and not expired.votes
         await notified(2)  # and that it expired
 
