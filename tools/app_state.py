@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -12,7 +12,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
-from signoff.storage import ApprovalRequest, Event, SignoffError, Status
+from signoff.storage import ApprovalRequest, SignoffError, Status
 from signoff.storage.audit import check_request
 from signoff.storage.errors import unknown_request
 from signoff.tools.approvals import lifecycle, receipts
@@ -48,20 +48,23 @@ class AppState:
         request: ApprovalRequest,
         *,
         strict: bool = True,
-        events: Sequence[Event] | None = None,
+        just_created: bool = False,
         reveal: bool | None = None,
     ) -> ApprovalStatus:
         """The request as the agent sees it, with a receipt while its approval is actionable (approved, not lapsed,
         not a used single-use approval): only if its row agrees with its own audit events (``check_request``: one
-        indexed read of a few events, approved requests only; no read when ``events`` are the ones the write that
-        made ``request`` committed), so a row edited behind signoff's back never gets a signed receipt. ``strict``
-        refuses the call; otherwise (a list) the item comes without a receipt and says why.
+        indexed read of a few events, approved requests only), so a row edited behind signoff's back never gets a
+        signed receipt. ``strict`` refuses the call; otherwise (a list) the item comes without a receipt and says why.
+
+        ``just_created``: ``request`` is the object this call built and committed with its events a moment ago (an
+        approval the policy gave at once). Its row and events come from the same object in memory, not from the
+        database, so comparing them could find nothing an edit made: the check is skipped.
 
         ``reveal``: whether the values ``[redact]`` masks may be shown (``ApprovalStatus.masked`` otherwise). By
         default, to the agent that asked only (it acts with the approved payload), or to a caller without an
         identity (stdio, or HTTP without ``[auth]``: agents are not told apart); never to another agent
         (``agents_see_all``). Reviewers' and exports' callers say which they want."""
-        status = await self._status(request, strict=strict, events=events)
+        status = await self._status(request, strict=strict, just_created=just_created)
         if reveal is None:
             caller = caller_identity()
             reveal = caller is None or request.agent_id == caller
@@ -76,9 +79,7 @@ class AppState:
                 )
         return status if reveal else status.masked(request, self.service.policy.config.redact.redaction)
 
-    async def _status(
-        self, request: ApprovalRequest, *, strict: bool, events: Sequence[Event] | None
-    ) -> ApprovalStatus:
+    async def _status(self, request: ApprovalRequest, *, strict: bool, just_created: bool) -> ApprovalStatus:
         service = self.service
         now, ttl = service.clock.now(), service.receipt_ttl_seconds
 
@@ -87,7 +88,7 @@ class AppState:
 
         if not self.receipt_key or request.status is not Status.APPROVED:
             return view()
-        finding = await check_request(service.store, request, events)
+        finding = None if just_created else await check_request(service.store, request)
         if finding is None:
             actionable = lifecycle.actionable(request, now, ttl)
             return view(receipts.issue(self.receipt_key, request, ttl) if actionable else None)

@@ -74,10 +74,14 @@ def _head_check(seq: int, digest: str) -> str:
     """A statement that fails unless event ``seq`` with hash ``digest`` is the log's newest. Plain SQL has no
     ``RAISE`` (a PL/pgSQL block would, at twice the cost: it is compiled on every run), so when the head moved the
     statement casts a sentence to an integer, which fails saying where the head is; the cast is of a subquery, so it
-    is evaluated only then, not folded at planning. ``ChainHead.set`` lets in only an int and 64 hex digits."""
+    is evaluated only then, not folded at planning. ``ChainHead.set`` lets in only an int and 64 hex digits.
+
+    The newest is found as ``max(seq)``, which PostgreSQL reads from the end of the primary key whatever its
+    statistics say; ``NOT EXISTS (… seq > n)`` was planned as a scan of the whole log once the statistics lagged
+    behind the log's growth (every create then read every event)."""
     return (
-        f"SELECT CASE WHEN EXISTS (SELECT 1 FROM events WHERE seq = {seq:d} AND hash = '{digest}')"
-        f" AND NOT EXISTS (SELECT 1 FROM events WHERE seq > {seq:d}) THEN 0"
+        f"SELECT CASE WHEN (SELECT max(seq) FROM events) = {seq:d}"
+        f" AND EXISTS (SELECT 1 FROM events WHERE seq = {seq:d} AND hash = '{digest}') THEN 0"
         f" ELSE (SELECT 'the audit log head moved on from event {seq:d} to ' || max(seq) FROM events)::int END"
     )
 

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from signoff.storage import ApprovalRequest, DecidedBy, Status
+from signoff.storage.approvals import pg_create
 from signoff.storage.approvals.postgres import PostgresStore
 from signoff.storage.audit import verify_store
 from signoff.tools.approvals.lifecycle import creation_events
@@ -134,3 +135,25 @@ async def test_a_create_that_fails_leaves_nothing_and_the_next_one_works(pg_url:
         )
     finally:
         await store.close()
+
+
+async def test_the_head_check_reads_the_end_of_the_log_not_all_of_it(pg_url: str) -> None:
+    """Every create checks the log's head. Planned from statistics, "no event after n" became a scan of the whole
+    log whenever the statistics lagged behind its growth (a new database, a bulk copy): each create then read every
+    event. The check must find the newest event through the primary key, with or without statistics."""
+    store = await PostgresStore.open(pg_url)
+    try:
+        await add(store, **APPROVED)
+        last = (await store.request_events((await add(store, **APPROVED)).id))[-1]
+    finally:
+        await store.close()
+    filler = (  # a long log the planner has no statistics for (pg_class says the table is empty)
+        "INSERT INTO events (seq, kind, request_id, at, data, prev_hash, hash)"
+        f" SELECT {last.seq} + n, 'created', 'req_filler', '2026-01-01T00:00:00.000000Z', '{{}}', md5(n::text),"
+        " md5(n::text) || md5(n::text) FROM generate_series(1, 20000) AS n"
+    )
+    sql(pg_url, filler, "UPDATE pg_class SET reltuples = -1, relpages = 0 WHERE relname = 'events'")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        rows = conn.execute(f"EXPLAIN {pg_create._head_check(last.seq, last.hash)}".encode()).fetchall()
+    plan = "\n".join(row[0] for row in rows)
+    assert "Seq Scan" not in plan, plan

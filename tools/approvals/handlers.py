@@ -127,11 +127,11 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
             submitted = await service.submit(draft)
             request = submitted.request
             if wait_seconds and request.status is Status.PENDING:
-                return Submitted(await service.wait(request.id, wait_seconds, _progress(ctx)), None)  # changed since
+                return Submitted(await service.wait(request.id, wait_seconds, _progress(ctx)), False)  # changed since
             return submitted
 
         answer = await _call(ctx, work)
-        return await state_of(ctx).status(answer.request, events=answer.events)
+        return await state_of(ctx).status(answer.request, just_created=answer.created)
 
     @mcp.tool(title="Get approval status", annotations=READ_ONLY)
     async def get_status(

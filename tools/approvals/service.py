@@ -20,7 +20,6 @@ from signoff.storage import (
     ApprovalRequest,
     Conflict,
     DecidedBy,
-    Event,
     EventKind,
     Forbidden,
     InvalidInput,
@@ -119,7 +118,7 @@ class Draft:
 @dataclass(frozen=True, slots=True)
 class Submitted:
     request: ApprovalRequest
-    events: tuple[Event, ...] | None  #: the request's events as its creation committed them; None: not created now
+    created: bool  #: made by this call (False: an earlier request with the same idempotency key, or a wait's read)
 
 
 def _refuse_nul(*fields: tuple[str, object]) -> None:
@@ -167,8 +166,8 @@ class ApprovalService:
         return (await self.submit(draft)).request
 
     async def submit(self, draft: Draft) -> Submitted:
-        """``request_approval``, with the events the request was stored with (None when an earlier request with
-        the same idempotency key is the answer): an answer checks the request against them without a read."""
+        """``request_approval``: the request, and whether this call made it (not an earlier request with the same
+        idempotency key)."""
         if draft.idempotency_key is not None and not draft.idempotency_key.strip():
             raise InvalidInput("idempotency_key is empty: omit it, or pass a non-empty key that is unique per action")
         _refuse_nul(
@@ -215,7 +214,7 @@ class ApprovalService:
         if redaction := policy.config.redact.redaction:  # a trigger never keeps a value [redact] masks
             decision = dataclasses.replace(decision, triggers=redaction.triggers(decision.triggers, draft.payload))
         request = self._new_request(draft, decision, _STATUS_OF[decision.outcome], policy.version)
-        stored, created, events = await self.store.create_request(
+        stored, created, _ = await self.store.create_request(
             request, _traced(lifecycle.creation_events(request)), notify=request.status is Status.PENDING
         )
         tracing.annotate(request_id=stored.id, action=stored.action, status=stored.status.value, created=created)
@@ -232,7 +231,7 @@ class ApprovalService:
                 stored.status.value,
                 extra={"request_id": stored.id, "action": stored.action, "status": stored.status},
             )
-        return Submitted(stored, events if created else None)
+        return Submitted(stored, created)
 
     async def record(self, draft: Draft, rule: str, *, notify: bool) -> ApprovalRequest:
         """A change that needed nobody's approval (a rollback, the canary guard), stored as a request the policy
