@@ -12,8 +12,10 @@ Both only *mark* a ``tools/call`` whose JSON has a repeated key (under ``params.
 middleware ``RejectDuplicateKeys`` answers a marked call with a tool error naming the keys, before the tool runs,
 so nothing is recorded. One refusal for every transport, in the same place as the unknown-argument check.
 
-Cost: a message is parsed a second time, with Python's C parser, only when its text contains ``tools/call``; the
-rare message with a repeated key is re-encoded once. Other messages pass untouched.
+Cost: a message is parsed a second time, with Python's C parser, only when its text contains ``tools/call`` or a
+backslash (JSON lets a client spell the method ``tools\\/call`` or ``tools\\u002fcall``, which every reader decodes to
+``tools/call``: only text without any escape can be judged by its letters); the rare message with a repeated key
+is re-encoded once. Other messages pass untouched.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ MARK = "io.github.signoff/duplicate-keys"  #: in ``params._meta``: the keys a to
 def mark_duplicate_keys(raw: str) -> str:
     """``raw`` unchanged, unless it is a ``tools/call`` whose JSON repeats a key in an object: then the same
     message (each repeated key once, its last value) with the repeated keys listed under ``params._meta``."""
-    if "tools/call" not in raw:  # every tools/call names its method; a substring test costs next to nothing
+    if "tools/call" not in raw and "\\" not in raw:  # a tools/call names its method, spelt so or with an escape
         return raw
     repeated: list[str] = []
 

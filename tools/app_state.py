@@ -14,7 +14,7 @@ from mcp.types import ToolAnnotations
 
 from signoff.storage import ApprovalRequest, SignoffError, Status
 from signoff.storage.audit import check_request
-from signoff.storage.errors import unknown_request
+from signoff.storage.errors import Forbidden, unknown_request
 from signoff.tools.approvals import lifecycle, receipts
 from signoff.tools.approvals.service import ApprovalService
 from signoff.tools.approvals.views import ApprovalStatus
@@ -41,6 +41,17 @@ class AppState:
         caller = caller_identity()
         if caller is not None and not self.agents_see_all and request.agent_id != caller:
             raise unknown_request(request.id)  # as if it did not exist: ids of others' requests leak nothing
+        return request
+
+    def own(self, request: ApprovalRequest) -> ApprovalRequest:
+        """The request, if the caller may change it (withdraw it): an authenticated agent changes only its own.
+        ``agents_see_all`` lets an agent read the others' requests, never act on them (review R3)."""
+        caller = caller_identity()
+        if caller is not None and self.visible(request).agent_id != caller:
+            raise Forbidden(
+                f"request {request.id} was made by {request.agent_id or 'another agent'}, not by you ({caller}):"
+                " only the agent that asked can withdraw it"
+            )
         return request
 
     async def status(

@@ -114,6 +114,23 @@ async def test_an_agent_acts_as_its_token_and_sees_only_its_own_requests(tmp_pat
             assert [item["request_id"] for item in listed["items"]] == [own["request_id"]]
 
 
+async def test_agents_see_all_lets_an_agent_read_another_agents_request_but_not_withdraw_it(tmp_path: Path) -> None:
+    """``agents_see_all`` is for reading: another agent cannot cancel what it can read (review R3)."""
+    async with served(tmp_path, "[auth]\nagents_see_all = true\n" + CONFIG) as base:
+        async with agent(base, AGENT_A) as a:
+            _, mine = await call(a, "request_approval", action="db.drop", summary="drop staging")
+        async with agent(base, AGENT_B) as b:
+            failed, seen = await call(b, "get_status", request_id=mine["request_id"])
+            assert not failed and seen["status"] == "pending"
+            failed, refused = await call(b, "cancel_request", request_id=mine["request_id"], reason="not yours")
+            assert failed and "only the agent that asked can withdraw it" in refused, refused
+        async with agent(base, AGENT_A) as a:
+            _, after = await call(a, "get_status", request_id=mine["request_id"])
+            assert after["status"] == "pending"
+            failed, withdrawn = await call(a, "cancel_request", request_id=mine["request_id"], reason="plan changed")
+            assert not failed and withdrawn["status"] == "cancelled"
+
+
 async def test_reviewers_vote_over_http_as_their_token(tmp_path: Path) -> None:
     async with served(tmp_path) as base:
         async with agent(base, AGENT_A) as a:

@@ -143,6 +143,12 @@ DUPLICATE = (
     '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"request_approval","arguments":'
     '{"action":"payments.transfer","summary":"Pay","confidence":0.99,"payload":{"amount":20000,"amount":5}}}}'
 )
+#: the same call with its method spelt with JSON escapes, which every reader decodes to "tools/call" (review R3)
+SPELLINGS = pytest.mark.parametrize(
+    "message",
+    [DUPLICATE, DUPLICATE.replace("tools/call", "tools\\/call"), DUPLICATE.replace("tools/call", "tools\\u002fcall")],
+    ids=["plain", "escaped-solidus", "unicode-escape"],
+)
 INITIALIZE = {
     "jsonrpc": "2.0",
     "id": 1,
@@ -160,13 +166,14 @@ def assert_refused(response: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
-async def test_repeated_keys_over_stdio_are_refused_and_nothing_is_stored(tmp_path: Path) -> None:
+@SPELLINGS
+async def test_repeated_keys_over_stdio_are_refused_and_nothing_is_stored(tmp_path: Path, message: str) -> None:
     db = tmp_path / "signoff.db"
     params = stdio_params(base_env(db, SIGNOFF_CONFIG=str(_config(tmp_path, RULES))))
     with anyio.fail_after(60):
         async with await anyio.open_process([params.command, *params.args], env=params.env, cwd=params.cwd) as proc:
             assert proc.stdin is not None and proc.stdout is not None
-            lines = [json.dumps(INITIALIZE), json.dumps(INITIALIZED), DUPLICATE]
+            lines = [json.dumps(INITIALIZE), json.dumps(INITIALIZED), message]
             await proc.stdin.send(("\n".join(lines) + "\n").encode())
             received = b""
             response: dict[str, Any] | None = None
@@ -185,7 +192,8 @@ async def test_repeated_keys_over_stdio_are_refused_and_nothing_is_stored(tmp_pa
 
 
 @pytest.mark.slow
-async def test_repeated_keys_over_http_are_refused_and_nothing_is_stored(tmp_path: Path) -> None:
+@SPELLINGS
+async def test_repeated_keys_over_http_are_refused_and_nothing_is_stored(tmp_path: Path, message: str) -> None:
     db = tmp_path / "signoff.db"
     env = base_env(db, SIGNOFF_CONFIG=str(_config(tmp_path, RULES)))
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
@@ -197,7 +205,7 @@ async def test_repeated_keys_over_http_are_refused_and_nothing_is_stored(tmp_pat
             if "mcp-session-id" in init.headers:
                 session["mcp-session-id"] = init.headers["mcp-session-id"]
             await http.post(url, content=json.dumps(INITIALIZED), headers=session)
-            called = await http.post(url, content=DUPLICATE, headers=session)
+            called = await http.post(url, content=message, headers=session)
     assert called.status_code == 200, called.text
     assert_refused(_json_rpc(called.text))
     assert await _requests(db) == 0

@@ -39,3 +39,10 @@ async def test_a_marked_call_is_refused_before_the_tool_runs(tmp_path: Path) -> 
         "request_approval was refused: its JSON repeats the key 'amount' within one object"
     )
     assert await history(store) == ((), [])
+
+
+def test_a_method_spelt_with_json_escapes_is_still_a_tools_call() -> None:
+    """``tools\\/call`` and ``tools\\u002fcall`` are ``tools/call`` to every JSON reader (review R3)."""
+    for method in ("tools\\/call", "tools\\u002fcall", "\\u0074ools/call"):
+        raw = (CALL % '{"action":"a","payload":{"amount":20000,"amount":5}}').replace("tools/call", method)
+        assert json.loads(mark_duplicate_keys(raw))["params"]["_meta"] == {MARK: ["amount"]}, method

@@ -169,7 +169,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         """
 
         async def work(service: ApprovalService) -> ApprovalRequest:
-            state_of(ctx).visible(await service.get(request_id))
+            state_of(ctx).own(await service.get(request_id))
             return await service.cancel(request_id, reason)
 
         return await state_of(ctx).status(await _call(ctx, work))
