@@ -217,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     console.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     console.add_argument("--port", type=int, default=8766, help="port (default 8766)")
     console.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="one more Host header to accept (repeat it), e.g. the name a proxy gives the console; always accepted:"
+        " the loopback names, and beyond loopback the bind address and this machine's host name, with the port",
+    )
+    console.add_argument(
         "--as", dest="reviewer", metavar="NAME", help="without reviewer tokens: your name on votes (default: OS user)"
     )
 
@@ -460,7 +468,7 @@ def _run(args: argparse.Namespace) -> int:
             database.must_exist()
             database.must_be_writable()
         asyncio.run(_open_database(settings))  # damaged, or a newer schema: one line here, not inside uvicorn
-        return run(settings, host=args.host, port=args.port, as_name=args.reviewer)
+        return run(settings, host=args.host, port=args.port, as_name=args.reviewer, extra_hosts=args.allowed_host)
     if args.command == "token":
         return _new_token(args.identity, args.role)
     if args.command == "slack":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import getpass
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import anyio
@@ -27,13 +27,14 @@ from signoff.tools.models.service import ModelService
 logger = logging.getLogger(__name__)
 
 
-def run(settings: Settings, *, host: str, port: int, as_name: str | None) -> int:
+def run(settings: Settings, *, host: str, port: int, as_name: str | None, extra_hosts: Sequence[str] = ()) -> int:
     """Serve the console until interrupted. With reviewer tokens in the config file, people sign in with them;
     without, on loopback only, one person signs in by a one-time link printed here, and votes as ``as_name`` (or
-    the OS user)."""
+    the OS user). Requests naming another ``Host`` (or ``Origin``) than the bind address, this machine's name, the
+    loopback names and ``extra_hosts`` are refused, as ``signoff serve`` refuses them (DNS rebinding)."""
     import uvicorn  # imported here: the other commands start faster without it
 
-    from signoff.server.http_guard import HostOriginGuard, effective_security, timed_protocol
+    from signoff.server.http_guard import HostOriginGuard, allowed_hosts, timed_protocol
     from signoff.server.stopping import Stopper, serve_uvicorn
 
     policy = load_policy(settings)  # as `signoff serve` loads it; reloaded below as serve reloads it
@@ -94,7 +95,7 @@ def run(settings: Settings, *, host: str, port: int, as_name: str | None) -> int
     app = Starlette(routes=routes(console), lifespan=lifespan)
     level = settings.log_level.lower()
     config = uvicorn.Config(
-        HostOriginGuard(app, effective_security(None, host)),  # as `signoff serve`: no DNS rebinding on loopback
+        HostOriginGuard(app, allowed_hosts(host, port, extra_hosts)),  # as `signoff serve`: no DNS rebinding
         host=host,
         port=port,
         log_level=level,

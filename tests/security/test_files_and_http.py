@@ -21,6 +21,7 @@ from mcp import Client, StdioServerParameters
 from signoff.notifiers import WebhookNotifier
 from signoff.notifiers.webhook import verify
 from signoff.server.app import build_server
+from signoff.server.auth import new_token
 from signoff.server.config import Settings
 from signoff.server.http_guard import RateLimitedAccept
 from signoff.server.workers import deliver_due
@@ -31,11 +32,14 @@ from signoff.tools.approvals.service import ApprovalService, Draft
 from tests.fakes.clock import FakeClock
 from tests.integration.support import (
     REPO,
+    SIGNOFF,
     ask,
     base_env,
+    free_port,
     http_server,
     signoff,
     stdio_params,
+    wait_for_port,
     webhook_receiver,
 )
 
@@ -152,6 +156,42 @@ async def test_a_foreign_host_header_is_refused_on_every_route(tmp_path: Path, m
             own = await raw_http(port, request(f"127.0.0.1:{port}"))
     assert status_line(foreign) == "HTTP/1.1 421 Misdirected Request", foreign
     assert status_line(own) != "HTTP/1.1 421 Misdirected Request", own
+
+
+async def test_the_console_alone_beyond_loopback_refuses_a_foreign_host_as_serve_does(tmp_path: Path) -> None:
+    """``signoff console --host 0.0.0.0`` checked no ``Host`` at all: a page of another site, its name pointed at
+    this address (DNS rebinding), could talk to it. It accepts what ``signoff serve`` accepts (review R3)."""
+    _, digest = new_token()
+    config = tmp_path / "signoff.toml"
+    config.write_text(f'[[auth.tokens]]\nidentity = "alice"\nrole = "reviewer"\nsha256 = "{digest}"\n')
+    env = base_env(tmp_path / "signoff.db", SIGNOFF_CONFIG=str(config))
+    assert (await signoff(env, "init")).returncode == 0
+    port, log = free_port(), tmp_path / "console.log"
+    command = [
+        str(SIGNOFF),
+        "console",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(port),
+        "--allowed-host",
+        f"ops.example:{port}",
+    ]
+    with anyio.fail_after(60), log.open("wb") as out:
+        async with await anyio.open_process(command, env=env, stdout=out, stderr=out, cwd=str(REPO)) as proc:
+            try:
+                await wait_for_port(port, proc, log)
+
+                async def sign_in_page(host: str) -> str:
+                    get = f"GET /sign-in HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+                    return status_line(await raw_http(port, get))
+
+                foreign = await sign_in_page(f"attacker.example:{port}")
+                own, extra = await sign_in_page(f"127.0.0.1:{port}"), await sign_in_page(f"ops.example:{port}")
+            finally:
+                proc.terminate()
+    assert foreign == "HTTP/1.1 421 Misdirected Request", foreign
+    assert own == extra == "HTTP/1.1 200 OK", (own, extra)
 
 
 ESCALATING_POLICY = """
