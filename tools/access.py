@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import enum
 import re
-import unicodedata
 from dataclasses import dataclass
 
+from signoff.storage.folding import fold_key
 from signoff.tools.typed_toml import Fault, non_empty_strings
 
 
@@ -116,4 +116,7 @@ def display_name(people: tuple[Person, ...], name: str) -> str:
 
 
 def normal_name(name: str) -> str:
-    return unicodedata.normalize("NFKC", name).strip().casefold()
+    """A person's or agent's name as compared: folded as payload keys are (``fold_key``: NFKC, case-folded,
+    invisible format characters such as zero-width spaces and bidi marks dropped, whitespace stripped), so
+    ``billing\u200b-bot`` is the requester ``billing-bot`` (review R3)."""
+    return fold_key(name)

@@ -12,9 +12,9 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
-from signoff.storage import ApprovalRequest, SignoffError, Status
+from signoff.storage import ApprovalRequest, Forbidden, SignoffError, Status
 from signoff.storage.audit import check_request
-from signoff.storage.errors import Forbidden, unknown_request
+from signoff.storage.errors import unknown_request
 from signoff.tools.approvals import lifecycle, receipts
 from signoff.tools.approvals.service import ApprovalService
 from signoff.tools.approvals.views import ApprovalStatus

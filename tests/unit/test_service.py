@@ -106,7 +106,7 @@ async def test_the_requester_cannot_vote_on_its_own_request() -> None:
 FULL_WIDTH = "".join(chr(ord(c) + 0xFEE0) for c in "BILLING") + "-BOT"  # what NFKC folds to BILLING-BOT
 
 
-@pytest.mark.parametrize("alias", ["billing-bot ", FULL_WIDTH, "Billing-Bot"])
+@pytest.mark.parametrize("alias", ["billing-bot ", FULL_WIDTH, "Billing-Bot", "billing\u200b-bot", "\u202ebilling-bot"])
 async def test_the_requester_is_recognised_under_normalised_names(alias: str) -> None:
     service, _, _ = make_service()
     request = await service.request_approval(draft(agent_id="billing-bot"))
