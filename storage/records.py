@@ -352,7 +352,10 @@ class RequestQuery:
     """Filters for the history; results come in ``order`` (newest first unless asked otherwise)."""
 
     status: Status | None = None
-    action: str | None = None
+    action: str | None = None  #: exactly this action
+    #: any spelling of this action: the requests whose action folds as it does (``folding.fold_action``, as rules
+    #: compare actions), so ``Refunds.Issue`` finds ``refunds.issue`` and ``REFUNDS.ISSUE``
+    folded_action: str | None = None
     agent_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None

@@ -134,7 +134,12 @@ class PostgresStore:
     async def list_requests(self, query: RequestQuery) -> Page:
         clauses: list[str] = []
         params: list[Any] = []
-        for column, value in (("status", query.status), ("action", query.action), ("agent_id", query.agent_id)):
+        for column, value in (
+            ("status", query.status),
+            ("action", query.action),
+            ("action_folded", None if query.folded_action is None else fold_action(query.folded_action)),
+            ("agent_id", query.agent_id),
+        ):
             if value is not None:
                 clauses.append(f"r.{column} = %s")
                 params.append(str(value))

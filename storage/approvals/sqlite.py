@@ -152,6 +152,7 @@ class SqliteStore:
         for column, value in (
             ("status", query.status),
             ("action", query.action),
+            ("action_folded", None if query.folded_action is None else fold_action(query.folded_action)),
             ("agent_id", query.agent_id),
         ):
             if value is not None:

@@ -1,19 +1,25 @@
 """The anomaly history is per action and field whatever their case (review R7): every store keeps and reads the
 numbers and the actions known per agent under the rules' folds (``storage/folding.py``), and migration 0018 folds
-the rows an older signoff wrote under the exact strings, merging variants without losing a number."""
+the rows an older signoff wrote under the exact strings, merging variants without losing a number. The
+out-of-distribution profile reads the approved requests of every spelling of an action the same way (migration 0021
+keeps each request's folded action)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from contextlib import closing
 from pathlib import Path
 
 import psycopg
+import pytest
 
-from signoff.storage import DecidedBy, Status, Store, Verdict
+from signoff.storage import DecidedBy, RequestQuery, Status, Store, Verdict
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.storage.pg_url import is_postgres_url
 from signoff.tools.approvals import lifecycle
+from signoff.tools.approvals.policy_config import Anomaly
+from signoff.tools.approvals.streams import Windows
 from tests.factories import T0, add
 
 
@@ -133,3 +139,51 @@ def read_rows(database: str) -> tuple[list[tuple[str, str, float]], list[tuple[s
             )
     with closing(sqlite3.connect(database)) as conn:
         return conn.execute(values_sql).fetchall(), conn.execute(known_sql).fetchall()
+
+
+SPELLINGS = ["refunds.issue", "Refunds.Issue", "REFUNDS.ISSUE", "refund\u017f.i\u017f\u017fue"]  # U+017F: a long s
+
+
+async def test_every_store_finds_the_approved_requests_of_every_spelling_of_an_action(store: Store) -> None:
+    """What the out-of-distribution profile learns from: the approved requests of the action whatever its spelling
+    (``RequestQuery.folded_action``), as the anomaly history; an exact ``action`` filter stays exact."""
+    variants = [await approved(store, action, {"currency": "EUR"}) for action in SPELLINGS]
+    await approved(store, "refunds.issued", {"currency": "EUR"})
+    await add(store, action="Refunds.Issue", payload={"currency": "XAU"})  # pending: teaches nothing
+    query = RequestQuery(folded_action="rEFUNDS.issue", status=Status.APPROVED, limit=10)
+    assert [r.id for r in (await store.list_requests(query)).items] == variants[::-1]  # newest first
+    first = await store.list_requests(dataclasses.replace(query, limit=3))
+    rest = await store.list_requests(dataclasses.replace(query, limit=3, before=first.next_cursor))
+    assert [r.id for r in (*first.items, *rest.items)] == variants[::-1]
+    exact = await store.list_requests(RequestQuery(action="Refunds.Issue", status=Status.APPROVED))
+    assert [r.id for r in exact.items] == [variants[1]]
+    profile = await Windows(store).recent_profile("REFUNDS.issue", Anomaly(warmup=1))
+    assert profile.count == len(SPELLINGS)
+
+
+async def test_migration_0021_folds_the_action_of_every_request_written_before_it(database: str) -> None:
+    store = await opened(database)
+    try:
+        variants = [await approved(store, action, {"currency": "EUR"}) for action in SPELLINGS]
+    finally:
+        await store.close()
+    postgres = is_postgres_url(database)
+    behind_signoffs_back(  # a database from before 0021: the requests without their folded action
+        database,
+        [
+            "DELETE FROM schema_migrations WHERE version = 21",
+            "DROP TRIGGER requests_action_folded_fixed" + (" ON requests" if postgres else ""),
+            "DROP INDEX requests_status_folded_created",
+            "ALTER TABLE requests DROP COLUMN action_folded",
+        ],
+        [],
+    )
+    store = await opened(database)  # migrates 0021
+    try:
+        query = RequestQuery(folded_action="Refunds.ISSUE", status=Status.APPROVED)
+        assert [r.id for r in (await store.list_requests(query)).items] == variants[::-1]
+        assert [(await store.get(i)).action for i in variants] == SPELLINGS  # each keeps what the agent wrote
+    finally:
+        await store.close()
+    with pytest.raises((sqlite3.DatabaseError, psycopg.Error), match="cannot be changed"):
+        behind_signoffs_back(database, ["UPDATE requests SET action_folded = 'payments.transfer'"], [])
