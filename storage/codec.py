@@ -55,7 +55,6 @@ def request_row(r: ApprovalRequest) -> tuple[Any, ...]:
         r.model,
         r.model_version,
         r.model_decision_id,
-        fold_action(r.action),  # what the out-of-distribution profile finds it by (``RequestQuery.folded_action``)
     )
 
 

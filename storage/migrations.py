@@ -81,17 +81,8 @@ async def _history_folds(db: aiosqlite.Connection) -> None:
     await db.executemany("INSERT INTO history_folds (kind, raw, folded) VALUES (?, ?, ?)", folds)
 
 
-async def _request_folds(db: aiosqlite.Connection) -> None:
-    """What 0021_folded_requests.sql fills ``requests.action_folded`` from: every action of a request whose fold
-    differs, folded by ``folding``, in the temporary table the script reads."""
-    await db.execute("CREATE TEMP TABLE request_folds (raw TEXT PRIMARY KEY, folded TEXT NOT NULL)")
-    actions = await db.execute_fetchall("SELECT DISTINCT action FROM requests")
-    folds = [(raw, folded) for _, raw, folded in history_folds((row[0] for row in actions), ())]
-    await db.executemany("INSERT INTO request_folds (raw, folded) VALUES (?, ?)", folds)
-
-
 #: Steps that need Python, run right before a migration's SQL, in the same transaction.
-_BEFORE: dict[int, Callable[[aiosqlite.Connection], Awaitable[None]]] = {18: _history_folds, 21: _request_folds}
+_BEFORE: dict[int, Callable[[aiosqlite.Connection], Awaitable[None]]] = {18: _history_folds}
 
 #: Steps that need Python, run right after a migration's SQL, in the same transaction.
 _AFTER: dict[int, Callable[[aiosqlite.Connection], Awaitable[None]]] = {8: _baseline_model_plane}

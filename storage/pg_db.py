@@ -119,19 +119,8 @@ async def _history_folds(conn: Conn) -> None:
             await insert.executemany("INSERT INTO history_folds (kind, raw, folded) VALUES (%s, %s, %s)", folds)
 
 
-async def _request_folds(conn: Conn) -> None:
-    """Every action of a request whose fold differs, in the temporary table 0021_folded_requests.sql fills
-    ``requests.action_folded`` from (as ``migrations._request_folds`` on SQLite)."""
-    await conn.execute("CREATE TEMP TABLE request_folds (raw ctext PRIMARY KEY, folded ctext NOT NULL)")
-    cur = await conn.execute("SELECT DISTINCT action FROM requests")
-    folds = [(raw, folded) for _, raw, folded in history_folds([row[0] for row in await cur.fetchall()], ())]
-    if folds:
-        async with conn.cursor() as insert:
-            await insert.executemany("INSERT INTO request_folds (raw, folded) VALUES (%s, %s)", folds)
-
-
 #: Steps that need Python, run right before a migration's script, in the same transaction (as on SQLite).
-_BEFORE: dict[int, Callable[[Conn], Awaitable[None]]] = {18: _history_folds, 21: _request_folds}
+_BEFORE: dict[int, Callable[[Conn], Awaitable[None]]] = {18: _history_folds}
 
 
 async def schema_version(url: str) -> int:

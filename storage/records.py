@@ -353,8 +353,9 @@ class RequestQuery:
 
     status: Status | None = None
     action: str | None = None  #: exactly this action
-    #: any spelling of this action: the requests whose action folds as it does (``folding.fold_action``, as rules
-    #: compare actions), so ``Refunds.Issue`` finds ``refunds.issue`` and ``REFUNDS.ISSUE``
+    #: this action in any case: the requests whose action is it, ASCII letters in any case (``ascii_lower``), so
+    #: ``Refunds.Issue`` finds ``refunds.issue`` and ``REFUNDS.ISSUE``. An action is ASCII (``ACTION_PATTERN`` of the
+    #: policy), where this is how rules fold actions (``folding.fold_action``)
     folded_action: str | None = None
     agent_id: str | None = None
     since: datetime | None = None

@@ -43,6 +43,8 @@ ORDER_BY_PRIORITY = f"{PRIORITY_RANK} DESC, r.expires_at, r.id"
 #: pattern ``text_pattern`` makes (``%`` and ``_`` escaped: the words are matched as they are), so the trigram indexes
 #: of migration 0016 on these very expressions find the candidates instead of a walk of every row.
 ASCII_LOWER = "translate({}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
+#: ``RequestQuery.folded_action`` (bound to ``ascii_lower`` of it), as migration 0021 indexes the requests.
+FOLDED_ACTION = f"{ASCII_LOWER.format('r.action')} = %s"
 TEXT_MATCHES = (
     "("
     + " OR ".join(
@@ -79,8 +81,8 @@ INSERT_REQUEST = """
 INSERT INTO requests (id, action, summary, payload, payload_sha256, confidence, flags, agent_id,
                       idempotency_key, status, decided_by, triggers, approvals_required, priority,
                       created_at, expires_at, decided_at, note, channel, approvers, escalate_at, escalate_to,
-                      policy_version, model, model_version, model_decision_id, action_folded)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                      policy_version, model, model_version, model_decision_id)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 """
 
 UPDATE_REQUEST_STATE = """

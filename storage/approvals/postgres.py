@@ -52,6 +52,7 @@ from signoff.storage.records import (
     RecordedRequest,
     RequestQuery,
     Status,
+    ascii_lower,
     newest_key,
     priority_key,
 )
@@ -134,15 +135,13 @@ class PostgresStore:
     async def list_requests(self, query: RequestQuery) -> Page:
         clauses: list[str] = []
         params: list[Any] = []
-        for column, value in (
-            ("status", query.status),
-            ("action", query.action),
-            ("action_folded", None if query.folded_action is None else fold_action(query.folded_action)),
-            ("agent_id", query.agent_id),
-        ):
+        for column, value in (("status", query.status), ("action", query.action), ("agent_id", query.agent_id)):
             if value is not None:
                 clauses.append(f"r.{column} = %s")
                 params.append(str(value))
+        if query.folded_action is not None:
+            clauses.append(q.FOLDED_ACTION)
+            params.append(ascii_lower(query.folded_action))
         if query.text is not None:
             clauses.append(q.TEXT_MATCHES)
             params.extend([q.text_pattern(query.text)] * 3)

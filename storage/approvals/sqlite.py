@@ -57,6 +57,7 @@ from signoff.storage.records import (
     RecordedRequest,
     RequestQuery,
     Status,
+    ascii_lower,
     newest_key,
     priority_key,
 )
@@ -152,12 +153,14 @@ class SqliteStore:
         for column, value in (
             ("status", query.status),
             ("action", query.action),
-            ("action_folded", None if query.folded_action is None else fold_action(query.folded_action)),
             ("agent_id", query.agent_id),
         ):
             if value is not None:
                 clauses.append(f"r.{column} = ?")
                 params.append(str(value))
+        if query.folded_action is not None:
+            clauses.append(q.FOLDED_ACTION)
+            params.append(ascii_lower(query.folded_action))
         if query.text is not None:
             clauses.append(q.TEXT_MATCHES)
             params.extend([query.text] * 3)
