@@ -352,7 +352,11 @@ class RequestQuery:
     """Filters for the history; results come in ``order`` (newest first unless asked otherwise)."""
 
     status: Status | None = None
-    action: str | None = None
+    action: str | None = None  #: exactly this action
+    #: this action in any case: the requests whose action is it, ASCII letters in any case (``ascii_lower``), so
+    #: ``Refunds.Issue`` finds ``refunds.issue`` and ``REFUNDS.ISSUE``. An action is ASCII (``ACTION_PATTERN`` of the
+    #: policy), where this is how rules fold actions (``folding.fold_action``)
+    folded_action: str | None = None
     agent_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None

@@ -34,6 +34,7 @@ from signoff.storage.records import (
     RecordedRequest,
     RequestQuery,
     Status,
+    ascii_lower,
     human_outcomes_of,
     matches_text,
     newest_key,
@@ -134,10 +135,13 @@ class MemoryStore:
         return updated
 
     async def list_requests(self, query: RequestQuery) -> Page:
+        folded = None if query.folded_action is None else ascii_lower(query.folded_action)
+
         def keep(r: ApprovalRequest) -> bool:
             return (
                 (query.status is None or r.status is query.status)
                 and (query.action is None or r.action == query.action)
+                and (folded is None or ascii_lower(r.action) == folded)
                 and (query.agent_id is None or r.agent_id == query.agent_id)
                 and (query.since is None or r.created_at >= query.since)
                 and (query.until is None or r.created_at < query.until)

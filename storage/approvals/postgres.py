@@ -52,6 +52,7 @@ from signoff.storage.records import (
     RecordedRequest,
     RequestQuery,
     Status,
+    ascii_lower,
     newest_key,
     priority_key,
 )
@@ -138,6 +139,9 @@ class PostgresStore:
             if value is not None:
                 clauses.append(f"r.{column} = %s")
                 params.append(str(value))
+        if query.folded_action is not None:
+            clauses.append(q.FOLDED_ACTION)
+            params.append(ascii_lower(query.folded_action))
         if query.text is not None:
             clauses.append(q.TEXT_MATCHES)
             params.extend([q.text_pattern(query.text)] * 3)

@@ -57,6 +57,7 @@ from signoff.storage.records import (
     RecordedRequest,
     RequestQuery,
     Status,
+    ascii_lower,
     newest_key,
     priority_key,
 )
@@ -157,6 +158,9 @@ class SqliteStore:
             if value is not None:
                 clauses.append(f"r.{column} = ?")
                 params.append(str(value))
+        if query.folded_action is not None:
+            clauses.append(q.FOLDED_ACTION)
+            params.append(ascii_lower(query.folded_action))
         if query.text is not None:
             clauses.append(q.TEXT_MATCHES)
             params.extend([query.text] * 3)

@@ -1,19 +1,25 @@
 """The anomaly history is per action and field whatever their case (review R7): every store keeps and reads the
 numbers and the actions known per agent under the rules' folds (``storage/folding.py``), and migration 0018 folds
-the rows an older signoff wrote under the exact strings, merging variants without losing a number."""
+the rows an older signoff wrote under the exact strings, merging variants without losing a number. The
+out-of-distribution profile reads the approved requests of an action in any case the same way (migration 0021 indexes
+them so)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from contextlib import closing
 from pathlib import Path
 
 import psycopg
 
-from signoff.storage import DecidedBy, Status, Store, Verdict
+from signoff.storage import DecidedBy, RequestQuery, Status, Store, Verdict
+from signoff.storage.approvals import queries as q
 from signoff.storage.approvals.sqlite import SqliteStore
 from signoff.storage.pg_url import is_postgres_url
 from signoff.tools.approvals import lifecycle
+from signoff.tools.approvals.policy_config import Anomaly
+from signoff.tools.approvals.streams import Windows
 from tests.factories import T0, add
 
 
@@ -133,3 +139,45 @@ def read_rows(database: str) -> tuple[list[tuple[str, str, float]], list[tuple[s
             )
     with closing(sqlite3.connect(database)) as conn:
         return conn.execute(values_sql).fetchall(), conn.execute(known_sql).fetchall()
+
+
+SPELLINGS = ["refunds.issue", "Refunds.Issue", "REFUNDS.ISSUE", "rEFUNDS.iSSUE"]
+
+
+async def test_every_store_finds_the_approved_requests_of_every_spelling_of_an_action(store: Store) -> None:
+    """What the out-of-distribution profile learns from: the approved requests of the action whatever its case
+    (``RequestQuery.folded_action``), as the anomaly history; an exact ``action`` filter stays exact."""
+    variants = [await approved(store, action, {"currency": "EUR"}) for action in SPELLINGS]
+    await approved(store, "refunds.issued", {"currency": "EUR"})
+    await add(store, action="Refunds.Issue", payload={"currency": "XAU"})  # pending: teaches nothing
+    query = RequestQuery(folded_action="rEFUNDS.issue", status=Status.APPROVED, limit=10)
+    assert [r.id for r in (await store.list_requests(query)).items] == variants[::-1]  # newest first
+    first = await store.list_requests(dataclasses.replace(query, limit=3))
+    rest = await store.list_requests(dataclasses.replace(query, limit=3, before=first.next_cursor))
+    assert [r.id for r in (*first.items, *rest.items)] == variants[::-1]
+    exact = await store.list_requests(RequestQuery(action="Refunds.Issue", status=Status.APPROVED))
+    assert [r.id for r in exact.items] == [variants[1]]
+    profile = await Windows(store).recent_profile("REFUNDS.issue", Anomaly(warmup=1))
+    assert profile.count == len(SPELLINGS)
+
+
+async def test_the_approved_requests_of_an_action_in_any_case_are_read_by_an_index(database: str) -> None:
+    """Migration 0021 indexes the expression each engine compares (``FOLDED_ACTION``), so the profile's read is a
+    walk of one index range, not of every request."""
+    store = await opened(database)
+    await store.close()
+    where = " WHERE r.status = {0} AND {1} ORDER BY r.created_at DESC, r.id DESC LIMIT 50"
+    if is_postgres_url(database):
+        from signoff.storage.approvals import pg_queries
+
+        sql = pg_queries.SELECT_REQUESTS + where.format("%s", pg_queries.FOLDED_ACTION)
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute("SET enable_seqscan = off")  # an empty table: the planner would read it whole otherwise
+            plan = " ".join(row[0] for row in conn.execute(f"EXPLAIN {sql}".encode(), ("approved", "refunds.issue")))
+    else:
+        sql = q.SELECT_REQUESTS + where.format("?", q.FOLDED_ACTION)
+        with closing(sqlite3.connect(database)) as conn:
+            rows = conn.execute(f"EXPLAIN QUERY PLAN {sql}", ("approved", "refunds.issue")).fetchall()
+        plan = " ".join(row[3] for row in rows)
+    assert "requests_status_folded_created" in plan, plan
+    assert "SORT" not in plan.upper(), plan  # the index gives them newest first

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
+
 from signoff.storage.folding import fold_action, fold_path, history_folds
+from signoff.storage.records import ascii_lower
 from signoff.tools.approvals.conditions import Unclear, action_glob, resolve
-from signoff.tools.approvals.policy import PolicyInput
+from signoff.tools.approvals.policy import ACTION_PATTERN, PolicyInput
 
 
 def test_the_history_folds_exactly_as_rules_compare_actions_and_keys() -> None:
@@ -33,3 +37,14 @@ def test_the_migration_renames_only_the_names_whose_fold_differs() -> None:
         ("field", "Maß", "mass"),
         ("field", "Refund.Amount", "refund.amount"),
     ]
+
+
+def test_an_action_folds_as_the_stores_find_the_requests_of_its_profile() -> None:
+    """The stores find an action's approved requests in any case by ASCII lower case (SQLite's ``lower``,
+    ``RequestQuery.folded_action``); that is the rules' fold for every character an action may hold, and an action
+    with any other character (a long s, which Unicode case folding reads as s) is refused before it is judged."""
+    allowed = "".join(chr(c) for c in range(128) if ACTION_PATTERN.fullmatch(chr(c)))
+    assert fold_action(allowed) == ascii_lower(allowed)
+    with closing(sqlite3.connect(":memory:")) as db:
+        assert db.execute("SELECT lower(?)", (allowed,)).fetchone()[0] == ascii_lower(allowed)
+    assert fold_action("refund\u017f.issue") == "refunds.issue" and not ACTION_PATTERN.fullmatch("refund\u017f.issue")

@@ -369,6 +369,19 @@ def test_replay_judges_a_case_variant_of_an_action_or_key_against_the_same_histo
         assert report.unchanged == 1
 
 
+def test_replay_judges_a_spelling_of_an_action_against_the_same_out_of_distribution_profile() -> None:
+    """The profile is read under the folded action at runtime (``streams.Windows``), so replay rebuilds it so too:
+    a new category sent as another spelling of the action is judged against the payloads approved under any."""
+    config = "[anomaly]\nenabled = true\nnovel_action = false\nkey_set = false\nwarmup = 10\nwindow = 20\n"
+    policy = Policy(parse_policy_config(config))
+    spellings = ("payments.refund", "payments.refund", "Payments.Refund")
+    usual = [asked(n, {"currency": ("EUR", "USD")[n % 2]}, action=spellings[n % 3]) for n in range(25)]
+    for action in ("PAYMENTS.REFUND", "payments.rEFUND"):
+        report = replay(policy, [*usual, asked(25, {"currency": "XAU"}, action=action)])
+        assert report.transitions == {(Expect.REVIEW, Expect.APPROVE): 25}, action
+        assert report.unchanged == 1, action  # the new category stays with people
+
+
 def test_a_cases_history_counts_for_the_field_whatever_its_case() -> None:
     cases = """
 [[cases]]

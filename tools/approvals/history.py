@@ -1,9 +1,9 @@
 """The history the anomaly, out-of-distribution and fairness checks judge against, grown one request at a time.
 
 At runtime the store and ``streams.Windows`` hold it: the (agent, action) pairs approved before (novelty), the
-newest 200 numbers per action and field of approved payloads (both under the folded action and field, as rules
-compare them: ``storage.folding``), the newest ``anomaly.window`` approved payloads of each action (the
-out-of-distribution profile), and the newest ``window`` outcomes of each ``[[fairness.groups]]`` stream.
+newest 200 numbers per action and field of approved payloads, the newest ``anomaly.window`` approved payloads of
+each action (the out-of-distribution profile; these three under the folded action and field, as rules compare them:
+``storage.folding``), and the newest ``window`` outcomes of each ``[[fairness.groups]]`` stream.
 ``History`` keeps the same four things in memory and is fed requests oldest first, so ``policy replay`` and
 ``policy test`` judge each request against the history as it stood when the request came.
 
@@ -177,7 +177,7 @@ class History:
             streams = {index: self._streams[index].counts for index in watched}
         profile = None
         if self._shapes:
-            found = self._profiles.get(request.action)
+            found = self._profiles.get(fold_action(request.action))  # every spelling, as ``streams.Windows``
             profile = found.profile() if found is not None else shape.PayloadProfile(count=0)
         return history, streams, profile
 
@@ -217,9 +217,10 @@ class History:
                     self._snapshots.pop(key, None)
                     self._spreads.pop(key, None)
             if self._shapes:
-                found = self._profiles.get(action)
+                folded = fold_action(action)
+                found = self._profiles.get(folded)
                 if found is None:
-                    found = self._profiles[action] = _Profile(self._window)
+                    found = self._profiles[folded] = _Profile(self._window)
                 # the windows read the payload as asked, as ``streams.Windows`` does
                 found.add(request.payload, None if walked is None else walked.leaves)
         if not self._groups:

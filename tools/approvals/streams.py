@@ -1,5 +1,6 @@
 """What the pure policy judges against, read from the store: the outcome streams ``[[fairness.groups]]`` watch, and
-the recent approved payloads of an action the out-of-distribution checks learn from."""
+the recent approved payloads of an action the out-of-distribution checks learn from (of every spelling of it: the
+action folded as rules compare it, ``storage.folding``, as the anomaly history is kept)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from signoff.storage import ApprovalRequest, RequestQuery, Status, Store
+from signoff.storage.folding import fold_action
 from signoff.tools.approvals import fairness, shape
 from signoff.tools.approvals.policy_config import Anomaly, FairnessGroup
 
@@ -36,8 +38,9 @@ async def outcome_counts(store: Store, group: FairnessGroup) -> dict[str, tuple[
 
 
 async def recent_profile(store: Store, action: str, settings: Anomaly) -> shape.PayloadProfile:
-    """The newest ``settings.window`` approved requests of ``action``, summarised."""
-    page = await store.list_requests(RequestQuery(action=action, status=Status.APPROVED, limit=settings.window))
+    """The newest ``settings.window`` approved requests of ``action`` under any spelling, summarised."""
+    query = RequestQuery(folded_action=action, status=Status.APPROVED, limit=settings.window)
+    page = await store.list_requests(query)
     return shape.profile((r.payload for r in page.items), settings.max_categories)
 
 
@@ -94,13 +97,14 @@ class Windows:
         return result
 
     async def recent_profile(self, action: str, settings: Anomaly) -> shape.PayloadProfile:
+        action = fold_action(action)  # one window for every spelling of the action
         window = self._window(("profile", action, settings.window, settings.max_categories))
         if window.newest is None or window.looks % self.refresh_every == 0:
-            query = RequestQuery(action=action, status=Status.APPROVED, limit=settings.window)
+            query = RequestQuery(folded_action=action, status=Status.APPROVED, limit=settings.window)
             found = list((await self.store.list_requests(query)).items)
             self._reset(window, found, [(r.id, r.payload) for r in reversed(found)], settings.window)
         else:
-            new = await self._newer(window, RequestQuery(action=action, status=Status.APPROVED, limit=PAGE))
+            new = await self._newer(window, RequestQuery(folded_action=action, status=Status.APPROVED, limit=PAGE))
             if new is None:
                 window.looks = 0
                 return await self.recent_profile(action, settings)
