@@ -43,7 +43,7 @@ ORDER_BY_PRIORITY = f"{PRIORITY_RANK} DESC, r.expires_at, r.id"
 #: pattern ``text_pattern`` makes (``%`` and ``_`` escaped: the words are matched as they are), so the trigram indexes
 #: of migration 0016 on these very expressions find the candidates instead of a walk of every row.
 ASCII_LOWER = "translate({}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
-#: ``RequestQuery.folded_action`` (bound to ``ascii_lower`` of it), as migration 0021 indexes the requests.
+#: ``RequestQuery.folded_action`` (bound to ``ascii_lower`` of it), as migration 0020 indexes the requests.
 FOLDED_ACTION = f"{ASCII_LOWER.format('r.action')} = %s"
 TEXT_MATCHES = (
     "("

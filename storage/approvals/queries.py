@@ -30,7 +30,7 @@ SELECT {REQUEST_COLUMNS} FROM requests AS r
 SELECT_REQUESTS = f"SELECT {REQUEST_COLUMNS} FROM requests AS r"
 
 #: ``RequestQuery.folded_action`` (bound to ``ascii_lower`` of it): SQLite's ``lower`` folds ASCII letters only, as
-#: ``records.ascii_lower``; migration 0021 indexes the requests by status and this expression.
+#: ``records.ascii_lower``; migration 0020 indexes the requests by status and this expression.
 FOLDED_ACTION = "lower(r.action) = ?"
 
 #: ``Priority.rank`` in SQL: urgent 3, high 2, normal 1, low 0.

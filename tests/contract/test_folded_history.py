@@ -1,7 +1,7 @@
 """The anomaly history is per action and field whatever their case (review R7): every store keeps and reads the
 numbers and the actions known per agent under the rules' folds (``storage/folding.py``), and migration 0018 folds
 the rows an older signoff wrote under the exact strings, merging variants without losing a number. The
-out-of-distribution profile reads the approved requests of an action in any case the same way (migration 0021 indexes
+out-of-distribution profile reads the approved requests of an action in any case the same way (migration 0020 indexes
 them so)."""
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ async def test_every_store_finds_the_approved_requests_of_every_spelling_of_an_a
 
 
 async def test_the_approved_requests_of_an_action_in_any_case_are_read_by_an_index(database: str) -> None:
-    """Migration 0021 indexes the expression each engine compares (``FOLDED_ACTION``), so the profile's read is a
+    """Migration 0020 indexes the expression each engine compares (``FOLDED_ACTION``), so the profile's read is a
     walk of one index range, not of every request."""
     store = await opened(database)
     await store.close()
