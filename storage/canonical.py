@@ -47,7 +47,7 @@ class NumericFields(NamedTuple):
     what it cannot judge, so that it fails closed rather than judging part of the payload as if it were all."""
 
     leaves: dict[str, float]  #: ``numeric_leaves``: the first ``limit`` fields in sorted order, judged and learnt
-    count: int  #: numbers found in objects up to ``max_depth`` deep outside lists, judged or not (duplicates too)
+    total: int  #: numbers found in objects up to ``max_depth`` deep outside lists, judged or not (duplicates too)
     in_list: str | None  #: the path of the first number inside a list (``items[0].qty``): never judged
     too_deep: str | None  #: the path of the first number nested deeper than ``max_depth`` objects: never judged
     twice: str | None  #: a path two numbers share (a dotted key ``"a.b"`` beside ``{"a": {"b": ...}}``)
@@ -80,9 +80,9 @@ def fields_of(found: list[tuple[str, float]], skipped: list[tuple[str, Any, bool
 def unjudged(fields: NumericFields, limit: int = JUDGED_FIELDS, max_depth: int = NUMBER_DEPTH) -> list[str]:
     """Why the anomaly check cannot judge every number of a payload (trigger details), or empty if it can."""
     why = []
-    if fields.count > limit:
+    if fields.total > limit:
         why.append(
-            f"the payload has {fields.count:,} numeric fields; the anomaly check judges at most {limit}: a person"
+            f"the payload has {fields.total:,} numeric fields; the anomaly check judges at most {limit}: a person"
             " reviews it"
         )
     if fields.twice is not None:

@@ -9,9 +9,8 @@ from signoff.tools.approvals.policy_config import parse_policy_config
 from signoff.tools.approvals.replay import replay
 from signoff.tools.approvals.service import ApprovalService, Draft
 
-POLICY = Policy(
-    parse_policy_config('default_outcome = "approve"\n[anomaly]\nenabled = true\nnovel_action = false\nmin_samples = 5\n')
-)
+ANOMALY = "[anomaly]\nenabled = true\nnovel_action = false\nmin_samples = 5\n"
+POLICY = Policy(parse_policy_config('default_outcome = "approve"\n' + ANOMALY))
 
 
 async def test_every_store_sends_a_payload_with_unjudged_numbers_to_a_person_and_replay_agrees(store: Store) -> None:
