@@ -453,7 +453,7 @@ def test_novel_action_for_this_agent() -> None:
     )
     quiet = policy(ANOMALY + "\nnovel_action = false")
     history = ActionHistory(seen_from_agent=False, values={})
-    assert quiet.evaluate(request(confidence=0.99), history).outcome is Outcome.APPROVE
+    assert quiet.evaluate(request(payload={"amount": 1200}, confidence=0.99), history).outcome is Outcome.APPROVE
 
 
 def test_numeric_outlier() -> None:

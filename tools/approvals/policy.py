@@ -23,7 +23,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing.exceptions import Unresolvable
 
 from signoff.storage import ActionHistory, InvalidInput, Priority, Trigger, TriggerKind
-from signoff.storage.canonical import canonical_json, is_number, numeric_leaves
+from signoff.storage.canonical import canonical_json, is_number, numeric_fields, unjudged
 from signoff.tools.access import person_of
 from signoff.tools.approvals import fairness, shape
 from signoff.tools.approvals.conditions import (
@@ -263,8 +263,10 @@ class Policy:
             detail = f"confidence {_num(confidence)} is below the threshold {_num(threshold)}"
             reviews.append(Trigger(kind=TriggerKind.CONFIDENCE, detail=detail))
         if config.anomaly.enabled and history is not None:
-            numbers = numeric_leaves(request.payload) if walked is None else walked.numbers
-            reviews.extend(self._anomalies(request, history, numbers))
+            fields = numeric_fields(request.payload) if walked is None else walked.fields
+            reviews.extend(self._anomalies(request, history, fields.leaves))
+            # fail closed: numbers the check cannot judge (beyond its cap, in lists, too deep) go to a person
+            reviews.extend(Trigger(kind=TriggerKind.ANOMALY, detail=detail) for detail in unjudged(fields))
         if config.anomaly.enabled and profile is not None:
             leaves = None if walked is None else walked.leaves
             for detail in shape.unusual(config.anomaly, request.action, request.payload, profile, leaves):

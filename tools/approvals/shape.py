@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from signoff.storage.canonical import first_numbers, json_number
+from signoff.storage.canonical import JUDGED_FIELDS, NumericFields, fields_of, json_number
 from signoff.tools.approvals.conditions import show
 from signoff.tools.approvals.policy_config import Anomaly
 
@@ -54,19 +54,28 @@ class Walk(NamedTuple):
 
     leaves: list[tuple[str, Any]]  #: ``leaves(payload)``: what the out-of-distribution checks judge and learn
     numbers: dict[str, float]  #: ``numeric_leaves(payload)``: what the anomaly check judges and the history learns
+    fields: NumericFields  #: ``numeric_fields(payload)``: ``numbers``, and what the anomaly check cannot judge
 
 
 def walk(payload: Mapping[str, Any]) -> Walk:
-    """``leaves`` and ``numeric_leaves`` of ``payload`` in one walk (both go 4 objects deep and enter no lists;
-    the numbers are not cut at 64 leaves): ``policy replay`` reads each payload once for all its checks."""
+    """``leaves``, ``numeric_leaves`` and ``numeric_fields`` of ``payload`` in one walk (all go 4 objects deep and
+    enter no lists; the numbers are not cut at 64 leaves): ``policy replay`` reads each payload once for all its
+    checks."""
     found: list[tuple[str, Any]] = []
     numbers: list[tuple[str, float]] = []
-    _walk(payload, "", _MAX_DEPTH, found, numbers)
-    return Walk(found, first_numbers(numbers))
+    skipped: list[tuple[str, Any, bool]] = []
+    _walk(payload, "", _MAX_DEPTH, found, numbers, skipped)
+    fields = fields_of(numbers, skipped, JUDGED_FIELDS)
+    return Walk(found, fields.leaves, fields)
 
 
 def _walk(
-    node: Mapping[str, Any], prefix: str, depth: int, found: list[tuple[str, Any]], numbers: list[tuple[str, float]]
+    node: Mapping[str, Any],
+    prefix: str,
+    depth: int,
+    found: list[tuple[str, Any]],
+    numbers: list[tuple[str, float]],
+    skipped: list[tuple[str, Any, bool]],
 ) -> None:
     for key, value in sorted(node.items(), key=_key_text):
         path = f"{prefix}{key}"
@@ -74,7 +83,11 @@ def _walk(
             found.append((path, value))
         if isinstance(value, Mapping):
             if depth > 1:
-                _walk(value, f"{path}.", depth - 1, found, numbers)
+                _walk(value, f"{path}.", depth - 1, found, numbers, skipped)
+            else:
+                skipped.append((path, value, False))
+        elif isinstance(value, list | tuple):
+            skipped.append((path, value, True))
         elif (number := json_number(value)) is not None:
             numbers.append((path, number))
 
