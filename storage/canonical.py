@@ -77,32 +77,6 @@ def fields_of(found: list[tuple[str, float]], skipped: list[tuple[str, Any, bool
     return NumericFields(leaves, len(found), in_list, too_deep, twice)
 
 
-def unjudged(fields: NumericFields, limit: int = JUDGED_FIELDS, max_depth: int = NUMBER_DEPTH) -> list[str]:
-    """Why the anomaly check cannot judge every number of a payload (trigger details), or empty if it can."""
-    why = []
-    if fields.total > limit:
-        why.append(
-            f"the payload has {fields.total:,} numeric fields; the anomaly check judges at most {limit}: a person"
-            " reviews it"
-        )
-    if fields.twice is not None:
-        why.append(
-            f"payload.{fields.twice} names two numbers (a dotted key and a nested one); the anomaly check judges"
-            " one value per field: a person reviews it"
-        )
-    if fields.in_list is not None:
-        why.append(
-            f"payload.{fields.in_list} is a number inside a list; the anomaly check does not judge numbers in lists:"
-            " a person reviews it"
-        )
-    if fields.too_deep is not None:
-        why.append(
-            f"payload.{fields.too_deep} is a number nested more than {max_depth} objects deep; the anomaly check does"
-            " not judge it: a person reviews it"
-        )
-    return why
-
-
 def first_numbers(found: Iterable[tuple[str, float]], limit: int = JUDGED_FIELDS) -> dict[str, float]:
     """``numeric_leaves`` of the (path, number) pairs a walk ``found``, in any order: the first ``limit`` paths in
     sorted order."""

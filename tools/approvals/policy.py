@@ -23,7 +23,14 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing.exceptions import Unresolvable
 
 from signoff.storage import ActionHistory, InvalidInput, Priority, Trigger, TriggerKind
-from signoff.storage.canonical import canonical_json, is_number, numeric_fields, unjudged
+from signoff.storage.canonical import (
+    JUDGED_FIELDS,
+    NUMBER_DEPTH,
+    NumericFields,
+    canonical_json,
+    is_number,
+    numeric_fields,
+)
 from signoff.tools.access import person_of
 from signoff.tools.approvals import fairness, shape
 from signoff.tools.approvals.conditions import (
@@ -266,7 +273,7 @@ class Policy:
             fields = numeric_fields(request.payload) if walked is None else walked.fields
             reviews.extend(self._anomalies(request, history, fields.leaves))
             # fail closed: numbers the check cannot judge (beyond its cap, in lists, too deep) go to a person
-            reviews.extend(Trigger(kind=TriggerKind.ANOMALY, detail=detail) for detail in unjudged(fields))
+            reviews.extend(Trigger(kind=TriggerKind.ANOMALY, detail=detail) for detail in _unjudged(fields))
         if config.anomaly.enabled and profile is not None:
             leaves = None if walked is None else walked.leaves
             for detail in shape.unusual(config.anomaly, request.action, request.payload, profile, leaves):
@@ -546,3 +553,29 @@ def _num(value: float) -> str:
     if float(value).is_integer() and abs(value) < 1e15:
         return str(int(value))
     return f"{value:.6g}"
+
+
+def _unjudged(fields: NumericFields, limit: int = JUDGED_FIELDS, max_depth: int = NUMBER_DEPTH) -> list[str]:
+    """Why the anomaly check cannot judge every number of a payload (trigger details), or empty if it can."""
+    why = []
+    if fields.total > limit:
+        why.append(
+            f"the payload has {fields.total:,} numeric fields; the anomaly check judges at most {limit}: a person"
+            " reviews it"
+        )
+    if fields.twice is not None:
+        why.append(
+            f"payload.{fields.twice} names two numbers (a dotted key and a nested one); the anomaly check judges"
+            " one value per field: a person reviews it"
+        )
+    if fields.in_list is not None:
+        why.append(
+            f"payload.{fields.in_list} is a number inside a list; the anomaly check does not judge numbers in lists:"
+            " a person reviews it"
+        )
+    if fields.too_deep is not None:
+        why.append(
+            f"payload.{fields.too_deep} is a number nested more than {max_depth} objects deep; the anomaly check does"
+            " not judge it: a person reviews it"
+        )
+    return why
