@@ -116,7 +116,10 @@ async def _detail(
         found.approved_payload is not None and redaction.masks(found.approved_payload)
     )
     if reveal and masked and session.identity is not None:  # written before the values are shown, or not shown
-        await console.service.record_reveal(found.id, session.identity, "console")
+        try:
+            await console.service.record_reveal(found.id, session.identity, "console")
+        except Forbidden as exc:  # not one of its approvers: the page, masked, says why
+            reveal, error, status = False, exc.message, 403
     events = await console.service.store.request_events(found.id)
     r = present.detail(found, events, console.service.clock.now(), redaction=None if reveal else redaction)
     r["masked"] = masked

@@ -653,7 +653,14 @@ class ApprovalService:
         await self.store.update(request_id, lifecycle.refusal(who, reason[:500], self.clock.now()))
 
     async def record_reveal(self, request_id: str, who: str, via: str) -> None:
-        """Put in the audit log that ``who`` was shown the request's ``[redact]``ed values (``via``: console, api)."""
+        """Put in the audit log that ``who`` was shown the request's ``[redact]``ed values (``via``: console, api).
+        Only someone who may vote on the request may see them: when the policy names its approvers, anyone else is
+        refused (Forbidden) and nothing is recorded (review R4). The caller shows the values only after this."""
+        request = await self.get(request_id)
+        if (refusal := self._approver_refusal(request, who.strip(), (), (), False)) is not None:
+            raise Forbidden(
+                f"the values [redact] masks in request {request_id} are shown to its approvers only: {refusal}"
+            )
         await self.store.update(request_id, lifecycle.revealing(who, via, self.clock.now()))
 
     async def escalate_due(self) -> int:
