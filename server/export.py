@@ -7,13 +7,13 @@ same bytes. JSONL keeps every value exact; CSV holds nested values as compact JS
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from signoff.server.spreadsheet import csv_writer, text_cell
 from signoff.storage import ApprovalRequest, DecidedBy, RequestQuery, Status, Store
 
 PAGE = 500
@@ -115,14 +115,12 @@ def as_jsonl(records: Iterable[Mapping[str, Any]]) -> str:
     return "".join(json.dumps(r) + "\n" for r in records)
 
 
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
 def as_csv(records: Iterable[Mapping[str, Any]]) -> str:
-    """A header and one row per record. Lists and objects are compact JSON; null is an empty cell; a text cell that
-    a spreadsheet would run as a formula gets a leading ``'`` (use JSONL for the exact values)."""
+    """A header and one row per record. Lists and objects are compact JSON; null is an empty cell; text is quoted,
+    a cell that a spreadsheet would run as a formula with a leading ``'`` (``spreadsheet``; JSONL has the exact
+    values)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_writer(out, lineterminator="\n")
     writer.writerow(FIELDS)
     for r in records:
         writer.writerow([_cell(r[name]) for name in FIELDS])
@@ -136,8 +134,7 @@ def _cell(value: Any) -> str | float | int:
         return json.dumps(value, separators=(",", ":"))
     if isinstance(value, int | float):
         return value
-    text = str(value)
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+    return text_cell(str(value))
 
 
 def select_model(records: Sequence[dict[str, Any]], model: str | None) -> list[dict[str, Any]]:

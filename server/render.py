@@ -6,13 +6,13 @@ reverse a column. JSON output escapes them itself (``json.dumps`` writes ASCII).
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from signoff.server.spreadsheet import csv_writer, text_cell
 from signoff.storage import ApprovalRequest, DecidedBy, Event
 from signoff.storage.redaction import Redaction
 from signoff.storage.text import visible as v
@@ -148,8 +148,6 @@ HISTORY_FIELDS = (
     "model_version",
     "model_decision_id",
 )
-#: CSV cells a spreadsheet would run as a formula start with one of these; such a cell gets a leading ``'``.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def history_record(
@@ -178,10 +176,10 @@ def as_jsonl(records: Iterable[Mapping[str, Any]]) -> str:
 
 def as_csv(records: Iterable[Mapping[str, Any]]) -> str:
     """A header and one row per request, columns in ``HISTORY_FIELDS`` order. Lists and objects are compact JSON;
-    null is an empty cell; text shows control and bidi characters as escapes (``\\x1b``), and a cell that starts like
-    a spreadsheet formula gets a leading ``'``."""
+    null is an empty cell; text shows control and bidi characters as escapes (``\\x1b``), and is quoted, a cell that
+    starts like a spreadsheet formula with a leading ``'`` (``spreadsheet``)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_writer(out, lineterminator="\n")
     writer.writerow(HISTORY_FIELDS)
     for record in records:
         writer.writerow([_cell(record[name]) for name in HISTORY_FIELDS])
@@ -193,5 +191,4 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, list | dict):
         return json.dumps(value, separators=(",", ":"), sort_keys=False)
-    text = v(str(value))
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+    return text_cell(v(str(value)))

@@ -3,7 +3,6 @@ the search exported as CSV or JSON Lines; and the audit chain's state, checked f
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import io
 import json
@@ -20,6 +19,7 @@ from starlette.responses import Response, StreamingResponse
 from signoff.server.console import present
 from signoff.server.console.core import Console, redirect
 from signoff.server.console.security import secured
+from signoff.server.spreadsheet import csv_writer, text_cell
 from signoff.storage import ApprovalRequest, InvalidInput, RequestQuery, Status
 from signoff.storage.audit import ChainReport
 from signoff.storage.timefmt import to_text
@@ -35,7 +35,6 @@ CSV_COLUMNS = (
     "id", "created_at", "action", "summary", "agent_id", "status", "decided_by", "decided_at", "approvers",
     "rejected_by", "payload_sha256", "payload_changed", "approved_payload_sha256",
 )  # fmt: skip
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  #: a spreadsheet would run a cell starting so as a formula
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -209,24 +208,22 @@ async def _requests(console: Console, query: RequestQuery) -> AsyncIterator[Appr
         query = dataclasses.replace(query, before=found.next_cursor)
 
 
-def cell(value: str) -> str:
-    """A CSV cell a spreadsheet shows as text: one starting like a formula gets a leading apostrophe."""
-    return "'" + value if value.startswith(FORMULA_START) else value
 
 
 async def _csv(console: Console, query: RequestQuery) -> AsyncIterator[str]:
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv_writer(out)  # every text cell quoted: one cell whatever separator the spreadsheet splits on
     writer.writerow(CSV_COLUMNS)
     redaction = console.service.policy.config.redact.redaction  # [redact]: no digest of a masked payload
     async for full in _requests(console, query):
         r = redaction.request(full)
         writer.writerow(
             [
-                r.id, to_text(r.created_at), cell(r.action), cell(r.summary), cell(r.agent_id or ""), r.status.value,
+                r.id, to_text(r.created_at), text_cell(r.action), text_cell(r.summary), text_cell(r.agent_id or ""),
+                r.status.value,
                 r.decided_by.value if r.decided_by else "", to_text(r.decided_at) if r.decided_at else "",
-                cell(" ".join(v.reviewer for v in r.approvals)),
-                cell(" ".join(v.reviewer for v in r.votes if v.verdict.value == "reject")),
+                text_cell(" ".join(v.reviewer for v in r.approvals)),
+                text_cell(" ".join(v.reviewer for v in r.votes if v.verdict.value == "reject")),
                 r.payload_sha256, "yes" if r.payload_changed else "no", r.approved_sha256,  # empty when masked
             ]
         )  # fmt: skip
