@@ -208,8 +208,6 @@ async def _requests(console: Console, query: RequestQuery) -> AsyncIterator[Appr
         query = dataclasses.replace(query, before=found.next_cursor)
 
 
-
-
 async def _csv(console: Console, query: RequestQuery) -> AsyncIterator[str]:
     out = io.StringIO()
     writer = csv_writer(out)  # every text cell quoted: one cell whatever separator the spreadsheet splits on
