@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 JUDGED_FIELDS = 32  #: numeric fields the anomaly check judges (and the history learns) per payload, at most
-NUMBER_DEPTH = 4  #: objects deep the anomaly check looks for numbers; lists nested in lists: as many
+NUMBER_DEPTH = 4  #: objects deep the anomaly check looks for numbers, and lists nested in one another
 JUDGED_ITEMS = 100  #: numbers of one field in lists (``items[].qty``) the anomaly check judges, at most
 LEARNT_ITEMS = 8  #: numbers of one field in lists an approved request adds to the history, at most
 

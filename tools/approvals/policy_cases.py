@@ -51,8 +51,9 @@ class CaseHistory:
                 raise Fault(("values", name), "must be an array of finite numbers")
 
     def history(self, fields: Iterable[str]) -> ActionHistory:
-        """The history of the request's numeric ``fields``, each with the numbers given for it under any case (as
-        the stores keep them: ``storage.folding``)."""
+        """The history of the request's numeric ``fields`` (their ``history`` names: ``items.qty`` for
+        ``items[].qty``), each with the numbers given for it under any case (as the stores keep them:
+        ``storage.folding``)."""
         given: dict[str, list[float]] = {}
         for name, numbers in (self.values or {}).items():
             given.setdefault(fold_path(name), []).extend(map(float, numbers))
