@@ -42,7 +42,7 @@ from bench.report import Check, FigureResult, Row, Target
 from bench.stats import summary_ms
 from signoff.server.policy_cli import REPLAY_BATCH
 from signoff.storage.approvals.sqlite import SqliteStore
-from signoff.storage.canonical import numeric_leaves
+from signoff.storage.canonical import history_names, numeric_leaves
 from signoff.tools.approvals.lookups import Prefetched
 from signoff.tools.approvals.policy import Policy, PolicyInput
 from signoff.tools.approvals.policy_config import Anomaly, Fairness, FairnessGroup, parse_policy_config
@@ -167,7 +167,7 @@ async def run(cfg: Config) -> FigureResult:
 
         async def anomaly(request: PolicyInput) -> None:
             history = await store.action_history(
-                request.action, request.agent_id, list(numeric_leaves(request.payload))
+                request.action, request.agent_id, history_names(numeric_leaves(request.payload))
             )
             numeric.evaluate(request, history)
 

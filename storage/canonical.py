@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import sys
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 JUDGED_FIELDS = 32  #: numeric fields the anomaly check judges (and the history learns) per payload, at most
-NUMBER_DEPTH = 4  #: objects deep the anomaly check looks for numbers
+NUMBER_DEPTH = 4  #: objects deep the anomaly check looks for numbers, and lists nested in one another
+JUDGED_ITEMS = 100  #: numbers of one field in lists (``items[].qty``) the anomaly check judges, at most
+LEARNT_ITEMS = 8  #: numbers of one field in lists an approved request adds to the history, at most
 
 
 def is_number(value: Any) -> bool:
@@ -30,108 +32,191 @@ def payload_sha256(action: str, payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(document.encode()).hexdigest()
 
 
+class NumericField(NamedTuple):
+    """One numeric field of a payload, as the anomaly check judges it and the history learns it."""
+
+    path: str  #: ``refund.amount``; a number in a list is named with ``[]`` for the list: ``items[].qty``, ``m[][]``
+    history: str  #: the history it is judged against and joins: the path without its lists (``items.qty``)
+    values: tuple[float, ...]  #: its number, or in lists every number of the field in payload order (one or more)
+
+
+#: A number's place in a payload as a walk finds it: its keys, with None for each list it is in
+Structure = tuple[str | None, ...]
+#: A container a walk leaves, as too deep: where it is (keys, and indexes in lists) and what it holds
+Skipped = tuple[tuple[str | int, ...], Any]
+
+
 def numeric_leaves(
     payload: Mapping[str, Any], *, max_depth: int = NUMBER_DEPTH, limit: int = JUDGED_FIELDS
-) -> dict[str, float]:
-    """The numeric fields of a payload by dotted path (``{"a": {"b": 2}}`` -> ``{"a.b": 2.0}``).
+) -> tuple[NumericField, ...]:
+    """The numeric fields of a payload by dotted path (``{"a": {"b": 2}}`` -> ``a.b``; ``{"items": [{"qty": 2}]}``
+    -> ``items[].qty``), each with its numbers: the ``leaves`` of ``numeric_fields``.
 
-    Lists are not entered and booleans are not numbers. At most ``limit`` fields are returned,
-    in sorted order, so a huge payload cannot flood the history table. What the cap leaves out, and the numbers
-    the walk does not reach, ``numeric_fields`` tells: the anomaly check sends such a payload to a person.
+    Booleans are not numbers. At most ``limit`` fields are returned, in sorted order, so a huge payload cannot
+    flood the history table. What the caps leave out, and the numbers the walk does not reach, ``numeric_fields``
+    tells: the anomaly check sends such a payload to a person.
     """
-    return first_numbers(_walk(payload, "", max_depth), limit)
+    return numeric_fields(payload, max_depth=max_depth, limit=limit).leaves
 
 
 class NumericFields(NamedTuple):
     """What the numeric anomaly check reads of one payload (``numeric_fields``): the fields it judges, and
     what it cannot judge, so that it fails closed rather than judging part of the payload as if it were all."""
 
-    leaves: dict[str, float]  #: ``numeric_leaves``: the first ``limit`` fields in sorted order, judged and learnt
-    total: int  #: numbers found in objects up to ``max_depth`` deep outside lists, judged or not (duplicates too)
-    in_list: str | None  #: the path of the first number inside a list (``items[0].qty``): never judged
-    too_deep: str | None  #: the path of the first number nested deeper than ``max_depth`` objects: never judged
-    twice: str | None  #: a path two numbers share (a dotted key ``"a.b"`` beside ``{"a": {"b": ...}}``)
+    leaves: tuple[NumericField, ...]  #: the first ``limit`` fields in sorted order, judged and learnt
+    total: int  #: numeric fields found in objects and lists up to ``max_depth`` deep, judged or not (twins too)
+    crowded: tuple[str, int] | None  #: the first field with more than ``items`` numbers in lists, and how many
+    too_deep: str | None  #: the path of the first number nested deeper than ``max_depth`` objects or lists
+    twice: str | None  #: a path two fields share (a dotted key ``"a.b"`` beside ``{"a": {"b": ...}}``)
 
 
 def numeric_fields(
     payload: Mapping[str, Any], *, max_depth: int = NUMBER_DEPTH, limit: int = JUDGED_FIELDS
 ) -> NumericFields:
-    """``numeric_leaves`` of ``payload`` and what they leave unjudged, from one walk (plus a search of the lists
-    and too-deep objects the walk passes by, which stops at their first number)."""
-    found: list[tuple[str, float]] = []
-    skipped: list[tuple[str, Any, bool]] = []
-    _collect(payload, "", max_depth, found, skipped)
+    """``numeric_leaves`` of ``payload`` and what they leave unjudged, from one walk (plus a search of the
+    too-deep objects and lists the walk passes by, which stops at their first number)."""
+    found: list[tuple[Structure, float]] = []
+    skipped: list[Skipped] = []
+    collect(payload, (), (), max_depth, max_depth, found, skipped)
     return fields_of(found, skipped, limit)
 
 
-def fields_of(found: list[tuple[str, float]], skipped: list[tuple[str, Any, bool]], limit: int) -> NumericFields:
-    """``NumericFields`` from a walk's ``found`` (path, number) pairs and the containers it ``skipped``: (path,
-    value, True for a list or False for an object too deep). ``shape.walk`` builds both in its own walk."""
-    leaves = first_numbers(found, limit)
-    twice = None
-    if len(leaves) < min(len(found), limit):  # two numbers share a path (beyond the cap, that trigger says enough)
-        shared = Counter(path for path, _ in found)
-        twice = min(path for path, n in shared.items() if n > 1)
-    in_list = _first_hidden(skipped, True)
-    too_deep = _first_hidden(skipped, False)
-    return NumericFields(leaves, len(found), in_list, too_deep, twice)
-
-
-def first_numbers(found: Iterable[tuple[str, float]], limit: int = JUDGED_FIELDS) -> dict[str, float]:
-    """``numeric_leaves`` of the (path, number) pairs a walk ``found``, in any order: the first ``limit`` paths in
-    sorted order."""
-    leaves: dict[str, float] = {}
-    for path, value in sorted(found):
-        if len(leaves) >= limit:
+def fields_of(
+    found: list[tuple[Structure, float]], skipped: list[Skipped], limit: int, items: int = JUDGED_ITEMS
+) -> NumericFields:
+    """``NumericFields`` from a walk's (``collect``) ``found`` (structure, number) pairs and the containers it
+    ``skipped`` as too deep. ``shape.walk`` builds both in its own walk."""
+    numbers: dict[Structure, list[float]] = {}
+    for structure, number in found:
+        numbers.setdefault(structure, []).append(number)
+    named = sorted(((_path(structure), structure) for structure in numbers), key=_named_order)
+    leaves = tuple(
+        NumericField(path, _history(structure), tuple(numbers[structure])) for path, structure in named[:limit]
+    )
+    twice = next((a for (a, _), (b, _) in itertools.pairwise(named) if a == b), None)
+    crowded = next(((path, len(numbers[s])) for path, s in named if len(numbers[s]) > items), None)
+    too_deep = None
+    for position, value in sorted(skipped, key=_position_of):
+        if (where := _first_number(position, value)) is not None:
+            too_deep = where
             break
-        leaves[path] = value
-    return leaves
+    return NumericFields(leaves, len(named), crowded, too_deep, twice)
 
 
-def _collect(
+def history_names(fields: Iterable[NumericField]) -> list[str]:
+    """The histories ``fields`` are judged against, each once, in order: what a store's ``action_history`` reads."""
+    return list(dict.fromkeys(field.history for field in fields))
+
+
+def learnt(fields: Iterable[NumericField], items: int = LEARNT_ITEMS) -> list[tuple[str, float]]:
+    """What an approved payload's ``fields`` add to the history, (history, number) in order: a field's number, or
+    of a field in lists at most ``items`` of its numbers, evenly spread from the smallest to the largest (all of
+    them when there are no more). Whatever a list holds, one request adds a few numbers to a field's history, not a
+    window of them; the same ones whatever the order of the items."""
+    rows = []
+    for field in fields:
+        values = field.values
+        if len(values) == 1:
+            rows.append((field.history, values[0]))
+            continue
+        ordered = sorted(values)
+        if len(ordered) > items:
+            last = len(ordered) - 1
+            ordered = [ordered[(i * last + (items - 1) // 2) // (items - 1)] for i in range(items)]
+        rows.extend((field.history, value) for value in ordered)
+    return rows
+
+
+def collect(
     node: Mapping[str, Any],
-    prefix: str,
+    structure: Structure,
+    position: tuple[str | int, ...],
     depth: int,
-    found: list[tuple[str, float]],
-    skipped: list[tuple[str, Any, bool]],
+    lists: int,
+    found: list[tuple[Structure, float]],
+    skipped: list[Skipped],
 ) -> None:
+    """Find the numbers of ``node`` (an object ``depth`` objects from the deepest the check reads, inside ``lists``
+    fewer lists than the most it reads), each with its ``structure``, into ``found``; a container beyond either
+    limit goes to ``skipped`` instead, with its ``position``."""
     for key, value in node.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            if depth > 1:
-                _collect(value, f"{path}.", depth - 1, found, skipped)
-            else:
-                skipped.append((path, value, False))
-        elif isinstance(value, list | tuple):
-            skipped.append((path, value, True))
-        elif (number := json_number(value)) is not None:
-            found.append((path, number))
+        collect_value(value, (*structure, key), (*position, key), depth, lists, found, skipped)
 
 
-def _first_hidden(skipped: list[tuple[str, Any, bool]], in_list: bool) -> str | None:
-    """The path of the first number (keys in sorted order, items in order) in the ``skipped`` lists (``in_list``)
-    or too-deep objects: the same path whatever order the payload's keys came in."""
-    for path, value, kind in sorted(skipped, key=_path_of):
-        if kind is in_list and (found := _first_number(path, value)) is not None:
-            return found
-    return None
+def collect_value(
+    value: Any,
+    structure: Structure,
+    position: tuple[str | int, ...],
+    depth: int,
+    lists: int,
+    found: list[tuple[Structure, float]],
+    skipped: list[Skipped],
+) -> None:
+    """``collect`` for one value of an object (or item of a list) at ``structure``."""
+    if isinstance(value, Mapping):
+        if depth > 1:
+            collect(value, structure, position, depth - 1, lists, found, skipped)
+        else:
+            skipped.append((position, value))
+    elif isinstance(value, list | tuple):
+        if lists > 0:
+            inner = (*structure, None)
+            for index, item in enumerate(value):
+                collect_value(item, inner, (*position, index), depth, lists - 1, found, skipped)
+        else:
+            skipped.append((position, value))
+    elif (number := json_number(value)) is not None:
+        found.append((structure, number))
 
 
-def _path_of(entry: tuple[str, Any, bool]) -> str:
-    return entry[0]
+def _path(structure: Structure) -> str:
+    """``("items", None, "qty")`` -> ``items[].qty``."""
+    text = ""
+    for index, key in enumerate(structure):
+        if key is None:
+            text += "[]"
+        else:
+            text += f".{key}" if index else f"{key}"
+    return text
 
 
-def _first_number(path: str, node: Any) -> str | None:
-    stack: list[tuple[str, Any]] = [(path, node)]  # a stack, not recursion: a payload may nest a thousand deep
+def _history(structure: Structure) -> str:
+    """``("items", None, "qty")`` -> ``items.qty``."""
+    return ".".join(f"{key}" for key in structure if key is not None)
+
+
+def _named_order(entry: tuple[str, Structure]) -> tuple[str, str]:
+    """Fields by path; twins (one path) by their keys, as text: a payload's keys need not all be strings."""
+    return entry[0], repr(entry[1])
+
+
+def _position_of(entry: Skipped) -> tuple[tuple[bool, str | int], ...]:
+    """Where a skipped container is, in order: keys in sorted order, items in order."""
+    return tuple((True, key) if isinstance(key, int) else (False, f"{key}") for key in entry[0])
+
+
+def _shown(position: tuple[str | int, ...]) -> str:
+    """``("items", 0, "qty")`` -> ``items[0].qty``."""
+    text = ""
+    for index, key in enumerate(position):
+        if isinstance(key, int):
+            text += f"[{key}]"
+        else:
+            text += f".{key}" if index else f"{key}"
+    return text
+
+
+def _first_number(position: tuple[str | int, ...], node: Any) -> str | None:
+    stack: list[tuple[tuple[str | int, ...], Any]] = [(position, node)]  # not recursion: a payload may nest deep
     while stack:
-        path, node = stack.pop()
+        position, node = stack.pop()
         if json_number(node) is not None:
-            return path
+            return _shown(position)
         if isinstance(node, Mapping):
             keys = sorted(node, key=str, reverse=True)
-            stack.extend((f"{path}.{key}", node[key]) for key in keys)
+            stack.extend(((*position, key), node[key]) for key in keys)
         elif isinstance(node, list | tuple):
-            stack.extend((f"{path}[{index}]", node[index]) for index in range(len(node) - 1, -1, -1))
+            stack.extend(((*position, index), node[index]) for index in range(len(node) - 1, -1, -1))
     return None
 
 
@@ -152,16 +237,3 @@ def _as_float(value: int) -> float:
     if abs(value) <= 2**1023:
         return float(value)
     return sys.float_info.max if value > 0 else -sys.float_info.max
-
-
-def _walk(node: Mapping[str, Any], prefix: str, depth: int) -> Iterator[tuple[str, float]]:
-    for key, value in node.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, int):
-            yield path, _as_float(value)  # beyond a float's range: the largest float, so it is judged, not dropped
-        elif isinstance(value, float) and math.isfinite(value):
-            yield path, float(value)
-        elif isinstance(value, Mapping) and depth > 1:
-            yield from _walk(value, f"{path}.", depth - 1)

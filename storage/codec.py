@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from signoff.storage.canonical import canonical_json, numeric_leaves
+from signoff.storage.canonical import canonical_json, learnt, numeric_leaves
 from signoff.storage.errors import CorruptRecord
 from signoff.storage.folding import fold_action, fold_path
 from signoff.storage.records import (
@@ -180,9 +180,10 @@ def approved_values(request: ApprovalRequest) -> list[tuple[str, str, float]]:
     """The rows that add an approved request's numbers to its action's history (what anomaly detection compares
     with): only approved requests count, so requests people rejected cannot shift what looks normal. Kept under the
     folded action and field (``folding``), as rules compare them: ``Refunds.Issue``'s ``Amount`` joins
-    ``refunds.issue``'s ``amount``."""
+    ``refunds.issue``'s ``amount``. A field in lists (``items[].qty``) adds a few of its numbers (``learnt``) to the
+    history of its path without the lists (``items.qty``): one row each."""
     action = fold_action(request.action)
-    return [(action, fold_path(name), value) for name, value in numeric_leaves(request.effective_payload).items()]
+    return [(action, fold_path(name), value) for name, value in learnt(numeric_leaves(request.effective_payload))]
 
 
 def agent_action(request: ApprovalRequest) -> tuple[str, str]:

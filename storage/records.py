@@ -407,7 +407,9 @@ class ActionHistory:
     """What the anomaly trigger knows about an action before a new request."""
 
     seen_from_agent: bool  #: a request for this action from this agent was approved before
-    values: Mapping[str, tuple[float, ...]]  #: recent numeric payload values, per dotted field
+    #: recent numeric payload values, per dotted field as asked for; a field in lists (``items[].qty``) is asked for
+    #: by its path without them (``items.qty``: ``canonical.NumericField.history``)
+    values: Mapping[str, tuple[float, ...]]
     #: per field, ``(count, median, MAD, mean absolute deviation)`` of its finite values, when the caller keeps
     #: them current (``policy replay``'s history); the mean is only read, and given (else nan), when the MAD is 0.
     #: The stores leave it empty and the check computes them from ``values``: the results are the same.

@@ -48,5 +48,5 @@ async def test_decoy_numeric_keys_do_not_hide_a_far_amount_from_the_anomaly_chec
     assert hidden["status"] == "pending", hidden
     assert hidden["receipt"] is None
     assert "the payload has 33 numeric fields; the anomaly check judges at most 32" in str(hidden["triggers"])
-    assert listed["status"] == "pending", listed  # a number the check cannot see is not approved either
-    assert "payload.amount[0] is a number inside a list" in str(listed["triggers"])
+    assert listed["status"] == "pending", listed  # a number in a list is judged against the field's history
+    assert "payload.amount[] = 1000000000 is far outside the recent history" in str(listed["triggers"])

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from signoff.storage import DecidedBy, Priority, Status
-from signoff.storage.canonical import numeric_leaves
+from signoff.storage.canonical import numeric_fields, numeric_leaves
 from signoff.tools.approvals import shape
 from signoff.tools.approvals.conditions import match_rule
 from signoff.tools.approvals.history import History
@@ -68,7 +68,8 @@ def assert_one_walk_is_two(payload: Any) -> None:
     ]
     numbers = numeric_leaves(payload)
     assert walked.numbers == numbers and list(walked.numbers) == list(numbers)
-    assert all(type(value) is float for value in walked.numbers.values())
+    assert all(type(value) is float for field in walked.numbers for value in field.values)
+    assert walked.fields == numeric_fields(payload)
 
 
 def test_one_walk_gives_the_leaves_and_numbers_of_the_two_walks_on_edge_cases() -> None:

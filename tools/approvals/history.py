@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from signoff.storage import ActionHistory, DecidedBy, Status
-from signoff.storage.canonical import numeric_leaves
+from signoff.storage.canonical import history_names, learnt, numeric_leaves
 from signoff.storage.folding import fold_action, fold_path
 from signoff.tools.approvals import fairness, shape
 from signoff.tools.approvals.policy import Policy, PolicyInput, sorted_spread
@@ -156,7 +156,7 @@ class History:
             values = {}
             spreads = {}
             numbers = numeric_leaves(request.payload) if walked is None else walked.numbers
-            for name in numbers:
+            for name in history_names(numbers):
                 key = (action, fold_path(name))
                 snapshot = self._snapshots.get(key)
                 if snapshot is None:
@@ -201,7 +201,7 @@ class History:
                     numbers = walked.numbers
                 else:
                     numbers = numeric_leaves(request.payload if approved_payload is None else approved_payload)
-                for name, value in numbers.items():
+                for name, value in learnt(numbers):  # as the stores learn them (``codec.approved_values``)
                     if not math.isfinite(value):
                         continue
                     key = (folded, fold_path(name))

@@ -25,7 +25,9 @@ from referencing.exceptions import Unresolvable
 from signoff.storage import ActionHistory, InvalidInput, Priority, Trigger, TriggerKind
 from signoff.storage.canonical import (
     JUDGED_FIELDS,
+    JUDGED_ITEMS,
     NUMBER_DEPTH,
+    NumericField,
     NumericFields,
     canonical_json,
     is_number,
@@ -272,7 +274,7 @@ class Policy:
         if config.anomaly.enabled and history is not None:
             fields = numeric_fields(request.payload) if walked is None else walked.fields
             reviews.extend(self._anomalies(request, history, fields.leaves))
-            # fail closed: numbers the check cannot judge (beyond its cap, in lists, too deep) go to a person
+            # fail closed: numbers the check cannot judge (beyond its caps, too deep, twins) go to a person
             reviews.extend(Trigger(kind=TriggerKind.ANOMALY, detail=detail) for detail in _unjudged(fields))
         if config.anomaly.enabled and profile is not None:
             leaves = None if walked is None else walked.leaves
@@ -388,7 +390,7 @@ class Policy:
                 yield Trigger(kind=TriggerKind.FAIRNESS, detail=fairness.detail(group, rate))
 
     def _anomalies(
-        self, request: PolicyInput, history: ActionHistory, numbers: Mapping[str, float]
+        self, request: PolicyInput, history: ActionHistory, fields: Sequence[NumericField]
     ) -> Iterator[Trigger]:
         anomaly = self.config.anomaly
         action = request.action
@@ -396,31 +398,36 @@ class Policy:
             who = f"agent {request.agent_id!r}" if request.agent_id else "an agent with no agent_id"
             yield Trigger(kind=TriggerKind.ANOMALY, detail=f"first request for action {action} from {who}")
         spreads = history.spreads
-        for field, x in numbers.items():
-            known = spreads.get(field)
+        for field in fields:
+            known = spreads.get(field.history)
             if known is None:
-                samples = tuple(filter(math.isfinite, history.values.get(field, ())))
+                samples = tuple(filter(math.isfinite, history.values.get(field.history, ())))
                 count = len(samples)
                 if count < anomaly.min_samples:
                     continue
-                z, median = modified_z_score(x, samples)
+                median, mad, mean_ad = _spread(samples)
             else:
                 count, median, mad, mean_ad = known
                 if count < anomaly.min_samples:
                     continue
-                z = _z(x, median, mad, mean_ad)
+            # in a list, the item farthest from the median decides (z rises with x, so it is the smallest or the
+            # largest): padding a list with usual items hides none
+            x = max(field.values)
+            z = _z(x, median, mad, mean_ad)
+            if len(field.values) > 1 and abs(z_low := _z(low := min(field.values), median, mad, mean_ad)) > abs(z):
+                x, z = low, z_low
             if abs(z) <= anomaly.threshold:
                 continue
             if math.isinf(z):
                 detail = (
-                    f"payload.{field} = {_num(x)} differs from the recent history of {action}, "
+                    f"payload.{field.path} = {_num(x)} differs from the recent history of {action}, "
                     f"where all {count:,} values were {_num(median)}"
                 )
             else:
                 limit = f"> {_num(anomaly.threshold)}" if z > 0 else f"< -{_num(anomaly.threshold)}"
                 shown = f"{z:.1f}" if round(abs(z), 1) > anomaly.threshold else f"{z:.3f}"  # never "3.5 > 3.5"
                 detail = (
-                    f"payload.{field} = {_num(x)} is far outside the recent history of {action} "
+                    f"payload.{field.path} = {_num(x)} is far outside the recent history of {action} "
                     f"(median {_num(median)}, modified z {shown} {limit} over {count:,} values)"
                 )
             yield Trigger(kind=TriggerKind.ANOMALY, detail=detail)
@@ -555,7 +562,9 @@ def _num(value: float) -> str:
     return f"{value:.6g}"
 
 
-def _unjudged(fields: NumericFields, limit: int = JUDGED_FIELDS, max_depth: int = NUMBER_DEPTH) -> list[str]:
+def _unjudged(
+    fields: NumericFields, limit: int = JUDGED_FIELDS, max_depth: int = NUMBER_DEPTH, items: int = JUDGED_ITEMS
+) -> list[str]:
     """Why the anomaly check cannot judge every number of a payload (trigger details), or empty if it can."""
     why = []
     if fields.total > limit:
@@ -565,17 +574,18 @@ def _unjudged(fields: NumericFields, limit: int = JUDGED_FIELDS, max_depth: int 
         )
     if fields.twice is not None:
         why.append(
-            f"payload.{fields.twice} names two numbers (a dotted key and a nested one); the anomaly check judges"
-            " one value per field: a person reviews it"
+            f"payload.{fields.twice} names two numeric fields (a dotted key and a nested one, or a key ending in []"
+            " and a list); the anomaly check cannot tell them apart: a person reviews it"
         )
-    if fields.in_list is not None:
+    if fields.crowded is not None:
+        path, count = fields.crowded
         why.append(
-            f"payload.{fields.in_list} is a number inside a list; the anomaly check does not judge numbers in lists:"
-            " a person reviews it"
+            f"payload.{path} has {count:,} numbers in lists; the anomaly check judges at most {items} numbers of a"
+            " field: a person reviews it"
         )
     if fields.too_deep is not None:
         why.append(
-            f"payload.{fields.too_deep} is a number nested more than {max_depth} objects deep; the anomaly check does"
-            " not judge it: a person reviews it"
+            f"payload.{fields.too_deep} is a number nested more than {max_depth} objects or {max_depth} lists deep;"
+            " the anomaly check does not judge it: a person reviews it"
         )
     return why

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from signoff.storage import ActionHistory, ConfigError, DecidedBy, InvalidInput, Status, TriggerKind
-from signoff.storage.canonical import is_number, numeric_leaves
+from signoff.storage.canonical import history_names, is_number, numeric_leaves
 from signoff.storage.folding import fold_path
 from signoff.tools.approvals.history import History
 from signoff.tools.approvals.lookups import LookupReader
@@ -51,8 +51,9 @@ class CaseHistory:
                 raise Fault(("values", name), "must be an array of finite numbers")
 
     def history(self, fields: Iterable[str]) -> ActionHistory:
-        """The history of the request's numeric ``fields``, each with the numbers given for it under any case (as
-        the stores keep them: ``storage.folding``)."""
+        """The history of the request's numeric ``fields`` (their ``history`` names: ``items.qty`` for
+        ``items[].qty``), each with the numbers given for it under any case (as the stores keep them:
+        ``storage.folding``)."""
         given: dict[str, list[float]] = {}
         for name, numbers in (self.values or {}).items():
             given.setdefault(fold_path(name), []).extend(map(float, numbers))
@@ -195,7 +196,7 @@ def _run(policy: Policy, case: Case, line: int, lookups: LookupReader | None) ->
     if case.after is not None:
         history, streams, profile = built(policy, case.recorded).judged(request)
     if case.history is not None:
-        history = case.history.history(numeric_leaves(request.payload))
+        history = case.history.history(history_names(numeric_leaves(request.payload)))
     try:
         decision = policy.evaluate(request, history, streams, profile, lookups)
     except InvalidInput as exc:

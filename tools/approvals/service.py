@@ -35,7 +35,7 @@ from signoff.storage import (
     tracing,
 )
 from signoff.storage.audit import ChainReport, verify_store
-from signoff.storage.canonical import numeric_leaves, payload_sha256
+from signoff.storage.canonical import history_names, numeric_leaves, payload_sha256
 from signoff.storage.errors import DatabaseUnavailable, unknown_request
 from signoff.storage.text import nul_at
 from signoff.tools.access import normal_name
@@ -199,7 +199,7 @@ class ApprovalService:
         if policy.wants_history or watched or policy.config.lookups:
             policy.validate(policy_input)  # before reading history for it; evaluate validates in any case
         if policy.wants_history:
-            fields = list(numeric_leaves(draft.payload))
+            fields = history_names(numeric_leaves(draft.payload))
             history = await self.store.action_history(draft.action, draft.agent_id, fields)
         if watched:
             streams = await self.outcome_streams(policy, watched)
@@ -511,7 +511,7 @@ class ApprovalService:
             if policy.wants_history or policy.config.lookups:
                 policy.validate(policy_input)
             if policy.wants_history:
-                fields = list(numeric_leaves(changed))
+                fields = history_names(numeric_leaves(changed))
                 history = await self.store.action_history(request.action, request.agent_id, fields)
             lookups = await self._lookups(policy, policy_input)
             decision = self._evaluate(policy, policy_input, history, lookups=lookups)

@@ -11,13 +11,22 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from signoff.storage.canonical import JUDGED_FIELDS, NumericFields, fields_of, json_number
+from signoff.storage.canonical import (
+    JUDGED_FIELDS,
+    NUMBER_DEPTH,
+    NumericField,
+    NumericFields,
+    Skipped,
+    Structure,
+    collect_value,
+    fields_of,
+)
 from signoff.tools.approvals.conditions import show
 from signoff.tools.approvals.policy_config import Anomaly
 
 __all__ = ["PayloadProfile", "Walk", "leaves", "profile", "unusual", "walk"]
 
-_MAX_DEPTH = 4
+_MAX_DEPTH = NUMBER_DEPTH
 _MAX_FIELDS = 64  #: leaves read per payload, so a huge payload cannot make the check slow
 
 
@@ -53,18 +62,18 @@ class Walk(NamedTuple):
     """What the checks read of one payload, from one walk of it (``walk``)."""
 
     leaves: list[tuple[str, Any]]  #: ``leaves(payload)``: what the out-of-distribution checks judge and learn
-    numbers: dict[str, float]  #: ``numeric_leaves(payload)``: what the anomaly check judges and the history learns
+    numbers: tuple[NumericField, ...]  #: ``numeric_leaves(payload)``: what the anomaly check judges, history learns
     fields: NumericFields  #: ``numeric_fields(payload)``: ``numbers``, and what the anomaly check cannot judge
 
 
 def walk(payload: Mapping[str, Any]) -> Walk:
-    """``leaves``, ``numeric_leaves`` and ``numeric_fields`` of ``payload`` in one walk (all go 4 objects deep and
-    enter no lists; the numbers are not cut at 64 leaves): ``policy replay`` reads each payload once for all its
-    checks."""
+    """``leaves``, ``numeric_leaves`` and ``numeric_fields`` of ``payload`` in one walk (all go 4 objects deep;
+    the leaves enter no lists, the numbers do, as ``canonical.collect``; the numbers are not cut at 64 leaves):
+    ``policy replay`` reads each payload once for all its checks."""
     found: list[tuple[str, Any]] = []
-    numbers: list[tuple[str, float]] = []
-    skipped: list[tuple[str, Any, bool]] = []
-    _walk(payload, "", _MAX_DEPTH, found, numbers, skipped)
+    numbers: list[tuple[Structure, float]] = []
+    skipped: list[Skipped] = []
+    _walk(payload, "", (), _MAX_DEPTH, found, numbers, skipped)
     fields = fields_of(numbers, skipped, JUDGED_FIELDS)
     return Walk(found, fields.leaves, fields)
 
@@ -72,24 +81,21 @@ def walk(payload: Mapping[str, Any]) -> Walk:
 def _walk(
     node: Mapping[str, Any],
     prefix: str,
+    keys: tuple[str, ...],
     depth: int,
     found: list[tuple[str, Any]],
-    numbers: list[tuple[str, float]],
-    skipped: list[tuple[str, Any, bool]],
+    numbers: list[tuple[Structure, float]],
+    skipped: list[Skipped],
 ) -> None:
     for key, value in sorted(node.items(), key=_key_text):
         path = f"{prefix}{key}"
         if len(found) < _MAX_FIELDS:
             found.append((path, value))
-        if isinstance(value, Mapping):
-            if depth > 1:
-                _walk(value, f"{path}.", depth - 1, found, numbers, skipped)
-            else:
-                skipped.append((path, value, False))
-        elif isinstance(value, list | tuple):
-            skipped.append((path, value, True))
-        elif (number := json_number(value)) is not None:
-            numbers.append((path, number))
+        if isinstance(value, Mapping) and depth > 1:
+            _walk(value, f"{path}.", (*keys, key), depth - 1, found, numbers, skipped)
+        else:  # a number, a list or an object too deep: as ``canonical.collect`` reads it
+            place = (*keys, key)
+            collect_value(value, place, place, depth, NUMBER_DEPTH, numbers, skipped)
 
 
 def _key_text(item: tuple[Any, Any]) -> str:
