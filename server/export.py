@@ -131,7 +131,7 @@ def _cell(value: Any) -> str | float | int:
     if value is None:
         return ""
     if isinstance(value, list | dict):
-        return json.dumps(value, separators=(",", ":"))
+        return text_cell(json.dumps(value, separators=(",", ":")))
     if isinstance(value, int | float):
         return value
     return text_cell(str(value))

@@ -190,5 +190,5 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, list | dict):
-        return json.dumps(value, separators=(",", ":"), sort_keys=False)
+        return text_cell(json.dumps(value, separators=(",", ":"), sort_keys=False))
     return text_cell(v(str(value)))

@@ -5,7 +5,8 @@ Two things make a cell of an export run in a spreadsheet: text that starts like 
 separator is ``;`` (Excel in many locales) reads a comma-separated file as one field a line, quotes and all, and
 splits ``Refund;=cmd|' /C calc'!A0`` into two cells, the second a formula. So a text cell that starts like a formula
 gets a leading apostrophe (shown as text), and so does every part of it after a separator (``,``, ``;``, a tab,
-``|``) and any spaces; and every text cell is quoted, for readers that split on commas. Numbers stay numbers. The
+``|``, a line break) and any spaces; and every text cell is quoted, for readers that split on commas. JSON cells
+(lists, objects) are text cells too: an agent wrote their strings. Numbers stay numbers. The
 JSON exports carry the exact values.
 """
 
@@ -16,7 +17,9 @@ import re
 from typing import Any, TextIO
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  #: a spreadsheet runs a cell starting so as a formula
-_AFTER_SEPARATOR = re.compile(r"([,;\t|] *)(?=[=+\-@\r])")  #: a part a spreadsheet may split off, starting so
+#: a part a spreadsheet may split off (after a list separator, or a line break a reader ignoring quotes ends a row
+#: at), starting like a formula
+_AFTER_SEPARATOR = re.compile(r"([,;\t|\r\n] *)(?=[=+\-@\r])")
 
 
 def text_cell(text: str) -> str:

@@ -124,7 +124,7 @@ async def _detail(
     r = present.detail(found, events, console.service.clock.now(), redaction=None if reveal else redaction)
     r["masked"] = masked
     r["revealed"] = reveal and masked
-    r["previous"] = await _previous(console, found, None if reveal else redaction)
+    r["previous"] = await _previous(console, found, redaction)  # another request: revealing this one shows none of it
     r["model"] = await _model_of(console, found)
     context: dict[str, Any] = {"session": session, "r": r, "reason": reason, "amending": amended is not None}
     context["amend_text"] = r["editable"] if amended is None else amended

@@ -1,7 +1,7 @@
-"""CSV exports open as text in a spreadsheet whatever its list separator (review R4). A cell left bare by the writer
-was split by a spreadsheet that separates on ``;`` (Excel in many locales): ``Refund;=cmd|' /C calc'!A0;`` became a
-cell starting with ``=``, a formula. Every text cell is now quoted, so each export, read back with ``;`` as the
-separator (quotes honoured, as spreadsheets honour them), has no cell that starts like a formula."""
+"""CSV exports open as text in a spreadsheet whatever its list separator (reviews R4, R5). A spreadsheet that
+separates on ``;`` (Excel in many locales) reads a comma-separated file's line as one field, quotes and all, and
+split ``Refund;=cmd|' /C calc'!A0;`` into a cell starting with ``=``, a formula; so did a line break in a summary, and
+a string inside a payload or the flags (JSON cells). Read back with each separator, no export has such a cell."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from signoff.tools.approvals.service import ApprovalService
 from tests.browser.support import ALICE, CONFIG, http_session, running
 from tests.integration.support import base_env, free_port
 
-SUMMARY = "Refund;=cmd|' /C calc'!A0;"  #: the trailing ; closes the formula's cell
+SUMMARY = "Refund;=cmd|' /C calc'!A0;\n=cmd|' /C calc'!A0"  #: a ; or a line break starts a part a spreadsheet reads
+EVIL = "x;=cmd|' /C calc'!A0;"  #: in the payload and the flags: JSON cells are text an agent wrote too
 SEPARATORS = [",", ";", "\t", "|"]
 
 
@@ -35,7 +36,8 @@ def formula_cells(text: str, separator: str) -> list[str]:
 async def _decided_request(db: Path) -> str:
     async with Client(build_server(Settings(db_path=db))) as client:
         asked = await client.call_tool(
-            "request_approval", {"action": "refunds.issue", "summary": SUMMARY, "payload": {"amount": 5}}
+            "request_approval",
+            {"action": "refunds.issue", "summary": SUMMARY, "payload": {"amount": 5, "note": EVIL}, "flags": [EVIL]},
         )
     request_id = str((asked.structured_content or {})["request_id"])
     store = await SqliteStore.open(db)
