@@ -20,13 +20,26 @@ def fold_action(action: str) -> str:
     return action.casefold()
 
 
+#: Default-ignorable characters (Unicode's DerivedCoreProperties) that are not format characters (category Cf): a
+#: combining grapheme joiner, Hangul fillers, Khmer inherent vowels, Mongolian and other variation selectors. They
+#: show as nothing, like the format characters, so a name holding one must read as the name without it.
+_INVISIBLE = frozenset(
+    (0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F, 0x3164, 0xFFA0, *range(0xFE00, 0xFE10))
+) | frozenset(range(0xE0100, 0xE01F0))
+
+
+def _shown(c: str) -> bool:
+    return unicodedata.category(c) != "Cf" and ord(c) not in _INVISIBLE
+
+
 def fold_key(key: str) -> str:
-    """A payload key as a person reads it: Unicode NFKC, case-folded, invisible format characters (zero-width
-    spaces, bidi marks) dropped, surrounding whitespace stripped. ``"Amount "`` and ``"amount"`` fold alike."""
+    """A payload key as a person reads it: Unicode NFKC, case-folded, invisible characters (format characters such
+    as zero-width spaces and bidi marks, and the other default-ignorable ones: variation selectors, fillers)
+    dropped, surrounding whitespace stripped. ``"Amount "`` and ``"amount"`` fold alike."""
     if key.isascii():
         return key.strip().lower()
     text = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", key).casefold())
-    return "".join(c for c in text if unicodedata.category(c) != "Cf").strip()
+    return "".join(filter(_shown, text)).strip()
 
 
 @functools.lru_cache(maxsize=4096)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from contextlib import closing
 
-from signoff.storage.folding import fold_action, fold_path, history_folds
+from signoff.storage.folding import fold_action, fold_key, fold_path, history_folds
 from signoff.storage.records import ascii_lower
 from signoff.tools.approvals.conditions import Unclear, action_glob, resolve
 from signoff.tools.approvals.policy import ACTION_PATTERN, PolicyInput
@@ -48,3 +48,12 @@ def test_an_action_folds_as_the_stores_find_the_requests_of_its_profile() -> Non
     with closing(sqlite3.connect(":memory:")) as db:
         assert db.execute("SELECT lower(?)", (allowed,)).fetchone()[0] == ascii_lower(allowed)
     assert fold_action("refund\u017f.issue") == "refunds.issue" and not ACTION_PATTERN.fullmatch("refund\u017f.issue")
+
+
+def test_every_invisible_character_is_dropped_from_a_key_and_a_name() -> None:
+    """Default-ignorable characters outside the format category (review R5) show as nothing, as zero-width spaces do:
+    ``billing\\u034f-bot`` is ``billing-bot`` to the requester check, and ``amount\\ufe0f`` is ``amount`` to a rule."""
+    for invisible in ("\u200b", "\u202e", "\u034f", "\u115f", "\u3164", "\ufe0f", "\U000e0100", "\u180b", "\uffa0"):
+        assert fold_key(f"billing{invisible}-bot") == "billing-bot", repr(invisible)
+        assert fold_key(f"Amount{invisible}") == "amount", repr(invisible)
+    assert fold_key("naïve") == "naïve" and fold_key("\uff4d\uff41\uff58") == "max"  # what is shown stays (full-width)
