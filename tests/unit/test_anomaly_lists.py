@@ -1,9 +1,11 @@
 """The numeric anomaly check judges numbers in lists: a number in a list is a number of the field named with ``[]``
 for the list (``items[].qty``, ``ids[]``, ``m[][]``), judged against the history of its path without the lists
 (``items.qty``: the history a payload with the number outside a list judges against too). Every number of such a
-field is judged, up to 100 (the farthest from the median decides, so padding a list with usual items hides
-nothing); an approved request adds at most 8 of them to the history, evenly spread from the smallest to the
-largest. ``policy replay`` and ``policy test`` learn and judge them as the stores and the server do."""
+field is judged, up to 100 (the farthest from the median decides, against the threshold times the square root of
+how many there are, so a long order of ordinary items is not sent to a person nearly always and padding raises
+the threshold at most tenfold); an approved request adds at most 8 of them to the history, evenly spread from
+the smallest to the largest. ``policy replay`` and ``policy test`` learn and judge them as the stores and
+the server do."""
 
 from __future__ import annotations
 

@@ -411,9 +411,9 @@ class Policy:
                 if count < anomaly.min_samples:
                     continue
             # in a list, the item farthest from the median decides (z rises with x, so it is the smallest or the
-            # largest): padding a list with usual items hides none, but each of its n numbers faces a threshold
-            # widened to threshold * sqrt(n) (``list_threshold``), so a list of ordinary numbers is not sent to a
-            # person n times as often as one ordinary number is
+            # largest), against a threshold widened to threshold * sqrt(n) for its n numbers (``list_threshold``): a
+            # list of ordinary numbers is not sent to a person n times as often as one ordinary number is, and
+            # padding a list with usual items raises the threshold at most tenfold (100 numbers; more fail closed)
             values = field.values
             x = max(values)
             z = _z(x, median, mad, mean_ad)
