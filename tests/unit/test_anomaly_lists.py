@@ -1,9 +1,11 @@
 """The numeric anomaly check judges numbers in lists: a number in a list is a number of the field named with ``[]``
 for the list (``items[].qty``, ``ids[]``, ``m[][]``), judged against the history of its path without the lists
 (``items.qty``: the history a payload with the number outside a list judges against too). Every number of such a
-field is judged, up to 100 (the farthest from the median decides, so padding a list with usual items hides
-nothing); an approved request adds at most 8 of them to the history, evenly spread from the smallest to the
-largest. ``policy replay`` and ``policy test`` learn and judge them as the stores and the server do."""
+field is judged, up to 100 (the farthest from the median decides, against the threshold times the square root of
+how many there are, so a long order of ordinary items is not sent to a person nearly always and padding raises
+the threshold at most tenfold); an approved request adds at most 8 of them to the history, evenly spread from
+the smallest to the largest. ``policy replay`` and ``policy test`` learn and judge them as the stores and
+the server do."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from signoff.storage.canonical import JUDGED_ITEMS, LEARNT_ITEMS, learnt, numeri
 from signoff.storage.codec import approved_values
 from signoff.tools.approvals import shape
 from signoff.tools.approvals.history import History
-from signoff.tools.approvals.policy import Outcome, Policy, PolicyDecision, PolicyInput
+from signoff.tools.approvals.policy import Outcome, Policy, PolicyDecision, PolicyInput, list_threshold
 from signoff.tools.approvals.policy_cases import Expect, parse_cases, run_cases
 from signoff.tools.approvals.policy_config import parse_policy_config
 from signoff.tools.approvals.replay import replay
@@ -169,3 +171,60 @@ history = { values = { "items.qty" = [1, 2, 3, 2, 1, 2] } }
 """
     results = run_cases(POLICY, parse_cases(cases, "c.toml"))
     assert [(r.got, r.problem) for r in results] == [(Expect.REVIEW, None)]
+
+
+def review_rate(items: int, sigma: float, requests: int = 300) -> float:
+    """The share of ordinary orders sent to a person (review R5-A1): prices drawn from a skewed (log-normal, median
+    about 20) distribution, ``items`` line items an order (0: one price, not in a list), every order approved and
+    learnt as the stores learn it (at most 8 numbers of a field an order), judged once 20 prices are known."""
+    policy = Policy(
+        parse_policy_config(
+            'default_outcome = "approve"\n[anomaly]\nenabled = true\nnovel_action = false\nmin_samples = 20\n'
+        )
+    )
+    rnd = random.Random(7)
+    history: list[float] = []
+    reviews = judged = 0
+    for _ in range(requests):
+        prices = [{"price": round(rnd.lognormvariate(3, sigma), 2)} for _ in range(max(items, 1))]
+        payload: dict[str, Any] = {"items": prices if items else prices[0]}
+        request = PolicyInput(
+            action="orders.place",
+            summary="s",
+            payload=payload,
+            confidence=None,
+            flags=(),
+            agent_id="bot",
+            expires_in_seconds=None,
+        )
+        recent = tuple(reversed(history[-200:]))  # the store's action_history: the newest 200, newest first
+        decision = policy.evaluate(request, ActionHistory(seen_from_agent=True, values={"items.price": recent}))
+        if len(history) >= 20:
+            judged += 1
+            reviews += decision.outcome is Outcome.REVIEW
+        history.extend(value for _, value in learnt(numeric_leaves(payload)))
+    return reviews / judged
+
+
+def test_an_order_of_many_ordinary_line_items_goes_to_a_person_no_more_often_than_one_ordinary_price() -> None:
+    for sigma in (0.8, 1.2):  # skewed, as prices are; 1.2: a long tail (the 95th percentile 7 times the median)
+        single = review_rate(0, sigma)
+        assert 0.02 < single < 0.15, (sigma, single)  # one skewed price is sometimes far enough to ask a person
+        for items in (20, 50, 100):  # before: 59%, 92% and 99% of ordinary orders at sigma 0.8
+            assert review_rate(items, sigma) <= single, (sigma, items)
+
+
+def test_a_far_number_among_n_numbers_is_flagged_beyond_the_threshold_times_the_square_root_of_n() -> None:
+    # items.qty: median 2, MAD 0.5, so modified z = 0.6745 * (qty - 2) / 0.5; 3.5 x sqrt(100) = 35: qty 28 is beyond
+    assert list_threshold(3.5, 1) == 3.5 and list_threshold(3.5, 100) == 35
+    assert decide(items(5), HISTORY).outcome is Outcome.REVIEW  # z 4.0 > 3.5: one number, the usual threshold
+    assert decide(items(4), HISTORY).outcome is Outcome.APPROVE  # z 2.7
+    assert decide(items(*[2] * 99, 27), HISTORY).outcome is Outcome.APPROVE  # z 33.7 <= 35
+    for order in ([*[2] * 99, 28], [28, *[1, 2, 3] * 33]):  # z 35.1 > 35, wherever it is among 99 usual ones
+        decision = decide(items(*order), HISTORY)
+        assert decision.outcome is Outcome.REVIEW
+        assert [t.detail for t in decision.triggers if t.kind is TriggerKind.ANOMALY] == [
+            "payload.items[].qty = 28 is far outside the recent history of orders.place (median 2, modified z 35.1"
+            " > 35 over 8 values; 100 numbers in lists: threshold 3.5 times √100)"
+        ]
+    assert decide(items(2, 3, 1, 10**6, 2, 1, 3, 2, 2, 1), HISTORY).outcome is Outcome.REVIEW  # z 1.3 million

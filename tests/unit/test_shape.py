@@ -7,9 +7,10 @@ import dataclasses
 import random
 from typing import Any
 
-from signoff.storage import DecidedBy, Status, TriggerKind
+from signoff.storage import ActionHistory, DecidedBy, Status, TriggerKind
 from signoff.storage.approvals.memory import MemoryStore
-from signoff.tools.approvals.policy import Policy
+from signoff.tools.approvals import shape
+from signoff.tools.approvals.policy import Outcome, Policy, PolicyInput
 from signoff.tools.approvals.policy_config import Anomaly, parse_policy_config
 from signoff.tools.approvals.service import ApprovalService, Draft
 from signoff.tools.approvals.shape import profile, unusual
@@ -111,3 +112,47 @@ async def test_the_service_learns_from_approved_requests_of_the_action_only() ->
     assert odd.status is Status.PENDING and odd.triggers[0].kind is TriggerKind.ANOMALY
     assert "never seen" in odd.triggers[0].detail
     assert fine.status is Status.APPROVED
+
+
+ORDERS = [{"order": f"o{n}", "items": [{"sku": "a", "qty": 1 + n % 3}] * (1 + n % 4)} for n in range(60)]
+ORDERS[7]["items"] = [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2, "gift": True}]  # one order had a gift item
+
+
+def test_a_key_never_sent_in_list_items_is_reported_like_one_in_an_object() -> None:
+    # review R5-A2: a key in list items was judged by neither anomaly check, so items[].discount = 1e9 was approved
+    learnt = profile(ORDERS, ON.max_categories)
+    policy = Policy(
+        parse_policy_config('default_outcome = "approve"\n[anomaly]\nenabled = true\nnovel_action = false\n')
+    )
+    history = ActionHistory(seen_from_agent=True, values={})
+    usual_order = {"order": "o1", "items": [{"qty": 2, "sku": "b", "gift": True}, {"sku": "a", "qty": 3}]}
+    discounted = {"order": "o1", "items": [{"sku": "a", "qty": 2}, {"sku": "a", "qty": 2, "discount": 10**9}]}
+    nested = {"order": "o1", "items": [{"sku": "a", "qty": 2, "tax": {"rate": 0.2}}], "extra": [[{"k": 1}]]}
+    new = "payload has keys never sent in the last 60 approved requests of orders.place:"
+    for walked in (False, True):
+        for payload, expected in [
+            (usual_order, []),  # keys some earlier item had, in any item, in any order: nothing new
+            (
+                discounted,
+                [f'{new} "items[].discount"'],
+            ),
+            (
+                nested,
+                [f'{new} "extra", "items[].tax"'],
+            ),
+        ]:
+            request = PolicyInput(
+                action="orders.place",
+                summary="s",
+                payload=payload,
+                confidence=None,
+                flags=(),
+                agent_id="bot",
+                expires_in_seconds=None,
+            )
+            decision = policy.evaluate(request, history, profile=learnt, walked=shape.walk(payload) if walked else None)
+            assert [t.detail for t in decision.triggers if t.kind is TriggerKind.ANOMALY] == expected
+            assert decision.outcome is (Outcome.REVIEW if expected else Outcome.APPROVE)
+    # a new list reports its key, not each key of its items (as a new object); keys in lists count once a payload
+    assert shape.leaves(nested)[:3] == [("extra", [[{"k": 1}]]), ("extra[][].k", None), ("items", nested["items"])]
+    assert learnt.keys["items[].sku"] == 60 and learnt.keys["items[].gift"] == 1

@@ -411,12 +411,16 @@ class Policy:
                 if count < anomaly.min_samples:
                     continue
             # in a list, the item farthest from the median decides (z rises with x, so it is the smallest or the
-            # largest): padding a list with usual items hides none
-            x = max(field.values)
+            # largest), against a threshold widened to threshold * sqrt(n) for its n numbers (``list_threshold``): a
+            # list of ordinary numbers is not sent to a person n times as often as one ordinary number is, and
+            # padding a list with usual items raises the threshold at most tenfold (100 numbers; more fail closed)
+            values = field.values
+            x = max(values)
             z = _z(x, median, mad, mean_ad)
-            if len(field.values) > 1 and abs(z_low := _z(low := min(field.values), median, mad, mean_ad)) > abs(z):
+            if len(values) > 1 and abs(z_low := _z(low := min(values), median, mad, mean_ad)) > abs(z):
                 x, z = low, z_low
-            if abs(z) <= anomaly.threshold:
+            threshold = list_threshold(anomaly.threshold, len(values))
+            if abs(z) <= threshold:
                 continue
             if math.isinf(z):
                 detail = (
@@ -424,13 +428,25 @@ class Policy:
                     f"where all {count:,} values were {_num(median)}"
                 )
             else:
-                limit = f"> {_num(anomaly.threshold)}" if z > 0 else f"< -{_num(anomaly.threshold)}"
-                shown = f"{z:.1f}" if round(abs(z), 1) > anomaly.threshold else f"{z:.3f}"  # never "3.5 > 3.5"
+                limit = f"> {_num(threshold)}" if z > 0 else f"< -{_num(threshold)}"
+                shown = f"{z:.1f}" if round(abs(z), 1) > threshold else f"{z:.3f}"  # never "3.5 > 3.5"
+                n = len(values)
+                widened = "" if n == 1 else f"; {n} numbers in lists: threshold {_num(anomaly.threshold)} times √{n}"
                 detail = (
                     f"payload.{field.path} = {_num(x)} is far outside the recent history of {action} "
-                    f"(median {_num(median)}, modified z {shown} {limit} over {count:,} values)"
+                    f"(median {_num(median)}, modified z {shown} {limit} over {count:,} values{widened})"
                 )
             yield Trigger(kind=TriggerKind.ANOMALY, detail=detail)
+
+
+def list_threshold(threshold: float, numbers: int) -> float:
+    """The modified z each of a field's ``numbers`` in lists must exceed to be an anomaly: ``threshold`` for one
+    number, ``threshold * sqrt(numbers)`` for more (a Bonferroni correction of Chebyshev's bound: a number of any
+    distribution lies beyond ``t`` spreads with probability at most about ``1 / t**2``, so ``numbers`` of them, one
+    at least, at most ``numbers / t**2``; at ``threshold * sqrt(numbers)`` that is the bound one number has at
+    ``threshold``). A list of ordinary numbers is then sent to a person about as often as one ordinary number, or
+    less, whatever the field's distribution; the price is that a number among 100 must be 10 times as far."""
+    return threshold if numbers <= 1 else threshold * math.sqrt(numbers)
 
 
 def schema_violation(

@@ -42,14 +42,47 @@ class PayloadProfile:
 
 
 def _leaves(node: Mapping[str, Any], prefix: str = "", depth: int = _MAX_DEPTH) -> Iterator[tuple[str, Any]]:
-    for key, value in sorted(node.items(), key=lambda item: str(item[0])):
+    for key, value in sorted(node.items(), key=_key_text):
         path = f"{prefix}{key}"
         yield path, value
         if isinstance(value, Mapping) and depth > 1:
             yield from _leaves(value, f"{path}.", depth - 1)
+        elif isinstance(value, list | tuple):
+            yield from ((inner, None) for inner in item_keys(value, path, depth))
+
+
+def item_keys(items: list[Any] | tuple[Any, ...], path: str, depth: int = _MAX_DEPTH) -> list[str]:
+    """The key paths of the objects in the list ``items`` at ``path`` (``items[].sku``, ``items[].tax.rate``;
+    in a list of lists, ``m[][].k``), each once however many items have it, sorted: what the key-set check learns
+    and judges of a list. ``depth``: as in ``_leaves`` for the list's key (an object in a list is an object deeper,
+    as the numeric check counts it); lists nested in one another are entered up to ``NUMBER_DEPTH`` deep."""
+    found: set[str] = set()
+    _item_keys(items, f"{path}[]", depth - 1, NUMBER_DEPTH, found)
+    return sorted(found)
+
+
+def _item_keys(items: Iterable[Any], prefix: str, depth: int, lists: int, found: set[str]) -> None:
+    for item in items:
+        if isinstance(item, Mapping):
+            if depth > 0:
+                _object_keys(item, prefix, depth, lists, found)
+        elif isinstance(item, list | tuple) and lists > 1:
+            _item_keys(item, f"{prefix}[]", depth, lists - 1, found)
+
+
+def _object_keys(node: Mapping[Any, Any], prefix: str, depth: int, lists: int, found: set[str]) -> None:
+    for key, value in node.items():
+        path = f"{prefix}.{key}"
+        found.add(path)
+        if isinstance(value, Mapping) and depth > 1:
+            _object_keys(value, path, depth - 1, lists, found)
+        elif isinstance(value, list | tuple) and lists > 1:
+            _item_keys(value, f"{path}[]", depth - 1, lists - 1, found)
 
 
 def leaves(payload: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The key paths of ``payload`` with their values, in key order, at most 64: objects up to four deep, and the
+    keys of objects in lists (``items[].sku``, with None for a value: only the key set judges them)."""
     found = []
     for index, leaf in enumerate(_leaves(payload)):
         if index >= _MAX_FIELDS:
@@ -91,6 +124,8 @@ def _walk(
         path = f"{prefix}{key}"
         if len(found) < _MAX_FIELDS:
             found.append((path, value))
+            if isinstance(value, list | tuple):
+                found.extend((inner, None) for inner in item_keys(value, path, depth)[: _MAX_FIELDS - len(found)])
         if isinstance(value, Mapping) and depth > 1:
             _walk(value, f"{path}.", (*keys, key), depth - 1, found, numbers, skipped)
         else:  # a number, a list or an object too deep: as ``canonical.collect`` reads it
@@ -172,5 +207,9 @@ def unusual(
 
 
 def _parent_seen(path: str, seen: PayloadProfile) -> bool:
-    """A new nested key is reported only where its parent object was seen (else the parent is the new key)."""
-    return seen.keys[path.rsplit(".", 1)[0]] > 0
+    """A new nested key is reported only where its parent object was seen (else the parent is the new key); a key in
+    list items (``items[].discount``) where the list was (``items``)."""
+    parent = path.rsplit(".", 1)[0]
+    while parent.endswith("[]"):
+        parent = parent[:-2]
+    return seen.keys[parent] > 0
