@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from signoff.server.spreadsheet import csv_writer, text_cell
+from signoff.server.spreadsheet import csv_writer, json_cell, text_cell
 from signoff.storage import ApprovalRequest, DecidedBy, RequestQuery, Status, Store
 
 PAGE = 500
@@ -131,7 +131,7 @@ def _cell(value: Any) -> str | float | int:
     if value is None:
         return ""
     if isinstance(value, list | dict):
-        return text_cell(json.dumps(value, separators=(",", ":")))
+        return json_cell(value)
     if isinstance(value, int | float):
         return value
     return text_cell(str(value))

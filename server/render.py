@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from signoff.server.spreadsheet import csv_writer, text_cell
+from signoff.server.spreadsheet import csv_writer, json_cell, text_cell
 from signoff.storage import ApprovalRequest, DecidedBy, Event
 from signoff.storage.redaction import Redaction
 from signoff.storage.text import visible as v
@@ -190,5 +190,5 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, list | dict):
-        return text_cell(json.dumps(value, separators=(",", ":"), sort_keys=False))
+        return json_cell(value)
     return text_cell(v(str(value)))

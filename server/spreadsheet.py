@@ -5,14 +5,16 @@ Two things make a cell of an export run in a spreadsheet: text that starts like 
 separator is ``;`` (Excel in many locales) reads a comma-separated file as one field a line, quotes and all, and
 splits ``Refund;=cmd|' /C calc'!A0`` into two cells, the second a formula. So a text cell that starts like a formula
 gets a leading apostrophe (shown as text), and so does every part of it after a separator (``,``, ``;``, a tab,
-``|``, a line break) and any spaces; and every text cell is quoted, for readers that split on commas. JSON cells
-(lists, objects) are text cells too: an agent wrote their strings. Numbers stay numbers. The
-JSON exports carry the exact values.
+``|``, a line break) and any spaces; and every text cell is quoted, for readers that split on commas. A JSON cell
+(a list, an object) stays valid JSON equal to the value: ``;`` and ``|``, which JSON has only inside strings, are
+written as the escapes ``\\u003b`` and ``\\u007c`` (line breaks and tabs are escaped by JSON already), so nothing in
+it starts a part a spreadsheet splits off. Numbers stay numbers. The JSON exports carry the exact values.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import re
 from typing import Any, TextIO
 
@@ -27,6 +29,13 @@ def text_cell(text: str) -> str:
     separator, that starts like a formula gets a leading ``'`` (``Refund;=cmd`` -> ``Refund;'=cmd``)."""
     text = _AFTER_SEPARATOR.sub(r"\1'", text)
     return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def json_cell(value: list[Any] | dict[str, Any]) -> str:
+    """``value`` as compact JSON a spreadsheet cannot split into a formula: the same JSON, with ``;`` and ``|``
+    (found only inside its strings) escaped, so ``json.loads`` of the cell gives ``value`` back. It starts with
+    ``[`` or ``{``, never like a formula."""
+    return json.dumps(value, separators=(",", ":")).replace(";", "\\u003b").replace("|", "\\u007c")
 
 
 def csv_writer(out: TextIO, *, lineterminator: str = "\r\n") -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import anyio
@@ -37,7 +38,12 @@ async def _decided_request(db: Path) -> str:
     async with Client(build_server(Settings(db_path=db))) as client:
         asked = await client.call_tool(
             "request_approval",
-            {"action": "refunds.issue", "summary": SUMMARY, "payload": {"amount": 5, "note": EVIL}, "flags": [EVIL]},
+            {
+                "action": "refunds.issue",
+                "summary": SUMMARY,
+                "payload": {"amount": 5, "note": EVIL, "deltas": [3, -2]},
+                "flags": [EVIL],
+            },
         )
     request_id = str((asked.structured_content or {})["request_id"])
     store = await SqliteStore.open(db)
@@ -74,3 +80,20 @@ async def test_the_console_export_gives_no_formula_whatever_the_separator(tmp_pa
     assert exported.status_code == 200 and "Refund;'=cmd" in exported.text
     for separator in SEPARATORS:
         assert formula_cells(exported.text, separator) == [], separator
+
+
+@pytest.mark.parametrize(
+    ("command", "column"),
+    [(["history", "--format", "csv"], "payload"), (["export", "training-data", "--format", "csv"], "payload")],
+)
+async def test_a_json_cell_reads_back_as_the_value_it_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], column: str
+) -> None:
+    """The guard changes no JSON cell's value: ``;`` and ``|`` inside its strings are JSON escapes, and a negative
+    number after a comma stays a number (a spreadsheet never splits a quoted cell on a comma)."""
+    db = tmp_path / "signoff.db"
+    await _decided_request(db)
+    capsys.readouterr()
+    assert await anyio.to_thread.run_sync(main, [*command, "--db", str(db)]) == 0
+    (row,) = csv.DictReader(io.StringIO(capsys.readouterr().out))
+    assert json.loads(row[column]) == {"amount": 5, "note": EVIL, "deltas": [3, -2]}
