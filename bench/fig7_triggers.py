@@ -42,7 +42,7 @@ from bench.report import Check, FigureResult, Row, Target
 from bench.stats import summary_ms
 from signoff.server.policy_cli import REPLAY_BATCH
 from signoff.storage.approvals.sqlite import SqliteStore
-from signoff.storage.canonical import history_names, numeric_leaves
+from signoff.storage.payload_numbers import history_names, numeric_leaves
 from signoff.tools.approvals.lookups import Prefetched
 from signoff.tools.approvals.policy import Policy, PolicyInput
 from signoff.tools.approvals.policy_config import Anomaly, Fairness, FairnessGroup, parse_policy_config

@@ -6,9 +6,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from signoff.storage.canonical import canonical_json, learnt, numeric_leaves
+from signoff.storage.canonical import canonical_json
 from signoff.storage.errors import CorruptRecord
 from signoff.storage.folding import fold_action, fold_path
+from signoff.storage.payload_numbers import learnt, numeric_leaves
 from signoff.storage.records import (
     ApprovalRequest,
     DecidedBy,

@@ -44,8 +44,8 @@ def fold_key(key: str) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def fold_path(path: str) -> str:
-    """A dotted payload path (``refund.Amount``, as ``canonical.numeric_leaves`` names a field) folded one key at a
-    time, as rules walk it (``refund.amount``); kept for the last 4,096 paths: a history names the same few."""
+    """A dotted payload path (``refund.Amount``, as ``payload_numbers.numeric_leaves`` names a field) folded one key
+    at a time, as rules walk it (``refund.amount``); kept for the last 4,096 paths: a history names the same few."""
     return ".".join(fold_key(key) for key in path.split("."))
 
 

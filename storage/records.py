@@ -408,7 +408,7 @@ class ActionHistory:
 
     seen_from_agent: bool  #: a request for this action from this agent was approved before
     #: recent numeric payload values, per dotted field as asked for; a field in lists (``items[].qty``) is asked for
-    #: by its path without them (``items.qty``: ``canonical.NumericField.history``)
+    #: by its path without them (``items.qty``: ``payload_numbers.NumericField.history``)
     values: Mapping[str, tuple[float, ...]]
     #: per field, ``(count, median, MAD, mean absolute deviation)`` of its finite values, when the caller keeps
     #: them current (``policy replay``'s history); the mean is only read, and given (else nan), when the MAD is 0.

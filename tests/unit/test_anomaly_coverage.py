@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from signoff.storage import ActionHistory, DecidedBy, Status, Trigger, TriggerKind
-from signoff.storage.canonical import history_names, numeric_fields
+from signoff.storage.payload_numbers import history_names, numeric_fields
 from signoff.tools.approvals import shape
 from signoff.tools.approvals.policy import Outcome, Policy, PolicyDecision, PolicyInput
 from signoff.tools.approvals.policy_cases import Expect, parse_cases, run_cases

@@ -14,8 +14,8 @@ from datetime import timedelta
 from typing import Any
 
 from signoff.storage import ActionHistory, DecidedBy, Status, TriggerKind
-from signoff.storage.canonical import JUDGED_ITEMS, LEARNT_ITEMS, learnt, numeric_leaves
 from signoff.storage.codec import approved_values
+from signoff.storage.payload_numbers import JUDGED_ITEMS, LEARNT_ITEMS, learnt, numeric_leaves
 from signoff.tools.approvals import shape
 from signoff.tools.approvals.history import History
 from signoff.tools.approvals.policy import Outcome, Policy, PolicyDecision, PolicyInput, list_threshold

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from signoff.storage import DecidedBy, Priority, Status
-from signoff.storage.canonical import numeric_fields, numeric_leaves
+from signoff.storage.payload_numbers import numeric_fields, numeric_leaves
 from signoff.tools.approvals import shape
 from signoff.tools.approvals.conditions import match_rule
 from signoff.tools.approvals.history import History

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from signoff.storage import ActionHistory, DecidedBy, Status
-from signoff.storage.canonical import history_names, learnt, numeric_leaves
 from signoff.storage.folding import fold_action, fold_path
+from signoff.storage.payload_numbers import history_names, learnt, numeric_leaves
 from signoff.tools.approvals import fairness, shape
 from signoff.tools.approvals.policy import Policy, PolicyInput, sorted_spread
 

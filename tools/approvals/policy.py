@@ -23,14 +23,13 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing.exceptions import Unresolvable
 
 from signoff.storage import ActionHistory, InvalidInput, Priority, Trigger, TriggerKind
-from signoff.storage.canonical import (
+from signoff.storage.canonical import canonical_json, is_number
+from signoff.storage.payload_numbers import (
     JUDGED_FIELDS,
     JUDGED_ITEMS,
     NUMBER_DEPTH,
     NumericField,
     NumericFields,
-    canonical_json,
-    is_number,
     numeric_fields,
 )
 from signoff.tools.access import person_of

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from signoff.storage import ActionHistory, ConfigError, DecidedBy, InvalidInput, Status, TriggerKind
-from signoff.storage.canonical import history_names, is_number, numeric_leaves
+from signoff.storage.canonical import is_number
 from signoff.storage.folding import fold_path
+from signoff.storage.payload_numbers import history_names, numeric_leaves
 from signoff.tools.approvals.history import History
 from signoff.tools.approvals.lookups import LookupReader
 from signoff.tools.approvals.policy import Policy, PolicyInput

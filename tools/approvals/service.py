@@ -35,8 +35,9 @@ from signoff.storage import (
     tracing,
 )
 from signoff.storage.audit import ChainReport, verify_store
-from signoff.storage.canonical import history_names, numeric_leaves, payload_sha256
+from signoff.storage.canonical import payload_sha256
 from signoff.storage.errors import DatabaseUnavailable, unknown_request
+from signoff.storage.payload_numbers import history_names, numeric_leaves
 from signoff.storage.text import nul_at
 from signoff.tools.access import normal_name
 from signoff.tools.approvals import fairness, lifecycle, receipts

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from signoff.storage.canonical import (
+from signoff.storage.payload_numbers import (
     JUDGED_FIELDS,
     NUMBER_DEPTH,
     NumericField,
@@ -101,7 +101,7 @@ class Walk(NamedTuple):
 
 def walk(payload: Mapping[str, Any]) -> Walk:
     """``leaves``, ``numeric_leaves`` and ``numeric_fields`` of ``payload`` in one walk (all go 4 objects deep;
-    the leaves enter no lists, the numbers do, as ``canonical.collect``; the numbers are not cut at 64 leaves):
+    the leaves enter no lists, the numbers do, as ``payload_numbers.collect``; the numbers are not cut at 64 leaves):
     ``policy replay`` reads each payload once for all its checks."""
     found: list[tuple[str, Any]] = []
     numbers: list[tuple[Structure, float]] = []
@@ -128,7 +128,7 @@ def _walk(
                 found.extend((inner, None) for inner in item_keys(value, path, depth)[: _MAX_FIELDS - len(found)])
         if isinstance(value, Mapping) and depth > 1:
             _walk(value, f"{path}.", (*keys, key), depth - 1, found, numbers, skipped)
-        else:  # a number, a list or an object too deep: as ``canonical.collect`` reads it
+        else:  # a number, a list or an object too deep: as ``payload_numbers.collect`` reads it
             place = (*keys, key)
             collect_value(value, place, place, depth, NUMBER_DEPTH, numbers, skipped)
 
