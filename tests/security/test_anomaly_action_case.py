@@ -10,20 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_http_auth import AGENT_A, CONFIG, agent, call, served
-
-POLICY = (
-    """\
-default_outcome = "approve"
-
-[anomaly]
-enabled = true
-novel_action = false
-min_samples = 5
-threshold = 3.5
-"""
-    + CONFIG
-)
+from tests.integration.test_http_auth import AGENT_A, agent, call, served
+from tests.security.anomaly_policy import POLICY
 
 
 @pytest.mark.parametrize(

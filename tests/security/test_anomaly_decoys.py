@@ -6,20 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.integration.test_http_auth import AGENT_A, CONFIG, agent, call, served
-
-POLICY = (
-    """\
-default_outcome = "approve"
-
-[anomaly]
-enabled = true
-novel_action = false
-min_samples = 5
-threshold = 3.5
-"""
-    + CONFIG
-)
+from tests.integration.test_http_auth import AGENT_A, agent, call, served
+from tests.security.anomaly_policy import POLICY
 
 
 async def test_decoy_numeric_keys_do_not_hide_a_far_amount_from_the_anomaly_check(tmp_path: Path) -> None:

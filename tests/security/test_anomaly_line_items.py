@@ -9,20 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.integration.test_http_auth import AGENT_A, CONFIG, agent, call, served
-
-POLICY = (
-    """\
-default_outcome = "approve"
-
-[anomaly]
-enabled = true
-novel_action = false
-min_samples = 5
-threshold = 3.5
-"""
-    + CONFIG
-)
+from tests.integration.test_http_auth import AGENT_A, agent, call, served
+from tests.security.anomaly_policy import POLICY
 
 ORDERS = [(1, 2), (2, 3, 1), (3,), (1, 1, 2, 3), (2, 2), (3, 1), (2,)]
 PRICES = (9.5, 10.0, 10.5, 9.9)
