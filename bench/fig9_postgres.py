@@ -6,7 +6,10 @@ as in the tests, so the durable write costs what the driver and the server cost,
 - **9a** Subject: an auto-decided ``request_approval`` through the in-memory MCP client on the server
   ``build_server`` returns for the PostgreSQL URL. Floor: a tool on the same server that does one raw
   ``INSERT`` + ``COMMIT`` through the same driver (psycopg 3, its own connection): the MCP round trip plus the
-  smallest durable write. Interleaved call by call.
+  smallest durable write. Two more rows split the call: the request's create transaction alone
+  (``pg_create.create`` on the rows one warm-up call wrote, renamed per call, on a no-op tool, into a second
+  database of the same schema: signoff's write with none of its other Python), and the call against that
+  (signoff's Python around its write). The three tools run in a shuffled order each round.
 - **9b** Two real ``signoff serve --transport http`` processes on the database. An agent (over HTTP, on replica A)
   waits in ``get_status``; once its first progress notification says it waits, after a random 0-50 ms a
   reviewer's ``POST /api/requests/{id}/votes`` goes to replica B. Latency: from just before the vote is sent
@@ -20,14 +23,15 @@ as in the tests, so the durable write costs what the driver and the server cost,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,12 +46,17 @@ from mcp.types import CallToolResult
 
 from bench import samples
 from bench.config import REPO, Config
-from bench.floor_tools import NOOP_PLUS_WRITE, add_noop_plus_write
+from bench.floor_tools import BARE_CREATE, NOOP_PLUS_WRITE, add_noop_plus_write
 from bench.report import Check, FigureResult, Row, Target
 from bench.stats import percentile, summary_ms
 from signoff.server.app import build_server
 from signoff.server.auth import new_token
 from signoff.server.config import Settings
+from signoff.storage.approvals import pg_create
+from signoff.storage.audit import EncodedEvent
+from signoff.storage.pg_db import migrate
+from signoff.storage.records import ApprovalRequest
+from signoff.tools.approvals.service import new_request_id
 from tests.pg_cluster import Cluster, start_cluster
 
 AGENT_TOKEN, AGENT_SHA = new_token()
@@ -79,34 +88,92 @@ def _ok(result: CallToolResult, status: str | None = None) -> dict[str, Any]:
 # -- 9a ------------------------------------------------------------------------------------------------------
 
 
-async def call_cost(cfg: Config, url: str, workdir: Path) -> tuple[list[Row], dict[str, Any]]:
+@dataclass(slots=True)
+class CreateWrite:
+    """The arguments one auto-decided ``request_approval`` passed to ``pg_create.create`` (its request, its rows'
+    statements, its encoded events), captured in passing during the warm-up: the exact write signoff makes."""
+
+    request: ApprovalRequest
+    inserts: Sequence[tuple[str, Sequence[object]]]
+    encoded: Sequence[EncodedEvent]
+
+    def renamed(self, new_id: str) -> tuple[ApprovalRequest, list[tuple[str, Sequence[object]]], list[EncodedEvent]]:
+        """The same write for a request called ``new_id``: every statement, row and event as before."""
+        old = self.request.id
+        inserts = [(sql, tuple(new_id if p == old else p for p in params)) for sql, params in self.inserts]
+        encoded = [
+            EncodedEvent(e.kind, new_id, e.at, e.data.replace(old, new_id), e.hashed_tail.replace(old, new_id))
+            for e in self.encoded
+        ]
+        return dataclasses.replace(self.request, id=new_id), inserts, encoded
+
+
+@contextmanager
+def capturing_creates(into: list[CreateWrite]) -> Iterator[None]:
+    """Record the arguments of every ``pg_create.create`` call while inside (the call itself runs unchanged)."""
+    original = pg_create.create
+
+    async def recording(
+        conn: Any,
+        head: pg_create.ChainHead,
+        request: ApprovalRequest,
+        inserts: Sequence[tuple[str, Sequence[object]]],
+        encoded: Sequence[EncodedEvent],
+    ) -> Any:
+        into.append(CreateWrite(request, list(inserts), list(encoded)))
+        return await original(conn, head, request, inserts, encoded)
+
+    pg_create.create = recording  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        pg_create.create = original  # type: ignore[assignment]
+
+
+async def call_cost(cfg: Config, url: str, bare_url: str, workdir: Path) -> tuple[list[Row], dict[str, Any]]:
     warmup, count = cfg.pick(200, 50), cfg.pick(1500, 300)
     floor_conn = await psycopg.AsyncConnection.connect(url)
     await floor_conn.execute("CREATE TABLE bench_floor (id bigserial PRIMARY KEY, body text NOT NULL)")
     await floor_conn.commit()
+    bare_conn = await psycopg.AsyncConnection.connect(bare_url, autocommit=True)
+    await migrate(bare_conn)
+    bare_head = pg_create.ChainHead()
+    captured: list[CreateWrite] = []
 
     async def write() -> None:
         await floor_conn.execute("INSERT INTO bench_floor (body) VALUES (%s)", (f"row {time.perf_counter_ns()}",))
         await floor_conn.commit()
 
+    async def write_bare() -> None:
+        request, inserts, encoded = captured[-1].renamed(new_request_id())
+        async with bare_head.turn:
+            await pg_create.create(bare_conn, bare_head, request, inserts, encoded)
+
     server = build_server(Settings(db_path=workdir / "unused.db", db_url=url))
     add_noop_plus_write(server, write)
-    times: dict[str, list[float]] = {"subject": [], "floor": []}
+    add_noop_plus_write(server, write_bare, name=BARE_CREATE)
+    tools = {"subject": "request_approval", "floor": NOOP_PLUS_WRITE, "bare": BARE_CREATE}
+    times: dict[str, list[float]] = {kind: [] for kind in tools}
     try:
         async with Client(server) as client:
+            with capturing_creates(captured):
+                for i in range(warmup):
+                    _ok(await client.call_tool("request_approval", samples.arguments(i, samples.AUTO_APPROVED)))
             for i in range(warmup + count):
-                for kind in ("subject", "floor") if i % 2 == 0 else ("floor", "subject"):
-                    tool = "request_approval" if kind == "subject" else NOOP_PLUS_WRITE
+                kinds = list(tools)
+                random.Random(i).shuffle(kinds)
+                for kind in kinds:
                     start = time.perf_counter()
                     _ok(
-                        await client.call_tool(tool, samples.arguments(i, samples.AUTO_APPROVED)),
+                        await client.call_tool(tools[kind], samples.arguments(i, samples.AUTO_APPROVED)),
                         "approved" if kind == "subject" else None,
                     )
                     if i >= warmup:
                         times[kind].append(time.perf_counter() - start)
     finally:
         await floor_conn.close()
-    subject, floor = times["subject"], times["floor"]
+        await bare_conn.close()
+    subject, floor, bare = times["subject"], times["floor"], times["bare"]
     rows = [
         Row(
             figure="9a",
@@ -123,8 +190,30 @@ async def call_cost(cfg: Config, url: str, workdir: Path) -> tuple[list[Row], di
             measured=percentile(subject, 99) * 1000,
             floor=percentile(floor, 99) * 1000,
         ),
+        Row(
+            figure="9a",
+            what="  a request's create transaction alone, p50",
+            unit="ms",
+            measured=percentile(bare, 50) * 1000,
+            floor=percentile(floor, 50) * 1000,
+            note="pg_create.create with a captured request's rows, on the floor's no-op tool",
+        ),
+        Row(
+            figure="9a",
+            what="  request_approval vs its create transaction alone, p50",
+            unit="ms",
+            measured=percentile(subject, 50) * 1000,
+            floor=percentile(bare, 50) * 1000,
+            note="the ratio is signoff's own Python around its write",
+        ),
     ]
-    return rows, {"calls_per_kind": count, "subject": summary_ms(subject), "floor": summary_ms(floor)}
+    details = {
+        "calls_per_kind": count,
+        "subject": summary_ms(subject),
+        "floor": summary_ms(floor),
+        "create_transaction_alone": summary_ms(bare),
+    }
+    return rows, details
 
 
 # -- the replicas ---------------------------------------------------------------------------------------------
@@ -345,7 +434,7 @@ async def run(cfg: Config) -> FigureResult:
     (workdir / "signoff.toml").write_text(CONFIG)
     cluster: Cluster = await anyio.to_thread.run_sync(start_cluster)
     try:
-        call_rows, call_details = await call_cost(cfg, cluster.new_database(), workdir)
+        call_rows, call_details = await call_cost(cfg, cluster.new_database(), cluster.new_database(), workdir)
         url = cluster.new_database()
         async with replica("A", url, workdir) as a, replica("B", url, workdir) as b:
             wake_rows, wake_details = await cross_replica_wake(cfg, a, b)

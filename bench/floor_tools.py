@@ -13,6 +13,7 @@ from mcp.server import MCPServer
 
 NOOP = "bench_noop"
 NOOP_PLUS_WRITE = "bench_noop_plus_write"
+BARE_CREATE = "bench_bare_create"
 
 
 def add_noop(server: MCPServer[Any]) -> None:
@@ -28,8 +29,10 @@ def add_noop(server: MCPServer[Any]) -> None:
         return {"status": "ok"}
 
 
-def add_noop_plus_write(server: MCPServer[Any], write: Callable[[], Awaitable[None]]) -> None:
-    @server.tool(name=NOOP_PLUS_WRITE)
+def add_noop_plus_write(
+    server: MCPServer[Any], write: Callable[[], Awaitable[None]], *, name: str = NOOP_PLUS_WRITE
+) -> None:
+    @server.tool(name=name)
     async def bench_noop_plus_write(
         action: str,
         summary: str,
