@@ -52,10 +52,10 @@ from bench.stats import percentile, summary_ms
 from signoff.server.app import build_server
 from signoff.server.auth import new_token
 from signoff.server.config import Settings
+from signoff.storage import ApprovalRequest
 from signoff.storage.approvals import pg_create
 from signoff.storage.audit import EncodedEvent
 from signoff.storage.pg_db import migrate
-from signoff.storage.records import ApprovalRequest
 from signoff.tools.approvals.service import new_request_id
 from tests.pg_cluster import Cluster, start_cluster
 

@@ -71,23 +71,6 @@ def link(new: NewEvent, prev_seq: int, prev_hash: str) -> Event:
 EventRow = tuple[int, str, str, str, str, str, str]  #: an ``events`` row: seq, kind, request_id, at, data, prev, hash
 
 
-def stored_as(events: Sequence[NewEvent], rows: Sequence[EventRow]) -> tuple[Event, ...]:
-    """``events`` as chained into ``rows`` (``EncodedEvent.row`` of each, in order): their place and hashes from
-    the rows, the rest as encoded into them, without decoding the rows' text again (a create's answer checks them)."""
-    return tuple(
-        Event(
-            seq=row[0],
-            kind=new.kind,
-            request_id=new.request_id,
-            at=new.at,
-            data=dict(new.data),
-            prev_hash=row[5],
-            hash=row[6],
-        )
-        for new, row in zip(events, rows, strict=True)
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class EncodedEvent:
     """A new event encoded for the chain before its place in it is known: everything but one sha256, so a store
@@ -197,17 +180,11 @@ async def verify_store(
     return dataclasses.replace(report, unchecked=unchecked, model_baselines=tuple(replay.models.baselines))
 
 
-async def check_request(
-    store: Store, request: ApprovalRequest, events: Sequence[Event] | None = None
-) -> Finding | None:
+async def check_request(store: Store, request: ApprovalRequest) -> Finding | None:
     """One request's row and votes against its own events (each checked against its own hash): what a receipt
-    for it may rest on. One indexed read, or none when ``events`` are given: all of the request's events as the
-    write that made ``request`` committed them (``Store.create_request`` returns them). The whole chain is
-    ``verify_store``'s job."""
-    if events is None:
-        events = await store.request_events(request.id)
+    for it may rest on, in one indexed read. The whole chain is ``verify_store``'s job."""
     replay = RequestReplay(request.id)
-    for event in events:
+    for event in await store.request_events(request.id):
         recomputed = event_hash(event.prev_hash, event.seq, event.kind, event.request_id, event.at, event.data)
         if recomputed != event.hash:
             return Finding(

@@ -50,7 +50,7 @@ def make_request(**overrides: Any) -> ApprovalRequest:
 
 async def add(store: Any, **overrides: Any) -> ApprovalRequest:
     request = make_request(**overrides)
-    stored, created, _ = await store.create_request(
+    stored, created = await store.create_request(
         request, creation_events(request), notify=request.status is Status.PENDING
     )
     assert created

@@ -71,20 +71,20 @@ class MemoryStore:
 
     async def create_request(
         self, request: ApprovalRequest, events: Sequence[NewEvent], *, notify: bool
-    ) -> tuple[ApprovalRequest, bool, tuple[Event, ...]]:
+    ) -> tuple[ApprovalRequest, bool]:
         key = (request.agent_id or "", request.idempotency_key) if request.idempotency_key else None
         if key is not None and key in self._by_key:
-            return self._requests[self._by_key[key]], False, ()
+            return self._requests[self._by_key[key]], False
         self._requests[request.id] = request
         if key is not None:
             self._by_key[key] = request.id
         if request.status is Status.APPROVED:
             self._record_approved(request)
-        chained = self._append(events)
+        self._append(events)
         if notify:
             self._queue(request.id, request.created_at)
         self._signal_change()
-        return request, True, chained
+        return request, True
 
     def _record_approved(self, request: ApprovalRequest) -> None:
         """Only approved requests feed the action's history, as in the SQLite store: the action becomes known

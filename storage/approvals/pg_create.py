@@ -109,10 +109,10 @@ async def create(
     request: ApprovalRequest,
     inserts: Sequence[tuple[str, Sequence[object]]],
     encoded: Sequence[EncodedEvent],
-) -> tuple[ApprovalRequest, bool, list[EventRow]]:
+) -> tuple[ApprovalRequest, bool]:
     """Write the request's rows (``inserts``: statements and their parameters) and chain its events, with ``NOTIFY``
-    of its id, in one transaction holding the writers' lock; (the request, True, the event rows written), or
-    (the first request, False, []) when its agent used its ``idempotency_key`` already. ``conn`` is in autocommit
+    of its id, in one transaction holding the writers' lock; (the request, True), or (the first request, False)
+    when its agent used its ``idempotency_key`` already. ``conn`` is in autocommit
     mode; on any error the transaction is rolled back before the error propagates. The caller holds ``head.turn``."""
     cur = AsyncClientCursor(conn)
     statements = [cur.mogrify(sql, params) for sql, params in inserts]
@@ -129,7 +129,7 @@ async def create(
                 pass  # the head moved on (or an insert failed), and it was all rolled back: the certain way says which
             else:
                 _remember(head, rows)
-                return request, True, rows
+                return request, True
         # the certain way: the head (and a first use of the idempotency key) read under the lock, then the writes
         first = ["BEGIN", _LOCK]
         if request.idempotency_key is not None:
@@ -140,11 +140,11 @@ async def create(
         last = results[-1][0] if results[-1] else None
         if request.idempotency_key is not None and results[-2]:
             await cur.execute("ROLLBACK")
-            return request_from_row(results[-2][0]), False, []
+            return request_from_row(results[-2][0]), False
         rows = chain(encoded, *((int(last[0]), str(last[1])) if last else (0, GENESIS_HASH)))
         await cur.execute(";".join([*statements, *_event_inserts(cur, rows), "COMMIT"]))
         _remember(head, rows)
-        return request, True, rows
+        return request, True
     except BaseException:
         head.forget()
         if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):

@@ -21,7 +21,7 @@ from signoff.storage.approvals import pg_create
 from signoff.storage.approvals import pg_queries as q
 from signoff.storage.approvals.deliveries import claim_marks, is_settled, mark_from_row, mark_row
 from signoff.storage.approvals.store import Change
-from signoff.storage.audit import GENESIS_HASH, EncodedEvent, is_request_id, standalone, stored_as
+from signoff.storage.audit import GENESIS_HASH, EncodedEvent, is_request_id, standalone
 from signoff.storage.canonical import canonical_json
 from signoff.storage.change_signal import ChangeSignal, CommitWatch
 from signoff.storage.codec import (
@@ -105,7 +105,7 @@ class PostgresStore:
 
     async def create_request(
         self, request: ApprovalRequest, events: Sequence[NewEvent], *, notify: bool
-    ) -> tuple[ApprovalRequest, bool, tuple[Event, ...]]:
+    ) -> tuple[ApprovalRequest, bool]:
         encoded = [EncodedEvent.of(e) for e in events]
         inserts: list[tuple[str, Sequence[object]]] = [(q.INSERT_REQUEST, request_row(request))]
         if request.status is Status.APPROVED:  # ``_record_approved``'s rows
@@ -115,11 +115,11 @@ class PostgresStore:
             created = to_text(request.created_at)
             inserts.append((q.INSERT_OUTBOX, (request.id, created, created)))
         async with self._chain_head.turn:
-            stored, fresh, rows = await self._db.scripted(
+            stored, fresh = await self._db.scripted(
                 lambda db: pg_create.create(db, self._chain_head, request, inserts, encoded)
             )
         self._signal.notify()
-        return stored, fresh, stored_as(events, rows) if fresh else ()
+        return stored, fresh
 
     async def get(self, request_id: str) -> ApprovalRequest | None:
         rows = await self._db.read(q.SELECT_REQUEST, (request_id,))

@@ -24,7 +24,7 @@ from signoff.storage import metrics_queries as mq
 from signoff.storage.approvals import queries as q
 from signoff.storage.approvals.deliveries import claim_marks, is_settled, mark_from_row, mark_row
 from signoff.storage.approvals.store import Change
-from signoff.storage.audit import GENESIS_HASH, EncodedEvent, EventRow, is_request_id, standalone, stored_as
+from signoff.storage.audit import GENESIS_HASH, EncodedEvent, EventRow, is_request_id, standalone
 from signoff.storage.canonical import canonical_json
 from signoff.storage.change_signal import ChangeSignal, CommitWatch
 from signoff.storage.codec import (
@@ -118,27 +118,26 @@ class SqliteStore:
 
     async def create_request(
         self, request: ApprovalRequest, events: Sequence[NewEvent], *, notify: bool
-    ) -> tuple[ApprovalRequest, bool, tuple[Event, ...]]:
+    ) -> tuple[ApprovalRequest, bool]:
         # Rows and events are encoded here, before the write lock; inside it only the chain's hashes are left.
         row, encoded = request_row(request), [EncodedEvent.of(e) for e in events]
         values = approved_values(request) if request.status is Status.APPROVED else []
         created = to_text(request.created_at)
 
-        def body(db: sqlite3.Connection) -> tuple[ApprovalRequest, bool, list[EventRow]]:
+        def body(db: sqlite3.Connection) -> tuple[ApprovalRequest, bool]:
             if request.idempotency_key is not None:
                 key = (request.agent_id or "", request.idempotency_key)
                 if (found := db.execute(q.SELECT_BY_IDEMPOTENCY_KEY, key).fetchone()) is not None:
-                    return request_from_row(found), False, []
+                    return request_from_row(found), False
             db.execute(q.INSERT_REQUEST, row)
             if request.status is Status.APPROVED:
                 _record_approved(db, request, values)
-            rows = _append_encoded(db, encoded)
+            _append_encoded(db, encoded)
             if notify:
                 db.execute(q.INSERT_OUTBOX, (request.id, created, created))
-            return request, True, rows
+            return request, True
 
-        stored, fresh, rows = await self._write(body)
-        return stored, fresh, stored_as(events, rows) if fresh else ()
+        return await self._write(body)
 
     async def get(self, request_id: str) -> ApprovalRequest | None:
         rows = await self._read(q.SELECT_REQUEST, (request_id,))

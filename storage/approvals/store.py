@@ -38,12 +38,11 @@ class Store(Protocol):
 
     async def create_request(
         self, request: ApprovalRequest, events: Sequence[NewEvent], *, notify: bool
-    ) -> tuple[ApprovalRequest, bool, tuple[Event, ...]]:
-        """Store a new request; returns ``(request, True, its events as chained and committed)``: what an answer
-        checks the request against without reading them back.
+    ) -> tuple[ApprovalRequest, bool]:
+        """Store a new request with its events; returns ``(request, True)``.
 
         When the same ``agent_id`` already used this ``idempotency_key``, stores nothing and returns
-        ``(first_request, False, ())``.
+        ``(first_request, False)``.
         """
         ...
 

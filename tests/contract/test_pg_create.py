@@ -28,7 +28,7 @@ async def add(store: PostgresStore, **overrides: Any) -> ApprovalRequest:
     request = make_request(**overrides)
     if request.status is Status.APPROVED:
         request = dataclasses.replace(request, decided_at=request.created_at)
-    stored, created, _ = await store.create_request(
+    stored, created = await store.create_request(
         request, creation_events(request), notify=request.status is Status.PENDING
     )
     assert created

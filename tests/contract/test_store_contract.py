@@ -46,14 +46,6 @@ async def test_create_then_get_returns_every_field(store: Store) -> None:
     assert await store.get(created.id) == created
 
 
-async def test_create_returns_the_events_it_chained_as_they_are_stored(store: Store) -> None:
-    await add(store)  # so the new events chain after another request's
-    request = make_request(status=Status.PENDING)
-    _, created, events = await store.create_request(request, lifecycle.creation_events(request), notify=True)
-    assert created and events and tuple(await store.request_events(request.id)) == events
-    assert [e async for e in store.events()][-len(events) :] == list(events)
-
-
 async def test_get_unknown_is_none(store: Store) -> None:
     assert await store.get("req_missing") is None
 
@@ -62,8 +54,8 @@ async def test_idempotency_key_returns_first_request_and_writes_nothing(store: S
     first = await add(store, idempotency_key="k1")
     before = await event_count(store)
     again = make_request(idempotency_key="k1", summary="a retry")
-    stored, created, events = await store.create_request(again, lifecycle.creation_events(again), notify=True)
-    assert (stored, created, events) == (first, False, ())
+    stored, created = await store.create_request(again, lifecycle.creation_events(again), notify=True)
+    assert (stored, created) == (first, False)
     assert await store.get(again.id) is None
     assert await event_count(store) == before
 
@@ -73,7 +65,7 @@ async def test_idempotency_key_is_scoped_per_agent(store: Store) -> None:
     await add(store, idempotency_key="k1", agent_id="b")
     await add(store, idempotency_key="k1", agent_id=None)
     second = make_request(idempotency_key="k1", agent_id=None)
-    _, created, _ = await store.create_request(second, (), notify=False)
+    _, created = await store.create_request(second, (), notify=False)
     assert created is False
 
 

@@ -215,7 +215,7 @@ class ApprovalService:
         if redaction := policy.config.redact.redaction:  # a trigger never keeps a value [redact] masks
             decision = dataclasses.replace(decision, triggers=redaction.triggers(decision.triggers, draft.payload))
         request = self._new_request(draft, decision, _STATUS_OF[decision.outcome], policy.version)
-        stored, created, _ = await self.store.create_request(
+        stored, created = await self.store.create_request(
             request, _traced(lifecycle.creation_events(request)), notify=request.status is Status.PENDING
         )
         tracing.annotate(request_id=stored.id, action=stored.action, status=stored.status.value, created=created)
@@ -251,7 +251,7 @@ class ApprovalService:
         because = Trigger(kind=TriggerKind.RULE, detail=rule)
         decision = dataclasses.replace(decision, outcome=Outcome.APPROVE, triggers=(because,))
         request = self._new_request(draft, decision, Status.APPROVED, self.policy.version)
-        stored, _, _ = await self.store.create_request(request, lifecycle.creation_events(request), notify=notify)
+        stored, _ = await self.store.create_request(request, lifecycle.creation_events(request), notify=notify)
         # used at once: a record is not an approval anything may act on (a permission prompt, a second change)
         return await self.store.update(stored.id, lifecycle.consume(self.clock.now()))
 
