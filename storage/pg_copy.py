@@ -6,7 +6,9 @@ original. The copy runs in one PostgreSQL transaction that creates (or upgrades)
 lock, checks that the target holds no data, copies every table with ``COPY`` (parents before children), replaces
 the derived tables (the metric counters, which the target's triggers also bumped while the rows went in; the model
 plane's cache version) with the source's, and moves each identity column's sequence past the copied ids. Anything
-refused or failing rolls all of it back: the target stays as it was.
+refused or failing rolls all of it back: the target stays as it was. A copy that committed but does not verify
+comes out again with ``discard``: exactly its rows (every one carries the copying transaction's id), or nothing
+when anyone else wrote to them since.
 
 Importing this module loads psycopg, which is an optional extra (``pip install "signoff[postgres]"``).
 """
