@@ -7,22 +7,37 @@ from collections.abc import Mapping
 
 from signoff.storage import ModelStore, Store
 from signoff.storage.alerts import Alerts
-from signoff.storage.audit import verify_store
+from signoff.storage.audit import ChainReport, verify_store
 
 
 async def verify(store: Store, models: ModelStore, alerts: Alerts, anchors: Mapping[int, str]) -> int:
     """Verify the audit log and the rows it explains (closing ``models`` and ``alerts``); print the head, or where
     it fails on stderr. 0 when it verifies, 1 when it does not."""
+    return show(await check(store, models, alerts, anchors))
+
+
+async def check(store: Store, models: ModelStore, alerts: Alerts, anchors: Mapping[int, str]) -> ChainReport:
+    """What ``verify`` checks, unprinted (closing ``models`` and ``alerts``)."""
     try:
         try:
             episodes = await alerts.episodes(limit=-1)
         except (ValueError, TypeError) as exc:  # a row edited into something signoff cannot read
-            print(f"FAILED at an alert episode row: it cannot be read ({exc})", file=sys.stderr)
-            return 1
-        report = await verify_store(store, anchors, models=models, alerts=episodes)
+            return ChainReport(
+                ok=False,
+                events_checked=0,
+                head_seq=0,
+                head_hash="",
+                reason=f"it cannot be read ({exc})",
+                row="an alert episode row",
+            )
+        return await verify_store(store, anchors, models=models, alerts=episodes)
     finally:
         await models.close()
         await alerts.close()
+
+
+def show(report: ChainReport) -> int:
+    """Print what ``check`` found as ``signoff audit verify`` does: 0 when it verifies, 1 when it does not."""
     if report.ok:
         checked = "every request, vote, model and alert row"
         print(f"ok: {report.events_checked} events verified, and {checked} matches its events")

@@ -19,9 +19,14 @@ from signoff.server import audit_cli
 from signoff.server.config import Settings
 from signoff.server.health import Versioned
 from signoff.server.stores import NO_DRIVER, database_name, open_alert_store, open_model_store, open_store
-from signoff.storage import ConfigError
+from signoff.storage import ConfigError, InvalidInput
+from signoff.storage.alerts import AlertStore
+from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.storage.audit import ChainReport
 from signoff.storage.migrations import available
+from signoff.storage.models.sqlite import SqliteModelStore
 from signoff.storage.pg_url import redacted
+from signoff.storage.sqlite_db import open_read_only
 
 
 async def upgrade(settings: Settings) -> int:
@@ -42,11 +47,25 @@ async def upgrade(settings: Settings) -> int:
 
 async def copy(source: Path, target: str, settings: Settings) -> int:
     """Copy the SQLite installation at ``source`` into the empty PostgreSQL database at ``target``, then verify the
-    copy's audit log as ``signoff audit verify`` does: 0 when it verifies, 1 when it does not."""
+    copy's audit log as ``signoff audit verify`` does: 0 when it verifies, 1 when it does not.
+
+    A copy is only as good as its source: a source whose audit log does not verify is refused before anything is
+    written. A copy that does not verify (the source changed meanwhile, or an engine read a row differently) is
+    emptied again, so no server opens a half-trusted installation; the schema its migrations made stays."""
     try:
         from signoff.storage import pg_copy  # psycopg: the optional `postgres` extra
     except ImportError as exc:
         raise ConfigError(NO_DRIVER.format(exc)) from None
+    pg_copy.check_source(source)  # before its stores read it: the refusals (an older schema: upgrade it) say more
+    if not (found := await _check_source_log(source)).ok:
+        audit_cli.show(found)
+        print(
+            f"refused: the audit log of {source} does not verify (above), so nothing was copied and"
+            f" {redacted(target)} is as it was; run `signoff audit verify --db {source}` to see where, and copy a"
+            " backup of it that verifies",
+            file=sys.stderr,
+        )
+        return 1
     copied = await pg_copy.copy(source, target)
     print(f"copied {copied.total} rows from {source} to {redacted(target)}: {pg_copy.summary(copied) or 'no rows'}")
     settings = replace(settings, db_url=target)
@@ -61,12 +80,30 @@ async def copy(source: Path, target: str, settings: Settings) -> int:
             if opened is not None:
                 await opened.close()
     if code != 0:
+        try:
+            await pg_copy.discard(target, copied)
+        except InvalidInput as exc:
+            print(f"the copy does not verify (above); {exc.message}", file=sys.stderr)
+            return code
         print(
-            f"the copy in {redacted(target)} does not verify (above); run `signoff audit verify --db {source}` on the"
-            " original to see whether it did before the copy",
+            f"the copy in {redacted(target)} does not verify (above), so its rows were taken out again: the database"
+            f" holds no signoff data (its schema stays). Run `signoff audit verify --db {source}` on the original to"
+            " see whether it still verifies, then copy again",
             file=sys.stderr,
         )
     return code
+
+
+async def _check_source_log(source: Path) -> ChainReport:
+    """The source's audit log and every row it explains, checked as ``signoff audit verify --db SOURCE`` checks
+    them, on connections that only read the file."""
+    store = await SqliteStore.open_read_only(source)
+    try:
+        models = SqliteModelStore(await open_read_only(source), poll_interval=1.0, seed=None)
+        alerts = AlertStore(await open_read_only(source))
+        return await audit_cli.check(store, models, alerts, {})
+    finally:
+        await store.close()
 
 
 async def schema_version(settings: Settings) -> int:

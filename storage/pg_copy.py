@@ -6,7 +6,9 @@ original. The copy runs in one PostgreSQL transaction that creates (or upgrades)
 lock, checks that the target holds no data, copies every table with ``COPY`` (parents before children), replaces
 the derived tables (the metric counters, which the target's triggers also bumped while the rows went in; the model
 plane's cache version) with the source's, and moves each identity column's sequence past the copied ids. Anything
-refused or failing rolls all of it back: the target stays as it was.
+refused or failing rolls all of it back: the target stays as it was. A copy that committed but does not verify
+comes out again with ``discard``: exactly its rows (every one carries the copying transaction's id), or nothing
+when anyone else wrote to them since.
 
 Importing this module loads psycopg, which is an optional extra (``pip install "signoff[postgres]"``).
 """
@@ -14,10 +16,11 @@ Importing this module loads psycopg, which is an optional extra (``pip install "
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
-from contextlib import closing
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, closing
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -72,29 +75,88 @@ SQLITE_ONLY = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Copied:
-    """What a copy moved: rows per table, in the order they were copied."""
+    """What a copy moved: rows per table, in the order they were copied; and what ``discard`` needs to take exactly
+    those rows out again."""
 
     rows: dict[str, int]
+    #: the copying transaction's id as PostgreSQL's ``xmin`` shows it: every row the copy wrote carries it
+    xid: int = 0
+    #: the rows of the derived tables before the copy replaced them (the model plane's seed row)
+    replaced: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
         return sum(self.rows.values())
 
 
+def check_source(source: Path) -> None:
+    """Refuse, as ``copy`` would, a source that is missing, not a signoff database, or of another schema version:
+    what to check before reading the source any other way (its stores would migrate an older one)."""
+    with closing(_open_source(source)) as src:
+        _check_source(src, source)
+
+
 async def copy(source: Path, target: str) -> Copied:
     """Copy the SQLite installation at ``source`` into the PostgreSQL database at ``target`` (see the module)."""
     with closing(_open_source(source)) as src:
         _check_source(src, source)
-        try:
-            async with await psycopg.AsyncConnection.connect(target, autocommit=True) as conn:
-                async with conn.transaction():
-                    return await _copy(src, conn, target)
-        except SchemaTooNew as exc:
-            raise SchemaTooNew(found=exc.found, known=exc.known, path=f"the database {redacted(target)}") from None
-        except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(
-                f"cannot copy into the PostgreSQL database {redacted(target)}: {' '.join(str(exc).split())}"
-            ) from exc
+        async with _connected(target, "copy into") as conn:
+            async with conn.transaction():
+                return await _copy(src, conn, target)
+
+
+async def discard(target: str, copied: Copied) -> None:
+    """Take out of ``target`` exactly the rows ``copied`` put there, in one transaction under the writers' lock, and
+    put back the derived rows it replaced: the database holds no signoff data again (its schema stays). Refused (an
+    ``InvalidInput``, nothing changed) when anything else was written to those tables since the copy: a row added,
+    changed or removed by someone else is theirs, not the copy's to take."""
+    async with _connected(target, "empty") as conn:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            everything = (*TABLES, *DERIVED)
+            names = sql.SQL(", ").join(map(sql.Identifier, everything))
+            await conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(names))  # no reader's write either
+            changed = [t for t in everything if await _rows_not_copied(conn, t, copied)]
+            if changed:
+                raise InvalidInput(
+                    f"the database {redacted(target)} was written to since the copy (in {', '.join(changed)}), so it"
+                    " was not emptied: stop what writes to it, then drop its tables, or the database, before copying"
+                    " again"
+                )
+            # TRUNCATE, not DELETE: the append-only triggers refuse a row's deletion, and rightly; these rows are
+            # exactly the copy's, which never became an installation anyone used
+            await conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(names))
+            for table, rows in copied.replaced.items():
+                for row in rows:
+                    values = sql.SQL(", ").join(sql.Placeholder() * len(row))
+                    await conn.execute(sql.SQL("INSERT INTO {} VALUES ({})").format(sql.Identifier(table), values), row)
+
+
+async def _rows_not_copied(conn: Conn, table: str, copied: Copied) -> bool:
+    """Whether ``table`` holds anything but the rows ``copied`` wrote: another number of rows, or a row another
+    transaction wrote (added, or changed: an update makes a new row version with its own ``xmin``)."""
+    cur = await conn.execute(
+        sql.SQL("SELECT count(*), count(*) FILTER (WHERE xmin::text::bigint <> %s) FROM {}").format(
+            sql.Identifier(table)
+        ),
+        (copied.xid,),
+    )
+    total, others = await cur.fetchone() or (0, 0)
+    return bool(others) or total != copied.rows.get(table, 0)
+
+
+@asynccontextmanager
+async def _connected(target: str, doing: str) -> AsyncIterator[Conn]:
+    """A connection to ``target`` (autocommit: each use opens its one transaction), its errors said in one line."""
+    try:
+        async with await psycopg.AsyncConnection.connect(target, autocommit=True) as conn:
+            yield conn
+    except SchemaTooNew as exc:
+        raise SchemaTooNew(found=exc.found, known=exc.known, path=f"the database {redacted(target)}") from None
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(
+            f"cannot {doing} the PostgreSQL database {redacted(target)}: {' '.join(str(exc).split())}"
+        ) from exc
 
 
 def _open_source(path: Path) -> sqlite3.Connection:
@@ -156,13 +218,21 @@ async def _copy(src: sqlite3.Connection, conn: Conn, target: str) -> Copied:
             f"the database {redacted(target)} already holds data (in {', '.join(held)}): copy into a new, empty"
             " database (createdb), or drop this one's tables first if you mean to replace them"
         )
+    replaced = {table: await _all_rows(conn, table) for table in DERIVED}  # the seed rows, should it be undone
     rows = {table: await _copy_table(src, conn, table) for table in TABLES}
     for table in DERIVED:  # what the triggers counted while the rows went in, then the source's own numbers
         await conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
         rows[table] = await _copy_table(src, conn, table)
     for table in TABLES:
         await _continue_identities(conn, table)
-    return Copied(rows=rows)
+    cur = await conn.execute("SELECT txid_current() % 4294967296")  # as xmin shows it: without the epoch
+    xid = int((await cur.fetchone() or (0,))[0])
+    return Copied(rows=rows, xid=xid, replaced=replaced)
+
+
+async def _all_rows(conn: Conn, table: str) -> list[tuple[Any, ...]]:
+    cur = await conn.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(table)))
+    return list(await cur.fetchall())
 
 
 async def _has_rows(conn: Conn, table: str) -> bool:

@@ -4,7 +4,8 @@ One installation is made on SQLite through the service and the stores' public me
 outbox rows, model versions and changes, alert episodes), copied to PostgreSQL with ``signoff db copy``; then each
 command runs on the file and on the URL and must print the same. The copy itself: the chain verifies after it, a
 vote after it works, an edit of a copied event is caught, and a non-empty target or an outdated source is refused
-in one line, leaving the target as it was.
+in one line, leaving the target as it was; a source whose audit log does not verify is refused, and a copy that
+does not verify is taken out again.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import psycopg
 import pytest
 
 from signoff.server import cli
-from signoff.storage import Verdict
+from signoff.storage import InvalidInput, Verdict, pg_copy
 from signoff.storage.alerts import AlertStore
 from signoff.storage.approvals.postgres import PostgresStore
 from signoff.storage.approvals.sqlite import SqliteStore
@@ -243,6 +244,72 @@ def test_db_copy_refuses_an_outdated_source_and_leaves_the_target_empty(
     upgraded = run(capsys, "db", "upgrade", "--db", str(old))
     assert upgraded[0] == 0, upgraded
     assert copy(capsys, old, pg_url)[0] == 0  # upgraded, it copies (no rows yet)
+
+
+def test_db_copy_refuses_a_source_whose_audit_log_does_not_verify_and_leaves_the_target_empty(
+    installation: tuple[Path, dict[str, str]], pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An event edited in the SQLite file: the copy is refused before anything is written, and says what to run."""
+    path, _ = installation
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("DROP TRIGGER events_append_only_update")
+        conn.execute("UPDATE events SET data = replace(data, 'checked', 'checkeD') WHERE data LIKE '%checked%'")
+        conn.commit()
+    code, out, err = copy(capsys, path, pg_url)
+    assert code == 1 and out == "", (out, err)
+    assert err.startswith("FAILED at event #") and "nothing was copied" in err, err
+    assert f"run `signoff audit verify --db {path}`" in err, err
+    with psycopg.connect(pg_url) as conn:  # not even the schema: the copy never started
+        assert conn.execute("SELECT to_regclass('requests')").fetchone() == (None,)
+
+
+def test_db_copy_takes_a_copy_that_does_not_verify_out_again(
+    installation: tuple[Path, dict[str, str]], pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The source verifies, but the rows PostgreSQL keeps differ from it (here a trigger of the target's edits an
+    event as it goes in): the command exits 1 and the target holds none of the copy's rows, only the schema."""
+    path, _ = installation
+    assert run(capsys, "db", "upgrade", "--db", pg_url)[0] == 0
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION edit_event() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN NEW.data := replace(NEW.data, 'checked', 'checkeD'); RETURN NEW; END $$"
+        )
+        conn.execute("CREATE TRIGGER edit_event BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION edit_event()")
+        before = {t: conn.execute(f"SELECT * FROM {t}").fetchall() for t in (*TABLES, *DERIVED)}
+    code, out, err = copy(capsys, path, pg_url)
+    assert code == 1 and out.startswith("copied "), (out, err)
+    assert "FAILED at event #" in err and "its rows were taken out again" in err, err
+    assert f"signoff audit verify --db {path}" in err, err
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert {t: conn.execute(f"SELECT * FROM {t}").fetchall() for t in before} == before
+        conn.execute("DROP TRIGGER edit_event ON events")
+    code, out, err = copy(capsys, path, pg_url)  # the same target takes the copy again, and it verifies
+    assert code == 0 and "ok: " in out, (out, err)
+    assert run(capsys, "audit", "verify", "--db", pg_url)[0] == 0
+
+
+def test_a_copy_is_taken_out_again_only_while_nobody_wrote_to_it(
+    installation: tuple[Path, dict[str, str]], pg_url: str
+) -> None:
+    """``pg_copy.discard`` (what ``db copy`` does when the copy does not verify) refuses, changing nothing, once a
+    server wrote to the copy: those rows are not the copy's to take."""
+    path, _ = installation
+
+    async def copy_then_write_then_discard() -> pg_copy.Copied:
+        copied = await pg_copy.copy(path, pg_url)
+        store = await PostgresStore.open(pg_url)
+        try:
+            await ApprovalService(store).request_approval(Draft(action="crm.delete", summary="new", payload={}))
+        finally:
+            await store.close()
+        with pytest.raises(InvalidInput, match=r"was written to since the copy \(in requests, events"):
+            await pg_copy.discard(pg_url, copied)
+        return copied
+
+    copied = asyncio.run(copy_then_write_then_discard())
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM requests").fetchone() == (copied.rows["requests"] + 1,)
 
 
 def test_db_copy_refuses_a_newer_source_and_a_newer_target(
