@@ -6,7 +6,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from signoff.storage import ApprovalRequest, Priority, Status, Trigger, TriggerKind
+from signoff.storage import ApprovalRequest, DecidedBy, Priority, Status, Trigger, TriggerKind
 from signoff.storage.canonical import payload_sha256
 from signoff.tools.approvals.lifecycle import creation_events
 
@@ -46,6 +46,21 @@ def make_request(**overrides: Any) -> ApprovalRequest:
     if "payload_sha256" not in overrides:
         fields["payload_sha256"] = payload_sha256(fields["action"], fields["payload"])
     return ApprovalRequest(**fields)
+
+
+def asked(action: str, n: int, payload: dict[str, Any], status: Status = Status.APPROVED) -> ApprovalRequest:
+    """What an agent ``bot`` asked at minute ``n`` (confident, no flags), as the anomaly history learns from it: by
+    default approved by the policy."""
+    return make_request(
+        action=action,
+        payload=payload,
+        confidence=0.99,
+        flags=(),
+        agent_id="bot",
+        status=status,
+        decided_by=DecidedBy.POLICY if status is Status.APPROVED else None,
+        created_at=T0 + timedelta(minutes=n),
+    )
 
 
 async def add(store: Any, **overrides: Any) -> ApprovalRequest:

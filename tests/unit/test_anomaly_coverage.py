@@ -6,19 +6,19 @@ it the same way as the server."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import functools
 from typing import Any
 
 import pytest
 
-from signoff.storage import ActionHistory, DecidedBy, Status, Trigger, TriggerKind
+from signoff.storage import ActionHistory, Status, Trigger, TriggerKind
 from signoff.storage.payload_numbers import history_names, numeric_fields
 from signoff.tools.approvals import shape
 from signoff.tools.approvals.policy import Outcome, Policy, PolicyDecision, PolicyInput
 from signoff.tools.approvals.policy_cases import Expect, parse_cases, run_cases
 from signoff.tools.approvals.policy_config import parse_policy_config
 from signoff.tools.approvals.replay import replay
-from tests.factories import T0, make_request
+from tests.factories import asked as asked_for
 
 POLICY = Policy(parse_policy_config("[anomaly]\nenabled = true\nnovel_action = false\nmin_samples = 5\n"))
 USUAL = (100.0, 110.0, 120.0, 130.0, 95.0, 105.0)
@@ -137,17 +137,7 @@ def test_what_is_named_does_not_depend_on_the_order_of_the_keys() -> None:
     assert numeric_fields(payload).too_deep == "a[1][1][0][0][0].k"
 
 
-def asked(n: int, payload: dict[str, Any], status: Status = Status.APPROVED) -> Any:
-    return make_request(
-        action="refunds.issue",
-        payload=payload,
-        confidence=0.99,
-        flags=(),
-        agent_id="bot",
-        status=status,
-        decided_by=DecidedBy.POLICY if status is Status.APPROVED else None,
-        created_at=T0 + timedelta(minutes=n),
-    )
+asked = functools.partial(asked_for, "refunds.issue")  #: what the agent asked at minute n: asked(n, payload, status)
 
 
 def test_replay_and_policy_test_send_the_same_payloads_to_a_person() -> None:

@@ -9,11 +9,11 @@ the server do."""
 
 from __future__ import annotations
 
+import functools
 import random
-from datetime import timedelta
 from typing import Any
 
-from signoff.storage import ActionHistory, DecidedBy, Status, TriggerKind
+from signoff.storage import ActionHistory, Status, TriggerKind
 from signoff.storage.codec import approved_values
 from signoff.storage.payload_numbers import JUDGED_ITEMS, LEARNT_ITEMS, learnt, numeric_leaves
 from signoff.tools.approvals import shape
@@ -22,7 +22,8 @@ from signoff.tools.approvals.policy import Outcome, Policy, PolicyDecision, Poli
 from signoff.tools.approvals.policy_cases import Expect, parse_cases, run_cases
 from signoff.tools.approvals.policy_config import parse_policy_config
 from signoff.tools.approvals.replay import replay
-from tests.factories import T0, make_request
+from tests.factories import asked as asked_for
+from tests.factories import make_request
 
 POLICY = Policy(parse_policy_config("[anomaly]\nenabled = true\nnovel_action = false\nmin_samples = 5\n"))
 QTY = (1.0, 2.0, 3.0, 2.0, 1.0, 2.0, 3.0, 2.0)
@@ -123,17 +124,7 @@ def test_an_approved_request_adds_at_most_8_numbers_of_a_field_the_same_whatever
     assert approved_values(request) == [("orders.place", "items.qty", 1.0), ("orders.place", "items.qty", 3.0)]
 
 
-def asked(n: int, payload: dict[str, Any], status: Status = Status.APPROVED) -> Any:
-    return make_request(
-        action="orders.place",
-        payload=payload,
-        confidence=0.99,
-        flags=(),
-        agent_id="bot",
-        status=status,
-        decided_by=DecidedBy.POLICY if status is Status.APPROVED else None,
-        created_at=T0 + timedelta(minutes=n),
-    )
+asked = functools.partial(asked_for, "orders.place")  #: what the agent asked at minute n: asked(n, payload, status)
 
 
 def test_replay_learns_and_judges_numbers_in_lists_as_the_stores_and_the_server() -> None:
