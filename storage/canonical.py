@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +12,12 @@ from typing import Any
 def is_number(value: Any) -> bool:
     """A JSON number: an int or a float, but not a bool (which Python counts as an int)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def is_finite_number(value: Any) -> bool:
+    """A JSON number that is finite: any int (JSON integers have no range, and ``math.isfinite`` raises
+    OverflowError for one beyond a float's), or a finite float."""
+    return is_number(value) and (isinstance(value, int) or math.isfinite(value))
 
 
 def canonical_json(value: Any) -> str:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import difflib
 import enum
-import math
 import types
 from dataclasses import MISSING, fields, is_dataclass
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 from signoff.storage import ConfigError
-from signoff.storage.canonical import is_number
+from signoff.storage.canonical import is_finite_number, is_number
 from signoff.tools.toml_positions import KeyPath
 
 _T = TypeVar("_T")
@@ -114,7 +113,7 @@ def describe(value: Any) -> str:
 
 
 def is_scalar(value: Any) -> bool:
-    return isinstance(value, str | bool) or (is_number(value) and math.isfinite(value))
+    return isinstance(value, str | bool) or is_finite_number(value)
 
 
 def at_least(value: int, minimum: int, key: str) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from signoff.storage import ApprovalRequest, DecidedBy, Status
-from signoff.storage.canonical import canonical_json, is_number
+from signoff.storage.canonical import canonical_json, is_finite_number
 from signoff.tools.approvals.conditions import Unclear, action_glob, resolve, show
 from signoff.tools.approvals.policy_config import STREAM_OUTCOMES, FairnessGroup
 
@@ -58,7 +58,7 @@ class GroupRate:
 
 def group_key(value: Any) -> str | None:
     """The key a group's value is counted under; None for a value that names no group (missing, an object…)."""
-    if isinstance(value, str | bool) or (is_number(value) and math.isfinite(value)):
+    if isinstance(value, str | bool) or is_finite_number(value):
         return canonical_json(value)
     return None
 

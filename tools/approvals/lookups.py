@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from signoff.storage.canonical import is_number
 from signoff.tools.typed_toml import Fault
 
 __all__ = ["Answer", "Lookup", "LookupReader", "Prefetched", "lookup_key"]
@@ -107,6 +106,8 @@ def lookup_key(value: Any) -> str | int | None:
     """The key a request value looks up: a string, or a whole number; None for anything else."""
     if isinstance(value, str):
         return value
-    if is_number(value) and math.isfinite(value) and float(value).is_integer():
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return int(value)
     return None

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import math
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from signoff.storage import ActionHistory, ConfigError, DecidedBy, InvalidInput, Status, TriggerKind
-from signoff.storage.canonical import is_number
+from signoff.storage.canonical import is_finite_number
 from signoff.storage.folding import fold_path
 from signoff.storage.payload_numbers import history_names, numeric_leaves
 from signoff.tools.approvals.history import History
@@ -48,7 +47,7 @@ class CaseHistory:
         if not isinstance(values, dict):
             raise Fault(("values",), "must be a table of arrays of numbers, e.g. { amount = [120, 80, 95] }")
         for name, numbers in values.items():
-            if not (isinstance(numbers, list | tuple) and all(is_number(v) and math.isfinite(v) for v in numbers)):
+            if not (isinstance(numbers, list | tuple) and all(map(is_finite_number, numbers))):
                 raise Fault(("values", name), "must be an array of finite numbers")
 
     def history(self, fields: Iterable[str]) -> ActionHistory:

@@ -31,7 +31,7 @@ from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
 from signoff.storage import ConfigError, Priority
-from signoff.storage.canonical import is_number
+from signoff.storage.canonical import is_finite_number
 from signoff.storage.redaction import Redaction
 from signoff.tools.access import SLACK_ID, Auth, Person, Role, SlackRouting, normal_name
 from signoff.tools.alert_rules import AlertRule, check_alert_list
@@ -67,7 +67,7 @@ class Op(enum.StrEnum):
 NUMBER_OPS = frozenset({Op.GT, Op.GTE, Op.LT, Op.LTE})
 _SCALAR_WANTED = "a string, number or boolean"
 _VALUE_CHECKS: dict[Op, tuple[Callable[[Any], bool], str]] = {
-    **{op: (lambda v: is_number(v) and math.isfinite(v), "a finite number") for op in NUMBER_OPS},
+    **{op: (is_finite_number, "a finite number") for op in NUMBER_OPS},
     Op.EQ: (lambda v: is_scalar(v), _SCALAR_WANTED),
     Op.NE: (lambda v: is_scalar(v), _SCALAR_WANTED),
     Op.IN: (
@@ -432,17 +432,26 @@ class PolicyConfig:
         return next(lookup for lookup in self.lookups if lookup.name == name)
 
 
+TOO_DEEP = "arrays or tables are nested too deep to read (hundreds of levels inside each other): flatten them"
+
+
 def parse_policy_config(text: str, source: str = "<config>") -> PolicyConfig:
-    """Parse a policy file's text; errors name the source, the line and the key path."""
+    """Parse a policy file's text; errors name the source, the line and the key path. A file nested too deep for
+    the parser (or a ``[[schemas]]`` schema too deep to check) is refused like any other mistake: a reload keeps
+    the policy it has rather than stopping the server."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: {TOO_DEEP}") from None
     try:
         return build(PolicyConfig, document, ())
     except Fault as fault:
         line = Locator(text).line(fault.key)
         raise ConfigError(f"{source} line {line}: {fault}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: {TOO_DEEP}") from None
 
 
 def policy_version(text: str | None) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from signoff.storage import Priority, TriggerKind
-from signoff.storage.canonical import is_number
+from signoff.storage.canonical import is_finite_number
 from signoff.tools.typed_toml import Fault
 
 __all__ = ["Band", "PriorityFrom", "TriggerPriority", "highest"]
@@ -62,7 +62,7 @@ class PriorityFrom:
         closed, to the front of the queue."""
         found: list[Priority] = []
         if self.bands and value is not None:
-            if is_number(value) and math.isfinite(value):
+            if is_finite_number(value):
                 reached = [band for band in self.bands if value >= band.at_least]
                 if reached:
                     found.append(reached[-1].priority)
