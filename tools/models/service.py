@@ -40,11 +40,11 @@ from signoff.tools.models.canary import CanaryLimits, CanaryVerdict
 from signoff.tools.models.guard import GuardMemory, GuardRule
 from signoff.tools.models.input import check_endpoint, check_json, check_name, check_reason
 from signoff.tools.models.routing import check_sticky, to_basis_points
+from signoff.tools.models.summary import MAX_SUMMARY_CHARS, request_summary
 from signoff.tools.models.telemetry import ModelTelemetry
 
 notify_log = logging.getLogger("signoff.notify")
 
-MAX_SUMMARY_CHARS = 1800
 GUARD_ACTOR = "signoff-guard"
 MOVES_TO_PRODUCTION = "applied at once: it only moves traffic back to production, so no approval is needed"
 BACK_TO_APPROVED = "applied at once: it only returns to an approved production version, so no approval is needed"
@@ -212,11 +212,11 @@ class ModelService:
             v for v, bp in points.items() if v != state.serving.production and bp > state.serving.weights.get(v, 0)
         ]
         evidence = await self.telemetry.evidence(state, raised, self.settings.evidence_window_seconds)
-        summary = (
+        facts = (
             f"Set traffic of model {name} to {rollout.describe(points)}"
-            f" (now {rollout.describe(state.serving.weights)}). Reason: {reason}. {evidence}"
+            f" (now {rollout.describe(state.serving.weights)}). {evidence}"
         )
-        return await self._request(name, ChangeKind.SET_TRAFFIC, payload, summary, reason, agent_id)
+        return await self._request(name, ChangeKind.SET_TRAFFIC, payload, facts, reason, agent_id)
 
     async def promote(self, name: str, version: str, reason: str, agent_id: str | None = None) -> ChangeOutcome:
         reason = check_reason(reason)
@@ -230,14 +230,14 @@ class ModelService:
             raise InvalidInput(f"{version} is already production of model {name!r}; nothing to promote")
         current = state.serving.production or "none"
         evidence = await self.telemetry.evidence(state, [version], self.settings.evidence_window_seconds)
-        summary = (
+        facts = (
             f"Promote model {name} version {version} to production (now {current}; it will take all traffic)."
-            f" Reason: {reason}. {evidence}"
+            f" {evidence}"
         )
         chosen = state.version(version)
         assert chosen is not None
         payload = rollout.promote_payload(name, version, chosen.endpoint, state.serving)
-        return await self._request(name, ChangeKind.PROMOTE, payload, summary, reason, agent_id)
+        return await self._request(name, ChangeKind.PROMOTE, payload, facts, reason, agent_id)
 
     async def rollback(self, name: str, reason: str, agent_id: str | None = None) -> ChangeOutcome:
         """Canary traffic back to production; or, with no canary, production back to ``previous``. No approval."""
@@ -362,14 +362,14 @@ class ModelService:
         return ChangeOutcome(change=change, request=None, serving=change.serving)
 
     async def _request(
-        self, name: str, kind: ChangeKind, payload: dict[str, Any], summary: str, reason: str, agent_id: str | None
+        self, name: str, kind: ChangeKind, payload: dict[str, Any], facts: str, reason: str, agent_id: str | None
     ) -> ChangeOutcome:
+        """``facts``: the server's words (the change, the evidence), which the reviewers see whole before the reason."""
         for waiting in await self.store.pending_changes(name):  # the same change asked again: the same request
             if waiting.kind is kind and waiting.payload == payload:
                 return await self._outcome(waiting)
         limit = min(MAX_SUMMARY_CHARS, self.approvals.policy.config.limits.max_summary_chars)
-        if len(summary) > limit:  # the evidence is long; the payload carries the exact change anyway
-            summary = summary[: limit - 1] + "…"
+        summary = request_summary(facts, reason, limit)
         draft = Draft(
             action=rollout.ACTION_OF[kind], summary=summary, payload=payload, agent_id=agent_id, human_only=True
         )
