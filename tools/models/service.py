@@ -195,6 +195,12 @@ class ModelService:
         await self.settle(name)
         state = await self._state(name)
         points = to_basis_points(weights, [v.version for v in state.versions])
+        if state.serving.production is None:  # a split beside no production could not be rolled back or guarded
+            raise InvalidInput(
+                f"model {name!r} has no production version, so a traffic split could be neither rolled back nor"
+                " watched by the canary guard: promote a version first (promote_model; it takes all traffic once"
+                " approved), then start a canary beside it with set_traffic"
+            )
         if points == dict(state.serving.weights):
             raise InvalidInput(f"model {name!r} already serves {rollout.describe(points)}; nothing to change")
         check_sticky(
