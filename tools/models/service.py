@@ -40,7 +40,7 @@ from signoff.tools.models.canary import CanaryLimits, CanaryVerdict
 from signoff.tools.models.guard import GuardMemory, GuardRule
 from signoff.tools.models.input import check_endpoint, check_json, check_name, check_reason
 from signoff.tools.models.routing import check_sticky, to_basis_points
-from signoff.tools.models.summary import MAX_SUMMARY_CHARS, request_summary
+from signoff.tools.models.summary import MAX_SUMMARY_CHARS, record_summary, request_summary
 from signoff.tools.models.telemetry import ModelTelemetry
 
 notify_log = logging.getLogger("signoff.notify")
@@ -123,6 +123,7 @@ class ModelService:
         idempotency_key: str | None = None,
     ) -> tuple[ModelVersion, bool]:
         """A new version, serving nothing yet; ``(version, False)`` for a retry with the same idempotency_key."""
+        self.approvals.check_agent_id(agent_id)  # before the change: its record must not be refused afterwards
         check_name(name, "name")
         check_name(version, "version")
         check_endpoint(endpoint)
@@ -191,6 +192,7 @@ class ModelService:
     ) -> ChangeOutcome:
         """``authenticated``: ``agent_id`` is vouched for (a token), so a change applied at once may not
         supersede a change another identity is waiting on; rollback_model remains for emergencies."""
+        self.approvals.check_agent_id(agent_id)  # a change applied at once is recorded after it: check first
         reason = check_reason(reason)
         await self.settle(name)
         state = await self._state(name)
@@ -225,6 +227,7 @@ class ModelService:
         return await self._request(name, ChangeKind.SET_TRAFFIC, payload, facts, reason, agent_id)
 
     async def promote(self, name: str, version: str, reason: str, agent_id: str | None = None) -> ChangeOutcome:
+        self.approvals.check_agent_id(agent_id)
         reason = check_reason(reason)
         await self.settle(name)
         state = await self._state(name)
@@ -247,6 +250,7 @@ class ModelService:
 
     async def rollback(self, name: str, reason: str, agent_id: str | None = None) -> ChangeOutcome:
         """Canary traffic back to production; or, with no canary, production back to ``previous``. No approval."""
+        self.approvals.check_agent_id(agent_id)  # applied before it is recorded: a record refused later is lost
         reason = check_reason(reason)
         await self.settle(name)
         state = await self._state(name)
@@ -402,14 +406,16 @@ class ModelService:
     async def _record(self, change: ModelChange, *, notify: bool) -> None:
         """Put a change applied at once in the audit log, as a request the policy approved under the rule that let
         it apply; with ``notify``, the reviewers see it too (a rollback, the guard taking a canary off). It is
-        written after the change, so a crash in between can lose the record, never invent one."""
-        summary = f"Model {change.model}: {change.kind} by {change.requested_by or 'an agent'}. {change.reason}."
+        written after the change, so a crash in between can lose the record, never invent one. What the caller
+        controls is checked before the change (``check_agent_id``, ``check_reason``), so a failure here is the
+        storage's or the operator's policy's (e.g. limits lowered below a register's payload), and is logged."""
+        facts = f"Model {change.model}: {change.kind} by {change.requested_by or 'an agent'}."
         if change.serving is not None and change.kind is not ChangeKind.REGISTER:
-            summary += f" Now serving {rollout.describe(change.serving.weights)}."
+            facts += f" Now serving {rollout.describe(change.serving.weights)}."
         limit = min(MAX_SUMMARY_CHARS, self.approvals.policy.config.limits.max_summary_chars)
         draft = Draft(
             action=rollout.RECORDED_AS[change.kind],
-            summary=summary if len(summary) <= limit else summary[: limit - 1] + "…",
+            summary=record_summary(facts, change.reason, limit),
             payload={**change.payload, "change_seq": change.seq},
             agent_id=change.requested_by,
         )

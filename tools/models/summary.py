@@ -17,13 +17,13 @@ REASON_LABEL = " The agent's reason:"
 CUT = "… (cut)"
 
 
-def request_summary(facts: str, reason: str, limit: int) -> str:
+def request_summary(facts: str, reason: str, limit: int, label: str = REASON_LABEL) -> str:
     """``facts`` (the server's words) whole, then the agent's reason, cut to the room left within ``limit``.
     Raises InvalidInput when even the facts and a few characters of the reason do not fit."""
-    whole = f"{facts}{REASON_LABEL} {reason}"
+    whole = f"{facts}{label} {reason}"
     if len(whole) <= limit:
         return whole
-    room = limit - len(facts) - len(REASON_LABEL) - 1 - len(CUT)
+    room = limit - len(facts) - len(label) - 1 - len(CUT)
     if room < 1:
         raise InvalidInput(
             f"the server's evidence for this change takes {len(facts):,} characters and a request's summary may"
@@ -31,4 +31,13 @@ def request_summary(facts: str, reason: str, limit: int) -> str:
             " reviewers could not be shown it whole and nothing was asked: change fewer versions at once, or ask"
             " the operator to raise limits.max_summary_chars"
         )
-    return f"{facts}{REASON_LABEL} {reason[:room].rstrip()}{CUT}"
+    return f"{facts}{label} {reason[:room].rstrip()}{CUT}"
+
+
+def record_summary(facts: str, reason: str, limit: int) -> str:
+    """A change already applied, for the audit log: as ``request_summary``, but never refused (the facts are cut
+    at their end if even they do not fit)."""
+    try:
+        return request_summary(facts, reason, limit, label=" Reason:")
+    except InvalidInput:
+        return facts[: limit - 1] + "…"
