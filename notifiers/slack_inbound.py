@@ -2,8 +2,9 @@
 
 This adapter only translates: a click becomes the clicker's Slack id, name and user groups (the approvers' groups
 it is a member of, as Slack says). Who may vote is decided by the service, which every channel votes through:
-``may_vote`` asks before the reason form opens, ``on_vote`` records the vote. Any server process may receive
-any click, because the vote goes through the shared database.
+``may_vote`` asks before the reason form opens, ``on_vote`` records the vote, and ``outcome`` says who decided a
+request a click came too late for. Any server process may receive any click, because the vote goes through the
+shared database.
 """
 
 from __future__ import annotations
@@ -58,18 +59,31 @@ class OnRefused(Protocol):
     async def __call__(self, request_id: str, who: str, reason: str) -> None: ...
 
 
+class Outcome(Protocol):
+    """What happened to a decided request, in the service's words (``was already approved by alice at …``)."""
+
+    def __call__(self, request: ApprovalRequest) -> str: ...
+
+
 Ack = dict[str, Any] | None  #: what to answer a view submission with (None closes the modal)
 
 
 class SlackInteractions:
     def __init__(
-        self, client: AsyncWebClient, store: Store, on_vote: OnVote, on_refused: OnRefused, may_vote: MayVote
+        self,
+        client: AsyncWebClient,
+        store: Store,
+        on_vote: OnVote,
+        on_refused: OnRefused,
+        may_vote: MayVote,
+        outcome: Outcome,
     ) -> None:
         self.client = client
         self.store = store
         self.on_vote = on_vote
         self.on_refused = on_refused
         self.may_vote = may_vote
+        self.outcome = outcome
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
 
     async def handle(self, payload: Mapping[str, Any]) -> Ack:
@@ -92,10 +106,8 @@ class SlackInteractions:
             await self._tell(channel, user["id"], refusal)
         elif action["action_id"] == REJECT_ACTION:
             request = await self.store.get(request_id)
-            if request is not None and request.status is not Status.PENDING:
-                await self._tell(
-                    channel, user["id"], f"This request is already {request.status}; nothing was recorded."
-                )
+            if request is not None and request.status is not Status.PENDING:  # say who decided, as a vote would
+                await self._tell(channel, user["id"], f"This request {self.outcome(request)}; nothing was recorded.")
                 return
             try:
                 await self.client.views_open(trigger_id=payload["trigger_id"], view=reject_modal(request_id, channel))

@@ -18,6 +18,7 @@ from signoff.notifiers.slack_transport import handle_safely
 from signoff.server.config import Settings
 from signoff.storage import ApprovalRequest, Verdict
 from signoff.tools.access import display_name
+from signoff.tools.approvals import lifecycle
 from signoff.tools.approvals.service import ApprovalService
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,9 @@ async def slack_session(
             request_id, reviewer, reviewer_ids=reviewer_ids, groups=groups, named_only=True
         )
 
-    interactions = SlackInteractions(client, service.store, on_vote, service.record_refusal, may_vote)
+    interactions = SlackInteractions(
+        client, service.store, on_vote, service.record_refusal, may_vote, lifecycle.outcome_phrase
+    )
 
     def spawn(payload: Mapping[str, Any]) -> None:
         background.start_soon(handle_safely, interactions, payload)

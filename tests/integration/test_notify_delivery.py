@@ -182,7 +182,7 @@ async def test_socket_mode_that_cannot_connect_logs_one_line_per_retry(caplog: p
     fake = await FakeSlack().start()
     await fake.stop()  # Slack unreachable
     client = web_client("xoxb-test", fake.api_url)
-    interactions = SlackInteractions(client, None, None, None, None)  # type: ignore[arg-type]  # never called
+    interactions = SlackInteractions(client, None, None, None, None, None)  # type: ignore[arg-type]  # never called
     socket = socket_mode_client("xapp-test", client, interactions, retry_interval=0.05)
     seen = anyio.Event()
 

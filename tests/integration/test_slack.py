@@ -294,6 +294,32 @@ async def test_a_group_member_counts_towards_the_quorum_and_a_second_click_is_to
     assert late["user"] == "U0BOB" and "already approved by U0DAVE, alice" in late["text"]
 
 
+async def test_a_reject_click_that_lost_the_race_is_told_who_decided(tmp_path: Path) -> None:
+    """Bob's Reject arrives after Alice's Approve decided the request (his message was not updated yet): he is told
+    who decided and when, as a late Approve is, no reason form opens and nothing is recorded (review R7)."""
+    async with slack_server(tmp_path) as (agent, fake, db):
+        request_id = await ask(agent)  # one approval needed
+        _, ts = await posted(fake, request_id)
+
+        def clicked(user_id: str, name: str, action: str) -> dict[str, Any]:
+            return click(
+                user_id=user_id, username=name, action_id=action, request_id=request_id, channel="C0APPROVALS", ts=ts
+            )
+
+        await fake.send_interaction(clicked("U0ALICE", "alice", APPROVE_ACTION))
+        await fake.wait_for(lambda: any("approved by alice" in str(u["blocks"]) for u in updates_of(fake, ts)))
+        _, decided = await stored(db, request_id)
+        await fake.send_interaction(clicked("U0BOB", "bob", REJECT_ACTION))
+        await fake.wait_for(lambda: fake.of("chat.postEphemeral"))
+        request, events = await stored(db, request_id)
+    assert request.status is Status.APPROVED and events == decided  # nothing recorded for Bob's click
+    note = fake.of("chat.postEphemeral")[0].args
+    assert note["user"] == "U0BOB"
+    assert note["text"].startswith("This request was already approved by alice at 20")
+    assert note["text"].endswith("; nothing was recorded.")
+    assert fake.of("views.open") == []
+
+
 async def test_a_double_click_by_one_approver_counts_once(tmp_path: Path) -> None:
     async with slack_server(tmp_path) as (agent, fake, db):
         request_id = await ask(agent, payload={"amount": 50000})  # needs two approvals

@@ -189,7 +189,7 @@ async def test_a_click_that_cannot_be_checked_against_replays_is_refused_and_not
     """Fail closed: with the database out of reach, a validly signed click is answered 503 (Slack tells the person
     it failed) and is not handed to the interactions, rather than risking a replay."""
     spawned: list[Mapping[str, Any]] = []
-    interactions = SlackInteractions(AsyncWebClient(token="xoxb-test"), DatabaseDown(), None, None, None)  # type: ignore[arg-type]  # never called
+    interactions = SlackInteractions(AsyncWebClient(token="xoxb-test"), DatabaseDown(), None, None, None, None)  # type: ignore[arg-type]  # never called
     endpoint = SlackHttpEndpoint(SECRET, interactions, spawned.append)
     body = approve_body("req_x")
     status, content = await endpoint.handle(body.encode(), signed(body))

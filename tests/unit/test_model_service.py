@@ -514,3 +514,19 @@ async def test_registering_again_with_the_same_idempotency_key_returns_the_first
     again, created_again = await plane.models.register("fraud", "v1", "http://v1", idempotency_key="k1")
     assert (created, created_again, again) == (True, False, first)
     assert len((await plane.models.history("fraud")).changes) == 1
+
+
+async def test_a_summary_limit_cuts_only_the_agents_reason_and_refuses_what_would_cut_the_evidence() -> None:
+    plane = make_plane(Policy(parse_policy_config("[limits]\nmax_summary_chars = 300\n")))
+    await with_production(plane, "v1", "v2")
+    asked = await plane.models.set_traffic("fraud", {"v1": 90, "v2": 10}, "because " * 100, agent_id="bot")
+    assert asked.request is not None
+    summary = asked.request.summary
+    assert len(summary) == 300 and summary.endswith("… (cut)")
+    assert summary.index("canary verdict v2 vs v1: insufficient_data") < summary.index("The agent's reason: because")
+    long_name = "v" * 128
+    await plane.models.register("fraud", long_name, "http://fraud/long", agent_id="bot")
+    before = await plane.snapshot()
+    with pytest.raises(InvalidInput, match="change fewer versions at once, or ask the operator to raise"):
+        await plane.models.promote("fraud", long_name, "better", agent_id="bot")  # its evidence alone is too long
+    assert await plane.snapshot() == before

@@ -15,7 +15,7 @@ from mcp.server import MCPServer
 
 from signoff.server.app import build_server
 from signoff.server.config import Settings
-from signoff.storage import ConfigError, ModelState, Verdict
+from signoff.storage import ConfigError, ModelState, RequestQuery, Verdict
 from signoff.storage.approvals.memory import MemoryStore
 from signoff.storage.models.memory import MemoryModelStore
 from signoff.tools.app_state import AppState
@@ -216,6 +216,28 @@ async def test_model_tool_errors_say_what_to_change_and_change_nothing(tmp_path:
             assert result.is_error, (tool, arguments)
             assert hint in result.content[0].text, (tool, result.content[0].text)  # type: ignore[union-attr]
         assert (await h.model_store.history("fraud"), await h.model_store.get_model("fraud")) == before
+
+
+async def test_set_traffic_needs_a_production_version_to_fall_back_on(tmp_path: Path) -> None:
+    """A split beside no production could not be rolled back at once nor watched by the guard (review R7), so it is
+    refused, saying to promote first, and nothing is asked or stored; once a version is production it is accepted."""
+    h = Harness(tmp_path)
+    split = {"name": "fraud", "weights": {"v1": 90, "v2": 10}, "reason": "start both", "agent_id": "bot"}
+    async with Client(h.server) as client:
+        for v in ("v1", "v2"):
+            await call(client, "register_model_version", {"name": "fraud", "version": v, "endpoint": f"http://m/{v}"})
+        before = (await h.model_store.history("fraud"), await h.model_store.get_model("fraud"))
+        requests = (await h.reviewer.list_requests(RequestQuery(status=None))).items
+        refused = await client.call_tool("set_traffic", split)
+        assert refused.is_error
+        text = refused.content[0].text  # type: ignore[union-attr]
+        assert "has no production version" in text and "promote a version first (promote_model" in text, text
+        assert (await h.model_store.history("fraud"), await h.model_store.get_model("fraud")) == before
+        assert (await h.reviewer.list_requests(RequestQuery(status=None))).items == requests  # nothing asked
+        await h.approve(await call(client, "promote_model", {"name": "fraud", "version": "v1", "reason": "first"}))
+        await call(client, "get_model", {"name": "fraud"})
+        asked = await call(client, "set_traffic", split)
+    assert asked["change"]["status"] == "pending"
 
 
 async def test_record_inference_and_stats_with_confidence(tmp_path: Path) -> None:

@@ -167,15 +167,7 @@ class Policy:
             if not (math.isfinite(confidence) and 0 <= confidence <= 1):
                 raise InvalidInput(f"confidence {confidence} is outside 0 to 1; send a number from 0 to 1, or omit it.")
         self._validate_flags(request.flags)
-        agent_id = request.agent_id
-        if agent_id is not None:
-            if not isinstance(agent_id, str) or not agent_id:
-                raise InvalidInput("agent_id is empty; give a non-empty identifier or omit it.")
-            if len(agent_id) > limits.max_agent_id_chars:
-                raise InvalidInput(
-                    f"agent_id is {len(agent_id):,} characters; the limit is {limits.max_agent_id_chars:,} "
-                    "(limits.max_agent_id_chars). Use a shorter identifier."
-                )
+        self.validate_agent_id(request.agent_id)
         expires = request.expires_in_seconds
         if expires is not None and (
             isinstance(expires, bool)
@@ -186,6 +178,20 @@ class Policy:
                 f"expires_in_seconds {show(expires)} is out of range; use a whole number from 1 to "
                 f"{config.max_expires_in_seconds:,} (max_expires_in_seconds), or omit it for the default "
                 f"({config.default_expires_in_seconds:,})."
+            )
+
+    def validate_agent_id(self, agent_id: Any) -> None:
+        """Raise ``InvalidInput`` if the policy would refuse ``agent_id`` (None is accepted: no agent_id). Also for
+        changes applied before they are recorded (a model rollback): checked first, so none is left unrecorded."""
+        if agent_id is None:
+            return
+        limits = self.config.limits
+        if not isinstance(agent_id, str) or not agent_id:
+            raise InvalidInput("agent_id is empty; give a non-empty identifier or omit it.")
+        if len(agent_id) > limits.max_agent_id_chars:
+            raise InvalidInput(
+                f"agent_id is {len(agent_id):,} characters; the limit is {limits.max_agent_id_chars:,} "
+                "(limits.max_agent_id_chars). Use a shorter identifier."
             )
 
     def _validate_payload(self, payload: Any, known_bytes: int | None = None) -> None:

@@ -234,6 +234,12 @@ class ApprovalService:
             )
         return Submitted(stored, created)
 
+    def check_agent_id(self, agent_id: str | None) -> None:
+        """Raise ``InvalidInput`` if a request or a record would be refused for ``agent_id`` (the policy's rule, and
+        no NUL): for changes made before they are recorded, which must check it first."""
+        _refuse_nul(("agent_id", agent_id))
+        self.policy.validate_agent_id(agent_id)
+
     async def record(self, draft: Draft, rule: str, *, notify: bool) -> ApprovalRequest:
         """A change that needed nobody's approval (a rollback, the canary guard), stored as a request the policy
         approved at once under ``rule``: so it is in the audit log and, with ``notify``, shown to the reviewers.

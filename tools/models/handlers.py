@@ -277,7 +277,8 @@ def register_model_tools(mcp: MCPServer[AppState]) -> None:
     ) -> ChangeResult:
         """Change the traffic split. Giving any non-production version more traffic than now needs a human:
         it becomes an approval request (status pending) and applies when approved. Only moving traffic back
-        to production (e.g. a canary to 0) applies at once, unless another caller's change is waiting for approval."""
+        to production (e.g. a canary to 0) applies at once, unless another caller's change is waiting for approval.
+        Refused while the model has no production version: promote_model first, then start a canary beside it."""
         caller = _operator("set_traffic")
         models = _models(ctx)
         async with domain_errors():

@@ -40,11 +40,11 @@ from signoff.tools.models.canary import CanaryLimits, CanaryVerdict
 from signoff.tools.models.guard import GuardMemory, GuardRule
 from signoff.tools.models.input import check_endpoint, check_json, check_name, check_reason
 from signoff.tools.models.routing import check_sticky, to_basis_points
+from signoff.tools.models.summary import MAX_SUMMARY_CHARS, record_summary, request_summary
 from signoff.tools.models.telemetry import ModelTelemetry
 
 notify_log = logging.getLogger("signoff.notify")
 
-MAX_SUMMARY_CHARS = 1800
 GUARD_ACTOR = "signoff-guard"
 MOVES_TO_PRODUCTION = "applied at once: it only moves traffic back to production, so no approval is needed"
 BACK_TO_APPROVED = "applied at once: it only returns to an approved production version, so no approval is needed"
@@ -123,6 +123,7 @@ class ModelService:
         idempotency_key: str | None = None,
     ) -> tuple[ModelVersion, bool]:
         """A new version, serving nothing yet; ``(version, False)`` for a retry with the same idempotency_key."""
+        self.approvals.check_agent_id(agent_id)  # before the change: its record must not be refused afterwards
         check_name(name, "name")
         check_name(version, "version")
         check_endpoint(endpoint)
@@ -191,10 +192,17 @@ class ModelService:
     ) -> ChangeOutcome:
         """``authenticated``: ``agent_id`` is vouched for (a token), so a change applied at once may not
         supersede a change another identity is waiting on; rollback_model remains for emergencies."""
+        self.approvals.check_agent_id(agent_id)  # a change applied at once is recorded after it: check first
         reason = check_reason(reason)
         await self.settle(name)
         state = await self._state(name)
         points = to_basis_points(weights, [v.version for v in state.versions])
+        if state.serving.production is None:  # a split beside no production could not be rolled back or guarded
+            raise InvalidInput(
+                f"model {name!r} has no production version, so a traffic split could be neither rolled back nor"
+                " watched by the canary guard: promote a version first (promote_model; it takes all traffic once"
+                " approved), then start a canary beside it with set_traffic"
+            )
         if points == dict(state.serving.weights):
             raise InvalidInput(f"model {name!r} already serves {rollout.describe(points)}; nothing to change")
         check_sticky(
@@ -212,13 +220,14 @@ class ModelService:
             v for v, bp in points.items() if v != state.serving.production and bp > state.serving.weights.get(v, 0)
         ]
         evidence = await self.telemetry.evidence(state, raised, self.settings.evidence_window_seconds)
-        summary = (
+        facts = (
             f"Set traffic of model {name} to {rollout.describe(points)}"
-            f" (now {rollout.describe(state.serving.weights)}). Reason: {reason}. {evidence}"
+            f" (now {rollout.describe(state.serving.weights)}). {evidence}"
         )
-        return await self._request(name, ChangeKind.SET_TRAFFIC, payload, summary, reason, agent_id)
+        return await self._request(name, ChangeKind.SET_TRAFFIC, payload, facts, reason, agent_id)
 
     async def promote(self, name: str, version: str, reason: str, agent_id: str | None = None) -> ChangeOutcome:
+        self.approvals.check_agent_id(agent_id)
         reason = check_reason(reason)
         await self.settle(name)
         state = await self._state(name)
@@ -230,17 +239,18 @@ class ModelService:
             raise InvalidInput(f"{version} is already production of model {name!r}; nothing to promote")
         current = state.serving.production or "none"
         evidence = await self.telemetry.evidence(state, [version], self.settings.evidence_window_seconds)
-        summary = (
+        facts = (
             f"Promote model {name} version {version} to production (now {current}; it will take all traffic)."
-            f" Reason: {reason}. {evidence}"
+            f" {evidence}"
         )
         chosen = state.version(version)
         assert chosen is not None
         payload = rollout.promote_payload(name, version, chosen.endpoint, state.serving)
-        return await self._request(name, ChangeKind.PROMOTE, payload, summary, reason, agent_id)
+        return await self._request(name, ChangeKind.PROMOTE, payload, facts, reason, agent_id)
 
     async def rollback(self, name: str, reason: str, agent_id: str | None = None) -> ChangeOutcome:
         """Canary traffic back to production; or, with no canary, production back to ``previous``. No approval."""
+        self.approvals.check_agent_id(agent_id)  # applied before it is recorded: a record refused later is lost
         reason = check_reason(reason)
         await self.settle(name)
         state = await self._state(name)
@@ -362,14 +372,14 @@ class ModelService:
         return ChangeOutcome(change=change, request=None, serving=change.serving)
 
     async def _request(
-        self, name: str, kind: ChangeKind, payload: dict[str, Any], summary: str, reason: str, agent_id: str | None
+        self, name: str, kind: ChangeKind, payload: dict[str, Any], facts: str, reason: str, agent_id: str | None
     ) -> ChangeOutcome:
+        """``facts``: the server's words (the change, the evidence), which the reviewers see whole before the reason."""
         for waiting in await self.store.pending_changes(name):  # the same change asked again: the same request
             if waiting.kind is kind and waiting.payload == payload:
                 return await self._outcome(waiting)
         limit = min(MAX_SUMMARY_CHARS, self.approvals.policy.config.limits.max_summary_chars)
-        if len(summary) > limit:  # the evidence is long; the payload carries the exact change anyway
-            summary = summary[: limit - 1] + "…"
+        summary = request_summary(facts, reason, limit)
         draft = Draft(
             action=rollout.ACTION_OF[kind], summary=summary, payload=payload, agent_id=agent_id, human_only=True
         )
@@ -396,14 +406,16 @@ class ModelService:
     async def _record(self, change: ModelChange, *, notify: bool) -> None:
         """Put a change applied at once in the audit log, as a request the policy approved under the rule that let
         it apply; with ``notify``, the reviewers see it too (a rollback, the guard taking a canary off). It is
-        written after the change, so a crash in between can lose the record, never invent one."""
-        summary = f"Model {change.model}: {change.kind} by {change.requested_by or 'an agent'}. {change.reason}."
+        written after the change, so a crash in between can lose the record, never invent one. What the caller
+        controls is checked before the change (``check_agent_id``, ``check_reason``), so a failure here is the
+        storage's or the operator's policy's (e.g. limits lowered below a register's payload), and is logged."""
+        facts = f"Model {change.model}: {change.kind} by {change.requested_by or 'an agent'}."
         if change.serving is not None and change.kind is not ChangeKind.REGISTER:
-            summary += f" Now serving {rollout.describe(change.serving.weights)}."
+            facts += f" Now serving {rollout.describe(change.serving.weights)}."
         limit = min(MAX_SUMMARY_CHARS, self.approvals.policy.config.limits.max_summary_chars)
         draft = Draft(
             action=rollout.RECORDED_AS[change.kind],
-            summary=summary if len(summary) <= limit else summary[: limit - 1] + "…",
+            summary=record_summary(facts, change.reason, limit),
             payload={**change.payload, "change_seq": change.seq},
             agent_id=change.requested_by,
         )
