@@ -19,8 +19,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from signoff.storage.folding import fold_key
+from signoff.tools.approvals.conditions import show
 from signoff.tools.approvals.lookups import Answer, Lookup
 
 __all__ = ["TrustedData"]
@@ -30,6 +32,21 @@ MAX_FILE_BYTES = 256 * 1024 * 1024
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 Table = dict[str, Mapping[str, Any]]
+
+
+class _Loaded(NamedTuple):
+    """A file's table, and its keys as a person reads them (``fold_key``: case, surrounding spaces and invisible
+    characters ignored), each to the key as listed."""
+
+    rows: Table
+    folded: Mapping[str, str]
+
+    @classmethod
+    def of(cls, rows: Table) -> _Loaded:
+        folded: dict[str, str] = {}
+        for key in rows:
+            folded.setdefault(fold_key(key), key)
+        return cls(rows, folded)
 
 
 class TrustedData:
@@ -43,7 +60,7 @@ class TrustedData:
         self.clock = clock
         self.max_keys = max_keys
         self._lock = threading.Lock()
-        self._tables: dict[Lookup, tuple[float, Table | str]] = {}  # lookup -> (expires at, table or error)
+        self._tables: dict[Lookup, tuple[float, _Loaded | str]] = {}  # lookup -> (expires at, table or error)
         self._rows: OrderedDict[tuple[Lookup, str | int], tuple[float, Answer]] = OrderedDict()
         self._connections: dict[Path, sqlite3.Connection] = {}
 
@@ -102,14 +119,25 @@ class TrustedData:
 
     # files
 
-    def _from_table(self, lookup: Lookup, table: Table | str, key: str | int) -> Answer:
+    def _from_table(self, lookup: Lookup, table: _Loaded | str, key: str | int) -> Answer:
+        """The key's row; for a key not listed as sent but listed in another spelling (``acct-9`` for ``ACCT-9``,
+        ``"ACCT-9 "``, a zero-width character inside), an error: such a key is not a clear "not listed" (the system
+        that acts may read both alike), so the rules fail closed and a person checks which was meant."""
         source = self.source(lookup)
         if isinstance(table, str):
             return Answer(source=source, error=table)
-        return Answer(source=source, row=table.get(str(key)))
+        row = table.rows.get(str(key))
+        if row is None and isinstance(key, str) and (listed := table.folded.get(fold_key(key))) is not None:
+            return Answer(
+                source=source,
+                error=f"{show(key)} is not listed, but {show(listed)} is, and they differ only in case, spaces or"
+                " invisible characters",
+            )
+        return Answer(source=source, row=row)
 
-    def _load(self, lookup: Lookup) -> Table | str:
-        loaded = self._read_file(lookup)
+    def _load(self, lookup: Lookup) -> _Loaded | str:
+        read = self._read_file(lookup)
+        loaded = read if isinstance(read, str) else _Loaded.of(read)
         ttl = lookup.ttl_seconds if not isinstance(loaded, str) else min(lookup.ttl_seconds, ERROR_TTL_SECONDS)
         with self._lock:
             self._tables[lookup] = (self.clock() + ttl, loaded)
