@@ -4,7 +4,10 @@ Pure: no I/O. A condition is true, false or *unclear*: the value has a shape the
 string where a number was expected, an object or array where a value was expected, a key that is there only
 under another case or spelling). A ``reject`` or ``review`` rule treats unclear as matching and says why in its
 trigger; an ``approve`` rule treats it as not matching. Either way the unclear input never gets a softer outcome
-than clear input would. "Policy reference" in README.md states the rule for every operator.
+than clear input would. Outside ``flags``, null and an empty array are unclear, and an array is judged element by
+element in the same direction: a review or reject rule's condition holds if it holds for any element, an approve
+rule's only if it holds for every one. docs/policy.md ("Conditions", "Fail closed") states the rule for every
+operator.
 """
 
 from __future__ import annotations
