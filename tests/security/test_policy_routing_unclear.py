@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from signoff.storage import Forbidden, Status, Verdict
+from signoff.storage import Conflict, Forbidden, Status, Verdict
 from signoff.storage.approvals.memory import MemoryStore
 from signoff.tools.approvals.policy import Policy
 from signoff.tools.approvals.policy_config import parse_policy_config
@@ -72,7 +72,7 @@ async def test_a_string_amount_does_not_hand_a_large_refund_to_the_small_refunds
     first = hostile.triggers[0].detail
     assert "payload.amount is the string" in first and "'small refunds'" in first and "'large refunds'" in first
     assert "a number as a number" in first  # what to send instead
-    with pytest.raises(Exception):  # noqa: B017, PT011 - closed: no vote counts
+    with pytest.raises(Conflict):  # closed: no vote counts
         await approvals.vote(hostile.id, "sam", Verdict.APPROVE, None)
     assert (await approvals.get(hostile.id)).status is Status.REJECTED
 
