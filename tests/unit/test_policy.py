@@ -132,7 +132,8 @@ def matches(path: str, op: str, value: Any, **changes: Any) -> bool:
         ("agent_id", "eq", "billing-bot", True),
         ("payload.currency", "ne", "EUR", True),
         ("payload.currency", "ne", "USD", False),
-        ("payload.tags", "ne", "vip", False),  # ne on a list: no element equals
+        ("payload.tags", "ne", "vip", True),  # a review rule on a list: holds for an element ("urgent")
+        ("payload.tags", "ne", "urgent", True),
         ("payload.tags", "ne", "other", True),
         ("payload.amount", "gt", 10000, True),
         ("payload.amount", "gt", 25000, False),
@@ -155,7 +156,7 @@ def matches(path: str, op: str, value: Any, **changes: Any) -> bool:
         ("payload.nothing", "exists", False, True),
         ("payload.recipient.zip", "exists", False, True),
         ("payload.amount.cents", "exists", False, True),  # through a non-object: unclear, so it matches
-        ("payload.note", "eq", "x", False),  # null equals nothing
+        ("payload.note", "eq", "x", True),  # null is unclear: a review rule matches
         ("payload.note", "ne", "x", True),
         ("action", "eq", "PAYMENTS.Transfer", True),  # action names ignore case
         ("action", "in", ("payments.TRANSFER",), True),
@@ -177,7 +178,7 @@ def test_every_operator_is_false_on_a_missing_path(op: str, value: Any) -> None:
     assert matches("agent_id", op, value, agent_id=None) is False
 
 
-UNCLEAR = {**PAYLOAD, "mixed": ["vip", ["nested"]], "Ratio ": 0.9, "obj": {"value": 1}}
+UNCLEAR = {**PAYLOAD, "mixed": ["vip", ["nested"]], "empty": [], "Ratio ": 0.9, "obj": {"value": 1}}
 
 
 @pytest.mark.parametrize(
@@ -195,7 +196,11 @@ UNCLEAR = {**PAYLOAD, "mixed": ["vip", ["nested"]], "Ratio ": 0.9, "obj": {"valu
         ("payload.obj", "eq", 1, 'payload.obj is an object {"value":1}, not a single value'),
         ("payload.obj", "ne", 1, 'payload.obj is an object {"value":1}, not a single value'),
         ("payload.mixed", "eq", "x", 'an element of payload.mixed is an array ["nested"], not a single value'),
-        ("payload.mixed", "ne", "x", 'an element of payload.mixed is an array ["nested"], not a single value'),
+        ("payload.mixed", "ne", "vip", 'an element of payload.mixed is an array ["nested"], not a single value'),
+        ("payload.note", "eq", "x", "payload.note is null, not a value to compare"),
+        ("payload.note", "in", ("x",), "payload.note is null, not a value to compare"),
+        ("payload.empty", "ne", "x", "payload.empty is an array [], not a value to compare"),
+        ("payload.empty", "regex", "x", "payload.empty is an array [], not a value to compare"),
         ("payload.levels", "regex", "1", "an element of payload.levels is the number 1, not a string"),
         ("payload.amount.cents", "exists", True, "payload.amount is the number 25000, not an object"),
         ("payload.tags.first", "eq", "x", 'payload.tags is an array ["urgent","vip"], not an object'),
@@ -255,6 +260,58 @@ def test_keys_that_fold_alike_are_found_at_every_level_but_other_keys_are_not() 
     assert matches("payload.recipient.country", "eq", "DE", payload=nested) is True
     assert matches("payload.recipient.country", "eq", "DE", payload={"recipient": {"countries": "KP"}}) is False
     assert matches("payload.recipient.country", "eq", "DE", payload={"recipient": None}) is False  # null: missing
+
+
+def applies(kind: str, path: str, op: str, value: Any, payload: dict[str, Any]) -> bool:
+    """Whether a ``kind`` rule with one condition matches a request with ``payload``."""
+    config = PolicyConfig(rules=(rule("r", kind, Condition(path=path, op=Op(op), value=value)),))
+    return bool(Policy(config).evaluate(request(payload=payload)).rules)
+
+
+@pytest.mark.parametrize(
+    ("op", "value", "payload", "review", "approve"),
+    [
+        ("eq", "a", {"v": ["a", "b"]}, True, False),  # review: any element; approve: every element
+        ("eq", "a", {"v": ["a", "a"]}, True, True),
+        ("eq", "c", {"v": ["a", "b"]}, False, False),
+        ("ne", "a", {"v": ["a", "b"]}, True, False),
+        ("ne", "a", {"v": ["a"]}, False, False),
+        ("ne", "c", {"v": ["a", "b"]}, True, True),
+        ("in", ("a", "b"), {"v": ["a", "c"]}, True, False),
+        ("in", ("a", "b"), {"v": ["b", "a"]}, True, True),
+        ("regex", "^a", {"v": ["ab", "ba"]}, True, False),
+        ("regex", "^a", {"v": ["ab", "ac"]}, True, True),
+        ("eq", "a", {"v": ["a", 1]}, True, False),  # an element of another kind: unclear, an approve rule fails
+        ("ne", "c", {"v": ["a", ["b"]]}, True, False),
+        ("eq", "a", {"v": []}, True, False),  # an empty array: unclear
+        ("ne", "a", {"v": []}, True, False),
+        ("eq", "a", {"v": None}, True, False),  # null: unclear
+        ("ne", "a", {"v": None}, True, False),
+        ("in", ("a",), {"v": None}, True, False),
+        ("regex", "a", {"v": None}, True, False),
+        ("eq", "a", {}, False, False),  # missing: false for both
+        ("ne", "a", {}, False, False),
+        ("exists", True, {"v": None}, True, True),  # an explicit check means what it says: null is present
+        ("exists", False, {"v": None}, False, False),
+        ("exists", True, {"v": []}, True, True),
+    ],
+)
+def test_arrays_and_null_are_judged_in_the_direction_that_fails_closed(
+    op: str, value: Any, payload: dict[str, Any], review: bool, approve: bool
+) -> None:
+    """A review or reject rule's condition holds if it holds for any element of an array, or the value is null or
+    []; an approve rule's only if it holds for every element of a non-empty array (R8 F2)."""
+    assert applies("review", "payload.v", op, value, payload) is review
+    assert applies("reject", "payload.v", op, value, payload) is review
+    assert applies("approve", "payload.v", op, value, payload) is approve
+
+
+def test_flags_stay_any_flag_for_approve_rules_too() -> None:
+    approve = PolicyConfig(rules=(rule("r", "approve", Condition(path="flags", op=Op.EQ, value="pii")),))
+    assert Policy(approve).evaluate(request(flags=("x", "pii"))).outcome is Outcome.APPROVE
+    no_pii = PolicyConfig(rules=(rule("r", "approve", Condition(path="flags", op=Op.NE, value="pii")),))
+    assert Policy(no_pii).evaluate(request(flags=())).outcome is Outcome.APPROVE
+    assert Policy(no_pii).evaluate(request(flags=("pii",))).outcome is not Outcome.APPROVE
 
 
 def test_list_paths_use_any_element_for_flags() -> None:
@@ -705,3 +762,101 @@ def test_a_rule_detail_names_its_conditions_in_order_once_the_whole_rule_holds()
     )
     failing = decide(toml, action="payments.transfer", confidence=0.99, payload=payload | {"currency": "USD"})
     assert [t.kind for t in failing.triggers] == [TriggerKind.DEFAULT]
+
+
+# --- routing when a rule matched only by failing closed (R8 F1) --------------------------------
+
+ROUTED = """
+[[people]]
+name = "sam"
+aliases = ["sam-support", "U0SAM"]
+
+[[people]]
+name = "fiona"
+aliases = ["fiona-finance", "U0FIONA"]
+
+[slack]
+approvers = [{slack}]
+
+[[rules]]
+name = "small"
+action = "payments.*"
+when = [{{ path = "payload.amount", op = "lte", value = 100 }}]
+outcome = "review"
+approvers = ["sam"]
+approvals_required = {small_quorum}
+
+[[rules]]
+name = "vip customers"
+action = "payments.*"
+when = [{{ path = "payload.customer", op = "eq", value = "vip" }}]
+outcome = "review"
+approvers = ["fiona"]
+"""
+
+
+def routed(amount: Any, customer: str = "x", slack: str = "", small_quorum: int = 1) -> PolicyDecision:
+    toml = ROUTED.format(slack=slack, small_quorum=small_quorum)
+    return decide(toml, payload={"amount": amount, "customer": customer}, confidence=0.99)
+
+
+def test_clear_matches_route_as_before_the_first_rule_naming_approvers() -> None:
+    assert routed(50).approvers == ("sam",)
+    assert routed(50, customer="vip").approvers == ("sam",)
+    assert routed(5000, customer="vip").approvers == ("fiona",)
+    assert routed(5000, slack='"U0FIONA"').outcome is Outcome.APPROVE  # no rule matched
+
+
+def test_an_unclear_rule_and_slack_approvers_with_nobody_in_common_reject_saying_what_to_send() -> None:
+    decision = routed("50", slack='"U0FIONA"')  # "small" may not apply, and then [slack] picks fiona
+    assert decision.outcome is Outcome.REJECT and decision.approvers == ()
+    first = decision.triggers[0]
+    assert first.kind is TriggerKind.GUARDRAIL
+    assert "rule 'small': sam; [slack]: U0FIONA" in first.detail
+    assert "rule 'small': payload.amount is the string \"50\", not a number" in first.detail
+    assert "a number as a number" in first.detail
+    assert decision.triggers[1].detail.endswith(": treated as matching)")  # the rule's own trigger stays
+
+
+def test_an_unclear_rule_narrows_but_never_widens() -> None:
+    assert routed("50").approvers == ("sam",)  # [slack] names nobody: no narrower set to keep to
+    assert routed("50", slack='"U0SAM", "U0FIONA"').approvers == ("sam",)
+    assert routed("50", customer="vip").outcome is Outcome.REJECT  # sam, or fiona for a vip: nobody in common
+
+
+def test_an_unclear_rule_still_raises_the_quorum() -> None:
+    assert routed("50", small_quorum=2).approvals_required == 2
+    assert routed("50", slack='"U0SAM"', small_quorum=2).approvals_required == 2
+
+
+def test_a_lookup_that_cannot_answer_may_not_widen_the_approvers_either() -> None:
+    toml = """
+    [[people]]
+    name = "junior"
+    aliases = []
+
+    [[people]]
+    name = "senior"
+    aliases = []
+
+    [[lookups]]
+    name = "limits"
+    file = "limits.json"
+
+    [[rules]]
+    name = "over the limit"
+    action = "payments.*"
+    when = [{ path = "payload.amount", op = "gt", lookup = "limits", key = "payload.customer", column = "limit" }]
+    outcome = "review"
+    approvers = ["junior"]
+
+    [[rules]]
+    name = "large"
+    action = "payments.*"
+    when = [{ path = "payload.amount", op = "gt", value = 1000 }]
+    outcome = "review"
+    approvers = ["senior"]
+    """
+    decision = decide(toml, payload={"amount": 5000}, confidence=0.99)  # no customer: the lookup cannot answer
+    assert decision.outcome is Outcome.REJECT
+    assert "payload.customer is missing" in decision.triggers[0].detail

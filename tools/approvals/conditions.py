@@ -4,7 +4,10 @@ Pure: no I/O. A condition is true, false or *unclear*: the value has a shape the
 string where a number was expected, an object or array where a value was expected, a key that is there only
 under another case or spelling). A ``reject`` or ``review`` rule treats unclear as matching and says why in its
 trigger; an ``approve`` rule treats it as not matching. Either way the unclear input never gets a softer outcome
-than clear input would. "Policy reference" in README.md states the rule for every operator.
+than clear input would. Outside ``flags``, null and an empty array are unclear, and an array is judged element by
+element in the same direction: a review or reject rule's condition holds if it holds for any element, an approve
+rule's only if it holds for every one. docs/policy.md ("Conditions", "Fail closed") states the rule for every
+operator.
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ class Match:
     trusted: bool = False  #: a condition compared the request with a lookup (a contradiction)
     failed: bool = False  #: a lookup could not answer: the rule fails closed, the request goes to people
     failure: str = ""  #: with ``failed``: the rule, the condition it could not check, and why
+    #: why the rule matched only by failing closed: each condition it could not judge (or check), and why
+    unclear: tuple[str, ...] = ()
 
 
 Ask = Callable[[str, "str | int"], Answer]  #: (lookup name, key) -> the lookup's answer
@@ -76,6 +81,7 @@ def match_rule(rule: Rule, request: Any, ask: Ask | None = None) -> Match | None
     Lookup conditions are judged last, so a rule whose other conditions do not hold asks no trusted data. Without
     ``ask``, every lookup fails (closed)."""
     parts: list[str] = []
+    unclear: list[str] = []  #: the conditions it could not judge (a review or reject rule matches on them)
     held: list[tuple[int, Condition, Any]] = []  #: (place in parts, condition, value) of the value conditions that hold
     if rule.action:
         glob = action_glob(request.action, rule.action)
@@ -93,10 +99,11 @@ def match_rule(rule: Rule, request: Any, ask: Ask | None = None) -> Match | None
             if isinstance(verdict, _Failed):
                 failure = f"rule {rule.name!r} ({rule.outcome}): cannot check {said}: {verdict.reason}"
                 detail = f"{failure}; failing closed, a person must check"
-                return Match(detail, trusted=True, failed=True, failure=failure)
+                return Match(detail, trusted=True, failed=True, failure=failure, unclear=(f"{said}: {verdict.reason}",))
             if isinstance(verdict, Unclear):
                 if rule.outcome is Outcome.APPROVE:
                     return None
+                unclear.append(verdict.reason)
                 said = f"{said} ({verdict.reason}: treated as matching)"
             trusted = True
             parts.append(said)
@@ -108,16 +115,18 @@ def match_rule(rule: Rule, request: Any, ask: Ask | None = None) -> Match | None
             if isinstance(verdict, Unclear):
                 if rule.outcome is Outcome.APPROVE:
                     return None
+                unclear.append(verdict.reason)
                 parts.append(f"{said} ({verdict.reason}: treated as matching)")
             elif not verdict:
                 return None
             else:
                 parts.append(f"{said} (was {show(actual)} against {show(other)})")
             continue
-        verdict = _judge(condition, actual)
+        verdict = _judge(condition, actual, every=rule.outcome is Outcome.APPROVE)
         if isinstance(verdict, Unclear):
             if rule.outcome is Outcome.APPROVE:
                 return None  # an approve rule applies only to input it can judge
+            unclear.append(verdict.reason)
             parts.append(f"{_said(condition)} ({verdict.reason}: treated as matching)")
             continue
         if not verdict:
@@ -127,7 +136,7 @@ def match_rule(rule: Rule, request: Any, ask: Ask | None = None) -> Match | None
     for at, condition, actual in held:
         parts[at] = _held(condition, actual)
     detail = f"rule {rule.name!r} ({rule.outcome}): {'; '.join(parts) or 'applies to every request'}"
-    return Match(detail, trusted=trusted)
+    return Match(detail, trusted=trusted, unclear=tuple(unclear))
 
 
 def _said(condition: Condition) -> str:
@@ -259,7 +268,9 @@ class _Paths:
         return found
 
 
-def _judge(condition: Condition, actual: Any) -> bool | Unclear:
+def _judge(condition: Condition, actual: Any, every: bool = False) -> bool | Unclear:
+    """A value condition's verdict. On an array (other than ``flags``), ``every``: it must hold for every element
+    (an approve rule); else for any element (a review or reject rule). Null and an empty array are unclear."""
     op, expected, path = condition.op, condition.value, condition.path
     if isinstance(actual, Unclear):
         return actual
@@ -278,17 +289,41 @@ def _judge(condition: Condition, actual: Any) -> bool | Unclear:
             return bool(actual < expected)
         return bool(actual <= expected)
     fold = path == "action"  # action names compare ignoring case, as action globs do
-    if isinstance(actual, list | tuple):
-        verdicts = [_item(op, condition, item, f"an element of {path}", fold) for item in actual]
-    else:
-        verdicts = [_item(op, condition, actual, path, fold)]
-    if op is Op.NE:  # true when no element equals; verdicts are those of eq
-        if True in verdicts:
-            return False
-        return next((v for v in verdicts if isinstance(v, Unclear)), True)
+    if path == "flags":  # the agent's flags: eq/in/regex hold if any flag does, ne if no flag equals
+        verdicts = [_item(op, condition, flag, "a flag", fold) for flag in actual]
+        if op is Op.NE:  # verdicts are those of eq
+            if True in verdicts:
+                return False
+            return next((v for v in verdicts if isinstance(v, Unclear)), True)
+        return _any(verdicts)
+    if actual is None or (isinstance(actual, list | tuple) and not actual):
+        return Unclear(f"{path} is {describe(actual)}, not a value to compare")
+    if isinstance(actual, list | tuple):  # each element is judged; how they combine depends on the rule's outcome
+        verdicts = [_single(op, condition, item, f"an element of {path}", fold) for item in actual]
+        return _every(verdicts) if every else _any(verdicts)
+    return _single(op, condition, actual, path, fold)
+
+
+def _single(op: Op, condition: Condition, item: Any, where: str, fold: bool) -> bool | Unclear:
+    """eq/ne/in/regex on one value; null is unclear (it is no value the config can write)."""
+    if item is None:
+        return Unclear(f"{where} is null, not a value to compare")
+    verdict = _item(Op.EQ if op is Op.NE else op, condition, item, where, fold)
+    return not verdict if op is Op.NE and isinstance(verdict, bool) else verdict
+
+
+def _any(verdicts: list[bool | Unclear]) -> bool | Unclear:
+    """True if any verdict is; else the first unclear one; else False (a review or reject rule, failing closed)."""
     if True in verdicts:
         return True
     return next((v for v in verdicts if isinstance(v, Unclear)), False)
+
+
+def _every(verdicts: list[bool | Unclear]) -> bool | Unclear:
+    """True if every verdict is; else False if any is; else the first unclear one (an approve rule)."""
+    if False in verdicts:
+        return False
+    return next((v for v in verdicts if isinstance(v, Unclear)), True)
 
 
 def _compare(condition: Condition, actual: Any, other: Any, other_name: str | None = None) -> bool | Unclear:

@@ -36,6 +36,7 @@ from signoff.tools.access import person_of
 from signoff.tools.approvals import fairness, shape
 from signoff.tools.approvals.conditions import (
     Ask,
+    Match,
     Unclear,
     action_glob,
     lookup_request_key,
@@ -309,7 +310,11 @@ class Policy:
             triggers = [Trigger(kind=TriggerKind.DEFAULT, detail=detail)]
 
         # a failed approve rule does not apply; a failed review rule's settings (approvers, quorum) still do
-        rules = [rule for rule, match in matched if not match.failed or rule.outcome is Outcome.REVIEW]
+        routed = [(rule, match) for rule, match in matched if not match.failed or rule.outcome is Outcome.REVIEW]
+        rules = [rule for rule, _ in routed]
+        approvers, conflict = self._approvers(routed)
+        if conflict is not None:  # nobody the operator allowed in every case: the agent must send judgeable values
+            outcome, triggers = Outcome.REJECT, [Trigger(kind=TriggerKind.GUARDRAIL, detail=conflict), *triggers]
         unchecked = tuple(match.failure for _, match in matched if match.failed)
         if not rules:  # most requests: the policy's own settings, as the general case below gives them
             routing, asked = config.slack, request.expires_in_seconds
@@ -337,7 +342,7 @@ class Policy:
         escalation = next((r for r in rules if r.escalate_after_seconds is not None), None)
         return PolicyDecision(
             channel=next((r.channel for r in rules if r.channel), routing.channel),
-            approvers=next((r.approvers for r in rules if r.approvers), routing.approvers),
+            approvers=approvers,
             escalate_after_seconds=escalation.escalate_after_seconds if escalation else None,
             escalate_to=escalation.escalate_to if escalation else None,
             outcome=outcome,
@@ -347,6 +352,48 @@ class Policy:
             priority=highest(priorities),
             rules=tuple(rule.name for rule, _ in matched),
             unchecked=unchecked,
+        )
+
+    def _approvers(self, routed: Sequence[tuple[Rule, Match]]) -> tuple[tuple[str, ...], str | None]:
+        """Who may approve, and, when nobody may, why (the request is rejected); ``routed``: the matching rules
+        whose settings apply, in file order.
+
+        The first rule that names approvers picks them, else ``[slack]``. A rule that matched only because it could
+        not judge a value (or check a lookup) may not apply at all, so it must not pick approvers the rule that
+        would pick them otherwise does not allow: the approvers are those every rule that may be the one to pick
+        allows (each such rule up to the first that matched clearly, else up to ``[slack]``; naming nobody allows
+        anyone). When they have nobody in common, nobody may approve."""
+        default = self.config.slack.approvers
+        if not routed:
+            return default, None
+        deciders: list[tuple[str, tuple[str, ...]]] = []  #: (who names them, approvers) that may pick approvers
+        reasons: list[str] = []
+        for rule, match in routed:
+            if not rule.approvers:
+                continue
+            deciders.append((f"rule {rule.name!r}", rule.approvers))
+            if not match.unclear:
+                break
+            reasons.extend(f"rule {rule.name!r}: {reason}" for reason in match.unclear)
+        else:
+            deciders.append(("[slack]", default))
+        named = [(who, approvers) for who, approvers in deciders if approvers]
+        if not named:
+            return (), None
+        first, others = named[0][1], [approvers for _, approvers in named[1:]]
+        people = self.config.people
+        allowed = tuple(
+            name
+            for name in first
+            if all(any(person_of(people, name) == person_of(people, other) for other in each) for each in others)
+        )
+        if allowed or not reasons:
+            return allowed, None
+        names = "; ".join(f"{who}: {', '.join(approvers)}" for who, approvers in named)
+        return (), (
+            f"the rules that may pick this request's approvers name nobody in common ({names}), and whether they"
+            f" apply cannot be judged ({'; '.join(reasons)}); nobody may approve it. Send these values in the shape"
+            " the rules expect (a number as a number, one value rather than an array, no null) and ask again."
         )
 
     def _asker(self, lookups: LookupReader | None) -> Ask | None:
