@@ -168,7 +168,8 @@ class SlackNotifier:
                 unfurl_media=False,
                 metadata={"event_type": METADATA_EVENT, "event_payload": _event_payload(request)},
             )
-        except SlackApiError:  # Slack answered, and did not post: nothing to look for next time
+        except (SlackApiError, aiohttp.ClientConnectorError):  # Slack answered and did not post, or was never
+            # reached: nothing to look for (or wait for) next time
             await self.store.save_message_ref(dataclasses.replace(reservation, reserved_at=None))
             raise
         ref = MessageRef(request_id=request.id, notifier=self.name, channel=response["channel"], ts=response["ts"])
