@@ -21,9 +21,10 @@ MAX_BACKOFF_SECONDS = 300.0
 WORKER_POLL_SECONDS = 0.25  #: how soon the outbox notices another process's change; waiting agents poll faster
 DELIVERY_GAP_SECONDS = 0.02
 DELIVERY_BATCH = 10
-#: How long an outbox claim holds a row; renewed just before each delivery, so a batch may outlive it safely.
+#: How long an outbox claim holds a row, per notifier about to send it; renewed just before the row is sent, so a
+#: batch may outlive the lease its claim took.
 LEASE_SECONDS = 120.0
-#: One notifier's delivery of one row is cut off (and retried) after this, well inside the lease it renewed: the
+#: One notifier's delivery of one row is cut off (and retried) after this, well inside its share of the lease: the
 #: lease never runs out while its holder is still sending, even with clocks a minute apart.
 DELIVERY_TIMEOUT_SECONDS = 60.0
 NOTIFY_SPAN = "signoff.notify"
@@ -104,7 +105,7 @@ async def deliver_due(
     Each notifier (each member of a fan-out) is tracked on its own: one that delivered is not run again when
     another is retried, and each waits out its own backoff or Retry-After.
 
-    Every server runs this. The batch's lease is renewed, with the claim's token, just before each delivery: a row
+    Every server runs this. Each row's lease is renewed, with the claim's token, just before the row is sent: a row
     whose lease ran out while earlier rows were sent, and which another server claimed meanwhile, is left to that
     server (and if this one's result comes too late anyway, the store drops it), so no two live servers send it."""
     store, clock = service.store, service.clock
@@ -122,28 +123,28 @@ async def _deliver_item(
     lease holds the row; a row another server took over is left to it."""
     store, clock = service.store, service.clock
     names = [n.name for n in notifiers]
+    known = {mark.notifier: mark for mark in item.marks}
+    start = clock.now()
+    due = [member for member in notifiers if _owes(known.get(member.name), start)]
+    # Each send is cut off after DELIVERY_TIMEOUT_SECONDS: the lease outlasts them all, with a margin for clocks.
+    if due and not await store.renew_outbox(item, start, LEASE_SECONDS * len(due)):
+        logger.warning(
+            "notification %d of %s is left to another server: this one's lease ran out before it was sent",
+            item.id,
+            item.request_id,
+            extra={"request_id": item.request_id, "outbox_id": item.id},
+        )
+        return
     request = await store.get(item.request_id)
     if request is None:
         return
-    known = {mark.notifier: mark for mark in item.marks}
     traceparent = await service.traceparent(request.id)  # each delivery continues the agent's trace
     shown = service.policy.config.redact.redaction.request(request)  # [redact]: masked for every notifier
     marks: list[DeliveryMark] = []
     events: list[NewEvent] = []
-    for member in notifiers:
+    for member in due:
         mark = known.get(member.name)
         now = clock.now()
-        if mark is not None and (mark.state.is_final or (mark.next_attempt_at or now) > now):
-            continue  # delivered (or given up) already, or waiting for its own retry time
-        if not await store.renew_outbox(item, now, LEASE_SECONDS):
-            logger.warning(
-                "notification %d of %s is left to another server: this one's lease ran out before %s sent it",
-                item.id,
-                request.id,
-                member.name,
-                extra={"request_id": request.id, "notifier": member.name, "outbox_id": item.id},
-            )
-            return
         # One id per outbox row (the newest it covers): retries of a notification repeat it, a later one differs.
         delivery = delivery_id.set(f"{request.id}:{max(item.id, item.upto)}")
         with tracing.span(
@@ -188,6 +189,12 @@ async def _deliver_item(
             request.id,
             extra={"request_id": request.id, "outbox_id": item.id},
         )
+
+
+def _owes(mark: DeliveryMark | None, now: datetime) -> bool:
+    """Whether a notifier with this mark on the row sends it now: not if it delivered (or gave up) already, nor
+    while it waits for its own retry time."""
+    return mark is None or not (mark.state.is_final or (mark.next_attempt_at or now) > now)
 
 
 async def _deliver_in_time(member: Notifier, request: ApprovalRequest) -> None:
