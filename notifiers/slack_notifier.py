@@ -7,6 +7,10 @@ Slack answers; later deliveries update that message instead of posting a new one
 A process can die after Slack accepted the post and before its ``ts`` was stored. So the post is reserved in the
 store first and carries message metadata naming the request; a retry that finds the reservation unconfirmed first
 looks for that message in the channel's recent history and adopts it instead of posting again.
+
+The reservation is a compare-and-set (``Store.swap_message_ref``): of two servers reserving the same post, one wins
+and the other posts nothing. A reservation younger than ``RESERVATION_HOLD`` is a post that may still be on its way,
+so it is waited for (the delivery is retried after it), never searched for and replaced.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ ESCALATION_COPY = "slack:escalation-copy"
 METADATA_EVENT = "signoff_request"  #: the message metadata's event_type on every request's post
 HISTORY_MARGIN = timedelta(minutes=2)  #: look this far before the reservation (clock skew)
 HISTORY_PAGES = 5  #: at most this many pages of 200 messages are searched for an earlier post
+#: an unconfirmed reservation this young may still be posting (the client gives up after 10 s): it is waited for
+RESERVATION_HOLD = timedelta(seconds=60)
 #: Slack errors worth retrying; any other ``ok: false`` answer is a refusal that retrying will not change
 TRANSIENT_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout", "team_added_to_org"}
@@ -132,6 +138,13 @@ class SlackNotifier:
         """Post the request's message once: reserve, post with metadata, confirm. After a reservation that may
         have been posted (the process died, or the ``ts`` could not be stored), adopt the earlier post if found."""
         if reserved is not None and reserved.reserved_at is not None:
+            if (held := reserved.reserved_at + RESERVATION_HOLD - self.now()) > timedelta(0):
+                raise DeliveryFailed(
+                    f"the Slack post of {request.id} was started at {reserved.reserved_at:%H:%M:%S} (by this or "
+                    "another server) and is not confirmed yet; looking for it in the channel once that is "
+                    f"{RESERVATION_HOLD.total_seconds():.0f}s old",
+                    retry_after=held.total_seconds(),
+                )
             if (found := await self._find_post(request, reserved)) is not None:
                 await self.store.save_message_ref(found)
                 logger.info("adopted the earlier Slack post of %s in %s at %s", request.id, found.channel, found.ts)
@@ -144,7 +157,8 @@ class SlackNotifier:
         reservation = MessageRef(
             request_id=request.id, notifier=self.name, channel=channel, ts="", reserved_at=self.now()
         )
-        await self.store.save_message_ref(reservation)
+        if not await self.store.swap_message_ref(reserved, reservation):
+            raise DeliveryFailed(f"another server reserved the Slack post of {request.id} first; it posts it")
         try:
             response = await self.client.chat_postMessage(
                 channel=channel,
@@ -154,7 +168,8 @@ class SlackNotifier:
                 unfurl_media=False,
                 metadata={"event_type": METADATA_EVENT, "event_payload": _event_payload(request)},
             )
-        except SlackApiError:  # Slack answered, and did not post: nothing to look for next time
+        except (SlackApiError, aiohttp.ClientConnectorError):  # Slack answered and did not post, or was never
+            # reached: nothing to look for (or wait for) next time
             await self.store.save_message_ref(dataclasses.replace(reservation, reserved_at=None))
             raise
         ref = MessageRef(request_id=request.id, notifier=self.name, channel=response["channel"], ts=response["ts"])

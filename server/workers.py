@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,6 +21,12 @@ MAX_BACKOFF_SECONDS = 300.0
 WORKER_POLL_SECONDS = 0.25  #: how soon the outbox notices another process's change; waiting agents poll faster
 DELIVERY_GAP_SECONDS = 0.02
 DELIVERY_BATCH = 10
+#: How long an outbox claim holds a row, per notifier about to send it; renewed just before the row is sent, so a
+#: batch may outlive the lease its claim took.
+LEASE_SECONDS = 120.0
+#: One notifier's delivery of one row is cut off (and retried) after this, well inside its share of the lease: the
+#: lease never runs out while its holder is still sending, even with clocks a minute apart.
+DELIVERY_TIMEOUT_SECONDS = 60.0
 NOTIFY_SPAN = "signoff.notify"
 
 
@@ -96,64 +103,107 @@ async def deliver_due(
     """Deliver what is due, one batch; whether the batch was full (more may be waiting).
 
     Each notifier (each member of a fan-out) is tracked on its own: one that delivered is not run again when
-    another is retried, and each waits out its own backoff or Retry-After."""
+    another is retried, and each waits out its own backoff or Retry-After.
+
+    Every server runs this. Each row's lease is renewed, with the claim's token, just before the row is sent: a row
+    whose lease ran out while earlier rows were sent, and which another server claimed meanwhile, is left to that
+    server (and if this one's result comes too late anyway, the store drops it), so no two live servers send it."""
     store, clock = service.store, service.clock
     notifiers = members(notifier)
-    names = [n.name for n in notifiers]
-    items = await store.claim_outbox(clock.now(), limit=DELIVERY_BATCH)
+    items = await store.claim_outbox(clock.now(), lease_seconds=LEASE_SECONDS, limit=DELIVERY_BATCH)
     for item in items:
-        request = await store.get(item.request_id)
-        if request is None:
-            continue
-        known = {mark.notifier: mark for mark in item.marks}
-        traceparent = await service.traceparent(request.id)  # each delivery continues the agent's trace
-        shown = service.policy.config.redact.redaction.request(request)  # [redact]: masked for every notifier
-        marks: list[DeliveryMark] = []
-        events: list[NewEvent] = []
-        for member in notifiers:
-            mark = known.get(member.name)
-            now = clock.now()
-            if mark is not None and (mark.state.is_final or (mark.next_attempt_at or now) > now):
-                continue  # delivered (or given up) already, or waiting for its own retry time
-            # One id per outbox row (the newest it covers): retries of a notification repeat it, a later one differs.
-            delivery = delivery_id.set(f"{request.id}:{max(item.id, item.upto)}")
-            with tracing.span(
-                NOTIFY_SPAN, parent=traceparent, attributes=_notify_attributes(request, member.name, item)
-            ) as span:
-                try:
-                    await member.deliver(shown)
-                except DeliveryFailed as exc:
-                    span.fail(exc)
-                    marks.append(_failed(item, request, member.name, mark, now, str(exc), exc, limits, events))
-                    continue
-                except Exception as exc:  # a notifier's bug must not stop other notifications or the server
-                    span.fail(exc)
-                    logger.exception("notifier %s failed on %s", member.name, request.id)
-                    error = f"{type(exc).__name__}: {exc}"
-                    marks.append(_failed(item, request, member.name, mark, now, error, None, limits, events))
-                    continue
-                finally:
-                    delivery_id.reset(delivery)
-            marks.append(DeliveryMark(notifier=member.name, state=DeliveryState.DELIVERED, at=now))
-            events.append(
-                NewEvent(
-                    kind=EventKind.NOTIFIED,
-                    request_id=request.id,
-                    at=now,
-                    data={"notifier": member.name, "status": request.status.value},
-                )
-            )
-        latest = {**known, **{m.notifier: m for m in marks}}
-        waiting = [
-            m.next_attempt_at
-            for name in names
-            if (m := latest.get(name)) is not None and m.state is DeliveryState.PENDING and m.next_attempt_at
-        ]
-        now = clock.now()
-        await store.record_deliveries(
-            item, marks, notifiers=names, now=now, next_attempt_at=min(waiting, default=now), events=events
-        )
+        await _deliver_item(service, notifiers, item, limits)
     return len(items) == DELIVERY_BATCH
+
+
+async def _deliver_item(
+    service: ApprovalService, notifiers: Sequence[Notifier], item: OutboxItem, limits: DeliveryLimits
+) -> None:
+    """Deliver one claimed row with each notifier that still owes it, and record the results, while the claim's
+    lease holds the row; a row another server took over is left to it."""
+    store, clock = service.store, service.clock
+    names = [n.name for n in notifiers]
+    known = {mark.notifier: mark for mark in item.marks}
+    start = clock.now()
+    due = [member for member in notifiers if _owes(known.get(member.name), start)]
+    # Each send is cut off after DELIVERY_TIMEOUT_SECONDS: the lease outlasts them all, with a margin for clocks.
+    if due and not await store.renew_outbox(item, start, LEASE_SECONDS * len(due)):
+        logger.warning(
+            "notification %d of %s is left to another server: this one's lease ran out before it was sent",
+            item.id,
+            item.request_id,
+            extra={"request_id": item.request_id, "outbox_id": item.id},
+        )
+        return
+    request = await store.get(item.request_id)
+    if request is None:
+        return
+    traceparent = await service.traceparent(request.id)  # each delivery continues the agent's trace
+    shown = service.policy.config.redact.redaction.request(request)  # [redact]: masked for every notifier
+    marks: list[DeliveryMark] = []
+    events: list[NewEvent] = []
+    for member in due:
+        mark = known.get(member.name)
+        now = clock.now()
+        # One id per outbox row (the newest it covers): retries of a notification repeat it, a later one differs.
+        delivery = delivery_id.set(f"{request.id}:{max(item.id, item.upto)}")
+        with tracing.span(
+            NOTIFY_SPAN, parent=traceparent, attributes=_notify_attributes(request, member.name, item)
+        ) as span:
+            try:
+                await _deliver_in_time(member, shown)
+            except DeliveryFailed as exc:
+                span.fail(exc)
+                marks.append(_failed(item, request, member.name, mark, now, str(exc), exc, limits, events))
+                continue
+            except Exception as exc:  # a notifier's bug must not stop other notifications or the server
+                span.fail(exc)
+                logger.exception("notifier %s failed on %s", member.name, request.id)
+                error = f"{type(exc).__name__}: {exc}"
+                marks.append(_failed(item, request, member.name, mark, now, error, None, limits, events))
+                continue
+            finally:
+                delivery_id.reset(delivery)
+        marks.append(DeliveryMark(notifier=member.name, state=DeliveryState.DELIVERED, at=now))
+        events.append(
+            NewEvent(
+                kind=EventKind.NOTIFIED,
+                request_id=request.id,
+                at=now,
+                data={"notifier": member.name, "status": request.status.value},
+            )
+        )
+    latest = {**known, **{m.notifier: m for m in marks}}
+    waiting = [
+        m.next_attempt_at
+        for name in names
+        if (m := latest.get(name)) is not None and m.state is DeliveryState.PENDING and m.next_attempt_at
+    ]
+    now = clock.now()
+    if not await store.record_deliveries(
+        item, marks, notifiers=names, now=now, next_attempt_at=min(waiting, default=now), events=events
+    ):
+        logger.warning(
+            "the delivery results of notification %d of %s were dropped: another server settled it or took it over",
+            item.id,
+            request.id,
+            extra={"request_id": request.id, "outbox_id": item.id},
+        )
+
+
+def _owes(mark: DeliveryMark | None, now: datetime) -> bool:
+    """Whether a notifier with this mark on the row sends it now: not if it delivered (or gave up) already, nor
+    while it waits for its own retry time."""
+    return mark is None or not (mark.state.is_final or (mark.next_attempt_at or now) > now)
+
+
+async def _deliver_in_time(member: Notifier, request: ApprovalRequest) -> None:
+    """``member.deliver``, cut off after ``DELIVERY_TIMEOUT_SECONDS`` (a failed attempt, retried with backoff)."""
+    try:
+        with anyio.fail_after(DELIVERY_TIMEOUT_SECONDS):
+            await member.deliver(request)
+    except TimeoutError as exc:
+        raise DeliveryFailed(f"{member.name} did not answer within {DELIVERY_TIMEOUT_SECONDS:.0f}s") from exc
 
 
 def _notify_attributes(request: ApprovalRequest, notifier: str, item: OutboxItem) -> dict[str, str | int]:

@@ -474,6 +474,8 @@ class OutboxItem:
     created_at: datetime
     upto: int = 0  #: the request's newest undelivered row when claimed; delivering its state completes them all
     marks: tuple[DeliveryMark, ...] = ()  #: each notifier's progress on this row, when claimed
+    #: the claim's lease token: the row may be delivered and its result recorded only while this still holds it
+    lease: str = ""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

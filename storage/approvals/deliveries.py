@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from uuid import uuid4
 
-from signoff.storage.records import DeliveryMark, DeliveryState
+from signoff.storage.records import DeliveryMark, DeliveryState, MessageRef
 from signoff.storage.timefmt import from_text, to_text
 
 
@@ -29,6 +30,11 @@ def claim_marks(item_id: int, covered: Mapping[int, Sequence[DeliveryMark]]) -> 
         elif own is not None and own.state is DeliveryState.PENDING:
             shown.append(own)
     return tuple(shown)
+
+
+def lease_token() -> str:
+    """A new claim's lease token (``OutboxItem.lease``): unique across servers."""
+    return uuid4().hex
 
 
 def is_settled(marks: Sequence[DeliveryMark], notifiers: Sequence[str]) -> bool:
@@ -70,3 +76,17 @@ def mark_from_row(row: Sequence[Any]) -> DeliveryMark:
         last_error=row[6],
         at=moment(row[7]),
     )
+
+
+def message_ref_swap(
+    insert: str, swap: str, expected: MessageRef | None, ref: MessageRef
+) -> tuple[str, tuple[Any, ...]]:
+    """The statement (``insert`` or ``swap``, the engine's ``INSERT_MESSAGE_REF`` and ``SWAP_MESSAGE_REF``) and its
+    parameters that write ``ref`` only if the stored reference is still ``expected``: one row changed if it did."""
+
+    def values(r: MessageRef) -> tuple[Any, ...]:
+        return (r.channel, r.ts, r.votes_posted, to_text(r.reserved_at) if r.reserved_at else None)
+
+    if expected is None:
+        return insert, (ref.request_id, ref.notifier, *values(ref))
+    return swap, (*values(ref), expected.request_id, expected.notifier, *values(expected))

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 
-from signoff.storage.approvals.deliveries import claim_marks, is_settled
+from signoff.storage.approvals.deliveries import claim_marks, is_settled, lease_token
 from signoff.storage.approvals.store import Change
 from signoff.storage.audit import GENESIS_HASH, is_request_id, link, standalone
 from signoff.storage.canonical import canonical_json
@@ -48,6 +48,7 @@ class _Outbox:
     item: OutboxItem
     next_attempt_at: datetime
     delivered: bool = False
+    lease: str | None = None  #: the token of the claim holding it (``OutboxItem.lease``)
 
 
 class MemoryStore:
@@ -243,16 +244,25 @@ class MemoryStore:
             oldest.setdefault(entry.item.request_id, entry)
             newest[entry.item.request_id] = entry.item.id
         due = [o for o in oldest.values() if o.next_attempt_at <= now][:limit]
+        lease = lease_token()
         for entry in due:
-            entry.next_attempt_at = now + timedelta(seconds=lease_seconds)
+            entry.next_attempt_at, entry.lease = now + timedelta(seconds=lease_seconds), lease
         return [
             dataclasses.replace(
                 entry.item,
                 upto=(upto := newest[entry.item.request_id]),
                 marks=claim_marks(entry.item.id, self._covered(entry.item, upto)),
+                lease=lease,
             )
             for entry in due
         ]
+
+    async def renew_outbox(self, item: OutboxItem, now: datetime, lease_seconds: float = 120.0) -> bool:
+        entry = self._outbox[item.id]
+        if entry.delivered or entry.lease != item.lease:
+            return False
+        entry.next_attempt_at = now + timedelta(seconds=lease_seconds)
+        return True
 
     def _covered(self, item: OutboxItem, upto: int) -> dict[int, list[DeliveryMark]]:
         """The marks of the request's unsettled rows from ``item`` up to ``upto``, by row."""
@@ -271,10 +281,10 @@ class MemoryStore:
         now: datetime,
         next_attempt_at: datetime,
         events: Sequence[NewEvent],
-    ) -> None:
+    ) -> bool:
         claimed = self._outbox[item.id]
-        if claimed.delivered:
-            return
+        if claimed.delivered or claimed.lease != item.lease:
+            return False  # settled first, or taken over by a later claim when the lease ran out
         covered = self._covered(item, item.upto)
         for mark in marks:
             for row in covered if mark.state.is_final else [item.id]:
@@ -285,9 +295,10 @@ class MemoryStore:
                 entry.delivered = True
                 entry.item = dataclasses.replace(entry.item, attempts=entry.item.attempts + 1)
         if not claimed.delivered:
-            claimed.next_attempt_at = next_attempt_at
+            claimed.next_attempt_at, claimed.lease = next_attempt_at, None
         self._append(events)
         self._signal_change()
+        return True
 
     async def outbox_entries(self, limit: int = 1000) -> list[OutboxEntry]:
         shown = [
@@ -343,6 +354,12 @@ class MemoryStore:
 
     async def save_message_ref(self, ref: MessageRef) -> None:
         self._refs[(ref.request_id, ref.notifier)] = ref
+
+    async def swap_message_ref(self, expected: MessageRef | None, ref: MessageRef) -> bool:
+        if self._refs.get((ref.request_id, ref.notifier)) != expected:
+            return False
+        self._refs[(ref.request_id, ref.notifier)] = ref
+        return True
 
     async def claim_once(self, key: str, now: datetime, forget_after: datetime) -> bool:
         self._claims = {k: until for k, until in self._claims.items() if until > now}

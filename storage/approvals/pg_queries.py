@@ -158,9 +158,16 @@ DUE_OUTBOX = _DUE
 #: Claim what is due: rows another worker is claiming right now are skipped, not waited for.
 CLAIM_OUTBOX = _DUE + " FOR UPDATE OF o SKIP LOCKED"
 
-LEASE_OUTBOX = "UPDATE outbox SET next_attempt_at = %s WHERE id = %s"
+LEASE_OUTBOX = "UPDATE outbox SET next_attempt_at = %s, lease_owner = %s WHERE id = %s"
+
+#: Renew a lease only while the token still holds it (0021)
+RENEW_OUTBOX = "UPDATE outbox SET next_attempt_at = %s WHERE id = %s AND lease_owner = %s AND delivered_at IS NULL"
 
 OUTBOX_REQUEST = "SELECT request_id FROM outbox WHERE id = %s AND delivered_at IS NULL FOR UPDATE"
+
+OUTBOX_LEASED = """
+SELECT request_id FROM outbox WHERE id = %s AND delivered_at IS NULL AND lease_owner = %s FOR UPDATE
+"""
 
 COMPLETE_OUTBOX = """
 UPDATE outbox SET delivered_at = %s, attempts = attempts + 1
@@ -183,6 +190,19 @@ VALUES (%s, %s, %s, %s, %s, %s)
 ON CONFLICT (request_id, notifier) DO UPDATE SET channel = excluded.channel, ts = excluded.ts,
                                                  votes_posted = excluded.votes_posted,
                                                  reserved_at = excluded.reserved_at
+"""
+
+INSERT_MESSAGE_REF = """
+INSERT INTO message_refs (request_id, notifier, channel, ts, votes_posted, reserved_at)
+VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (request_id, notifier) DO NOTHING
+"""
+
+#: Compare and set: replace a message reference only if it is still the one read
+SWAP_MESSAGE_REF = """
+UPDATE message_refs SET channel = %s, ts = %s, votes_posted = %s, reserved_at = %s
+ WHERE request_id = %s AND notifier = %s AND channel = %s AND ts = %s AND votes_posted = %s
+   AND reserved_at IS NOT DISTINCT FROM %s
 """
 
 #: SKIP LOCKED: a claim never waits on (or deadlocks with) another one pruning the same rows
@@ -224,7 +244,9 @@ DROP_DEAD_MARKS = "DELETE FROM outbox_deliveries WHERE outbox_id = %s AND state 
 
 REQUEUE_OUTBOX = "UPDATE outbox SET delivered_at = NULL, next_attempt_at = %s WHERE id = %s"
 
-LEASE_OUTBOX_IF_UNSETTLED = "UPDATE outbox SET next_attempt_at = %s WHERE id = %s AND delivered_at IS NULL"
+LEASE_OUTBOX_IF_UNSETTLED = """
+UPDATE outbox SET next_attempt_at = %s, lease_owner = NULL WHERE id = %s AND delivered_at IS NULL
+"""
 
 # -- metrics (storage/metrics_queries.py has SQLite's; these read the same counters) -----------------------------
 

@@ -19,7 +19,14 @@ from typing import Any, TypeVar
 from signoff.storage import metrics_queries as mq
 from signoff.storage.approvals import pg_create
 from signoff.storage.approvals import pg_queries as q
-from signoff.storage.approvals.deliveries import claim_marks, is_settled, mark_from_row, mark_row
+from signoff.storage.approvals.deliveries import (
+    claim_marks,
+    is_settled,
+    lease_token,
+    mark_from_row,
+    mark_row,
+    message_ref_swap,
+)
 from signoff.storage.approvals.store import Change
 from signoff.storage.audit import GENESIS_HASH, EncodedEvent, is_request_id, standalone
 from signoff.storage.canonical import canonical_json
@@ -257,13 +264,13 @@ class PostgresStore:
     async def claim_outbox(self, now: datetime, lease_seconds: float = 120.0, limit: int = 10) -> list[OutboxItem]:
         if not await self._db.read(q.DUE_OUTBOX, (to_text(now), limit)):
             return []  # the common case: nothing due, and no row locked
-        lease_until = to_text(now + timedelta(seconds=lease_seconds))
+        lease_until, lease = to_text(now + timedelta(seconds=lease_seconds)), lease_token()
 
         async def body(db: Conn) -> list[OutboxItem]:
             rows = await (await db.execute(q.CLAIM_OUTBOX, (to_text(now), limit))).fetchall()
             items = []
             for r in rows:
-                await db.execute(q.LEASE_OUTBOX, (lease_until, r[0]))
+                await db.execute(q.LEASE_OUTBOX, (lease_until, lease, r[0]))
                 covered = await _covered(db, r[1], r[0], r[4])
                 items.append(
                     OutboxItem(
@@ -273,11 +280,21 @@ class PostgresStore:
                         created_at=from_text(r[3]),
                         upto=r[4],
                         marks=claim_marks(r[0], covered),
+                        lease=lease,
                     )
                 )
             return items
 
         return await self._db.unlocked(body)
+
+    async def renew_outbox(self, item: OutboxItem, now: datetime, lease_seconds: float = 120.0) -> bool:
+        params = (to_text(now + timedelta(seconds=lease_seconds)), item.id, item.lease)
+
+        async def body(db: Conn) -> bool:
+            return (await db.execute(q.RENEW_OUTBOX, params)).rowcount == 1
+
+        renewed: bool = await self._db.unlocked(body)
+        return renewed
 
     async def complete_outbox(self, item: OutboxItem, event: NewEvent) -> None:
         async def body(db: Conn) -> None:
@@ -301,12 +318,12 @@ class PostgresStore:
         now: datetime,
         next_attempt_at: datetime,
         events: Sequence[NewEvent],
-    ) -> None:
+    ) -> bool:
         encoded = [EncodedEvent.of(e) for e in events]
 
-        async def body(db: Conn) -> None:
-            if await (await db.execute(q.OUTBOX_REQUEST, (item.id,))).fetchone() is None:
-                return  # another process settled it first
+        async def body(db: Conn) -> bool:
+            if await (await db.execute(q.OUTBOX_LEASED, (item.id, item.lease))).fetchone() is None:
+                return False  # another process settled it first, or took it over when the lease ran out
             unsettled = await (await db.execute(q.UNSETTLED_UPTO, (item.request_id, item.id, item.upto))).fetchall()
             covered = [r[0] for r in unsettled]
             for mark in marks:
@@ -318,8 +335,10 @@ class PostgresStore:
                     await db.execute(q.SETTLE_OUTBOX, (to_text(now), row))
             await db.execute(q.LEASE_OUTBOX_IF_UNSETTLED, (to_text(next_attempt_at), item.id))
             await _append_encoded(db, encoded)
+            return True
 
-        await self._write(body, notify=item.request_id)
+        recorded: bool = await self._write(body, notify=item.request_id)
+        return recorded
 
     async def outbox_entries(self, limit: int = 1000) -> list[OutboxEntry]:
         entries = []
@@ -383,6 +402,15 @@ class PostgresStore:
         reserved = to_text(ref.reserved_at) if ref.reserved_at else None
         params = (ref.request_id, ref.notifier, ref.channel, ref.ts, ref.votes_posted, reserved)
         await self._db.unlocked(lambda db: db.execute(q.UPSERT_MESSAGE_REF, params))
+
+    async def swap_message_ref(self, expected: MessageRef | None, ref: MessageRef) -> bool:
+        query, params = message_ref_swap(q.INSERT_MESSAGE_REF, q.SWAP_MESSAGE_REF, expected, ref)
+
+        async def body(db: Conn) -> bool:
+            return (await db.execute(query, params)).rowcount == 1
+
+        swapped: bool = await self._db.unlocked(body)
+        return swapped
 
     # -- keys used once ---------------------------------------------------------------------------
 

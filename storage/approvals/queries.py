@@ -146,9 +146,16 @@ SELECT o.id, o.request_id, o.attempts, o.created_at,
  ORDER BY o.id LIMIT ?
 """
 
-LEASE_OUTBOX = "UPDATE outbox SET next_attempt_at = ? WHERE id = ?"
+LEASE_OUTBOX = "UPDATE outbox SET next_attempt_at = ?, lease_owner = ? WHERE id = ?"
+
+#: Renew a lease only while the token still holds it (0021)
+RENEW_OUTBOX = "UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND lease_owner = ? AND delivered_at IS NULL"
 
 OUTBOX_REQUEST = "SELECT request_id FROM outbox WHERE id = ? AND delivered_at IS NULL"
+
+OUTBOX_LEASED = """
+SELECT request_id FROM outbox WHERE id = ? AND delivered_at IS NULL AND lease_owner = ?
+"""
 
 COMPLETE_OUTBOX = """
 UPDATE outbox SET delivered_at = ?, attempts = attempts + 1
@@ -170,6 +177,17 @@ INSERT INTO message_refs (request_id, notifier, channel, ts, votes_posted, reser
 ON CONFLICT (request_id, notifier) DO UPDATE SET channel = excluded.channel, ts = excluded.ts,
                                                  votes_posted = excluded.votes_posted,
                                                  reserved_at = excluded.reserved_at
+"""
+
+INSERT_MESSAGE_REF = """
+INSERT INTO message_refs (request_id, notifier, channel, ts, votes_posted, reserved_at) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (request_id, notifier) DO NOTHING
+"""
+
+#: Compare and set: replace a message reference only if it is still the one read
+SWAP_MESSAGE_REF = """
+UPDATE message_refs SET channel = ?, ts = ?, votes_posted = ?, reserved_at = ?
+ WHERE request_id = ? AND notifier = ? AND channel = ? AND ts = ? AND votes_posted = ? AND reserved_at IS ?
 """
 
 # -- keys used once across every process (0019) ------------------------------------------------------------------
@@ -212,7 +230,9 @@ DROP_DEAD_MARKS = "DELETE FROM outbox_deliveries WHERE outbox_id = ? AND state =
 
 REQUEUE_OUTBOX = "UPDATE outbox SET delivered_at = NULL, next_attempt_at = ? WHERE id = ?"
 
-LEASE_OUTBOX_IF_UNSETTLED = "UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND delivered_at IS NULL"
+LEASE_OUTBOX_IF_UNSETTLED = """
+UPDATE outbox SET next_attempt_at = ?, lease_owner = NULL WHERE id = ? AND delivered_at IS NULL
+"""
 
 
 #: ``Store.pending_queue``: what the review queue shows of a request (no payload; approving votes counted); read by

@@ -22,7 +22,14 @@ from typing import Any, TypeVar
 
 from signoff.storage import metrics_queries as mq
 from signoff.storage.approvals import queries as q
-from signoff.storage.approvals.deliveries import claim_marks, is_settled, mark_from_row, mark_row
+from signoff.storage.approvals.deliveries import (
+    claim_marks,
+    is_settled,
+    lease_token,
+    mark_from_row,
+    mark_row,
+    message_ref_swap,
+)
 from signoff.storage.approvals.store import Change
 from signoff.storage.audit import GENESIS_HASH, EncodedEvent, EventRow, is_request_id, standalone
 from signoff.storage.canonical import canonical_json
@@ -292,11 +299,11 @@ class SqliteStore:
     async def claim_outbox(self, now: datetime, lease_seconds: float = 120.0, limit: int = 10) -> list[OutboxItem]:
         if not await self._read(q.DUE_OUTBOX, (to_text(now), limit)):
             return []  # the common case: nothing due, and no write lock taken
-        lease_until = to_text(now + timedelta(seconds=lease_seconds))
+        lease_until, lease = to_text(now + timedelta(seconds=lease_seconds)), lease_token()
 
         def body(db: sqlite3.Connection) -> list[OutboxItem]:
             rows = db.execute(q.DUE_OUTBOX, (to_text(now), limit)).fetchall()
-            db.executemany(q.LEASE_OUTBOX, [(lease_until, r[0]) for r in rows])
+            db.executemany(q.LEASE_OUTBOX, [(lease_until, lease, r[0]) for r in rows])
             return [
                 OutboxItem(
                     id=r[0],
@@ -305,9 +312,18 @@ class SqliteStore:
                     created_at=from_text(r[3]),
                     upto=r[4],
                     marks=claim_marks(r[0], _covered(db, r[1], r[0], r[4])),
+                    lease=lease,
                 )
                 for r in rows
             ]
+
+        return await self._write(body)
+
+    async def renew_outbox(self, item: OutboxItem, now: datetime, lease_seconds: float = 120.0) -> bool:
+        params = (to_text(now + timedelta(seconds=lease_seconds)), item.id, item.lease)
+
+        def body(db: sqlite3.Connection) -> bool:
+            return db.execute(q.RENEW_OUTBOX, params).rowcount == 1
 
         return await self._write(body)
 
@@ -335,12 +351,12 @@ class SqliteStore:
         now: datetime,
         next_attempt_at: datetime,
         events: Sequence[NewEvent],
-    ) -> None:
+    ) -> bool:
         encoded = [EncodedEvent.of(e) for e in events]
 
-        def body(db: sqlite3.Connection) -> None:
-            if db.execute(q.OUTBOX_REQUEST, (item.id,)).fetchone() is None:
-                return  # another process settled it first
+        def body(db: sqlite3.Connection) -> bool:
+            if db.execute(q.OUTBOX_LEASED, (item.id, item.lease)).fetchone() is None:
+                return False  # another process settled it first, or took it over when the lease ran out
             covered = [r[0] for r in db.execute(q.UNSETTLED_UPTO, (item.request_id, item.id, item.upto)).fetchall()]
             for mark in marks:
                 rows = covered if mark.state.is_final else [item.id]
@@ -351,8 +367,9 @@ class SqliteStore:
                     db.execute(q.SETTLE_OUTBOX, (to_text(now), row))
             db.execute(q.LEASE_OUTBOX_IF_UNSETTLED, (to_text(next_attempt_at), item.id))
             _append_encoded(db, encoded)
+            return True
 
-        await self._write(body)
+        return await self._write(body)
 
     async def outbox_entries(self, limit: int = 1000) -> list[OutboxEntry]:
         rows = await self._read(q.OUTBOX_ENTRIES, (limit,))
@@ -419,6 +436,14 @@ class SqliteStore:
             db.execute(q.UPSERT_MESSAGE_REF, params)
 
         await self._write(body)
+
+    async def swap_message_ref(self, expected: MessageRef | None, ref: MessageRef) -> bool:
+        query, params = message_ref_swap(q.INSERT_MESSAGE_REF, q.SWAP_MESSAGE_REF, expected, ref)
+
+        def body(db: sqlite3.Connection) -> bool:
+            return db.execute(query, params).rowcount == 1
+
+        return await self._write(body)
 
     # -- keys used once ---------------------------------------------------------------------------
 

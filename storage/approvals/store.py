@@ -111,8 +111,16 @@ class Store(Protocol):
     async def claim_outbox(self, now: datetime, lease_seconds: float = 120.0, limit: int = 10) -> list[OutboxItem]:
         """Lease notifications due for delivery, so no other worker takes them for ``lease_seconds``.
 
-        Only a request's oldest undelivered notification is due, so one request's deliveries never overlap.
+        Only a request's oldest undelivered notification is due, so one request's deliveries never overlap. Each
+        claim draws a new lease token (``OutboxItem.lease``): a claim of a row whose lease ran out takes it over,
+        and the earlier holder's ``renew_outbox`` and ``record_deliveries`` then do nothing.
         """
+        ...
+
+    async def renew_outbox(self, item: OutboxItem, now: datetime, lease_seconds: float = 120.0) -> bool:
+        """Extend the lease of ``item``'s row to ``now + lease_seconds``, only while ``item.lease`` still holds it
+        (no later claim took it over, its result not recorded yet); whether it did. A worker calls it just before
+        each delivery and skips the row on False: another server is delivering it. Atomic across processes."""
         ...
 
     async def complete_outbox(self, item: OutboxItem, event: NewEvent) -> None:
@@ -131,12 +139,12 @@ class Store(Protocol):
         now: datetime,
         next_attempt_at: datetime,
         events: Sequence[NewEvent],
-    ) -> None:
+    ) -> bool:
         """After a round of per-notifier deliveries of ``item``, in one transaction: save each of ``marks`` on the
         item's row (a final one, delivered or dead, also on the request's unsettled rows up to ``item.upto``, whose
         state it showed); settle each of those rows on which every one of ``notifiers`` has a final mark; let an
-        unsettled item be claimed again at ``next_attempt_at``; append ``events``. Nothing if another worker settled
-        the item first."""
+        unsettled item be claimed again at ``next_attempt_at`` (the lease is given up); append ``events``. Only while
+        ``item.lease`` still holds the row: nothing (and False) if another worker settled it or took it over."""
         ...
 
     async def outbox_entries(self, limit: int = 1000) -> list[OutboxEntry]:
@@ -152,6 +160,12 @@ class Store(Protocol):
 
     async def save_message_ref(self, ref: MessageRef) -> None:
         """Insert or replace the notifier's message reference for the request."""
+        ...
+
+    async def swap_message_ref(self, expected: MessageRef | None, ref: MessageRef) -> bool:
+        """Replace the notifier's message reference for the request with ``ref`` only if it is still ``expected``
+        (None: there is none yet); whether it did. Atomic across processes: of two servers reserving the same post,
+        one wins."""
         ...
 
     async def claim_once(self, key: str, now: datetime, forget_after: datetime) -> bool:

@@ -295,6 +295,23 @@ async def test_message_refs_are_saved_and_replaced(store: Store) -> None:
     assert await store.message_ref(request.id, "webhook") is None
 
 
+async def test_a_message_ref_is_swapped_only_if_it_is_still_the_one_read(store: Store) -> None:
+    """Slack's reservation of a post is a compare-and-set: of two servers reserving it, one wins."""
+    request = await add(store)
+    mine = MessageRef(request_id=request.id, notifier="slack", channel="C1", ts="", reserved_at=T0)
+    theirs = dataclasses.replace(mine, reserved_at=T0 + timedelta(seconds=1))
+    assert await store.swap_message_ref(None, mine)
+    assert not await store.swap_message_ref(None, theirs)  # both read "none yet": the second loses
+    assert await store.message_ref(request.id, "slack") == mine
+    posted = MessageRef(request_id=request.id, notifier="slack", channel="C1", ts="1.2")
+    assert not await store.swap_message_ref(theirs, posted)  # not what is stored
+    assert await store.swap_message_ref(mine, posted)
+    assert await store.message_ref(request.id, "slack") == posted
+    retried = dataclasses.replace(posted, votes_posted=1)
+    assert not await store.swap_message_ref(mine, retried) and await store.swap_message_ref(posted, retried)
+    assert await store.message_ref(request.id, "slack") == retried
+
+
 async def test_a_reserved_message_ref_keeps_its_reservation_time(store: Store) -> None:
     request = await add(store)
     reserved = MessageRef(request_id=request.id, notifier="slack", channel="C1", ts="", reserved_at=T0)
@@ -339,6 +356,47 @@ async def test_each_notifier_is_retried_on_its_own_and_the_row_settles_when_all_
         again, [delivered("slack")], notifiers=names, now=retry_at, next_attempt_at=retry_at, events=[notified]
     )
     assert [e.kind for e in await store.request_events(request.id)].count(EventKind.NOTIFIED) == 1
+
+
+async def test_a_lease_taken_over_after_it_ran_out_is_the_new_claims_alone(store: Store) -> None:
+    """A worker whose batch outlived its lease can neither renew the row another claim took over nor record its
+    result over that claim's: only the newest claim's token holds the row."""
+    request = await add(store)
+    now = T0 + timedelta(days=1)
+    names = ["console"]
+    [first] = await store.claim_outbox(now, lease_seconds=120)
+    assert first.lease and await store.renew_outbox(first, now + timedelta(seconds=60), 120)  # still its lease
+    assert await store.claim_outbox(now + timedelta(seconds=179)) == []  # renewed: held until +180
+    [second] = await store.claim_outbox(now + timedelta(seconds=181))  # ran out: another worker takes it over
+    assert second.id == first.id and second.lease != first.lease
+    assert not await store.renew_outbox(first, now + timedelta(seconds=182), 120)  # the first must not send it
+    notified = NewEvent(kind=EventKind.NOTIFIED, request_id=request.id, at=now, data={"notifier": "console"})
+    late = await store.record_deliveries(
+        first, [delivered("console")], notifiers=names, now=now, next_attempt_at=now, events=[notified]
+    )
+    assert late is False  # dropped: the row is still the second claim's to settle
+    [entry] = await store.outbox_entries()
+    assert entry.id == first.id and not entry.settled and entry.marks == ()
+    assert [e.kind for e in await store.request_events(request.id)].count(EventKind.NOTIFIED) == 0
+    assert await store.renew_outbox(second, now + timedelta(seconds=182), 120)
+    assert await store.record_deliveries(
+        second, [delivered("console")], notifiers=names, now=now, next_attempt_at=now, events=[notified]
+    )
+    assert await store.outbox_entries() == []
+    assert not await store.renew_outbox(second, now + timedelta(seconds=183), 120)  # recorded: the lease is given up
+
+
+async def test_a_lease_is_given_up_when_its_result_is_recorded(store: Store) -> None:
+    await add(store)
+    now = T0 + timedelta(days=1)
+    [item] = await store.claim_outbox(now)
+    retry_at = now + timedelta(seconds=5)
+    recorded = await store.record_deliveries(
+        item, [waiting("slack", retry_at)], notifiers=["slack"], now=now, next_attempt_at=retry_at, events=[]
+    )
+    assert recorded and not await store.renew_outbox(item, now, 120)  # nobody holds it until the next claim
+    [again] = await store.claim_outbox(retry_at)
+    assert again.lease != item.lease and await store.renew_outbox(again, retry_at, 120)
 
 
 async def test_a_notifier_that_showed_an_older_state_owes_the_newer_one(store: Store) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 from aiohttp import WSMsgType, web
 
 
@@ -30,6 +31,8 @@ class FakeSlack:
     ratelimit_next: dict[str, int] = field(default_factory=dict)  #: method -> how many 429s to answer first
     retry_after: int | str = 1  #: the Retry-After (seconds) those 429s carry; a str is sent as it is
     down: bool = False  #: answer every Web API call with HTTP 503
+    #: when set, the next chat.postMessage waits for this event before Slack takes the message (a post in flight)
+    hold_next_post: anyio.Event | None = None
     failing: dict[str, str] = field(default_factory=dict)  #: method -> the error Slack answers it with
     usergroups: dict[str, list[str]] = field(default_factory=dict)
     channels: dict[str, str] = field(default_factory=lambda: {"#approvals": "C0APPROVALS"})
@@ -82,6 +85,9 @@ class FakeSlack:
             self.ratelimit_next[method] -= 1
             headers = {"Retry-After": str(self.retry_after)}
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers=headers)
+        if method == "chat.postMessage" and (held := self.hold_next_post) is not None:
+            self.hold_next_post = None
+            await held.wait()
         return web.json_response(self._answer(method, args, self.calls[-1].auth))
 
     def _answer(self, method: str, args: dict[str, Any], auth: str) -> dict[str, Any]:

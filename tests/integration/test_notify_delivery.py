@@ -25,6 +25,7 @@ from signoff.notifiers import (
     socket_mode_client,
     web_client,
 )
+from signoff.notifiers.slack_notifier import RESERVATION_HOLD
 from signoff.server.workers import DeliveryLimits, backoff, deliver_due
 from signoff.storage import EventKind, MessageRef
 from signoff.storage.approvals.sqlite import SqliteStore
@@ -235,6 +236,9 @@ async def test_a_post_whose_ts_was_not_stored_is_adopted_not_posted_twice(tmp_pa
         await deliver_due(service, slack)  # posted; the ts is lost
         assert store.failed and not (await store.message_ref(request.id, "slack")).confirmed  # type: ignore[union-attr]
         clock.advance(backoff(0))
+        await deliver_due(service, slack)  # the post may still be on its way: it waits for it
+        assert len(fake.of("chat.postMessage")) == 1 and fake.of("conversations.history") == []
+        clock.advance(RESERVATION_HOLD.total_seconds())
         await deliver_due(service, slack)  # looks first, finds its own post, adopts it
         [post] = fake.of("chat.postMessage")
         assert post.args["metadata"] == {"event_type": "signoff_request", "event_payload": {"request_id": request.id}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import anyio
@@ -9,6 +10,7 @@ import pytest
 from mcp import Client
 
 from signoff.notifiers import DeliveryFailed
+from signoff.server import workers
 from signoff.server.app import build_server
 from signoff.server.config import Settings
 from signoff.server.workers import backoff, deliver_due
@@ -81,6 +83,31 @@ async def test_failed_deliveries_are_retried_with_backoff_and_never_decide() -> 
     assert (await service.get(request.id)).status is Status.PENDING
     kinds = [e.kind for e in await store.request_events(request.id)]
     assert kinds.count(EventKind.NOTIFIED) == 1
+
+
+class HangingNotifier:
+    """A notifier whose service accepts the connection and never answers."""
+
+    name = "hanging"
+
+    async def deliver(self, request: ApprovalRequest) -> None:
+        await anyio.sleep_forever()
+
+
+async def test_a_delivery_that_hangs_is_cut_off_inside_its_lease_and_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A send must end while its lease still holds the row, or another server could take the row over and send it
+    too: it is cut off after DELIVERY_TIMEOUT_SECONDS (a minute; a fraction of a second here), a failed attempt."""
+    monkeypatch.setattr(workers, "DELIVERY_TIMEOUT_SECONDS", 0.05)
+    store, clock = MemoryStore(), FakeClock()
+    service = ApprovalService(store, clock=clock)
+    request = await service.request_approval(Draft(action="db.drop", summary="drop", payload={}))
+    with anyio.fail_after(10):
+        await deliver_due(service, HangingNotifier())
+    [entry] = await store.outbox_entries()
+    [mark] = entry.marks
+    assert mark.attempts == 1 and mark.last_error == "hanging did not answer within 0s", mark
+    assert entry.next_attempt_at == clock.now() + timedelta(seconds=backoff(0))
+    assert (await service.get(request.id)).status is Status.PENDING
 
 
 class CountingNotifier:
