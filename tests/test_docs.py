@@ -262,6 +262,13 @@ def test_the_readme_shows_mcp_json_as_it_is() -> None:
     assert json.loads(shown.group(1)) == json.loads((ROOT / "mcp.json").read_text(encoding="utf-8"))
 
 
+def test_the_address_the_readme_and_getting_started_give_is_where_serve_listens_by_default() -> None:
+    serve = build_parser().parse_args(["serve"])
+    for page in ("README.md", "docs/getting-started.md"):
+        addresses = set(re.findall(r"http://([\w.]+):(\d+)/mcp", (ROOT / page).read_text()))
+        assert addresses == {(serve.host, str(serve.port))}, (page, addresses)
+
+
 def test_every_module_has_a_room_in_the_architecture_page() -> None:
     """The rooms table names every module and sub-package of the four packages (``slack_*`` may name several)."""
     rooms = read("architecture.md").split("## Rooms", 1)[1].split("\n## ", 1)[0]

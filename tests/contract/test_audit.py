@@ -86,6 +86,16 @@ def test_decided_requests_votes_and_events_refuse_changes(db: Path) -> None:
             "cannot be read",
         ),
         (
+            [  # two events swapped: each keeps its own hash, but neither follows the one before it any more
+                "DROP TRIGGER events_append_only_update",
+                "UPDATE events SET seq = -5 WHERE seq = 5",
+                "UPDATE events SET seq = 5 WHERE seq = 6",
+                "UPDATE events SET seq = 6 WHERE seq = -5",
+            ],
+            "event 5",
+            "its prev_hash does not match the previous event",
+        ),
+        (
             [
                 "DROP TRIGGER events_seq_positive",
                 "INSERT INTO events (seq, kind, request_id, at, data, prev_hash, hash) "

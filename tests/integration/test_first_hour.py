@@ -106,3 +106,5 @@ async def test_beyond_loopback_the_machines_names_are_accepted_and_a_421_says_ho
     assert status_line(refused) == "HTTP/1.1 421 Misdirected Request", refused
     body = refused.split(b"\r\n\r\n", 1)[1].decode()
     assert "--allowed-host NAME:PORT" in body and f"{socket.gethostname()}:{port}" in body, body
+    log = (tmp_path / "server.log").read_text()
+    assert "SERVING ON 127.0.0.2 WITHOUT AUTHENTICATION" in log, log  # asked for loudly, and said loudly

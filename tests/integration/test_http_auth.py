@@ -170,3 +170,14 @@ async def test_serving_beyond_loopback_without_tokens_is_refused(tmp_path: Path)
         result = await anyio.run_process(command, check=False, stdin=subprocess.DEVNULL)
     assert result.returncode == 1
     assert b"refusing to serve on 0.0.0.0 without authentication" in result.stderr
+
+
+async def test_the_console_beyond_loopback_without_reviewer_tokens_is_refused(tmp_path: Path) -> None:
+    signoff = str(Path(sys.executable).parent / "signoff")
+    database = str(tmp_path / "s.db")
+    with anyio.fail_after(60):
+        assert (await anyio.run_process([signoff, "init", "--db", database], check=False)).returncode == 0
+        command = [signoff, "console", "--host", "0.0.0.0", "--port", "0", "--db", database]
+        result = await anyio.run_process(command, check=False, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert b"refusing to serve the console on 0.0.0.0 without reviewer tokens" in result.stderr

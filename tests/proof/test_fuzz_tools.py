@@ -35,7 +35,7 @@ from mcp.types import CallToolResult, TextContent
 from signoff.server.app import build_server
 from signoff.server.cli import main as cli_main
 from signoff.server.config import Settings
-from signoff.storage import EventKind, RequestQuery
+from signoff.storage import DecidedBy, EventKind, RequestQuery
 from signoff.storage.approvals.memory import MemoryStore
 from signoff.storage.models.memory import MemoryModelStore
 from signoff.tools.models.service import ModelSettings
@@ -324,6 +324,16 @@ class World:
             return {k: self.fill(v) for k, v in value.items()}
         return value
 
+    async def people_decided(self) -> int:
+        """Votes, and requests decided by people: what no agent tool may ever make (nothing here votes)."""
+        if self.db is not None:
+            with closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)) as conn:
+                votes = conn.execute("SELECT count(*) FROM votes").fetchone()[0]
+                by_people = conn.execute("SELECT count(*) FROM requests WHERE decided_by = 'human'").fetchone()[0]
+                return int(votes) + int(by_people)
+        requests = (await self.store.list_requests(RequestQuery(limit=10_000))).items
+        return sum(len(r.votes) + (r.decided_by is DecidedBy.HUMAN) for r in requests)
+
     async def snapshot(self) -> tuple[object, ...]:
         """Everything a call could change, but the deliveries the outbox worker records in the background."""
         if self.db is not None:
@@ -410,9 +420,11 @@ async def one_call(world: World, tool: str, raw: dict[str, Any]) -> None:
             before = await world.snapshot()
             result = await client.call_tool(tool, arguments)
             after = await world.snapshot() if result.is_error else before
+            decided = await world.people_decided()
     event(f"{tool}: {'error' if result.is_error else 'result'}")
     check_result(tool, result, world.schemas)
     assert after == before, f"{tool} failed but changed the database: {arguments!r}"
+    assert decided == 0, f"{tool} recorded a person's vote or decision: no agent tool may decide ({arguments!r})"
 
 
 FUZZ_CHECKS = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large]

@@ -68,11 +68,12 @@ async def test_database_wal_shm_and_receipt_key_are_private_after_a_real_start(t
         os.umask(old)
 
 
-async def test_a_planted_world_writable_receipt_key_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [0o666, 0o644, 0o640, 0o620], ids=oct)
+async def test_a_planted_receipt_key_others_can_read_or_write_is_refused(tmp_path: Path, mode: int) -> None:
     db = tmp_path / "signoff.db"
     key = db.with_name("signoff.db.receipt-key")
     key.write_text("attacker-chosen-key-" * 4)
-    key.chmod(0o666)
+    key.chmod(mode)
     ran = await signoff(base_env(db), "serve")
     assert ran.returncode == 1, ran
     assert "chmod 600" in ran.stderr and "delete it" in ran.stderr, ran
