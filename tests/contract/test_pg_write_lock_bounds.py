@@ -5,14 +5,14 @@ approval, a vote) is judged at the moment it is written, not before it waited fo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 import anyio
 import psycopg
 import pytest
 
-from signoff.storage import Conflict, DecidedBy, RequestQuery, Status, Verdict, pg_db
+from signoff.storage import ApprovalRequest, Conflict, DecidedBy, RequestQuery, Status, Verdict, pg_db
 from signoff.storage.approvals.postgres import PostgresStore
 from signoff.storage.errors import DatabaseUnavailable
 from signoff.storage.pg_db import WRITE_LOCK, PostgresDatabase
@@ -49,18 +49,41 @@ async def holder(pg_url: str) -> AsyncIterator[psycopg.AsyncConnection[tuple[obj
         await conn.close()
 
 
+async def outcome_within(
+    bound: float, write: Callable[[], Awaitable[object]], unblock: Callable[[], Awaitable[None]]
+) -> object:
+    """What ``write`` returned or raised if it ended within ``bound`` seconds, else ``TimeoutError()``: a write is
+    shielded from cancellation, so a write that waits without bound is let go on by ``unblock`` for the test to end."""
+    done = anyio.Event()
+    outcome: list[object] = []
+
+    async def run() -> None:
+        try:
+            outcome.append(await write())
+        except Exception as exc:
+            outcome.append(exc)
+        done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        with anyio.move_on_after(bound):
+            await done.wait()
+        late = not done.is_set()
+        await unblock()
+    return TimeoutError() if late else outcome[0]
+
+
 async def test_a_write_that_cannot_get_the_lock_fails_saying_why_and_saves_nothing(
     pg_url: str, holder: psycopg.AsyncConnection[tuple[object, ...]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pg_db, "LOCK_TIMEOUT_SECONDS", 0.3)  # read when the pool's connections are made
+    monkeypatch.setattr(pg_db, "LOCK_TIMEOUT_SECONDS", 0.3, raising=False)  # read when the pool connects
     store = await PostgresStore.open(pg_url, poll_interval=600)
     try:
         await holder.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-        with anyio.fail_after(BOUND), pytest.raises(DatabaseUnavailable) as caught:
-            await add(store)
-        assert "did not give this write its lock within 0.3 s" in caught.value.message
-        assert "nothing was saved" in caught.value.message and "pg_locks" in caught.value.message
-        await holder.rollback()
+        failed = await outcome_within(BOUND, lambda: add(store), holder.rollback)
+        assert isinstance(failed, DatabaseUnavailable), failed
+        assert "did not give this write its lock within 0.3 s" in failed.message
+        assert "nothing was saved" in failed.message and "pg_locks" in failed.message
         assert (await store.list_requests(RequestQuery())).items == ()
         await add(store)  # the lock free again, writes work on the same pool
     finally:
@@ -71,7 +94,7 @@ async def test_a_replica_frozen_holding_the_lock_is_cut_off_and_the_others_write
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = await PostgresStore.open(pg_url, poll_interval=600)
-    monkeypatch.setattr(pg_db, "IDLE_IN_TRANSACTION_SECONDS", 0.3)
+    monkeypatch.setattr(pg_db, "IDLE_IN_TRANSACTION_SECONDS", 0.3, raising=False)
     frozen = await PostgresDatabase.open(pg_url, max_size=1)  # another replica's pool
     monkeypatch.undo()
     holding, thawed = anyio.Event(), anyio.Event()
@@ -86,13 +109,17 @@ async def test_a_replica_frozen_holding_the_lock_is_cut_off_and_the_others_write
         except DatabaseUnavailable as exc:
             failed.append(exc)
 
+    async def thaw() -> None:
+        thawed.set()
+
     try:
-        with anyio.fail_after(BOUND):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(frozen_replica)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(frozen_replica)
+            with anyio.fail_after(BOUND):
                 await holding.wait()
-                written = await add(store)  # waits for the lock until the server ends the frozen session
-                thawed.set()
+            written = await outcome_within(BOUND, lambda: add(store), thaw)  # waits until the server ends it
+            thawed.set()
+        assert isinstance(written, ApprovalRequest), written
         assert await store.get(written.id) == written
         assert len(failed) == 1, "the frozen replica's write must fail when it wakes: its session is gone"
         await add(store)
