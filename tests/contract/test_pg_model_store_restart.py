@@ -8,9 +8,9 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from signoff.storage import ChangeKind
 from signoff.storage.errors import DatabaseUnavailable
 from signoff.storage.models.postgres import PostgresModelStore
-from signoff.storage.models.records import ChangeKind
 from tests.contract.test_model_store_contract import SALT, change, registered, version
 from tests.pg_cluster import Cluster
 
