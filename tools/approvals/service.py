@@ -430,6 +430,8 @@ class ApprovalService:
 
     async def traceparent(self, request_id: str) -> str | None:
         """The trace context stored with the request (its ``created`` event): the agent's trace, continued."""
+        if "\x00" in request_id:  # no request's id (``_update`` says so)
+            return None
         for event in await self.store.request_events(request_id):
             if event.kind is EventKind.CREATED:
                 return tracing.valid_traceparent(event.data.get(tracing.TRACEPARENT))
