@@ -94,7 +94,7 @@ async def test_a_replica_frozen_holding_the_lock_is_cut_off_and_the_others_write
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = await PostgresStore.open(pg_url, poll_interval=600)
-    monkeypatch.setattr(pg_db, "IDLE_IN_TRANSACTION_SECONDS", 0.3, raising=False)
+    monkeypatch.setattr(pg_db, "IDLE_IN_TRANSACTION_SECONDS", 1.0, raising=False)  # a frozen second
     frozen = await PostgresDatabase.open(pg_url, max_size=1)  # another replica's pool
     monkeypatch.undo()
     holding, thawed = anyio.Event(), anyio.Event()
