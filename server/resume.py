@@ -101,6 +101,18 @@ def waiting_call(body: bytes) -> tuple[str, str | int, float] | None:
     return str(tool), request_id, float(wait)
 
 
+def storable_text(body: bytes) -> str | None:
+    """``body`` as the text a stream keeps, or None when it cannot be kept as sent: not UTF-8 (``json.loads`` also
+    reads UTF-16, UTF-32 and a byte-order mark, which ``json.loads`` of the kept text would refuse; the ASCII of
+    UTF-16 is UTF-8 full of NULs), or holding a NUL, which PostgreSQL does not store. Such a call is served
+    unrecorded: the MCP app answers it as it would without resumability."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if "\x00" in text or text.startswith("\ufeff") else text
+
+
 def final_message(data: bytes, request_id: str | int) -> bool:
     """Whether an SSE event's data is the response (or error) to ``request_id``."""
     try:
@@ -217,7 +229,8 @@ class Resumable:
 
         body = b"".join(m.get("body", b"") for m in chunks if m["type"] == "http.request")
         call = None if more else waiting_call(body)
-        if call is None:
+        request = None if call is None else storable_text(body)
+        if call is None or request is None:
             await self.app(scope, replayed, send)
             return
         tool, request_id, _ = call
@@ -226,7 +239,7 @@ class Resumable:
             key=new_key(),
             principal=principal(scope),
             tool=tool,
-            request=body.decode(),
+            request=request,
             owner=keeper.owner,
             alive_at=now,
             created_at=now,

@@ -29,7 +29,7 @@ import anyio
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from signoff.storage.errors import DatabaseUnavailable
+from signoff.storage.errors import DatabaseUnavailable, InvalidInput
 from signoff.storage.folding import history_folds
 from signoff.storage.migrations import SchemaTooNew
 from signoff.storage.pg_url import redacted
@@ -46,6 +46,17 @@ LISTEN_RETRY_SECONDS = 1.0  #: how soon a listener that lost its connection trie
 #: how long a call waits for a pooled connection before it fails "database unavailable" (psycopg_pool's default, 30 s,
 #: would hold every call that long while the database is down or failing over)
 CONNECT_TIMEOUT_SECONDS = 5.0
+#: How long PostgreSQL lets a session of the pool sit inside a transaction without sending a statement before it
+#: ends the session (rolling back, releasing the writers' lock). A write holds the lock for milliseconds between its
+#: statements; this long idle inside one means its process is frozen (SIGSTOP, a paused VM) or cut off by a
+#: partition, which PostgreSQL would otherwise notice only from TCP keepalive, hours later, while every write of
+#: every replica waits. Generous for a loaded host's event loop; short next to a tool call's patience.
+IDLE_IN_TRANSACTION_SECONDS = 10.0
+#: How long a statement waits for a lock (the writers' lock, a row) before it fails ``DatabaseUnavailable``
+#: (nothing saved). Longer than IDLE_IN_TRANSACTION_SECONDS, so a write queued behind a frozen holder outlives it:
+#: the holder's session is ended and the queued writes go on; only a holder that keeps working (one statement
+#: running that long, or a queue of writes that long) makes the writes behind it fail instead of hang.
+LOCK_TIMEOUT_SECONDS = 15.0
 
 
 def connection_lost(exc: psycopg.OperationalError) -> bool:
@@ -58,6 +69,15 @@ def connection_lost(exc: psycopg.OperationalError) -> bool:
 def _one_line(exc: Exception) -> str:
     """libpq's message, whose lines (a hint after a tab) become one."""
     return " ".join(str(exc).split())
+
+
+async def _bounded_waits(conn: Conn) -> None:
+    """Every pooled connection's session settings: a bounded lock wait and a bounded idle time in a transaction
+    (set once per connection; the URL's own ``options`` stay as they are)."""
+    await conn.execute(
+        "SELECT set_config('lock_timeout', %s, false), set_config('idle_in_transaction_session_timeout', %s, false)",
+        (f"{round(LOCK_TIMEOUT_SECONDS * 1000)}ms", f"{round(IDLE_IN_TRANSACTION_SECONDS * 1000)}ms"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +184,7 @@ class PostgresDatabase:
             open=False,
             name="signoff",
             timeout=CONNECT_TIMEOUT_SECONDS,
+            configure=_bounded_waits,
         )
         await pool.open(wait=True)
         return cls(url, pool)
@@ -176,28 +197,54 @@ class PostgresDatabase:
     async def _errors(self) -> AsyncIterator[None]:
         try:
             yield
+        except psycopg.errors.LockNotAvailable as exc:
+            raise DatabaseUnavailable(
+                f"the PostgreSQL database {redacted(self.url)} did not give this write its lock within"
+                f" {LOCK_TIMEOUT_SECONDS:g} s: another session holds it (a signoff process frozen or cut off mid-write,"
+                " or a long transaction); nothing was saved and nothing was approved: try again, and if it goes on,"
+                " find the holder in pg_locks and pg_stat_activity"
+            ) from exc
+        except psycopg.errors.IdleInTransactionSessionTimeout as exc:
+            raise DatabaseUnavailable(
+                f"the PostgreSQL database {redacted(self.url)} ended this process's session: it sat idle inside a"
+                f" write for over {IDLE_IN_TRANSACTION_SECONDS:g} s (the process was frozen or cut off); nothing was"
+                " saved"
+            ) from exc
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailable(f"the PostgreSQL database {redacted(self.url)} failed: {_one_line(exc)}") from exc
+        except psycopg.DataError as exc:  # a value PostgreSQL cannot hold (a NUL character in text): the caller's
+            raise InvalidInput(
+                f"the PostgreSQL database refused a value ({_one_line(exc)}); nothing was changed: check the ids,"
+                " names and values sent (a NUL character, \\x00, cannot be stored)"
+            ) from exc
 
     async def read(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
-        """Every row of one query, on a pooled connection. A connection the server dropped (a restart, a failover)
-        fails the first try; the pool's other idle connections are checked (the broken ones replaced) and the
-        query is tried once more: a read changes nothing, so trying it again is safe."""
+        """Every row of one query, on a pooled connection (``reading``)."""
+
+        async def rows(conn: Conn) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchall()
+
+        return await self.reading(rows)
+
+    async def reading(self, body: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run ``body``, which only reads, on a pooled connection (autocommit). A connection the server dropped (a
+        restart, a failover) fails the first try; the pool's other idle connections are checked (the broken ones
+        replaced) and ``body`` is run once more: a read changes nothing, so trying it again is safe."""
         async with self._errors():
             try:
-                return await self._read(sql, params)
+                return await self._on_connection(body)
             except PoolTimeout:
                 raise  # no connection came at all: the database is down, and a second try would wait as long again
             except psycopg.OperationalError as exc:
                 if not connection_lost(exc):
                     raise  # a statement timeout, a lock, an overload: running it again would add to the trouble
                 await self._drop_broken_connections()
-            return await self._read(sql, params)
+            return await self._on_connection(body)
 
-    async def _read(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
+    async def _on_connection(self, body: Callable[[Conn], Awaitable[T]]) -> T:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(sql, params)
-            return await cur.fetchall()
+            return await body(conn)
 
     async def _drop_broken_connections(self) -> None:
         """Check the pool's idle connections, replacing the broken ones; bounded, so a silent network never holds
@@ -238,13 +285,18 @@ class PostgresDatabase:
 
     @asynccontextmanager
     async def transaction(self, *, notify: str | None = "") -> AsyncIterator[Conn]:
-        """``write`` as a context manager: the connection, in a transaction holding the writers' lock."""
+        """``write`` as a context manager: the connection, in a transaction holding the writers' lock; as with
+        ``write``, a failed database has its broken connections dropped, so the next call gets a working one."""
         with anyio.CancelScope(shield=True):
-            async with self._errors(), self.pool.connection() as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-                yield conn
-                if notify is not None:
-                    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, notify))
+            try:
+                async with self._errors(), self.pool.connection() as conn, conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                    yield conn
+                    if notify is not None:
+                        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, notify))
+            except DatabaseUnavailable:
+                await self._drop_broken_connections()
+                raise
 
     async def unlocked(self, body: Callable[[Conn], Awaitable[T]]) -> T:
         """Run ``body`` in a transaction without the writers' lock (claiming outbox rows: ``SKIP LOCKED``)."""

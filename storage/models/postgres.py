@@ -117,13 +117,16 @@ class PostgresModelStore:
         return version, True
 
     async def get_model(self, name: str) -> ModelState | None:
-        async with self._db.pool.connection() as db:
-            return await _load(db, name)
+        if "\x00" in name:  # no name holds one (PostgreSQL cannot even be asked): unknown, as on every engine
+            return None
+        return await self._db.reading(lambda db: _load(db, name))
 
     async def list_models(self) -> list[ModelState]:
-        async with self._db.pool.connection() as db:
+        async def states(db: Conn) -> list[ModelState]:
             rows = await (await db.execute(q.SELECT_MODELS)).fetchall()
             return [await _state_from_row(db, row) for row in rows]
+
+        return await self._db.reading(states)
 
     async def apply_now(self, name: str, change: NewChange, decide: Decide) -> ModelChange:
         async with self._transaction() as db:

@@ -323,3 +323,9 @@ async def settle_into(outcomes: list[str], store: ModelStore, seq: int) -> None:
         outcomes.append("applied")
     except Conflict:
         outcomes.append("conflict")
+
+
+async def test_a_model_name_with_a_nul_is_no_model_on_every_engine(model_store: ModelStore) -> None:
+    await registered(model_store, "v1")
+    assert await model_store.get_model("fraud\x00") is None  # PostgreSQL cannot be asked: unknown, as elsewhere
+    assert await model_store.get_model("\x00") is None

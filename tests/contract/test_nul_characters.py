@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from signoff.storage import InvalidInput, RequestQuery, Store, Verdict
+from signoff.storage import InvalidInput, NotFound, RequestQuery, Store, Verdict
 from signoff.tools.approvals.service import ApprovalService, Draft
 
 
@@ -46,3 +46,37 @@ async def test_a_vote_comment_with_a_nul_is_refused_and_the_request_stays_pendin
     # the same text without the NUL is stored as it is, other control characters and all
     await service.vote(request.id, "alice", Verdict.REJECT, "no \x01 way")
     assert [v.comment for v in (await service.get(request.id)).votes] == ["no \x01 way"]
+
+
+@pytest.mark.parametrize("request_id", ["req_\x00", "\x00", "req_test000001\x00"])
+async def test_a_request_id_with_a_nul_is_no_request_on_every_engine(store: Store, request_id: str) -> None:
+    service = ApprovalService(store)
+    await service.request_approval(Draft(action="db.drop", summary="drop the table", payload={}))
+    before = await stored(store)
+    message = f"no request with id {request_id!r}; check the id (list_requests shows recent requests)"
+    with pytest.raises(NotFound) as caught:
+        await service.get(request_id)  # get_status
+    assert caught.value.message == message
+    with pytest.raises(NotFound) as caught:
+        await service.cancel(request_id, "not needed")  # cancel_request
+    assert caught.value.message == message
+    with pytest.raises(NotFound):
+        await service.vote(request_id, "alice", Verdict.APPROVE, None)
+    with pytest.raises(NotFound):
+        await service.consume(request_id)
+    assert await stored(store) == before
+
+
+async def test_a_nul_postgresql_cannot_be_sent_is_a_clear_invalid_input(pg_url: str) -> None:
+    """Whatever reaches PostgreSQL with a NUL character past the checks above (a filter, an id from another
+    channel) is refused as bad input saying what to change, not a database driver's error (an internal error)."""
+    from signoff.storage.approvals.postgres import PostgresStore
+
+    store = await PostgresStore.open(pg_url, poll_interval=600)
+    try:
+        with pytest.raises(InvalidInput, match=r"NUL character, \\x00, cannot be stored"):
+            await store.list_requests(RequestQuery(agent_id="bot\x00"))
+        with pytest.raises(InvalidInput, match=r"NUL character, \\x00, cannot be stored"):
+            await store.request_events("req_\x00")
+    finally:
+        await store.close()

@@ -34,6 +34,7 @@ from signoff.storage import (
     Verdict,
     tracing,
 )
+from signoff.storage.approvals.store import Change
 from signoff.storage.audit import ChainReport, verify_store
 from signoff.storage.canonical import payload_sha256
 from signoff.storage.errors import DatabaseUnavailable, unknown_request
@@ -259,7 +260,7 @@ class ApprovalService:
         request = self._new_request(draft, decision, Status.APPROVED, self.policy.version)
         stored, _ = await self.store.create_request(request, lifecycle.creation_events(request), notify=notify)
         # used at once: a record is not an approval anything may act on (a permission prompt, a second change)
-        return await self.store.update(stored.id, lifecycle.consume(self.clock.now()))
+        return await self._update(stored.id, lifecycle.consume)
 
     def _evaluate(
         self,
@@ -337,7 +338,7 @@ class ApprovalService:
 
     async def get(self, request_id: str) -> ApprovalRequest:
         """The request as it stands; a pending request past its expiry is expired first (fail closed)."""
-        request = await self.store.get(request_id)
+        request = None if "\x00" in request_id else await self.store.get(request_id)
         if request is None:
             raise unknown_request(request_id)
         if lifecycle.is_overdue(request, self.clock.now()):
@@ -435,6 +436,8 @@ class ApprovalService:
 
     async def traceparent(self, request_id: str) -> str | None:
         """The trace context stored with the request (its ``created`` event): the agent's trace, continued."""
+        if "\x00" in request_id:  # no request's id (``_update`` says so)
+            return None
         for event in await self.store.request_events(request_id):
             if event.kind is EventKind.CREATED:
                 return tracing.valid_traceparent(event.data.get(tracing.TRACEPARENT))
@@ -453,27 +456,30 @@ class ApprovalService:
         approved_payload: Mapping[str, Any] | None,
     ) -> ApprovalRequest:
         amended = await self.amendment(request_id, verdict, approved_payload) if approved_payload is not None else None
-        now = self.clock.now()
-        ballot = lifecycle.vote(
-            reviewer,
-            verdict,
-            comment,
-            now,
-            reviewer_ids=reviewer_ids,
-            same_person=self.policy.same_person,
-            approved_payload=amended[0] if amended else None,
-        )
 
-        def change(request: ApprovalRequest) -> Transition:
-            if request.status is Status.PENDING and not lifecycle.is_overdue(request, now):
-                refusal = self._approver_refusal(request, reviewer.strip(), reviewer_ids, groups, named_only)
-                if refusal is None and amended is not None:
-                    refusal = self._amended_refusal(request, amended[1], reviewer.strip(), reviewer_ids, groups)
-                if refusal is not None:
-                    raise Forbidden(refusal)
-            return ballot(request)
+        def at(now: datetime) -> Change:
+            ballot = lifecycle.vote(
+                reviewer,
+                verdict,
+                comment,
+                now,
+                reviewer_ids=reviewer_ids,
+                same_person=self.policy.same_person,
+                approved_payload=amended[0] if amended else None,
+            )
 
-        updated = await self.store.update(request_id, change)
+            def change(request: ApprovalRequest) -> Transition:
+                if request.status is Status.PENDING and not lifecycle.is_overdue(request, now):
+                    refusal = self._approver_refusal(request, reviewer.strip(), reviewer_ids, groups, named_only)
+                    if refusal is None and amended is not None:
+                        refusal = self._amended_refusal(request, amended[1], reviewer.strip(), reviewer_ids, groups)
+                    if refusal is not None:
+                        raise Forbidden(refusal)
+                return ballot(request)
+
+            return change
+
+        updated = await self._update(request_id, at)
         if updated.status is Status.EXPIRED:  # it ran out before this vote arrived; lifecycle closed it now
             raise Conflict(f"request {request_id} {lifecycle.outcome_phrase(updated)}; your vote was not recorded")
         return updated
@@ -612,31 +618,34 @@ class ApprovalService:
     async def claim(self, request_id: str, reviewer: str) -> ApprovalRequest:
         """Say that ``reviewer`` is looking at the request, for ``claim_seconds`` (renewed by claiming again). Only
         someone who may vote on it may claim it (Forbidden otherwise); a claim keeps nobody from voting."""
-        now = self.clock.now()
-        claiming = lifecycle.claim(reviewer, now, self.claim_seconds)
 
-        def change(request: ApprovalRequest) -> Transition:
-            if request.status is Status.PENDING and not lifecycle.is_overdue(request, now):
-                if request.agent_id is not None and self.policy.same_person(request.agent_id, reviewer.strip()):
-                    raise Forbidden(f"{reviewer} asked for request {request.id} and cannot review it")
-                if (refusal := self._approver_refusal(request, reviewer.strip(), (), (), False)) is not None:
-                    raise Forbidden(refusal)
-            return claiming(request)
+        def at(now: datetime) -> Change:
+            claiming = lifecycle.claim(reviewer, now, self.claim_seconds)
 
-        updated = await self.store.update(request_id, change)
+            def change(request: ApprovalRequest) -> Transition:
+                if request.status is Status.PENDING and not lifecycle.is_overdue(request, now):
+                    if request.agent_id is not None and self.policy.same_person(request.agent_id, reviewer.strip()):
+                        raise Forbidden(f"{reviewer} asked for request {request.id} and cannot review it")
+                    if (refusal := self._approver_refusal(request, reviewer.strip(), (), (), False)) is not None:
+                        raise Forbidden(refusal)
+                return claiming(request)
+
+            return change
+
+        updated = await self._update(request_id, at)
         if updated.status is Status.EXPIRED:
             raise Conflict(f"request {request_id} {lifecycle.outcome_phrase(updated)}; it cannot be claimed")
         return updated
 
     async def release(self, request_id: str, reviewer: str) -> ApprovalRequest:
         """Let go of ``reviewer``'s claim on the request."""
-        updated = await self.store.update(request_id, lifecycle.release(reviewer, self.clock.now()))
+        updated = await self._update(request_id, lambda now: lifecycle.release(reviewer, now))
         if updated.status is Status.EXPIRED:
             raise Conflict(f"request {request_id} {lifecycle.outcome_phrase(updated)}; nothing to release")
         return updated
 
     async def cancel(self, request_id: str, reason: str) -> ApprovalRequest:
-        updated = await self.store.update(request_id, lifecycle.cancel(reason, self.clock.now()))
+        updated = await self._update(request_id, lambda now: lifecycle.cancel(reason, now))
         if updated.status is Status.EXPIRED:  # it ran out before the cancel arrived
             raise Conflict(f"request {request_id} {lifecycle.outcome_phrase(updated)}; it cannot be cancelled")
         return updated
@@ -649,7 +658,7 @@ class ApprovalService:
         expired = 0
         for request_id in await self.store.pending_due(self.clock.now()):
             try:
-                await self.store.update(request_id, lifecycle.expire(self.clock.now()))
+                await self._update(request_id, lifecycle.expire)
                 expired += 1
             except Conflict:
                 pass  # decided or expired by someone else in the meantime
@@ -657,7 +666,7 @@ class ApprovalService:
 
     async def record_refusal(self, request_id: str, who: str, reason: str) -> None:
         """Put a refused vote (a stranger's click, the requester's own) in the audit log; nothing else changes."""
-        await self.store.update(request_id, lifecycle.refusal(who, reason[:500], self.clock.now()))
+        await self._update(request_id, lambda now: lifecycle.refusal(who, reason[:500], now))
 
     async def record_reveal(self, request_id: str, who: str, via: str) -> None:
         """Put in the audit log that ``who`` was shown the request's ``[redact]``ed values (``via``: console, api).
@@ -668,14 +677,14 @@ class ApprovalService:
             raise Forbidden(
                 f"the values [redact] masks in request {request_id} are shown to its approvers only: {refusal}"
             )
-        await self.store.update(request_id, lifecycle.revealing(who, via, self.clock.now()))
+        await self._update(request_id, lambda now: lifecycle.revealing(who, via, now))
 
     async def escalate_due(self) -> int:
         """Escalate every pending request whose escalation time has come; returns how many."""
         escalated = 0
         for request_id in await self.store.escalations_due(self.clock.now()):
             try:
-                updated = await self.store.update(request_id, lifecycle.escalate(self.clock.now()))
+                updated = await self._update(request_id, lifecycle.escalate)
                 escalated += updated.status is Status.PENDING
             except Conflict:
                 pass  # decided, expired or escalated by someone else in the meantime
@@ -735,9 +744,10 @@ class ApprovalService:
 
     async def consume(self, request_id: str, *, now: datetime | None = None) -> ApprovalRequest:
         """Use a single-use approval once; a second use, or a use after the approval lapsed, is refused (Conflict).
-        ``now``: the moment the use was decided at (a model change settled then), else the present."""
+        ``now``: the moment the use was decided at (a model change settled then), else the present: read while the
+        store holds its write lock, so an approval that lapsed while the use waited for the lock is refused."""
         ttl = self.receipt_ttl_seconds
-        return await self.store.update(request_id, lifecycle.consume(now or self.clock.now(), ttl))
+        return await self._update(request_id, lambda present: lifecycle.consume(now or present, ttl))
 
     @property
     def receipt_ttl_seconds(self) -> int | None:
@@ -748,9 +758,21 @@ class ApprovalService:
         """Whether an agent may act on ``request`` now (approved, not lapsed, not a used single-use approval)."""
         return lifecycle.actionable(request, self.clock.now(), self.receipt_ttl_seconds)
 
+    async def _update(self, request_id: str, change_at: Callable[[datetime], Change]) -> ApprovalRequest:
+        """``store.update`` with the change made for the moment the store applies it: ``change_at(now)`` is called
+        with the clock read inside the change, which the store calls holding its write lock, so what depends on
+        time (an expiry, an approval's lapse) is judged when it is written, not before a wait for the lock
+        (review R6: a use or a vote that waited past the deadline went through). It is also made once before the
+        store is asked, so bad arguments are refused as before. An id holding a NUL character is no request's id,
+        on every engine (PostgreSQL cannot even be asked about it)."""
+        if "\x00" in request_id:
+            raise unknown_request(request_id)
+        change_at(self.clock.now())  # refuses bad arguments (an empty reason, a long comment) up front
+        return await self.store.update(request_id, lambda request: change_at(self.clock.now())(request))
+
     async def _expire(self, request_id: str) -> ApprovalRequest:
         try:
-            return await self.store.update(request_id, lifecycle.expire(self.clock.now()))
+            return await self._update(request_id, lifecycle.expire)
         except Conflict:
             request = await self.store.get(request_id)
             assert request is not None
