@@ -534,14 +534,6 @@ def schema_violation(
     return None
 
 
-def _message(error: ValidationError, show: Any) -> str:
-    """jsonschema's message, with a long value in it (a 1 MB string that is "too long") cut short."""
-    shown = repr(error.instance)
-    if len(shown) <= 60:
-        return error.message
-    return error.message.replace(shown, show(error.instance))
-
-
 def _schema_message(error: ValidationError) -> str:
     """jsonschema's message, with a long value in it (a 1 MB string that is "too long") cut short."""
     shown = repr(error.instance)

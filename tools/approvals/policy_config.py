@@ -266,8 +266,9 @@ class Rule:
     priority: Priority | None = None
     priority_from: PriorityFrom | None = None  #: priority computed from the request (bands of a number, triggers)
     channel: str | None = None  #: Slack channel for this rule's reviews (first matching rule that sets one)
-    #: who may vote on this rule's reviews, in every channel (the first matching rule that sets them): Slack user
-    #: and group ids, names and aliases in [[people]], reviewer token identities
+    #: who may vote on this rule's reviews, in every channel (the first matching rule that sets them, unless a rule
+    #: matched only by failing closed: see Policy._approvers): Slack user and group ids, names and aliases in
+    #: [[people]], reviewer token identities
     approvers: tuple[str, ...] = ()
     escalate_after_seconds: int | None = None  #: still pending after this long: tell escalate_to
     escalate_to: str | None = None  #: a Slack user group (S…), mentioned in the thread, or a channel, posted to
