@@ -6,6 +6,11 @@ message is written for whoever must act on it and says what to change.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from signoff.storage.records import ApprovalRequest
+
 
 class SignoffError(Exception):
     """signoff could not do what was asked."""
@@ -32,6 +37,18 @@ def unknown_request(request_id: str) -> NotFound:
 
 class Conflict(SignoffError):
     """The request is no longer in a state that allows this."""
+
+
+class AskedBefore(Conflict):
+    """``Store.create_request(..., refuse_approval_if_asked_before=True)`` stored nothing: the same agent asked for
+    the same action and payload before (``earlier``), that request went to people, and they did not approve it."""
+
+    def __init__(self, earlier: ApprovalRequest) -> None:
+        super().__init__(
+            f"request {earlier.id} with the same action and payload went to people and was not approved"
+            f" ({earlier.status.value}); a person decides this one too"
+        )
+        self.earlier = earlier
 
 
 class Forbidden(SignoffError):

@@ -184,6 +184,14 @@ class ApprovalRequest:
         return payload_sha256(self.action, self.approved_payload)
 
 
+def went_to_people_unapproved(request: ApprovalRequest) -> bool:
+    """Whether ``request`` was sent to people and they did not approve it: still pending, or rejected, expired or
+    cancelled other than by the policy. Asking again for its action and payload must not get the policy's approval
+    (``Store.create_request``'s ``refuse_approval_if_asked_before``); the SQL stores test the same
+    (``ASKED_BEFORE``, indexed by migration 0022)."""
+    return request.status is not Status.APPROVED and request.decided_by is not DecidedBy.POLICY
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class QueueEntry:
     """A pending request as the review queue shows it: no payload, no votes but the count of approvals (read by

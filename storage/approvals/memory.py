@@ -13,7 +13,7 @@ from signoff.storage.audit import GENESIS_HASH, is_request_id, link, standalone
 from signoff.storage.canonical import canonical_json
 from signoff.storage.change_signal import ChangeSignal
 from signoff.storage.codec import agent_action, approved_values
-from signoff.storage.errors import unknown_request
+from signoff.storage.errors import AskedBefore, unknown_request
 from signoff.storage.folding import fold_action, fold_path
 from signoff.storage.metrics_queries import ApprovalMetrics, approval_metrics_of
 from signoff.storage.records import (
@@ -40,6 +40,7 @@ from signoff.storage.records import (
     newest_key,
     priority_key,
     queue_entry_of,
+    went_to_people_unapproved,
 )
 
 
@@ -55,6 +56,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._requests: dict[str, ApprovalRequest] = {}
         self._by_key: dict[tuple[str, str], str] = {}
+        self._by_digest: dict[tuple[str, str], list[str]] = defaultdict(list)  #: (agent, payload_sha256) -> ids
         self._events: list[Event] = []
         self._seen: set[tuple[str, str]] = set()
         self._values: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -71,14 +73,25 @@ class MemoryStore:
     # on the event loop, as a transaction is in SQLite.
 
     async def create_request(
-        self, request: ApprovalRequest, events: Sequence[NewEvent], *, notify: bool
+        self,
+        request: ApprovalRequest,
+        events: Sequence[NewEvent],
+        *,
+        notify: bool,
+        refuse_approval_if_asked_before: bool = False,
     ) -> tuple[ApprovalRequest, bool]:
         key = (request.agent_id or "", request.idempotency_key) if request.idempotency_key else None
         if key is not None and key in self._by_key:
             return self._requests[self._by_key[key]], False
+        asked = (request.agent_id or "", request.payload_sha256)
+        if refuse_approval_if_asked_before and request.status is Status.APPROVED:
+            earlier = [self._requests[i] for i in self._by_digest.get(asked, ())]
+            if found := [r for r in earlier if went_to_people_unapproved(r)]:
+                raise AskedBefore(max(found, key=newest_key))
         self._requests[request.id] = request
         if key is not None:
             self._by_key[key] = request.id
+        self._by_digest[asked].append(request.id)
         if request.status is Status.APPROVED:
             self._record_approved(request)
         self._append(events)

@@ -14,7 +14,9 @@ anything, that the head is still exactly that event (another process may have wr
 standby may have lost the newest commits), and fails otherwise. Then it is written again the certain way: the
 head read in a transaction holding the lock (one message), then the inserts and the commit (a second). So the
 remembered head is a guess checked where it matters, never trusted; a request with an ``idempotency_key`` (whose
-first use must be looked up under the lock) always goes the certain way. The creates of one process take turns
+first use must be looked up under the lock) always goes the certain way. An approval that must not follow a request
+people did not approve (``refuse_approval_if_asked_before``) is checked in the one message too (``_asked_check``),
+failing it when there is one; the certain way then reads that request under the lock, to name it. The creates of one process take turns
 (``ChainHead.turn``), so each chains after the one before it instead of failing the check against it.
 """
 
@@ -32,8 +34,9 @@ from psycopg.pq import TransactionStatus
 from signoff.storage.approvals import pg_queries as q
 from signoff.storage.audit import GENESIS_HASH, EncodedEvent, EventRow
 from signoff.storage.codec import request_from_row
+from signoff.storage.errors import AskedBefore
 from signoff.storage.pg_db import CHANNEL, WRITE_LOCK, Conn
-from signoff.storage.records import ApprovalRequest
+from signoff.storage.records import ApprovalRequest, Status
 
 _HASH = re.compile(r"[0-9a-f]{64}")
 _LOCK = f"SELECT pg_advisory_xact_lock({WRITE_LOCK})"
@@ -86,6 +89,16 @@ def _head_check(seq: int, digest: str) -> str:
     )
 
 
+def _asked_check(cur: AsyncClientCursor[tuple[Any, ...]], asked: tuple[str, str]) -> str:
+    """A statement that fails when the agent has a request with this payload digest that went to people and was not
+    approved (``q.ASKED_BEFORE``), as ``_head_check`` fails: the cast of a sentence (a subquery's) to an integer."""
+    return cur.mogrify(
+        f"SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM requests AS r WHERE {q.ASKED_BEFORE_WHERE}) THEN 0"
+        f" ELSE (SELECT 'asked before: ' || min(r.id) FROM requests AS r WHERE {q.ASKED_BEFORE_WHERE})::int END",
+        (*asked, *asked),
+    )
+
+
 def _event_inserts(cur: AsyncClientCursor[tuple[Any, ...]], rows: Sequence[EventRow]) -> list[str]:
     if not rows:
         return []
@@ -109,20 +122,26 @@ async def create(
     request: ApprovalRequest,
     inserts: Sequence[tuple[str, Sequence[object]]],
     encoded: Sequence[EncodedEvent],
+    refuse_approval_if_asked_before: bool = False,
 ) -> tuple[ApprovalRequest, bool]:
     """Write the request's rows (``inserts``: statements and their parameters) and chain its events, with ``NOTIFY``
     of its id, in one transaction holding the writers' lock; (the request, True), or (the first request, False)
-    when its agent used its ``idempotency_key`` already. ``conn`` is in autocommit
+    when its agent used its ``idempotency_key`` already. With ``refuse_approval_if_asked_before``, an approved
+    request whose agent has an earlier request with its payload that went to people and was not approved by them
+    writes nothing and raises ``AskedBefore`` (``Store.create_request``). ``conn`` is in autocommit
     mode; on any error the transaction is rolled back before the error propagates. The caller holds ``head.turn``."""
     cur = AsyncClientCursor(conn)
     statements = [cur.mogrify(sql, params) for sql, params in inserts]
     statements.append(cur.mogrify("SELECT pg_notify(%s, %s)", (CHANNEL, request.id)))
+    asked = (request.agent_id or "", request.payload_sha256)
+    check_asked = refuse_approval_if_asked_before and request.status is Status.APPROVED
     try:
         guess = head.get()
         if guess is not None and request.idempotency_key is None:
             rows = chain(encoded, *guess)
+            checks = [_head_check(*guess), *([_asked_check(cur, asked)] if check_asked else [])]
             try:  # one implicit transaction: no BEGIN, no COMMIT
-                await cur.execute(";".join([_LOCK, _head_check(*guess), *statements, *_event_inserts(cur, rows)]))
+                await cur.execute(";".join([_LOCK, *checks, *statements, *_event_inserts(cur, rows)]))
             except psycopg.OperationalError:
                 raise  # the connection, not the guess: nothing to learn by writing again
             except psycopg.Error:
@@ -130,17 +149,25 @@ async def create(
             else:
                 _remember(head, rows)
                 return request, True
-        # the certain way: the head (and a first use of the idempotency key) read under the lock, then the writes
+        # the certain way: the head (and a first use of the idempotency key, and an earlier request people did not
+        # approve) read under the lock, then the writes
         first = ["BEGIN", _LOCK]
         if request.idempotency_key is not None:
             key = (request.agent_id or "", request.idempotency_key)
             first.append(cur.mogrify(q.SELECT_BY_IDEMPOTENCY_KEY, key))
+        if check_asked:
+            first.append(cur.mogrify(q.ASKED_BEFORE, asked))
         await cur.execute(";".join([*first, q.LAST_EVENT]))
         results = await _results(cur)
-        last = results[-1][0] if results[-1] else None
-        if request.idempotency_key is not None and results[-2]:
+        newest = results.pop()
+        last = newest[0] if newest else None
+        earlier = results.pop() if check_asked else []
+        if request.idempotency_key is not None and results[-1]:
             await cur.execute("ROLLBACK")
-            return request_from_row(results[-2][0]), False
+            return request_from_row(results[-1][0]), False
+        if earlier:
+            await cur.execute("ROLLBACK")
+            raise AskedBefore(request_from_row(earlier[0]))
         rows = chain(encoded, *((int(last[0]), str(last[1])) if last else (0, GENESIS_HASH)))
         await cur.execute(";".join([*statements, *_event_inserts(cur, rows), "COMMIT"]))
         _remember(head, rows)

@@ -31,6 +31,18 @@ SELECT {REQUEST_COLUMNS} FROM requests AS r
  WHERE coalesce(r.agent_id, '') = %s AND r.idempotency_key = %s
 """
 
+#: ``Store.create_request``'s ``refuse_approval_if_asked_before``: the newest request of the agent (``coalesce`` of
+#: its id, ``''`` for none) with this ``payload_sha256`` that went to people and was not approved by them
+#: (``records.went_to_people_unapproved``). Its conditions are those of migration 0022's partial index, word for word
+#: (so the index is used): every indexed row is a match, and the lookup is one probe however often it was asked.
+ASKED_BEFORE_WHERE = """
+coalesce(r.agent_id, '') = %s AND r.payload_sha256 = %s
+ AND r.status <> 'approved' AND (r.decided_by IS NULL OR r.decided_by <> 'policy')
+"""
+ASKED_BEFORE = f"""
+SELECT {REQUEST_COLUMNS} FROM requests AS r WHERE {ASKED_BEFORE_WHERE} ORDER BY r.created_at DESC, r.id DESC LIMIT 1
+"""
+
 SELECT_REQUESTS = f"SELECT {REQUEST_COLUMNS} FROM requests AS r"
 
 #: ``Priority.rank`` in SQL: urgent 3, high 2, normal 1, low 0.

@@ -111,7 +111,12 @@ class PostgresStore:
     # -- requests --------------------------------------------------------------------------------
 
     async def create_request(
-        self, request: ApprovalRequest, events: Sequence[NewEvent], *, notify: bool
+        self,
+        request: ApprovalRequest,
+        events: Sequence[NewEvent],
+        *,
+        notify: bool,
+        refuse_approval_if_asked_before: bool = False,
     ) -> tuple[ApprovalRequest, bool]:
         encoded = [EncodedEvent.of(e) for e in events]
         inserts: list[tuple[str, Sequence[object]]] = [(q.INSERT_REQUEST, request_row(request))]
@@ -123,7 +128,9 @@ class PostgresStore:
             inserts.append((q.INSERT_OUTBOX, (request.id, created, created)))
         async with self._chain_head.turn:
             stored, fresh = await self._db.scripted(
-                lambda db: pg_create.create(db, self._chain_head, request, inserts, encoded)
+                lambda db: pg_create.create(
+                    db, self._chain_head, request, inserts, encoded, refuse_approval_if_asked_before
+                )
             )
         self._signal.notify()
         return stored, fresh

@@ -43,7 +43,7 @@ from signoff.storage.codec import (
     request_from_row,
     request_row,
 )
-from signoff.storage.errors import Conflict, unknown_request
+from signoff.storage.errors import AskedBefore, Conflict, unknown_request
 from signoff.storage.file_watch import FileWatch
 from signoff.storage.folding import fold_action, fold_path
 from signoff.storage.group_commit import Body
@@ -124,7 +124,12 @@ class SqliteStore:
     # -- requests --------------------------------------------------------------------------------
 
     async def create_request(
-        self, request: ApprovalRequest, events: Sequence[NewEvent], *, notify: bool
+        self,
+        request: ApprovalRequest,
+        events: Sequence[NewEvent],
+        *,
+        notify: bool,
+        refuse_approval_if_asked_before: bool = False,
     ) -> tuple[ApprovalRequest, bool]:
         # Rows and events are encoded here, before the write lock; inside it only the chain's hashes are left.
         row, encoded = request_row(request), [EncodedEvent.of(e) for e in events]
@@ -136,6 +141,10 @@ class SqliteStore:
                 key = (request.agent_id or "", request.idempotency_key)
                 if (found := db.execute(q.SELECT_BY_IDEMPOTENCY_KEY, key).fetchone()) is not None:
                     return request_from_row(found), False
+            if refuse_approval_if_asked_before and request.status is Status.APPROVED:
+                asked = (request.agent_id or "", request.payload_sha256)
+                if (earlier := db.execute(q.ASKED_BEFORE, asked).fetchone()) is not None:
+                    raise AskedBefore(request_from_row(earlier))
             db.execute(q.INSERT_REQUEST, row)
             if request.status is Status.APPROVED:
                 _record_approved(db, request, values)

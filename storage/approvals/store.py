@@ -37,12 +37,23 @@ class Store(Protocol):
     """
 
     async def create_request(
-        self, request: ApprovalRequest, events: Sequence[NewEvent], *, notify: bool
+        self,
+        request: ApprovalRequest,
+        events: Sequence[NewEvent],
+        *,
+        notify: bool,
+        refuse_approval_if_asked_before: bool = False,
     ) -> tuple[ApprovalRequest, bool]:
         """Store a new request with its events; returns ``(request, True)``.
 
         When the same ``agent_id`` already used this ``idempotency_key``, stores nothing and returns
         ``(first_request, False)``.
+
+        With ``refuse_approval_if_asked_before``, an approved ``request`` is stored only if the same agent (the same
+        ``agent_id``, or none) has no earlier request with its ``payload_sha256`` that went to people and was not
+        approved by them (``records.went_to_people_unapproved``); else stores nothing and raises ``AskedBefore``
+        naming that request (the newest such). Checked under the write lock, after the idempotency key, so two
+        racing requests cannot both pass it.
         """
         ...
 

@@ -37,7 +37,7 @@ from signoff.storage import (
 from signoff.storage.approvals.store import Change
 from signoff.storage.audit import ChainReport, verify_store
 from signoff.storage.canonical import payload_sha256
-from signoff.storage.errors import DatabaseUnavailable, unknown_request
+from signoff.storage.errors import AskedBefore, DatabaseUnavailable, unknown_request
 from signoff.storage.payload_numbers import history_names, numeric_leaves
 from signoff.storage.text import nul_at
 from signoff.tools.access import normal_name
@@ -121,6 +121,25 @@ class Draft:
 class Submitted:
     request: ApprovalRequest
     created: bool  #: made by this call (False: an earlier request with the same idempotency key, or a wait's read)
+
+
+def asked_again(earlier: ApprovalRequest) -> Trigger:
+    """Why a request the policy would approve goes to people: ``earlier``, the same agent's request with the same
+    action and payload, went to people and they did not approve it (``Store.create_request``'s
+    ``refuse_approval_if_asked_before``). Asking again must not turn their "no" (or their silence) into a yes."""
+    match earlier.status:
+        case Status.REJECTED:
+            vetoes = [v.reviewer for v in earlier.votes if v.verdict is Verdict.REJECT]
+            outcome = f"rejected by {vetoes[-1]}" if vetoes else "rejected"
+        case Status.PENDING:
+            outcome = "still pending"
+        case _:
+            outcome = earlier.status.value
+    return Trigger(
+        kind=TriggerKind.RULE,
+        detail=f"asked again: request {earlier.id} with this same action and payload went to people and was not"
+        f" approved ({outcome}); a person decides this one too",
+    )
 
 
 def _refuse_nul(*fields: tuple[str, object]) -> None:
@@ -216,9 +235,21 @@ class ApprovalService:
         if redaction := policy.config.redact.redaction:  # a trigger never keeps a value [redact] masks
             decision = dataclasses.replace(decision, triggers=redaction.triggers(decision.triggers, draft.payload))
         request = self._new_request(draft, decision, _STATUS_OF[decision.outcome], policy.version)
-        stored, created = await self.store.create_request(
-            request, _traced(lifecycle.creation_events(request)), notify=request.status is Status.PENDING
-        )
+        try:
+            stored, created = await self.store.create_request(
+                request,
+                _traced(lifecycle.creation_events(request)),
+                notify=request.status is Status.PENDING,
+                refuse_approval_if_asked_before=True,
+            )
+        except AskedBefore as refused:  # an approval would undo what people made of the same ask: they decide
+            again = dataclasses.replace(
+                decision, outcome=Outcome.REVIEW, triggers=(asked_again(refused.earlier), *decision.triggers)
+            )
+            request = self._new_request(draft, again, Status.PENDING, policy.version)
+            stored, created = await self.store.create_request(
+                request, _traced(lifecycle.creation_events(request)), notify=True
+            )
         tracing.annotate(request_id=stored.id, action=stored.action, status=stored.status.value, created=created)
         if not created and stored.payload_sha256 != request.payload_sha256:
             raise Conflict(
