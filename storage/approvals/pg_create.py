@@ -16,8 +16,9 @@ head read in a transaction holding the lock (one message), then the inserts and 
 remembered head is a guess checked where it matters, never trusted; a request with an ``idempotency_key`` (whose
 first use must be looked up under the lock) always goes the certain way. An approval that must not follow a request
 people did not approve (``refuse_approval_if_asked_before``) is checked in the one message too (``_asked_check``),
-failing it when there is one; the certain way then reads that request under the lock, to name it. The creates of one process take turns
-(``ChainHead.turn``), so each chains after the one before it instead of failing the check against it.
+failing it when there is one; the certain way then reads that request under the lock, to name it. The creates of
+one process take turns (``ChainHead.turn``), so each chains after the one before it instead of failing the check
+against it.
 """
 
 from __future__ import annotations

@@ -157,3 +157,26 @@ async def test_the_head_check_reads_the_end_of_the_log_not_all_of_it(pg_url: str
         rows = conn.execute(f"EXPLAIN {pg_create._head_check(last.seq, last.hash)}".encode()).fetchall()
     plan = "\n".join(row[0] for row in rows)
     assert "Seq Scan" not in plan, plan
+
+
+async def test_the_asked_again_check_runs_in_the_one_message_and_probes_its_index(pg_url: str) -> None:
+    """A confident approval is checked against the agent's requests people did not approve inside the one message
+    (``_asked_check``): the statement is valid SQL that passes when there is none (else every approval would fall
+    back to two messages, unnoticed), fails naming the request when there is one, and finds it through migration
+    0022's index, not a scan of every request."""
+    store = await PostgresStore.open(pg_url)
+    try:
+        approved = await add(store, **APPROVED)
+        pending = await add(store, **PENDING)
+    finally:
+        await store.close()
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+        cur = psycopg.AsyncClientCursor(conn)
+        await cur.execute(pg_create._asked_check(cur, ("billing-bot", approved.payload_sha256)))
+        assert await cur.fetchall() == [(0,)]
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation, match=f"asked before: {pending.id}"):
+            await cur.execute(pg_create._asked_check(cur, ("billing-bot", pending.payload_sha256)))
+        await cur.execute("SET enable_seqscan = off")  # a table this small is read whole otherwise
+        await cur.execute(f"EXPLAIN {pg_create._asked_check(cur, ('billing-bot', pending.payload_sha256))}")
+        plan = "\n".join(row[0] for row in await cur.fetchall())
+    assert "requests_asked_unapproved" in plan, plan

@@ -131,6 +131,10 @@ async def test_a_changed_payload_or_another_agent_is_decided_as_before(tmp_path:
     assert other["status"] == "approved" and other["receipt"], other
 
 
+async def ask_into(bot: Agent, answers: dict[float, dict[str, Any]], confidence: float, payload: Any) -> None:
+    answers[confidence] = await bot.ask(confidence, payload=payload)
+
+
 async def test_two_identical_asks_at_once_never_leave_a_later_approval(tmp_path: Path) -> None:
     """One ask at 0.5 and one at 0.99, sent together, in rounds (each with its own payload): the 0.99 one may be
     approved only if it was stored first, before the other went to people; an approval stored after it is the
@@ -139,13 +143,9 @@ async def test_two_identical_asks_at_once_never_leave_a_later_approval(tmp_path:
         for n in range(8):
             payload = {"amount": 7000 + n, "to": "DE00 1234"}
             answers: dict[float, dict[str, Any]] = {}
-
-            async def ask(confidence: float, payload: dict[str, Any] = payload) -> None:
-                answers[confidence] = await bot.ask(confidence, payload=payload)
-
             async with anyio.create_task_group() as group:
-                group.start_soon(ask, 0.5)
-                group.start_soon(ask, 0.99)
+                group.start_soon(ask_into, bot, answers, 0.5, payload)
+                group.start_soon(ask_into, bot, answers, 0.99, payload)
             low, high = answers[0.5], answers[0.99]
             assert low["status"] == "pending"
             if high["status"] == "approved":  # it was first: then the other was asked after an approval
