@@ -95,7 +95,8 @@ async def test_output_schemas_are_cheap_to_check_and_results_conform(tmp_path: P
         tools = (await client.list_tools()).tools
         ask = {"action": "db.drop", "summary": "s", "payload": {}}
         pending = (await client.call_tool("request_approval", ask)).structured_content
-        approved = (await client.call_tool("request_approval", {**ask, "confidence": 0.99})).structured_content
+        confident = {**ask, "payload": {"table": "t"}, "confidence": 0.99}  # not the pending one's payload again
+        approved = (await client.call_tool("request_approval", confident)).structured_content
     assert pending is not None and pending["decided_by"] is None and pending["status"] == "pending"
     assert approved is not None and approved["decided_by"] == "policy" and approved["receipt"] is not None
     schema = next(t for t in tools if t.name == "request_approval").output_schema

@@ -22,8 +22,9 @@ async def _production_v1(h: Harness, client: Client) -> None:
     assert (await call(client, "get_model", {"name": "fraud"}))["production"] == "v1"  # reads apply approvals
 
 
-async def _ask(client: Client, confidence: float, **link: Any) -> dict[str, Any]:
-    arguments = {"action": "payments.refund", "summary": "refund", "payload": {"amount": 5}, "confidence": confidence}
+async def _ask(client: Client, confidence: float, amount: int = 5, **link: Any) -> dict[str, Any]:
+    arguments = {"action": "payments.refund", "summary": "refund", "payload": {"amount": amount}}
+    arguments["confidence"] = confidence
     return await call(client, "request_approval", {**arguments, **link})
 
 
@@ -35,7 +36,8 @@ async def test_people_verdicts_on_linked_requests_count_for_the_model_version(tm
         assert routed["version"] == "v1"
         link = {"model": "fraud", "version": "v1", "decision_id": routed["decision_id"]}
         rejected, changed, approved = [await _ask(client, 0.4, **link) for _ in range(3)]
-        by_policy = await _ask(client, 0.99, model="fraud", version="v1")  # decision_id is optional
+        # decision_id is optional; another amount, as the same would go to people (asked again while pending)
+        by_policy = await _ask(client, 0.99, amount=6, model="fraud", version="v1")
         unlinked = await _ask(client, 0.4)
         assert rejected["model"] == {"name": "fraud", "version": "v1", "decision_id": routed["decision_id"]}
         assert by_policy["status"] == "approved" and by_policy["model"]["decision_id"] is None

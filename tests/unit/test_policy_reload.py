@@ -25,8 +25,8 @@ STRICT = "confidence_threshold = 0.99\n"
 LOOSE = "confidence_threshold = 0.5\n"
 
 
-def draft() -> Draft:
-    return Draft(action="payments.transfer", summary="pay invoice 7", payload={"amount": 50}, confidence=0.9)
+def draft(amount: int = 50) -> Draft:
+    return Draft(action="payments.transfer", summary="pay invoice 7", payload={"amount": amount}, confidence=0.9)
 
 
 def serving(path: Path, text: str) -> tuple[ApprovalService, MemoryStore, PolicyReloader, list[bool]]:
@@ -43,7 +43,7 @@ async def test_every_request_records_the_version_of_the_policy_that_decided_it(t
 
     (tmp_path / "signoff.toml").write_text(LOOSE)
     assert reloader.reload()
-    second = await service.request_approval(draft())
+    second = await service.request_approval(draft(amount=51))  # the same one again would go to people (pending)
     assert second.status is Status.APPROVED and second.policy_version == policy_version(LOOSE)
 
     created = [e for e in await store.request_events(second.id) if e.kind is EventKind.CREATED]
@@ -123,7 +123,10 @@ async def test_the_server_reloads_its_policy_file_while_serving(tmp_path: Path) 
                 before = (await client.call_tool("request_approval", ask)).structured_content
                 path.write_text(LOOSE)
                 await reloaded.wait()
-                after = (await client.call_tool("request_approval", ask)).structured_content
+                # another payload: the same one asked again would go to people, the first being still pending
+                after = (
+                    await client.call_tool("request_approval", {**ask, "payload": {"amount": 6}})
+                ).structured_content
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
