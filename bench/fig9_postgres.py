@@ -91,11 +91,13 @@ def _ok(result: CallToolResult, status: str | None = None) -> dict[str, Any]:
 @dataclass(slots=True)
 class CreateWrite:
     """The arguments one auto-decided ``request_approval`` passed to ``pg_create.create`` (its request, its rows'
-    statements, its encoded events), captured in passing during the warm-up: the exact write signoff makes."""
+    statements, its encoded events, whether it checks the agent did not ask the same before), captured in passing
+    during the warm-up: the exact write signoff makes."""
 
     request: ApprovalRequest
     inserts: Sequence[tuple[str, Sequence[object]]]
     encoded: Sequence[EncodedEvent]
+    asked_check: bool = False
 
     def renamed(self, new_id: str) -> tuple[ApprovalRequest, list[tuple[str, Sequence[object]]], list[EncodedEvent]]:
         """The same write for a request called ``new_id``: every statement, row and event as before."""
@@ -119,9 +121,10 @@ def capturing_creates(into: list[CreateWrite]) -> Iterator[None]:
         request: ApprovalRequest,
         inserts: Sequence[tuple[str, Sequence[object]]],
         encoded: Sequence[EncodedEvent],
+        refuse_approval_if_asked_before: bool = False,
     ) -> Any:
-        into.append(CreateWrite(request, list(inserts), list(encoded)))
-        return await original(conn, head, request, inserts, encoded)
+        into.append(CreateWrite(request, list(inserts), list(encoded), refuse_approval_if_asked_before))
+        return await original(conn, head, request, inserts, encoded, refuse_approval_if_asked_before)
 
     pg_create.create = recording  # type: ignore[assignment]
     try:
@@ -147,7 +150,7 @@ async def call_cost(cfg: Config, url: str, bare_url: str, workdir: Path) -> tupl
     async def write_bare() -> None:
         request, inserts, encoded = captured[-1].renamed(new_request_id())
         async with bare_head.turn:
-            await pg_create.create(bare_conn, bare_head, request, inserts, encoded)
+            await pg_create.create(bare_conn, bare_head, request, inserts, encoded, captured[-1].asked_check)
 
     server = build_server(Settings(db_path=workdir / "unused.db", db_url=url))
     add_noop_plus_write(server, write)
