@@ -41,7 +41,8 @@ class Conflict(SignoffError):
 
 class AskedBefore(Conflict):
     """``Store.create_request(..., refuse_approval_if_asked_before=True)`` stored nothing: the same agent asked for
-    the same action and payload before (``earlier``), that request went to people, and they did not approve it."""
+    the same action and payload before (``earlier``, the newest such request that went to people), and people did
+    not approve it."""
 
     def __init__(self, earlier: ApprovalRequest) -> None:
         super().__init__(

@@ -184,12 +184,12 @@ class ApprovalRequest:
         return payload_sha256(self.action, self.approved_payload)
 
 
-def went_to_people_unapproved(request: ApprovalRequest) -> bool:
-    """Whether ``request`` was sent to people and they did not approve it: still pending, or rejected, expired or
-    cancelled other than by the policy. Asking again for its action and payload must not get the policy's approval
-    (``Store.create_request``'s ``refuse_approval_if_asked_before``); the SQL stores test the same
-    (``ASKED_BEFORE``, indexed by migration 0022)."""
-    return request.status is not Status.APPROVED and request.decided_by is not DecidedBy.POLICY
+def went_to_people(request: ApprovalRequest) -> bool:
+    """Whether ``request`` was sent to people: not decided by the policy at once (pending, or decided by people,
+    expired or cancelled). The newest of an agent's such requests for an action and payload is people's last word on
+    it: unless it was approved, asking again must not get the policy's approval (``Store.create_request``'s
+    ``refuse_approval_if_asked_before``; the SQL stores' ``ASKED_BEFORE``, indexed by migration 0022)."""
+    return request.decided_by is not DecidedBy.POLICY
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

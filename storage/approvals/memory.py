@@ -40,7 +40,7 @@ from signoff.storage.records import (
     newest_key,
     priority_key,
     queue_entry_of,
-    went_to_people_unapproved,
+    went_to_people,
 )
 
 
@@ -85,9 +85,9 @@ class MemoryStore:
             return self._requests[self._by_key[key]], False
         asked = (request.agent_id or "", request.payload_sha256)
         if refuse_approval_if_asked_before and request.status is Status.APPROVED:
-            earlier = [self._requests[i] for i in self._by_digest.get(asked, ())]
-            if found := [r for r in earlier if went_to_people_unapproved(r)]:
-                raise AskedBefore(max(found, key=newest_key))
+            earlier = [r for i in self._by_digest.get(asked, ()) if went_to_people(r := self._requests[i])]
+            if earlier and (last := max(earlier, key=_last_word)).status is not Status.APPROVED:
+                raise AskedBefore(last)
         self._requests[request.id] = request
         if key is not None:
             self._by_key[key] = request.id
@@ -421,3 +421,8 @@ def recorded(request: ApprovalRequest) -> RecordedRequest:
         request.approved_payload,
         len(canonical_json(request.payload).encode()),
     )
+
+
+def _last_word(request: ApprovalRequest) -> tuple[datetime, bool, str]:
+    """The order of ``ASKED_BEFORE``: newest, and of requests made at the same instant an approved one, then by id."""
+    return request.created_at, request.status is Status.APPROVED, request.id

@@ -91,11 +91,13 @@ def _head_check(seq: int, digest: str) -> str:
 
 
 def _asked_check(cur: AsyncClientCursor[tuple[Any, ...]], asked: tuple[str, str]) -> str:
-    """A statement that fails when the agent has a request with this payload digest that went to people and was not
-    approved (``q.ASKED_BEFORE``), as ``_head_check`` fails: the cast of a sentence (a subquery's) to an integer."""
+    """A statement that fails when the newest of the agent's requests with this payload digest that went to people
+    (``q.ASKED_BEFORE``) was not approved, as ``_head_check`` fails: the cast of a sentence (a subquery's, naming the
+    request) to an integer."""
+    newest = f"FROM requests AS r WHERE {q.ASKED_BEFORE_WHERE} {q.ASKED_BEFORE_ORDER}"
     return cur.mogrify(
-        f"SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM requests AS r WHERE {q.ASKED_BEFORE_WHERE}) THEN 0"
-        f" ELSE (SELECT 'asked before: ' || min(r.id) FROM requests AS r WHERE {q.ASKED_BEFORE_WHERE})::int END",
+        f"SELECT CASE WHEN coalesce((SELECT r.status {newest}), 'approved') = 'approved' THEN 0"
+        f" ELSE (SELECT 'asked before: ' || r.id {newest})::int END",
         (*asked, *asked),
     )
 
@@ -128,8 +130,8 @@ async def create(
     """Write the request's rows (``inserts``: statements and their parameters) and chain its events, with ``NOTIFY``
     of its id, in one transaction holding the writers' lock; (the request, True), or (the first request, False)
     when its agent used its ``idempotency_key`` already. With ``refuse_approval_if_asked_before``, an approved
-    request whose agent has an earlier request with its payload that went to people and was not approved by them
-    writes nothing and raises ``AskedBefore`` (``Store.create_request``). ``conn`` is in autocommit
+    request whose agent's newest request with its payload that went to people was not approved by them writes
+    nothing and raises ``AskedBefore`` (``Store.create_request``). ``conn`` is in autocommit
     mode; on any error the transaction is rolled back before the error propagates. The caller holds ``head.turn``."""
     cur = AsyncClientCursor(conn)
     statements = [cur.mogrify(sql, params) for sql, params in inserts]
@@ -166,9 +168,9 @@ async def create(
         if request.idempotency_key is not None and results[-1]:
             await cur.execute("ROLLBACK")
             return request_from_row(results[-1][0]), False
-        if earlier:
+        if earlier and (last_asked := request_from_row(earlier[0])).status is not Status.APPROVED:
             await cur.execute("ROLLBACK")
-            raise AskedBefore(request_from_row(earlier[0]))
+            raise AskedBefore(last_asked)
         rows = chain(encoded, *((int(last[0]), str(last[1])) if last else (0, GENESIS_HASH)))
         await cur.execute(";".join([*statements, *_event_inserts(cur, rows), "COMMIT"]))
         _remember(head, rows)

@@ -32,16 +32,15 @@ SELECT {REQUEST_COLUMNS} FROM requests AS r
 """
 
 #: ``Store.create_request``'s ``refuse_approval_if_asked_before``: the newest request of the agent (``coalesce`` of
-#: its id, ``''`` for none) with this ``payload_sha256`` that went to people and was not approved by them
-#: (``records.went_to_people_unapproved``). Its conditions are those of migration 0022's partial index, word for word
-#: (so the index is used): every indexed row is a match, and the lookup is one probe however often it was asked.
+#: its id, ``''`` for none) with this ``payload_sha256`` that went to people (``records.went_to_people``): unless it
+#: was approved, the approval is refused. Its conditions are those of migration 0022's partial index, word for word,
+#: so the lookup is one probe of it in its order, however often the policy approved the same.
 ASKED_BEFORE_WHERE = """
-coalesce(r.agent_id, '') = %s AND r.payload_sha256 = %s
- AND r.status <> 'approved' AND (r.decided_by IS NULL OR r.decided_by <> 'policy')
+coalesce(r.agent_id, '') = %s AND r.payload_sha256 = %s AND (r.decided_by IS NULL OR r.decided_by <> 'policy')
 """
-ASKED_BEFORE = f"""
-SELECT {REQUEST_COLUMNS} FROM requests AS r WHERE {ASKED_BEFORE_WHERE} ORDER BY r.created_at DESC, r.id DESC LIMIT 1
-"""
+#: newest first; of requests made at the same instant, an approved one (people's yes stands over a tie)
+ASKED_BEFORE_ORDER = "ORDER BY r.created_at DESC, r.status = 'approved' DESC, r.id DESC LIMIT 1"
+ASKED_BEFORE = f"SELECT {REQUEST_COLUMNS} FROM requests AS r WHERE {ASKED_BEFORE_WHERE} {ASKED_BEFORE_ORDER}"
 
 SELECT_REQUESTS = f"SELECT {REQUEST_COLUMNS} FROM requests AS r"
 

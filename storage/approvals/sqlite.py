@@ -143,8 +143,9 @@ class SqliteStore:
                     return request_from_row(found), False
             if refuse_approval_if_asked_before and request.status is Status.APPROVED:
                 asked = (request.agent_id or "", request.payload_sha256)
-                if (earlier := db.execute(q.ASKED_BEFORE, asked).fetchone()) is not None:
-                    raise AskedBefore(request_from_row(earlier))
+                if (found := db.execute(q.ASKED_BEFORE, asked).fetchone()) is not None:
+                    if (last := request_from_row(found)).status is not Status.APPROVED:
+                        raise AskedBefore(last)
             db.execute(q.INSERT_REQUEST, row)
             if request.status is Status.APPROVED:
                 _record_approved(db, request, values)

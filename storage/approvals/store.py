@@ -49,11 +49,11 @@ class Store(Protocol):
         When the same ``agent_id`` already used this ``idempotency_key``, stores nothing and returns
         ``(first_request, False)``.
 
-        With ``refuse_approval_if_asked_before``, an approved ``request`` is stored only if the same agent (the same
-        ``agent_id``, or none) has no earlier request with its ``payload_sha256`` that went to people and was not
-        approved by them (``records.went_to_people_unapproved``); else stores nothing and raises ``AskedBefore``
-        naming that request (the newest such). Checked under the write lock, after the idempotency key, so two
-        racing requests cannot both pass it.
+        With ``refuse_approval_if_asked_before``, an approved ``request`` is stored only if the newest of the same
+        agent's (the same ``agent_id``, or none) earlier requests with its ``payload_sha256`` that went to people
+        (``records.went_to_people``), if there is one, was approved by them: else (it is pending, or was rejected,
+        expired or cancelled) stores nothing and raises ``AskedBefore`` naming it. Checked under the write lock,
+        after the idempotency key, so two racing requests cannot both pass it.
         """
         ...
 

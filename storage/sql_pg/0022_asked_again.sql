@@ -1,4 +1,4 @@
--- The requests that went to people and were not approved by them: storage/sql/0022_asked_again.sql on PostgreSQL
+-- The requests that went to people, by agent and payload digest: storage/sql/0022_asked_again.sql on PostgreSQL
 -- (the comments there say what it is for).
-CREATE INDEX requests_asked_unapproved ON requests (coalesce(agent_id, ''), payload_sha256)
-    WHERE status <> 'approved' AND (decided_by IS NULL OR decided_by <> 'policy');
+CREATE INDEX requests_asked_of_people ON requests (coalesce(agent_id, ''), payload_sha256, created_at DESC, id DESC)
+    WHERE decided_by IS NULL OR decided_by <> 'policy';

@@ -119,3 +119,16 @@ async def test_an_idempotency_key_retry_returns_the_first_request_first(store: S
     first = await add(store, payload=PAYLOAD, idempotency_key="k1")
     retry = approval(idempotency_key="k1")
     assert await create(store, retry) == (first, False)
+
+
+async def test_people_have_the_last_word_the_newest_request_they_were_asked_counts(store: Store) -> None:
+    """A person's later approval of the same ask lifts an earlier rejection; a later ask still waiting for people
+    (or refused by them) holds back an earlier approval."""
+    first = await add(store, payload=PAYLOAD)
+    await store.update(first.id, lifecycle.vote("alice", Verdict.REJECT, "no", T0 + timedelta(minutes=1)))
+    second = await add(store, payload=PAYLOAD)
+    assert (await refused(store, approval())).id == second.id
+    await store.update(second.id, lifecycle.vote("bob", Verdict.APPROVE, None, T0 + timedelta(minutes=2)))
+    await stored(store, approval())
+    third = await add(store, payload=PAYLOAD)
+    assert (await refused(store, approval())).id == third.id

@@ -179,4 +179,4 @@ async def test_the_asked_again_check_runs_in_the_one_message_and_probes_its_inde
         await cur.execute("SET enable_seqscan = off")  # a table this small is read whole otherwise
         await cur.execute(f"EXPLAIN {pg_create._asked_check(cur, ('billing-bot', pending.payload_sha256))}")
         plan = "\n".join(row[0] for row in await cur.fetchall())
-    assert "requests_asked_unapproved" in plan, plan
+    assert "requests_asked_of_people" in plan, plan

@@ -168,7 +168,8 @@ async def test_metrics_count_what_was_done_and_stats_agree(tmp_path: Path) -> No
             expire = await call(agent, "request_approval", action="db.drop", expires_in_seconds=200, **ask)
             cancel = await call(agent, "request_approval", action="db.drop", **ask)
             waiting = await call(agent, "request_approval", action="email.send", **ask)
-            await call(agent, "request_approval", action="payments.transfer", summary="small", confidence=0.99)
+            small = {"summary": "small", "payload": {"amount": 5}, "confidence": 0.99}  # not the pending ones' payload
+            await call(agent, "request_approval", action="payments.transfer", **small)
             clock.advance(120)
             async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ALICE}"}) as http:
                 for request, vote in (
