@@ -102,8 +102,9 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         Only perform the action when status is 'approved' AND actionable is true, and only with exactly this
         action and payload, before actionable_until (approved but actionable false: the approval lapsed or was
         used; do not act). If 'pending', call get_status with the request_id (use wait_seconds to wait). Never
-        retry with a new request to get a different answer; reuse idempotency_key when retrying after an error
-        (it returns the same request, so after a lapsed approval ask with a new idempotency_key).
+        retry with a new request to get a different answer (the same action and payload asked again while people
+        have it, or after they did not approve it, goes to people again); reuse idempotency_key when retrying
+        after an error (it returns the same request, so after a lapsed approval ask with a new idempotency_key).
         When a registered model produced this decision, pass model, version and the decision_id from
         resolve_model: people's verdicts then count in that version's model_stats.
         """
