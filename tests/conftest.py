@@ -8,6 +8,7 @@ import pytest
 from signoff.storage import Store
 from signoff.storage.approvals.memory import MemoryStore
 from signoff.storage.approvals.sqlite import SqliteStore
+from signoff.storage.streams import MemoryStreams, SqliteStreams, Streams
 from tests import factories
 from tests.pg_cluster import Cluster, start_cluster
 
@@ -66,6 +67,24 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         from signoff.storage.approvals.postgres import PostgresStore  # psycopg: the optional `postgres` extra
 
         backend = await PostgresStore.open(request.getfixturevalue("pg_url"))
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+async def streams(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Streams]:
+    """Every store of waiting calls' streams (resumability); the stream contract runs once per backend."""
+    backend: Streams
+    if request.param == "memory":
+        backend = MemoryStreams()
+    elif request.param == "sqlite":
+        backend = await SqliteStreams.open(tmp_path / "signoff.db")
+    else:
+        from signoff.storage.streams_pg import PostgresStreams
+
+        backend = await PostgresStreams.open(request.getfixturevalue("pg_url"))
     try:
         yield backend
     finally:

@@ -6,14 +6,12 @@ would be without resumability, unrecorded, on every engine: never a server error
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from signoff.server.resume import Keeper, Resumable, parse_event_id
-from signoff.storage.streams import MemoryStreams, SqliteStreams, Streams
+from signoff.storage.streams import Streams
 
 CALL = {
     "jsonrpc": "2.0",
@@ -22,23 +20,6 @@ CALL = {
     "params": {"name": "get_status", "arguments": {"request_id": "req_x", "wait_seconds": 5, "note": "é"}},
 }
 ANSWER = b'{"jsonrpc":"2.0","id":1,"result":{"content":[]}}'
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
-async def streams(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Streams]:
-    backend: Streams
-    if request.param == "memory":
-        backend = MemoryStreams()
-    elif request.param == "sqlite":
-        backend = await SqliteStreams.open(tmp_path / "signoff.db")
-    else:
-        from signoff.storage.streams_pg import PostgresStreams
-
-        backend = await PostgresStreams.open(request.getfixturevalue("pg_url"))
-    try:
-        yield backend
-    finally:
-        await backend.close()
 
 
 async def served(streams: Streams, body: bytes) -> tuple[list[bytes], bytes]:

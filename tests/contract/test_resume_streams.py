@@ -3,32 +3,11 @@ process once its owner is gone (never while it lives, never once answered), fini
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
-
-from signoff.storage.streams import MemoryStreams, SqliteStreams, Stream, Streams
+from signoff.storage.streams import Stream, Streams
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
-async def streams(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Streams]:
-    backend: Streams
-    if request.param == "memory":
-        backend = MemoryStreams()
-    elif request.param == "sqlite":
-        backend = await SqliteStreams.open(tmp_path / "signoff.db")
-    else:
-        from signoff.storage.streams_pg import PostgresStreams
-
-        backend = await PostgresStreams.open(request.getfixturevalue("pg_url"))
-    try:
-        yield backend
-    finally:
-        await backend.close()
 
 
 def made(key: str = "k" * 22, *, owner: str = "a", at: datetime = T0, principal: str | None = "billing-bot") -> Stream:
